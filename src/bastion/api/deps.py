@@ -1,0 +1,22 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Dependencies that routes compose."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from bastion.errors import Forbidden
+from bastion.settings import Settings
+from bastion.web.proxies import client_ip, is_loopback, parse_networks
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def require_local(request: Request) -> None:
+    """Only callers on this machine (the resolved client, not a forwarded claim from an untrusted peer)."""
+    trusted = parse_networks(get_settings(request).trusted_proxies)
+    if not is_loopback(client_ip(request.scope, trusted)):
+        raise Forbidden()

@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from bastion.api.deps import require_local
+from bastion.observability.logging import get_logger
+
+router = APIRouter(tags=["health"])
+CHECK_TIMEOUT_SECONDS = 2.0
+
+CheckState = Literal["ok", "unavailable", "disabled"]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, CheckState]
+
+
+@router.get("/health", response_model=Health)
+async def health() -> Health:
+    return Health()
+
+
+async def _database(request: Request) -> CheckState:
+    async with request.app.state.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+    return "ok"
+
+
+async def _redis(request: Request) -> CheckState:
+    redis = request.app.state.redis
+    if redis is None:
+        return "disabled"
+    await redis.ping()
+    return "ok"
+
+
+@router.get(
+    "/health/ready",
+    response_model=Readiness,
+    dependencies=[Depends(require_local)],
+    responses={503: {"model": Readiness}},
+)
+async def ready(request: Request) -> JSONResponse:
+    log = get_logger("bastion.health")
+    checks: dict[str, CheckState] = {}
+    for name, probe in (("database", _database), ("redis", _redis)):
+        try:
+            checks[name] = await asyncio.wait_for(probe(request), CHECK_TIMEOUT_SECONDS)
+        except Exception as exc:  # any failure of a dependency means "not ready", never a 500
+            log.warning("readiness_check_failed", check=name, error=type(exc).__name__)
+            checks[name] = "unavailable"
+    ok = all(state != "unavailable" for state in checks.values())
+    body = Readiness(status="ready" if ok else "unavailable", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

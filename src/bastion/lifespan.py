@@ -1,0 +1,52 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Opens and closes what the app shares between requests, and puts it on ``app.state``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from bastion.db.engine import backend_name, create_engine, create_sessionmaker
+from bastion.observability.logging import get_logger
+from bastion.settings import Settings
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    log = get_logger("bastion.lifespan")
+    database_url = settings.database_url.get_secret_value()
+    engine = create_engine(database_url)
+    redis: Redis | None = None
+    if settings.redis_url is not None:
+        redis = Redis.from_url(
+            settings.redis_url.get_secret_value(),
+            socket_connect_timeout=2,
+            socket_timeout=2,
+            health_check_interval=30,
+        )
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.redis = redis
+    log.info(
+        "startup",
+        environment=settings.environment,
+        database=backend_name(database_url),
+        shared_state="redis" if redis is not None else "in-process",
+        llm_provider=settings.llm_provider,
+    )
+    if redis is None:
+        log.warning(
+            "in_process_state",
+            message="REDIS_URL is unset: limits, revocations and blocklists hold in this process only",
+        )
+    try:
+        yield
+    finally:
+        if redis is not None:
+            await redis.aclose()
+        await engine.dispose()
+        log.info("shutdown")

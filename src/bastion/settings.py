@@ -1,0 +1,389 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Typed, validated settings from the environment, a `.env` file and `NAME_FILE` secret files.
+
+This is the only module that reads ``os.environ``. Everything else receives a ``Settings``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from bastion.crypto import material
+
+Environment = Literal["development", "test", "production"]
+
+# Secrets that may be generated in development and must be supplied in production.
+GENERATED_SECRETS = tuple(material.GENERATORS)
+# Every field that may carry credentials: these also accept NAME_FILE, are never echoed in errors,
+# and their values are scrubbed from logs.
+SECRET_FIELDS = (
+    *GENERATED_SECRETS,
+    "SMTP_PASSWORD",
+    "OPENAI_API_KEY",
+    "API_KEYS",
+    "ML_API_KEYS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SENTRY_DSN",
+    "ALERT_WEBHOOK_URL",
+)
+DEV_SECRETS_FILE = "secrets.json"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class ConfigurationError(Exception):
+    """The settings cannot be used; ``problems`` names each one, with no secret values."""
+
+    def __init__(self, problems: Iterable[str], *, heading: str = "Bastion cannot start") -> None:
+        self.problems = list(problems)
+        self.heading = heading
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"{self.heading}: {len(self.problems)} configuration problem(s)"]
+        lines += [f"  - {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+class SecretFileSource(PydanticBaseSettingsSource):
+    """Reads ``NAME_FILE`` for any setting: the path of a file holding the value (container secrets)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for name in self.settings_cls.model_fields:
+            env_name = name.upper()
+            path = os.environ.get(f"{env_name}_FILE")
+            if not path:
+                continue
+            if os.environ.get(env_name):
+                problems.append(f"{env_name} and {env_name}_FILE are both set; set only one")
+                continue
+            try:
+                values[name] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(f"{env_name}_FILE names a file that cannot be read ({type(exc).__name__})")
+        if problems:
+            raise ConfigurationError(problems)
+        return values
+
+
+class Settings(BaseSettings):
+    """Every configuration variable of Bastion. Field ``name`` is read from env ``NAME``."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    environment: Environment = "development"
+    debug: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    var_dir: Path = Path("./var")
+
+    database_url: SecretStr = SecretStr("")
+    redis_url: SecretStr | None = None
+
+    secret_key: SecretStr | None = None
+    jwt_algorithm: Literal["EdDSA", "RS256", "HS256"] = "EdDSA"
+    jwt_private_keys: SecretStr | None = None
+    access_token_minutes: int = Field(30, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(7, ge=1, le=365)
+    database_encryption_key: SecretStr | None = None
+    session_secret: SecretStr | None = None
+    csrf_secret: SecretStr | None = None
+    api_key_salt: SecretStr | None = None
+    password_hasher: Literal["argon2", "bcrypt"] = "argon2"
+    password_policy: Literal["seed", "nist"] = "seed"
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str | None = None
+
+    require_api_key: bool | None = None  # resolved from the environment when unset
+    api_key_header: str = Field("X-API-Key", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    api_keys: SecretStr | None = None
+    ml_api_keys: SecretStr | None = None
+
+    allowed_origins: CommaList = ["http://localhost:8000", "http://127.0.0.1:8000"]
+    allowed_hosts: CommaList = ["localhost", "127.0.0.1"]
+    trusted_proxies: CommaList = []
+    force_https: bool = False
+
+    rate_limit_per_minute: int = Field(100, ge=1)
+    rate_limit_fail_mode: Literal["open", "closed"] | None = None  # closed in production when unset
+    rate_limit_messages_per_hour: int = Field(100, ge=1)
+    rate_limit_voice_concurrent: int = Field(10, ge=1)
+    max_sessions_per_api_key: int = Field(50, ge=1)
+    max_total_sessions: int = Field(1000, ge=1)
+    max_message_length: int = Field(10_000, ge=1, le=1_000_000)
+    max_journal_length: int = Field(50_000, ge=1, le=10_000_000)
+    max_audio_size_mb: int = Field(10, ge=1, le=200)
+    max_history_messages: int = Field(100, ge=1, le=10_000)
+    session_ttl_minutes: int = Field(90, ge=1)
+
+    injection_action: Literal["log", "flag", "block"] = "flag"
+    profanity_filter: bool = True
+
+    llm_provider: Literal["offline", "openai"] = "offline"
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    openai_api_key: SecretStr | None = None
+    llm_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    llm_max_retries: int = Field(2, ge=0, le=10)
+
+    license_url: str | None = None
+    license_header: str = Field("X-License", pattern=r"^[A-Za-z0-9-]{1,64}$")
+
+    audit_log_sink: str = "db"
+    retention_days_app: int = Field(30, ge=1)
+    retention_days_access: int = Field(90, ge=1)
+    retention_days_security: int = Field(365, ge=1)
+
+    enable_json_logging: bool = True
+    log_level: str = "INFO"
+    sentry_dsn: SecretStr | None = None
+    alert_webhook_url: SecretStr | None = None
+    prometheus_port: int | None = Field(None, ge=1, le=65535)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, SecretFileSource(settings_cls), dotenv_settings)
+
+    # -- field parsing -------------------------------------------------------------------------
+
+    @field_validator("allowed_origins", "allowed_hosts", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_have_no_path(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and (origin.count("/") != 2 or not origin.startswith(("http://", "https://"))):
+                raise ValueError("each origin is scheme://host[:port], with no path or trailing slash")
+        return origins
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise ValueError("each trusted proxy is an IP address or CIDR") from exc
+        return proxies
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.upper() in LOG_LEVELS:
+            return value.upper()
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+
+    @field_validator("audit_log_sink")
+    @classmethod
+    def _audit_sinks(cls, value: str) -> str:
+        for sink in (s.strip() for s in value.split(",")):
+            if sink in ("db", "stdout") or sink.startswith(("file:", "http://", "https://")):
+                continue
+            raise ValueError("each sink is db, stdout, file:PATH or an http(s) URL")
+        return value
+
+    # -- whole-object rules --------------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        if self.require_api_key is None:
+            self.require_api_key = self.environment == "production"
+        if self.rate_limit_fail_mode is None:
+            self.rate_limit_fail_mode = "closed" if self.environment == "production" else "open"
+        if not self.database_url.get_secret_value():
+            self.database_url = SecretStr(f"sqlite+aiosqlite:///{self.var_dir / 'bastion.db'}")
+        problems = self.problems()
+        if problems:
+            heading = "Bastion refuses to start in production" if self.is_production else "Bastion cannot start"
+            raise ConfigurationError(problems, heading=heading)
+        if self.environment == "development":
+            self._fill_secrets(self._persisted_dev_secrets())
+        elif self.environment == "test":
+            self._fill_secrets(material.generate_all(self.jwt_algorithm))
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    def secret(self, name: str) -> str | None:
+        value = getattr(self, name.lower())
+        if value is None:
+            return None
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        return raw or None
+
+    def required_secrets(self) -> list[str]:
+        names = ["DATABASE_ENCRYPTION_KEY", "SESSION_SECRET", "CSRF_SECRET", "API_KEY_SALT"]
+        names.insert(0, "SECRET_KEY" if self.jwt_algorithm == "HS256" else "JWT_PRIVATE_KEYS")
+        return names
+
+    def problems(self) -> list[str]:
+        """Everything wrong with these settings; in production that includes unsafe choices."""
+        problems = self._format_problems()
+        if not self.is_production:
+            return problems
+        if self.debug:
+            problems.append("DEBUG must be false in production")
+        if "*" in self.allowed_origins:
+            problems.append("ALLOWED_ORIGINS must list explicit origins in production, not '*'")
+        if not self.require_api_key:
+            problems.append("REQUIRE_API_KEY must be true in production")
+        if "*" in self.allowed_hosts:
+            problems.append("ALLOWED_HOSTS must list explicit host names in production, not '*'")
+        for name in self.required_secrets():
+            if self.secret(name) is None:
+                problems.append(f"{name} is missing (generate one with `bastion secrets generate --single {name}`)")
+        for name in ("SECRET_KEY", "SESSION_SECRET", "CSRF_SECRET", "API_KEY_SALT"):
+            value = self.secret(name)
+            if value is not None and (why := material.weakness(value)):
+                problems.append(f"{name} is too weak: it {why}")
+        return problems
+
+    def _format_problems(self) -> list[str]:
+        problems: list[str] = []
+        if (raw := self.secret("DATABASE_ENCRYPTION_KEY")) is not None:
+            try:
+                keys = material.parse_encryption_keys(raw)
+            except ValueError as exc:
+                problems.append(f"DATABASE_ENCRYPTION_KEY is malformed: {exc}")
+            else:
+                for kid, key in keys.items():
+                    if len(set(key)) < 16:
+                        problems.append(f"DATABASE_ENCRYPTION_KEY key {kid!r} is too weak: not random bytes")
+        if (raw := self.secret("JWT_PRIVATE_KEYS")) is not None and self.jwt_algorithm != "HS256":
+            try:
+                material.parse_signing_keyset(raw, self.jwt_algorithm)
+            except ValueError as exc:
+                problems.append(f"JWT_PRIVATE_KEYS is malformed: {exc}")
+        return problems
+
+    # -- development secrets -------------------------------------------------------------------
+
+    def _fill_secrets(self, generated: dict[str, str]) -> None:
+        for name, value in generated.items():
+            if self.secret(name) is None:
+                setattr(self, name.lower(), SecretStr(value))
+
+    def _persisted_dev_secrets(self) -> dict[str, str]:
+        """Secrets generated once into VAR_DIR (mode 0600) and reused on every restart."""
+        path = self.var_dir / DEV_SECRETS_FILE
+        self.var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stored: dict[str, str] = {}
+        if path.exists():
+            if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                path.chmod(0o600)
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigurationError([f"{path} is unreadable; delete it to regenerate ({exc})"]) from exc
+            stored = {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, str)}
+        missing = {
+            name: value
+            for name, value in material.generate_all(self.jwt_algorithm).items()
+            if name not in stored
+        }
+        if self.jwt_algorithm != "HS256" and "JWT_PRIVATE_KEYS" in stored:
+            try:
+                material.parse_signing_keyset(stored["JWT_PRIVATE_KEYS"], self.jwt_algorithm)
+            except ValueError:
+                # The algorithm changed since the keys were made: make keys for the new one.
+                missing["JWT_PRIVATE_KEYS"] = material.signing_keyset(self.jwt_algorithm)
+        if missing:
+            stored.update(missing)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(stored, handle, indent=2)
+        return stored
+
+    # -- derived values ------------------------------------------------------------------------
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret value, for scrubbing logs."""
+        values: list[str] = []
+        for name in SECRET_FIELDS:
+            raw = self.secret(name)
+            if raw is None:
+                continue
+            if name in ("API_KEYS", "ML_API_KEYS"):
+                values.extend(part.strip() for part in raw.split(",") if part.strip())
+            else:
+                values.append(raw)
+        return [value for value in values if len(value) >= 8]
+
+    def warnings(self) -> list[str]:
+        """Choices that are allowed but deserve an operator's attention (the deploy check)."""
+        found: list[str] = []
+        url = self.database_url.get_secret_value()
+        if self.is_production:
+            if url.startswith("sqlite"):
+                found.append("DATABASE_URL is SQLite: a single file on one node; use PostgreSQL in production")
+            elif "ssl=" not in url and "sslmode=" not in url:
+                found.append("DATABASE_URL has no ssl= parameter: the database connection is not encrypted")
+            if self.redis_url is None:
+                found.append("REDIS_URL is unset: limits and revocations are per process, not shared")
+            if self.rate_limit_fail_mode == "open":
+                found.append("RATE_LIMIT_FAIL_MODE=open: limits are not enforced while Redis is unreachable")
+            if not self.force_https:
+                found.append("FORCE_HTTPS is false: make sure TLS is terminated in front of Bastion")
+            if self.llm_provider == "offline":
+                found.append("LLM_PROVIDER=offline: replies come from the development model")
+            if any(o.startswith("http://") for o in self.allowed_origins):
+                found.append("ALLOWED_ORIGINS includes a plain-http origin")
+        return found
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning type errors into a ConfigurationError that never echoes a value."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            field = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+            problems.append(f"{field}: {error['msg']}")
+        raise ConfigurationError(problems) from None

@@ -1,0 +1,56 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Unhandled exceptions to the error shape, inside the header layers so a 500 still gets them."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.errors import error_bytes
+from bastion.observability.logging import get_logger
+
+
+class UnhandledErrors:
+    """Turns an exception that escaped the app into a 500 with the error shape and no internals.
+
+    The traceback goes to the log (redacted); the client sees only the code, a generic message and
+    the request id to quote to support. If the response had already started (a stream), nothing can
+    be sent any more: the error is logged and the connection is left for the server to close.
+    """
+
+    def __init__(self, app: ASGIApp, *, license_url: str | None = None) -> None:
+        self.app = app
+        self.license_url = license_url
+        self.log = get_logger("bastion.errors")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            self.log.exception("unhandled_exception", path=scope.get("path"), response_started=started)
+            if started:
+                return
+            request_id = (scope.get("state") or {}).get("request_id")
+            body = error_bytes(status_code=500, request_id=request_id, license_url=self.license_url)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json; charset=utf-8"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"cache-control", b"no-store"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
