@@ -1,0 +1,162 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Shared fixtures: settings built in one line, real PostgreSQL and Redis, an app with its lifespan.
+
+The PostgreSQL and Redis servers are started once per run on random loopback ports (or taken from
+BASTION_TEST_POSTGRES_URL / BASTION_TEST_REDIS_URL when set) and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+
+from bastion.app import create_app
+from bastion.db import migrate
+from bastion.settings import Settings
+from tests.support.servers import PostgresServer, RedisServer
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting leaks in from the developer's shell: each test states its configuration."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+        monkeypatch.delenv(f"{name.upper()}_FILE", raising=False)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> SettingsFactory:
+    """``make_settings(REDIS_URL=..., ...)``: test-environment settings with everything in tmp_path."""
+
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "environment": "test",
+            "var_dir": tmp_path / "var",
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'bastion.db'}",
+        }
+        values.update({key.lower(): value for key, value in overrides.items()})
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return factory
+
+
+# -- real servers ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """Admin URL of the run's PostgreSQL server."""
+    if url := os.environ.get("BASTION_TEST_POSTGRES_URL"):
+        yield url
+        return
+    # Not under pytest's tmp dir: as root the server runs as `postgres`, which cannot enter it.
+    root = Path(tempfile.mkdtemp(prefix="bastion-pg-"))
+    server = PostgresServer(root=root).start()
+    try:
+        yield server.url()
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    if url := os.environ.get("BASTION_TEST_REDIS_URL"):
+        yield url
+        return
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def redis_url(redis_server: str) -> AsyncIterator[str]:
+    """The run's Redis, emptied before each test."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_server)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+    yield redis_server
+
+
+async def _admin_execute(admin_url: str, statement: str) -> None:
+    import asyncpg
+
+    url = make_url(admin_url)
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (sync, so any fixture may depend on it)."""
+    name = f"t_{secrets.token_hex(6)}"
+    asyncio.run(_admin_execute(postgres_server, f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_admin_execute(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database on each backend in turn: tests using it run on SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+async def migrated_database_url(database_url: str) -> str:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    return database_url
+
+
+# -- the app -----------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def serve_app(settings: Settings, *, client: tuple[str, int] = ("127.0.0.1", 50000)) -> AsyncIterator[
+    tuple[FastAPI, httpx.AsyncClient]
+]:
+    """The app with its lifespan running, and an HTTP client talking to it in-process."""
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False, client=client)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+            yield app, http
+
+
+@pytest.fixture
+async def client(make_settings: SettingsFactory, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for an app on default test settings with a migrated SQLite database."""
+    settings = make_settings()
+    await asyncio.to_thread(migrate.upgrade, settings.database_url.get_secret_value())
+    async with serve_app(settings) as (_app, http):
+        yield http

@@ -1,0 +1,61 @@
+# SPDX-License-Identifier: Apache-2.0
+from __future__ import annotations
+
+import pytest
+
+from bastion.observability.redaction import REDACTED, Redactor
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlLXZhbHVl"
+
+
+@pytest.fixture
+def redactor() -> Redactor:
+    return Redactor(extra_names=("X-Tenant-Key",), secret_values=("s3cr3t-configured-value",))
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("GET /x?token=abc123def&page=2", "abc123def"),
+        ("GET /x?page=2&api_key=zzz999yyy", "zzz999yyy"),
+        ("/reset?access_token=tok-1234567", "tok-1234567"),
+        ("password=hunter2hunter2", "hunter2hunter2"),
+        ("Authorization: Bearer abc.def.ghi-123", "abc.def.ghi-123"),
+        ("auth header was basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+        (f"token {JWT} rejected", JWT),
+        ("key bst_ab12cd_SECRETPART123 leaked", "SECRETPART123"),
+        ("upstream sk-proj-abcdefghijklmnop failed", "abcdefghijklmnop"),
+        ("connect postgresql://bastion:pa55word@db:5432/x failed", "pa55word"),
+        ('{"password": "hunter2hunter2", "email": "a@b.c"}', "hunter2hunter2"),
+        ("{'refresh_token': 'rt-value-123'}", "rt-value-123"),
+        ("failed with s3cr3t-configured-value inside", "s3cr3t-configured-value"),
+        ("x-tenant-key: tenantsecret99", "tenantsecret99"),
+        ("cookie: session=abcdef123456; theme=dark", "abcdef123456"),
+        ("-----BEGIN PRIVATE KEY-----\nMC4CAQAw\n-----END PRIVATE KEY-----", "MC4CAQAw"),
+    ],
+)
+def test_text_scrubbing(redactor: Redactor, text: str, secret: str) -> None:
+    out = redactor.text(text)
+    assert secret not in out
+    assert REDACTED in out
+
+
+def test_harmless_text_is_kept(redactor: Redactor) -> None:
+    text = "GET /api/sessions?page=2&session_id=abc&monkey=banana status=200"
+    assert redactor.text(text) == text
+
+
+def test_event_dicts_redact_sensitive_keys_at_any_depth(redactor: Redactor) -> None:
+    event = {
+        "event": "request",
+        "headers": {"authorization": "Bearer abc", "X-API-Key": "k", "accept": "json", "x-tenant-key": "t"},
+        "password": "p",
+        "items": [{"refresh_token": "r"}],
+        "count": 3,
+        "request_id": "id-1",
+    }
+    out = redactor(None, "info", event)
+    assert out["headers"] == {"authorization": REDACTED, "X-API-Key": REDACTED, "accept": "json", "x-tenant-key": REDACTED}
+    assert out["password"] == REDACTED
+    assert out["items"] == [{"refresh_token": REDACTED}]
+    assert out["count"] == 3 and out["request_id"] == "id-1"
