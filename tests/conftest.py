@@ -142,9 +142,9 @@ async def migrated_database_url(database_url: str) -> str:
 
 
 @asynccontextmanager
-async def serve_app(settings: Settings, *, client: tuple[str, int] = ("127.0.0.1", 50000)) -> AsyncIterator[
-    tuple[FastAPI, httpx.AsyncClient]
-]:
+async def serve_app(
+    settings: Settings, *, client: tuple[str, int] = ("127.0.0.1", 50000)
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The app with its lifespan running, and an HTTP client talking to it in-process."""
     app = create_app(settings)
     async with LifespanManager(app) as manager:

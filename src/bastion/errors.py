@@ -200,7 +200,9 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         raise exc
     errors = list(exc.errors())
     if any(error.get("type") == "json_invalid" for error in errors):
-        return error_response(request, 400, code="malformed_json", message="The request body is not valid JSON")
+        return error_response(
+            request, 400, code="malformed_json", message="The request body is not valid JSON"
+        )
     return error_response(request, 422, extra={"fields": _field_errors(errors)})
 
 

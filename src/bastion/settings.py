@@ -117,8 +117,8 @@ class Settings(BaseSettings):
     session_secret: SecretStr | None = None
     csrf_secret: SecretStr | None = None
     api_key_salt: SecretStr | None = None
-    password_hasher: Literal["argon2", "bcrypt"] = "argon2"
-    password_policy: Literal["seed", "nist"] = "seed"
+    password_hasher: Literal["argon2", "bcrypt"] = "argon2"  # noqa: S105 - an algorithm name
+    password_policy: Literal["seed", "nist"] = "seed"  # noqa: S105 - a policy name
 
     smtp_host: str | None = None
     smtp_port: int = Field(587, ge=1, le=65535)
@@ -238,7 +238,9 @@ class Settings(BaseSettings):
             self.database_url = SecretStr(f"sqlite+aiosqlite:///{self.var_dir / 'bastion.db'}")
         problems = self.problems()
         if problems:
-            heading = "Bastion refuses to start in production" if self.is_production else "Bastion cannot start"
+            heading = (
+                "Bastion refuses to start in production" if self.is_production else "Bastion cannot start"
+            )
             raise ConfigurationError(problems, heading=heading)
         if self.environment == "development":
             self._fill_secrets(self._persisted_dev_secrets())
@@ -277,7 +279,9 @@ class Settings(BaseSettings):
             problems.append("ALLOWED_HOSTS must list explicit host names in production, not '*'")
         for name in self.required_secrets():
             if self.secret(name) is None:
-                problems.append(f"{name} is missing (generate one with `bastion secrets generate --single {name}`)")
+                problems.append(
+                    f"{name} is missing (generate one with `bastion secrets generate --single {name}`)"
+                )
         for name in ("SECRET_KEY", "SESSION_SECRET", "CSRF_SECRET", "API_KEY_SALT"):
             value = self.secret(name)
             if value is not None and (why := material.weakness(value)):
@@ -361,7 +365,9 @@ class Settings(BaseSettings):
         url = self.database_url.get_secret_value()
         if self.is_production:
             if url.startswith("sqlite"):
-                found.append("DATABASE_URL is SQLite: a single file on one node; use PostgreSQL in production")
+                found.append(
+                    "DATABASE_URL is SQLite: a single file on one node; use PostgreSQL in production"
+                )
             elif "ssl=" not in url and "sslmode=" not in url:
                 found.append("DATABASE_URL has no ssl= parameter: the database connection is not encrypted")
             if self.redis_url is None:

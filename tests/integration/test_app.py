@@ -41,7 +41,9 @@ async def test_ready_reports_database(client: httpx.AsyncClient) -> None:
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "redis": "disabled"}}
 
 
-async def test_ready_refuses_remote_callers_even_with_forged_forwarding(make_settings: SettingsFactory) -> None:
+async def test_ready_refuses_remote_callers_even_with_forged_forwarding(
+    make_settings: SettingsFactory,
+) -> None:
     settings = make_settings()
     async with serve_app(settings, client=("203.0.113.9", 4000)) as (_app, http):
         for headers in ({}, {"X-Forwarded-For": "127.0.0.1"}):
@@ -58,14 +60,21 @@ async def test_ready_believes_forwarding_only_from_trusted_proxies(make_settings
         assert local.status_code == 200
 
 
-async def test_ready_says_unavailable_when_the_database_is_gone(make_settings: SettingsFactory, tmp_path) -> None:
-    settings = make_settings(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/missing-dir/../nowhere/x/db.sqlite")
+async def test_ready_says_unavailable_when_the_database_is_gone(
+    make_settings: SettingsFactory, tmp_path
+) -> None:
+    settings = make_settings(
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/missing-dir/../nowhere/x/db.sqlite"
+    )
     async with serve_app(settings) as (app, http):
         await app.state.engine.dispose()
         app.state.engine = create_app_broken_engine()
         response = await http.get("/health/ready")
         assert response.status_code == 503
-        assert response.json() == {"status": "unavailable", "checks": {"database": "unavailable", "redis": "disabled"}}
+        assert response.json() == {
+            "status": "unavailable",
+            "checks": {"database": "unavailable", "redis": "disabled"},
+        }
 
 
 def create_app_broken_engine():  # type: ignore[no-untyped-def]
@@ -109,12 +118,18 @@ async def probe_client(make_settings: SettingsFactory):  # type: ignore[no-untyp
             yield http
 
 
-async def test_validation_errors_name_field_and_rule_but_never_the_value(probe_client: httpx.AsyncClient) -> None:
+async def test_validation_errors_name_field_and_rule_but_never_the_value(
+    probe_client: httpx.AsyncClient,
+) -> None:
     secret = "my-rejected-password-is-" + "x" * 80
     response = await probe_client.post("/probe/login", json={"email": "a@b.c", "password": secret})
     detail = assert_error_shape(response, 422, "validation_error")
     assert detail["fields"] == [
-        {"field": "body.password", "rule": "string_too_long", "message": "String should have at most 64 characters"}
+        {
+            "field": "body.password",
+            "rule": "string_too_long",
+            "message": "String should have at most 64 characters",
+        }
     ]
     assert detail["license"] == "https://license.example/terms"
     assert "rejected-password" not in response.text
@@ -131,7 +146,9 @@ async def test_wrong_types_and_missing_fields(probe_client: httpx.AsyncClient) -
 
 async def test_malformed_json_is_a_400(probe_client: httpx.AsyncClient) -> None:
     response = await probe_client.post(
-        "/probe/login", content=b'{"email": "a@b.c", "password": "hunter2', headers={"content-type": "application/json"}
+        "/probe/login",
+        content=b'{"email": "a@b.c", "password": "hunter2',
+        headers={"content-type": "application/json"},
     )
     assert_error_shape(response, 400, "malformed_json")
     assert "hunter2" not in response.text
@@ -162,7 +179,9 @@ async def test_docs_are_off_in_production(make_settings: SettingsFactory) -> Non
     assert dev.openapi_url == "/openapi.json"
 
 
-async def test_secrets_in_headers_query_and_exceptions_never_reach_the_log(make_settings: SettingsFactory) -> None:
+async def test_secrets_in_headers_query_and_exceptions_never_reach_the_log(
+    make_settings: SettingsFactory,
+) -> None:
     api_key = "bst_pub123_Zq8Xv7Wn6Ms5Lr4Kp3"
     bearer = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJl"
     query_secret = "q-secret-Hx81kd02"

@@ -27,7 +27,10 @@ async def test_ready_reports_a_redis_outage_without_a_500(make_settings: Setting
             server.stop()
             response = await http.get("/health/ready")
             assert response.status_code == 503
-            assert response.json() == {"status": "unavailable", "checks": {"database": "ok", "redis": "unavailable"}}
+            assert response.json() == {
+                "status": "unavailable",
+                "checks": {"database": "ok", "redis": "unavailable"},
+            }
             assert (await http.get("/health")).status_code == 200
     finally:
         server.stop()

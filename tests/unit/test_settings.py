@@ -43,7 +43,9 @@ def test_defaults_match_the_design(make_settings: SettingsFactory) -> None:
     assert settings.api_key_header == "X-API-Key"
 
 
-def test_reads_environment_and_comma_lists(monkeypatch: pytest.MonkeyPatch, make_settings: SettingsFactory) -> None:
+def test_reads_environment_and_comma_lists(
+    monkeypatch: pytest.MonkeyPatch, make_settings: SettingsFactory
+) -> None:
     monkeypatch.setenv("PORT", "9001")
     monkeypatch.setenv("ALLOWED_ORIGINS", "https://a.example, https://b.example:8443")
     monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.0/8,::1")
@@ -58,7 +60,9 @@ def test_reads_environment_and_comma_lists(monkeypatch: pytest.MonkeyPatch, make
 
 
 def test_reads_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / ".env").write_text("ENVIRONMENT=test\nMAX_MESSAGE_LENGTH=123\nLICENSE_URL=https://l.example\n")
+    (tmp_path / ".env").write_text(
+        "ENVIRONMENT=test\nMAX_MESSAGE_LENGTH=123\nLICENSE_URL=https://l.example\n"
+    )
     monkeypatch.chdir(tmp_path)
     settings = Settings(var_dir=tmp_path / "var")
     assert settings.max_message_length == 123
@@ -72,7 +76,9 @@ def test_environment_beats_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert Settings(var_dir=tmp_path / "var").max_message_length == 456
 
 
-def test_secret_from_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_settings: SettingsFactory) -> None:
+def test_secret_from_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_settings: SettingsFactory
+) -> None:
     secret = material.token()
     path = tmp_path / "secret_key"
     path.write_text(secret + "\n")
@@ -107,7 +113,13 @@ def test_development_secrets_are_generated_once_private_and_reused(tmp_path: Pat
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     assert stat.S_IMODE(var.stat().st_mode) == 0o700
     second = Settings(_env_file=None, environment="development", var_dir=var)  # type: ignore[call-arg]
-    for name in ("SECRET_KEY", "JWT_PRIVATE_KEYS", "DATABASE_ENCRYPTION_KEY", "SESSION_SECRET", "CSRF_SECRET"):
+    for name in (
+        "SECRET_KEY",
+        "JWT_PRIVATE_KEYS",
+        "DATABASE_ENCRYPTION_KEY",
+        "SESSION_SECRET",
+        "CSRF_SECRET",
+    ):
         value = first.secret(name)
         assert value is not None
         assert value == second.secret(name)

@@ -50,7 +50,8 @@ def serve(
     ssl_ca_certs: Annotated[str | None, typer.Option(help="CA bundle for client certificates.")] = None,
     ssl_cert_reqs: Annotated[CertReqs, typer.Option(help="Client certificate requirement.")] = CertReqs.none,
     migrate: Annotated[
-        bool | None, typer.Option("--migrate/--no-migrate", help="Apply migrations first (default in development).")
+        bool | None,
+        typer.Option("--migrate/--no-migrate", help="Apply migrations first (default in development)."),
     ] = None,
 ) -> None:
     """Run the service with uvicorn."""

@@ -29,7 +29,7 @@ class Algorithm(StrEnum):
 
 def _env_line(name: str, value: str) -> str:
     # Single quotes keep a JSON keyset literal in .env files and POSIX shells.
-    return f"{name}='{value}'" if any(c in value for c in " \"{}$") else f"{name}={value}"
+    return f"{name}='{value}'" if any(c in value for c in ' "{}$') else f"{name}={value}"
 
 
 @app.command()

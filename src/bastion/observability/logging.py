@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -75,7 +76,7 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         logging.getLogger(name).setLevel(level)
 
 
-def _drop_color(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _drop_color(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     event_dict.pop("color_message", None)  # uvicorn's ANSI-coloured duplicate of the message
     return event_dict
 

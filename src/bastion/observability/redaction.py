@@ -55,7 +55,9 @@ class Redactor:
         values = sorted({v for v in secret_values if len(v) >= 8}, key=len, reverse=True)
         self._values = re.compile("|".join(re.escape(v) for v in values)) if values else None
         words = "|".join(
-            sorted({re.escape(n) for n in self._names} | {re.escape(p) for p in _SENSITIVE_PARTS}, key=len)[::-1]
+            sorted({re.escape(n) for n in self._names} | {re.escape(p) for p in _SENSITIVE_PARTS}, key=len)[
+                ::-1
+            ]
         )
         # name=value in query strings, form bodies, cookies and "Header: value" lines.
         self._pairs = re.compile(
@@ -71,7 +73,12 @@ class Redactor:
             (re.compile(r"\bbst_[A-Za-z0-9_\-]+"), f"bst_{REDACTED}"),
             (re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"), f"sk-{REDACTED}"),
             (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]*):[^@\s/]+@"), rf"\1:{REDACTED}@"),
-            (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S), REDACTED),
+            (
+                re.compile(
+                    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
+                ),
+                REDACTED,
+            ),
         )
 
     def is_sensitive(self, name: str) -> bool:
@@ -110,7 +117,11 @@ class Redactor:
             return self.text(value.decode("utf-8", "replace"))
         if isinstance(value, Mapping):
             return {
-                k: (REDACTED if isinstance(k, str) and self.is_sensitive(k) else self.value(v, depth=depth + 1))
+                k: (
+                    REDACTED
+                    if isinstance(k, str) and self.is_sensitive(k)
+                    else self.value(v, depth=depth + 1)
+                )
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple):

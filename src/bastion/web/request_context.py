@@ -61,7 +61,7 @@ class RequestContext:
         if self.trust_client_id:
             for name, value in scope.get("headers", ()):
                 if name == b"x-request-id":
-                    candidate = value.decode("latin-1")
+                    candidate: str = value.decode("latin-1")
                     if _SAFE_ID.fullmatch(candidate):
                         return candidate
                     break

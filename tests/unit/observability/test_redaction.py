@@ -55,7 +55,12 @@ def test_event_dicts_redact_sensitive_keys_at_any_depth(redactor: Redactor) -> N
         "request_id": "id-1",
     }
     out = redactor(None, "info", event)
-    assert out["headers"] == {"authorization": REDACTED, "X-API-Key": REDACTED, "accept": "json", "x-tenant-key": REDACTED}
+    assert out["headers"] == {
+        "authorization": REDACTED,
+        "X-API-Key": REDACTED,
+        "accept": "json",
+        "x-tenant-key": REDACTED,
+    }
     assert out["password"] == REDACTED
     assert out["items"] == [{"refresh_token": REDACTED}]
     assert out["count"] == 3 and out["request_id"] == "id-1"

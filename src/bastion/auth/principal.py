@@ -1,0 +1,42 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The authenticated caller, as every layer after authentication sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+    SERVICE = "service"
+
+
+class AuthMethod(StrEnum):
+    JWT = "jwt"
+    COOKIE = "cookie"
+    API_KEY = "api_key"
+    STATIC_KEY = "static_key"
+    MTLS = "mtls"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who made the request.
+
+    Authentication stores it at ``scope["state"]["principal"]`` (``request.state.principal``);
+    limits, quotas, audit and authorization read it from there. ``user_id`` and ``api_key_id`` are
+    the identities rate limits and quotas key on; either may be absent.
+    """
+
+    subject: str
+    role: Role
+    method: AuthMethod
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    user_id: str | None = None
+    api_key_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
