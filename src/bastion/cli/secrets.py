@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -32,6 +34,19 @@ def _env_line(name: str, value: str) -> str:
     return f"{name}='{value}'" if any(c in value for c in ' "{}$') else f"{name}={value}"
 
 
+def _write_files(directory: Path, values: dict[str, str]) -> None:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    existing = [name for name in values if (directory / name).exists()]
+    if existing:
+        typer.echo(f"Refusing to overwrite existing secret files: {', '.join(existing)}", err=True)
+        raise typer.Exit(2)
+    for name, value in values.items():
+        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(value + "\n")
+        typer.echo(f"wrote {directory / name}")
+
+
 @app.command()
 def generate(
     single: Annotated[str | None, typer.Option("--single", help="Only this secret, e.g. SECRET_KEY.")] = None,
@@ -39,8 +54,14 @@ def generate(
     jwt_algorithm: Annotated[
         Algorithm, typer.Option("--jwt-algorithm", help="Kind of JWT signing key to make.")
     ] = Algorithm.EdDSA,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir", help="Write one file per secret (mode 0600) for NAME_FILE, instead of printing."
+        ),
+    ] = None,
 ) -> None:
-    """Print fresh secrets for every setting that needs one (to standard output only)."""
+    """Print fresh secrets for every setting that needs one, or write them as files."""
     if single is not None:
         name = single.upper()
         if name not in material.GENERATORS:
@@ -50,6 +71,9 @@ def generate(
         values = {name: material.GENERATORS[name](algorithm)}
     else:
         values = material.generate_all(jwt_algorithm.value)
+    if output_dir is not None:
+        _write_files(output_dir, values)
+        return
     if fmt is Format.json:
         typer.echo(json.dumps(values, indent=2))
     elif fmt is Format.yaml:

@@ -1,0 +1,31 @@
+# SPDX-License-Identifier: Apache-2.0
+# Multi-stage: build a wheel with its dependencies, then copy only the installed environment
+# into a slim runtime image that runs as an unprivileged user.
+
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN python -m venv /opt/bastion \
+ && /opt/bastion/bin/pip install --upgrade pip \
+ && /opt/bastion/bin/pip install .
+
+FROM python:3.11-slim AS runtime
+ENV PATH=/opt/bastion/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    ENVIRONMENT=production \
+    HOST=0.0.0.0 \
+    PORT=8000
+RUN groupadd --gid 1000 bastion \
+ && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /app --shell /usr/sbin/nologin bastion \
+ && mkdir -p /app/var && chown -R 1000:1000 /app
+COPY --from=build /opt/bastion /opt/bastion
+WORKDIR /app
+USER 1000:1000
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s --retries=3 \
+  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status == 200 else 1)"
+# Migrations run as a separate step (`bastion db upgrade`), never implicitly in production.
+CMD ["bastion", "serve"]
