@@ -210,3 +210,36 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BastionError, _bastion_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+
+
+# -- model provider ----------------------------------------------------------------------------
+
+
+class UpstreamUnavailable(_RetryableError):
+    """The model provider is failing or rate-limiting us; the breaker may be open."""
+
+    status_code = 503
+    code = "upstream_unavailable"
+    default_message = "The model provider is temporarily unavailable"
+
+
+class UpstreamError(BastionError):
+    """The model provider answered with something unusable. Its body is never passed on."""
+
+    status_code = 502
+    code = "upstream_error"
+    default_message = "The model provider failed to answer"
+
+
+class UpstreamTimeout(BastionError):
+    status_code = 504
+    code = "upstream_timeout"
+    default_message = "The model provider did not answer in time"
+
+
+class NotAvailable(BastionError):
+    """A capability this deployment does not offer (for example transcription on the offline model)."""
+
+    status_code = 501
+    code = "not_available"
+    default_message = "Not available in this deployment"

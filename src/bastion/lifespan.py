@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from bastion.db.engine import backend_name, create_engine, create_sessionmaker
+from bastion.llm.factory import build_provider
 from bastion.observability.logging import get_logger
 from bastion.settings import Settings
 
@@ -31,6 +33,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = redis
+    # One pooled client for the model provider; no environment proxies or netrc credentials.
+    http_client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
+    app.state.http_client = http_client
+    app.state.llm = build_provider(settings, http_client=http_client, redis=redis)
     log.info(
         "startup",
         environment=settings.environment,
@@ -46,6 +52,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.llm.aclose()
+        await http_client.aclose()
         if redis is not None:
             await redis.aclose()
         await engine.dispose()

@@ -157,6 +157,10 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     llm_timeout_seconds: float = Field(30.0, gt=0, le=600)
     llm_max_retries: int = Field(2, ge=0, le=10)
+    # Model provider resilience (beyond the documented table).
+    llm_breaker_threshold: int = Field(5, ge=1, le=1000)
+    llm_breaker_recovery_seconds: float = Field(30.0, gt=0, le=3600)
+    llm_transcription_model: str = Field("whisper-1", min_length=1, max_length=128)
 
     license_url: str | None = None
     license_header: str = Field("X-License", pattern=r"^[A-Za-z0-9-]{1,64}$")
@@ -290,6 +294,11 @@ class Settings(BaseSettings):
 
     def _format_problems(self) -> list[str]:
         problems: list[str] = []
+        if self.llm_provider == "openai":
+            if not self.llm_base_url or not self.llm_base_url.startswith(("http://", "https://")):
+                problems.append("LLM_BASE_URL must be an http(s) URL when LLM_PROVIDER=openai")
+            if not self.llm_model:
+                problems.append("LLM_MODEL is required when LLM_PROVIDER=openai")
         if (raw := self.secret("DATABASE_ENCRYPTION_KEY")) is not None:
             try:
                 keys = material.parse_encryption_keys(raw)
@@ -378,6 +387,10 @@ class Settings(BaseSettings):
                 found.append("FORCE_HTTPS is false: make sure TLS is terminated in front of Bastion")
             if self.llm_provider == "offline":
                 found.append("LLM_PROVIDER=offline: replies come from the development model")
+            elif (self.llm_base_url or "").startswith("http://"):
+                found.append(
+                    "LLM_BASE_URL is plain http: prompts and the API key cross the network unencrypted"
+                )
             if any(o.startswith("http://") for o in self.allowed_origins):
                 found.append("ALLOWED_ORIGINS includes a plain-http origin")
         return found

@@ -151,7 +151,11 @@ def test_serve_on_embedded_defaults(workdir: Path) -> None:
         assert response.json() == {"status": "ok"}
         assert "server" not in response.headers
         ready = get(f"{url}/health/ready")
-        assert ready.json() == {"status": "ready", "checks": {"database": "ok", "redis": "disabled"}}
+        assert ready.json() == {
+            "status": "ready",
+            "checks": {"database": "ok", "redis": "disabled"},
+            "model": "offline",
+        }
     secrets_file = workdir / "var" / "secrets.json"
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
     assert stat.S_IMODE((workdir / "var" / "bastion.db").stat().st_mode) == 0o600
@@ -174,7 +178,11 @@ def test_serve_on_postgres_and_redis(workdir: Path, postgres_url: str, redis_url
     env = {"DATABASE_URL": postgres_url, "REDIS_URL": redis_url, "ENVIRONMENT": "development"}
     with bastion_server(workdir, env) as (url, log_path):
         ready = get(f"{url}/health/ready")
-        assert ready.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+        assert ready.json() == {
+            "status": "ready",
+            "checks": {"database": "ok", "redis": "ok"},
+            "model": "offline",
+        }
     output = log_path.read_text()
     assert postgres_url.split("@")[0].split(":")[-1] not in output  # the database password
     assert '"database": "postgresql"' in output

@@ -38,7 +38,11 @@ async def test_health_is_tiny_and_public(client: httpx.AsyncClient) -> None:
 async def test_ready_reports_database(client: httpx.AsyncClient) -> None:
     response = await client.get("/health/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {"database": "ok", "redis": "disabled"}}
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "redis": "disabled"},
+        "model": "offline",
+    }
 
 
 async def test_ready_refuses_remote_callers_even_with_forged_forwarding(
@@ -74,6 +78,7 @@ async def test_ready_says_unavailable_when_the_database_is_gone(
         assert response.json() == {
             "status": "unavailable",
             "checks": {"database": "unavailable", "redis": "disabled"},
+            "model": "offline",
         }
 
 

@@ -30,6 +30,7 @@ async def test_ready_reports_a_redis_outage_without_a_500(make_settings: Setting
             assert response.json() == {
                 "status": "unavailable",
                 "checks": {"database": "ok", "redis": "unavailable"},
+                "model": "offline",
             }
             assert (await http.get("/health")).status_code == 200
     finally:

@@ -18,7 +18,12 @@ from bastion.observability.redaction import Redactor
 from bastion.settings import Settings
 
 # Loggers that would print request lines or SQL on their own: theirs is replaced by ours.
-_QUIET = {"uvicorn.access": logging.WARNING, "sqlalchemy.engine": logging.WARNING}
+_QUIET = {
+    "uvicorn.access": logging.WARNING,
+    "sqlalchemy.engine": logging.WARNING,
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+}
 
 
 def redactor_for(settings: Settings) -> Redactor:

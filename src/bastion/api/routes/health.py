@@ -27,6 +27,9 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     checks: dict[str, CheckState]
+    # The model provider is reported, not required: an open breaker answers 503 on chat calls by
+    # itself, and failing readiness for it would pull every instance out of the load balancer.
+    model: str
 
 
 @router.get("/health", response_model=Health)
@@ -64,5 +67,10 @@ async def ready(request: Request) -> JSONResponse:
             log.warning("readiness_check_failed", check=name, error=type(exc).__name__)
             checks[name] = "unavailable"
     ok = all(state != "unavailable" for state in checks.values())
-    body = Readiness(status="ready" if ok else "unavailable", checks=checks)
+    try:
+        model = await asyncio.wait_for(request.app.state.llm.status(), CHECK_TIMEOUT_SECONDS)
+    except Exception as exc:  # breaker state lives in Redis, which may be down
+        log.warning("readiness_check_failed", check="model", error=type(exc).__name__)
+        model = "unknown"
+    body = Readiness(status="ready" if ok else "unavailable", checks=checks, model=model)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

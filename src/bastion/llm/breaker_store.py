@@ -1,0 +1,134 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Where breaker state lives: in the process, or in Redis so every instance sees one breaker.
+
+The Redis store runs the same transitions as ``bastion.llm.breaker`` in Lua, one atomic round trip
+per call; the contract tests run both stores through the same scenarios.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+from bastion.llm.breaker import (
+    BreakerConfig,
+    Decision,
+    Snapshot,
+    State,
+    acquire,
+    record_failure,
+    record_success,
+)
+
+
+class BreakerStore(Protocol):
+    async def acquire(self, name: str, config: BreakerConfig, now: float) -> Decision: ...
+
+    async def success(self, name: str, config: BreakerConfig, now: float) -> None: ...
+
+    async def failure(self, name: str, config: BreakerConfig, now: float) -> None: ...
+
+    async def state(self, name: str) -> State: ...
+
+
+class MemoryBreakerStore:
+    """Per-process breakers. The event loop runs each method without interruption: no lock needed."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[str, Snapshot] = {}
+
+    async def acquire(self, name: str, config: BreakerConfig, now: float) -> Decision:
+        decision, self._snapshots[name] = acquire(self._snapshots.get(name, Snapshot()), config, now)
+        return decision
+
+    async def success(self, name: str, config: BreakerConfig, now: float) -> None:
+        self._snapshots[name] = record_success(self._snapshots.get(name, Snapshot()), config, now)
+
+    async def failure(self, name: str, config: BreakerConfig, now: float) -> None:
+        self._snapshots[name] = record_failure(self._snapshots.get(name, Snapshot()), config, now)
+
+    async def state(self, name: str) -> State:
+        return self._snapshots.get(name, Snapshot()).state
+
+
+# KEYS[1] = breaker hash. ARGV: now, threshold, recovery seconds, half-open probes, ttl ms.
+_ACQUIRE = """
+local s = redis.call('HMGET', KEYS[1], 'state', 'failures', 'since', 'probes')
+local state = s[1] or 'closed'
+if state == 'closed' then return {1, '0'} end
+local now = tonumber(ARGV[1])
+local recovery = tonumber(ARGV[3])
+local since = tonumber(s[3]) or 0
+local probes = tonumber(s[4]) or 0
+local waited = now - since
+if state == 'open' then
+  if waited < recovery then return {0, tostring(recovery - waited)} end
+  redis.call('HSET', KEYS[1], 'state', 'half_open', 'since', ARGV[1], 'probes', 1)
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return {1, '0'}
+end
+if waited >= recovery then
+  redis.call('HSET', KEYS[1], 'since', ARGV[1], 'probes', 1)
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return {1, '0'}
+end
+if probes < tonumber(ARGV[4]) then
+  redis.call('HINCRBY', KEYS[1], 'probes', 1)
+  return {1, '0'}
+end
+return {0, tostring(recovery - waited)}
+"""
+
+_FAILURE = """
+local s = redis.call('HMGET', KEYS[1], 'state', 'failures')
+local state = s[1] or 'closed'
+local failures = (tonumber(s[2]) or 0) + 1
+if state == 'open' then return 0 end
+if state == 'half_open' or failures >= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'state', 'open', 'failures', failures, 'since', ARGV[1], 'probes', 0)
+else
+  redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', failures)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+class RedisBreakerStore:
+    """Breakers shared by every instance through Redis."""
+
+    def __init__(self, redis: Redis, *, prefix: str = "bastion:breaker") -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._failure = redis.register_script(_FAILURE)
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}:{{{name}}}"
+
+    @staticmethod
+    def _args(config: BreakerConfig, now: float) -> list[str | int | float]:
+        # State outlives the recovery period long enough to matter, then expires on its own.
+        ttl_ms = int(max(config.recovery_seconds * 10, 600) * 1000)
+        return [
+            repr(now),
+            config.failure_threshold,
+            repr(config.recovery_seconds),
+            config.half_open_probes,
+            ttl_ms,
+        ]
+
+    async def acquire(self, name: str, config: BreakerConfig, now: float) -> Decision:
+        allowed, retry_after = await self._acquire(keys=[self._key(name)], args=self._args(config, now))
+        return Decision(bool(allowed), float(retry_after))
+
+    async def success(self, name: str, config: BreakerConfig, now: float) -> None:
+        await self.redis.delete(self._key(name))
+
+    async def failure(self, name: str, config: BreakerConfig, now: float) -> None:
+        await self._failure(keys=[self._key(name)], args=self._args(config, now))
+
+    async def state(self, name: str) -> State:
+        raw = await self.redis.hget(self._key(name), "state")
+        return State(raw.decode() if isinstance(raw, bytes) else raw) if raw else State.CLOSED

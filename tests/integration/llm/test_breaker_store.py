@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: Apache-2.0
+"""One contract for every breaker store: the Redis Lua must behave exactly as the pure machine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from bastion.llm.breaker import BreakerConfig, State
+from bastion.llm.breaker_store import BreakerStore, MemoryBreakerStore, RedisBreakerStore
+
+CONFIG = BreakerConfig(failure_threshold=3, recovery_seconds=10, half_open_probes=2)
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[BreakerStore]:
+    if request.param == "memory":
+        yield MemoryBreakerStore()
+        return
+    redis = Redis.from_url(request.getfixturevalue("redis_server"))
+    await redis.flushdb()
+    try:
+        yield RedisBreakerStore(redis)
+    finally:
+        await redis.aclose()
+
+
+async def test_full_cycle(store: BreakerStore) -> None:
+    for now in (1, 2):
+        assert (await store.acquire("p", CONFIG, now)).allowed
+        await store.failure("p", CONFIG, now)
+    assert await store.state("p") is State.CLOSED
+    await store.failure("p", CONFIG, 3.5)
+    assert await store.state("p") is State.OPEN
+    refused = await store.acquire("p", CONFIG, 5)
+    assert not refused.allowed and refused.retry_after == pytest.approx(8.5)
+    # Two probes in half-open, a third refused.
+    assert (await store.acquire("p", CONFIG, 13.5)).allowed
+    assert await store.state("p") is State.HALF_OPEN
+    assert (await store.acquire("p", CONFIG, 13.6)).allowed
+    assert not (await store.acquire("p", CONFIG, 13.7)).allowed
+    await store.success("p", CONFIG, 14)
+    assert await store.state("p") is State.CLOSED
+    assert (await store.acquire("p", CONFIG, 14)).allowed
+
+
+async def test_probe_failure_reopens(store: BreakerStore) -> None:
+    for _ in range(3):
+        await store.failure("p", CONFIG, 0)
+    assert (await store.acquire("p", CONFIG, 10)).allowed
+    await store.failure("p", CONFIG, 10)
+    assert await store.state("p") is State.OPEN
+    decision = await store.acquire("p", CONFIG, 11)
+    assert not decision.allowed and decision.retry_after == pytest.approx(9)
+
+
+async def test_lost_probes_are_replaced_after_a_period(store: BreakerStore) -> None:
+    for _ in range(3):
+        await store.failure("p", CONFIG, 0)
+    assert (await store.acquire("p", CONFIG, 10)).allowed
+    assert (await store.acquire("p", CONFIG, 10)).allowed
+    assert not (await store.acquire("p", CONFIG, 15)).allowed
+    assert (await store.acquire("p", CONFIG, 20)).allowed
+
+
+async def test_breakers_are_independent_by_name(store: BreakerStore) -> None:
+    for _ in range(3):
+        await store.failure("a", CONFIG, 0)
+    assert not (await store.acquire("a", CONFIG, 1)).allowed
+    assert (await store.acquire("b", CONFIG, 1)).allowed
+
+
+@pytest.mark.redis
+async def test_redis_state_is_shared_between_instances(redis_url: str) -> None:
+    one, two = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    try:
+        first, second = RedisBreakerStore(one), RedisBreakerStore(two)
+        for _ in range(3):
+            await first.failure("p", CONFIG, 0)
+        assert not (await second.acquire("p", CONFIG, 1)).allowed
+        ttl = await one.pttl("bastion:breaker:{p}")
+        assert 0 < ttl <= 600_000  # the state expires on its own
+    finally:
+        await one.aclose()
+        await two.aclose()

@@ -1,0 +1,258 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A local fake OpenAI-compatible server for fault injection, over real TCP.
+
+It is a small HTTP/1.1 server on asyncio streams (not a framework) so a test can make it do what
+real providers do on bad days: answer slowly, fail with 500 or 429 and Retry-After, drop the
+connection without a word, or stream part of a reply and then cut the connection.
+
+    upstream = FakeUpstream().start()
+    upstream.script(Fault.status(500), Fault.status(500))   # next two requests fail, then normal
+    ... point a provider at upstream.base_url ...
+    assert upstream.count("/v1/chat/completions") == 3
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.support.servers import free_port
+
+SECRET_IN_ERROR = "upstream-internal-detail-sk-leak-000"
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str = "ok"  # ok | status | slow | drop | stream_break | garbage
+    status: int = 200
+    delay: float = 0.0
+    retry_after: str | None = None
+    chunks_before_break: int = 2
+
+    @classmethod
+    def status_code(cls, status: int, retry_after: str | None = None) -> Fault:
+        return cls("status", status=status, retry_after=retry_after)
+
+    @classmethod
+    def slow(cls, delay: float) -> Fault:
+        return cls("slow", delay=delay)
+
+    @classmethod
+    def drop(cls) -> Fault:
+        return cls("drop")
+
+    @classmethod
+    def stream_break(cls, after: int = 2) -> Fault:
+        return cls("stream_break", chunks_before_break=after)
+
+    @classmethod
+    def garbage(cls) -> Fault:
+        return cls("garbage")
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float = field(default_factory=time.monotonic)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class FakeUpstream:
+    def __init__(self, *, reply: str | None = None) -> None:
+        self.port = free_port()
+        self.reply = reply
+        self.requests: list[Recorded] = []
+        self._script: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def script(self, *faults: Fault) -> None:
+        with self._lock:
+            self._script.extend(faults)
+
+    def count(self, path: str = "/v1/chat/completions") -> int:
+        return sum(1 for r in self.requests if r.path == path)
+
+    def _next(self) -> Fault:
+        with self._lock:
+            return self._script.popleft() if self._script else Fault()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FakeUpstream:
+        self._thread = threading.Thread(target=self._run, name="fake-upstream", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake upstream did not start")
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+
+        async def serve() -> None:
+            self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+            self._ready.set()
+            async with self._server:
+                await self._server.serve_forever()
+
+        try:
+            loop.run_until_complete(serve())
+        except asyncio.CancelledError:
+            pass
+        finally:
+            loop.close()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._server is not None:
+            loop, server = self._loop, self._server
+
+            def close() -> None:
+                server.close()
+                for task in asyncio.all_tasks(loop):
+                    task.cancel()
+
+            loop.call_soon_threadsafe(close)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _version = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                if ":" in line:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+            self.requests.append(Recorded(method, path, headers, body))
+            await self._respond(self._next(), path, body, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def _respond(self, fault: Fault, path: str, body: bytes, writer: asyncio.StreamWriter) -> None:
+        if fault.kind == "drop":
+            writer.transport.abort()
+            return
+        if fault.kind == "slow":
+            await asyncio.sleep(fault.delay)
+        if fault.kind == "status":
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            error = {"error": {"message": f"failure with {SECRET_IN_ERROR}", "type": "server_error"}}
+            await self._send(writer, fault.status, json.dumps(error).encode(), extra)
+            return
+        if fault.kind == "garbage":
+            await self._send(writer, 200, b"<html>not json</html>", {"Content-Type": "text/html"})
+            return
+        if path.endswith("/audio/transcriptions"):
+            await self._send(writer, 200, json.dumps({"text": "transcribed words from audio"}).encode())
+            return
+        if path.endswith("/models"):
+            await self._send(
+                writer, 200, json.dumps({"object": "list", "data": [{"id": "fake-model"}]}).encode()
+            )
+            return
+        request = json.loads(body or b"{}")
+        content = self.reply or self._echo(request)
+        if request.get("stream"):
+            await self._stream(writer, request, content, fault)
+            return
+        completion = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.get("model", "fake-model"),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 11, "completion_tokens": len(content.split()), "total_tokens": 0},
+        }
+        await self._send(writer, 200, json.dumps(completion).encode())
+
+    @staticmethod
+    def _echo(request: dict[str, Any]) -> str:
+        messages = request.get("messages") or [{}]
+        return f"echo: {messages[-1].get('content', '')}"
+
+    async def _stream(
+        self, writer: asyncio.StreamWriter, request: dict[str, Any], content: str, fault: Fault
+    ) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
+        )
+        words = content.split(" ")
+        for index, word in enumerate(words):
+            if fault.kind == "stream_break" and index >= fault.chunks_before_break:
+                await writer.drain()
+                writer.transport.abort()
+                return
+            chunk = {
+                "id": "chatcmpl-stream",
+                "object": "chat.completion.chunk",
+                "model": request.get("model", "fake-model"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"content": word if index == 0 else f" {word}"},
+                        "finish_reason": None,
+                    }
+                ],
+            }
+            writer.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            await writer.drain()
+        final = {"id": "chatcmpl-stream", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        writer.write(f"data: {json.dumps(final)}\n\n".encode())
+        if (request.get("stream_options") or {}).get("include_usage"):
+            usage = {
+                "id": "chatcmpl-stream",
+                "choices": [],
+                "usage": {"prompt_tokens": 11, "completion_tokens": len(words)},
+            }
+            writer.write(f"data: {json.dumps(usage)}\n\n".encode())
+        writer.write(b"data: [DONE]\n\n")
+        await writer.drain()
+
+    @staticmethod
+    async def _send(
+        writer: asyncio.StreamWriter, status: int, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        all_headers = {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+            "Connection": "close",
+        }
+        all_headers.update(headers or {})
+        head = f"HTTP/1.1 {status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in all_headers.items()) + "\r\n"
+        writer.write(head.encode() + body)
+        await writer.drain()
