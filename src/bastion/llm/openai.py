@@ -169,6 +169,18 @@ class OpenAICompatibleProvider:
             return UpstreamUnavailable(retry_after=failed.retry_after or self.breaker_config.recovery_seconds)
         return UpstreamError()
 
+    async def _post(self, path: str, **kwargs: Any) -> httpx.Response:
+        """One POST; transport failures and non-200 answers become classified attempt failures."""
+        try:
+            response = await self.client.post(
+                f"{self.base_url}{path}", headers=self._headers, timeout=self.timeout, **kwargs
+            )
+        except httpx.HTTPError as exc:
+            raise _classify_transport(exc) from None
+        if response.status_code != 200:
+            raise _classify_status(response)
+        return response
+
     # -- chat --------------------------------------------------------------------------------
 
     def _payload(
@@ -191,17 +203,7 @@ class OpenAICompatibleProvider:
         payload = self._payload(messages, options, stream=False)
 
         async def once() -> Completion:
-            try:
-                response = await self.client.post(
-                    f"{self.base_url}/chat/completions",
-                    json=payload,
-                    headers=self._headers,
-                    timeout=self.timeout,
-                )
-            except httpx.HTTPError as exc:
-                raise _classify_transport(exc) from None
-            if response.status_code != 200:
-                raise _classify_status(response)
+            response = await self._post("/chat/completions", json=payload)
             return self._parse_completion(response, messages)
 
         return await self._with_retries(once, operation="chat")
@@ -308,19 +310,12 @@ class OpenAICompatibleProvider:
 
     async def transcribe(self, audio: Path, *, filename: str, content_type: str) -> Transcription:
         async def once() -> Transcription:
-            try:
-                with audio.open("rb") as handle:
-                    response = await self.client.post(
-                        f"{self.base_url}/audio/transcriptions",
-                        files={"file": (filename, handle, content_type)},
-                        data={"model": self.transcription_model},
-                        headers=self._headers,
-                        timeout=self.timeout,
-                    )
-            except httpx.HTTPError as exc:
-                raise _classify_transport(exc) from None
-            if response.status_code != 200:
-                raise _classify_status(response)
+            with audio.open("rb") as handle:  # reopened per attempt: a retry re-sends the whole file
+                response = await self._post(
+                    "/audio/transcriptions",
+                    files={"file": (filename, handle, content_type)},
+                    data={"model": self.transcription_model},
+                )
             try:
                 text = response.json()["text"]
                 if not isinstance(text, str):
