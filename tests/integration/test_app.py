@@ -9,6 +9,7 @@ import json
 
 import httpx
 import pytest
+from fastapi import Request
 from pydantic import BaseModel, Field
 
 from bastion.app import create_app
@@ -227,3 +228,26 @@ async def test_secrets_in_headers_query_and_exceptions_never_reach_the_log(
     assert errors[0]["request_id"] == crashed.headers["x-request-id"]
     for secret in (api_key, "Zq8Xv7Wn6Ms5Lr4Kp3", bearer, query_secret, cookie, configured):
         assert secret not in output
+
+
+async def test_request_state_is_not_shared_between_requests(make_settings: SettingsFactory) -> None:
+    settings = make_settings()
+    app = create_app(settings)
+    seen: list[str | None] = []
+
+    @app.get("/probe/state")
+    async def state_probe(request: Request) -> dict[str, str]:
+        seen.append(request.scope["state"].get("request_id"))
+        await asyncio.sleep(0.01)
+        return {"id": request.scope["state"]["request_id"]}
+
+    from asgi_lifespan import LifespanManager
+
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+            responses = await asyncio.gather(*(http.get("/probe/state") for _ in range(10)))
+        assert "request_id" not in manager._state  # the lifespan's own state is untouched
+    ids = [r.json()["id"] for r in responses]
+    assert ids == [r.headers["x-request-id"] for r in responses]
+    assert len(set(ids)) == 10

@@ -40,7 +40,9 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         request_id = self._request_id(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
+        # A fresh dict per request: servers may hand every request the lifespan's state mapping,
+        # and per-request values written into it would leak between concurrent requests.
+        scope["state"] = {**(scope.get("state") or {}), "request_id": request_id}
         status = 500
         started = time.perf_counter()
 
