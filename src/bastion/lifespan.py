@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from bastion.auth.runtime import IdentityRuntime
 from bastion.db.engine import backend_name, create_engine, create_sessionmaker
 from bastion.observability.logging import get_logger
 from bastion.settings import Settings
@@ -43,9 +44,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "in_process_state",
             message="REDIS_URL is unset: limits, revocations and blocklists hold in this process only",
         )
+    app.state.identity = await IdentityRuntime.start(
+        settings=settings, sessionmaker=app.state.sessionmaker, redis=redis
+    )
     try:
         yield
     finally:
+        await app.state.identity.close()
         if redis is not None:
             await redis.aclose()
         await engine.dispose()
