@@ -63,7 +63,14 @@ class Authentication:
         identity = getattr(getattr(app, "state", None), "identity", None)
         if identity is None:
             return
-        state: dict[str, Any] = scope.setdefault("state", {})
+        # A per-request copy: servers that hand every request the same lifespan-state dict (as
+        # some test harnesses do) must never let one request's principal show in another.
+        state: dict[str, Any] = {
+            key: value
+            for key, value in (scope.get("state") or {}).items()
+            if key not in ("principal", "access_claims", "auth_error")
+        }
+        scope["state"] = state
         authorization = header_values(scope, b"authorization")
         token: str | None = None
         method = AuthMethod.JWT
