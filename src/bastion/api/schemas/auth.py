@@ -65,7 +65,7 @@ class PasswordResetConfirm(Strict):
 
 
 class RoleChange(Strict):
-    role: Role
+    role: Annotated[Role, Field(strict=False)]  # JSON strings name enum members
 
 
 class UserOut(BaseModel):
