@@ -79,10 +79,16 @@ async def test_registration_and_login_do_not_reveal_accounts(settings_for: Any) 
         async with app.state.sessionmaker() as session:
             users = (await session.scalars(select(User))).all()
         assert len(users) == 1  # nothing was created or changed for the second attempt
-        assert (await http.post("/api/auth/login", json={"email": "bob@example.com", "password": NEW_PASSWORD})).status_code == 401
+        assert (
+            await http.post("/api/auth/login", json={"email": "bob@example.com", "password": NEW_PASSWORD})
+        ).status_code == 401
 
-        unknown = await http.post("/api/auth/login", json={"email": "nobody@example.com", "password": PASSWORD})
-        wrong = await http.post("/api/auth/login", json={"email": "bob@example.com", "password": "Wrong-pass-123!"})
+        unknown = await http.post(
+            "/api/auth/login", json={"email": "nobody@example.com", "password": PASSWORD}
+        )
+        wrong = await http.post(
+            "/api/auth/login", json={"email": "bob@example.com", "password": "Wrong-pass-123!"}
+        )
         a, b = assert_error(unknown, 401), assert_error(wrong, 401)
         assert (a["error"], a["message"]) == (b["error"], b["message"]) == ("unauthorized", "Login failed")
 
@@ -105,7 +111,10 @@ async def test_concurrent_refreshes_with_one_token_only_one_wins(settings_for: A
     async with identity_app(settings_for()) as (_app, http):
         _, tokens = await user_session(http, "dave@example.com")
         responses = await asyncio.gather(
-            *(http.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}) for _ in range(4))
+            *(
+                http.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+                for _ in range(4)
+            )
         )
         statuses = sorted(r.status_code for r in responses)
         assert statuses == [200, 401, 401, 401], statuses
@@ -138,8 +147,12 @@ async def test_password_change_invalidates_every_session(settings_for: Any) -> N
             assert_error(await http.get("/api/auth/me", headers=bearer(token)), 401)
         for refresh in (old["refresh_token"], other["refresh_token"]):
             assert_error(await http.post("/api/auth/refresh", json={"refresh_token": refresh}), 401)
-        assert (await http.get("/api/auth/me", headers=bearer(changed.json()["access_token"]))).status_code == 200
-        assert (await http.post("/api/auth/login", json={"email": "erin@example.com", "password": PASSWORD})).status_code == 401
+        assert (
+            await http.get("/api/auth/me", headers=bearer(changed.json()["access_token"]))
+        ).status_code == 200
+        assert (
+            await http.post("/api/auth/login", json={"email": "erin@example.com", "password": PASSWORD})
+        ).status_code == 401
         await login(http, "erin@example.com", NEW_PASSWORD)
 
 
@@ -147,41 +160,63 @@ async def test_logout_all_and_admin_controls(settings_for: Any) -> None:
     async with identity_app(settings_for()) as (app, http):
         user_id, one = await user_session(http, "frank@example.com")
         two = await login(http, "frank@example.com")
-        assert (await http.post("/api/auth/logout-all", headers=bearer(one["access_token"]))).status_code == 204
+        assert (
+            await http.post("/api/auth/logout-all", headers=bearer(one["access_token"]))
+        ).status_code == 204
         for pair in (one, two):
             assert_error(await http.get("/api/auth/me", headers=bearer(pair["access_token"])), 401)
-            assert_error(await http.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]}), 401)
+            assert_error(
+                await http.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]}), 401
+            )
 
         admin_id, admin = await make_admin(app, http, "root@example.com")
         as_admin = bearer(admin["access_token"])
         user = await login(http, "frank@example.com")
         as_user = bearer(user["access_token"])
         # A user can neither reach admin routes nor raise their own role.
-        assert_error(await http.post(f"/api/admin/users/{user_id}/role", json={"role": "admin"}, headers=as_user), 403)
-        assert_error(await http.post(f"/api/admin/users/{admin_id}/role", json={"role": "user"}, headers=as_admin), 403)
-        assert_error(await http.post(f"/api/admin/users/{user_id}/role", json={"role": "root"}, headers=as_admin), 422)
+        assert_error(
+            await http.post(f"/api/admin/users/{user_id}/role", json={"role": "admin"}, headers=as_user), 403
+        )
+        assert_error(
+            await http.post(f"/api/admin/users/{admin_id}/role", json={"role": "user"}, headers=as_admin), 403
+        )
+        assert_error(
+            await http.post(f"/api/admin/users/{user_id}/role", json={"role": "root"}, headers=as_admin), 422
+        )
         assert_error(await http.post("/api/admin/users/ffff/disable", headers=as_admin), 404)
 
-        promoted = await http.post(f"/api/admin/users/{user_id}/role", json={"role": "admin"}, headers=as_admin)
+        promoted = await http.post(
+            f"/api/admin/users/{user_id}/role", json={"role": "admin"}, headers=as_admin
+        )
         assert promoted.status_code == 200 and promoted.json()["role"] == "admin"
         assert_error(await http.get("/api/auth/me", headers=as_user), 401)  # old token: stale version
         user = await login(http, "frank@example.com")
-        assert (await http.get(f"/api/admin/users/{admin_id}", headers=bearer(user["access_token"]))).status_code == 200
+        assert (
+            await http.get(f"/api/admin/users/{admin_id}", headers=bearer(user["access_token"]))
+        ).status_code == 200
         demoted = await http.post(f"/api/admin/users/{user_id}/role", json={"role": "user"}, headers=as_admin)
         assert demoted.status_code == 200
         user = await login(http, "frank@example.com")
-        assert_error(await http.get(f"/api/admin/users/{admin_id}", headers=bearer(user["access_token"])), 403)
+        assert_error(
+            await http.get(f"/api/admin/users/{admin_id}", headers=bearer(user["access_token"])), 403
+        )
 
         forced = await http.post(f"/api/admin/users/{user_id}/logout-all", headers=as_admin)
         assert forced.status_code == 204
         assert_error(await http.get("/api/auth/me", headers=bearer(user["access_token"])), 401)
 
         user = await login(http, "frank@example.com")
-        assert (await http.post(f"/api/admin/users/{user_id}/disable", headers=as_admin)).json()["is_active"] is False
+        assert (await http.post(f"/api/admin/users/{user_id}/disable", headers=as_admin)).json()[
+            "is_active"
+        ] is False
         assert_error(await http.get("/api/auth/me", headers=bearer(user["access_token"])), 401)
         assert_error(await http.post("/api/auth/refresh", json={"refresh_token": user["refresh_token"]}), 401)
-        assert_error(await http.post("/api/auth/login", json={"email": "frank@example.com", "password": PASSWORD}), 401)
-        assert (await http.post(f"/api/admin/users/{user_id}/enable", headers=as_admin)).json()["is_active"] is True
+        assert_error(
+            await http.post("/api/auth/login", json={"email": "frank@example.com", "password": PASSWORD}), 401
+        )
+        assert (await http.post(f"/api/admin/users/{user_id}/enable", headers=as_admin)).json()[
+            "is_active"
+        ] is True
         await login(http, "frank@example.com")
         events = [r.event for r in await audit_events(app)]
         for expected in ("auth.role_changed", "auth.user_disabled", "auth.user_enabled", "auth.logout_all"):
@@ -192,7 +227,9 @@ async def test_repeated_failures_lock_the_account_without_saying_so(settings_for
     async with identity_app(settings_for()) as (app, http):
         await register(http, "gina@example.com")
         for _ in range(5):
-            failed = await http.post("/api/auth/login", json={"email": "gina@example.com", "password": "Wrong-pass-123!"})
+            failed = await http.post(
+                "/api/auth/login", json={"email": "gina@example.com", "password": "Wrong-pass-123!"}
+            )
             assert_error(failed, 401)
         locked = await http.post("/api/auth/login", json={"email": "gina@example.com", "password": PASSWORD})
         detail = assert_error(locked, 401)
@@ -200,7 +237,9 @@ async def test_repeated_failures_lock_the_account_without_saying_so(settings_for
         assert len(await audit_events(app, AuditEvent.ACCOUNT_LOCKED)) == 1
         # Unknown emails lock the same way, so a lockout tells nothing about existence.
         for _ in range(6):
-            ghost = await http.post("/api/auth/login", json={"email": "ghost@example.com", "password": PASSWORD})
+            ghost = await http.post(
+                "/api/auth/login", json={"email": "ghost@example.com", "password": PASSWORD}
+            )
             assert_error(ghost, 401)
         assert len(await audit_events(app, AuditEvent.ACCOUNT_LOCKED)) == 2
 

@@ -72,12 +72,24 @@ async def test_users_commands(make_settings: SettingsFactory) -> None:
     )
     assert weak.returncode == 1 and "password refused" in weak.stderr
     created = await asyncio.to_thread(
-        run_cli, env, "users", "create-admin", "--email", "Boss@Example.com", stdin=f"{PASSWORD}\n{PASSWORD}\n"
+        run_cli,
+        env,
+        "users",
+        "create-admin",
+        "--email",
+        "Boss@Example.com",
+        stdin=f"{PASSWORD}\n{PASSWORD}\n",
     )
     assert created.returncode == 0, created.stderr
     assert PASSWORD not in created.stdout + created.stderr
     taken = await asyncio.to_thread(
-        run_cli, env, "users", "create-admin", "--email", "boss@example.com", stdin=f"{PASSWORD}\n{PASSWORD}\n"
+        run_cli,
+        env,
+        "users",
+        "create-admin",
+        "--email",
+        "boss@example.com",
+        stdin=f"{PASSWORD}\n{PASSWORD}\n",
     )
     assert taken.returncode == 1 and "already exists" in taken.stderr
 
@@ -87,17 +99,30 @@ async def test_users_commands(make_settings: SettingsFactory) -> None:
         assert me.json()["role"] == "admin"
         _, worker = await user_session(http, "worker@example.com")
 
-    assert (await asyncio.to_thread(run_cli, env, "users", "set-role", "--email", "worker@example.com", "--role", "service")).returncode == 0
-    assert (await asyncio.to_thread(run_cli, env, "users", "disable", "--email", "worker@example.com")).returncode == 0
+    assert (
+        await asyncio.to_thread(
+            run_cli, env, "users", "set-role", "--email", "worker@example.com", "--role", "service"
+        )
+    ).returncode == 0
+    assert (
+        await asyncio.to_thread(run_cli, env, "users", "disable", "--email", "worker@example.com")
+    ).returncode == 0
     missing = await asyncio.to_thread(run_cli, env, "users", "disable", "--email", "nobody@example.com")
     assert missing.returncode == 1 and "no account" in missing.stderr
     async with identity_app(settings, migrate_first=False) as (_app, http):
         assert_error(await http.get("/api/auth/me", headers=bearer(worker["access_token"])), 401)
-        assert_error(await http.post("/api/auth/login", json={"email": "worker@example.com", "password": PASSWORD}), 401)
-    assert (await asyncio.to_thread(run_cli, env, "users", "enable", "--email", "worker@example.com")).returncode == 0
+        assert_error(
+            await http.post("/api/auth/login", json={"email": "worker@example.com", "password": PASSWORD}),
+            401,
+        )
+    assert (
+        await asyncio.to_thread(run_cli, env, "users", "enable", "--email", "worker@example.com")
+    ).returncode == 0
     async with identity_app(settings, migrate_first=False) as (_app, http):
         tokens = await login(http, "worker@example.com")
-        assert (await http.get("/api/auth/me", headers=bearer(tokens["access_token"]))).json()["role"] == "service"
+        assert (await http.get("/api/auth/me", headers=bearer(tokens["access_token"]))).json()[
+            "role"
+        ] == "service"
 
 
 async def test_rotate_signing_key_command(make_settings: SettingsFactory) -> None:
@@ -199,4 +224,6 @@ async def test_purge_runs_on_a_schedule_in_the_app(make_settings: SettingsFactor
             await asyncio.sleep(0.05)
         else:
             raise AssertionError("the scheduled purge did not run")
-        assert_error(await http.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401)
+        assert_error(
+            await http.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401
+        )

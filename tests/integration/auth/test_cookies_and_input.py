@@ -21,7 +21,9 @@ from tests.integration.auth.helpers import (
 
 
 async def cookie_login(http: httpx.AsyncClient, email: str) -> str:
-    response = await http.post("/api/auth/login", json={"email": email, "password": PASSWORD, "mode": "cookie"})
+    response = await http.post(
+        "/api/auth/login", json={"email": email, "password": PASSWORD, "mode": "cookie"}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["token_type"] == "cookie" and "access_token" not in body and "refresh_token" not in body
@@ -40,7 +42,9 @@ async def test_cookie_session_needs_csrf_for_state_changes(make_settings: Settin
         csrf = await cookie_login(http, "browser@example.com")
         assert (await http.get("/api/auth/me")).status_code == 200  # safe method: cookie alone
         assert_error(await http.post("/api/auth/logout-all"), 403, "csrf_failed")
-        assert_error(await http.post("/api/auth/logout-all", headers={"X-CSRF-Token": "x.y"}), 403, "csrf_failed")
+        assert_error(
+            await http.post("/api/auth/logout-all", headers={"X-CSRF-Token": "x.y"}), 403, "csrf_failed"
+        )
         # A token signed for another session is useless here.
         other = httpx.AsyncClient(transport=http._transport, base_url="http://localhost")
         async with other:
@@ -63,7 +67,9 @@ async def test_cookie_session_needs_csrf_for_state_changes(make_settings: Settin
         assert_error(await http.get("/api/auth/me"), 401)
         # Bearer requests need no CSRF token.
         _, tokens = await user_session(http, "api@example.com")
-        assert (await http.post("/api/auth/logout", headers=bearer(tokens["access_token"]))).status_code == 204
+        assert (
+            await http.post("/api/auth/logout", headers=bearer(tokens["access_token"]))
+        ).status_code == 204
 
 
 async def test_cookies_are_secure_over_https(make_settings: SettingsFactory) -> None:
@@ -80,7 +86,9 @@ async def test_hostile_input_gets_clear_4xx(make_settings: SettingsFactory) -> N
         _, tokens = await user_session(http, "input@example.com")
         auth = bearer(tokens["access_token"])
         malformed = await http.post(
-            "/api/auth/login", content=b'{"email": "x@example.com", "password":', headers={"Content-Type": "application/json"}
+            "/api/auth/login",
+            content=b'{"email": "x@example.com", "password":',
+            headers={"Content-Type": "application/json"},
         )
         assert_error(malformed, 400, "malformed_json")
         cases: list[tuple[str, object, int]] = [
@@ -92,10 +100,14 @@ async def test_hostile_input_gets_clear_4xx(make_settings: SettingsFactory) -> N
             ("/api/auth/register", {"email": "a@example.com", "password": "x" * 10_000_000}, 422),
             ("/api/auth/register", {"email": "a@example.com", "password": "Aa1!" * 257}, 422),
             ("/api/auth/register", {"email": "a@example.com", "password": PASSWORD, "role": "admin"}, 422),
-            ("/api/auth/register", {"email": "pаypal@example.com", "password": PASSWORD}, 422),  # Cyrillic a
+            (
+                "/api/auth/register",
+                {"email": "p\u0430ypal@example.com", "password": PASSWORD},
+                422,
+            ),  # Cyrillic a
             ("/api/auth/register", {"email": "a\u200b@example.com", "password": PASSWORD}, 422),
-            ("/api/auth/register", {"email": "a＠example.com", "password": PASSWORD}, 422),
-            ("/api/auth/register", {"email": "a@exаmple.com", "password": PASSWORD}, 422),
+            ("/api/auth/register", {"email": "a\uff20example.com", "password": PASSWORD}, 422),
+            ("/api/auth/register", {"email": "a@ex\u0430mple.com", "password": PASSWORD}, 422),
             ("/api/auth/register", {"email": "not-an-email", "password": PASSWORD}, 422),
             ("/api/auth/register", {"email": "a@example.com", "password": "password"}, 422),
             ("/api/auth/register", [1, 2], 422),
@@ -110,20 +122,28 @@ async def test_hostile_input_gets_clear_4xx(make_settings: SettingsFactory) -> N
             ("/api/auth/password-reset/confirm", {"token": "abc", "new_password": "Fine-Password-9!"}, 401),
         ]
         for path, body, status in cases:
-            response = await http.post(path, content=json.dumps(body), headers={"Content-Type": "application/json"})
+            response = await http.post(
+                path, content=json.dumps(body), headers={"Content-Type": "application/json"}
+            )
             detail = assert_error(response, status)
             assert "x" * 100 not in response.text, path  # a rejected value is never echoed back
             assert detail["request_id"]
         password_case = await http.post(
-            "/api/auth/password", json={"current_password": PASSWORD, "new_password": "y" * 2000}, headers=auth
+            "/api/auth/password",
+            json={"current_password": PASSWORD, "new_password": "y" * 2000},
+            headers=auth,
         )
         assert_error(password_case, 422)
         # Long passwords are accepted whole: 200 characters, bcrypt or argon2, never truncated.
         long_password = "Long-Pass-1!" + "x7Y-" * 47
         await register(http, "verbose@example.com", long_password)
-        ok = await http.post("/api/auth/login", json={"email": "verbose@example.com", "password": long_password})
+        ok = await http.post(
+            "/api/auth/login", json={"email": "verbose@example.com", "password": long_password}
+        )
         assert ok.status_code == 200
-        truncated = await http.post("/api/auth/login", json={"email": "verbose@example.com", "password": long_password[:72]})
+        truncated = await http.post(
+            "/api/auth/login", json={"email": "verbose@example.com", "password": long_password[:72]}
+        )
         assert_error(truncated, 401)
 
 

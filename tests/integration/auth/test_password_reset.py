@@ -71,7 +71,11 @@ def reset_token(message: Message) -> str:
 async def test_password_reset_by_mail(make_settings: SettingsFactory, smtp: tuple[Inbox, int]) -> None:
     inbox, port = smtp
     settings = identity_settings(
-        make_settings, SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_SECURITY="none", SMTP_FROM="noreply@bastion.test"
+        make_settings,
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=port,
+        SMTP_SECURITY="none",
+        SMTP_FROM="noreply@bastion.test",
     )
     async with identity_app(settings) as (app, http):
         _, old = await user_session(http, "reset@example.com")
@@ -84,16 +88,24 @@ async def test_password_reset_by_mail(make_settings: SettingsFactory, smtp: tupl
         assert mail["To"] == "reset@example.com" and mail["From"] == "noreply@bastion.test"
         token = reset_token(mail)
 
-        weak = await http.post("/api/auth/password-reset/confirm", json={"token": token, "new_password": "weak"})
+        weak = await http.post(
+            "/api/auth/password-reset/confirm", json={"token": token, "new_password": "weak"}
+        )
         assert_error(weak, 422, "password_policy")  # the token survives a policy refusal
-        done = await http.post("/api/auth/password-reset/confirm", json={"token": token, "new_password": NEW_PASSWORD})
+        done = await http.post(
+            "/api/auth/password-reset/confirm", json={"token": token, "new_password": NEW_PASSWORD}
+        )
         assert done.status_code == 204
         assert_error(await http.get("/api/auth/me", headers=bearer(old["access_token"])), 401)
         assert_error(await http.post("/api/auth/refresh", json={"refresh_token": old["refresh_token"]}), 401)
-        assert_error(await http.post("/api/auth/login", json={"email": "reset@example.com", "password": PASSWORD}), 401)
+        assert_error(
+            await http.post("/api/auth/login", json={"email": "reset@example.com", "password": PASSWORD}), 401
+        )
         await login(http, "reset@example.com", NEW_PASSWORD)
         # Single use.
-        again = await http.post("/api/auth/password-reset/confirm", json={"token": token, "new_password": "Third-Choice-5z#"})
+        again = await http.post(
+            "/api/auth/password-reset/confirm", json={"token": token, "new_password": "Third-Choice-5z#"}
+        )
         assert_error(again, 401)
         assert len(inbox.messages) == 1  # nothing was sent for the unknown address
         events = [r.event for r in await audit_events(app)]
@@ -101,35 +113,51 @@ async def test_password_reset_by_mail(make_settings: SettingsFactory, smtp: tupl
         assert all(token not in str(r.details) for r in await audit_events(app))
 
         # An expired token (older than PASSWORD_RESET_MINUTES) is refused.
-        assert (await http.post("/api/auth/password-reset", json={"email": "reset@example.com"})).status_code == 202
+        assert (
+            await http.post("/api/auth/password-reset", json={"email": "reset@example.com"})
+        ).status_code == 202
         [_, second] = await inbox.wait_for(2)
         async with app.state.sessionmaker() as session, session.begin():
             # As if the 30 minutes had passed: the token's expiry is now in the past.
-            await session.execute(update(PasswordResetToken).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
-        late = await http.post("/api/auth/password-reset/confirm", json={"token": reset_token(second), "new_password": "Fourth-Choice-6w$"})
+            await session.execute(
+                update(PasswordResetToken).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
+        late = await http.post(
+            "/api/auth/password-reset/confirm",
+            json={"token": reset_token(second), "new_password": "Fourth-Choice-6w$"},
+        )
         assert_error(late, 401)
 
 
-async def test_refresh_tokens_are_not_reset_tokens(make_settings: SettingsFactory, smtp: tuple[Inbox, int]) -> None:
+async def test_refresh_tokens_are_not_reset_tokens(
+    make_settings: SettingsFactory, smtp: tuple[Inbox, int]
+) -> None:
     inbox, port = smtp
     settings = identity_settings(make_settings, SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_SECURITY="none")
     async with identity_app(settings) as (_app, http):
         _, tokens = await user_session(http, "purpose@example.com")
         confused = await http.post(
-            "/api/auth/password-reset/confirm", json={"token": tokens["refresh_token"], "new_password": NEW_PASSWORD}
+            "/api/auth/password-reset/confirm",
+            json={"token": tokens["refresh_token"], "new_password": NEW_PASSWORD},
         )
         assert_error(confused, 401)
-        assert (await http.post("/api/auth/password-reset", json={"email": "purpose@example.com"})).status_code == 202
+        assert (
+            await http.post("/api/auth/password-reset", json={"email": "purpose@example.com"})
+        ).status_code == 202
         [mail] = await inbox.wait_for(1)
         as_refresh = await http.post("/api/auth/refresh", json={"refresh_token": reset_token(mail)})
         assert_error(as_refresh, 401)
 
 
-async def test_development_without_smtp_logs_the_mail(make_settings: SettingsFactory, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_development_without_smtp_logs_the_mail(
+    make_settings: SettingsFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     settings = identity_settings(make_settings, ENVIRONMENT="development")
     async with identity_app(settings) as (_app, http):
         await user_session(http, "devmail@example.com")
-        assert (await http.post("/api/auth/password-reset", json={"email": "devmail@example.com"})).status_code == 202
+        assert (
+            await http.post("/api/auth/password-reset", json={"email": "devmail@example.com"})
+        ).status_code == 202
         seen = ""
         for _ in range(100):
             captured = capsys.readouterr()

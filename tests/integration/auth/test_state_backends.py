@@ -94,7 +94,10 @@ async def test_memory_stores_expire_with_the_clock() -> None:
 async def test_throttle_locks_accounts_and_blocks_addresses() -> None:
     clock = FakeMonotonic()
     throttle = LoginThrottle(
-        store=MemoryAttemptStore(clock=clock), max_failures=3, ip_max_failures=5, window_seconds=900,
+        store=MemoryAttemptStore(clock=clock),
+        max_failures=3,
+        ip_max_failures=5,
+        window_seconds=900,
         lockout_seconds=60,
     )
     assert (await throttle.check("a@example.com", "10.0.0.1")).allowed
@@ -126,9 +129,13 @@ async def test_app_keeps_revocations_and_lockouts_in_redis(make_settings: Any, r
     settings = identity_settings(make_settings, REDIS_URL=redis_url, LOGIN_MAX_FAILURES=2)
     async with identity_app(settings) as (_app, http):
         _, tokens = await user_session(http, "shared@example.com")
-        assert (await http.post("/api/auth/logout", headers=bearer(tokens["access_token"]))).status_code == 204
+        assert (
+            await http.post("/api/auth/logout", headers=bearer(tokens["access_token"]))
+        ).status_code == 204
         for _ in range(2):
-            await http.post("/api/auth/login", json={"email": "shared@example.com", "password": "Wrong-pass-1!"})
+            await http.post(
+                "/api/auth/login", json={"email": "shared@example.com", "password": "Wrong-pass-1!"}
+            )
     client = Redis.from_url(redis_url)
     try:
         keys = {key.decode() for key in await client.keys("bastion:auth:*")}
@@ -139,5 +146,7 @@ async def test_app_keeps_revocations_and_lockouts_in_redis(make_settings: Any, r
     # A second instance sharing the Redis sees both: the token stays revoked, the account locked.
     async with identity_app(settings, migrate_first=False) as (_app, http):
         assert_error(await http.get("/api/auth/me", headers=bearer(tokens["access_token"])), 401)
-        locked = await http.post("/api/auth/login", json={"email": "shared@example.com", "password": PASSWORD})
+        locked = await http.post(
+            "/api/auth/login", json={"email": "shared@example.com", "password": PASSWORD}
+        )
         assert_error(locked, 401)

@@ -125,7 +125,9 @@ async def test_forged_and_misused_tokens_are_refused(
         )
         public_raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         public_ssh = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        public_der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        public_der = public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         now = int(time.time())
         rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -140,7 +142,9 @@ async def test_forged_and_misused_tokens_are_refused(
         flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
         attacks["flipped signature byte"] = f"{h_b64}.{p_b64}.{flipped}"
         attacks["padded base64"] = f"{h_b64}==.{p_b64}.{signature}"
-        standard = base64.b64encode(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))).decode()
+        standard = base64.b64encode(
+            base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+        ).decode()
         attacks["standard base64 alphabet"] = f"{h_b64}.{p_b64}.{standard}"
         hs_header = {"alg": "HS256", "kid": kid, "typ": "at+jwt"}
         for name, secret in {
@@ -152,21 +156,43 @@ async def test_forged_and_misused_tokens_are_refused(
             "JWK x": jwks["keys"][0]["x"].encode(),
         }.items():
             attacks[f"HS256 with public key as {name}"] = hs256(hs_header, admin_payload, secret)
-        attacks["RS256 with attacker key"] = sign(rsa_key, {"kid": kid, "typ": "at+jwt"}, admin_payload, "RS256")
+        attacks["RS256 with attacker key"] = sign(
+            rsa_key, {"kid": kid, "typ": "at+jwt"}, admin_payload, "RS256"
+        )
         for weak in (b"secret", b"changeme", b"bastion", b""):
             attacks[f"HS256 weak secret {weak!r}"] = hs256(hs_header, admin_payload, weak)
-        for bad_kid in ("unknown", "../../../../dev/null", "/proc/self/environ", "x' UNION SELECT 'k'--", "k" * 10_000):
-            attacks[f"kid {bad_kid[:20]}"] = sign(attacker_key, {"kid": bad_kid, "typ": "at+jwt"}, admin_payload)
+        for bad_kid in (
+            "unknown",
+            "../../../../dev/null",
+            "/proc/self/environ",
+            "x' UNION SELECT 'k'--",
+            "k" * 10_000,
+        ):
+            attacks[f"kid {bad_kid[:20]}"] = sign(
+                attacker_key, {"kid": bad_kid, "typ": "at+jwt"}, admin_payload
+            )
         attacks["kid of 10kB signed HS"] = hs256({"alg": "HS256", "kid": "k" * 10_000}, admin_payload, b"")
-        attacks["jku to attacker JWKS"] = sign(attacker_key, {"kid": "attacker", "jku": jku_server.url, "typ": "at+jwt"}, admin_payload)
-        attacks["x5u to attacker"] = sign(attacker_key, {"kid": "attacker", "x5u": jku_server.url, "typ": "at+jwt"}, admin_payload)
-        attacks["jku with real signature"] = sign(key, {"kid": kid, "jku": jku_server.url, "typ": "at+jwt"}, payload)
+        attacks["jku to attacker JWKS"] = sign(
+            attacker_key, {"kid": "attacker", "jku": jku_server.url, "typ": "at+jwt"}, admin_payload
+        )
+        attacks["x5u to attacker"] = sign(
+            attacker_key, {"kid": "attacker", "x5u": jku_server.url, "typ": "at+jwt"}, admin_payload
+        )
+        attacks["jku with real signature"] = sign(
+            key, {"kid": kid, "jku": jku_server.url, "typ": "at+jwt"}, payload
+        )
         attacker_jwk = jwt.algorithms.OKPAlgorithm.to_jwk(attacker_key.public_key(), as_dict=True)
-        attacks["embedded jwk"] = sign(attacker_key, {"kid": kid, "jwk": attacker_jwk, "typ": "at+jwt"}, admin_payload)
+        attacks["embedded jwk"] = sign(
+            attacker_key, {"kid": kid, "jwk": attacker_jwk, "typ": "at+jwt"}, admin_payload
+        )
         attacks["x5c header"] = sign(key, {"kid": kid, "x5c": ["MIIB"], "typ": "at+jwt"}, payload)
-        attacks["crit header"] = sign(key, {"kid": kid, "crit": ["exp-ext"], "exp-ext": 1, "typ": "at+jwt"}, payload)
+        attacks["crit header"] = sign(
+            key, {"kid": kid, "crit": ["exp-ext"], "exp-ext": 1, "typ": "at+jwt"}, payload
+        )
         good = {"kid": kid, "typ": "at+jwt"}
-        attacks["expired"] = sign(key, good, {**payload, "exp": now - 31, "iat": now - 3600, "nbf": now - 3600})
+        attacks["expired"] = sign(
+            key, good, {**payload, "exp": now - 31, "iat": now - 3600, "nbf": now - 3600}
+        )
         attacks["nbf in future"] = sign(key, good, {**payload, "nbf": now + 120})
         attacks["iat in future"] = sign(key, good, {**payload, "iat": now + 120})
         attacks["other audience"] = sign(key, good, {**payload, "aud": "another-service"})
@@ -210,13 +236,16 @@ async def test_transport_rules(make_settings: SettingsFactory) -> None:
             assert_error(await http.get(f"/api/auth/me?{query}={access}"), 401)
         assert_error(await http.get("/api/auth/me", headers={"Authorization": f"Basic {access}"}), 401)
         duplicated = await http.get(
-            "/api/auth/me", headers=[("Authorization", f"Bearer {access}"), ("Authorization", f"Bearer {access}")]
+            "/api/auth/me",
+            headers=[("Authorization", f"Bearer {access}"), ("Authorization", f"Bearer {access}")],
         )
         assert_error(duplicated, 401)
         # An access token is not a refresh token.
         assert_error(await http.post("/api/auth/refresh", json={"refresh_token": access[:200]}), 401)
         assert_error(await http.post("/api/auth/refresh", json={"refresh_token": "bst_" + "a" * 40}), 401)
-        assert (await http.get("/api/auth/me", headers={"Authorization": f"bearer {access}"})).status_code == 200
+        assert (
+            await http.get("/api/auth/me", headers={"Authorization": f"bearer {access}"})
+        ).status_code == 200
 
 
 async def test_hs256_deployment_refuses_asymmetric_tokens_and_publishes_no_secret(
@@ -230,8 +259,15 @@ async def test_hs256_deployment_refuses_asymmetric_tokens_and_publishes_no_secre
         assert header["alg"] == "HS256"
         assert (await http.get("/.well-known/jwks.json")).json() == {"keys": []}
         assert secret not in (await http.get("/.well-known/jwks.json")).text
-        forged_rs = sign(rsa.generate_private_key(public_exponent=65537, key_size=2048), {"kid": header["kid"], "typ": "at+jwt"}, payload, "RS256")
-        forged_ed = sign(ed25519.Ed25519PrivateKey.generate(), {"kid": header["kid"], "typ": "at+jwt"}, payload)
+        forged_rs = sign(
+            rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            {"kid": header["kid"], "typ": "at+jwt"},
+            payload,
+            "RS256",
+        )
+        forged_ed = sign(
+            ed25519.Ed25519PrivateKey.generate(), {"kid": header["kid"], "typ": "at+jwt"}, payload
+        )
         for forged in (forged_rs, forged_ed, hs256({**header}, {**payload, "role": "admin"}, b"secret")):
             assert_error(await http.get("/api/auth/me", headers=bearer(forged)), 401)
         assert (await http.get("/api/auth/me", headers=bearer(tokens["access_token"]))).status_code == 200

@@ -21,7 +21,11 @@ CHEAP_BCRYPT = HashParameters(algorithm="bcrypt", bcrypt_rounds=4)
 
 def test_defaults_are_the_documented_costs() -> None:
     defaults = HashParameters()
-    assert (defaults.algorithm, defaults.argon2_memory_kib, defaults.argon2_time_cost) == ("argon2", 19_456, 2)
+    assert (defaults.algorithm, defaults.argon2_memory_kib, defaults.argon2_time_cost) == (
+        "argon2",
+        19_456,
+        2,
+    )
     assert defaults.bcrypt_rounds == 12
 
 

@@ -64,7 +64,10 @@ def test_nist_policy_checks_length_and_common_passwords_only(common: frozenset[s
     assert policy.min_length == 15
     assert policy.check("just lowercase words here").ok  # no composition rules
     assert set(policy.check("short words").failures) == {Rule.TOO_SHORT}
-    assert Rule.COMMON in policy.check("password1234567").failures or Rule.COMMON in policy.check("123456789012345").failures
+    assert (
+        Rule.COMMON in policy.check("password1234567").failures
+        or Rule.COMMON in policy.check("123456789012345").failures
+    )
 
 
 def test_unknown_policy_is_refused() -> None:

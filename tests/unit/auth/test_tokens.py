@@ -31,7 +31,9 @@ def entry(kid: str, created: datetime, algorithm: str = "EdDSA"):  # type: ignor
 
 
 def tokens_for(ring: Keyring, clock: Clock, lifetime: timedelta = timedelta(minutes=30)) -> AccessTokens:
-    return AccessTokens(keyring=lambda: ring, issuer="bastion", audience="bastion-api", lifetime=lifetime, clock=clock)
+    return AccessTokens(
+        keyring=lambda: ring, issuer="bastion", audience="bastion-api", lifetime=lifetime, clock=clock
+    )
 
 
 def issue(service: AccessTokens) -> str:
@@ -105,7 +107,9 @@ def test_sealed_keys_need_the_right_key_and_context() -> None:
     with pytest.raises(Exception):  # noqa: B017 - AES-GCM refuses a value moved to another key id
         unseal(sealed, keys=keys, context="signing_key:b")
     with pytest.raises(ValueError, match="no longer configured"):
-        unseal(sealed, keys=material.parse_encryption_keys(material.encryption_key()), context="signing_key:a")
+        unseal(
+            sealed, keys=material.parse_encryption_keys(material.encryption_key()), context="signing_key:a"
+        )
 
 
 def ed_pem() -> bytes:
