@@ -22,6 +22,7 @@ from bastion.auth.service import Context
 from bastion.crypto import material
 from bastion.db import migrate
 from bastion.db.engine import create_engine, create_sessionmaker
+from bastion.errors import Unauthorized
 from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import (
     CHEAP_HASHING,
@@ -162,6 +163,43 @@ async def test_rotation_grace_period_with_an_injected_clock(make_settings: Setti
         assert ring.verify_key(old_kid, t0 + timedelta(days=8, seconds=1)) is None
         assert [k["kid"] for k in ring.jwks(t0 + timedelta(days=9))["keys"]] == [new_kid]
     finally:
+        await engine.dispose()
+
+
+async def test_sessions_have_an_absolute_lifetime(make_settings: SettingsFactory) -> None:
+    settings = identity_settings(make_settings, SESSION_MAX_DAYS=30, REFRESH_TOKEN_DAYS=7)
+    url = settings.database_url.get_secret_value()
+    await asyncio.to_thread(migrate.upgrade, url)
+    engine = create_engine(url)
+    clock = MovableClock()
+    runtime = await IdentityRuntime.start(
+        settings=settings, sessionmaker=create_sessionmaker(engine), redis=None, clock=clock
+    )
+    try:
+        service = runtime.service()
+        await service.create_user("forever@example.com", PASSWORD, Role.USER, Context())
+        pair = await service.login("forever@example.com", PASSWORD, Context())
+        for days in (6, 6, 6, 6, 5):  # refreshed well within REFRESH_TOKEN_DAYS, up to day 29
+            clock.now += timedelta(days=days)
+            pair = await service.refresh(pair.refresh_token, Context())
+        clock.now += timedelta(days=2)  # 31 days after login
+        try:
+            await service.refresh(pair.refresh_token, Context())
+        except Unauthorized:
+            pass
+        else:
+            raise AssertionError("a session outlived SESSION_MAX_DAYS")
+        # A refresh token left unused beyond REFRESH_TOKEN_DAYS is dead too.
+        idle = await service.login("forever@example.com", PASSWORD, Context())
+        clock.now += timedelta(days=7, seconds=1)
+        try:
+            await service.refresh(idle.refresh_token, Context())
+        except Unauthorized:
+            pass
+        else:
+            raise AssertionError("an idle refresh token outlived REFRESH_TOKEN_DAYS")
+    finally:
+        await runtime.close()
         await engine.dispose()
 
 

@@ -155,3 +155,18 @@ async def test_readiness_allows_operators_from_anywhere(make_settings: SettingsF
         assert_error(await http.get("/health/ready", headers=bearer(user["access_token"])), 403)
         _, admin = await make_admin(app, http, "ops@example.com")
         assert (await http.get("/health/ready", headers=bearer(admin["access_token"]))).status_code == 200
+
+
+async def test_password_spraying_from_one_address_is_throttled(make_settings: SettingsFactory) -> None:
+    settings = identity_settings(make_settings, LOGIN_IP_MAX_FAILURES=3)
+    async with identity_app(settings, client=("198.51.100.4", 5000)) as (_app, http):
+        for n in range(3):
+            wrong = await http.post(
+                "/api/auth/login", json={"email": f"target{n}@example.com", "password": PASSWORD}
+            )
+            assert_error(wrong, 401)
+        blocked = await http.post(
+            "/api/auth/login", json={"email": "fresh@example.com", "password": PASSWORD}
+        )
+        detail = assert_error(blocked, 429, "rate_limited")
+        assert detail["retry_after"] >= 1 and int(blocked.headers["retry-after"]) >= 1
