@@ -12,12 +12,13 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from bastion import __version__
-from bastion.api.routes import health
+from bastion.api.routes import admin_users, auth, health
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
 from bastion.observability.logging import configure_logging
 from bastion.settings import ConfigurationError, Settings, load_settings
 from bastion.web import RequestContext, UnhandledErrors
+from bastion.web.authentication import Authentication
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -41,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     middleware = [
         Middleware(RequestContext),
         Middleware(UnhandledErrors, license_url=settings.license_url),
+        # Sets scope["state"]["principal"]; anything keyed on the caller goes after it.
+        Middleware(Authentication, trusted_proxies=settings.trusted_proxies),
     ]
     app = FastAPI(
         title="Bastion",
@@ -55,4 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(auth.jwks_router)
+    app.include_router(auth.router)
+    app.include_router(admin_users.router)
     return app

@@ -243,3 +243,28 @@ class NotAvailable(BastionError):
     status_code = 501
     code = "not_available"
     default_message = "Not available in this deployment"
+
+
+# -- identity ------------------------------------------------------------------------------------
+
+
+class PasswordRejected(BastionError):
+    """The password breaks the policy; ``rules`` names every failed rule, never the password."""
+
+    status_code = 422
+    code = "password_policy"
+    default_message = "The password does not meet the password policy"
+
+    def __init__(self, rules: Sequence[str], messages: Sequence[str], score: int) -> None:
+        self.rules = list(rules)
+        self.messages = list(messages)
+        self.score = score
+        super().__init__()
+
+    def extra(self) -> dict[str, Any]:
+        return {"rules": self.rules, "hints": self.messages, "score": self.score}
+
+
+class CsrfRejected(Forbidden):
+    code = "csrf_failed"
+    default_message = "Missing or invalid CSRF token"

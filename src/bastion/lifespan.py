@@ -10,6 +10,7 @@ import httpx
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from bastion.auth.runtime import IdentityRuntime
 from bastion.db.engine import backend_name, create_engine, create_sessionmaker
 from bastion.llm.factory import build_provider
 from bastion.observability.logging import get_logger
@@ -49,11 +50,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "in_process_state",
             message="REDIS_URL is unset: limits, revocations and blocklists hold in this process only",
         )
+    app.state.identity = await IdentityRuntime.start(
+        settings=settings, sessionmaker=app.state.sessionmaker, redis=redis
+    )
     try:
         yield
     finally:
         await app.state.llm.aclose()
         await http_client.aclose()
+        await app.state.identity.close()
         if redis is not None:
             await redis.aclose()
         await engine.dispose()

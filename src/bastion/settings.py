@@ -176,6 +176,25 @@ class Settings(BaseSettings):
     alert_webhook_url: SecretStr | None = None
     prometheus_port: int | None = Field(None, ge=1, le=65535)
 
+    # -- identity (accounts, tokens, passwords) ---------------------------------------------------
+    jwt_issuer: str = Field("bastion", min_length=1, max_length=200)
+    jwt_audience: str = Field("bastion-api", min_length=1, max_length=200)
+    jwt_key_grace_days: int = Field(7, ge=0, le=365)  # retired signing keys still verify this long
+    session_max_days: int = Field(30, ge=1, le=365)  # absolute lifetime of a refresh-token family
+    password_reset_minutes: int = Field(30, ge=5, le=24 * 60)
+    # Hash cost. Production refuses values under these defaults; tests lower them to stay fast.
+    argon2_memory_kib: int = Field(19_456, ge=8, le=4 * 1024 * 1024)
+    argon2_time_cost: int = Field(2, ge=1, le=100)
+    argon2_parallelism: int = Field(1, ge=1, le=64)
+    bcrypt_rounds: int = Field(12, ge=4, le=20)
+    password_hash_workers: int = Field(4, ge=1, le=64)  # threads that hash; never the event loop
+    login_max_failures: int = Field(5, ge=1, le=1000)  # per account, within the window
+    login_ip_max_failures: int = Field(30, ge=1, le=100_000)  # per client address, within the window
+    login_failure_window_minutes: int = Field(15, ge=1, le=24 * 60)
+    login_lockout_minutes: int = Field(15, ge=1, le=24 * 60)  # first lockout; doubles each time after
+    auth_purge_interval_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -286,6 +305,11 @@ class Settings(BaseSettings):
                 problems.append(
                     f"{name} is missing (generate one with `bastion secrets generate --single {name}`)"
                 )
+        # Identity: hash costs may be lowered for tests, never for production.
+        if (self.argon2_memory_kib, self.argon2_time_cost) < (19_456, 2) or self.bcrypt_rounds < 12:
+            problems.append("ARGON2_MEMORY_KIB/ARGON2_TIME_COST/BCRYPT_ROUNDS are below the safe minimum")
+        if self.smtp_host and self.smtp_security == "none":
+            problems.append("SMTP_SECURITY=none sends password-reset mail in clear text")
         for name in ("SECRET_KEY", "SESSION_SECRET", "CSRF_SECRET", "API_KEY_SALT"):
             value = self.secret(name)
             if value is not None and (why := material.weakness(value)):

@@ -133,14 +133,14 @@ def test_db_upgrade_on_sqlite_file(workdir: Path) -> None:
     database = workdir / "data" / "app.db"
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
     current = run_bastion("db", "current", cwd=workdir, env=env)
-    assert "0001" in current.stdout + current.stderr
+    assert "(head)" in current.stdout + current.stderr
 
 
 @pytest.mark.postgres
 def test_db_upgrade_on_postgres(workdir: Path, postgres_url: str) -> None:
     result = run_bastion("db", "upgrade", cwd=workdir, env={"DATABASE_URL": postgres_url})
     assert result.returncode == 0, result.stderr
-    assert "0001" in run_bastion("db", "current", cwd=workdir, env={"DATABASE_URL": postgres_url}).stdout
+    assert "(head)" in run_bastion("db", "current", cwd=workdir, env={"DATABASE_URL": postgres_url}).stdout
 
 
 def test_serve_on_embedded_defaults(workdir: Path) -> None:

@@ -10,6 +10,24 @@ class AuditEvent(StrEnum):
     SERVICE_STARTED = "service.started"
     CONFIG_CHANGED = "config.changed"
     SECRETS_GENERATED = "secrets.generated"
+    # identity
+    USER_REGISTERED = "auth.register"
+    LOGIN_SUCCEEDED = "auth.login"
+    LOGIN_FAILED = "auth.login_failed"
+    ACCOUNT_LOCKED = "auth.lockout"
+    TOKEN_REFRESHED = "auth.refresh"  # noqa: S105
+    TOKEN_REJECTED = "auth.token_rejected"  # noqa: S105
+    REFRESH_REUSE_DETECTED = "auth.refresh_reuse_detected"
+    LOGOUT = "auth.logout"
+    LOGOUT_ALL = "auth.logout_all"
+    PASSWORD_CHANGED = "auth.password_changed"  # noqa: S105
+    PASSWORD_RESET_REQUESTED = "auth.password_reset_requested"  # noqa: S105
+    PASSWORD_RESET_COMPLETED = "auth.password_reset"  # noqa: S105
+    ROLE_CHANGED = "auth.role_changed"
+    USER_DISABLED = "auth.user_disabled"
+    USER_ENABLED = "auth.user_enabled"
+    SIGNING_KEY_ROTATED = "auth.signing_key_rotated"
+    CSRF_REJECTED = "auth.csrf_rejected"
 
 
 class Outcome(StrEnum):

@@ -9,12 +9,14 @@ from typing import Annotated
 import typer
 
 from bastion import __version__
-from bastion.cli import db, secrets
+from bastion.cli import db, secrets, users
 from bastion.cli.common import settings_or_exit
 
 app = typer.Typer(help="Bastion: a security-hardened backend for AI chat applications.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
 app.add_typer(secrets.app, name="secrets")
+app.add_typer(users.app, name="users")
+app.add_typer(users.keys_app, name="keys")
 
 
 class CertReqs(StrEnum):

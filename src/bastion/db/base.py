@@ -21,4 +21,5 @@ class Base(DeclarativeBase):
 
 def load_models() -> None:
     """Import every module that defines tables, so ``Base.metadata`` knows them all."""
-    import bastion.audit.models  # noqa: F401
+    import bastion.audit.models
+    import bastion.auth.models  # noqa: F401

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from bastion.api.deps import require_local
+from bastion.api.deps import require_local_or_operator
 from bastion.observability.logging import get_logger
 
 router = APIRouter(tags=["health"])
@@ -54,7 +54,7 @@ async def _redis(request: Request) -> CheckState:
 @router.get(
     "/health/ready",
     response_model=Readiness,
-    dependencies=[Depends(require_local)],
+    dependencies=[Depends(require_local_or_operator)],
     responses={503: {"model": Readiness}},
 )
 async def ready(request: Request) -> JSONResponse:

@@ -1,0 +1,66 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Administration of accounts: role changes, disable/enable, forced logout. Admins only."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response, status
+
+from bastion.api.deps import audit_context, identity_service, require
+from bastion.api.schemas.auth import RoleChange, UserDetail
+from bastion.auth.models import User
+from bastion.auth.permissions import Permission
+from bastion.auth.principal import Principal
+from bastion.auth.service import Context, IdentityService
+from bastion.errors import Forbidden
+
+router = APIRouter(prefix="/api/admin/users", tags=["admin"])
+
+Service = Annotated[IdentityService, Depends(identity_service)]
+Ctx = Annotated[Context, Depends(audit_context)]
+Admin = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
+UserId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]{1,32}$")]
+
+
+def _detail(user: User) -> UserDetail:
+    return UserDetail(
+        id=user.id, email=user.email, role=user.role, is_active=user.is_active, created_at=user.created_at
+    )
+
+
+def _not_self(admin: Principal, user_id: str) -> None:
+    # An admin cannot change their own standing here: no self-escalation, no accidental lock-out.
+    if admin.user_id == user_id:
+        raise Forbidden("Administrators cannot change their own account here")
+
+
+@router.get("/{user_id}", response_model=UserDetail)
+async def get_user(user_id: UserId, admin: Admin, service: Service) -> UserDetail:
+    return _detail(await service.me(user_id))
+
+
+@router.post("/{user_id}/role", response_model=UserDetail)
+async def set_role(
+    user_id: UserId, body: RoleChange, admin: Admin, service: Service, context: Ctx
+) -> UserDetail:
+    _not_self(admin, user_id)
+    return _detail(await service.set_role(user_id, body.role, context, actor_id=admin.user_id))
+
+
+@router.post("/{user_id}/disable", response_model=UserDetail)
+async def disable(user_id: UserId, admin: Admin, service: Service, context: Ctx) -> UserDetail:
+    _not_self(admin, user_id)
+    return _detail(await service.set_active(user_id, False, context, actor_id=admin.user_id))
+
+
+@router.post("/{user_id}/enable", response_model=UserDetail)
+async def enable(user_id: UserId, admin: Admin, service: Service, context: Ctx) -> UserDetail:
+    _not_self(admin, user_id)
+    return _detail(await service.set_active(user_id, True, context, actor_id=admin.user_id))
+
+
+@router.post("/{user_id}/logout-all", status_code=status.HTTP_204_NO_CONTENT)
+async def logout_all(user_id: UserId, admin: Admin, service: Service, context: Ctx) -> Response:
+    await service.logout_all(user_id, context, actor_id=admin.user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Queries over the identity tables. Conditional updates return whether they took effect."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bastion.auth.models import AuthSession, PasswordResetToken, RefreshToken, User
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+class IdentityRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- users -----------------------------------------------------------------------------------
+
+    async def user_by_email(self, email: str) -> User | None:
+        return await self.session.scalar(select(User).where(User.email == email))
+
+    async def user_by_id(self, user_id: str) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def add_user(self, user: User) -> User:
+        self.session.add(user)
+        await self.session.flush()
+        return user
+
+    async def update_user(self, user_id: str, *, now: datetime, bump_version: bool, **values: object) -> bool:
+        statement = update(User).where(User.id == user_id).values(updated_at=now, **values)
+        if bump_version:
+            statement = statement.values(token_version=User.token_version + 1)
+        return _rowcount(await self.session.execute(statement)) == 1
+
+    # -- sessions and refresh tokens -------------------------------------------------------------
+
+    async def add_session(self, auth_session: AuthSession) -> None:
+        self.session.add(auth_session)
+        await self.session.flush()
+
+    async def get_session(self, session_id: str) -> AuthSession | None:
+        return await self.session.get(AuthSession, session_id)
+
+    async def add_refresh_token(self, token: RefreshToken) -> None:
+        self.session.add(token)
+        await self.session.flush()
+
+    async def refresh_token_by_hash(self, token_hash: str) -> RefreshToken | None:
+        return await self.session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
+
+    async def mark_refresh_token_used(self, token_id: str, now: datetime) -> bool:
+        """Atomically claim a refresh token: of concurrent callers exactly one gets True."""
+        result = await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == token_id, RefreshToken.used_at.is_(None))
+            .values(used_at=now)
+        )
+        return _rowcount(result) == 1
+
+    async def revoke_session(self, session_id: str, *, now: datetime, reason: str) -> bool:
+        result = await self.session.execute(
+            update(AuthSession)
+            .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        return _rowcount(result) == 1
+
+    async def revoke_user_sessions(self, user_id: str, *, now: datetime, reason: str) -> int:
+        result = await self.session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        return _rowcount(result)
+
+    # -- password reset tokens -------------------------------------------------------------------
+
+    async def add_reset_token(self, token: PasswordResetToken) -> None:
+        self.session.add(token)
+        await self.session.flush()
+
+    async def reset_token_by_hash(self, token_hash: str) -> PasswordResetToken | None:
+        return await self.session.scalar(
+            select(PasswordResetToken).where(PasswordResetToken.token_hash == token_hash)
+        )
+
+    async def consume_reset_token(self, token_id: str, now: datetime) -> bool:
+        result = await self.session.execute(
+            update(PasswordResetToken)
+            .where(
+                PasswordResetToken.id == token_id,
+                PasswordResetToken.used_at.is_(None),
+                PasswordResetToken.expires_at > now,
+            )
+            .values(used_at=now)
+        )
+        return _rowcount(result) == 1
+
+    async def invalidate_reset_tokens(self, user_id: str, now: datetime) -> None:
+        await self.session.execute(
+            update(PasswordResetToken)
+            .where(PasswordResetToken.user_id == user_id, PasswordResetToken.used_at.is_(None))
+            .values(used_at=now)
+        )
+
+    # -- purge -----------------------------------------------------------------------------------
+
+    async def purge(self, *, now: datetime, keep_revoked_until: datetime) -> dict[str, int]:
+        """Delete what can never be used again: expired refresh/reset tokens, dead sessions."""
+        tokens = await self.session.execute(
+            delete(RefreshToken).where(
+                or_(RefreshToken.expires_at <= now, RefreshToken.used_at <= keep_revoked_until)
+            )
+        )
+        resets = await self.session.execute(
+            delete(PasswordResetToken).where(
+                or_(PasswordResetToken.expires_at <= now, PasswordResetToken.used_at.is_not(None))
+            )
+        )
+        # Revoked sessions are kept a while so a replayed refresh token is still recognised as
+        # reuse (and audited) rather than as an unknown token.
+        sessions = await self.session.execute(
+            delete(AuthSession).where(
+                or_(AuthSession.expires_at <= now, AuthSession.revoked_at <= keep_revoked_until)
+            )
+        )
+        return {
+            "refresh_tokens": _rowcount(tokens),
+            "password_reset_tokens": _rowcount(resets),
+            "sessions": _rowcount(sessions),
+        }

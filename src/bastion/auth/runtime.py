@@ -1,0 +1,164 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What identity shares between requests, built in the lifespan and kept on ``app.state.identity``.
+
+Owns the hashing thread pool, the keyring (reloaded periodically so a rotation on any instance
+reaches all), the denylist and login counters (Redis when configured, memory otherwise), the
+mailer, background mail tasks and the maintenance loop that purges expired sessions and tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from redis.asyncio import Redis
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bastion.audit.service import AuditService
+from bastion.auth.csrf import CsrfTokens
+from bastion.auth.keyring import Keyring, load_keyring, settings_only_keyring
+from bastion.auth.mailer import Mailer, mailer_for
+from bastion.auth.passwords import HashingPool, HashParameters, PasswordHasher
+from bastion.auth.policy import PasswordPolicy
+from bastion.auth.revocation import Denylist, MemoryDenylist, RedisDenylist
+from bastion.auth.service import IdentityService
+from bastion.auth.throttle import AttemptStore, LoginThrottle, MemoryAttemptStore, RedisAttemptStore
+from bastion.auth.tokens import AccessTokens, SecretTokens
+from bastion.db.types import utcnow
+from bastion.observability.logging import get_logger
+from bastion.settings import Settings
+
+KEYRING_RELOAD_SECONDS = 60.0
+
+
+def _secret_bytes(settings: Settings, name: str) -> bytes:
+    value = settings.secret(name)
+    if value is None:
+        raise ValueError(f"{name} is required")
+    return value.encode()
+
+
+class IdentityRuntime:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis | None,
+        keyring: Keyring,
+        mailer: Mailer | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.clock = clock
+        self.keyring = keyring
+        self.hashing = HashingPool(
+            PasswordHasher(
+                HashParameters(
+                    algorithm=settings.password_hasher,
+                    argon2_memory_kib=settings.argon2_memory_kib,
+                    argon2_time_cost=settings.argon2_time_cost,
+                    argon2_parallelism=settings.argon2_parallelism,
+                    bcrypt_rounds=settings.bcrypt_rounds,
+                )
+            ),
+            workers=settings.password_hash_workers,
+        )
+        self.policy = PasswordPolicy(settings.password_policy)
+        self.access_tokens = AccessTokens(
+            keyring=lambda: self.keyring,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            lifetime=timedelta(minutes=settings.access_token_minutes),
+            clock=clock,
+        )
+        # Refresh/reset tokens are hashed under SESSION_SECRET; CSRF tokens are signed with CSRF_SECRET.
+        self.secret_tokens = SecretTokens(key=_secret_bytes(settings, "SESSION_SECRET"))
+        self.csrf = CsrfTokens(secret=_secret_bytes(settings, "CSRF_SECRET"))
+        self.denylist: Denylist = RedisDenylist(redis) if redis is not None else MemoryDenylist()
+        store: AttemptStore = RedisAttemptStore(redis) if redis is not None else MemoryAttemptStore()
+        self.throttle = LoginThrottle(
+            store=store,
+            max_failures=settings.login_max_failures,
+            ip_max_failures=settings.login_ip_max_failures,
+            window_seconds=settings.login_failure_window_minutes * 60,
+            lockout_seconds=settings.login_lockout_minutes * 60,
+        )
+        self.mailer = mailer or mailer_for(settings)
+        self.audit = AuditService(sessionmaker=sessionmaker, clock=clock)
+        self.background: set[asyncio.Task[None]] = set()
+        self._maintenance: asyncio.Task[None] | None = None
+        self._keyring_loaded = time.monotonic()
+
+    @classmethod
+    async def start(
+        cls,
+        *,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis | None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> IdentityRuntime:
+        try:
+            keyring = await load_keyring(sessionmaker, settings, clock=clock)
+        except DBAPIError:
+            # Not migrated yet: sign with the settings keys; identity routes need `bastion db upgrade`.
+            get_logger("bastion.auth").warning("signing_keys_unavailable", hint="run `bastion db upgrade`")
+            keyring = settings_only_keyring(settings, clock())
+        runtime = cls(settings=settings, sessionmaker=sessionmaker, redis=redis, keyring=keyring, clock=clock)
+        runtime._maintenance = asyncio.create_task(runtime._maintain(), name="bastion-identity-maintenance")
+        return runtime
+
+    def service(self) -> IdentityService:
+        return IdentityService(
+            sessionmaker=self.sessionmaker,
+            hashing=self.hashing,
+            policy=self.policy,
+            access_tokens=self.access_tokens,
+            secret_tokens=self.secret_tokens,
+            denylist=self.denylist,
+            throttle=self.throttle,
+            audit=self.audit,
+            mailer=self.mailer,
+            refresh_lifetime=timedelta(days=self.settings.refresh_token_days),
+            session_lifetime=timedelta(days=self.settings.session_max_days),
+            reset_lifetime=timedelta(minutes=self.settings.password_reset_minutes),
+            background=self.background,
+            clock=self.clock,
+        )
+
+    async def reload_keyring(self) -> None:
+        self.keyring = await load_keyring(self.sessionmaker, self.settings, clock=self.clock)
+        self._keyring_loaded = time.monotonic()
+
+    async def _maintain(self) -> None:
+        """Purge expired sessions/tokens every AUTH_PURGE_INTERVAL_SECONDS; reload keys each minute."""
+        log = get_logger("bastion.auth.maintenance")
+        interval = float(self.settings.auth_purge_interval_seconds)
+        tick = min(interval, KEYRING_RELOAD_SECONDS)
+        next_purge = time.monotonic() + interval
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                if time.monotonic() - self._keyring_loaded >= KEYRING_RELOAD_SECONDS:
+                    await self.reload_keyring()
+                if time.monotonic() >= next_purge:
+                    next_purge = time.monotonic() + interval
+                    counts = await self.service().purge()
+                    log.info("auth_purge", **counts)
+            except Exception as exc:  # keep the loop alive; the next tick retries
+                log.warning("auth_maintenance_failed", error=type(exc).__name__)
+
+    async def close(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+        if self.background:
+            await asyncio.wait(set(self.background), timeout=5)
+        self.hashing.close()

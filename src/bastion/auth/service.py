@@ -1,0 +1,578 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Identity rules: accounts, logins, sessions, token rotation, password change and reset, roles.
+
+Built per request from the app's collaborators (keyword-only arguments) with an injected clock.
+Knows nothing of HTTP: failures are domain errors from ``bastion.errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bastion.audit.events import AuditEvent, Outcome
+from bastion.audit.service import AuditService
+from bastion.auth.mailer import Mail, Mailer
+from bastion.auth.models import AuthSession, PasswordResetToken, RefreshToken, User
+from bastion.auth.passwords import HashingPool
+from bastion.auth.permissions import permissions_for
+from bastion.auth.policy import PasswordPolicy
+from bastion.auth.principal import AuthMethod, Principal, Role
+from bastion.auth.repository import IdentityRepository
+from bastion.auth.revocation import Denylist
+from bastion.auth.throttle import LoginThrottle
+from bastion.auth.tokens import AccessClaims, AccessTokens, SecretTokens, TokenInvalid
+from bastion.db.session import unit_of_work
+from bastion.db.types import utcnow
+from bastion.errors import Conflict, NotFound, PasswordRejected, RateLimited, Unauthorized
+from bastion.observability.logging import get_logger
+
+REFRESH_PURPOSE = "refresh"
+RESET_PURPOSE = "reset"
+LOGIN_FAILED = "Login failed"
+INVALID_TOKEN = "Invalid or expired token"  # noqa: S105 - a message
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Where a request came from, for the audit trail."""
+
+    ip: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    id: str
+    email: str
+    role: str
+
+
+class IdentityService:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        hashing: HashingPool,
+        policy: PasswordPolicy,
+        access_tokens: AccessTokens,
+        secret_tokens: SecretTokens,
+        denylist: Denylist,
+        throttle: LoginThrottle,
+        audit: AuditService,
+        mailer: Mailer,
+        refresh_lifetime: timedelta,
+        session_lifetime: timedelta,
+        reset_lifetime: timedelta,
+        reset_url: str = "/reset-password",
+        background: set[asyncio.Task[None]] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.hashing = hashing
+        self.policy = policy
+        self.access_tokens = access_tokens
+        self.secret_tokens = secret_tokens
+        self.denylist = denylist
+        self.throttle = throttle
+        self.audit = audit
+        self.mailer = mailer
+        self.refresh_lifetime = refresh_lifetime
+        self.session_lifetime = session_lifetime
+        self.reset_lifetime = reset_lifetime
+        self.reset_url = reset_url
+        self.background = background if background is not None else set()
+        self.clock = clock
+        self.log = get_logger("bastion.auth")
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def check_policy(self, password: str, email: str | None) -> None:
+        result = self.policy.check(password, email=email)
+        if not result.ok:
+            raise PasswordRejected([str(r) for r in result.failures], list(result.messages), result.score)
+
+    async def _record(
+        self,
+        event: AuditEvent,
+        context: Context,
+        *,
+        outcome: Outcome = Outcome.SUCCESS,
+        actor_id: str | None = None,
+        target_id: str | None = None,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        await self.audit.record(
+            event,
+            outcome=outcome,
+            actor_type="user" if actor_id else None,
+            actor_id=actor_id,
+            target_type="user" if target_id else None,
+            target_id=target_id,
+            ip=context.ip,
+            request_id=context.request_id,
+            details=dict(details or {}),
+        )
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _issue(self, repo: IdentityRepository, user: User, session_id: str | None) -> TokenPair:
+        """A new refresh token (in a new session unless ``session_id``) and an access token."""
+        now = self.clock()
+        if session_id is None:
+            auth_session = AuthSession(
+                id=uuid.uuid4().hex, user_id=user.id, created_at=now, expires_at=now + self.session_lifetime
+            )
+            await repo.add_session(auth_session)
+            session_id, session_end = auth_session.id, auth_session.expires_at
+        else:
+            existing = await repo.get_session(session_id)
+            if existing is None:  # pragma: no cover - guarded by the caller
+                raise Unauthorized(INVALID_TOKEN)
+            session_end = existing.expires_at
+        refresh = self.secret_tokens.generate()
+        await repo.add_refresh_token(
+            RefreshToken(
+                session_id=session_id,
+                user_id=user.id,
+                token_hash=self.secret_tokens.digest(refresh, purpose=REFRESH_PURPOSE),
+                created_at=now,
+                expires_at=min(now + self.refresh_lifetime, session_end),
+            )
+        )
+        role = Role(user.role)
+        access = self.access_tokens.issue(
+            subject=user.id,
+            role=role.value,
+            scopes=frozenset(p.value for p in permissions_for(role)),
+            token_version=user.token_version,
+            session_id=session_id,
+        )
+        return TokenPair(
+            access_token=access.token,
+            refresh_token=refresh,
+            expires_in=int(self.access_tokens.lifetime.total_seconds()),
+            session_id=session_id,
+        )
+
+    # -- accounts ----------------------------------------------------------------------------------
+
+    async def register(self, email: str, password: str, context: Context) -> Registered:
+        """Create an account; an existing email answers the same way (no enumeration).
+
+        For a taken email nothing is created: the answer carries a random id, the same work is done
+        (one hash), and the owner is told by mail that someone tried to register their address.
+        """
+        self.check_policy(password, email)
+        password_hash = await self.hashing.hash(password)
+        async with unit_of_work(self.sessionmaker) as session:
+            repo = IdentityRepository(session)
+            existing = await repo.user_by_email(email)
+            if existing is None:
+                now = self.clock()
+                user = await repo.add_user(
+                    User(
+                        email=email,
+                        password_hash=password_hash,
+                        role=Role.USER.value,
+                        is_active=True,
+                        token_version=1,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                user_id: str | None = user.id
+            else:
+                user_id = None
+        if user_id is None:
+            await self._record(
+                AuditEvent.USER_REGISTERED,
+                context,
+                outcome=Outcome.DENIED,
+                target_id=existing.id if existing else None,
+                details={"reason": "exists"},
+            )
+            self._spawn(self._notify_existing(email))
+            return Registered(id=uuid.uuid4().hex, email=email, role=Role.USER.value)
+        await self._record(AuditEvent.USER_REGISTERED, context, actor_id=user_id, target_id=user_id)
+        return Registered(id=user_id, email=email, role=Role.USER.value)
+
+    async def _notify_existing(self, email: str) -> None:
+        try:
+            await self.mailer.send(
+                Mail(
+                    to=email,
+                    subject="Bastion: someone tried to register your address",
+                    body="An account with this address already exists. If this was you, sign in or "
+                    "reset your password. If not, you can ignore this message.",
+                )
+            )
+        except Exception as exc:  # a mail failure must not surface to the caller
+            self.log.warning("mail_failed", kind="register_notice", error=type(exc).__name__)
+
+    async def login(self, email: str, password: str, context: Context) -> TokenPair:
+        """Tokens for a correct email and password; one generic failure for everything else."""
+        verdict = await self.throttle.check(email, context.ip)
+        if not verdict.allowed:
+            await self._record(
+                AuditEvent.LOGIN_FAILED,
+                context,
+                outcome=Outcome.DENIED,
+                details={"reason": "ip_blocked" if verdict.ip_blocked else "locked"},
+            )
+            if verdict.ip_blocked:
+                raise RateLimited(retry_after=verdict.retry_after)
+            raise Unauthorized(LOGIN_FAILED)
+        async with unit_of_work(self.sessionmaker) as session:
+            user = await IdentityRepository(session).user_by_email(email)
+        if user is None:
+            await self.hashing.dummy_verify(password)  # same work as a real check
+            ok = False
+        else:
+            ok = await self.hashing.verify(user.password_hash, password)
+        if not ok or user is None or not user.is_active:
+            locked_for = await self.throttle.failure(email, context.ip)
+            target = user.id if user is not None else None
+            reason = "disabled" if ok else "bad_credentials"
+            await self._record(
+                AuditEvent.LOGIN_FAILED,
+                context,
+                outcome=Outcome.FAILURE,
+                target_id=target,
+                details={"reason": reason},
+            )
+            if locked_for:
+                await self._record(
+                    AuditEvent.ACCOUNT_LOCKED,
+                    context,
+                    outcome=Outcome.DENIED,
+                    target_id=target,
+                    details={"seconds": locked_for},
+                )
+            raise Unauthorized(LOGIN_FAILED)
+        await self.throttle.success(email)
+        async with unit_of_work(self.sessionmaker) as session:
+            repo = IdentityRepository(session)
+            if self.hashing.needs_rehash(user.password_hash):
+                new_hash = await self.hashing.hash(password)
+                await repo.update_user(user.id, now=self.clock(), bump_version=False, password_hash=new_hash)
+                user.password_hash = new_hash
+            pair = await self._issue(repo, user, None)
+        await self._record(
+            AuditEvent.LOGIN_SUCCEEDED,
+            context,
+            actor_id=user.id,
+            target_id=user.id,
+            details={"session_id": pair.session_id},
+        )
+        return pair
+
+    async def refresh(self, refresh_token: str, context: Context) -> TokenPair:
+        """Rotate: the presented token is spent and a new pair issued in the same session.
+
+        A token presented a second time means it was copied: the whole session is revoked (RFC 9700
+        4.14.2), including the tokens the legitimate rotation produced, and the event is audited.
+        """
+        if not refresh_token or len(refresh_token) > 200:
+            raise Unauthorized(INVALID_TOKEN)
+        digest = self.secret_tokens.digest(refresh_token, purpose=REFRESH_PURPOSE)
+        now = self.clock()
+        async with unit_of_work(self.sessionmaker) as session:
+            repo = IdentityRepository(session)
+            stored = await repo.refresh_token_by_hash(digest)
+            if stored is None:
+                raise Unauthorized(INVALID_TOKEN)
+            auth_session = await repo.get_session(stored.session_id)
+            claimed = await repo.mark_refresh_token_used(stored.id, now)
+        if not claimed:
+            async with unit_of_work(self.sessionmaker) as session:
+                await IdentityRepository(session).revoke_session(stored.session_id, now=now, reason="reuse")
+            await self._record(
+                AuditEvent.REFRESH_REUSE_DETECTED,
+                context,
+                outcome=Outcome.DENIED,
+                target_id=stored.user_id,
+                details={"session_id": stored.session_id},
+            )
+            raise Unauthorized(INVALID_TOKEN)
+        if (
+            auth_session is None
+            or auth_session.revoked_at is not None
+            or auth_session.expires_at <= now
+            or stored.expires_at <= now
+        ):
+            raise Unauthorized(INVALID_TOKEN)
+        async with unit_of_work(self.sessionmaker) as session:
+            repo = IdentityRepository(session)
+            user = await repo.user_by_id(stored.user_id)
+            if user is None or not user.is_active:
+                raise Unauthorized(INVALID_TOKEN)
+            pair = await self._issue(repo, user, stored.session_id)
+        await self._record(
+            AuditEvent.TOKEN_REFRESHED, context, actor_id=user.id, details={"session_id": stored.session_id}
+        )
+        return pair
+
+    async def session_of_refresh_token(self, refresh_token: str) -> str | None:
+        """The session a refresh token belongs to (for CSRF binding), without spending it."""
+        if not refresh_token or len(refresh_token) > 200:
+            return None
+        digest = self.secret_tokens.digest(refresh_token, purpose=REFRESH_PURPOSE)
+        async with unit_of_work(self.sessionmaker) as session:
+            stored = await IdentityRepository(session).refresh_token_by_hash(digest)
+        return stored.session_id if stored is not None else None
+
+    # -- authentication of requests ----------------------------------------------------------------
+
+    async def authenticate(self, token: str, method: AuthMethod) -> tuple[Principal, AccessClaims]:
+        """The principal behind an access token; ``TokenInvalid`` (with a reason) otherwise.
+
+        The role comes from the database, not the token, so a role change applies on the next
+        request; the token version makes password changes, disabling and logout-all immediate.
+        """
+        claims = self.access_tokens.verify(token)
+        if await self.denylist.contains(claims.jti):
+            raise TokenInvalid("revoked")
+        async with unit_of_work(self.sessionmaker) as session:
+            user = await IdentityRepository(session).user_by_id(claims.subject)
+        if user is None or not user.is_active:
+            raise TokenInvalid("no_user")
+        if user.token_version != claims.token_version:
+            raise TokenInvalid("stale_version")
+        role = Role(user.role)
+        principal = Principal(
+            subject=user.id,
+            role=role,
+            method=method,
+            scopes=frozenset(p.value for p in permissions_for(role)),
+            user_id=user.id,
+        )
+        return principal, claims
+
+    # -- sessions ----------------------------------------------------------------------------------
+
+    async def logout(self, claims: AccessClaims | None, refresh_token: str | None, context: Context) -> None:
+        """End one session: its refresh tokens stop working and the access token is denylisted."""
+        now = self.clock()
+        session_ids: set[str] = set()
+        if claims is not None:
+            session_ids.add(claims.session_id)
+            ttl = int((claims.expires_at - now).total_seconds()) + 60
+            await self.denylist.add(claims.jti, ttl_seconds=max(ttl, 1))
+        if refresh_token:
+            found = await self.session_of_refresh_token(refresh_token)
+            if found is not None:
+                session_ids.add(found)
+        async with unit_of_work(self.sessionmaker) as session:
+            repo = IdentityRepository(session)
+            for session_id in session_ids:
+                await repo.revoke_session(session_id, now=now, reason="logout")
+        await self._record(
+            AuditEvent.LOGOUT,
+            context,
+            actor_id=claims.subject if claims else None,
+            details={"sessions": len(session_ids)},
+        )
+
+    async def logout_all(self, user_id: str, context: Context, *, actor_id: str | None = None) -> None:
+        """End every session of ``user_id`` and invalidate all its access tokens."""
+        now = self.clock()
+        async with unit_of_work(self.sessionmaker) as session:
+            repo = IdentityRepository(session)
+            if not await repo.update_user(user_id, now=now, bump_version=True):
+                raise NotFound()
+            count = await repo.revoke_user_sessions(user_id, now=now, reason="logout_all")
+        await self._record(
+            AuditEvent.LOGOUT_ALL,
+            context,
+            actor_id=actor_id or user_id,
+            target_id=user_id,
+            details={"sessions": count},
+        )
+
+    async def me(self, user_id: str) -> User:
+        async with unit_of_work(self.sessionmaker) as session:
+            user = await IdentityRepository(session).user_by_id(user_id)
+        if user is None:
+            raise NotFound()
+        return user
+
+    # -- passwords ---------------------------------------------------------------------------------
+
+    async def change_password(self, user_id: str, current: str, new: str, context: Context) -> TokenPair:
+        """Change the password; every existing session ends and a new one is returned."""
+        user = await self.me(user_id)
+        if not await self.hashing.verify(user.password_hash, current):
+            await self._record(
+                AuditEvent.PASSWORD_CHANGED,
+                context,
+                outcome=Outcome.FAILURE,
+                actor_id=user_id,
+                target_id=user_id,
+                details={"reason": "wrong_password"},
+            )
+            raise Unauthorized("The current password is wrong")
+        self.check_policy(new, user.email)
+        new_hash = await self.hashing.hash(new)
+        now = self.clock()
+        async with unit_of_work(self.sessionmaker) as session:
+            repo = IdentityRepository(session)
+            await repo.update_user(user_id, now=now, bump_version=True, password_hash=new_hash)
+            await repo.revoke_user_sessions(user_id, now=now, reason="password_changed")
+            await repo.invalidate_reset_tokens(user_id, now)
+            fresh = await repo.user_by_id(user_id)
+            if fresh is None:  # pragma: no cover - deleted concurrently
+                raise NotFound()
+            await session.refresh(fresh)
+            pair = await self._issue(repo, fresh, None)
+        await self._record(AuditEvent.PASSWORD_CHANGED, context, actor_id=user_id, target_id=user_id)
+        return pair
+
+    async def request_password_reset(self, email: str, context: Context) -> None:
+        """Mail a reset link when the account exists; the caller always answers 202 regardless."""
+        async with unit_of_work(self.sessionmaker) as session:
+            user = await IdentityRepository(session).user_by_email(email)
+        await self._record(
+            AuditEvent.PASSWORD_RESET_REQUESTED,
+            context,
+            target_id=user.id if user else None,
+            outcome=Outcome.SUCCESS if user and user.is_active else Outcome.DENIED,
+        )
+        if user is None or not user.is_active:
+            return
+        token = self.secret_tokens.generate()
+        now = self.clock()
+        async with unit_of_work(self.sessionmaker) as session:
+            repo = IdentityRepository(session)
+            await repo.invalidate_reset_tokens(user.id, now)  # only the newest link works
+            await repo.add_reset_token(
+                PasswordResetToken(
+                    user_id=user.id,
+                    token_hash=self.secret_tokens.digest(token, purpose=RESET_PURPOSE),
+                    created_at=now,
+                    expires_at=now + self.reset_lifetime,
+                )
+            )
+        minutes = int(self.reset_lifetime.total_seconds() // 60)
+        mail = Mail(
+            to=user.email,
+            subject="Bastion: reset your password",
+            body=(
+                f"Use this code to choose a new password within {minutes} minutes:\n\n{token}\n\n"
+                f"or open {self.reset_url}#token={token}\n\n"
+                "If you did not ask for this, ignore this message; your password is unchanged."
+            ),
+        )
+        # Sent in the background: the response time must not depend on whether the account exists.
+        self._spawn(self._send_reset(mail, user.id))
+
+    async def _send_reset(self, mail: Mail, user_id: str) -> None:
+        try:
+            await self.mailer.send(mail)
+        except Exception as exc:
+            self.log.warning("mail_failed", kind="password_reset", user_id=user_id, error=type(exc).__name__)
+
+    async def confirm_password_reset(self, token: str, new_password: str, context: Context) -> None:
+        """Set a new password with a single-use reset token; every session of the account ends."""
+        if not token or len(token) > 200:
+            raise Unauthorized(INVALID_TOKEN)
+        digest = self.secret_tokens.digest(token, purpose=RESET_PURPOSE)
+        now = self.clock()
+        async with unit_of_work(self.sessionmaker) as session:
+            stored = await IdentityRepository(session).reset_token_by_hash(digest)
+        if stored is None or stored.used_at is not None or stored.expires_at <= now:
+            raise Unauthorized(INVALID_TOKEN)
+        user = await self.me(stored.user_id)
+        self.check_policy(new_password, user.email)  # before spending the token: a typo can retry
+        new_hash = await self.hashing.hash(new_password)
+        async with unit_of_work(self.sessionmaker) as session:
+            repo = IdentityRepository(session)
+            if not await repo.consume_reset_token(stored.id, now):
+                raise Unauthorized(INVALID_TOKEN)
+            await repo.update_user(user.id, now=now, bump_version=True, password_hash=new_hash)
+            await repo.revoke_user_sessions(user.id, now=now, reason="password_reset")
+        await self.throttle.success(user.email)
+        await self._record(AuditEvent.PASSWORD_RESET_COMPLETED, context, actor_id=user.id, target_id=user.id)
+
+    # -- administration --------------------------------------------------------------------------
+
+    async def set_role(self, user_id: str, role: Role, context: Context, *, actor_id: str | None) -> User:
+        """Change a user's role; their tokens are invalidated (the new role applies at once)."""
+        now = self.clock()
+        async with unit_of_work(self.sessionmaker) as session:
+            repo = IdentityRepository(session)
+            user = await repo.user_by_id(user_id)
+            if user is None:
+                raise NotFound()
+            previous = user.role
+            await repo.update_user(user_id, now=now, bump_version=True, role=role.value)
+            await repo.revoke_user_sessions(user_id, now=now, reason="role_changed")
+        await self._record(
+            AuditEvent.ROLE_CHANGED,
+            context,
+            actor_id=actor_id,
+            target_id=user_id,
+            details={"from": previous, "to": role.value},
+        )
+        return await self.me(user_id)
+
+    async def set_active(self, user_id: str, active: bool, context: Context, *, actor_id: str | None) -> User:
+        """Disable (every session ends at once) or re-enable an account."""
+        now = self.clock()
+        async with unit_of_work(self.sessionmaker) as session:
+            repo = IdentityRepository(session)
+            if not await repo.update_user(user_id, now=now, bump_version=True, is_active=active):
+                raise NotFound()
+            if not active:
+                await repo.revoke_user_sessions(user_id, now=now, reason="disabled")
+        event = AuditEvent.USER_ENABLED if active else AuditEvent.USER_DISABLED
+        await self._record(event, context, actor_id=actor_id, target_id=user_id)
+        return await self.me(user_id)
+
+    async def create_user(self, email: str, password: str, role: Role, context: Context) -> User:
+        """Create an account directly (the CLI's create-admin); refuses a taken email."""
+        self.check_policy(password, email)
+        password_hash = await self.hashing.hash(password)
+        now = self.clock()
+        async with unit_of_work(self.sessionmaker) as session:
+            repo = IdentityRepository(session)
+            if await repo.user_by_email(email) is not None:
+                raise Conflict("An account with this email already exists")
+            user = await repo.add_user(
+                User(
+                    email=email,
+                    password_hash=password_hash,
+                    role=role.value,
+                    is_active=True,
+                    token_version=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        await self._record(
+            AuditEvent.USER_REGISTERED, context, target_id=user.id, details={"role": role.value}
+        )
+        return user
+
+    async def purge(self, *, keep_revoked: timedelta = timedelta(days=1)) -> dict[str, int]:
+        """Delete expired sessions and tokens (run on a schedule)."""
+        now = self.clock()
+        async with unit_of_work(self.sessionmaker) as session:
+            return await IdentityRepository(session).purge(now=now, keep_revoked_until=now - keep_revoked)

@@ -1,0 +1,151 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`bastion users` and `bastion keys`: accounts and JWT signing keys from the command line.
+
+Passwords are read from the terminal (or standard input) twice, never from an argument: arguments
+end up in shell history and in the process list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, TypeVar
+
+import typer
+
+from bastion.auth.emails import InvalidEmail, normalize_email
+from bastion.auth.keyring import rotate_signing_key, settings_only_keyring
+from bastion.auth.principal import Role
+from bastion.auth.repository import IdentityRepository
+from bastion.auth.runtime import IdentityRuntime
+from bastion.auth.service import Context
+from bastion.cli.common import settings_or_exit
+from bastion.db.engine import create_engine, create_sessionmaker
+from bastion.db.session import unit_of_work
+from bastion.db.types import utcnow
+from bastion.errors import BastionError, PasswordRejected
+from bastion.settings import Settings
+
+app = typer.Typer(help="User accounts.", no_args_is_help=True)
+keys_app = typer.Typer(help="JWT signing keys.", no_args_is_help=True)
+
+T = TypeVar("T")
+CLI_CONTEXT = Context(ip=None, request_id="cli")
+
+
+@asynccontextmanager
+async def _runtime(settings: Settings) -> AsyncIterator[IdentityRuntime]:
+    engine = create_engine(settings.database_url.get_secret_value())
+    runtime = IdentityRuntime(
+        settings=settings,
+        sessionmaker=create_sessionmaker(engine),
+        redis=None,
+        keyring=settings_only_keyring(settings, utcnow()),
+    )
+    try:
+        yield runtime
+    finally:
+        runtime.hashing.close()
+        await engine.dispose()
+
+
+def _run(work: Callable[[IdentityRuntime], Awaitable[T]]) -> T:
+    settings = settings_or_exit()
+
+    async def main() -> T:
+        async with _runtime(settings) as runtime:
+            return await work(runtime)
+
+    try:
+        return asyncio.run(main())
+    except PasswordRejected as exc:
+        typer.echo("password refused: " + "; ".join(exc.messages), err=True)
+        raise typer.Exit(1) from None
+    except BastionError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _email(raw: str) -> str:
+    try:
+        return normalize_email(raw)
+    except InvalidEmail as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+async def _user_id(runtime: IdentityRuntime, email: str) -> str:
+    async with unit_of_work(runtime.sessionmaker) as session:
+        user = await IdentityRepository(session).user_by_email(email)
+    if user is None:
+        raise BastionError("no account with that email")
+    return user.id
+
+
+@app.command("create-admin")
+def create_admin(email: Annotated[str, typer.Option("--email", help="The administrator's email.")]) -> None:
+    """Create an administrator; the password is asked twice (prompt and confirmation)."""
+    address = _email(email)
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    user = _run(lambda rt: rt.service().create_user(address, password, Role.ADMIN, CLI_CONTEXT))
+    typer.echo(f"created admin {user.id}")
+
+
+@app.command()
+def disable(email: Annotated[str, typer.Option("--email")]) -> None:
+    """Disable an account: every session ends at once."""
+    address = _email(email)
+
+    async def work(rt: IdentityRuntime) -> None:
+        await rt.service().set_active(await _user_id(rt, address), False, CLI_CONTEXT, actor_id=None)
+
+    _run(work)
+    typer.echo("disabled")
+
+
+@app.command()
+def enable(email: Annotated[str, typer.Option("--email")]) -> None:
+    """Re-enable a disabled account."""
+    address = _email(email)
+
+    async def work(rt: IdentityRuntime) -> None:
+        await rt.service().set_active(await _user_id(rt, address), True, CLI_CONTEXT, actor_id=None)
+
+    _run(work)
+    typer.echo("enabled")
+
+
+@app.command("set-role")
+def set_role(
+    email: Annotated[str, typer.Option("--email")],
+    role: Annotated[Role, typer.Option("--role", help="user, admin or service.")],
+) -> None:
+    """Change an account's role (its sessions end; the new role applies from the next login)."""
+    address = _email(email)
+
+    async def work(rt: IdentityRuntime) -> None:
+        await rt.service().set_role(await _user_id(rt, address), role, CLI_CONTEXT, actor_id=None)
+
+    _run(work)
+    typer.echo(f"role set to {role.value}")
+
+
+@keys_app.command("rotate-signing")
+def rotate_signing() -> None:
+    """Add a new JWT signing key: it signs from now on; older keys verify for JWT_KEY_GRACE_DAYS."""
+    settings = settings_or_exit()
+
+    async def main() -> str:
+        engine = create_engine(settings.database_url.get_secret_value())
+        try:
+            return await rotate_signing_key(create_sessionmaker(engine), settings)
+        finally:
+            await engine.dispose()
+
+    try:
+        kid = asyncio.run(main())
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"new signing key {kid}; running instances pick it up within a minute")

@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Authentication: who is calling, stored at ``scope["state"]["principal"]`` for every later layer.
+
+Reads an access token from ``Authorization: Bearer`` (API clients) or from the HttpOnly access
+cookie (browsers). Never from the query string. A cookie-authenticated request with an unsafe
+method must carry a valid CSRF token, or it is not authenticated at all. This layer never answers
+by itself: it records the principal, or the reason a presented credential was refused
+(``scope["state"]["auth_error"]``, audited), and the route dependencies decide (401/403).
+Bearer values starting with ``bst_`` are API keys and left to the API-key policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from http.cookies import SimpleCookie
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bastion.audit.events import AuditEvent, Outcome
+from bastion.auth.csrf import HEADER as CSRF_HEADER
+from bastion.auth.csrf import SAFE_METHODS
+from bastion.auth.principal import AuthMethod
+from bastion.auth.tokens import MAX_TOKEN_LENGTH, TokenInvalid
+from bastion.observability.logging import get_logger
+from bastion.web.proxies import client_ip, parse_networks
+
+ACCESS_COOKIE = "bastion_access"
+REFRESH_COOKIE = "bastion_refresh"
+CSRF_COOKIE = "bastion_csrf"
+API_KEY_PREFIX = "bst_"
+
+
+def request_cookies(scope: Scope) -> dict[str, str]:
+    cookies: dict[str, str] = {}
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            jar: SimpleCookie = SimpleCookie()
+            # A malformed cookie header is ignored, like a missing one.
+            with contextlib.suppress(Exception):
+                jar.load(value.decode("latin-1"))
+                cookies.update({key: morsel.value for key, morsel in jar.items()})
+    return cookies
+
+
+def header_values(scope: Scope, name: bytes) -> list[str]:
+    return [value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name]
+
+
+class Authentication:
+    def __init__(self, app: ASGIApp, *, trusted_proxies: list[str] | None = None) -> None:
+        self.app = app
+        self.trusted = parse_networks(trusted_proxies or [])
+        self.log = get_logger("bastion.auth")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._authenticate(scope)
+        await self.app(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope) -> None:
+        app = scope.get("app")
+        identity = getattr(getattr(app, "state", None), "identity", None)
+        if identity is None:
+            return
+        # A per-request copy: servers that hand every request the same lifespan-state dict (as
+        # some test harnesses do) must never let one request's principal show in another.
+        state: dict[str, Any] = {
+            key: value
+            for key, value in (scope.get("state") or {}).items()
+            if key not in ("principal", "access_claims", "auth_error")
+        }
+        scope["state"] = state
+        authorization = header_values(scope, b"authorization")
+        token: str | None = None
+        method = AuthMethod.JWT
+        if len(authorization) > 1:
+            await self._refuse(scope, identity, "duplicate_authorization")
+            return
+        if authorization:
+            scheme, _, value = authorization[0].strip().partition(" ")
+            if scheme.lower() != "bearer":
+                return  # another scheme: for another policy (or none), never guessed at here
+            value = value.strip()
+            if value.startswith(API_KEY_PREFIX):
+                return
+            token = value
+        else:
+            cookies = request_cookies(scope)
+            token = cookies.get(ACCESS_COOKIE)
+            method = AuthMethod.COOKIE
+            if token is None:
+                return
+        if len(token) > MAX_TOKEN_LENGTH:
+            await self._refuse(scope, identity, "malformed")
+            return
+        try:
+            principal, claims = await identity.service().authenticate(token, method)
+        except TokenInvalid as exc:
+            await self._refuse(scope, identity, exc.reason)
+            return
+        if method is AuthMethod.COOKIE and scope.get("method", "GET") not in SAFE_METHODS:
+            cookies = request_cookies(scope)
+            headers = header_values(scope, CSRF_HEADER.encode())
+            if len(headers) != 1 or not identity.csrf.valid(
+                session_id=claims.session_id, header=headers[0], cookie=cookies.get(CSRF_COOKIE)
+            ):
+                await self._refuse(scope, identity, "csrf", event=AuditEvent.CSRF_REJECTED)
+                return
+        state["principal"] = principal
+        state["access_claims"] = claims
+
+    async def _refuse(
+        self, scope: Scope, identity: Any, reason: str, *, event: AuditEvent = AuditEvent.TOKEN_REJECTED
+    ) -> None:
+        scope["state"]["auth_error"] = reason
+        state = scope["state"]
+        try:
+            await identity.audit.record(
+                event,
+                outcome=Outcome.DENIED,
+                ip=client_ip(scope, self.trusted),
+                request_id=state.get("request_id"),
+                details={"reason": reason, "path": scope.get("path", "")[:200]},
+            )
+        except Exception as exc:  # the refusal stands even if the audit store is down
+            self.log.warning("audit_failed", audit_event=str(event), error=type(exc).__name__)

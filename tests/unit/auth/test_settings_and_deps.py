@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Identity settings refused in production; the authorization dependencies on their own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+
+from bastion.api.deps import require, require_role, require_scopes, require_user
+from bastion.auth.permissions import Permission
+from bastion.auth.principal import AuthMethod, Principal, Role
+from bastion.errors import CsrfRejected, Forbidden, Unauthorized
+from bastion.settings import ConfigurationError, Settings
+from tests.unit.test_settings import strong_production_env
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ARGON2_MEMORY_KIB", "1024"), ("ARGON2_TIME_COST", "1"), ("BCRYPT_ROUNDS", "10")],
+)
+def test_production_refuses_cheap_hashing(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    strong_production_env(monkeypatch)
+    Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match="below the safe minimum"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_production_refuses_clear_text_smtp(monkeypatch: pytest.MonkeyPatch) -> None:
+    strong_production_env(monkeypatch)
+    monkeypatch.setenv("SMTP_HOST", "mail.example.org")
+    monkeypatch.setenv("SMTP_SECURITY", "none")
+    with pytest.raises(ConfigurationError, match="clear text"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def request_with(state: dict[str, Any]) -> Request:
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": [], "state": state})
+
+
+def principal(role: Role, method: AuthMethod = AuthMethod.JWT, **extra: Any) -> Principal:
+    return Principal(subject="x", role=role, method=method, **extra)
+
+
+def outcome(dependency: Callable[[Request], Principal], state: dict[str, Any]) -> str:
+    try:
+        dependency(request_with(state))
+    except Unauthorized:
+        return "401"
+    except CsrfRejected:
+        return "403-csrf"
+    except Forbidden:
+        return "403"
+    return "ok"
+
+
+def test_authorization_dependencies() -> None:
+    user = {"principal": principal(Role.USER, user_id="u", scopes=frozenset({"chat:use"}))}
+    admin = {"principal": principal(Role.ADMIN, user_id="a")}
+    service = {"principal": principal(Role.SERVICE, AuthMethod.MTLS)}
+    anonymous: dict[str, Any] = {}
+    csrf_failed = {"auth_error": "csrf"}
+    assert outcome(require_user, user) == "ok"
+    assert outcome(require_user, service) == "403"  # not a person's account
+    assert outcome(require_user, anonymous) == "401"
+    assert outcome(require_user, csrf_failed) == "403-csrf"
+    admins_or_services = require_role(Role.ADMIN, Role.SERVICE)
+    assert [outcome(admins_or_services, s) for s in (user, admin, service, anonymous)] == [
+        "403",
+        "ok",
+        "ok",
+        "401",
+    ]
+    chat = require_scopes("chat:use")
+    assert [outcome(chat, s) for s in (user, admin, anonymous)] == ["ok", "403", "401"]
+    manage = require(Permission.USERS_MANAGE)
+    assert [outcome(manage, s) for s in (user, admin, service, anonymous)] == ["403", "ok", "403", "401"]
