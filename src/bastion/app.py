@@ -12,12 +12,29 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from bastion import __version__
+from bastion.api.responses import UTF8JSONResponse
 from bastion.api.routes import health
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
 from bastion.observability.logging import configure_logging
 from bastion.settings import ConfigurationError, Settings, load_settings
-from bastion.web import RequestContext, UnhandledErrors
+from bastion.web import (
+    CORS,
+    BodyLimit,
+    HeaderLimits,
+    HTTPSRedirect,
+    ProxyHeaders,
+    RequestContext,
+    SecurityHeaders,
+    TrustedHosts,
+    UnhandledErrors,
+)
+from bastion.web.body_limit import MIB
+
+# Routes whose bodies may exceed MAX_REQUEST_BODY_BYTES: the audio upload, plus room for the
+# multipart framing around it.
+VOICE_CHAT_PATH = "/api/sessions/{id}/voice-chat"
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,13 +51,56 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise SystemExit(2) from None
     configure_logging(settings)
 
-    docs = not settings.is_production
-    # Listed outermost first. The request context is outermost so every line logged for a
-    # request carries its id; the unhandled-error layer is innermost so the response it makes
-    # still passes through every header-adding layer above it.
+    docs = settings.docs_enabled
+    license_url = settings.license_url
+    # Listed outermost first.
+    # 1. RequestContext: every log line and every error body of a request carries its id.
+    # 2. ProxyHeaders: resolves client address and scheme (X-Forwarded-* only from TRUSTED_PROXIES)
+    #    before anything reads them: HSTS and the https redirect need the scheme, rate limits and
+    #    blocklists further in need the client in scope["client"].
+    # 3. SecurityHeaders: outside every layer that answers on its own (host 400, 431, 308 redirect,
+    #    CORS preflight and 403, 413/408, 500), so every response gets the headers.
+    # 4. HeaderLimits: oversized header sets are refused before any later layer parses them.
+    # 5. TrustedHosts: the Host is checked before the redirect builds a URL from it.
+    # 6. HTTPSRedirect: plain http goes to https before CORS or the app see the request.
+    # 7. CORS: outside the body limit and the error layer so a permitted origin can read their
+    #    413/500 answers; preflights are answered here without touching the app.
+    # 8. BodyLimit: caps bodies as they stream, right before the app reads them.
+    # 9. UnhandledErrors: innermost, so its 500 still passes through every header layer above.
     middleware = [
         Middleware(RequestContext),
-        Middleware(UnhandledErrors, license_url=settings.license_url),
+        Middleware(ProxyHeaders, trusted_proxies=settings.trusted_proxies),
+        Middleware(
+            SecurityHeaders,
+            api_key_header=settings.api_key_header,
+            microphone_paths=settings.microphone_paths,
+            x_xss_protection=settings.x_xss_protection,
+        ),
+        Middleware(
+            HeaderLimits,
+            max_count=settings.max_request_headers,
+            max_bytes=settings.max_request_header_bytes,
+            license_url=license_url,
+        ),
+        Middleware(TrustedHosts, allowed_hosts=settings.allowed_hosts, license_url=license_url),
+        Middleware(HTTPSRedirect, enabled=settings.force_https),
+        Middleware(
+            CORS,
+            allowed_origins=settings.allowed_origins,
+            allow_headers=("Content-Type", "Authorization", settings.api_key_header, "X-CSRF-Token"),
+            license_url=license_url,
+        ),
+        Middleware(
+            BodyLimit,
+            max_body_bytes=settings.max_request_body_bytes,
+            route_limits={
+                VOICE_CHAT_PATH: settings.max_audio_size_mb * MIB + MULTIPART_OVERHEAD_BYTES,
+            },
+            json_max_bytes=settings.max_json_body_bytes,
+            timeout_seconds=settings.request_body_timeout_seconds,
+            license_url=license_url,
+        ),
+        Middleware(UnhandledErrors, license_url=license_url),
     ]
     app = FastAPI(
         title="Bastion",
@@ -48,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         debug=False,
         lifespan=lifespan,
         middleware=middleware,
+        default_response_class=UTF8JSONResponse,
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,

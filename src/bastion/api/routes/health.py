@@ -7,11 +7,11 @@ import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
 from bastion.api.deps import require_local
+from bastion.api.responses import UTF8JSONResponse
 from bastion.observability.logging import get_logger
 
 router = APIRouter(tags=["health"])
@@ -54,7 +54,7 @@ async def _redis(request: Request) -> CheckState:
     dependencies=[Depends(require_local)],
     responses={503: {"model": Readiness}},
 )
-async def ready(request: Request) -> JSONResponse:
+async def ready(request: Request) -> UTF8JSONResponse:
     log = get_logger("bastion.health")
     checks: dict[str, CheckState] = {}
     for name, probe in (("database", _database), ("redis", _redis)):
@@ -65,4 +65,4 @@ async def ready(request: Request) -> JSONResponse:
             checks[name] = "unavailable"
     ok = all(state != "unavailable" for state in checks.values())
     body = Readiness(status="ready" if ok else "unavailable", checks=checks)
-    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+    return UTF8JSONResponse(body.model_dump(), status_code=200 if ok else 503)
