@@ -37,6 +37,11 @@ VOICE_CHAT_PATH = "/api/sessions/{id}/voice-chat"
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
+def voice_body_bytes(settings: Settings) -> int:
+    """The body cap of the voice upload route: the audio limit plus its multipart framing."""
+    return settings.max_audio_size_mb * MIB + MULTIPART_OVERHEAD_BYTES
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the Bastion app for ``settings`` (read from the environment when omitted).
 
@@ -94,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             BodyLimit,
             max_body_bytes=settings.max_request_body_bytes,
             route_limits={
-                VOICE_CHAT_PATH: settings.max_audio_size_mb * MIB + MULTIPART_OVERHEAD_BYTES,
+                VOICE_CHAT_PATH: voice_body_bytes(settings),
             },
             json_max_bytes=settings.max_json_body_bytes,
             timeout_seconds=settings.request_body_timeout_seconds,

@@ -25,6 +25,7 @@ class ProxyHeaders:
     ``request.client.host``) and ``scope["scheme"]``. The original peer stays available as
     ``scope["state"]["peer"]`` and the resolved address as ``scope["state"]["client_ip"]``.
     The scope is updated in place so the outer access log records the resolved client too.
+    A peer on a unix socket (``bastion serve --uds``) is recorded as ``127.0.0.1``.
     """
 
     def __init__(self, app: ASGIApp, *, trusted_proxies: Iterable[str] = ()) -> None:
@@ -37,6 +38,12 @@ class ProxyHeaders:
             return
         state = scope.setdefault("state", {})
         peer = scope.get("client")
+        server = scope.get("server")
+        if peer is None and server is not None and server[1] is None:
+            # A unix-socket peer has no address but is a process on this machine (a local nginx):
+            # it counts as loopback, so TRUSTED_PROXIES=127.0.0.1 trusts it like a loopback proxy.
+            peer = ("127.0.0.1", 0)
+            scope["client"] = peer
         state["peer"] = peer
         peer_host: str | None = peer[0] if peer else None
         if self.trusted and is_trusted(peer_host, self.trusted):
