@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from bastion import __version__
 from bastion.api.responses import UTF8JSONResponse
 from bastion.api.routes import health
+from bastion.api.routes.docs import OPENAPI_URL, docs_router
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
 from bastion.observability.logging import configure_logging
@@ -114,11 +115,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         middleware=middleware,
         default_response_class=UTF8JSONResponse,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
-        openapi_url="/openapi.json" if docs else None,
+        # The framework's pages carry inline code the page CSP refuses; docs.py serves nonced ones.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=OPENAPI_URL if docs else None,
     )
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health.router)
+    if docs:
+        app.include_router(docs_router(app))
     return app
