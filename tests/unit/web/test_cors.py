@@ -141,7 +141,9 @@ async def test_no_origin_means_no_cors_headers_but_vary() -> None:
 
 async def test_app_cors_headers_cannot_widen_the_policy() -> None:
     app = CORS(
-        responder(headers=[(b"access-control-allow-origin", b"*"), (b"access-control-allow-credentials", b"true")]),
+        responder(
+            headers=[(b"access-control-allow-origin", b"*"), (b"access-control-allow-credentials", b"true")]
+        ),
         allowed_origins=[ALLOWED],
     )
     async with client_for(app) as http:

@@ -48,7 +48,13 @@ async def test_client_prepended_hops_are_not_believed() -> None:
 
 @pytest.mark.parametrize(
     ("proto", "scheme"),
-    [("https", "https"), ("HTTPS", "https"), ("http", "http"), ("http, https", "https"), ("javascript", "http")],
+    [
+        ("https", "https"),
+        ("HTTPS", "https"),
+        ("http", "http"),
+        ("http, https", "https"),
+        ("javascript", "http"),
+    ],
 )
 async def test_forwarded_proto_values(proto: str, scheme: str) -> None:
     app = ProxyHeaders(responder(), trusted_proxies=["127.0.0.1"])

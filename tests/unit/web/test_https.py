@@ -47,7 +47,9 @@ async def test_double_slash_path_stays_on_our_host() -> None:
 async def test_https_and_disabled_pass_through() -> None:
     async with client_for(HTTPSRedirect(responder()), base_url="https://api.example.org") as http:
         assert (await http.get("/")).status_code == 200
-    async with client_for(HTTPSRedirect(responder(), enabled=False), base_url="http://api.example.org") as http:
+    async with client_for(
+        HTTPSRedirect(responder(), enabled=False), base_url="http://api.example.org"
+    ) as http:
         assert (await http.get("/")).status_code == 200
 
 

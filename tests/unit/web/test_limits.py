@@ -62,7 +62,9 @@ async def test_declared_length_over_the_cap_is_refused_before_the_app_runs() -> 
 async def test_a_lying_content_length_is_caught_by_counting() -> None:
     app = BodyLimit(responder(), max_body_bytes=KIB)
     async with client_for(app) as http:
-        response = await http.post("/", content=chunks(b"x" * KIB, b"x" * KIB), headers={"Content-Length": "10"})
+        response = await http.post(
+            "/", content=chunks(b"x" * KIB, b"x" * KIB), headers={"Content-Length": "10"}
+        )
     assert response.status_code == 413
     assert_error(response.json(), "payload_too_large")
 
@@ -86,7 +88,9 @@ async def test_malformed_content_length_is_400(value: str) -> None:
 async def test_conflicting_content_lengths_are_400() -> None:
     app = BodyLimit(responder(), max_body_bytes=KIB)
     async with client_for(app) as http:
-        response = await http.post("/", content=b"ab", headers=[("Content-Length", "2"), ("Content-Length", "5")])
+        response = await http.post(
+            "/", content=b"ab", headers=[("Content-Length", "2"), ("Content-Length", "5")]
+        )
     assert response.status_code == 400
 
 
