@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
@@ -24,7 +24,10 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _write(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Issued:
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def _write(directory: Path, stem: str, cert: x509.Certificate, key: PrivateKey) -> Issued:
     cert_path = directory / f"{stem}.pem"
     key_path = directory / f"{stem}-key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -74,9 +77,19 @@ class TestCA:
         self.files = _write(directory, "ca", self.cert, self.key)
 
     def issue(
-        self, stem: str, common_name: str, *, dns: tuple[str, ...] = (), client: bool = False
+        self,
+        stem: str,
+        common_name: str,
+        *,
+        dns: tuple[str, ...] = (),
+        client: bool = False,
+        rsa_key: bool = False,
     ) -> Issued:
-        key = ec.generate_private_key(ec.SECP256R1())
+        key: PrivateKey = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            if rsa_key
+            else ec.generate_private_key(ec.SECP256R1())
+        )
         now = dt.datetime.now(dt.UTC)
         names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
         if not client:
