@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from bastion.cli.tls import TLS12_CIPHERS
 from tests.support.bastion_server import bastion_serve, read_response
 from tests.support.pki import TestCA
+from tests.support.tls_control import permissive_server
 
 pytestmark = pytest.mark.e2e
 AEAD_TLS13 = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
@@ -53,41 +52,6 @@ def client_context(pki: TestCA, version: ssl.TLSVersion, ciphers: str | None = N
     if ciphers is not None:
         context.set_ciphers(ciphers)
     return context
-
-
-@contextlib.contextmanager
-def permissive_server(pki: TestCA, *, rsa_key: bool = False) -> Iterator[int]:
-    """A TLS server accepting anything (TLS 1.0 up, every cipher): the control showing that the
-    client contexts below really offer what Bastion refuses."""
-    server = pki.issue("permissive", "localhost", dns=("localhost",), rsa_key=rsa_key)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(server.cert, server.key)
-    context.set_ciphers("ALL:@SECLEVEL=0")
-    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.1)  # so the loop notices `stop`
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            connection.settimeout(5)
-            with contextlib.suppress(OSError), context.wrap_socket(connection, server_side=True):
-                pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        listener.close()
-        thread.join(timeout=5)
 
 
 def negotiate(port: int, context: ssl.SSLContext) -> tuple[str | None, str]:
