@@ -187,3 +187,45 @@ async def test_headers_count_and_size_limits() -> None:
     assert_error(many.json(), "headers_too_large")
     assert huge.status_code == 431
     assert "too large" in huge.json()["detail"]["message"]
+
+
+async def test_an_app_failing_after_the_cut_off_is_not_a_second_error() -> None:
+    async def strict(scope: Scope, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RuntimeError("client went away")
+            if not message.get("more_body"):
+                break
+
+    app = BodyLimit(strict, max_body_bytes=100)
+    async with client_for(app) as http:
+        response = await http.post("/", content=chunks(b"z" * 80, b"z" * 80))
+    assert response.status_code == 413
+
+
+async def test_an_app_failure_of_its_own_is_not_swallowed() -> None:
+    async def broken(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("bug")
+
+    app = BodyLimit(broken, max_body_bytes=100)
+    with pytest.raises(RuntimeError, match="bug"):
+        async with client_for(app) as http:
+            await http.post("/", content=b"ok")
+
+
+async def test_websocket_and_lifespan_scopes_pass_through() -> None:
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["type"])
+
+    async def receive() -> dict[str, object]:
+        return {}
+
+    async def send(message: dict[str, object]) -> None:
+        return None
+
+    for layer in (BodyLimit(app), HeaderLimits(app)):
+        await layer({"type": "lifespan"}, receive, send)  # type: ignore[arg-type]
+    assert seen == ["lifespan", "lifespan"]
