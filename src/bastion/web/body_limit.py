@@ -135,7 +135,9 @@ class BodyLimit:
                 if remaining <= 0:
                     return await reject(408)
                 try:
-                    message = await asyncio.wait_for(receive(), remaining)
+                    # asyncio.timeout, not wait_for: no extra task per body chunk.
+                    async with asyncio.timeout(remaining):
+                        message = await receive()
                 except TimeoutError:
                     return await reject(408)
             if message["type"] == "http.request" and not body_done:
