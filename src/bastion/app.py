@@ -59,7 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     docs = settings.docs_enabled
     license_url = settings.license_url
-    # Listed outermost first.
+    # Listed outermost first. SecurityHeaders sits above the host check and the redirect (not
+    # below them) because those answer on their own and their responses need the headers too.
     # 1. RequestContext: every log line and every error body of a request carries its id.
     # 2. ProxyHeaders: resolves client address and scheme (X-Forwarded-* only from TRUSTED_PROXIES)
     #    before anything reads them: HSTS and the https redirect need the scheme, rate limits and
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # 6. HTTPSRedirect: plain http goes to https before CORS or the app see the request.
     # 7. CORS: outside the body limit and the error layer so a permitted origin can read their
     #    413/500 answers; preflights are answered here without touching the app.
+    #    (Blocklist and the global per-client rate limit belong between CORS and BodyLimit: they
+    #    read the resolved scope["client"], and their 403/429 then carry CORS and security headers.)
     # 8. BodyLimit: caps bodies as they stream, right before the app reads them.
     # 9. UnhandledErrors: innermost, so its 500 still passes through every header layer above.
     middleware = [
