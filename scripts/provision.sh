@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Makes sure the servers the test suite runs against are installed: PostgreSQL and Redis.
+# Makes sure the servers the test suite runs against are installed: PostgreSQL, Redis and nginx.
 # Installs them with apt-get when they are missing and this user may (root, or sudo without a
 # password). Set BASTION_NO_INSTALL=1 to forbid installing; the suite then fails loudly instead.
 set -euo pipefail
@@ -14,6 +14,8 @@ else
 fi
 [ -n "$pg_bindir" ] && [ -x "$pg_bindir/initdb" ] && [ -x "$pg_bindir/postgres" ] || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# nginx: the end-to-end test of the generated reverse-proxy config runs the real one.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 for extra in ${BASTION_EXTRA_PACKAGES:-}; do
   dpkg -s "$extra" >/dev/null 2>&1 || missing+=("$extra")
 done

@@ -143,13 +143,13 @@ async def migrated_database_url(database_url: str) -> str:
 
 @asynccontextmanager
 async def serve_app(
-    settings: Settings, *, client: tuple[str, int] = ("127.0.0.1", 50000)
+    settings: Settings, *, client: tuple[str, int] = ("127.0.0.1", 50000), base_url: str = "http://localhost"
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The app with its lifespan running, and an HTTP client talking to it in-process."""
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False, client=client)
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
             yield app, http
 
 

@@ -12,13 +12,36 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from bastion import __version__
+from bastion.api.responses import UTF8JSONResponse
 from bastion.api.routes import admin_users, auth, health
+from bastion.api.routes.docs import OPENAPI_URL, docs_router
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
 from bastion.observability.logging import configure_logging
 from bastion.settings import ConfigurationError, Settings, load_settings
-from bastion.web import RequestContext, UnhandledErrors
+from bastion.web import (
+    CORS,
+    BodyLimit,
+    HeaderLimits,
+    HTTPSRedirect,
+    ProxyHeaders,
+    RequestContext,
+    SecurityHeaders,
+    TrustedHosts,
+    UnhandledErrors,
+)
 from bastion.web.authentication import Authentication
+from bastion.web.body_limit import MIB
+
+# Routes whose bodies may exceed MAX_REQUEST_BODY_BYTES: the audio upload, plus room for the
+# multipart framing around it.
+VOICE_CHAT_PATH = "/api/sessions/{id}/voice-chat"
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def voice_body_bytes(settings: Settings) -> int:
+    """The body cap of the voice upload route: the audio limit plus its multipart framing."""
+    return settings.max_audio_size_mb * MIB + MULTIPART_OVERHEAD_BYTES
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,14 +58,61 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise SystemExit(2) from None
     configure_logging(settings)
 
-    docs = not settings.is_production
-    # Listed outermost first. The request context is outermost so every line logged for a
-    # request carries its id; the unhandled-error layer is innermost so the response it makes
-    # still passes through every header-adding layer above it.
+    docs = settings.docs_enabled
+    license_url = settings.license_url
+    # Listed outermost first. SecurityHeaders sits above the host check and the redirect (not
+    # below them) because those answer on their own and their responses need the headers too.
+    # 1. RequestContext: every log line and every error body of a request carries its id.
+    # 2. ProxyHeaders: resolves client address and scheme (X-Forwarded-* only from TRUSTED_PROXIES)
+    #    before anything reads them: HSTS and the https redirect need the scheme, rate limits and
+    #    blocklists further in need the client in scope["client"].
+    # 3. SecurityHeaders: outside every layer that answers on its own (host 400, 431, 308 redirect,
+    #    CORS preflight and 403, 413/408, 500), so every response gets the headers.
+    # 4. HeaderLimits: oversized header sets are refused before any later layer parses them.
+    # 5. TrustedHosts: the Host is checked before the redirect builds a URL from it.
+    # 6. HTTPSRedirect: plain http goes to https before CORS or the app see the request.
+    # 7. CORS: outside the body limit and the error layer so a permitted origin can read their
+    #    413/500 answers; preflights are answered here without touching the app.
+    #    (Blocklist and the global per-client rate limit belong between CORS and BodyLimit: they
+    #    read the resolved scope["client"], and their 403/429 then carry CORS and security headers.)
+    # 8. BodyLimit: caps bodies as they stream, right before the app reads them.
+    # 9. UnhandledErrors: innermost, so its 500 still passes through every header layer above.
     middleware = [
         Middleware(RequestContext),
-        Middleware(UnhandledErrors, license_url=settings.license_url),
-        # Sets scope["state"]["principal"]; anything keyed on the caller goes after it.
+        Middleware(ProxyHeaders, trusted_proxies=settings.trusted_proxies),
+        Middleware(
+            SecurityHeaders,
+            api_key_header=settings.api_key_header,
+            microphone_paths=settings.microphone_paths,
+            x_xss_protection=settings.x_xss_protection,
+        ),
+        Middleware(
+            HeaderLimits,
+            max_count=settings.max_request_headers,
+            max_bytes=settings.max_request_header_bytes,
+            license_url=license_url,
+        ),
+        Middleware(TrustedHosts, allowed_hosts=settings.allowed_hosts, license_url=license_url),
+        Middleware(HTTPSRedirect, enabled=settings.force_https),
+        Middleware(
+            CORS,
+            allowed_origins=settings.allowed_origins,
+            allow_headers=("Content-Type", "Authorization", settings.api_key_header, "X-CSRF-Token"),
+            license_url=license_url,
+        ),
+        Middleware(
+            BodyLimit,
+            max_body_bytes=settings.max_request_body_bytes,
+            route_limits={
+                VOICE_CHAT_PATH: voice_body_bytes(settings),
+            },
+            json_max_bytes=settings.max_json_body_bytes,
+            timeout_seconds=settings.request_body_timeout_seconds,
+            license_url=license_url,
+        ),
+        Middleware(UnhandledErrors, license_url=license_url),
+        # 10. Authentication: sets scope["state"]["principal"] and never answers by itself (route
+        #     dependencies give the 401/403); inside UnhandledErrors so its failures get the shape.
         Middleware(Authentication, trusted_proxies=settings.trusted_proxies),
     ]
     app = FastAPI(
@@ -51,9 +121,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         debug=False,
         lifespan=lifespan,
         middleware=middleware,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
-        openapi_url="/openapi.json" if docs else None,
+        default_response_class=UTF8JSONResponse,
+        # The framework's pages carry inline code the page CSP refuses; docs.py serves nonced ones.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=OPENAPI_URL if docs else None,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -61,4 +133,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.jwks_router)
     app.include_router(auth.router)
     app.include_router(admin_users.router)
+    if docs:
+        app.include_router(docs_router(app))
     return app

@@ -18,6 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from bastion.api.responses import UTF8JSONResponse
+
 
 class BastionError(Exception):
     """A failure with a stable code, an HTTP status and a message safe to show to clients."""
@@ -61,6 +63,12 @@ class Conflict(BastionError):
     status_code = 409
     code = "conflict"
     default_message = "The request conflicts with the current state"
+
+
+class UnsupportedMediaType(BastionError):
+    status_code = 415
+    code = "unsupported_media_type"
+    default_message = "The request body must be application/json"
 
 
 class _RetryableError(BastionError):
@@ -157,7 +165,7 @@ def error_response(
         license_url=_license_of(request),
         extra=extra,
     )
-    return JSONResponse(body, status_code=status_code, headers=dict(headers or {}))
+    return UTF8JSONResponse(body, status_code=status_code, headers=dict(headers or {}))
 
 
 def _field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:

@@ -195,6 +195,27 @@ class Settings(BaseSettings):
     auth_purge_interval_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
 
+    # -- HTTP and transport hardening (bastion.web middleware, API docs) -------------------------
+    max_request_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)
+    max_json_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)
+    request_body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    max_request_headers: int = Field(100, ge=16, le=1000)
+    max_request_header_bytes: int = Field(32 * 1024, ge=4096, le=1024 * 1024)
+    x_xss_protection: Literal["0", "1; mode=block"] = "0"
+    enable_docs: bool | None = None  # /docs, /redoc, /openapi.json; off in production when unset
+    microphone_paths: CommaList = []  # path prefixes whose pages may use the microphone
+
+    @field_validator("microphone_paths", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def docs_enabled(self) -> bool:
+        return self.enable_docs if self.enable_docs is not None else not self.is_production
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -417,6 +438,10 @@ class Settings(BaseSettings):
                 )
             if any(o.startswith("http://") for o in self.allowed_origins):
                 found.append("ALLOWED_ORIGINS includes a plain-http origin")
+            if self.docs_enabled:
+                found.append(
+                    "ENABLE_DOCS=true: /docs, /redoc and /openapi.json describe every route publicly"
+                )
         return found
 
 

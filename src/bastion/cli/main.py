@@ -51,6 +51,9 @@ def serve(
     ssl_keyfile: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
     ssl_ca_certs: Annotated[str | None, typer.Option(help="CA bundle for client certificates.")] = None,
     ssl_cert_reqs: Annotated[CertReqs, typer.Option(help="Client certificate requirement.")] = CertReqs.none,
+    uds: Annotated[
+        str | None, typer.Option(help="Listen on this unix socket instead of HOST:PORT (behind nginx).")
+    ] = None,
     migrate: Annotated[
         bool | None,
         typer.Option("--migrate/--no-migrate", help="Apply migrations first (default in development)."),
@@ -61,6 +64,7 @@ def serve(
 
     import uvicorn
 
+    from bastion.cli.tls import hardened_ssl_context
     from bastion.db import migrate as migrations
     from bastion.observability.logging import configure_logging
 
@@ -88,6 +92,9 @@ def serve(
         ssl_keyfile=ssl_keyfile,
         ssl_ca_certs=ssl_ca_certs,
         ssl_cert_reqs=cert_reqs[ssl_cert_reqs.value],
+        # TLS 1.2+ with ECDHE+AEAD suites only: uvicorn builds the context, we restrict it.
+        ssl_context_factory=hardened_ssl_context if ssl_certfile else None,
+        uds=uds,
         # Bastion writes its own redacted access log; uvicorn's would print raw query strings.
         access_log=False,
         server_header=False,
@@ -95,3 +102,70 @@ def serve(
         proxy_headers=False,
         log_config=None,
     )
+
+
+@app.command("nginx-config")
+def nginx_config(
+    domain: Annotated[str, typer.Option(help="The public host name.")],
+    upstream: Annotated[
+        str, typer.Option(help="Where Bastion listens: unix:/path/to.sock or a loopback address:port.")
+    ] = "127.0.0.1:8000",
+    output: Annotated[
+        str | None, typer.Option(help="Write the config here instead of standard output.")
+    ] = None,
+    ssl_certificate: Annotated[str, typer.Option(help="Certificate chain (PEM).")] = (
+        "/etc/letsencrypt/live/{domain}/fullchain.pem"
+    ),
+    ssl_certificate_key: Annotated[str, typer.Option(help="Private key (PEM).")] = (
+        "/etc/letsencrypt/live/{domain}/privkey.pem"
+    ),
+    ssl_trusted_certificate: Annotated[
+        str | None, typer.Option(help="Issuer chain for OCSP stapling verification.")
+    ] = "/etc/letsencrypt/live/{domain}/chain.pem",
+    listen: Annotated[str, typer.Option(help="Address nginx listens on.")] = "0.0.0.0",  # noqa: S104
+    http_port: Annotated[int, typer.Option(min=1, max=65535)] = 80,
+    https_port: Annotated[int, typer.Option(min=1, max=65535)] = 443,
+    resolver: Annotated[str, typer.Option(help="DNS resolvers for OCSP stapling.")] = "1.1.1.1 9.9.9.9",
+    pid_file: Annotated[str, typer.Option()] = "/run/nginx.pid",
+    error_log: Annotated[str, typer.Option()] = "/var/log/nginx/error.log",
+    access_log: Annotated[str, typer.Option()] = "/var/log/nginx/access.log",
+    temp_dir: Annotated[str | None, typer.Option(help="Directory for nginx's temporary files.")] = None,
+    user: Annotated[str | None, typer.Option(help="User the nginx workers run as.")] = None,
+) -> None:
+    """Write a hardened nginx reverse-proxy config (TLS 1.2/1.3, HSTS, http->https) for Bastion."""
+    from pathlib import Path
+
+    from bastion.app import voice_body_bytes
+    from bastion.cli.nginx import NginxConfigError, NginxOptions, render
+
+    settings = settings_or_exit()
+    try:
+        text = render(
+            NginxOptions(
+                domain=domain,
+                upstream=upstream,
+                certificate=ssl_certificate,
+                certificate_key=ssl_certificate_key,
+                trusted_certificate=ssl_trusted_certificate or None,
+                listen=listen,
+                http_port=http_port,
+                https_port=https_port,
+                # The same ceilings Bastion enforces, so nginx refuses what Bastion would refuse.
+                body_bytes=settings.max_request_body_bytes,
+                voice_body_bytes=voice_body_bytes(settings),
+                resolver=resolver,
+                pid_file=pid_file,
+                error_log=error_log,
+                access_log=access_log,
+                temp_dir=temp_dir,
+                user=user,
+            )
+        )
+    except NginxConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)

@@ -3,7 +3,24 @@
 
 from __future__ import annotations
 
+from bastion.web.body_limit import BodyLimit
+from bastion.web.cors import CORS
 from bastion.web.errors import UnhandledErrors
+from bastion.web.forwarded import ProxyHeaders
+from bastion.web.header_limits import HeaderLimits
+from bastion.web.hosts import TrustedHosts
+from bastion.web.https import HTTPSRedirect
 from bastion.web.request_context import RequestContext
+from bastion.web.security_headers import SecurityHeaders
 
-__all__ = ["RequestContext", "UnhandledErrors"]
+__all__ = [
+    "CORS",
+    "BodyLimit",
+    "HTTPSRedirect",
+    "HeaderLimits",
+    "ProxyHeaders",
+    "RequestContext",
+    "SecurityHeaders",
+    "TrustedHosts",
+    "UnhandledErrors",
+]

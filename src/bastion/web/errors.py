@@ -3,10 +3,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.errors import error_bytes
 from bastion.observability.logging import get_logger
+
+JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
+
+
+async def send_error(
+    scope: Scope,
+    send: Send,
+    status: int,
+    *,
+    code: str | None = None,
+    message: str | None = None,
+    license_url: str | None = None,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer with the error shape from inside a middleware (no framework response needed).
+
+    The response goes out through the layers above the caller, so they still add their headers.
+    """
+    request_id = (scope.get("state") or {}).get("request_id")
+    body = error_bytes(
+        status_code=status, code=code, message=message, request_id=request_id, license_url=license_url
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", JSON_CONTENT_TYPE),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class UnhandledErrors:

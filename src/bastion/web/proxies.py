@@ -35,7 +35,12 @@ def client_ip(scope: Scope, trusted: Sequence[Network]) -> str | None:
 
     X-Forwarded-For is read right to left and the first address that is not a trusted proxy wins, so
     a client cannot prepend a forged address: only hops our own proxies appended are believed.
+    When ``ProxyHeaders`` already resolved the client (``scope["state"]["client_ip"]``), that answer
+    is used, so the chain is walked once per request and every layer agrees on who the client is.
     """
+    resolved = (scope.get("state") or {}).get("client_ip")
+    if isinstance(resolved, str):
+        return resolved
     peer = scope.get("client")
     peer_host: str | None = peer[0] if peer else None
     if not trusted or not is_trusted(peer_host, trusted):

@@ -31,11 +31,15 @@ def identity_settings(make_settings: SettingsFactory, **overrides: Any) -> Setti
 
 @asynccontextmanager
 async def identity_app(
-    settings: Settings, *, client: tuple[str, int] = ("127.0.0.1", 50000), migrate_first: bool = True
+    settings: Settings,
+    *,
+    client: tuple[str, int] = ("127.0.0.1", 50000),
+    migrate_first: bool = True,
+    base_url: str = "http://localhost",
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     if migrate_first:
         await asyncio.to_thread(migrate.upgrade, settings.database_url.get_secret_value())
-    async with serve_app(settings, client=client) as (app, http):
+    async with serve_app(settings, client=client, base_url=base_url) as (app, http):
         yield app, http
 
 

@@ -73,12 +73,16 @@ async def test_cookie_session_needs_csrf_for_state_changes(make_settings: Settin
 
 
 async def test_cookies_are_secure_over_https(make_settings: SettingsFactory) -> None:
-    async with identity_app(identity_settings(make_settings, FORCE_HTTPS=True)) as (_app, http):
+    settings = identity_settings(make_settings, FORCE_HTTPS=True)
+    async with identity_app(settings, base_url="https://localhost") as (_app, http):
         await register(http, "secure@example.com")
         response = await http.post(
             "/api/auth/login", json={"email": "secure@example.com", "password": PASSWORD, "mode": "cookie"}
         )
-        assert all("Secure" in c for c in response.headers.get_list("set-cookie"))
+        cookies = response.headers.get_list("set-cookie")
+        assert response.status_code == 200 and len(cookies) == 3
+        assert all("Secure" in c for c in cookies)
+        assert response.headers["strict-transport-security"].startswith("max-age=31536000")
 
 
 async def test_hostile_input_gets_clear_4xx(make_settings: SettingsFactory) -> None:
@@ -97,7 +101,8 @@ async def test_hostile_input_gets_clear_4xx(make_settings: SettingsFactory) -> N
             ("/api/auth/register", {"email": 5, "password": PASSWORD}, 422),
             ("/api/auth/register", {"email": "a@example.com", "password": 123456789012345}, 422),
             ("/api/auth/register", {"email": ["a@example.com"], "password": PASSWORD}, 422),
-            ("/api/auth/register", {"email": "a@example.com", "password": "x" * 10_000_000}, 422),
+            ("/api/auth/register", {"email": "a@example.com", "password": "x" * 10_000_000}, 413),
+            ("/api/auth/register", {"email": "a@example.com", "password": "x" * 500_000}, 422),
             ("/api/auth/register", {"email": "a@example.com", "password": "Aa1!" * 257}, 422),
             ("/api/auth/register", {"email": "a@example.com", "password": PASSWORD, "role": "admin"}, 422),
             (
@@ -170,3 +175,20 @@ async def test_password_spraying_from_one_address_is_throttled(make_settings: Se
         )
         detail = assert_error(blocked, 429, "rate_limited")
         assert detail["retry_after"] >= 1 and int(blocked.headers["retry-after"]) >= 1
+
+
+async def test_json_routes_refuse_other_content_types(make_settings: SettingsFactory) -> None:
+    async with identity_app(identity_settings(make_settings)) as (_app, http):
+        body = f'{{"email": "ct@example.com", "password": "{PASSWORD}"}}'
+        for content_type in (
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+        ):
+            response = await http.post(
+                "/api/auth/login", content=body, headers={"Content-Type": content_type}
+            )
+            assert_error(response, 415)
+        ok = await http.post("/api/auth/register", content=body, headers={"Content-Type": "application/json"})
+        assert ok.status_code == 201
+        assert ok.headers["content-type"] == "application/json; charset=utf-8"

@@ -209,7 +209,8 @@ async def test_forged_and_misused_tokens_are_refused(
         attacks["stale token version"] = sign(key, good, {**payload, "ver": payload["ver"] - 1})
         attacks["unknown subject"] = sign(key, good, {**payload, "sub": "0" * 32})
         attacks["refresh token as access token"] = tokens["refresh_token"]
-        attacks["64 kB header"] = f"{b64({'alg': 'EdDSA', 'pad': 'x' * 65536})}.{p_b64}.{signature}"
+        # Under the request-header cap, so the token verifier itself must refuse it.
+        attacks["16 kB header"] = f"{b64({'alg': 'EdDSA', 'pad': 'x' * 16384})}.{p_b64}.{signature}"
         attacks["non-JSON header"] = f"{b64('not json')}.{p_b64}.{signature}"
         attacks["JSON array payload"] = f"{h_b64}.{b64([1, 2])}.{signature}"
         attacks["five segments (JWE)"] = f"{h_b64}.{p_b64}.{signature}.abc.def"
@@ -224,6 +225,9 @@ async def test_forged_and_misused_tokens_are_refused(
         assert len(rejected) - before == len(attacks)
         assert all(access not in str(r.details) for r in rejected)
         assert jku_server.hits == [0]  # never fetched
+        # A 64 kB token never reaches the verifier: the header limit answers 431 first.
+        huge = f"{b64({'alg': 'EdDSA', 'pad': 'x' * 65536})}.{p_b64}.{signature}"
+        assert_error(await http.get("/api/auth/me", headers=bearer(huge)), 431)
         # The genuine token still works: the suite refused the forgeries, not everything.
         assert (await http.get("/api/auth/me", headers=bearer(access))).status_code == 200
 

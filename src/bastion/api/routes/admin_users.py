@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
+from bastion.api.content_types import require_json
 from bastion.api.deps import audit_context, identity_service, require
 from bastion.api.schemas.auth import RoleChange, UserDetail
 from bastion.auth.models import User
@@ -15,7 +16,7 @@ from bastion.auth.principal import Principal
 from bastion.auth.service import Context, IdentityService
 from bastion.errors import Forbidden
 
-router = APIRouter(prefix="/api/admin/users", tags=["admin"])
+router = APIRouter(prefix="/api/admin/users", tags=["admin"], dependencies=[Depends(require_json)])
 
 Service = Annotated[IdentityService, Depends(identity_service)]
 Ctx = Annotated[Context, Depends(audit_context)]

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request, Response, status
-from fastapi.responses import JSONResponse
 
+from bastion.api.content_types import require_json
 from bastion.api.deps import (
     access_claims,
     audit_context,
@@ -22,6 +22,7 @@ from bastion.api.deps import (
     identity_service,
     require_user,
 )
+from bastion.api.responses import UTF8JSONResponse as JSONResponse
 from bastion.api.schemas.auth import (
     Accepted,
     CookieSessionResponse,
@@ -44,7 +45,7 @@ from bastion.auth.service import Context, IdentityService, TokenPair
 from bastion.errors import CsrfRejected, Unauthorized
 from bastion.web.authentication import ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE, request_cookies
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = APIRouter(prefix="/api/auth", tags=["auth"], dependencies=[Depends(require_json)])
 jwks_router = APIRouter(tags=["auth"])
 
 Service = Annotated[IdentityService, Depends(identity_service)]

@@ -7,11 +7,11 @@ import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
 from bastion.api.deps import require_local_or_operator
+from bastion.api.responses import UTF8JSONResponse
 from bastion.observability.logging import get_logger
 
 router = APIRouter(tags=["health"])
@@ -57,7 +57,7 @@ async def _redis(request: Request) -> CheckState:
     dependencies=[Depends(require_local_or_operator)],
     responses={503: {"model": Readiness}},
 )
-async def ready(request: Request) -> JSONResponse:
+async def ready(request: Request) -> UTF8JSONResponse:
     log = get_logger("bastion.health")
     checks: dict[str, CheckState] = {}
     for name, probe in (("database", _database), ("redis", _redis)):
@@ -73,4 +73,4 @@ async def ready(request: Request) -> JSONResponse:
         log.warning("readiness_check_failed", check="model", error=type(exc).__name__)
         model = "unknown"
     body = Readiness(status="ready" if ok else "unavailable", checks=checks, model=model)
-    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+    return UTF8JSONResponse(body.model_dump(), status_code=200 if ok else 503)
