@@ -276,3 +276,29 @@ class PasswordRejected(BastionError):
 class CsrfRejected(Forbidden):
     code = "csrf_failed"
     default_message = "Missing or invalid CSRF token"
+
+
+# -- request content ---------------------------------------------------------------------------
+
+
+class PayloadTooLarge(BastionError):
+    status_code = 413
+    code = "payload_too_large"
+    default_message = "The request body is too large"
+
+
+class InvalidField(BastionError):
+    """A rule checked after parsing (configured limits, blank text), in the validation error shape."""
+
+    status_code = 422
+    code = "validation_error"
+    default_message = "The request is invalid"
+
+    def __init__(self, field: str, rule: str, message: str) -> None:
+        self.field = field
+        self.rule = rule
+        self.detail_message = message
+        super().__init__()
+
+    def extra(self) -> dict[str, Any]:
+        return {"fields": [{"field": self.field, "rule": self.rule, "message": self.detail_message}]}

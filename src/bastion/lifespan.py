@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from bastion.auth.runtime import IdentityRuntime
+from bastion.crypto.fields import FieldCipher
 from bastion.db.engine import backend_name, create_engine, create_sessionmaker
 from bastion.llm.factory import build_provider
 from bastion.observability.logging import get_logger
@@ -38,6 +39,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     http_client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
     app.state.http_client = http_client
     app.state.llm = build_provider(settings, http_client=http_client, redis=redis)
+    app.state.cipher = FieldCipher.from_setting(settings.secret("DATABASE_ENCRYPTION_KEY") or "")
     log.info(
         "startup",
         environment=settings.environment,

@@ -22,4 +22,5 @@ class Base(DeclarativeBase):
 def load_models() -> None:
     """Import every module that defines tables, so ``Base.metadata`` knows them all."""
     import bastion.audit.models
-    import bastion.auth.models  # noqa: F401
+    import bastion.auth.models
+    import bastion.chat.models  # noqa: F401

@@ -1,0 +1,205 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Chat sessions, messages (JSON or Server-Sent Events) and voice messages. Owners only."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from bastion.api.content_types import require_json
+from bastion.api.deps import get_settings, require
+from bastion.api.schemas.chat import (
+    MessageCreate,
+    MessageOut,
+    MessagePage,
+    SessionCreate,
+    SessionList,
+    SessionOut,
+    VoiceReply,
+)
+from bastion.auth.permissions import Permission
+from bastion.auth.principal import Principal
+from bastion.chat.audio import check_audio
+from bastion.chat.repository import Owner
+from bastion.chat.service import ChatLimits, ChatService, StreamEvent
+from bastion.chat.upload import receive_upload
+from bastion.errors import BastionError, InvalidField, error_body, request_id_of
+from bastion.llm.base import GenerationOptions
+from bastion.settings import Settings
+
+router = APIRouter(prefix="/api/sessions", tags=["chat"])
+SessionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+ChatUser = Annotated[Principal, Depends(require(Permission.CHAT_USE))]
+
+
+def chat_service(request: Request) -> ChatService:
+    settings = get_settings(request)
+    state = request.app.state
+    return ChatService(
+        sessionmaker=state.sessionmaker,
+        provider=state.llm,
+        cipher=state.cipher,
+        limits=ChatLimits(
+            max_history_messages=settings.max_history_messages,
+            session_ttl=timedelta(minutes=settings.session_ttl_minutes),
+            max_sessions_per_owner=settings.max_sessions_per_api_key,
+            max_total_sessions=settings.max_total_sessions,
+        ),
+    )
+
+
+Service = Annotated[ChatService, Depends(chat_service)]
+
+
+def _checked_content(content: str, settings: Settings, *, field: str = "body.content") -> str:
+    if not content.strip():
+        raise InvalidField(field, "blank", "The message is empty")
+    if len(content) > settings.max_message_length:
+        raise InvalidField(
+            field, "string_too_long", f"String should have at most {settings.max_message_length} characters"
+        )
+    return content
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(require_json)])
+async def create_session(
+    principal: ChatUser, service: Service, body: SessionCreate | None = None
+) -> SessionOut:
+    view = await service.create_session(Owner.of(principal), title=body.title if body else None)
+    return SessionOut.of(view)
+
+
+@router.get("")
+async def list_sessions(
+    principal: ChatUser,
+    service: Service,
+    before: Annotated[datetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> SessionList:
+    views = await service.list_sessions(Owner.of(principal), before=before, limit=limit)
+    items = [SessionOut.of(v) for v in views]
+    return SessionList(items=items, next=items[-1].last_active_at if len(items) == limit else None)
+
+
+@router.get("/{session_id}")
+async def get_session(session_id: SessionId, principal: ChatUser, service: Service) -> SessionOut:
+    return SessionOut.of(await service.get_session(Owner.of(principal), session_id))
+
+
+@router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_session(session_id: SessionId, principal: ChatUser, service: Service) -> Response:
+    await service.delete_session(Owner.of(principal), session_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{session_id}/messages")
+async def history(
+    session_id: SessionId,
+    principal: ChatUser,
+    service: Service,
+    before: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> MessagePage:
+    page = await service.history(Owner.of(principal), session_id, before=before, limit=limit)
+    return MessagePage(items=[MessageOut.of(m) for m in page.items], next=page.next_before)
+
+
+def _wants_stream(request: Request, body: MessageCreate) -> bool:
+    return body.stream or "text/event-stream" in request.headers.get("accept", "")
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
+
+
+@router.post("/{session_id}/messages", dependencies=[Depends(require_json)], response_model=MessageOut)
+async def post_message(
+    session_id: SessionId, body: MessageCreate, request: Request, principal: ChatUser, service: Service
+) -> Response | MessageOut:
+    content = _checked_content(body.content, get_settings(request))
+    options = GenerationOptions(max_tokens=body.max_tokens, temperature=body.temperature)
+    owner = Owner.of(principal)
+    if not _wants_stream(request, body):
+        return MessageOut.of(await service.send(owner, session_id, content, options))
+    events = await service.stream(owner, session_id, content, options)
+    # Pull the first event before answering: an unknown session or an open breaker is still a
+    # plain JSON error, not a 200 stream that fails.
+    first = await anext(events)
+    return StreamingResponse(
+        _event_stream(first, events, request),
+        media_type="text/event-stream; charset=utf-8",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _event_stream(
+    first: StreamEvent, rest: AsyncIterator[StreamEvent], request: Request
+) -> AsyncIterator[bytes]:
+    async def all_events() -> AsyncIterator[StreamEvent]:
+        yield first
+        async for event in rest:
+            yield event
+
+    try:
+        async for event in all_events():
+            if event.delta:
+                yield _sse("delta", {"content": event.delta})
+            if event.error is not None:
+                body = error_body(
+                    status_code=502,
+                    code=event.error,
+                    message="The model stream ended early; the partial reply was kept",
+                    request_id=request_id_of(request),
+                )
+                yield _sse("error", body["detail"])
+            if event.message is not None:
+                yield _sse("done", MessageOut.of(event.message).model_dump(mode="json"))
+    except BastionError as exc:
+        body = error_body(
+            status_code=exc.status_code, code=exc.code, message=exc.message, request_id=request_id_of(request)
+        )
+        yield _sse("error", body["detail"])
+    finally:
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+_VOICE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["audio"],
+                    "properties": {"audio": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/{session_id}/voice-chat", openapi_extra=_VOICE_BODY)
+async def voice_chat(
+    session_id: SessionId, request: Request, principal: ChatUser, service: Service
+) -> VoiceReply:
+    """Multipart field ``audio``: wav, webm, mp3, m4a, ogg or opus up to MAX_AUDIO_SIZE_MB."""
+    settings = get_settings(request)
+    owner = Owner.of(principal)
+    await service.get_session(owner, session_id)  # 404 before reading any of the upload
+    cap = settings.max_audio_size_mb * 1024 * 1024
+    async with receive_upload(request, field_name="audio", max_bytes=cap) as upload:
+        _kind, mime, filename = check_audio(
+            declared_type=upload.content_type, filename=upload.filename, head=upload.head
+        )
+        transcript = await request.app.state.llm.transcribe(upload.path, filename=filename, content_type=mime)
+    text = _checked_content(transcript.text, settings, field="audio")
+    reply = await service.send(owner, session_id, text, GenerationOptions())
+    return VoiceReply(transcript=text, message=MessageOut.of(reply))

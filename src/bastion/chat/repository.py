@@ -1,0 +1,142 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Chat queries. Every lookup of a session filters by owner and idle expiry in SQL itself."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bastion.auth.principal import Principal
+from bastion.chat.models import ChatMessage, ChatSession
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who a chat session belongs to.
+
+    A session made with an API key belongs to that key alone (an app's conversations stay the
+    app's); a session made by a signed-in person belongs to that person, seen with a token or
+    cookie and not through any of their keys.
+    """
+
+    user_id: str | None
+    api_key_id: str | None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Owner:
+        return cls(user_id=principal.user_id, api_key_id=principal.api_key_id)
+
+    def clause(self) -> ColumnElement[bool]:
+        if self.api_key_id is not None:
+            return ChatSession.owner_api_key_id == self.api_key_id
+        if self.user_id is None:  # pragma: no cover - authentication always yields one of the two
+            raise ValueError("an owner needs a user or an API key")
+        return and_(ChatSession.owner_user_id == self.user_id, ChatSession.owner_api_key_id.is_(None))
+
+
+class ChatRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add_session(self, chat: ChatSession) -> ChatSession:
+        self.session.add(chat)
+        await self.session.flush()
+        return chat
+
+    async def get_session(
+        self, session_id: str, owner: Owner, *, active_since: datetime
+    ) -> ChatSession | None:
+        query = select(ChatSession).where(
+            ChatSession.id == session_id, owner.clause(), ChatSession.last_active_at >= active_since
+        )
+        return (await self.session.scalars(query)).one_or_none()
+
+    async def list_sessions(
+        self, owner: Owner, *, active_since: datetime, before: datetime | None, limit: int
+    ) -> Sequence[ChatSession]:
+        query = (
+            select(ChatSession)
+            .where(owner.clause(), ChatSession.last_active_at >= active_since)
+            .order_by(ChatSession.last_active_at.desc(), ChatSession.id.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            query = query.where(ChatSession.last_active_at < before)
+        return (await self.session.scalars(query)).all()
+
+    async def count_active(self, *, active_since: datetime, owner: Owner | None = None) -> int:
+        query = (
+            select(func.count()).select_from(ChatSession).where(ChatSession.last_active_at >= active_since)
+        )
+        if owner is not None:
+            query = query.where(owner.clause())
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def delete_session(self, session_id: str, owner: Owner) -> bool:
+        # Messages go with the session (ON DELETE CASCADE, and explicitly for SQLite connections
+        # opened without foreign keys).
+        found = await self.session.execute(
+            select(ChatSession.id).where(ChatSession.id == session_id, owner.clause())
+        )
+        if found.scalar_one_or_none() is None:
+            return False
+        await self.session.execute(delete(ChatMessage).where(ChatMessage.session_id == session_id))
+        await self.session.execute(delete(ChatSession).where(ChatSession.id == session_id))
+        return True
+
+    async def next_seq(self, session_id: str, *, now: datetime) -> int:
+        """Reserve the next sequence number atomically (one UPDATE ... RETURNING) and touch the session."""
+        result = await self.session.execute(
+            update(ChatSession)
+            .where(ChatSession.id == session_id)
+            .values(message_count=ChatSession.message_count + 1, last_active_at=now)
+            .returning(ChatSession.message_count)
+        )
+        return int(result.scalar_one())
+
+    async def add_message(self, message: ChatMessage) -> ChatMessage:
+        self.session.add(message)
+        await self.session.flush()
+        return message
+
+    async def add_usage(self, session_id: str, *, prompt_tokens: int, completion_tokens: int) -> None:
+        await self.session.execute(
+            update(ChatSession)
+            .where(ChatSession.id == session_id)
+            .values(
+                prompt_tokens=ChatSession.prompt_tokens + prompt_tokens,
+                completion_tokens=ChatSession.completion_tokens + completion_tokens,
+            )
+        )
+
+    async def recent_messages(self, session_id: str, *, limit: int) -> Sequence[ChatMessage]:
+        """The newest ``limit`` messages, oldest first."""
+        query = (
+            select(ChatMessage)
+            .where(ChatMessage.session_id == session_id)
+            .order_by(ChatMessage.seq.desc())
+            .limit(limit)
+        )
+        return list(reversed((await self.session.scalars(query)).all()))
+
+    async def page_messages(
+        self, session_id: str, *, before_seq: int | None, limit: int
+    ) -> Sequence[ChatMessage]:
+        query = select(ChatMessage).where(ChatMessage.session_id == session_id)
+        if before_seq is not None:
+            query = query.where(ChatMessage.seq < before_seq)
+        rows = (await self.session.scalars(query.order_by(ChatMessage.seq.desc()).limit(limit))).all()
+        return list(reversed(rows))
+
+    async def purge_idle(self, *, idle_before: datetime) -> int:
+        """Delete sessions idle since before the cutoff, with their messages."""
+        stale = select(ChatSession.id).where(ChatSession.last_active_at < idle_before)
+        await self.session.execute(delete(ChatMessage).where(ChatMessage.session_id.in_(stale)))
+        result = await self.session.execute(
+            delete(ChatSession).where(ChatSession.last_active_at < idle_before)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)

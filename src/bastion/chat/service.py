@@ -1,0 +1,345 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Chat rules: sessions with caps and idle expiry, messages persisted before the model is called.
+
+What the user wrote is committed before the provider is asked, so an upstream failure never loses
+it. The reply is committed when it completes; a stream cut short (upstream break or client gone)
+commits what was produced, marked incomplete. Message text is sealed with the field cipher, bound
+to its session and message id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bastion.chat.models import ChatMessage, ChatSession, MessageStatus, new_message_id
+from bastion.chat.repository import ChatRepository, Owner
+from bastion.crypto.fields import FieldCipher, context
+from bastion.db.session import unit_of_work
+from bastion.db.types import utcnow
+from bastion.errors import Conflict, NotFound
+from bastion.llm import base as llm
+from bastion.llm.base import GenerationOptions, Provider, StreamInterrupted, Usage
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a supportive, careful assistant in a wellbeing app. Listen, reflect, and ask open "
+    "questions. You are not a clinician; encourage professional or emergency help when someone "
+    "may be at risk."
+)
+MAX_PAGE = 100
+
+
+class SessionLimitReached(Conflict):
+    code = "session_limit"
+    default_message = "Too many active chat sessions; delete one or wait for one to expire"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatLimits:
+    max_history_messages: int = 100
+    session_ttl: timedelta = timedelta(minutes=90)
+    max_sessions_per_owner: int = 50
+    max_total_sessions: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    id: str
+    title: str | None
+    created_at: datetime
+    last_active_at: datetime
+    expires_at: datetime
+    message_count: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    id: str
+    session_id: str
+    seq: int
+    role: str
+    content: str
+    status: str
+    created_at: datetime
+    provider: str | None = None
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    offline: bool = False
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """A piece of a streamed reply; the final event carries the stored message."""
+
+    delta: str = ""
+    message: MessageView | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[MessageView]
+    next_before: int | None
+
+
+@dataclass(slots=True)
+class _Prepared:
+    session_id: str
+    user_message: MessageView
+    prompt: list[llm.ChatMessage] = field(default_factory=list)
+
+
+class ChatService:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        provider: Provider,
+        cipher: FieldCipher,
+        limits: ChatLimits,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self.provider = provider
+        self.cipher = cipher
+        self.limits = limits
+        self.system_prompt = system_prompt
+        self.clock = clock
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def _active_since(self) -> datetime:
+        return self.clock() - self.limits.session_ttl
+
+    async def create_session(self, owner: Owner, *, title: str | None) -> SessionView:
+        """A new session, within the per-owner and total caps of active sessions."""
+        now = self.clock()
+        async with unit_of_work(self._sessionmaker) as db:
+            repo = ChatRepository(db)
+            since = self._active_since()
+            if await repo.count_active(active_since=since, owner=owner) >= self.limits.max_sessions_per_owner:
+                raise SessionLimitReached()
+            if await repo.count_active(active_since=since) >= self.limits.max_total_sessions:
+                raise SessionLimitReached("The service has too many active chat sessions; try again later")
+            chat = ChatSession(
+                owner_user_id=owner.user_id,
+                owner_api_key_id=owner.api_key_id,
+                created_at=now,
+                last_active_at=now,
+                message_count=0,
+                prompt_tokens=0,
+                completion_tokens=0,
+            )
+            await repo.add_session(chat)
+            if title is not None:
+                chat.title_ciphertext = self.cipher.encrypt(
+                    title, aad=context("chat_sessions", "title", chat.id)
+                )
+            await db.flush()
+            return self._session_view(chat)
+
+    async def list_sessions(self, owner: Owner, *, before: datetime | None, limit: int) -> list[SessionView]:
+        async with unit_of_work(self._sessionmaker) as db:
+            rows = await ChatRepository(db).list_sessions(
+                owner, active_since=self._active_since(), before=before, limit=min(max(limit, 1), MAX_PAGE)
+            )
+            return [self._session_view(row) for row in rows]
+
+    async def get_session(self, owner: Owner, session_id: str) -> SessionView:
+        async with unit_of_work(self._sessionmaker) as db:
+            return self._session_view(await self._owned(ChatRepository(db), owner, session_id))
+
+    async def delete_session(self, owner: Owner, session_id: str) -> None:
+        async with unit_of_work(self._sessionmaker) as db:
+            if not await ChatRepository(db).delete_session(session_id, owner):
+                raise NotFound("Chat session not found")
+
+    async def _owned(self, repo: ChatRepository, owner: Owner, session_id: str) -> ChatSession:
+        # Someone else's session, an expired one and a made-up id all look the same: 404.
+        chat = await repo.get_session(session_id, owner, active_since=self._active_since())
+        if chat is None:
+            raise NotFound("Chat session not found")
+        return chat
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def history(self, owner: Owner, session_id: str, *, before: int | None, limit: int) -> Page:
+        async with unit_of_work(self._sessionmaker) as db:
+            repo = ChatRepository(db)
+            await self._owned(repo, owner, session_id)
+            size = min(max(limit, 1), MAX_PAGE)
+            rows = await repo.page_messages(session_id, before_seq=before, limit=size)
+            items = [self._message_view(row) for row in rows]
+        next_before = items[0].seq if len(items) == size and items[0].seq > 1 else None
+        return Page(items=items, next_before=next_before)
+
+    async def _prepare(self, owner: Owner, session_id: str, content: str) -> _Prepared:
+        """Store the user's message (its own transaction) and build the prompt from recent history."""
+        now = self.clock()
+        async with unit_of_work(self._sessionmaker) as db:
+            repo = ChatRepository(db)
+            await self._owned(repo, owner, session_id)
+            seq = await repo.next_seq(session_id, now=now)
+            message = await repo.add_message(self._sealed(session_id, seq, "user", content, now=now))
+            user_view = self._message_view(message)
+        async with unit_of_work(self._sessionmaker) as db:
+            recent = await ChatRepository(db).recent_messages(
+                session_id, limit=self.limits.max_history_messages
+            )
+            prompt = [llm.ChatMessage("system", self.system_prompt)]
+            for row in recent:
+                if row.role in ("user", "assistant"):
+                    prompt.append(llm.ChatMessage(row.role, self._open(row)))  # type: ignore[arg-type]
+        return _Prepared(session_id=session_id, user_message=user_view, prompt=prompt)
+
+    async def send(
+        self, owner: Owner, session_id: str, content: str, options: GenerationOptions
+    ) -> MessageView:
+        """Post a message and return the stored reply. Upstream failures raise after the message is kept."""
+        prepared = await self._prepare(owner, session_id, content)
+        completion = await self.provider.complete(prepared.prompt, options)
+        return await self._store_reply(
+            session_id,
+            completion.content,
+            status=MessageStatus.COMPLETE,
+            usage=completion.usage,
+            model=completion.model,
+        )
+
+    async def stream(
+        self, owner: Owner, session_id: str, content: str, options: GenerationOptions
+    ) -> AsyncIterator[StreamEvent]:
+        """Post a message and stream the reply.
+
+        Errors before the first chunk (unknown session, breaker open) raise from the first
+        ``__anext__``, so the caller can still answer with a plain error response.
+        """
+        prepared = await self._prepare(owner, session_id, content)
+        return self._stream_reply(prepared, options)
+
+    async def _stream_reply(
+        self, prepared: _Prepared, options: GenerationOptions
+    ) -> AsyncIterator[StreamEvent]:
+        produced: list[str] = []
+        usage: Usage | None = None
+        stored = False
+        try:
+            async for chunk in self.provider.stream(prepared.prompt, options):
+                if chunk.delta:
+                    produced.append(chunk.delta)
+                    yield StreamEvent(delta=chunk.delta)
+                usage = chunk.usage or usage
+            message = await self._store_reply(
+                prepared.session_id,
+                "".join(produced),
+                status=MessageStatus.COMPLETE,
+                usage=usage,
+                model=self.provider.model,
+            )
+            stored = True
+            yield StreamEvent(message=message)
+        except StreamInterrupted as interrupted:
+            message = await self._store_partial(prepared.session_id, interrupted.produced)
+            stored = True
+            yield StreamEvent(message=message, error="upstream_interrupted")
+        finally:
+            if not stored and produced:
+                # The client went away mid-stream (or the task was cancelled): keep what was made.
+                with anyio.CancelScope(shield=True):
+                    await self._store_partial(prepared.session_id, "".join(produced))
+
+    async def _store_partial(self, session_id: str, text: str) -> MessageView:
+        return await self._store_reply(
+            session_id,
+            text,
+            status=MessageStatus.INCOMPLETE,
+            usage=None,
+            model=self.provider.model,
+        )
+
+    async def _store_reply(
+        self,
+        session_id: str,
+        text: str,
+        *,
+        status: MessageStatus,
+        usage: Usage | None,
+        model: str,
+    ) -> MessageView:
+        now = self.clock()
+        async with unit_of_work(self._sessionmaker) as db:
+            repo = ChatRepository(db)
+            seq = await repo.next_seq(session_id, now=now)
+            message = self._sealed(session_id, seq, "assistant", text, now=now)
+            message.status = status
+            message.provider = self.provider.name
+            message.model = model
+            if usage is not None:
+                message.prompt_tokens = usage.prompt_tokens
+                message.completion_tokens = usage.completion_tokens
+                await repo.add_usage(
+                    session_id, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
+                )
+            await repo.add_message(message)
+            return self._message_view(message)
+
+    # -- sealing -----------------------------------------------------------------------------
+
+    def _sealed(self, session_id: str, seq: int, role: str, text: str, *, now: datetime) -> ChatMessage:
+        message = ChatMessage(id=new_message_id(), session_id=session_id, seq=seq, role=role, created_at=now)
+        message.content_ciphertext = self.cipher.encrypt(
+            text, aad=context("chat_messages", "content", f"{session_id}:{message.id}")
+        )
+        return message
+
+    def _open(self, message: ChatMessage) -> str:
+        return self.cipher.decrypt(
+            message.content_ciphertext,
+            aad=context("chat_messages", "content", f"{message.session_id}:{message.id}"),
+        )
+
+    def _session_view(self, chat: ChatSession) -> SessionView:
+        title = (
+            self.cipher.decrypt(chat.title_ciphertext, aad=context("chat_sessions", "title", chat.id))
+            if chat.title_ciphertext
+            else None
+        )
+        return SessionView(
+            id=chat.id,
+            title=title,
+            created_at=chat.created_at,
+            last_active_at=chat.last_active_at,
+            expires_at=chat.last_active_at + self.limits.session_ttl,
+            message_count=chat.message_count,
+            prompt_tokens=chat.prompt_tokens,
+            completion_tokens=chat.completion_tokens,
+        )
+
+    def _message_view(self, message: ChatMessage) -> MessageView:
+        return MessageView(
+            id=message.id,
+            session_id=message.session_id,
+            seq=message.seq,
+            role=message.role,
+            content=self._open(message),
+            status=message.status,
+            created_at=message.created_at,
+            provider=message.provider,
+            model=message.model,
+            prompt_tokens=message.prompt_tokens,
+            completion_tokens=message.completion_tokens,
+            offline=message.provider == "offline",
+        )
+
+    async def purge_idle(self) -> int:
+        """Delete sessions idle longer than the TTL (run on a schedule)."""
+        async with unit_of_work(self._sessionmaker) as db:
+            return await ChatRepository(db).purge_idle(idle_before=self._active_since())
