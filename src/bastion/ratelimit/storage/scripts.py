@@ -1,0 +1,232 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Lua scripts of the Redis storage: each decision is one of these, run by EVALSHA.
+
+They mirror ``storage/memory.py`` line for line; the contract tests hold both to the same answers.
+Every script takes ``now`` as an argument rather than calling TIME (see ``storage/redis.py``), so
+its outcome depends only on its inputs. Times are float seconds; ``f`` prints them with 17
+significant digits because Lua's own tostring keeps only 14 (it would round a TAT near 1.7e9 s to
+the millisecond). TTLs (PEXPIRE) only collect garbage: every rule compares stored times with ``now``.
+"""
+
+from __future__ import annotations
+
+_PRELUDE = """
+local EPS = 1e-9
+local function f(x) return string.format('%.17g', x) end
+local function ms(x)
+  local v = math.ceil(x * 1000)
+  if v < 1 then v = 1 end
+  return v
+end
+"""
+
+# KEYS: bucket, abuse (per identity), block (per identity) -- all share the identity's hash tag.
+# ARGV: now, interval, tolerance, cost, strike_window, penalty_cap, violation_window,
+#       violation_threshold, block_seconds
+DECIDE = (
+    _PRELUDE
+    + """
+local now = tonumber(ARGV[1])
+local blocked_until = tonumber(redis.call('HGET', KEYS[3], 'until'))
+if blocked_until and blocked_until > now then
+  return {2, 0, f(blocked_until - now), f(blocked_until - now)}
+end
+local interval = tonumber(ARGV[2])
+local tolerance = tonumber(ARGV[3])
+local st = redis.call('HMGET', KEYS[1], 'tat', 'pu', 's', 'se')
+local tat = tonumber(st[1]) or now
+if tat < now then tat = now end
+local pu = tonumber(st[2]) or 0
+local strikes = tonumber(st[3]) or 0
+local se = tonumber(st[4]) or 0
+local new_tat = tat + tonumber(ARGV[4]) * interval
+local allow_at = new_tat - tolerance
+if pu <= now and allow_at - now <= EPS then
+  redis.call('HSET', KEYS[1], 'tat', f(new_tat))
+  redis.call('PEXPIRE', KEYS[1], ms(math.max(new_tat, pu, se) - now))
+  return {1, math.floor((now - allow_at) / interval + EPS), '0', f(new_tat - now)}
+end
+local wait
+if pu > now then
+  wait = pu - now
+else
+  if se > now then strikes = strikes + 1 else strikes = 1 end
+  local natural = allow_at - now
+  local e = strikes - 1
+  if e > 62 then e = 62 end
+  wait = natural * (2 ^ e)
+  local cap = tonumber(ARGV[6])
+  if wait > cap then wait = cap end
+  if wait < natural then wait = natural end
+  pu = now + wait
+  se = now + tonumber(ARGV[5])
+  redis.call('HSET', KEYS[1], 'tat', f(tat), 'pu', f(pu), 's', strikes, 'se', f(se))
+  redis.call('PEXPIRE', KEYS[1], ms(math.max(tat, pu, se) - now))
+end
+local threshold = tonumber(ARGV[8])
+if threshold > 0 then
+  local ab = redis.call('HMGET', KEYS[2], 'v', 've', 'afe')
+  local v = tonumber(ab[1]) or 0
+  local ve = tonumber(ab[2]) or 0
+  local afe = tonumber(ab[3]) or 0
+  if ve <= now then
+    v = 0
+    ve = now + tonumber(ARGV[7])
+  end
+  v = v + 1
+  if v >= threshold then
+    local block_for = tonumber(ARGV[9])
+    redis.call('HSET', KEYS[2], 'v', 0, 've', f(ve))
+    redis.call('PEXPIRE', KEYS[2], ms(math.max(ve, afe) - now))
+    redis.call('HSET', KEYS[3], 'until', f(now + block_for), 'reason', 'violations', 'created', f(now))
+    redis.call('PEXPIRE', KEYS[3], ms(block_for))
+    return {3, 0, f(block_for), f(block_for)}
+  end
+  redis.call('HSET', KEYS[2], 'v', v, 've', f(ve))
+  redis.call('PEXPIRE', KEYS[2], ms(math.max(ve, afe) - now))
+end
+return {0, 0, f(wait), f(math.max(tat, pu) - now)}
+"""
+)
+
+# KEYS: abuse, block (same identity tag). ARGV: now, window, threshold, block_seconds.
+# Returns 1 when this failure placed a new block.
+AUTH_FAILURE = (
+    _PRELUDE
+    + """
+local now = tonumber(ARGV[1])
+local ab = redis.call('HMGET', KEYS[1], 'af', 'afe', 've')
+local af = tonumber(ab[1]) or 0
+local afe = tonumber(ab[2]) or 0
+local ve = tonumber(ab[3]) or 0
+if afe <= now then
+  af = 0
+  afe = now + tonumber(ARGV[2])
+end
+af = af + 1
+if af < tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'af', af, 'afe', f(afe))
+  redis.call('PEXPIRE', KEYS[1], ms(math.max(afe, ve) - now))
+  return 0
+end
+redis.call('HSET', KEYS[1], 'af', 0, 'afe', f(afe))
+redis.call('PEXPIRE', KEYS[1], ms(math.max(afe, ve) - now))
+local block_for = tonumber(ARGV[4])
+local current = tonumber(redis.call('HGET', KEYS[2], 'until'))
+if current and current > now + block_for then return 0 end
+redis.call('HSET', KEYS[2], 'until', f(now + block_for), 'reason', 'auth_failures', 'created', f(now))
+redis.call('PEXPIRE', KEYS[2], ms(block_for))
+if current and current > now then return 0 end
+return 1
+"""
+)
+
+# KEYS: block. ARGV: now, until, reason. Keeps a longer block in force.
+BLOCK = (
+    _PRELUDE
+    + """
+local now = tonumber(ARGV[1])
+local until_at = tonumber(ARGV[2])
+local b = redis.call('HMGET', KEYS[1], 'until', 'reason', 'created')
+local current = tonumber(b[1])
+if current and current > until_at then return {b[1], b[2], b[3]} end
+redis.call('HSET', KEYS[1], 'until', f(until_at), 'reason', ARGV[3], 'created', f(now))
+redis.call('PEXPIRE', KEYS[1], ms(until_at - now))
+return {f(until_at), ARGV[3], f(now)}
+"""
+)
+
+# KEYS: sorted sets sharing one hash tag. ARGV: now, expires_at, member, limit per key...
+# Returns {acquired, count per key...}.
+ACQUIRE_SLOTS = (
+    _PRELUDE
+    + """
+local now = tonumber(ARGV[1])
+local member = ARGV[3]
+local counts = {}
+local present = {}
+local held = true
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', f(now))
+  counts[i] = redis.call('ZCARD', key)
+  present[i] = redis.call('ZSCORE', key, member) ~= false
+  if not present[i] then held = false end
+end
+if not held then
+  for i = 1, #KEYS do
+    if not present[i] and counts[i] >= tonumber(ARGV[3 + i]) then
+      local out = {0}
+      for j = 1, #KEYS do out[j + 1] = counts[j] end
+      return out
+    end
+  end
+end
+local out = {1}
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, ARGV[2], member)
+  out[i + 1] = redis.call('ZCARD', key)
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  redis.call('PEXPIRE', key, ms(tonumber(last[2]) - now))
+end
+return out
+"""
+)
+
+# KEYS: sorted sets. ARGV: member.
+RELEASE_SLOTS = """
+for _, key in ipairs(KEYS) do redis.call('ZREM', key, ARGV[1]) end
+return 1
+"""
+
+# KEYS: sorted sets. ARGV: now, expires_at, member. Returns 1 when renewed, 0 when not held.
+RENEW_SLOTS = (
+    _PRELUDE
+    + """
+local now = tonumber(ARGV[1])
+for _, key in ipairs(KEYS) do
+  local score = tonumber(redis.call('ZSCORE', key, ARGV[3]))
+  if not score or score <= now then return 0 end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', ARGV[2], ARGV[3])
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  redis.call('PEXPIRE', key, ms(tonumber(last[2]) - now))
+end
+return 1
+"""
+)
+
+# KEYS: budget hash. ARGV: amount, limit, now, expires_at. Returns {allowed, remaining}.
+CONSUME_BUDGET = (
+    _PRELUDE
+    + """
+local amount = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 'used', 'exp')
+local used = tonumber(b[1]) or 0
+local exp = tonumber(b[2]) or 0
+if exp <= now then
+  used = 0
+  exp = tonumber(ARGV[4])
+end
+if used + amount > limit then
+  local left = limit - used
+  if left < 0 then left = 0 end
+  return {0, left}
+end
+redis.call('HSET', KEYS[1], 'used', used + amount, 'exp', f(exp))
+redis.call('PEXPIRE', KEYS[1], ms(exp - now))
+return {1, limit - used - amount}
+"""
+)
+
+SCRIPTS = {
+    "decide": DECIDE,
+    "auth_failure": AUTH_FAILURE,
+    "block": BLOCK,
+    "acquire_slots": ACQUIRE_SLOTS,
+    "release_slots": RELEASE_SLOTS,
+    "renew_slots": RENEW_SLOTS,
+    "consume_budget": CONSUME_BUDGET,
+}
