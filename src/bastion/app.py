@@ -12,12 +12,13 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from bastion import __version__
-from bastion.api.routes import health
+from bastion.api.routes import admin_blocks, health
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
 from bastion.observability.logging import configure_logging
 from bastion.settings import ConfigurationError, Settings, load_settings
 from bastion.web import RequestContext, UnhandledErrors
+from bastion.web.ratelimit import RateLimit
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,6 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # still passes through every header-adding layer above it.
     middleware = [
         Middleware(RequestContext),
+        # Blocklist + global per-client limit: after the request context (its 403/429 carry the
+        # request id) and after trusted-proxy resolution, before any route work.
+        Middleware(RateLimit, trusted_proxies=settings.trusted_proxies, license_url=settings.license_url),
         Middleware(UnhandledErrors, license_url=settings.license_url),
     ]
     app = FastAPI(
@@ -55,4 +59,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(admin_blocks.router)
     return app

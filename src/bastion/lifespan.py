@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from redis.asyncio import Redis
 
 from bastion.db.engine import backend_name, create_engine, create_sessionmaker
 from bastion.observability.logging import get_logger
+from bastion.ratelimit.components import build_rate_limiting
 from bastion.settings import Settings
 
 
@@ -31,6 +33,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = redis
+    # Rate limiting: Redis-backed when REDIS_URL is set, in-process otherwise.
+    rate_limiting = build_rate_limiting(settings, redis=redis, sessionmaker=app.state.sessionmaker)
+    await rate_limiting.start()
+    app.state.rate_limiting = rate_limiting
+    app.state.limiter = rate_limiting.limiter
+    app.state.concurrency = rate_limiting.concurrency
+    app.state.session_quota = rate_limiting.sessions
+    app.state.token_budget = rate_limiting.tokens
     log.info(
         "startup",
         environment=settings.environment,
@@ -43,9 +53,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "in_process_state",
             message="REDIS_URL is unset: limits, revocations and blocklists hold in this process only",
         )
+        if multiprocessing.parent_process() is not None:
+            # uvicorn --workers N runs each worker as a multiprocessing child.
+            log.warning(
+                "in_process_limits_per_worker",
+                message="several workers without REDIS_URL: each enforces its own limits (N x the limit)",
+            )
     try:
         yield
     finally:
+        await rate_limiting.aclose()
         if redis is not None:
             await redis.aclose()
         await engine.dispose()

@@ -10,6 +10,9 @@ class AuditEvent(StrEnum):
     SERVICE_STARTED = "service.started"
     CONFIG_CHANGED = "config.changed"
     SECRETS_GENERATED = "secrets.generated"
+    # Rate limiting and abuse control (bastion.ratelimit)
+    CLIENT_BLOCKED = "ratelimit.client_blocked"
+    CLIENT_UNBLOCKED = "ratelimit.client_unblocked"
 
 
 class Outcome(StrEnum):

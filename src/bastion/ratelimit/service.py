@@ -168,7 +168,9 @@ class RateLimiter:
 
     # -- decisions ---------------------------------------------------------------------------
 
-    async def hit(self, policy: Policy, identity: str, cost: int = 1) -> Decision:
+    async def hit(
+        self, policy: Policy, identity: str, cost: int = 1, *, request_id: str | None = None
+    ) -> Decision:
         """Spend ``cost`` of ``identity``'s allowance under ``policy``: one atomic storage call."""
         rule = self.rules[policy]
         now = self.clock()
@@ -187,7 +189,13 @@ class RateLimiter:
         if decision.outcome == Outcome.NEWLY_BLOCKED:
             self.log.warning("ratelimit_block_placed", identity=identity, reason="violations")
             await self._notify(
-                BlockNotice("placed", identity, "violations", now + self.escalation.block_seconds)
+                BlockNotice(
+                    "placed",
+                    identity,
+                    "violations",
+                    now + self.escalation.block_seconds,
+                    request_id=request_id,
+                )
             )
         return decision
 
