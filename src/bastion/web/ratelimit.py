@@ -85,12 +85,11 @@ class RateLimit:
             self.log.error("ratelimit_not_configured", path=scope["path"])
             await self.app(scope, receive, send)
             return
-        state = scope.setdefault("state", {})
+        state = scope.get("state") or {}
+        # The proxy layer's resolution when it ran; otherwise the same resolution done here.
         ip = state.get("client_ip")
         if not isinstance(ip, str):
             ip = client_ip(scope, self.trusted)
-            if ip is not None:
-                state["client_ip"] = ip
         principal = state.get("principal")
         if not isinstance(principal, Principal):
             principal = None
@@ -115,7 +114,10 @@ class RateLimit:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
+                existing = list(message.get("headers", ()))
+                # A route's own policy is the more specific answer: its headers win.
+                if not any(name == b"x-ratelimit-limit" for name, _ in existing):
+                    message["headers"] = existing + extra
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,199 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Limits as a client sees them: headers, 429/403 in the error shape, identities, escalation, blocks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from bastion.audit.models import AuditRecord
+from bastion.db import migrate
+from tests.conftest import SettingsFactory
+from tests.integration.ratelimit_serving import serve_limited
+from tests.support.clock import FakeClock
+
+ADMIN = {"X-Test-Principal": "admin"}
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    detail: dict[str, object] = response.json()["detail"]
+    assert detail["error"] == code
+    assert detail["request_id"] == response.headers["x-request-id"]
+    return detail
+
+
+# -- the global per-client limit ---------------------------------------------------------------
+
+
+async def test_global_limit_counts_down_then_answers_429(make_settings: SettingsFactory) -> None:
+    clock = FakeClock()
+    async with serve_limited(make_settings(RATE_LIMIT_PER_MINUTE=3), clock) as (_app, http):
+        responses = [await http.get("/test/ping") for _ in range(3)]
+        assert [r.status_code for r in responses] == [200, 200, 200]
+        assert [r.headers["x-ratelimit-remaining"] for r in responses] == ["2", "1", "0"]
+        assert {r.headers["x-ratelimit-limit"] for r in responses} == {"3"}
+        assert responses[2].headers["x-ratelimit-reset"] == "60"
+        refused = await http.get("/test/ping")
+        detail = assert_error(refused, 429, "rate_limited")
+        assert detail["retry_after"] == 20
+        assert refused.headers["retry-after"] == "20"
+        assert refused.headers["x-ratelimit-remaining"] == "0"
+        assert refused.headers["x-ratelimit-limit"] == "3"
+        # Probes are not limited.
+        assert (await http.get("/health")).status_code == 200
+        clock.advance(20)
+        assert (await http.get("/test/ping")).status_code == 200
+
+
+async def test_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(
+    make_settings: SettingsFactory,
+) -> None:
+    async with serve_limited(make_settings(RATE_LIMIT_PER_MINUTE=3), FakeClock()) as (_app, http):
+        statuses = [
+            (await http.get("/test/ping", headers={"X-Forwarded-For": f"198.51.100.{i}"})).status_code
+            for i in range(5)
+        ]
+    assert statuses == [200, 200, 200, 429, 429]
+
+
+async def test_forwarded_for_from_a_trusted_proxy_names_the_client(make_settings: SettingsFactory) -> None:
+    settings = make_settings(RATE_LIMIT_PER_MINUTE=2, TRUSTED_PROXIES="127.0.0.1/32")
+    async with serve_limited(settings, FakeClock()) as (_app, http):
+        for i in range(4):  # four clients behind the proxy, two requests each: nobody is limited
+            for _ in range(2):
+                r = await http.get("/test/ping", headers={"X-Forwarded-For": f"203.0.113.{i}"})
+                assert r.status_code == 200
+        # A client prepending a forged hop is still limited as itself.
+        forged = [
+            await http.get("/test/ping", headers={"X-Forwarded-For": f"10.9.9.{i}, 203.0.113.0"})
+            for i in range(2)
+        ]
+    assert [r.status_code for r in forged] == [429, 429]
+
+
+async def test_the_proxy_layers_resolved_address_is_used_when_present(make_settings: SettingsFactory) -> None:
+    from bastion.web.proxies import client_ip
+
+    clock = FakeClock()
+    async with serve_limited(make_settings(RATE_LIMIT_PER_MINUTE=1), clock) as (app, _http):
+        seen: list[str] = []
+
+        async def resolved(scope, receive, send):  # type: ignore[no-untyped-def]
+            # What the hardening layer does: put the resolved client address in the scope state.
+            ip = {b"x-real-client": v.decode() for k, v in scope["headers"] if k == b"x-real-client"}
+            scope.setdefault("state", {})["client_ip"] = ip.get(b"x-real-client") or client_ip(scope, ())
+            seen.append(scope["state"]["client_ip"])
+            await app(scope, receive, send)
+
+        transport = httpx.ASGITransport(app=resolved, raise_app_exceptions=False, client=("127.0.0.1", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+            assert (await http.get("/test/ping", headers={"X-Real-Client": "192.0.2.1"})).status_code == 200
+            assert (await http.get("/test/ping", headers={"X-Real-Client": "192.0.2.2"})).status_code == 200
+            assert (await http.get("/test/ping", headers={"X-Real-Client": "192.0.2.1"})).status_code == 429
+
+
+# -- route policies --------------------------------------------------------------------------
+
+
+async def test_a_route_policy_sets_its_own_headers_and_limit(make_settings: SettingsFactory) -> None:
+    async with serve_limited(make_settings(), FakeClock()) as (_app, http):
+        responses = [await http.get("/test/login-like") for _ in range(3)]
+        assert [r.status_code for r in responses] == [200, 200, 200]
+        assert responses[0].headers["x-ratelimit-limit"] == "5"
+        assert [r.headers["x-ratelimit-remaining"] for r in responses] == ["2", "1", "0"]
+        refused = await http.get("/test/login-like")
+        assert assert_error(refused, 429, "rate_limited")["retry_after"] == 12
+        assert refused.headers["retry-after"] == "12"
+        assert refused.headers["x-ratelimit-limit"] == "5"
+
+
+async def test_per_user_limits_follow_the_principal_not_the_address(make_settings: SettingsFactory) -> None:
+    settings = make_settings(RATE_LIMIT_MESSAGES="2/minute;burst=2")
+    async with serve_limited(settings, FakeClock()) as (_app, http):
+        alice = {"X-Test-Principal": "user:alice"}
+        bob = {"X-Test-Principal": "user:bob"}
+        assert [(await http.get("/test/messages", headers=alice)).status_code for _ in range(3)] == [
+            200,
+            200,
+            429,
+        ]
+        assert (await http.get("/test/messages", headers=bob)).status_code == 200
+
+
+async def test_repeat_offenders_are_told_to_wait_longer(make_settings: SettingsFactory) -> None:
+    clock = FakeClock()
+    async with serve_limited(make_settings(), clock) as (_app, http):
+        for _ in range(3):
+            await http.get("/test/login-like")
+        waits = []
+        for _ in range(3):
+            refused = await http.get("/test/login-like")
+            waits.append(int(refused.headers["retry-after"]))
+            clock.advance(waits[-1])
+            while (await http.get("/test/login-like")).status_code == 200:
+                pass
+        assert waits == [12, 24, 48]
+
+
+# -- blocks ----------------------------------------------------------------------------------
+
+
+async def test_persistent_violations_block_the_client_audited_and_liftable(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(RATE_LIMIT_PER_MINUTE=2, RATE_LIMIT_BLOCK_VIOLATIONS=5)
+    await asyncio.to_thread(migrate.upgrade, settings.database_url.get_secret_value())
+    clock = FakeClock()
+    async with serve_limited(settings, clock) as (app, http):
+        statuses = [(await http.get("/test/ping")).status_code for _ in range(7)]
+        assert statuses == [200, 200, 429, 429, 429, 429, 403]
+        blocked = await http.get("/test/login-like")
+        assert_error(blocked, 403, "blocked")
+        # Admins come from another address: they see the block and lift it.
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=http._transport.app, client=("192.0.2.200", 1)),  # type: ignore[attr-defined]
+            base_url="http://localhost",
+        ) as admin:
+            listed = (await admin.get("/api/admin/blocks", headers=ADMIN)).json()["items"]
+            assert [(b["kind"], b["value"], b["reason"]) for b in listed] == [
+                ("ip", "127.0.0.1", "violations")
+            ]
+            assert (await admin.delete("/api/admin/blocks/ip/127.0.0.1", headers=ADMIN)).status_code == 204
+            clock.advance(900)  # the escalated penalty runs out too
+            assert (await admin.get("/api/admin/blocks", headers=ADMIN)).json() == {"items": []}
+        assert (await http.get("/test/ping")).status_code == 200
+        async with app.state.sessionmaker() as session:
+            events = (await session.scalars(select(AuditRecord).order_by(AuditRecord.created_at))).all()
+    assert [(e.event, e.target_type, e.target_id, e.actor_id) for e in events] == [
+        ("ratelimit.client_blocked", "ip", "127.0.0.1", None),
+        ("ratelimit.client_unblocked", "ip", "127.0.0.1", "admin-1"),
+    ]
+    assert events[0].details["reason"] == "violations"
+
+
+async def test_failed_authentications_block_the_address_until_lifted(make_settings: SettingsFactory) -> None:
+    settings = make_settings(RATE_LIMIT_BLOCK_AUTH_FAILURES=3)
+    async with serve_limited(settings, FakeClock()) as (_app, http):
+        statuses = [(await http.post("/test/failed-login")).status_code for _ in range(4)]
+        assert statuses == [401, 401, 401, 403]
+        assert_error(await http.get("/test/ping"), 403, "blocked")
+        # Probes stay reachable for a blocked load balancer or monitor.
+        assert (await http.get("/health")).status_code == 200
+        # A block is answered before any other work, an admin's request from that address included.
+        lift = await http.delete("/api/admin/blocks/ip/127.0.0.1", headers=ADMIN)
+        assert_error(lift, 403, "blocked")
+
+
+async def test_blocks_lift_through_the_admin_api(make_settings: SettingsFactory) -> None:
+    settings = make_settings(RATE_LIMIT_BLOCK_AUTH_FAILURES=2)
+    clock = FakeClock()
+    async with serve_limited(settings, clock, client=("198.51.100.20", 1000)) as (app, http):
+        for _ in range(2):
+            await http.post("/test/failed-login")
+        assert_error(await http.get("/test/ping"), 403, "blocked")
+        await app.state.limiter.unblock("ip:198.51.100.20", actor="admin-1")
+        assert (await http.get("/test/ping")).status_code == 200
