@@ -62,11 +62,13 @@ class PolicyRule:
     policy: Policy
     rate: Rate
     scope: Scope
-    # Precomputed for the hot path.
+    # Precomputed for the hot path (an enum's .value and a property cost more than the math).
+    name: str = field(init=False)
     interval: float = field(init=False)
     tolerance: float = field(init=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.policy.value)
         object.__setattr__(self, "interval", self.rate.interval)
         object.__setattr__(self, "tolerance", self.rate.tolerance)
 

@@ -39,6 +39,7 @@ Clock = Callable[[], float]
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 BLOCK_KINDS = ("ip", "key", "user")
 MAX_LISTED_BLOCKS = 500
+_NEWLY_BLOCKED = int(Outcome.NEWLY_BLOCKED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ class RateLimiter:
         self.stats = {"storage_failures": 0, "fallback_calls": 0, "refused_unavailable": 0}
         self._skip_until = 0.0  # monotonic: an operational pause, not a limit rule
         self.log = get_logger("bastion.ratelimit")
+        self._local_decide = storage.decide_now if isinstance(storage, MemoryStorage) else None
 
     @classmethod
     def from_settings(
@@ -174,19 +176,13 @@ class RateLimiter:
         """Spend ``cost`` of ``identity``'s allowance under ``policy``: one atomic storage call."""
         rule = self.rules[policy]
         now = self.clock()
-        storage = self.storage if not self._skip_until else self._current()
-        try:
-            decision = await storage.decide(
-                identity, rule.policy.value, now, rule.interval, rule.tolerance, cost, self.escalation
-            )
-        except STORAGE_ERRORS as exc:
-            if storage is self.fallback:
-                raise
-            storage = self._unavailable(exc)
-            decision = await storage.decide(
-                identity, rule.policy.value, now, rule.interval, rule.tolerance, cost, self.escalation
-            )
-        if decision.outcome == Outcome.NEWLY_BLOCKED:
+        local = self._local_decide
+        if local is not None:
+            # In-process storage: call its synchronous core directly (no extra coroutine).
+            decision = local(identity, rule.name, now, rule.interval, rule.tolerance, cost, self.escalation)
+        else:
+            decision = await self._shared_decide(rule, identity, now, cost)
+        if decision[0] == _NEWLY_BLOCKED:
             self.log.warning("ratelimit_block_placed", identity=identity, reason="violations")
             await self._notify(
                 BlockNotice(
@@ -198,6 +194,20 @@ class RateLimiter:
                 )
             )
         return decision
+
+    async def _shared_decide(self, rule: PolicyRule, identity: str, now: float, cost: int) -> Decision:
+        storage = self.storage if not self._skip_until else self._current()
+        try:
+            return await storage.decide(
+                identity, rule.name, now, rule.interval, rule.tolerance, cost, self.escalation
+            )
+        except STORAGE_ERRORS as exc:
+            if storage is self.fallback:
+                raise
+            storage = self._unavailable(exc)
+            return await storage.decide(
+                identity, rule.name, now, rule.interval, rule.tolerance, cost, self.escalation
+            )
 
     async def record_auth_failure(self, identity: str, *, request_id: str | None = None) -> bool:
         """Count a failed authentication for an IP (``ip:...``) or API key (``key:...``).

@@ -7,7 +7,7 @@ from redis.asyncio import Redis
 
 from bastion.ratelimit.storage.base import Block, BudgetResult, LimiterStorage, SlotResult
 from bastion.ratelimit.storage.memory import DEFAULT_MAX_KEYS, MemoryStorage
-from bastion.ratelimit.storage.redis import RedisStorage
+from bastion.ratelimit.storage.redis import RedisStorage, fail_fast_client
 
 __all__ = [
     "Block",
@@ -29,16 +29,16 @@ def create_storage(
 ) -> LimiterStorage:
     """The storage for a URL: ``memory://`` (or none) in process, ``redis://``/``rediss://`` shared.
 
-    An existing client (the lifespan's) is reused when given, so the app holds one pool.
+    With an existing client (the lifespan's), the storage talks to the same server through a
+    fail-fast sibling client whose socket timeouts are ``timeout`` seconds.
     """
     if redis is not None:
-        return RedisStorage(redis, timeout=timeout)
+        return RedisStorage(fail_fast_client(redis, timeout), owns_client=True)
     if url is None or url == "" or url.startswith("memory://"):
         return MemoryStorage(max_keys=max_keys)
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisStorage(
-            Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2),
-            timeout=timeout,
+            Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout),
             owns_client=True,
         )
     raise ValueError("a limiter storage URL is memory://, redis://, rediss:// or unix://")

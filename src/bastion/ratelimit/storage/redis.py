@@ -16,18 +16,20 @@ many back) at the moment an identity moves between them. TIME would remove that 
 expiry untestable without sleeping; an NTP-synced fleet is the usual assumption of any
 timestamp-based limiter.
 
-Each call is bounded by ``timeout`` seconds (fail fast: the caller then applies its fail mode),
-well below the client's own socket timeout.
+Fail fast: a limiter call must not hold a request for the app client's 2 s socket timeout, and a
+per-call ``asyncio.timeout`` costs microseconds, a noticeable share of a round trip. So the limiter gets its
+own client (``fail_fast_client``: same server and credentials, a separate small pool) whose
+connect and socket timeouts are RATE_LIMIT_REDIS_TIMEOUT_SECONDS; redis-py enforces them on every
+read and write it makes anyway, at no extra cost. The caller then applies its fail mode.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import NoScriptError
 
 from bastion.ratelimit.algorithm import Decision, Outcome
@@ -47,6 +49,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def fail_fast_client(redis: Redis, timeout: float) -> Redis:
+    """A client for the same server as ``redis`` whose every connect, read and write gives up
+    after ``timeout`` seconds. It owns its own pool; close it with ``aclose``."""
+    pool = redis.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+    return Redis.from_pool(ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
 class RedisStorage:
     """Storage on a shared Redis: limits hold across every instance using it."""
 
@@ -57,39 +68,65 @@ class RedisStorage:
         redis: Redis,
         *,
         prefix: str = DEFAULT_PREFIX,
-        timeout: float = DEFAULT_TIMEOUT,
         owns_client: bool = False,
     ) -> None:
         self.redis = redis
         self.owns_client = owns_client
         self.prefix = prefix
-        self.timeout = timeout
         self._sources = dict(SCRIPTS)
         self._shas = {name: _sha(source) for name, source in SCRIPTS.items()}
+        self._decide_sha = self._shas["decide"]
         self._index = f"{prefix}blocks"
+        self._constants_cache: dict[tuple[float, float, Escalation], str] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
 
     async def load_scripts(self) -> None:
         """Register every script (optional: a missing script is loaded on first use)."""
-        async with asyncio.timeout(self.timeout):
-            for name, source in self._sources.items():
-                self._shas[name] = await self.redis.script_load(source)
+        for name, source in self._sources.items():
+            self._shas[name] = await self.redis.script_load(source)
+        self._decide_sha = self._shas["decide"]
 
     async def _eval(self, name: str, keys: Sequence[str], *args: Any) -> Any:
-        async with asyncio.timeout(self.timeout):
-            try:
-                return await self.redis.evalsha(self._shas[name], len(keys), *keys, *args)
-            except NoScriptError:
-                # Redis restarted or failed over and forgot the script: register it and retry once.
-                self._shas[name] = await self.redis.script_load(self._sources[name])
-                return await self.redis.evalsha(self._shas[name], len(keys), *keys, *args)
+        try:
+            return await self.redis.evalsha(self._shas[name], len(keys), *keys, *args)
+        except NoScriptError:
+            return await self._reload_and_eval(name, keys, *args)
+
+    async def _reload_and_eval(self, name: str, keys: Sequence[str], *args: Any) -> Any:
+        # Redis restarted or failed over and forgot the script: register it and retry once.
+        self._shas[name] = await self.redis.script_load(self._sources[name])
+        if name == "decide":
+            self._decide_sha = self._shas[name]
+        return await self.redis.evalsha(self._shas[name], len(keys), *keys, *args)
 
     def _keys(self, identity: str) -> tuple[str, str]:
         tagged = f"{self.prefix}{{{identity}}}"
         return f"{tagged}:a", f"{tagged}:x"
 
     # -- rate decisions ----------------------------------------------------------------------
+
+    def _constants(self, interval: float, tolerance: float, escalation: Escalation) -> str:
+        """The policy's constant part of the packed argument, formatted once per policy."""
+        cache_key = (interval, tolerance, escalation)
+        constants = self._constants_cache.get(cache_key)
+        if constants is None:
+            if len(self._constants_cache) > 256:  # a handful of policies; never unbounded
+                self._constants_cache.clear()
+            constants = " ".join(
+                repr(float(value))
+                for value in (
+                    interval,
+                    tolerance,
+                    escalation.strike_window,
+                    escalation.penalty_cap,
+                    escalation.violation_window,
+                    escalation.violation_threshold,
+                    escalation.block_seconds,
+                )
+            )
+            self._constants_cache[cache_key] = constants
+        return constants
 
     async def decide(
         self,
@@ -102,20 +139,16 @@ class RedisStorage:
         escalation: Escalation,
     ) -> Decision:
         tagged = f"{self.prefix}{{{identity}}}"
-        result = await self._eval(
-            "decide",
-            (f"{tagged}:b:{bucket}", f"{tagged}:a", f"{tagged}:x"),
-            now,
-            interval,
-            tolerance,
-            cost,
-            escalation.strike_window,
-            escalation.penalty_cap,
-            escalation.violation_window,
-            escalation.violation_threshold,
-            escalation.block_seconds,
-        )
-        decision = Decision(int(result[0]), int(result[1]), float(result[2]), float(result[3]))
+        packed = f"{now!r} {cost} {self._constants(interval, tolerance, escalation)}"
+        try:
+            reply = await self.redis.evalsha(
+                self._decide_sha, 3, f"{tagged}:b:{bucket}", f"{tagged}:a", f"{tagged}:x", packed
+            )
+        except NoScriptError:
+            keys = (f"{tagged}:b:{bucket}", f"{tagged}:a", f"{tagged}:x")
+            reply = await self._reload_and_eval("decide", keys, packed)
+        outcome, remaining, retry_after, reset_after = _text(reply).split(" ")
+        decision = Decision(int(outcome), int(remaining), float(retry_after), float(reset_after))
         if decision.outcome == Outcome.NEWLY_BLOCKED:
             await self._add_to_index(identity, now + escalation.block_seconds)
         return decision
@@ -141,48 +174,52 @@ class RedisStorage:
     async def _add_to_index(self, identity: str, until: float) -> None:
         # The index of blocks lives outside the identity's slot, so it is a second command, made
         # only when a block is placed. Listing cross-checks each entry with the block itself.
-        async with asyncio.timeout(self.timeout):
-            await self.redis.zadd(self._index, {identity: until}, gt=True)
+        await self.redis.zadd(self._index, {identity: until}, gt=True)
+
+    @staticmethod
+    def _block(identity: str, value: Any, now: float) -> Block | None:
+        # "until created reason", as the scripts write it.
+        if value is None:
+            return None
+        until, created, reason = _text(value).split(" ", 2)
+        if float(until) <= now:
+            return None
+        return Block(identity, float(until), reason, float(created))
 
     async def block(self, identity: str, now: float, until: float, reason: str) -> Block:
         _, block_key = self._keys(identity)
-        result = await self._eval("block", (block_key,), now, until, reason)
-        block = Block(identity, float(result[0]), _text(result[1]), float(result[2]))
+        value = await self._eval("block", (block_key,), now, until, reason)
+        block = self._block(identity, value, now)
+        if block is None:  # only if ``until`` is not in the future: nothing to enforce
+            return Block(identity, until, reason, now)
         await self._add_to_index(identity, block.until)
         return block
 
     async def unblock(self, identity: str) -> bool:
         _, block_key = self._keys(identity)
-        async with asyncio.timeout(self.timeout):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.delete(block_key)
-                pipe.zrem(self._index, identity)
-                deleted, _ = await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(block_key)
+            pipe.zrem(self._index, identity)
+            deleted, _ = await pipe.execute()
         return bool(deleted)
 
     async def blocked(self, identity: str, now: float) -> Block | None:
         _, block_key = self._keys(identity)
-        async with asyncio.timeout(self.timeout):
-            fields = await self.redis.hgetall(block_key)
-        return self._block(identity, fields, now)
-
-    @staticmethod
-    def _block(identity: str, fields: dict[Any, Any], now: float) -> Block | None:
-        values = {_text(k): _text(v) for k, v in fields.items()}
-        if "until" not in values or float(values["until"]) <= now:
-            return None
-        return Block(identity, float(values["until"]), values.get("reason", ""), float(values["created"]))
+        return self._block(identity, await self.redis.get(block_key), now)
 
     async def list_blocks(self, now: float, limit: int) -> list[Block]:
-        async with asyncio.timeout(self.timeout):
-            await self.redis.zremrangebyscore(self._index, "-inf", now)
-            members = await self.redis.zrange(self._index, 0, max(0, limit - 1))
-            identities = [_text(member) for member in members]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for identity in identities:
-                    pipe.hgetall(self._keys(identity)[1])
-                rows = await pipe.execute()
-        blocks = [self._block(identity, row, now) for identity, row in zip(identities, rows, strict=True)]
+        await self.redis.zremrangebyscore(self._index, "-inf", now)
+        members = await self.redis.zrange(self._index, 0, max(0, limit - 1))
+        identities = [_text(member) for member in members]
+        if not identities:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for identity in identities:
+                pipe.get(self._keys(identity)[1])
+            values = await pipe.execute()
+        blocks = [
+            self._block(identity, value, now) for identity, value in zip(identities, values, strict=True)
+        ]
         return [block for block in blocks if block is not None]
 
     # -- slots (leases and quotas) -----------------------------------------------------------
@@ -207,8 +244,7 @@ class RedisStorage:
         return bool(int(renewed))
 
     async def count_slots(self, key: str, now: float) -> int:
-        async with asyncio.timeout(self.timeout):
-            return int(await self.redis.zcount(self.prefix + key, f"({now!r}", "+inf"))
+        return int(await self.redis.zcount(self.prefix + key, f"({now!r}", "+inf"))
 
     # -- budgets -----------------------------------------------------------------------------
 

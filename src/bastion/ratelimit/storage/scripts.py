@@ -5,7 +5,7 @@ They mirror ``storage/memory.py`` line for line; the contract tests hold both to
 Every script takes ``now`` as an argument rather than calling TIME (see ``storage/redis.py``), so
 its outcome depends only on its inputs. Times are float seconds; ``f`` prints them with 17
 significant digits because Lua's own tostring keeps only 14 (it would round a TAT near 1.7e9 s to
-the millisecond). TTLs (PEXPIRE) only collect garbage: every rule compares stored times with ``now``.
+the millisecond). TTLs (PX, PEXPIRE) only collect garbage: every rule compares stored times with ``now``.
 """
 
 from __future__ import annotations
@@ -20,32 +20,58 @@ local function ms(x)
 end
 """
 
+# A block is one string value "until created reason" (SET ... PX), read with one GET.
+_BLOCK_READ = """
+local function block_until(key)
+  local b = redis.call('GET', key)
+  if not b then return nil end
+  return tonumber(string.match(b, '^(%S+)'))
+end
+local function place_block(key, now, until_at, reason)
+  redis.call('SET', key, f(until_at) .. ' ' .. f(now) .. ' ' .. reason, 'PX', ms(until_at - now))
+end
+"""
+
 # KEYS: bucket, abuse (per identity), block (per identity) -- all share the identity's hash tag.
-# ARGV: now, interval, tolerance, cost, strike_window, penalty_cap, violation_window,
-#       violation_threshold, block_seconds
+# ARGV[1]: one string "now cost interval tolerance strike_window penalty_cap violation_window
+#          violation_threshold block_seconds" (see RedisStorage.decide).
+# Returns one string "outcome remaining retry_after reset_after".
+#
+# Cost matters here: on a fast network a round trip is mostly the client encoding arguments and
+# parsing the reply, plus the server's work per redis.call. So the arguments are packed into one
+# string, the reply is one string, and a bucket is one string value "tat penalty_until strikes
+# strikes_expire" read with GET and written with SET ... PX (two calls on the admitted path,
+# plus the GET of the block), instead of a hash needing HMGET, HSET and PEXPIRE.
 DECIDE = (
     _PRELUDE
+    + _BLOCK_READ
     + """
-local now = tonumber(ARGV[1])
-local blocked_until = tonumber(redis.call('HGET', KEYS[3], 'until'))
+local a_now, a_cost, a_interval, a_tolerance, esc = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (.*)$')
+local now = tonumber(a_now)
+local blocked_until = block_until(KEYS[3])
 if blocked_until and blocked_until > now then
-  return {2, 0, f(blocked_until - now), f(blocked_until - now)}
+  return '2 0 ' .. f(blocked_until - now) .. ' ' .. f(blocked_until - now)
 end
-local interval = tonumber(ARGV[2])
-local tolerance = tonumber(ARGV[3])
-local st = redis.call('HMGET', KEYS[1], 'tat', 'pu', 's', 'se')
-local tat = tonumber(st[1]) or now
-if tat < now then tat = now end
-local pu = tonumber(st[2]) or 0
-local strikes = tonumber(st[3]) or 0
-local se = tonumber(st[4]) or 0
-local new_tat = tat + tonumber(ARGV[4]) * interval
-local allow_at = new_tat - tolerance
+local interval = tonumber(a_interval)
+local tat, pu, strikes, se = now, 0, 0, 0
+local st = redis.call('GET', KEYS[1])
+if st then
+  local s1, s2, s3, s4 = string.match(st, '^(%S+) (%S+) (%S+) (%S+)$')
+  tat = tonumber(s1)
+  pu = tonumber(s2)
+  strikes = tonumber(s3)
+  se = tonumber(s4)
+  if tat < now then tat = now end
+end
+local new_tat = tat + tonumber(a_cost) * interval
+local allow_at = new_tat - tonumber(a_tolerance)
 if pu <= now and allow_at - now <= EPS then
-  redis.call('HSET', KEYS[1], 'tat', f(new_tat))
-  redis.call('PEXPIRE', KEYS[1], ms(math.max(new_tat, pu, se) - now))
-  return {1, math.floor((now - allow_at) / interval + EPS), '0', f(new_tat - now)}
+  redis.call('SET', KEYS[1], f(new_tat) .. ' ' .. f(pu) .. ' ' .. strikes .. ' ' .. f(se),
+    'PX', ms(math.max(new_tat, pu, se) - now))
+  return '1 ' .. math.floor((now - allow_at) / interval + EPS) .. ' 0 ' .. f(new_tat - now)
 end
+local p = {}
+for v in string.gmatch(esc, '%S+') do p[#p + 1] = tonumber(v) end
 local wait
 if pu > now then
   wait = pu - now
@@ -55,15 +81,14 @@ else
   local e = strikes - 1
   if e > 62 then e = 62 end
   wait = natural * (2 ^ e)
-  local cap = tonumber(ARGV[6])
-  if wait > cap then wait = cap end
+  if wait > p[2] then wait = p[2] end
   if wait < natural then wait = natural end
   pu = now + wait
-  se = now + tonumber(ARGV[5])
-  redis.call('HSET', KEYS[1], 'tat', f(tat), 'pu', f(pu), 's', strikes, 'se', f(se))
-  redis.call('PEXPIRE', KEYS[1], ms(math.max(tat, pu, se) - now))
+  se = now + p[1]
+  redis.call('SET', KEYS[1], f(tat) .. ' ' .. f(pu) .. ' ' .. strikes .. ' ' .. f(se),
+    'PX', ms(math.max(tat, pu, se) - now))
 end
-local threshold = tonumber(ARGV[8])
+local threshold = p[4]
 if threshold > 0 then
   local ab = redis.call('HMGET', KEYS[2], 'v', 've', 'afe')
   local v = tonumber(ab[1]) or 0
@@ -71,21 +96,19 @@ if threshold > 0 then
   local afe = tonumber(ab[3]) or 0
   if ve <= now then
     v = 0
-    ve = now + tonumber(ARGV[7])
+    ve = now + p[3]
   end
   v = v + 1
   if v >= threshold then
-    local block_for = tonumber(ARGV[9])
     redis.call('HSET', KEYS[2], 'v', 0, 've', f(ve))
     redis.call('PEXPIRE', KEYS[2], ms(math.max(ve, afe) - now))
-    redis.call('HSET', KEYS[3], 'until', f(now + block_for), 'reason', 'violations', 'created', f(now))
-    redis.call('PEXPIRE', KEYS[3], ms(block_for))
-    return {3, 0, f(block_for), f(block_for)}
+    place_block(KEYS[3], now, now + p[5], 'violations')
+    return '3 0 ' .. f(p[5]) .. ' ' .. f(p[5])
   end
   redis.call('HSET', KEYS[2], 'v', v, 've', f(ve))
   redis.call('PEXPIRE', KEYS[2], ms(math.max(ve, afe) - now))
 end
-return {0, 0, f(wait), f(math.max(tat, pu) - now)}
+return '0 0 ' .. f(wait) .. ' ' .. f(math.max(tat, pu) - now)
 """
 )
 
@@ -93,6 +116,7 @@ return {0, 0, f(wait), f(math.max(tat, pu) - now)}
 # Returns 1 when this failure placed a new block.
 AUTH_FAILURE = (
     _PRELUDE
+    + _BLOCK_READ
     + """
 local now = tonumber(ARGV[1])
 local ab = redis.call('HMGET', KEYS[1], 'af', 'afe', 've')
@@ -112,27 +136,25 @@ end
 redis.call('HSET', KEYS[1], 'af', 0, 'afe', f(afe))
 redis.call('PEXPIRE', KEYS[1], ms(math.max(afe, ve) - now))
 local block_for = tonumber(ARGV[4])
-local current = tonumber(redis.call('HGET', KEYS[2], 'until'))
+local current = block_until(KEYS[2])
 if current and current > now + block_for then return 0 end
-redis.call('HSET', KEYS[2], 'until', f(now + block_for), 'reason', 'auth_failures', 'created', f(now))
-redis.call('PEXPIRE', KEYS[2], ms(block_for))
+place_block(KEYS[2], now, now + block_for, 'auth_failures')
 if current and current > now then return 0 end
 return 1
 """
 )
 
-# KEYS: block. ARGV: now, until, reason. Keeps a longer block in force.
+# KEYS: block. ARGV: now, until, reason. Keeps a longer block in force; returns the block in force.
 BLOCK = (
     _PRELUDE
+    + _BLOCK_READ
     + """
 local now = tonumber(ARGV[1])
 local until_at = tonumber(ARGV[2])
-local b = redis.call('HMGET', KEYS[1], 'until', 'reason', 'created')
-local current = tonumber(b[1])
-if current and current > until_at then return {b[1], b[2], b[3]} end
-redis.call('HSET', KEYS[1], 'until', f(until_at), 'reason', ARGV[3], 'created', f(now))
-redis.call('PEXPIRE', KEYS[1], ms(until_at - now))
-return {f(until_at), ARGV[3], f(now)}
+local current = block_until(KEYS[1])
+if current and current > until_at then return redis.call('GET', KEYS[1]) end
+place_block(KEYS[1], now, until_at, ARGV[3])
+return redis.call('GET', KEYS[1])
 """
 )
 
