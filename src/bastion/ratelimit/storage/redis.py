@@ -38,7 +38,7 @@ from bastion.ratelimit.storage.base import Block, BudgetResult, SlotResult
 from bastion.ratelimit.storage.scripts import SCRIPTS
 
 DEFAULT_PREFIX = "bastion:rl:"
-DEFAULT_TIMEOUT = 0.5
+_ALLOWED = int(Outcome.ALLOWED)
 
 
 def _sha(source: str) -> str:
@@ -147,8 +147,10 @@ class RedisStorage:
         except NoScriptError:
             keys = (f"{tagged}:b:{bucket}", f"{tagged}:a", f"{tagged}:x")
             reply = await self._reload_and_eval("decide", keys, packed)
-        outcome, remaining, retry_after, reset_after = _text(reply).split(" ")
-        decision = Decision(int(outcome), int(remaining), float(retry_after), float(reset_after))
+        parts = _text(reply).split(" ")
+        if len(parts) == 3:  # admitted: "1 remaining tat"
+            return Decision(_ALLOWED, int(parts[1]), 0.0, float(parts[2]) - now)
+        decision = Decision(int(parts[0]), int(parts[1]), float(parts[2]), float(parts[3]))
         if decision.outcome == Outcome.NEWLY_BLOCKED:
             await self._add_to_index(identity, now + escalation.block_seconds)
         return decision

@@ -35,43 +35,64 @@ end
 # KEYS: bucket, abuse (per identity), block (per identity) -- all share the identity's hash tag.
 # ARGV[1]: one string "now cost interval tolerance strike_window penalty_cap violation_window
 #          violation_threshold block_seconds" (see RedisStorage.decide).
-# Returns one string "outcome remaining retry_after reset_after".
+# Returns one string: "1 remaining tat" when admitted (the caller knows ``now``, so it derives the
+# reset from the TAT), else "outcome 0 retry_after reset_after".
 #
-# Cost matters here: on a fast network a round trip is mostly the client encoding arguments and
-# parsing the reply, plus the server's work per redis.call. So the arguments are packed into one
-# string, the reply is one string, and a bucket is one string value "tat penalty_until strikes
-# strikes_expire" read with GET and written with SET ... PX (two calls on the admitted path,
-# plus the GET of the block), instead of a hash needing HMGET, HSET and PEXPIRE.
+# This is the hot path, and on a fast network a round trip is mostly fixed costs: the client
+# encoding arguments and parsing the reply, and the server's work per redis.call and per string
+# operation. So: one packed argument, one string reply, and a bucket stored as one string value
+# read with GET and written with SET ... PX. A bucket with no escalation state is just "tat"; one
+# with state is "tat penalty_until strikes strikes_expire". The admitted path formats one number
+# and defines no functions; everything else lives on the denial path.
 DECIDE = (
-    _PRELUDE
-    + _BLOCK_READ
-    + """
-local a_now, a_cost, a_interval, a_tolerance, esc = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (.*)$')
+    """
+local a_now, a_cost, a_interval, a_tolerance = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+)')
 local now = tonumber(a_now)
-local blocked_until = block_until(KEYS[3])
-if blocked_until and blocked_until > now then
-  return '2 0 ' .. f(blocked_until - now) .. ' ' .. f(blocked_until - now)
+local blocked = redis.call('GET', KEYS[3])
+if blocked then
+  local blocked_until = tonumber(string.match(blocked, '^(%S+)'))
+  if blocked_until > now then
+    local left = string.format('%.17g', blocked_until - now)
+    return '2 0 ' .. left .. ' ' .. left
+  end
 end
 local interval = tonumber(a_interval)
-local tat, pu, strikes, se = now, 0, 0, 0
+local tat, pu, strikes, se, rest = now, 0, 0, 0, nil
 local st = redis.call('GET', KEYS[1])
 if st then
-  local s1, s2, s3, s4 = string.match(st, '^(%S+) (%S+) (%S+) (%S+)$')
-  tat = tonumber(s1)
-  pu = tonumber(s2)
-  strikes = tonumber(s3)
-  se = tonumber(s4)
+  local space = string.find(st, ' ', 1, true)
+  if space then
+    local s1, s2, s3, s4 = string.match(st, '^(%S+) (%S+) (%S+) (%S+)$')
+    tat = tonumber(s1)
+    pu = tonumber(s2)
+    strikes = tonumber(s3)
+    se = tonumber(s4)
+    rest = string.sub(st, space)
+  else
+    tat = tonumber(st)
+  end
   if tat < now then tat = now end
 end
 local new_tat = tat + tonumber(a_cost) * interval
 local allow_at = new_tat - tonumber(a_tolerance)
-if pu <= now and allow_at - now <= EPS then
-  redis.call('SET', KEYS[1], f(new_tat) .. ' ' .. f(pu) .. ' ' .. strikes .. ' ' .. f(se),
-    'PX', ms(math.max(new_tat, pu, se) - now))
-  return '1 ' .. math.floor((now - allow_at) / interval + EPS) .. ' 0 ' .. f(new_tat - now)
+if pu <= now and allow_at - now <= 1e-9 then
+  local tat_s = string.format('%.17g', new_tat)
+  local ttl = math.ceil((math.max(new_tat, se) - now) * 1000)
+  if ttl < 1 then ttl = 1 end
+  if rest and se > now then
+    redis.call('SET', KEYS[1], tat_s .. rest, 'PX', ttl)  -- strikes are still remembered
+  else
+    redis.call('SET', KEYS[1], tat_s, 'PX', ttl)
+  end
+  return '1 ' .. math.floor((now - allow_at) / interval + 1e-9) .. ' ' .. tat_s
 end
+"""
+    + _PRELUDE
+    + _BLOCK_READ
+    + """
 local p = {}
-for v in string.gmatch(esc, '%S+') do p[#p + 1] = tonumber(v) end
+for v in string.gmatch(ARGV[1], '%S+') do p[#p + 1] = tonumber(v) end
+-- p[5..9]: strike_window penalty_cap violation_window violation_threshold block_seconds
 local wait
 if pu > now then
   wait = pu - now
@@ -81,14 +102,14 @@ else
   local e = strikes - 1
   if e > 62 then e = 62 end
   wait = natural * (2 ^ e)
-  if wait > p[2] then wait = p[2] end
+  if wait > p[6] then wait = p[6] end
   if wait < natural then wait = natural end
   pu = now + wait
-  se = now + p[1]
+  se = now + p[5]
   redis.call('SET', KEYS[1], f(tat) .. ' ' .. f(pu) .. ' ' .. strikes .. ' ' .. f(se),
     'PX', ms(math.max(tat, pu, se) - now))
 end
-local threshold = p[4]
+local threshold = p[8]
 if threshold > 0 then
   local ab = redis.call('HMGET', KEYS[2], 'v', 've', 'afe')
   local v = tonumber(ab[1]) or 0
@@ -96,14 +117,14 @@ if threshold > 0 then
   local afe = tonumber(ab[3]) or 0
   if ve <= now then
     v = 0
-    ve = now + p[3]
+    ve = now + p[7]
   end
   v = v + 1
   if v >= threshold then
     redis.call('HSET', KEYS[2], 'v', 0, 've', f(ve))
     redis.call('PEXPIRE', KEYS[2], ms(math.max(ve, afe) - now))
-    place_block(KEYS[3], now, now + p[5], 'violations')
-    return '3 0 ' .. f(p[5]) .. ' ' .. f(p[5])
+    place_block(KEYS[3], now, now + p[9], 'violations')
+    return '3 0 ' .. f(p[9]) .. ' ' .. f(p[9])
   end
   redis.call('HSET', KEYS[2], 'v', v, 've', f(ve))
   redis.call('PEXPIRE', KEYS[2], ms(math.max(ve, afe) - now))
