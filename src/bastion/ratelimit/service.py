@@ -181,7 +181,17 @@ class RateLimiter:
             # In-process storage: call its synchronous core directly (no extra coroutine).
             decision = local(identity, rule.name, now, rule.interval, rule.tolerance, cost, self.escalation)
         else:
-            decision = await self._shared_decide(rule, identity, now, cost)
+            storage = self.storage if not self._skip_until else self._current()
+            try:
+                decision = await storage.decide(
+                    identity, rule.name, now, rule.interval, rule.tolerance, cost, self.escalation
+                )
+            except STORAGE_ERRORS as exc:
+                if storage is self.fallback:
+                    raise
+                decision = await self._unavailable(exc).decide(
+                    identity, rule.name, now, rule.interval, rule.tolerance, cost, self.escalation
+                )
         if decision[0] == _NEWLY_BLOCKED:
             self.log.warning("ratelimit_block_placed", identity=identity, reason="violations")
             await self._notify(
@@ -194,20 +204,6 @@ class RateLimiter:
                 )
             )
         return decision
-
-    async def _shared_decide(self, rule: PolicyRule, identity: str, now: float, cost: int) -> Decision:
-        storage = self.storage if not self._skip_until else self._current()
-        try:
-            return await storage.decide(
-                identity, rule.name, now, rule.interval, rule.tolerance, cost, self.escalation
-            )
-        except STORAGE_ERRORS as exc:
-            if storage is self.fallback:
-                raise
-            storage = self._unavailable(exc)
-            return await storage.decide(
-                identity, rule.name, now, rule.interval, rule.tolerance, cost, self.escalation
-            )
 
     async def record_auth_failure(self, identity: str, *, request_id: str | None = None) -> bool:
         """Count a failed authentication for an IP (``ip:...``) or API key (``key:...``).

@@ -39,6 +39,7 @@ from bastion.ratelimit.storage.scripts import SCRIPTS
 
 DEFAULT_PREFIX = "bastion:rl:"
 _ALLOWED = int(Outcome.ALLOWED)
+_RESET_MASK = (1 << 33) - 1
 
 
 def _sha(source: str) -> str:
@@ -147,9 +148,9 @@ class RedisStorage:
         except NoScriptError:
             keys = (f"{tagged}:b:{bucket}", f"{tagged}:a", f"{tagged}:x")
             reply = await self._reload_and_eval("decide", keys, packed)
+        if type(reply) is int:  # admitted: remaining << 33 | reset in milliseconds
+            return Decision(_ALLOWED, reply >> 33, 0.0, (reply & _RESET_MASK) / 1000.0)
         parts = _text(reply).split(" ")
-        if len(parts) == 3:  # admitted: "1 remaining tat"
-            return Decision(_ALLOWED, int(parts[1]), 0.0, float(parts[2]) - now)
         decision = Decision(int(parts[0]), int(parts[1]), float(parts[2]), float(parts[3]))
         if decision.outcome == Outcome.NEWLY_BLOCKED:
             await self._add_to_index(identity, now + escalation.block_seconds)

@@ -35,12 +35,12 @@ end
 # KEYS: bucket, abuse (per identity), block (per identity) -- all share the identity's hash tag.
 # ARGV[1]: one string "now cost interval tolerance strike_window penalty_cap violation_window
 #          violation_threshold block_seconds" (see RedisStorage.decide).
-# Returns one string: "1 remaining tat" when admitted (the caller knows ``now``, so it derives the
-# reset from the TAT), else "outcome 0 retry_after reset_after".
+# Returns an integer when admitted (remaining << 33 | reset in ms), else one string
+# "outcome 0 retry_after reset_after".
 #
 # This is the hot path, and on a fast network a round trip is mostly fixed costs: the client
 # encoding arguments and parsing the reply, and the server's work per redis.call and per string
-# operation. So: one packed argument, one string reply, and a bucket stored as one string value
+# operation. So: one packed argument, one integer reply, and a bucket stored as one string value
 # read with GET and written with SET ... PX. A bucket with no escalation state is just "tat"; one
 # with state is "tat penalty_until strikes strikes_expire". The admitted path formats one number
 # and defines no functions; everything else lives on the denial path.
@@ -84,7 +84,11 @@ if pu <= now and allow_at - now <= 1e-9 then
   else
     redis.call('SET', KEYS[1], tat_s, 'PX', ttl)
   end
-  return '1 ' .. math.floor((now - allow_at) / interval + 1e-9) .. ' ' .. tat_s
+  -- One integer reply (no bulk string to parse): remaining in the high bits, the reset in
+  -- milliseconds in the low 33 (99 days). Exact, as Lua numbers hold integers to 2^53.
+  local remaining = math.floor((now - allow_at) / interval + 1e-9)
+  if remaining > 1048575 then remaining = 1048575 end
+  return remaining * 8589934592 + math.floor((new_tat - now) * 1000 + 0.5)
 end
 """
     + _PRELUDE
