@@ -78,7 +78,7 @@ class RedisStorage:
         self._shas = {name: _sha(source) for name, source in SCRIPTS.items()}
         self._decide_sha = self._shas["decide"]
         self._index = f"{prefix}blocks"
-        self._constants_cache: dict[tuple[float, float, Escalation], str] = {}
+        self._constants_cache: dict[tuple[float, float, int], tuple[Escalation, str]] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -109,24 +109,27 @@ class RedisStorage:
 
     def _constants(self, interval: float, tolerance: float, escalation: Escalation) -> str:
         """The policy's constant part of the packed argument, formatted once per policy."""
-        cache_key = (interval, tolerance, escalation)
-        constants = self._constants_cache.get(cache_key)
-        if constants is None:
-            if len(self._constants_cache) > 256:  # a handful of policies; never unbounded
-                self._constants_cache.clear()
-            constants = " ".join(
-                repr(float(value))
-                for value in (
-                    interval,
-                    tolerance,
-                    escalation.strike_window,
-                    escalation.penalty_cap,
-                    escalation.violation_window,
-                    escalation.violation_threshold,
-                    escalation.block_seconds,
-                )
+        # Keyed by identity, not value: hashing the Escalation dataclass costs a microsecond. The
+        # entry keeps the object alive, so its id cannot be reused by another while cached.
+        cache_key = (interval, tolerance, id(escalation))
+        cached = self._constants_cache.get(cache_key)
+        if cached is not None and cached[0] is escalation:
+            return cached[1]
+        if len(self._constants_cache) > 256:  # a handful of policies; never unbounded
+            self._constants_cache.clear()
+        constants = " ".join(
+            repr(float(value))
+            for value in (
+                interval,
+                tolerance,
+                escalation.strike_window,
+                escalation.penalty_cap,
+                escalation.violation_window,
+                escalation.violation_threshold,
+                escalation.block_seconds,
             )
-            self._constants_cache[cache_key] = constants
+        )
+        self._constants_cache[cache_key] = (escalation, constants)
         return constants
 
     async def decide(
