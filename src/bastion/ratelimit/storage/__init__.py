@@ -38,7 +38,7 @@ def create_storage(
         return MemoryStorage(max_keys=max_keys)
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisStorage(
-            Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout),
+            fail_fast_client(Redis.from_url(url), timeout),
             owns_client=True,
         )
     raise ValueError("a limiter storage URL is memory://, redis://, rediss:// or unix://")

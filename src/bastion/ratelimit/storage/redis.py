@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from bastion.ratelimit.algorithm import Decision, Outcome
@@ -55,7 +57,9 @@ def fail_fast_client(redis: Redis, timeout: float) -> Redis:
     after ``timeout`` seconds. It owns its own pool; close it with ``aclose``."""
     pool = redis.connection_pool
     kwargs = dict(pool.connection_kwargs)
-    kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+    # No retries with backoff either: the fail mode is the answer to an unreachable Redis, and a
+    # retry loop would hold every request for its whole backoff schedule first.
+    kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
     return Redis.from_pool(ConnectionPool(connection_class=pool.connection_class, **kwargs))
 
 
