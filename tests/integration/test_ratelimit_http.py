@@ -194,3 +194,30 @@ async def test_blocks_lift_through_the_admin_api(make_settings: SettingsFactory)
         assert_error(await http.get("/test/ping"), 403, "blocked")
         await app.state.limiter.unblock("ip:198.51.100.20", actor="admin-1")
         assert (await http.get("/test/ping")).status_code == 200
+
+
+async def test_voice_uploads_hold_a_concurrent_slot_per_key(make_settings: SettingsFactory) -> None:
+    settings = make_settings(RATE_LIMIT_VOICE_CONCURRENT=1)
+    key = {"X-Test-Principal": "key:k-voice"}
+    async with serve_limited(settings, FakeClock()) as (_app, http):
+        release = asyncio.Event()
+
+        async def slow_body():  # type: ignore[no-untyped-def]
+            yield b"a" * 10
+            await release.wait()
+            yield b"b" * 10
+
+        upload = asyncio.create_task(http.post("/test/voice", content=slow_body(), headers=key))
+        for _ in range(100):
+            if (await http.get("/test/voice/in-flight", headers=key)).json()["in_flight"] == 1:
+                break
+            await asyncio.sleep(0.01)
+        busy = await http.post("/test/voice", content=b"x", headers=key)
+        assert busy.status_code == 429
+        assert busy.json()["detail"]["error"] == "rate_limited"
+        other = await http.post("/test/voice", content=b"x", headers={"X-Test-Principal": "key:other"})
+        assert other.status_code == 200
+        release.set()
+        assert (await upload).json() == {"bytes": 20}
+        assert (await http.get("/test/voice/in-flight", headers=key)).json() == {"in_flight": 0}
+        assert (await http.post("/test/voice", content=b"x", headers=key)).status_code == 200

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.auth.principal import Principal
-from bastion.errors import BastionError, Blocked, RateLimited, error_bytes
+from bastion.errors import BastionError, Blocked, RateLimited, ServiceUnavailable, error_bytes
 from bastion.observability.logging import get_logger
 from bastion.ratelimit.algorithm import Decision, Outcome
 from bastion.ratelimit.policies import Policy, identity_for, ip_identity
@@ -78,14 +78,13 @@ class RateLimit:
         if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
+        state = scope.get("state") or {}
         limiter = self._limiter(scope)
         if limiter is None:
-            # Only possible when the app runs without its lifespan; refusing would break nothing
-            # that works today, so say so loudly instead.
+            # No limiter (an app run without its lifespan): fail closed, never silently unlimited.
             self.log.error("ratelimit_not_configured", path=scope["path"])
-            await self.app(scope, receive, send)
+            await self._refuse(send, ServiceUnavailable(retry_after=1), state.get("request_id"))
             return
-        state = scope.get("state") or {}
         # The proxy layer's resolution when it ran; otherwise the same resolution done here.
         ip = state.get("client_ip")
         if not isinstance(ip, str):
