@@ -30,6 +30,7 @@ from bastion.ratelimit.escalation import Escalation
 from bastion.ratelimit.policies import Policy, PolicyRule, policy_table
 from bastion.ratelimit.storage import LimiterStorage, MemoryStorage, create_storage
 from bastion.ratelimit.storage.base import Block
+from bastion.ratelimit.storage.memory import DecideFn
 from bastion.settings import Settings
 
 T = TypeVar("T")
@@ -95,7 +96,13 @@ class RateLimiter:
         self.stats = {"storage_failures": 0, "fallback_calls": 0, "refused_unavailable": 0}
         self._skip_until = 0.0  # monotonic: an operational pause, not a limit rule
         self.log = get_logger("bastion.ratelimit")
-        self._local_decide = storage.decide_now if isinstance(storage, MemoryStorage) else None
+        # The in-process fast path; built once, so ``escalation`` and ``rules`` are fixed at init.
+        self._local: dict[Policy, DecideFn] | None = None
+        if isinstance(storage, MemoryStorage):
+            self._local = {
+                policy: storage.decider(rule.name, rule.interval, rule.tolerance, self.escalation)
+                for policy, rule in self.rules.items()
+            }
 
     @classmethod
     def from_settings(
@@ -174,13 +181,13 @@ class RateLimiter:
         self, policy: Policy, identity: str, cost: int = 1, *, request_id: str | None = None
     ) -> Decision:
         """Spend ``cost`` of ``identity``'s allowance under ``policy``: one atomic storage call."""
-        rule = self.rules[policy]
         now = self.clock()
-        local = self._local_decide
+        local = self._local
         if local is not None:
-            # In-process storage: call its synchronous core directly (no extra coroutine).
-            decision = local(identity, rule.name, now, rule.interval, rule.tolerance, cost, self.escalation)
+            # In-process storage: its per-policy decision function, constants bound (no coroutine).
+            decision = local[policy](identity, now, cost)
         else:
+            rule = self.rules[policy]
             storage = self.storage if not self._skip_until else self._current()
             try:
                 decision = await storage.decide(
