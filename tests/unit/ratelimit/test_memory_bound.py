@@ -27,8 +27,8 @@ async def test_two_hundred_thousand_identities_never_grow_past_the_bound() -> No
         refused += decision.outcome == Outcome.FULL
         if i % 1000 == 0:
             clock.advance(0.5)  # time passes while the flood goes on
-        assert len(storage.buckets) <= 1000
-    assert len(storage.buckets) <= 1000
+        assert storage.bucket_budget.used <= 1000
+    assert storage.bucket_budget.used <= 1000
     assert refused > 0  # identities that arrived while every slot was still draining waited
 
 
@@ -45,7 +45,7 @@ async def test_a_full_table_refuses_newcomers_rather_than_reset_anyone() -> None
     assert newcomer.retry_after >= 1
     # The drained identity was not evicted to make room: it is still limited.
     assert (await decide(storage, "ip:victim-bucket-owner", clock)).outcome == Outcome.LIMITED
-    assert len(storage.buckets) == 100
+    assert storage.bucket_budget.used == 100
 
 
 async def test_recovered_state_makes_room() -> None:
@@ -56,7 +56,7 @@ async def test_recovered_state_makes_room() -> None:
     assert (await decide(storage, "ip:late", clock)).outcome == Outcome.FULL
     clock.advance(6.0)  # one request at 10/minute refills in 6 s
     assert (await decide(storage, "ip:late", clock)).allowed
-    assert len(storage.buckets) == 100
+    assert storage.bucket_budget.used == 100
 
 
 async def test_a_pass_that_found_nothing_is_not_repeated_for_every_newcomer() -> None:
@@ -83,3 +83,13 @@ async def test_blocks_and_counters_are_bounded_too() -> None:
         await storage.record_auth_failure(f"ip:{i}", clock(), escalation)
     assert len(storage.abuse) <= 100
     assert len(storage.blocks) <= 100
+
+
+async def test_the_bound_holds_across_policies() -> None:
+    storage = MemoryStorage(max_keys=100)
+    clock = FakeClock()
+    for i in range(300):
+        for bucket in ("global", "login", "journal_read"):
+            await storage.decide(f"ip:{i}", bucket, clock(), RATE.interval, RATE.tolerance, 1, ESCALATION)
+    assert storage.bucket_budget.used == 100
+    assert sum(len(table) for table in storage.buckets.values()) == 100

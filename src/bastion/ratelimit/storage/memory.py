@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from bastion.ratelimit.algorithm import EPSILON, Decision, Outcome
 from bastion.ratelimit.escalation import Escalation, penalty
 from bastion.ratelimit.storage.base import Block, BudgetResult, SlotResult
-from bastion.ratelimit.storage.bounded import BoundedTable
+from bastion.ratelimit.storage.bounded import BoundedTable, KeyBudget
 
 DEFAULT_MAX_KEYS = 1_000_000
 
@@ -52,12 +52,14 @@ class MemoryStorage:
     name = "memory"
 
     def __init__(self, *, max_keys: int = DEFAULT_MAX_KEYS) -> None:
-        self.buckets: BoundedTable[list[float]] = BoundedTable(max_keys, _bucket_recovered)
+        # One table per policy, keyed by identity alone (no key building on the hot path),
+        # all counted against one bound.
+        self.bucket_budget = KeyBudget(max_keys)
+        self.buckets: dict[str, BoundedTable[list[float]]] = {}
         self.abuse: BoundedTable[list[float]] = BoundedTable(max_keys, _abuse_recovered)
         self.blocks: BoundedTable[Block] = BoundedTable(max_keys, _block_recovered)
         self.budgets: BoundedTable[list[float]] = BoundedTable(max_keys, _budget_recovered)
         self.slots: dict[str, dict[str, float]] = {}
-        self._bucket_data = self.buckets.data
         self._block_data = self.blocks.data
         self._deciders: dict[tuple[str, float, float, int], tuple[Escalation, DecideFn]] = {}
 
@@ -103,10 +105,11 @@ class MemoryStorage:
         The limiter's in-process fast path: a call is one dict read and one write with the
         arithmetic between, no coroutine and no attribute lookups.
         """
-        suffix = "|" + bucket
+        table = self.buckets.get(bucket)
+        if table is None:
+            table = self.buckets[bucket] = BoundedTable(self.bucket_budget, _bucket_recovered)
         block_data = self._block_data
-        bucket_data = self._bucket_data
-        table = self.buckets
+        bucket_data = table.data
         deny = self._deny
 
         def decide(identity: str, now: float, cost: int) -> Decision:
@@ -116,9 +119,8 @@ class MemoryStorage:
                     if block.until > now:
                         left = block.until - now
                         return _decision(Decision, (_BLOCKED, 0, left, left))
-                    del block_data[identity]
-            key = identity + suffix
-            state = bucket_data.get(key)
+                    self.blocks.discard(identity)
+            state = bucket_data.get(identity)
             if state is None:
                 tat = now
                 penalty_until = 0.0
@@ -132,20 +134,20 @@ class MemoryStorage:
             if penalty_until <= now and allow_at - now <= EPSILON:
                 if state is not None:
                     state[0] = new_tat
-                elif not table.insert(key, [new_tat, 0.0, 0.0, 0.0], now):
+                elif not table.insert(identity, [new_tat, 0.0, 0.0, 0.0], now):
                     wait = table.retry_after(now)
                     return _decision(Decision, (_FULL, 0, wait, wait))
                 # int() floors here: the quotient is never negative on this branch.
                 remaining = int((now - allow_at) / interval + EPSILON)
                 return _decision(Decision, (_ALLOWED, remaining, 0.0, new_tat - now))
-            return deny(identity, key, state, tat, allow_at, now, escalation)
+            return deny(identity, table, state, tat, allow_at, now, escalation)
 
         return decide
 
     def _deny(
         self,
         identity: str,
-        key: str,
+        table: BoundedTable[list[float]],
         state: list[float] | None,
         tat: float,
         allow_at: float,
@@ -154,8 +156,8 @@ class MemoryStorage:
     ) -> Decision:
         if state is None:
             state = [now, 0.0, 0.0, 0.0]
-            if not self.buckets.insert(key, state, now):
-                wait = self.buckets.retry_after(now)
+            if not table.insert(identity, state, now):
+                wait = table.retry_after(now)
                 return _decision(Decision, (_FULL, 0, wait, wait))
         if state[1] > now:
             wait = state[1] - now
@@ -212,20 +214,18 @@ class MemoryStorage:
         if current is not None and current.until > until:
             return current
         block = Block(identity=identity, until=until, reason=reason, created_at=now)
-        if current is not None or self.blocks.room(now):
-            self.blocks.data[identity] = block
-        else:
+        if not self.blocks.insert(identity, block, now):
             # Every slot holds a live block: replace the one that ends soonest rather than drop this.
             soonest = min(self.blocks.data.values(), key=_block_recovered)
-            del self.blocks.data[soonest.identity]
-            self.blocks.data[identity] = block
+            self.blocks.discard(soonest.identity)
+            self.blocks.insert(identity, block, now)
         return block
 
     async def block(self, identity: str, now: float, until: float, reason: str) -> Block:
         return self._place(identity, now, until, reason)
 
     async def unblock(self, identity: str) -> bool:
-        return self.blocks.data.pop(identity, None) is not None
+        return self.blocks.discard(identity) is not None
 
     async def blocked(self, identity: str, now: float) -> Block | None:
         block = self.blocks.data.get(identity)
@@ -290,7 +290,7 @@ class MemoryStorage:
     ) -> BudgetResult:
         state = self.budgets.data.get(key)
         if state is not None and state[1] <= now:
-            del self.budgets.data[key]
+            self.budgets.discard(key)
             state = None
         used = int(state[0]) if state is not None else 0
         if used + amount > limit:
