@@ -41,14 +41,15 @@ end
 # This is the hot path, and on a fast network a round trip is mostly fixed costs: the client
 # encoding arguments and parsing the reply, and the server's work per redis.call and per string
 # operation. So: one packed argument, one integer reply, and a bucket stored as one string value
-# read with GET and written with SET ... PX. A bucket with no escalation state is just "tat"; one
+# read with the block in one MGET and written with SET ... PX. A bucket with no escalation state is just "tat"; one
 # with state is "tat penalty_until strikes strikes_expire". The admitted path formats one number
 # and defines no functions; everything else lives on the denial path.
 DECIDE = (
     """
 local a_now, a_cost, a_interval, a_tolerance = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+)')
 local now = tonumber(a_now)
-local blocked = redis.call('GET', KEYS[3])
+local got = redis.call('MGET', KEYS[3], KEYS[1])  -- the block and the bucket in one call
+local blocked = got[1]
 if blocked then
   local blocked_until = tonumber(string.match(blocked, '^(%S+)'))
   if blocked_until > now then
@@ -58,7 +59,7 @@ if blocked then
 end
 local interval = tonumber(a_interval)
 local tat, pu, strikes, se, rest = now, 0, 0, 0, nil
-local st = redis.call('GET', KEYS[1])
+local st = got[2]
 if st then
   local space = string.find(st, ' ', 1, true)
   if space then
