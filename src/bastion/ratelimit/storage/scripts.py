@@ -40,10 +40,10 @@ end
 #
 # This is the hot path, and on a fast network a round trip is mostly fixed costs: the client
 # encoding arguments and parsing the reply, and the server's work per redis.call and per string
-# operation. So: one packed argument, one integer reply, and a bucket stored as one string value
-# read with the block in one MGET and written with SET ... PX. A bucket with no escalation state is just "tat"; one
-# with state is "tat penalty_until strikes strikes_expire". The admitted path formats one number
-# and defines no functions; everything else lives on the denial path.
+# operation. So: one packed argument, one integer reply, and a bucket stored as one string value,
+# read together with the block by one MGET and written with SET ... PX. A bucket with no
+# escalation state is just "tat"; one with state is "tat penalty_until strikes strikes_expire".
+# The admitted path formats one number and defines no functions; the rest is on the denial path.
 DECIDE = (
     """
 local a_now, a_cost, a_interval, a_tolerance = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+)')
