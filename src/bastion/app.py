@@ -17,8 +17,7 @@ from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
 from bastion.observability.logging import configure_logging
 from bastion.settings import ConfigurationError, Settings, load_settings
-from bastion.web import RequestContext, UnhandledErrors
-from bastion.web.ratelimit import RateLimit
+from bastion.web import RateLimit, RequestContext, UnhandledErrors
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from bastion.web.errors import UnhandledErrors
+from bastion.web.ratelimit import RateLimit
 from bastion.web.request_context import RequestContext
 
-__all__ = ["RequestContext", "UnhandledErrors"]
+__all__ = ["RateLimit", "RequestContext", "UnhandledErrors"]
