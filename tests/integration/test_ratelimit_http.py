@@ -221,3 +221,22 @@ async def test_voice_uploads_hold_a_concurrent_slot_per_key(make_settings: Setti
         assert (await upload).json() == {"bytes": 20}
         assert (await http.get("/test/voice/in-flight", headers=key)).json() == {"in_flight": 0}
         assert (await http.post("/test/voice", content=b"x", headers=key)).status_code == 200
+
+
+async def test_failed_key_authentications_block_the_key_and_the_address(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(RATE_LIMIT_BLOCK_AUTH_FAILURES=3)
+    clock = FakeClock()
+    async with serve_limited(settings, clock, client=("198.51.100.30", 1)) as (app, http):
+        assert [(await http.post("/test/bad-key/k-bad")).status_code for _ in range(3)] == [401, 401, 401]
+        identities = sorted(b.identity for b in await app.state.limiter.list_blocks())
+        assert identities == ["ip:198.51.100.30", "key:k-bad"]
+        await app.state.limiter.unblock("ip:198.51.100.30")
+        # The key stays blocked wherever it is used, also when authentication is a dependency that
+        # runs after the middleware; other keys and users are unaffected.
+        refused = await http.get("/test/keyed", headers={"X-Test-Auth": "key:k-bad"})
+        assert refused.status_code == 403 and refused.json()["detail"]["error"] == "blocked"
+        assert (await http.get("/test/keyed", headers={"X-Test-Auth": "key:k-good"})).status_code == 200
+        assert (await http.get("/test/keyed", headers={"X-Test-Auth": "user:u1"})).status_code == 200
+        assert (await http.get("/test/keyed")).status_code == 200

@@ -17,6 +17,7 @@ from bastion.api.ratelimit import (
     concurrency_limit,
     get_limiter,
     rate_limit,
+    refuse_blocked_principal,
     request_client_ip,
     request_identity,
 )
@@ -50,6 +51,25 @@ async def failed_login(request: Request) -> None:
     """What the identity code does on a wrong password: count it, then answer 401."""
     await get_limiter(request).record_auth_failure(ip_identity(request_client_ip(request)))
     raise Unauthorized()
+
+
+@router.post("/bad-key/{key_id}")
+async def bad_key(request: Request, key_id: str) -> None:
+    """What the identity code does when a known key fails (wrong secret, wrong scope)."""
+    await get_limiter(request).record_failed_authentication(ip=request_client_ip(request), api_key_id=key_id)
+    raise Unauthorized()
+
+
+def authenticate(request: Request) -> None:
+    """Authentication as a dependency (after the middleware ran): X-Test-Auth names the caller."""
+    spec = request.headers.get("x-test-auth")
+    if spec:
+        request.scope.setdefault("state", {})["principal"] = principal(spec)
+
+
+@router.get("/keyed", dependencies=[Depends(authenticate), Depends(refuse_blocked_principal)])
+async def keyed() -> dict[str, bool]:
+    return {"ok": True}
 
 
 @router.post("/voice")

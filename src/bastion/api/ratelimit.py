@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import Request, Response
 
 from bastion.api.deps import current_principal, get_settings
-from bastion.errors import request_id_of
+from bastion.errors import Blocked, request_id_of
 from bastion.ratelimit.leases import ConcurrencyLimiter, Lease
 from bastion.ratelimit.policies import Policy, Scope, identity_for
 from bastion.ratelimit.service import RateLimiter
@@ -61,6 +61,25 @@ def rate_limit(policy: Policy, *, cost: int = 1) -> Callable[[Request, Response]
 
     dependency.__name__ = f"rate_limit_{policy.value}"
     return dependency
+
+
+async def refuse_blocked_principal(request: Request) -> None:
+    """403 when the authenticated API key or user is blocked.
+
+    The middleware checks the client address (and the principal, when authentication ran before
+    it); when authentication is a dependency, add this after it so a blocked key is refused on
+    routes without a per-key policy too. One storage call.
+    """
+    principal = current_principal(request)
+    if principal is None:
+        return
+    limiter = get_limiter(request)
+    for identity in (
+        f"key:{principal.api_key_id}" if principal.api_key_id else None,
+        f"user:{principal.user_id}" if principal.user_id else None,
+    ):
+        if identity is not None and await limiter.blocked(identity) is not None:
+            raise Blocked()
 
 
 def concurrency_limit(policy: Policy) -> Callable[[Request], AsyncIterator[Lease]]:

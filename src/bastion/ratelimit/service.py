@@ -236,6 +236,21 @@ class RateLimiter:
             )
         return placed
 
+    async def record_failed_authentication(
+        self, *, ip: str | None, api_key_id: str | None = None, request_id: str | None = None
+    ) -> bool:
+        """What the identity code calls on a failed login or a bad API key.
+
+        Counts the failure against the client address and, when a key was presented and
+        identified, against that key. True when this failure blocked either of them.
+        """
+        placed = False
+        if ip is not None:
+            placed = await self.record_auth_failure(f"ip:{ip}", request_id=request_id)
+        if api_key_id is not None:
+            placed = await self.record_auth_failure(f"key:{api_key_id}", request_id=request_id) or placed
+        return placed
+
     # -- blocks ------------------------------------------------------------------------------
 
     async def blocked(self, identity: str) -> Block | None:
