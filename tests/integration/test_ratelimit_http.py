@@ -240,3 +240,24 @@ async def test_failed_key_authentications_block_the_key_and_the_address(
         assert (await http.get("/test/keyed", headers={"X-Test-Auth": "key:k-good"})).status_code == 200
         assert (await http.get("/test/keyed", headers={"X-Test-Auth": "user:u1"})).status_code == 200
         assert (await http.get("/test/keyed")).status_code == 200
+
+
+async def test_password_resets_are_limited_per_address_and_per_email(make_settings: SettingsFactory) -> None:
+    settings = make_settings(RATE_LIMIT_PASSWORD_RESET="3/minute")
+    async with serve_limited(settings, FakeClock(), client=("192.0.2.50", 1)) as (_app, http):
+        victim = [
+            await http.post("/test/password-reset", json={"email": "Victim@Example.org"}) for _ in range(3)
+        ]
+        assert [r.status_code for r in victim] == [202, 202, 202]
+        # The same address cannot move on to other emails: its own limit is spent.
+        assert (await http.post("/test/password-reset", json={"email": "x@example.org"})).status_code == 429
+    # From many addresses, one email still gets no more than its own limit.
+    async with serve_limited(settings, FakeClock()) as (_app, http):
+        statuses = []
+        for i in range(5):
+            transport = httpx.ASGITransport(app=http._transport.app, client=(f"198.51.100.{i}", 1))  # type: ignore[attr-defined]
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as other:
+                r = await other.post("/test/password-reset", json={"email": "victim@example.org "})
+                statuses.append(r.status_code)
+        assert statuses == [202, 202, 202, 429, 429]
+        assert r.headers["x-ratelimit-limit"] == "3"

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.api.ratelimit import (
     concurrency_limit,
+    enforce_limit,
     get_limiter,
     rate_limit,
     refuse_blocked_principal,
@@ -25,7 +27,7 @@ from bastion.app import create_app as create_bastion_app
 from bastion.auth.principal import AuthMethod, Principal, Role
 from bastion.errors import Unauthorized
 from bastion.ratelimit.leases import ConcurrencyLimiter, Lease
-from bastion.ratelimit.policies import Policy, ip_identity
+from bastion.ratelimit.policies import Policy, email_identity, ip_identity
 from bastion.settings import Settings, load_settings
 
 router = APIRouter(prefix="/test")
@@ -44,6 +46,17 @@ async def login_like() -> dict[str, bool]:
 @router.get("/messages", dependencies=[Depends(rate_limit(Policy.MESSAGES))])
 async def messages() -> dict[str, bool]:
     return {"ok": True}
+
+
+class ResetRequest(BaseModel):
+    email: str = Field(max_length=254)
+
+
+@router.post("/password-reset", status_code=202, dependencies=[Depends(rate_limit(Policy.PASSWORD_RESET))])
+async def password_reset(body: ResetRequest, request: Request, response: Response) -> dict[str, bool]:
+    """Limited per address (dependency) and per email (in the handler, once the body is parsed)."""
+    await enforce_limit(request, response, Policy.PASSWORD_RESET_EMAIL, email_identity(body.email))
+    return {"accepted": True}
 
 
 @router.post("/failed-login")

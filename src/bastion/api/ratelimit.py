@@ -42,6 +42,23 @@ def request_identity(request: Request, scope: Scope) -> str:
     return identity_for(scope, current_principal(request), request_client_ip(request))
 
 
+async def enforce_limit(
+    request: Request, response: Response, policy: Policy, identity: str, *, cost: int = 1
+) -> None:
+    """Spend ``identity``'s allowance from inside a handler, for identities only the body names.
+
+    E.g. the per-address password-reset limit:
+    ``await enforce_limit(request, response, Policy.PASSWORD_RESET_EMAIL, email_identity(email))``.
+    Raises 429/403 like ``rate_limit``; on success sets the X-RateLimit-* headers.
+    """
+    limiter = get_limiter(request)
+    decision = await limiter.hit(policy, identity, cost, request_id=request_id_of(request))
+    headers = rate_limit_headers(limiter.rule(policy).rate.limit, decision)
+    if not decision.allowed:
+        raise denial(decision, headers)
+    response.headers.update(headers)
+
+
 def rate_limit(policy: Policy, *, cost: int = 1) -> Callable[[Request, Response], Awaitable[None]]:
     """A dependency that spends ``cost`` of the caller's allowance under ``policy``.
 
@@ -50,14 +67,8 @@ def rate_limit(policy: Policy, *, cost: int = 1) -> Callable[[Request, Response]
     """
 
     async def dependency(request: Request, response: Response) -> None:
-        limiter = get_limiter(request)
-        rule = limiter.rule(policy)
-        identity = request_identity(request, rule.scope)
-        decision = await limiter.hit(policy, identity, cost, request_id=request_id_of(request))
-        headers = rate_limit_headers(rule.rate.limit, decision)
-        if not decision.allowed:
-            raise denial(decision, headers)
-        response.headers.update(headers)
+        scope = get_limiter(request).rule(policy).scope
+        await enforce_limit(request, response, policy, request_identity(request, scope), cost=cost)
 
     dependency.__name__ = f"rate_limit_{policy.value}"
     return dependency
