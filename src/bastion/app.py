@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 
 from bastion import __version__
 from bastion.api.responses import UTF8JSONResponse
-from bastion.api.routes import admin_users, auth, chat, health
+from bastion.api.routes import admin_blocks, admin_users, auth, chat, health
 from bastion.api.routes.docs import OPENAPI_URL, docs_router
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
@@ -25,6 +25,7 @@ from bastion.web import (
     HeaderLimits,
     HTTPSRedirect,
     ProxyHeaders,
+    RateLimit,
     RequestContext,
     SecurityHeaders,
     TrustedHosts,
@@ -73,10 +74,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # 6. HTTPSRedirect: plain http goes to https before CORS or the app see the request.
     # 7. CORS: outside the body limit and the error layer so a permitted origin can read their
     #    413/500 answers; preflights are answered here without touching the app.
-    #    (Blocklist and the global per-client rate limit belong between CORS and BodyLimit: they
-    #    read the resolved scope["client"], and their 403/429 then carry CORS and security headers.)
-    # 8. BodyLimit: caps bodies as they stream, right before the app reads them.
-    # 9. UnhandledErrors: innermost, so its 500 still passes through every header layer above.
+    # 8. RateLimit: blocklist (403) and the global per-client limit (429), keyed on the resolved
+    #    client address; inside the header and CORS layers so its answers carry them, and before
+    #    any body is read. It runs before authentication, so the global limit is per address;
+    #    per-user and per-key policies are route dependencies, which run after authentication.
+    # 9. BodyLimit: caps bodies as they stream, right before the app reads them.
+    # 10. UnhandledErrors: its 500 still passes through every header layer above.
+    # 11. Authentication: sets scope["state"]["principal"] and never answers by itself (route
+    #     dependencies give the 401/403); inside UnhandledErrors so its failures get the shape.
     middleware = [
         Middleware(RequestContext),
         Middleware(ProxyHeaders, trusted_proxies=settings.trusted_proxies),
@@ -100,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=("Content-Type", "Authorization", settings.api_key_header, "X-CSRF-Token"),
             license_url=license_url,
         ),
+        Middleware(RateLimit, trusted_proxies=settings.trusted_proxies, license_url=license_url),
         Middleware(
             BodyLimit,
             max_body_bytes=settings.max_request_body_bytes,
@@ -111,8 +117,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             license_url=license_url,
         ),
         Middleware(UnhandledErrors, license_url=license_url),
-        # 10. Authentication: sets scope["state"]["principal"] and never answers by itself (route
-        #     dependencies give the 401/403); inside UnhandledErrors so its failures get the shape.
         Middleware(Authentication, trusted_proxies=settings.trusted_proxies),
     ]
     app = FastAPI(
@@ -133,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.jwks_router)
     app.include_router(auth.router)
     app.include_router(admin_users.router)
+    app.include_router(admin_blocks.router)
     app.include_router(chat.router)
     if docs:
         app.include_router(docs_router(app))

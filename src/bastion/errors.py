@@ -59,6 +59,13 @@ class Forbidden(BastionError):
     default_message = "Not allowed"
 
 
+class Blocked(Forbidden):
+    """The client (IP or API key) is under a temporary block after repeated abuse."""
+
+    code = "blocked"
+    default_message = "Access from this client is temporarily blocked"
+
+
 class Conflict(BastionError):
     status_code = 409
     code = "conflict"

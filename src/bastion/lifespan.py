@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,7 @@ from bastion.crypto.fields import FieldCipher
 from bastion.db.engine import backend_name, create_engine, create_sessionmaker
 from bastion.llm.factory import build_provider
 from bastion.observability.logging import get_logger
+from bastion.ratelimit.components import build_rate_limiting
 from bastion.settings import Settings
 
 
@@ -40,6 +42,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.http_client = http_client
     app.state.llm = build_provider(settings, http_client=http_client, redis=redis)
     app.state.cipher = FieldCipher.from_setting(settings.secret("DATABASE_ENCRYPTION_KEY") or "")
+    # Rate limiting: Redis-backed when REDIS_URL is set, in-process otherwise.
+    rate_limiting = build_rate_limiting(settings, redis=redis, sessionmaker=app.state.sessionmaker)
+    await rate_limiting.start()
+    app.state.rate_limiting = rate_limiting
+    app.state.limiter = rate_limiting.limiter
+    app.state.concurrency = rate_limiting.concurrency
+    app.state.session_quota = rate_limiting.sessions
+    app.state.token_budget = rate_limiting.tokens
     log.info(
         "startup",
         environment=settings.environment,
@@ -52,6 +62,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "in_process_state",
             message="REDIS_URL is unset: limits, revocations and blocklists hold in this process only",
         )
+        if multiprocessing.parent_process() is not None:
+            # uvicorn --workers N runs each worker as a multiprocessing child.
+            log.warning(
+                "in_process_limits_per_worker",
+                message="several workers without REDIS_URL: each enforces its own limits (N x the limit)",
+            )
     app.state.identity = await IdentityRuntime.start(
         settings=settings, sessionmaker=app.state.sessionmaker, redis=redis
     )
@@ -61,6 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.llm.aclose()
         await http_client.aclose()
         await app.state.identity.close()
+        await rate_limiting.aclose()
         if redis is not None:
             await redis.aclose()
         await engine.dispose()

@@ -216,6 +216,50 @@ class Settings(BaseSettings):
     def docs_enabled(self) -> bool:
         return self.enable_docs if self.enable_docs is not None else not self.is_production
 
+    # -- rate limiting and abuse control (bastion.ratelimit) -----------------------------------
+    # Route policies are rates written "N/second|minute|hour|day[;burst=N]" (burst defaults to N).
+    # RATE_LIMIT_PER_MINUTE, RATE_LIMIT_MESSAGES_PER_HOUR, RATE_LIMIT_VOICE_CONCURRENT and the
+    # MAX_*SESSIONS caps above are the documented knobs; these refine the rest of the policy table.
+    rate_limit_global_burst: int | None = Field(None, ge=1)  # RATE_LIMIT_PER_MINUTE when unset
+    rate_limit_register: str = "3/minute;burst=3"
+    rate_limit_login: str = "5/minute;burst=3"
+    rate_limit_refresh: str = "10/minute;burst=5"
+    rate_limit_password_reset: str = "3/minute"  # noqa: S105 - per IP and, separately, per email
+    rate_limit_sessions_create: str = "20/hour"  # per API key
+    rate_limit_messages: str = "30/minute;burst=10"  # per user
+    rate_limit_voice: str = "100/hour"  # per API key
+    rate_limit_journal_create: str = "20/minute;burst=5"
+    rate_limit_journal_read: str = "60/minute;burst=10"
+    rate_limit_max_keys: int = Field(1_000_000, ge=100)  # in-process identities kept (memory bound)
+    rate_limit_redis_timeout_seconds: float = Field(0.5, gt=0, le=10)  # per limiter call, fail fast
+    rate_limit_penalty_cap_seconds: int = Field(900, ge=1)  # longest escalated Retry-After
+    rate_limit_strike_window_seconds: int = Field(600, ge=1)  # quiet time that forgets strikes
+    rate_limit_block_violations: int = Field(100, ge=0)  # 429s per window that block (0: never)
+    rate_limit_block_violations_window_seconds: int = Field(3600, ge=1)
+    rate_limit_block_auth_failures: int = Field(10, ge=0)  # failed logins per window that block
+    rate_limit_block_auth_failures_window_seconds: int = Field(300, ge=1)
+    rate_limit_block_seconds: int = Field(3600, ge=1)  # how long an automatic block lasts
+    rate_limit_voice_lease_seconds: int = Field(600, ge=1)  # a dead instance's voice slot frees after
+    rate_limit_token_budget_per_day: int | None = Field(None, ge=1)  # model tokens per key per UTC day
+
+    @field_validator(
+        "rate_limit_register",
+        "rate_limit_login",
+        "rate_limit_refresh",
+        "rate_limit_password_reset",
+        "rate_limit_sessions_create",
+        "rate_limit_messages",
+        "rate_limit_voice",
+        "rate_limit_journal_create",
+        "rate_limit_journal_read",
+    )
+    @classmethod
+    def _rates(cls, value: str) -> str:
+        from bastion.ratelimit.algorithm import Rate
+
+        Rate.parse(value)  # raises ValueError with the expected form
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,

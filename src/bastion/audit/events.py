@@ -29,6 +29,10 @@ class AuditEvent(StrEnum):
     SIGNING_KEY_ROTATED = "auth.signing_key_rotated"
     CSRF_REJECTED = "auth.csrf_rejected"
 
+    # Rate limiting and abuse control (bastion.ratelimit)
+    CLIENT_BLOCKED = "ratelimit.client_blocked"
+    CLIENT_UNBLOCKED = "ratelimit.client_unblocked"
+
 
 class Outcome(StrEnum):
     SUCCESS = "success"

@@ -10,6 +10,7 @@ from bastion.web.forwarded import ProxyHeaders
 from bastion.web.header_limits import HeaderLimits
 from bastion.web.hosts import TrustedHosts
 from bastion.web.https import HTTPSRedirect
+from bastion.web.ratelimit import RateLimit
 from bastion.web.request_context import RequestContext
 from bastion.web.security_headers import SecurityHeaders
 
@@ -19,6 +20,7 @@ __all__ = [
     "HTTPSRedirect",
     "HeaderLimits",
     "ProxyHeaders",
+    "RateLimit",
     "RequestContext",
     "SecurityHeaders",
     "TrustedHosts",

@@ -65,12 +65,12 @@ class Authentication:
             return
         # A per-request copy: servers that hand every request the same lifespan-state dict (as
         # some test harnesses do) must never let one request's principal show in another.
-        state: dict[str, Any] = {
-            key: value
-            for key, value in (scope.get("state") or {}).items()
-            if key not in ("principal", "access_claims", "auth_error")
-        }
+        state: dict[str, Any] = dict(scope.get("state") or {})
         scope["state"] = state
+        if state.get("principal") is not None:
+            # Policies compose and the first identity wins: an outer policy (mutual TLS, an
+            # embedding app's own authentication) already said who this is.
+            return
         authorization = header_values(scope, b"authorization")
         token: str | None = None
         method = AuthMethod.JWT

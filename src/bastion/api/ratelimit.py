@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Route-level limits as dependencies: a route names its policy in one line.
+
+    @router.post("/api/auth/login", dependencies=[Depends(rate_limit(Policy.LOGIN))])
+    @router.post("/api/sessions/{id}/voice-chat", dependencies=[Depends(concurrency_limit(Policy.VOICE))])
+
+The identity is the authenticated principal's user or API key when the policy counts per user or
+key (``scope["state"]["principal"]``), and the trusted-proxy-resolved client IP otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import Request, Response
+
+from bastion.api.deps import current_principal, get_settings
+from bastion.errors import Blocked, request_id_of
+from bastion.ratelimit.leases import ConcurrencyLimiter, Lease
+from bastion.ratelimit.policies import Policy, Scope, identity_for
+from bastion.ratelimit.service import RateLimiter
+from bastion.web.proxies import client_ip, parse_networks
+from bastion.web.ratelimit import denial, rate_limit_headers
+
+
+def get_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.limiter
+    return limiter
+
+
+def request_client_ip(request: Request) -> str | None:
+    """The client address resolved by the proxy layer, or resolved here the same way."""
+    state = request.scope.get("state") or {}
+    ip = state.get("client_ip")
+    if isinstance(ip, str):
+        return ip
+    return client_ip(request.scope, parse_networks(get_settings(request).trusted_proxies))
+
+
+def request_identity(request: Request, scope: Scope) -> str:
+    """Whose allowance a policy of ``scope`` spends for this request."""
+    return identity_for(scope, current_principal(request), request_client_ip(request))
+
+
+async def enforce_limit(
+    request: Request, response: Response, policy: Policy, identity: str, *, cost: int = 1
+) -> None:
+    """Spend ``identity``'s allowance from inside a handler, for identities only the body names.
+
+    E.g. the per-address password-reset limit:
+    ``await enforce_limit(request, response, Policy.PASSWORD_RESET_EMAIL, email_identity(email))``.
+    Raises 429/403 like ``rate_limit``; on success sets the X-RateLimit-* headers.
+    """
+    limiter = get_limiter(request)
+    decision = await limiter.hit(policy, identity, cost, request_id=request_id_of(request))
+    headers = rate_limit_headers(limiter.rule(policy).rate.limit, decision)
+    if not decision.allowed:
+        raise denial(decision, headers)
+    response.headers.update(headers)
+
+
+def rate_limit(policy: Policy, *, cost: int = 1) -> Callable[[Request, Response], Awaitable[None]]:
+    """A dependency that spends ``cost`` of the caller's allowance under ``policy``.
+
+    Admitted: the response gets X-RateLimit-* headers. Refused: 429 with Retry-After (longer for
+    repeat offenders), or 403 when the caller is blocked.
+    """
+
+    async def dependency(request: Request, response: Response) -> None:
+        scope = get_limiter(request).rule(policy).scope
+        await enforce_limit(request, response, policy, request_identity(request, scope), cost=cost)
+
+    dependency.__name__ = f"rate_limit_{policy.value}"
+    return dependency
+
+
+async def refuse_blocked_principal(request: Request) -> None:
+    """403 when the authenticated API key or user is blocked.
+
+    The middleware checks the client address (and the principal, when authentication ran before
+    it); when authentication is a dependency, add this after it so a blocked key is refused on
+    routes without a per-key policy too. One storage call.
+    """
+    principal = current_principal(request)
+    if principal is None:
+        return
+    limiter = get_limiter(request)
+    for identity in (
+        f"key:{principal.api_key_id}" if principal.api_key_id else None,
+        f"user:{principal.user_id}" if principal.user_id else None,
+    ):
+        if identity is not None and await limiter.blocked(identity) is not None:
+            raise Blocked()
+
+
+def concurrency_limit(policy: Policy) -> Callable[[Request], AsyncIterator[Lease]]:
+    """A dependency that holds one of the caller's concurrent slots for the request's duration.
+
+    The slot is released when the request ends, fails, or its client disconnects (the body read
+    raises and the dependency's exit runs), and expires on its own if the instance dies.
+    """
+
+    async def dependency(request: Request) -> AsyncIterator[Lease]:
+        limiters: dict[Policy, ConcurrencyLimiter] = request.app.state.concurrency
+        concurrency = limiters[policy]
+        identity = request_identity(request, get_limiter(request).rule(policy).scope)
+        async with concurrency.hold(identity) as lease:
+            yield lease
+
+    dependency.__name__ = f"concurrency_limit_{policy.value}"
+    return dependency

@@ -1,0 +1,303 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The rate limiter: policies, escalation and blocks over a storage, with an explicit fail mode.
+
+When the shared storage (Redis) cannot answer, the choice is the operator's, never an accident:
+
+* ``closed`` (the production default): the caller gets ``ServiceUnavailable`` (503 with
+  ``retry_after``), because admitting unlimited traffic would defeat the limits.
+* ``open``: decisions fall back to an in-process storage, a warning is logged and the fallback is
+  counted (``stats``), so traffic keeps flowing with per-instance limits.
+
+After a failure the shared storage is skipped for ``retry_interval`` seconds, so an outage costs one
+timeout per interval rather than one per request.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from bastion.errors import ServiceUnavailable
+from bastion.observability.logging import get_logger
+from bastion.ratelimit.algorithm import Decision, Outcome
+from bastion.ratelimit.escalation import Escalation
+from bastion.ratelimit.policies import Policy, PolicyRule, policy_table
+from bastion.ratelimit.storage import LimiterStorage, MemoryStorage, create_storage
+from bastion.ratelimit.storage.base import Block
+from bastion.ratelimit.storage.memory import DecideFn
+from bastion.settings import Settings
+
+T = TypeVar("T")
+FailMode = Literal["open", "closed"]
+Clock = Callable[[], float]
+# What a storage raises when it cannot answer: Redis errors, sockets, our own timeout.
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+BLOCK_KINDS = ("ip", "key", "user")
+MAX_LISTED_BLOCKS = 500
+_NEWLY_BLOCKED = int(Outcome.NEWLY_BLOCKED)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockNotice:
+    """A block was placed or lifted; ``actor`` is the admin who did it, None when automatic."""
+
+    action: Literal["placed", "lifted"]
+    identity: str
+    reason: str
+    until: float | None
+    actor: str | None = None
+    request_id: str | None = None
+
+
+BlockListener = Callable[[BlockNotice], Awaitable[None]]
+
+
+def escalation_from(settings: Settings) -> Escalation:
+    return Escalation(
+        strike_window=float(settings.rate_limit_strike_window_seconds),
+        penalty_cap=float(settings.rate_limit_penalty_cap_seconds),
+        violation_window=float(settings.rate_limit_block_violations_window_seconds),
+        violation_threshold=settings.rate_limit_block_violations,
+        auth_failure_window=float(settings.rate_limit_block_auth_failures_window_seconds),
+        auth_failure_threshold=settings.rate_limit_block_auth_failures,
+        block_seconds=float(settings.rate_limit_block_seconds),
+    )
+
+
+class RateLimiter:
+    """Admission decisions for every policy, plus blocks, for one app."""
+
+    def __init__(
+        self,
+        *,
+        storage: LimiterStorage,
+        policies: Mapping[Policy, PolicyRule],
+        escalation: Escalation | None = None,
+        clock: Clock = time.time,
+        fail_mode: FailMode = "closed",
+        fallback: LimiterStorage | None = None,
+        on_block: BlockListener | None = None,
+        retry_interval: float = 1.0,
+    ) -> None:
+        self.storage = storage
+        self.rules = dict(policies)
+        self.escalation = escalation or Escalation()
+        self.clock = clock
+        self.fail_mode: FailMode = fail_mode
+        self.fallback = fallback if fallback is not None else MemoryStorage()
+        self.on_block = on_block
+        self.retry_interval = retry_interval
+        self.stats = {"storage_failures": 0, "fallback_calls": 0, "refused_unavailable": 0}
+        self._skip_until = 0.0  # monotonic: an operational pause, not a limit rule
+        self.log = get_logger("bastion.ratelimit")
+        # The in-process fast path; built once, so ``escalation`` and ``rules`` are fixed at init.
+        self._local: dict[Policy, DecideFn] | None = None
+        if isinstance(storage, MemoryStorage):
+            self._local = {
+                policy: storage.decider(rule.name, rule.interval, rule.tolerance, self.escalation)
+                for policy, rule in self.rules.items()
+            }
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        redis: Redis | None = None,
+        clock: Clock = time.time,
+        on_block: BlockListener | None = None,
+    ) -> RateLimiter:
+        """Redis storage when the app has a Redis client, memory otherwise; the settings' fail mode."""
+        storage = create_storage(
+            None,
+            redis=redis,
+            max_keys=settings.rate_limit_max_keys,
+            timeout=settings.rate_limit_redis_timeout_seconds,
+        )
+        fail_mode: FailMode = "open" if settings.rate_limit_fail_mode == "open" else "closed"
+        return cls(
+            storage=storage,
+            policies=policy_table(settings),
+            escalation=escalation_from(settings),
+            clock=clock,
+            fail_mode=fail_mode,
+            fallback=MemoryStorage(max_keys=settings.rate_limit_max_keys),
+            on_block=on_block,
+        )
+
+    @property
+    def shared(self) -> bool:
+        return not isinstance(self.storage, MemoryStorage)
+
+    def rule(self, policy: Policy) -> PolicyRule:
+        return self.rules[policy]
+
+    # -- fail mode ---------------------------------------------------------------------------
+
+    def _unavailable(self, exc: BaseException | None) -> LimiterStorage:
+        """The storage to use now that the primary failed (or is being skipped), or raise."""
+        if exc is not None:
+            self.stats["storage_failures"] += 1
+            self._skip_until = time.monotonic() + self.retry_interval
+            self.log.warning(
+                "ratelimit_storage_unavailable",
+                storage=self.storage.name,
+                error=type(exc).__name__,
+                fail_mode=self.fail_mode,
+                failures=self.stats["storage_failures"],
+            )
+        if self.fail_mode == "closed":
+            self.stats["refused_unavailable"] += 1
+            raise ServiceUnavailable(
+                "Rate limiting is temporarily unavailable", retry_after=self.retry_interval
+            )
+        self.stats["fallback_calls"] += 1
+        return self.fallback
+
+    def _current(self) -> LimiterStorage:
+        if self._skip_until and time.monotonic() < self._skip_until:
+            return self._unavailable(None)
+        return self.storage
+
+    async def run(self, operation: Callable[[LimiterStorage], Awaitable[T]]) -> T:
+        """Run one storage operation under the fail mode (leases and quotas use this)."""
+        storage = self._current()
+        try:
+            return await operation(storage)
+        except STORAGE_ERRORS as exc:
+            if storage is self.fallback:
+                raise
+            return await operation(self._unavailable(exc))
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    async def hit(
+        self, policy: Policy, identity: str, cost: int = 1, *, request_id: str | None = None
+    ) -> Decision:
+        """Spend ``cost`` of ``identity``'s allowance under ``policy``: one atomic storage call."""
+        now = self.clock()
+        local = self._local
+        if local is not None:
+            # In-process storage: its per-policy decision function, constants bound (no coroutine).
+            decision = local[policy](identity, now, cost)
+        else:
+            rule = self.rules[policy]
+            storage = self.storage if not self._skip_until else self._current()
+            try:
+                decision = await storage.decide(
+                    identity, rule.name, now, rule.interval, rule.tolerance, cost, self.escalation
+                )
+            except STORAGE_ERRORS as exc:
+                if storage is self.fallback:
+                    raise
+                decision = await self._unavailable(exc).decide(
+                    identity, rule.name, now, rule.interval, rule.tolerance, cost, self.escalation
+                )
+        if decision[0] == _NEWLY_BLOCKED:
+            self.log.warning("ratelimit_block_placed", identity=identity, reason="violations")
+            await self._notify(
+                BlockNotice(
+                    "placed",
+                    identity,
+                    "violations",
+                    now + self.escalation.block_seconds,
+                    request_id=request_id,
+                )
+            )
+        return decision
+
+    async def record_auth_failure(self, identity: str, *, request_id: str | None = None) -> bool:
+        """Count a failed authentication for an IP (``ip:...``) or API key (``key:...``).
+
+        The identity code calls this on every failed login or bad key; crossing the threshold
+        places a temporary block (audited). Returns True when this failure placed the block.
+        """
+        kind = identity.partition(":")[0]
+        if kind not in ("ip", "key"):
+            raise ValueError("authentication failures are counted per IP or API key, never per account")
+        now = self.clock()
+        placed = await self.run(lambda s: s.record_auth_failure(identity, now, self.escalation))
+        if placed:
+            self.log.warning("ratelimit_block_placed", identity=identity, reason="auth_failures")
+            await self._notify(
+                BlockNotice(
+                    "placed",
+                    identity,
+                    "auth_failures",
+                    now + self.escalation.block_seconds,
+                    request_id=request_id,
+                )
+            )
+        return placed
+
+    async def record_failed_authentication(
+        self, *, ip: str | None, api_key_id: str | None = None, request_id: str | None = None
+    ) -> bool:
+        """What the identity code calls on a failed login or a bad API key.
+
+        Counts the failure against the client address and, when a key was presented and
+        identified, against that key. True when this failure blocked either of them.
+        """
+        placed = False
+        if ip is not None:
+            placed = await self.record_auth_failure(f"ip:{ip}", request_id=request_id)
+        if api_key_id is not None:
+            placed = await self.record_auth_failure(f"key:{api_key_id}", request_id=request_id) or placed
+        return placed
+
+    # -- blocks ------------------------------------------------------------------------------
+
+    async def blocked(self, identity: str) -> Block | None:
+        now = self.clock()
+        return await self.run(lambda s: s.blocked(identity, now))
+
+    async def block(
+        self,
+        identity: str,
+        *,
+        seconds: float,
+        reason: str = "manual",
+        actor: str | None = None,
+        request_id: str | None = None,
+    ) -> Block:
+        """Block an identity by hand (an admin) for ``seconds``."""
+        now = self.clock()
+        placed = await self.run(lambda s: s.block(identity, now, now + seconds, reason))
+        await self._notify(BlockNotice("placed", identity, reason, placed.until, actor, request_id))
+        return placed
+
+    async def unblock(
+        self, identity: str, *, actor: str | None = None, request_id: str | None = None
+    ) -> bool:
+        """Lift a block; False when none was in force."""
+        lifted = await self.run(lambda s: s.unblock(identity))
+        if lifted:
+            await self._notify(BlockNotice("lifted", identity, "manual", None, actor, request_id))
+        return lifted
+
+    async def list_blocks(self, limit: int = MAX_LISTED_BLOCKS) -> list[Block]:
+        now = self.clock()
+        return await self.run(lambda s: s.list_blocks(now, max(1, min(limit, MAX_LISTED_BLOCKS))))
+
+    async def _notify(self, notice: BlockNotice) -> None:
+        if self.on_block is None:
+            return
+        try:
+            await self.on_block(notice)
+        except Exception as exc:  # an audit outage must not turn a block into a 500
+            self.log.error("ratelimit_block_notice_failed", error=type(exc).__name__, action=notice.action)
+
+    async def aclose(self) -> None:
+        await self.storage.aclose()
+        await self.fallback.aclose()
+
+
+def retry_seconds(seconds: float) -> int:
+    """Whole seconds for a header: rounded up, never 0 for a wait."""
+    return max(1, math.ceil(seconds))

@@ -1,0 +1,129 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The protocol every limiter storage implements: atomic primitives, one call per decision.
+
+Each method is one atomic operation: a single Lua script (one EVALSHA round trip) in Redis, and a
+plain dict operation with no ``await`` between its read and its write in memory. Asyncio runs one
+coroutine at a time on a loop, and a coroutine is only ever suspended at an ``await``, so a method
+that never awaits while it reads and writes the dict cannot interleave with another: no lock is
+needed (and a lock would only add an await). Callers pass ``now`` from their injected clock.
+
+Keys are built from an *identity* (``ip:203.0.113.9``, ``key:<id>``, ``user:<id>``, ``email:<hash>``,
+``global``) and a name. Everything one atomic call touches shares a Redis Cluster hash tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bastion.ratelimit.algorithm import Decision
+from bastion.ratelimit.escalation import Escalation
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A temporary block on an identity (``kind:value``)."""
+
+    identity: str
+    until: float
+    reason: str
+    created_at: float
+
+    @property
+    def kind(self) -> str:
+        return self.identity.partition(":")[0]
+
+    @property
+    def value(self) -> str:
+        return self.identity.partition(":")[2]
+
+
+@dataclass(frozen=True, slots=True)
+class SlotResult:
+    """The answer of ``acquire_slots``: whether the member holds a slot, and each key's count."""
+
+    acquired: bool
+    counts: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetResult:
+    allowed: bool
+    remaining: int
+
+
+class LimiterStorage(Protocol):
+    """Atomic primitives for rate limits, escalation, blocks, leases, slots and budgets."""
+
+    name: str
+
+    async def decide(
+        self,
+        identity: str,
+        bucket: str,
+        now: float,
+        interval: float,
+        tolerance: float,
+        cost: int,
+        escalation: Escalation,
+    ) -> Decision:
+        """Check the identity's block, then take ``cost`` from its bucket, escalating on denial.
+
+        Outcome BLOCKED when a block is in force (``retry_after`` = seconds left), NEWLY_BLOCKED when
+        this denial crossed the violation threshold, LIMITED with the (possibly escalated) wait, or
+        ALLOWED with the remaining burst. State expires by itself once the bucket is full again.
+        """
+        ...
+
+    async def record_auth_failure(self, identity: str, now: float, escalation: Escalation) -> bool:
+        """Count a failed authentication; True when this failure placed a block."""
+        ...
+
+    async def block(self, identity: str, now: float, until: float, reason: str) -> Block:
+        """Place (or extend) a block on an identity."""
+        ...
+
+    async def unblock(self, identity: str) -> bool:
+        """Lift a block; False when there was none."""
+        ...
+
+    async def blocked(self, identity: str, now: float) -> Block | None:
+        """The block in force on an identity, if any."""
+        ...
+
+    async def list_blocks(self, now: float, limit: int) -> list[Block]:
+        """Blocks in force, soonest to expire first, at most ``limit``."""
+        ...
+
+    async def acquire_slots(
+        self, keys: Sequence[str], limits: Sequence[int], member: str, now: float, expires_at: float
+    ) -> SlotResult:
+        """Hold a slot for ``member`` in every key, or in none: all-or-nothing.
+
+        A key holds at most its limit of members; a member whose expiry has passed no longer
+        counts (so a holder that died stops holding). Acquiring a member already held renews it.
+        """
+        ...
+
+    async def release_slots(self, keys: Sequence[str], member: str) -> None:
+        """Give ``member``'s slot back in every key (idempotent)."""
+        ...
+
+    async def renew_slots(self, keys: Sequence[str], member: str, now: float, expires_at: float) -> bool:
+        """Push the expiry of a held slot; False when it is no longer held."""
+        ...
+
+    async def count_slots(self, key: str, now: float) -> int:
+        """Members holding a live slot in ``key``."""
+        ...
+
+    async def consume_budget(
+        self, key: str, amount: int, limit: int, now: float, expires_at: float
+    ) -> BudgetResult:
+        """Take ``amount`` from a budget of ``limit`` that resets at ``expires_at``, all or nothing."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the storage holds (not a shared Redis client, which its owner closes)."""
+        ...

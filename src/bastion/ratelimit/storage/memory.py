@@ -1,0 +1,306 @@
+# SPDX-License-Identifier: Apache-2.0
+"""In-process storage: the development default, and the fallback when Redis is unreachable.
+
+Atomic without locks: every method reads and writes its dicts with no ``await`` in between, and
+asyncio only switches coroutines at an ``await``, so no two decisions interleave. (This holds for
+one event loop; each worker process has its own table, which is why startup warns when several
+workers run without Redis.) Memory is bounded by ``max_keys`` per table (see ``bounded.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from bastion.ratelimit.algorithm import EPSILON, Decision, Outcome
+from bastion.ratelimit.escalation import Escalation, penalty
+from bastion.ratelimit.storage.base import Block, BudgetResult, SlotResult
+from bastion.ratelimit.storage.bounded import BoundedTable, KeyBudget
+
+DEFAULT_MAX_KEYS = 1_000_000
+
+_ALLOWED = int(Outcome.ALLOWED)
+_LIMITED = int(Outcome.LIMITED)
+_BLOCKED = int(Outcome.BLOCKED)
+_NEWLY_BLOCKED = int(Outcome.NEWLY_BLOCKED)
+_FULL = int(Outcome.FULL)
+DecideFn = Callable[[str, float, int], Decision]
+# Builds a Decision without NamedTuple's Python-level __new__ (a third of a decision's cost).
+_decision = tuple.__new__
+
+
+def _bucket_recovered(state: list[float]) -> float:
+    # [tat, penalty_until, strikes, strikes_expire]: forgettable once full and its strikes lapsed.
+    return max(state[0], state[1], state[3])
+
+
+def _abuse_recovered(state: list[float]) -> float:
+    # [violations, violations_window_end, auth_failures, auth_failures_window_end]
+    return max(state[1], state[3])
+
+
+def _block_recovered(block: Block) -> float:
+    return block.until
+
+
+def _budget_recovered(state: list[float]) -> float:
+    return state[1]
+
+
+class MemoryStorage:
+    """Dict-backed storage with the same semantics as the Redis scripts."""
+
+    name = "memory"
+
+    def __init__(self, *, max_keys: int = DEFAULT_MAX_KEYS) -> None:
+        # One table per policy, keyed by identity alone (no key building on the hot path),
+        # all counted against one bound.
+        self.bucket_budget = KeyBudget(max_keys)
+        self.buckets: dict[str, BoundedTable[list[float]]] = {}
+        self.abuse: BoundedTable[list[float]] = BoundedTable(max_keys, _abuse_recovered)
+        self.blocks: BoundedTable[Block] = BoundedTable(max_keys, _block_recovered)
+        self.budgets: BoundedTable[list[float]] = BoundedTable(max_keys, _budget_recovered)
+        self.slots: dict[str, dict[str, float]] = {}
+        self._block_data = self.blocks.data
+        self._deciders: dict[tuple[str, float, float, int], tuple[Escalation, DecideFn]] = {}
+
+    # -- rate decisions ----------------------------------------------------------------------
+
+    async def decide(
+        self,
+        identity: str,
+        bucket: str,
+        now: float,
+        interval: float,
+        tolerance: float,
+        cost: int,
+        escalation: Escalation,
+    ) -> Decision:
+        return self.decide_now(identity, bucket, now, interval, tolerance, cost, escalation)
+
+    def decide_now(
+        self,
+        identity: str,
+        bucket: str,
+        now: float,
+        interval: float,
+        tolerance: float,
+        cost: int,
+        escalation: Escalation,
+    ) -> Decision:
+        """``decide`` without the coroutine."""
+        cache_key = (bucket, interval, tolerance, id(escalation))
+        cached = self._deciders.get(cache_key)
+        if cached is None or cached[0] is not escalation:
+            if len(self._deciders) > 256:
+                self._deciders.clear()
+            cached = (escalation, self.decider(bucket, interval, tolerance, escalation))
+            self._deciders[cache_key] = cached
+        return cached[1](identity, now, cost)
+
+    def decider(
+        self, bucket: str, interval: float, tolerance: float, escalation: Escalation
+    ) -> Callable[[str, float, int], Decision]:
+        """A decision function for one policy, its constants bound once.
+
+        The limiter's in-process fast path: a call is one dict read and one write with the
+        arithmetic between, no coroutine and no attribute lookups.
+        """
+        table = self.buckets.get(bucket)
+        if table is None:
+            table = self.buckets[bucket] = BoundedTable(self.bucket_budget, _bucket_recovered)
+        block_data = self._block_data
+        bucket_data = table.data
+        deny = self._deny
+
+        def decide(identity: str, now: float, cost: int) -> Decision:
+            if block_data:
+                block = block_data.get(identity)
+                if block is not None:
+                    if block.until > now:
+                        left = block.until - now
+                        return _decision(Decision, (_BLOCKED, 0, left, left))
+                    self.blocks.discard(identity)
+            state = bucket_data.get(identity)
+            if state is None:
+                tat = now
+                penalty_until = 0.0
+            else:
+                tat = state[0]
+                if tat < now:
+                    tat = now
+                penalty_until = state[1]
+            new_tat = tat + cost * interval
+            allow_at = new_tat - tolerance
+            if penalty_until <= now and allow_at - now <= EPSILON:
+                if state is not None:
+                    state[0] = new_tat
+                elif not table.insert(identity, [new_tat, 0.0, 0.0, 0.0], now):
+                    wait = table.retry_after(now)
+                    return _decision(Decision, (_FULL, 0, wait, wait))
+                # int() floors here: the quotient is never negative on this branch.
+                remaining = int((now - allow_at) / interval + EPSILON)
+                return _decision(Decision, (_ALLOWED, remaining, 0.0, new_tat - now))
+            return deny(identity, table, state, tat, allow_at, now, escalation)
+
+        return decide
+
+    def _deny(
+        self,
+        identity: str,
+        table: BoundedTable[list[float]],
+        state: list[float] | None,
+        tat: float,
+        allow_at: float,
+        now: float,
+        escalation: Escalation,
+    ) -> Decision:
+        if state is None:
+            state = [now, 0.0, 0.0, 0.0]
+            if not table.insert(identity, state, now):
+                wait = table.retry_after(now)
+                return _decision(Decision, (_FULL, 0, wait, wait))
+        if state[1] > now:
+            wait = state[1] - now
+        else:
+            strikes = state[2] + 1 if state[3] > now else 1.0
+            wait = penalty(int(strikes), allow_at - now, escalation.penalty_cap)
+            state[1] = now + wait
+            state[2] = strikes
+            state[3] = now + escalation.strike_window
+        if escalation.violation_threshold > 0:
+            abuse = self._abuse(identity, now)
+            if abuse is not None:
+                if abuse[1] <= now:
+                    abuse[0] = 0.0
+                    abuse[1] = now + escalation.violation_window
+                abuse[0] += 1
+                if abuse[0] >= escalation.violation_threshold:
+                    abuse[0] = 0.0
+                    self._place(identity, now, now + escalation.block_seconds, "violations")
+                    return _decision(
+                        Decision, (_NEWLY_BLOCKED, 0, escalation.block_seconds, escalation.block_seconds)
+                    )
+        return _decision(Decision, (_LIMITED, 0, wait, max(tat, state[1]) - now))
+
+    def _abuse(self, identity: str, now: float) -> list[float] | None:
+        abuse = self.abuse.data.get(identity)
+        if abuse is None:
+            abuse = [0.0, 0.0, 0.0, 0.0]
+            if not self.abuse.insert(identity, abuse, now):
+                return None  # a full table of live offenders: count nothing new rather than forget
+        return abuse
+
+    async def record_auth_failure(self, identity: str, now: float, escalation: Escalation) -> bool:
+        if escalation.auth_failure_threshold <= 0:
+            return False
+        abuse = self._abuse(identity, now)
+        if abuse is None:
+            return False
+        if abuse[3] <= now:
+            abuse[2] = 0.0
+            abuse[3] = now + escalation.auth_failure_window
+        abuse[2] += 1
+        if abuse[2] < escalation.auth_failure_threshold:
+            return False
+        abuse[2] = 0.0
+        current = self.blocks.data.get(identity)
+        self._place(identity, now, now + escalation.block_seconds, "auth_failures")
+        return current is None or current.until <= now
+
+    # -- blocks ------------------------------------------------------------------------------
+
+    def _place(self, identity: str, now: float, until: float, reason: str) -> Block:
+        current = self.blocks.data.get(identity)
+        if current is not None and current.until > until:
+            return current
+        block = Block(identity=identity, until=until, reason=reason, created_at=now)
+        if not self.blocks.insert(identity, block, now):
+            # Every slot holds a live block: replace the one that ends soonest rather than drop this.
+            soonest = min(self.blocks.data.values(), key=_block_recovered)
+            self.blocks.discard(soonest.identity)
+            self.blocks.insert(identity, block, now)
+        return block
+
+    async def block(self, identity: str, now: float, until: float, reason: str) -> Block:
+        return self._place(identity, now, until, reason)
+
+    async def unblock(self, identity: str) -> bool:
+        return self.blocks.discard(identity) is not None
+
+    async def blocked(self, identity: str, now: float) -> Block | None:
+        block = self.blocks.data.get(identity)
+        return block if block is not None and block.until > now else None
+
+    async def list_blocks(self, now: float, limit: int) -> list[Block]:
+        live = sorted((b for b in self.blocks.data.values() if b.until > now), key=_block_recovered)
+        return live[:limit]
+
+    # -- slots (leases and quotas) -----------------------------------------------------------
+
+    def _live(self, key: str, now: float) -> dict[str, float]:
+        members = self.slots.get(key)
+        if members is None:
+            return {}
+        for member in [m for m, expiry in members.items() if expiry <= now]:
+            del members[member]
+        if not members:
+            del self.slots[key]
+        return members
+
+    async def acquire_slots(
+        self, keys: Sequence[str], limits: Sequence[int], member: str, now: float, expires_at: float
+    ) -> SlotResult:
+        if len(keys) != len(limits):
+            raise ValueError("one limit per key")
+        live = [self._live(key, now) for key in keys]
+        counts = tuple(len(members) for members in live)
+        held = all(member in members for members in live)
+        if not held and any(
+            member not in members and len(members) >= limit
+            for members, limit in zip(live, limits, strict=True)
+        ):
+            return SlotResult(False, counts)
+        for key in keys:
+            self.slots.setdefault(key, {})[member] = expires_at
+        return SlotResult(True, tuple(len(self.slots[key]) for key in keys))
+
+    async def release_slots(self, keys: Sequence[str], member: str) -> None:
+        for key in keys:
+            members = self.slots.get(key)
+            if members is not None:
+                members.pop(member, None)
+                if not members:
+                    del self.slots[key]
+
+    async def renew_slots(self, keys: Sequence[str], member: str, now: float, expires_at: float) -> bool:
+        live = [self._live(key, now) for key in keys]
+        if not all(member in members for members in live):
+            return False
+        for key in keys:
+            self.slots[key][member] = expires_at
+        return True
+
+    async def count_slots(self, key: str, now: float) -> int:
+        return len(self._live(key, now))
+
+    # -- budgets -----------------------------------------------------------------------------
+
+    async def consume_budget(
+        self, key: str, amount: int, limit: int, now: float, expires_at: float
+    ) -> BudgetResult:
+        state = self.budgets.data.get(key)
+        if state is not None and state[1] <= now:
+            self.budgets.discard(key)
+            state = None
+        used = int(state[0]) if state is not None else 0
+        if used + amount > limit:
+            return BudgetResult(False, max(0, limit - used))
+        if state is None:
+            if not self.budgets.insert(key, [float(amount), expires_at], now):
+                return BudgetResult(False, 0)
+        else:
+            state[0] += amount
+        return BudgetResult(True, limit - used - amount)
+
+    async def aclose(self) -> None:
+        self.slots.clear()

@@ -1,0 +1,270 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Redis storage: every decision is one EVALSHA of a Lua script, atomic on the server.
+
+Scripts are registered once (their SHA1 is computed locally; the first EVALSHA that meets
+NOSCRIPT, after a Redis restart or failover, loads the script and retries once).
+
+Keys are Redis Cluster safe: everything a script touches for an identity carries the identity as
+its hash tag (``bastion:rl:{ip:203.0.113.9}:b:login``), so one script never spans two slots. Slot
+and budget keys arrive from their callers already tagged.
+
+Time: scripts take ``now`` from the caller's injected clock instead of calling Redis TIME. That
+keeps tests deterministic (time is moved, never slept) and a script a pure function of its inputs.
+The price is that instances sharing Redis must keep their clocks in sync (NTP): a skew of ``s``
+seconds between two instances lets at most ``s / interval`` extra requests through (or holds as
+many back) at the moment an identity moves between them. TIME would remove that but make every
+expiry untestable without sleeping; an NTP-synced fleet is the usual assumption of any
+timestamp-based limiter.
+
+Fail fast: a limiter call must not hold a request for the app client's 2 s socket timeout, and a
+per-call ``asyncio.timeout`` costs microseconds, a noticeable share of a round trip. So the limiter gets its
+own client (``fail_fast_client``: same server and credentials, a separate small pool) whose
+connect and socket timeouts are RATE_LIMIT_REDIS_TIMEOUT_SECONDS; redis-py enforces them on every
+read and write it makes anyway, at no extra cost. The caller then applies its fail mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
+
+from bastion.ratelimit.algorithm import Decision, Outcome
+from bastion.ratelimit.escalation import Escalation
+from bastion.ratelimit.storage.base import Block, BudgetResult, SlotResult
+from bastion.ratelimit.storage.scripts import SCRIPTS
+
+DEFAULT_PREFIX = "bastion:rl:"
+_ALLOWED = int(Outcome.ALLOWED)
+_RESET_MASK = (1 << 33) - 1
+
+
+def _sha(source: str) -> str:
+    return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def fail_fast_client(redis: Redis, timeout: float) -> Redis:
+    """A client for the same server as ``redis`` whose every connect, read and write gives up
+    after ``timeout`` seconds. It owns its own pool; close it with ``aclose``."""
+    pool = redis.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    # No retries with backoff either: the fail mode is the answer to an unreachable Redis, and a
+    # retry loop would hold every request for its whole backoff schedule first.
+    kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+    return Redis.from_pool(ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
+class RedisStorage:
+    """Storage on a shared Redis: limits hold across every instance using it."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        owns_client: bool = False,
+    ) -> None:
+        self.redis = redis
+        self.owns_client = owns_client
+        self.prefix = prefix
+        self._sources = dict(SCRIPTS)
+        self._shas = {name: _sha(source) for name, source in SCRIPTS.items()}
+        self._decide_sha = self._shas["decide"]
+        self._index = f"{prefix}blocks"
+        self._constants_cache: dict[tuple[float, float, int], tuple[Escalation, str]] = {}
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def load_scripts(self) -> None:
+        """Register every script (optional: a missing script is loaded on first use)."""
+        for name, source in self._sources.items():
+            self._shas[name] = await self.redis.script_load(source)
+        self._decide_sha = self._shas["decide"]
+
+    async def _eval(self, name: str, keys: Sequence[str], *args: Any) -> Any:
+        try:
+            return await self.redis.evalsha(self._shas[name], len(keys), *keys, *args)
+        except NoScriptError:
+            return await self._reload_and_eval(name, keys, *args)
+
+    async def _reload_and_eval(self, name: str, keys: Sequence[str], *args: Any) -> Any:
+        # Redis restarted or failed over and forgot the script: register it and retry once.
+        self._shas[name] = await self.redis.script_load(self._sources[name])
+        if name == "decide":
+            self._decide_sha = self._shas[name]
+        return await self.redis.evalsha(self._shas[name], len(keys), *keys, *args)
+
+    def _keys(self, identity: str) -> tuple[str, str]:
+        tagged = f"{self.prefix}{{{identity}}}"
+        return f"{tagged}:a", f"{tagged}:x"
+
+    # -- rate decisions ----------------------------------------------------------------------
+
+    def _constants(self, interval: float, tolerance: float, escalation: Escalation) -> str:
+        """The policy's constant part of the packed argument, formatted once per policy."""
+        # Keyed by identity, not value: hashing the Escalation dataclass costs a microsecond. The
+        # entry keeps the object alive, so its id cannot be reused by another while cached.
+        cache_key = (interval, tolerance, id(escalation))
+        cached = self._constants_cache.get(cache_key)
+        if cached is not None and cached[0] is escalation:
+            return cached[1]
+        if len(self._constants_cache) > 256:  # a handful of policies; never unbounded
+            self._constants_cache.clear()
+        constants = " ".join(
+            repr(float(value))
+            for value in (
+                interval,
+                tolerance,
+                escalation.strike_window,
+                escalation.penalty_cap,
+                escalation.violation_window,
+                escalation.violation_threshold,
+                escalation.block_seconds,
+            )
+        )
+        self._constants_cache[cache_key] = (escalation, constants)
+        return constants
+
+    async def decide(
+        self,
+        identity: str,
+        bucket: str,
+        now: float,
+        interval: float,
+        tolerance: float,
+        cost: int,
+        escalation: Escalation,
+    ) -> Decision:
+        tagged = f"{self.prefix}{{{identity}}}"
+        packed = f"{now!r} {cost} {self._constants(interval, tolerance, escalation)}"
+        try:
+            reply = await self.redis.evalsha(
+                self._decide_sha, 3, f"{tagged}:b:{bucket}", f"{tagged}:a", f"{tagged}:x", packed
+            )
+        except NoScriptError:
+            keys = (f"{tagged}:b:{bucket}", f"{tagged}:a", f"{tagged}:x")
+            reply = await self._reload_and_eval("decide", keys, packed)
+        if type(reply) is int:  # admitted: remaining << 33 | reset in milliseconds
+            return Decision(_ALLOWED, reply >> 33, 0.0, (reply & _RESET_MASK) / 1000.0)
+        parts = _text(reply).split(" ")
+        decision = Decision(int(parts[0]), int(parts[1]), float(parts[2]), float(parts[3]))
+        if decision.outcome == Outcome.NEWLY_BLOCKED:
+            await self._add_to_index(identity, now + escalation.block_seconds)
+        return decision
+
+    async def record_auth_failure(self, identity: str, now: float, escalation: Escalation) -> bool:
+        if escalation.auth_failure_threshold <= 0:
+            return False
+        placed = await self._eval(
+            "auth_failure",
+            self._keys(identity),
+            now,
+            escalation.auth_failure_window,
+            escalation.auth_failure_threshold,
+            escalation.block_seconds,
+        )
+        if int(placed):
+            await self._add_to_index(identity, now + escalation.block_seconds)
+            return True
+        return False
+
+    # -- blocks ------------------------------------------------------------------------------
+
+    async def _add_to_index(self, identity: str, until: float) -> None:
+        # The index of blocks lives outside the identity's slot, so it is a second command, made
+        # only when a block is placed. Listing cross-checks each entry with the block itself.
+        await self.redis.zadd(self._index, {identity: until}, gt=True)
+
+    @staticmethod
+    def _block(identity: str, value: Any, now: float) -> Block | None:
+        # "until created reason", as the scripts write it.
+        if value is None:
+            return None
+        until, created, reason = _text(value).split(" ", 2)
+        if float(until) <= now:
+            return None
+        return Block(identity, float(until), reason, float(created))
+
+    async def block(self, identity: str, now: float, until: float, reason: str) -> Block:
+        _, block_key = self._keys(identity)
+        value = await self._eval("block", (block_key,), now, until, reason)
+        block = self._block(identity, value, now)
+        if block is None:  # only if ``until`` is not in the future: nothing to enforce
+            return Block(identity, until, reason, now)
+        await self._add_to_index(identity, block.until)
+        return block
+
+    async def unblock(self, identity: str) -> bool:
+        _, block_key = self._keys(identity)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(block_key)
+            pipe.zrem(self._index, identity)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    async def blocked(self, identity: str, now: float) -> Block | None:
+        _, block_key = self._keys(identity)
+        return self._block(identity, await self.redis.get(block_key), now)
+
+    async def list_blocks(self, now: float, limit: int) -> list[Block]:
+        await self.redis.zremrangebyscore(self._index, "-inf", now)
+        members = await self.redis.zrange(self._index, 0, max(0, limit - 1))
+        identities = [_text(member) for member in members]
+        if not identities:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for identity in identities:
+                pipe.get(self._keys(identity)[1])
+            values = await pipe.execute()
+        blocks = [
+            self._block(identity, value, now) for identity, value in zip(identities, values, strict=True)
+        ]
+        return [block for block in blocks if block is not None]
+
+    # -- slots (leases and quotas) -----------------------------------------------------------
+
+    async def acquire_slots(
+        self, keys: Sequence[str], limits: Sequence[int], member: str, now: float, expires_at: float
+    ) -> SlotResult:
+        if len(keys) != len(limits):
+            raise ValueError("one limit per key")
+        result = await self._eval(
+            "acquire_slots", [self.prefix + key for key in keys], now, expires_at, member, *limits
+        )
+        return SlotResult(bool(int(result[0])), tuple(int(count) for count in result[1:]))
+
+    async def release_slots(self, keys: Sequence[str], member: str) -> None:
+        await self._eval("release_slots", [self.prefix + key for key in keys], member)
+
+    async def renew_slots(self, keys: Sequence[str], member: str, now: float, expires_at: float) -> bool:
+        renewed = await self._eval(
+            "renew_slots", [self.prefix + key for key in keys], now, expires_at, member
+        )
+        return bool(int(renewed))
+
+    async def count_slots(self, key: str, now: float) -> int:
+        return int(await self.redis.zcount(self.prefix + key, f"({now!r}", "+inf"))
+
+    # -- budgets -----------------------------------------------------------------------------
+
+    async def consume_budget(
+        self, key: str, amount: int, limit: int, now: float, expires_at: float
+    ) -> BudgetResult:
+        result = await self._eval("consume_budget", (self.prefix + key,), amount, limit, now, expires_at)
+        return BudgetResult(bool(int(result[0])), int(result[1]))
+
+    async def aclose(self) -> None:
+        """Close the client if this storage made it (the lifespan closes its own)."""
+        if self.owns_client:
+            await self.redis.aclose()

@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The blocklist and the global per-client rate limit, as one pure-ASGI layer.
+
+Sits after the request context (so its responses carry the request id) and after trusted-proxy
+resolution (so it limits the real client, never an address a client forged in X-Forwarded-For),
+before any route work. Blocked clients get 403 and over-limit clients 429, both in the error shape;
+admitted responses carry X-RateLimit-Limit/Remaining/Reset. The limiter is read from
+``app.state.limiter`` (built by the lifespan) unless one is passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.auth.principal import Principal
+from bastion.errors import BastionError, Blocked, RateLimited, ServiceUnavailable, error_bytes
+from bastion.observability.logging import get_logger
+from bastion.ratelimit.algorithm import Decision, Outcome
+from bastion.ratelimit.policies import Policy, identity_for, ip_identity
+from bastion.ratelimit.policies import Scope as IdentityScope
+from bastion.ratelimit.service import RateLimiter
+from bastion.web.proxies import client_ip, parse_networks
+
+# Probes and scrapes are documented as unlimited; a blocked load balancer must still see health.
+DEFAULT_EXEMPT = ("/health", "/health/ready", "/metrics")
+
+
+def rate_limit_headers(limit: int, decision: Decision) -> dict[str, str]:
+    """The X-RateLimit-* headers for a decision (Reset: seconds until the bucket is full again)."""
+    return {
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(max(0, decision.remaining)),
+        "X-RateLimit-Reset": str(max(0, math.ceil(decision.reset_after))),
+    }
+
+
+def denial(decision: Decision, headers: dict[str, str]) -> BastionError:
+    """The domain error for a decision that did not admit the request."""
+    if decision.outcome in (Outcome.BLOCKED, Outcome.NEWLY_BLOCKED):
+        return Blocked()
+    exc = RateLimited(retry_after=decision.retry_after)
+    exc.headers.update(headers)
+    return exc
+
+
+class RateLimit:
+    """Refuses blocked clients (403) and clients over the global limit (429) before routing."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        trusted_proxies: Iterable[str] = (),
+        license_url: str | None = None,
+        limiter: RateLimiter | None = None,
+        policy: Policy = Policy.GLOBAL,
+        exempt_paths: Iterable[str] = DEFAULT_EXEMPT,
+    ) -> None:
+        self.app = app
+        self.trusted = parse_networks(trusted_proxies)
+        self.license_url = license_url
+        self.limiter = limiter
+        self.policy = policy
+        self.exempt = frozenset(exempt_paths)
+        self.log = get_logger("bastion.ratelimit")
+
+    def _limiter(self, scope: Scope) -> RateLimiter | None:
+        if self.limiter is not None:
+            return self.limiter
+        app = scope.get("app")
+        found = getattr(getattr(app, "state", None), "limiter", None)
+        return found if isinstance(found, RateLimiter) else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        state = scope.get("state") or {}
+        limiter = self._limiter(scope)
+        if limiter is None:
+            # No limiter (an app run without its lifespan): fail closed, never silently unlimited.
+            self.log.error("ratelimit_not_configured", path=scope["path"])
+            await self._refuse(send, ServiceUnavailable(retry_after=1), state.get("request_id"))
+            return
+        # The proxy layer's resolution when it ran; otherwise the same resolution done here.
+        ip = state.get("client_ip")
+        if not isinstance(ip, str):
+            ip = client_ip(scope, self.trusted)
+        principal = state.get("principal")
+        if not isinstance(principal, Principal):
+            principal = None
+        identity = identity_for(IdentityScope.CLIENT, principal, ip)
+        request_id = state.get("request_id")
+        rule = limiter.rule(self.policy)
+        try:
+            # The limit counts against the authenticated identity; the address may be blocked on
+            # its own (an extra call, made only when authentication runs before this layer).
+            address = ip_identity(ip)
+            if principal is not None and identity != address and await limiter.blocked(address):
+                raise Blocked()
+            decision = await limiter.hit(self.policy, identity, request_id=request_id)
+            headers = rate_limit_headers(rule.rate.limit, decision)
+            if not decision.allowed:
+                raise denial(decision, headers)
+        except BastionError as exc:
+            await self._refuse(send, exc, request_id)
+            return
+
+        extra = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                existing = list(message.get("headers", ()))
+                # A route's own policy is the more specific answer: its headers win.
+                if not any(name == b"x-ratelimit-limit" for name, _ in existing):
+                    message["headers"] = existing + extra
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _refuse(self, send: Send, exc: BastionError, request_id: object) -> None:
+        body = error_bytes(
+            status_code=exc.status_code,
+            code=exc.code,
+            message=exc.message,
+            request_id=request_id if isinstance(request_id, str) else None,
+            license_url=self.license_url,
+            extra=exc.extra(),
+        )
+        headers = [
+            (b"content-type", b"application/json; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        headers += [(name.lower().encode(), value.encode()) for name, value in exc.headers.items()]
+        await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

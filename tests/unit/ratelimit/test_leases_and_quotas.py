@@ -1,0 +1,113 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Concurrency leases and quotas over every storage."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from bastion.errors import RateLimited
+from bastion.ratelimit.leases import ConcurrencyLimiter
+from bastion.ratelimit.policies import policy_table
+from bastion.ratelimit.quotas import SessionQuota, TokenBudget
+from bastion.ratelimit.service import RateLimiter
+from bastion.ratelimit.storage import LimiterStorage
+from tests.conftest import SettingsFactory
+from tests.support.clock import FakeClock
+
+
+@pytest.fixture
+def limiter(make_settings: SettingsFactory, storage: LimiterStorage, clock: FakeClock) -> RateLimiter:
+    return RateLimiter(storage=storage, policies=policy_table(make_settings()), clock=clock)
+
+
+async def test_leases_are_held_for_the_duration_and_released_however_it_ends(limiter: RateLimiter) -> None:
+    voice = ConcurrencyLimiter(limiter, name="voice", limit=2, ttl=60.0)
+    async with voice.hold("key:k1"), voice.hold("key:k1"):
+        assert await voice.in_flight("key:k1") == 2
+        with pytest.raises(RateLimited):
+            async with voice.hold("key:k1"):
+                pass
+        assert await voice.in_flight("key:k2") == 0  # another key is unaffected
+    assert await voice.in_flight("key:k1") == 0
+
+    with pytest.raises(RuntimeError):
+        async with voice.hold("key:k1"):
+            raise RuntimeError("upload failed")
+    assert await voice.in_flight("key:k1") == 0
+
+    entered = asyncio.Event()
+
+    async def upload() -> None:
+        async with voice.hold("key:k1"):
+            entered.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(upload())
+    await entered.wait()
+    assert await voice.in_flight("key:k1") == 1
+    task.cancel()  # what a server does to a request whose client went away
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await voice.in_flight("key:k1") == 0
+
+
+async def test_a_lease_of_a_dead_instance_expires(limiter: RateLimiter, clock: FakeClock) -> None:
+    voice = ConcurrencyLimiter(limiter, name="voice", limit=1, ttl=30.0)
+    orphan = await voice.acquire("key:k1")  # never released: its instance died
+    assert orphan is not None
+    assert await voice.acquire("key:k1") is None
+    clock.advance(20.0)
+    assert await voice.renew(orphan)  # a live holder may keep it longer
+    clock.advance(25.0)
+    assert await voice.acquire("key:k1") is None
+    clock.advance(10.0)
+    assert not await voice.renew(orphan)
+    assert await voice.acquire("key:k1") is not None
+
+
+def test_a_concurrency_limit_needs_sense() -> None:
+    with pytest.raises(ValueError):
+        ConcurrencyLimiter(None, name="x", limit=0, ttl=1.0)  # type: ignore[arg-type]
+
+
+async def test_session_slots_per_key_and_in_total(limiter: RateLimiter, clock: FakeClock) -> None:
+    quota = SessionQuota(limiter, per_owner=2, total=3, idle_ttl=600.0)
+    assert (await quota.acquire("s1", owner="key:a")).acquired
+    slot = await quota.acquire("s2", owner="key:a")
+    assert (slot.acquired, slot.owner_active, slot.total_active) == (True, 2, 2)
+    assert not (await quota.acquire("s3", owner="key:a")).acquired  # the key's cap
+    assert (await quota.acquire("s4", owner="key:b")).acquired
+    full = await quota.acquire("s5", owner=None)
+    assert (full.acquired, full.owner_active, full.total_active) == (False, None, 3)  # the total cap
+    await quota.release("s1", owner="key:a")
+    assert await quota.active("key:a") == 1
+    assert await quota.active() == 2
+    assert (await quota.acquire("s3", owner="key:a")).acquired
+    # Sessions that stay active keep their slots; abandoned ones free theirs after the idle TTL.
+    clock.advance(500.0)
+    assert await quota.touch("s2", owner="key:a")
+    clock.advance(200.0)
+    assert await quota.active("key:a") == 1
+    assert not await quota.touch("s3", owner="key:a")
+    assert await quota.active() == 1
+
+
+async def test_the_daily_token_budget(limiter: RateLimiter, clock: FakeClock) -> None:
+    clock.now = datetime(2026, 11, 22, 23, 0, tzinfo=UTC).timestamp()
+    budget = TokenBudget(limiter, per_day=1000)
+    assert (await budget.consume("key:a", 700)).remaining == 300
+    refused = await budget.consume("key:a", 400)
+    assert (refused.allowed, refused.remaining) == (False, 300)
+    assert (await budget.consume("key:b", 400)).allowed  # budgets are per key
+    clock.advance(3600.0)  # a new UTC day
+    assert (await budget.consume("key:a", 400)).remaining == 600
+    with pytest.raises(ValueError):
+        await budget.consume("key:a", -1)
+
+
+async def test_no_budget_means_unlimited(limiter: RateLimiter) -> None:
+    result = await TokenBudget(limiter, per_day=None).consume("key:a", 10**9)
+    assert (result.allowed, result.remaining) == (True, -1)
