@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from bastion.api.content_types import require_json
 from bastion.api.deps import get_settings, require
+from bastion.api.ratelimit import concurrency_limit, rate_limit
 from bastion.api.schemas.chat import (
     MessageCreate,
     MessageOut,
@@ -30,6 +31,7 @@ from bastion.chat.service import ChatLimits, ChatService, StreamEvent
 from bastion.chat.upload import receive_upload
 from bastion.errors import BastionError, InvalidField, error_body, request_id_of
 from bastion.llm.base import GenerationOptions
+from bastion.ratelimit.policies import Policy
 from bastion.settings import Settings
 
 router = APIRouter(prefix="/api/sessions", tags=["chat"])
@@ -47,9 +49,9 @@ def chat_service(request: Request) -> ChatService:
         limits=ChatLimits(
             max_history_messages=settings.max_history_messages,
             session_ttl=timedelta(minutes=settings.session_ttl_minutes),
-            max_sessions_per_owner=settings.max_sessions_per_api_key,
-            max_total_sessions=settings.max_total_sessions,
         ),
+        quota=state.session_quota,
+        budget=state.token_budget,
     )
 
 
@@ -66,7 +68,11 @@ def _checked_content(content: str, settings: Settings, *, field: str = "body.con
     return content
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(require_json)])
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(require_json), Depends(rate_limit(Policy.SESSIONS_CREATE))],
+)
 async def create_session(
     principal: ChatUser, service: Service, body: SessionCreate | None = None
 ) -> SessionOut:
@@ -117,7 +123,15 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
 
 
-@router.post("/{session_id}/messages", dependencies=[Depends(require_json)], response_model=MessageOut)
+@router.post(
+    "/{session_id}/messages",
+    dependencies=[
+        Depends(require_json),
+        Depends(rate_limit(Policy.MESSAGES)),
+        Depends(rate_limit(Policy.MESSAGES_HOURLY)),
+    ],
+    response_model=MessageOut,
+)
 async def post_message(
     session_id: SessionId, body: MessageCreate, request: Request, principal: ChatUser, service: Service
 ) -> Response | MessageOut:
@@ -186,7 +200,11 @@ _VOICE_BODY = {
 }
 
 
-@router.post("/{session_id}/voice-chat", openapi_extra=_VOICE_BODY)
+@router.post(
+    "/{session_id}/voice-chat",
+    openapi_extra=_VOICE_BODY,
+    dependencies=[Depends(rate_limit(Policy.VOICE)), Depends(concurrency_limit(Policy.VOICE))],
+)
 async def voice_chat(
     session_id: SessionId, request: Request, principal: ChatUser, service: Service
 ) -> VoiceReply:
