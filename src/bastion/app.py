@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 
 from bastion import __version__
 from bastion.api.responses import UTF8JSONResponse
-from bastion.api.routes import admin_blocks, admin_users, auth, chat, health
+from bastion.api.routes import admin_blocks, admin_users, auth, chat, health, openai_compat
 from bastion.api.routes.docs import OPENAPI_URL, docs_router
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
@@ -139,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_users.router)
     app.include_router(admin_blocks.router)
     app.include_router(chat.router)
+    app.include_router(openai_compat.router)
     if docs:
         app.include_router(docs_router(app))
     return app

@@ -285,7 +285,7 @@ class ChatService:
         """Tokens left today (-1: no budget). Refuses before anything is stored when none are left."""
         state = await self.budget.consume(owner.identity, 0)
         if not state.allowed or state.remaining == 0:
-            raise TokenBudgetExhausted(retry_after=_seconds_to_midnight(self.clock()))
+            raise TokenBudgetExhausted(retry_after=seconds_to_midnight(self.clock()))
         return state.remaining
 
     async def _spend(self, prepared: _Prepared, usage: Usage) -> None:
@@ -384,6 +384,6 @@ class ChatService:
             return await ChatRepository(db).purge_idle(idle_before=self._active_since())
 
 
-def _seconds_to_midnight(now: datetime) -> float:
+def seconds_to_midnight(now: datetime) -> float:
     tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return (tomorrow - now).total_seconds()
