@@ -24,10 +24,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.fake_upstream import FakeUpstream  # noqa: E402
-from tests.support.servers import free_port, wait_for_port  # noqa: E402
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.servers import free_port, wait_for_port
 
-PASSWORD = "Correct-Horse-9x!"
+PASSWORD = "Correct-Horse-9x!"  # noqa: S105 - a throwaway account of the benchmark
 BODY = {"model": "fake-model", "messages": [{"role": "user", "content": "a short benchmark prompt"}]}
 
 
