@@ -175,12 +175,18 @@ async def test_idle_sessions_expire(make_settings: SettingsFactory) -> None:
         )
         assert_error(response, 404)
         assert (await http.get("/api/sessions", headers=auth)).json()["items"] == []
-        from starlette.requests import Request
 
-        from bastion.api.routes.chat import chat_service
-
-        request = Request({"type": "http", "app": app, "headers": [], "state": {}})
-        assert await chat_service(request).purge_idle() == 1
+        # Expired but within RETENTION_DAYS_APP: kept; past it, the scheduled purge deletes it.
+        [job] = app.state.maintenance.jobs
+        assert await app.state.maintenance.run_once(job) == 0
+        async with app.state.sessionmaker() as db, db.begin():
+            await db.execute(
+                update(ChatSession).values(last_active_at=datetime.now(UTC) - timedelta(days=31))
+            )
+        assert await app.state.maintenance.run_once(job) == 1
+        async with app.state.sessionmaker() as db:
+            assert (await db.scalars(select(ChatSession))).all() == []
+            assert (await db.scalars(select(ChatMessage))).all() == []
 
 
 async def test_history_pages_backwards(make_settings: SettingsFactory) -> None:

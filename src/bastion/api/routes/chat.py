@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
@@ -27,8 +27,9 @@ from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.chat.audio import check_audio
 from bastion.chat.repository import Owner
-from bastion.chat.service import ChatLimits, ChatService, StreamEvent
+from bastion.chat.service import ChatService, StreamEvent
 from bastion.chat.upload import receive_upload
+from bastion.chat.wiring import build_chat_service
 from bastion.errors import BastionError, InvalidField, error_body, request_id_of
 from bastion.llm.base import GenerationOptions
 from bastion.ratelimit.policies import Policy
@@ -40,19 +41,7 @@ ChatUser = Annotated[Principal, Depends(require(Permission.CHAT_USE))]
 
 
 def chat_service(request: Request) -> ChatService:
-    settings = get_settings(request)
-    state = request.app.state
-    return ChatService(
-        sessionmaker=state.sessionmaker,
-        provider=state.llm,
-        cipher=state.cipher,
-        limits=ChatLimits(
-            max_history_messages=settings.max_history_messages,
-            session_ttl=timedelta(minutes=settings.session_ttl_minutes),
-        ),
-        quota=state.session_quota,
-        budget=state.token_budget,
-    )
+    return build_chat_service(request.app.state, get_settings(request))
 
 
 Service = Annotated[ChatService, Depends(chat_service)]
