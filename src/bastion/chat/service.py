@@ -24,6 +24,7 @@ from bastion.db.types import utcnow
 from bastion.errors import Conflict, NotFound, RateLimited
 from bastion.llm import base as llm
 from bastion.llm.base import GenerationOptions, Provider, StreamInterrupted, Usage
+from bastion.observability.logging import get_logger
 from bastion.ratelimit.quotas import SessionQuota, TokenBudget
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -123,6 +124,7 @@ class ChatService:
         self.limits = limits
         self.system_prompt = system_prompt
         self.clock = clock
+        self.log = get_logger("bastion.chat")
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -322,6 +324,16 @@ class ChatService:
             message.provider = self.provider.name
             message.model = model
             if usage is not None:
+                # Token accounting: per message, per session, and a log event for usage metrics.
+                self.log.info(
+                    "model_usage",
+                    session_id=session_id,
+                    provider=self.provider.name,
+                    model=model,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    status=str(status),
+                )
                 message.prompt_tokens = usage.prompt_tokens
                 message.completion_tokens = usage.completion_tokens
                 await repo.add_usage(

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from bastion.api.content_types import require_json
 from bastion.api.deps import get_settings, require
-from bastion.api.ratelimit import concurrency_limit, rate_limit
+from bastion.api.ratelimit import concurrency_limit, rate_limit, request_client_ip
 from bastion.api.schemas.chat import (
     MessageCreate,
     MessageOut,
@@ -23,6 +23,8 @@ from bastion.api.schemas.chat import (
     SessionOut,
     VoiceReply,
 )
+from bastion.audit.events import AuditEvent
+from bastion.audit.service import AuditService
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.chat.audio import check_audio
@@ -63,10 +65,23 @@ def _checked_content(content: str, settings: Settings, *, field: str = "body.con
     dependencies=[Depends(require_json), Depends(rate_limit(Policy.SESSIONS_CREATE))],
 )
 async def create_session(
-    principal: ChatUser, service: Service, body: SessionCreate | None = None
+    request: Request, principal: ChatUser, service: Service, body: SessionCreate | None = None
 ) -> SessionOut:
     view = await service.create_session(Owner.of(principal), title=body.title if body else None)
+    await _audit(request, principal, AuditEvent.CHAT_SESSION_CREATED, view.id)
     return SessionOut.of(view)
+
+
+async def _audit(request: Request, principal: Principal, event: AuditEvent, session_id: str) -> None:
+    await AuditService(sessionmaker=request.app.state.sessionmaker).record(
+        event,
+        actor_type="api_key" if principal.api_key_id else "user",
+        actor_id=principal.api_key_id or principal.user_id,
+        target_type="chat_session",
+        target_id=session_id,
+        ip=request_client_ip(request),
+        request_id=request_id_of(request),
+    )
 
 
 @router.get("")
@@ -87,8 +102,11 @@ async def get_session(session_id: SessionId, principal: ChatUser, service: Servi
 
 
 @router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_session(session_id: SessionId, principal: ChatUser, service: Service) -> Response:
+async def delete_session(
+    session_id: SessionId, request: Request, principal: ChatUser, service: Service
+) -> Response:
     await service.delete_session(Owner.of(principal), session_id)
+    await _audit(request, principal, AuditEvent.CHAT_SESSION_DELETED, session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
