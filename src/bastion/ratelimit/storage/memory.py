@@ -128,7 +128,6 @@ class MemoryStorage:
         bucket_data = table.data
         deny = self._deny
         insert = table.insert
-        first = self._first
 
         def decide(identity: str, cost: int = 1, now: float | None = None) -> RawDecision:
             if now is None:
@@ -141,42 +140,29 @@ class MemoryStorage:
                         return (_BLOCKED, 0, left, left)
                     self.blocks.discard(identity)
             state = bucket_data.get(identity)
-            if state is None:
-                return first(identity, table, insert, now, cost * interval, tolerance, interval, escalation)
-            # state: [tat, penalty_until, strikes, strikes_expire]
-            tat = state[0]
-            if tat < now:
-                tat = now
-            new_tat = tat + cost * interval
+            if state is not None:
+                # state: [tat, penalty_until, strikes, strikes_expire]
+                tat = state[0]
+                if tat < now:
+                    tat = now
+                new_tat = tat + cost * interval
+                allow_at = new_tat - tolerance
+                if allow_at - now <= EPSILON and state[1] <= now:
+                    state[0] = new_tat
+                    # floor, as the Lua script does; the quotient is never negative here.
+                    return (_ALLOWED, floor((now - allow_at) / interval + EPSILON), 0.0, new_tat - now)
+                return deny(identity, table, state, tat, allow_at, now, escalation)
+            # No state: a full bucket, admitted unless the cost exceeds the burst.
+            new_tat = now + cost * interval
             allow_at = new_tat - tolerance
-            if allow_at - now <= EPSILON and state[1] <= now:
-                state[0] = new_tat
-                # floor, as the Lua script does; the quotient is never negative on this branch.
+            if allow_at - now <= EPSILON:
+                if not insert(identity, [new_tat, 0.0, 0.0, 0.0], now):
+                    wait = table.retry_after(now)
+                    return (_FULL, 0, wait, wait)
                 return (_ALLOWED, floor((now - allow_at) / interval + EPSILON), 0.0, new_tat - now)
-            return deny(identity, table, state, tat, allow_at, now, escalation)
+            return deny(identity, table, None, now, allow_at, now, escalation)
 
         return decide
-
-    def _first(
-        self,
-        identity: str,
-        table: BoundedTable[list[float]],
-        insert: Callable[[str, list[float], float], bool],
-        now: float,
-        spend: float,
-        tolerance: float,
-        interval: float,
-        escalation: Escalation,
-    ) -> RawDecision:
-        """A decision for an identity with no state (a full bucket): admitted unless too costly."""
-        new_tat = now + spend
-        allow_at = new_tat - tolerance
-        if allow_at - now <= EPSILON:
-            if not insert(identity, [new_tat, 0.0, 0.0, 0.0], now):
-                wait = table.retry_after(now)
-                return (_FULL, 0, wait, wait)
-            return (_ALLOWED, floor((now - allow_at) / interval + EPSILON), 0.0, new_tat - now)
-        return self._deny(identity, table, None, now, allow_at, now, escalation)
 
     def _deny(
         self,
