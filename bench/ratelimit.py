@@ -15,8 +15,10 @@ that are never compared across: plain calls (Bastion's ``RateLimiter.decider``, 
 as a function, `limits`' synchronous API) and awaited calls (``await RateLimiter.hit``, the same
 GCRA behind an ``await``, `limits`' asyncio API). The memory targets are judged on the plain-call
 family, because that is how Bastion decides in process: the middleware and the route dependencies
-call the decider directly when the storage is local, and await ``hit`` only for Redis. The awaited
-family is printed too: it is what code awaiting ``hit`` pays.
+call the decider directly when the storage is local, and await ``hit`` only for Redis; and on
+exactly the middleware's per-request work, ``limiter.decider(policy)(identity)`` (the lookup
+included, the figure without it is printed beside it). The awaited family is printed too: it is
+what code awaiting ``hit`` pays.
 """
 
 from __future__ import annotations
@@ -94,6 +96,17 @@ def time_sync(n: int, call: Callable[[str], object]) -> float:
     return rate_per_second(n, time.perf_counter() - started)
 
 
+def time_as_middleware(n: int, limiter: RateLimiter, policy: Policy) -> float:
+    """``time_sync`` of Bastion's decision plus the lookup the middleware makes on each request."""
+    keys = KEYS
+    started = time.perf_counter()
+    for i in range(n):
+        decide = limiter.decider(policy)
+        if decide is not None:
+            decide(keys[i % 1000])
+    return rate_per_second(n, time.perf_counter() - started)
+
+
 def minimal_gcra() -> Callable[[str], bool]:
     """The least a GCRA decision can do in Python: one dict read, arithmetic, one dict write."""
     tats: dict[str, float] = {}
@@ -140,6 +153,7 @@ async def best_of(contenders: dict[str, Callable[[], Awaitable[float]]]) -> dict
 PLAIN = "plain call"
 AWAITED = "awaited"
 BASTION = "bastion"
+BASTION_LOOKED_UP = "bastion, looked up per request"
 GCRA = "minimal GCRA"
 MOVING = "limits moving window"
 SLIDING = "limits sliding window"
@@ -149,7 +163,8 @@ async def memory_figures() -> dict[str, dict[str, float]]:
     """Decisions per second by family (plain call, awaited), then by contender."""
     item = RateLimitItemPerSecond(LIMIT_PER_SECOND)
     policy = Policy.GLOBAL  # as a route dependency holds it: resolved once, not per call
-    decide = bastion_limiter(MemoryStorage()).decider(policy)
+    local = bastion_limiter(MemoryStorage())
+    decide = local.decider(policy)
     if decide is None:
         raise RuntimeError("an in-process limiter has a local decider")
     limiter = bastion_limiter(MemoryStorage())
@@ -163,10 +178,14 @@ async def memory_figures() -> dict[str, dict[str, float]]:
     async def plain(call: Callable[[str], object]) -> float:
         return time_sync(MEMORY_N, call)
 
+    async def sync_lookup() -> float:
+        return time_as_middleware(MEMORY_N, local, policy)
+
     best = await best_of(
         {
             # What the middleware calls with in-process storage: decide(identity), clock inside.
             f"{PLAIN}/{BASTION}": lambda: plain(decide),
+            f"{PLAIN}/{BASTION_LOOKED_UP}": lambda: sync_lookup(),
             f"{PLAIN}/{GCRA}": lambda: plain(gcra_plain),
             f"{PLAIN}/{MOVING}": lambda: plain(partial(moving.hit, item)),
             f"{PLAIN}/{SLIDING}": lambda: plain(partial(sliding.hit, item)),
@@ -254,40 +273,44 @@ async def main() -> int:
         )
         memory = await memory_figures()
         labels = {
-            PLAIN: (
-                "bastion RateLimiter.decider(policy)(identity)",
-                "minimal GCRA function",
-                "limits moving window memory (sync API)",
-                "limits sliding window memory (sync API)",
-            ),
-            AWAITED: (
-                "bastion await RateLimiter.hit(policy, identity)",
-                "minimal GCRA behind an await",
-                "limits moving window memory (asyncio API)",
-                "limits sliding window memory (asyncio API)",
-            ),
+            BASTION: {
+                PLAIN: "bastion decide(identity)",
+                AWAITED: "bastion await RateLimiter.hit(policy, identity)",
+            },
+            BASTION_LOOKED_UP: {PLAIN: "bastion limiter.decider(policy)(identity)"},
+            GCRA: {PLAIN: "minimal GCRA function", AWAITED: "minimal GCRA behind an await"},
+            MOVING: {
+                PLAIN: "limits moving window memory (sync API)",
+                AWAITED: "limits moving window memory (asyncio API)",
+            },
+            SLIDING: {
+                PLAIN: "limits sliding window memory (sync API)",
+                AWAITED: "limits sliding window memory (asyncio API)",
+            },
         }
         ratios: dict[str, tuple[float, float]] = {}
         for family, figures in memory.items():
             print(f" {family} family")
-            show(
-                dict(zip(labels[family], (figures[n] for n in (BASTION, GCRA, MOVING, SLIDING)), strict=True))
-            )
-            ours = figures[BASTION]
-            vs_moving = ours / figures[MOVING]
-            vs_gcra = ours / figures[GCRA]
-            ratios[family] = (vs_moving, vs_gcra)
-            print(
-                f"  bastion / limits moving window: {vs_moving:.1f}x, / sliding window: "
-                f"{ours / figures[SLIDING]:.1f}x, / minimal GCRA: {vs_gcra:.2f}x"
-            )
-        vs_moving, vs_gcra = ratios[PLAIN]
+            show({labels[name][family]: value for name, value in figures.items()})
+            for name in (BASTION, BASTION_LOOKED_UP):
+                if name not in figures:
+                    continue
+                ours = figures[name]
+                vs_moving = ours / figures[MOVING]
+                vs_gcra = ours / figures[GCRA]
+                ratios[f"{family}/{name}"] = (vs_moving, vs_gcra)
+                print(
+                    f"  {labels[name][family]}: {vs_moving:.1f}x limits moving window, "
+                    f"{ours / figures[SLIDING]:.1f}x sliding window, {vs_gcra:.2f}x minimal GCRA"
+                )
+        # Judged on exactly what the middleware runs per request: the lookup and the call.
+        vs_moving, vs_gcra = ratios[f"{PLAIN}/{BASTION_LOOKED_UP}"]
         ok = vs_moving >= 10 and vs_gcra >= 0.5
         print(
-            f"  targets (plain-call family, the middleware's call) >= 10x limits moving window: "
+            f"  targets (plain calls, as the middleware decides) >= 10x limits moving window: "
             f"{vs_moving:.1f}x, >= 0.5x minimal GCRA: {vs_gcra:.2f}x: {verdict(ok)}"
         )
-        awaited_moving, awaited_gcra = ratios[AWAITED]
+        awaited_moving, awaited_gcra = ratios[f"{AWAITED}/{BASTION}"]
         print(
             f"  for information, awaited family: {awaited_moving:.1f}x limits moving window, "
             f"{awaited_gcra:.2f}x minimal GCRA "

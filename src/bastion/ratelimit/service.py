@@ -99,6 +99,15 @@ class RateLimiter:
         # The in-process fast path: one decision function per policy with its constants and the
         # clock bound, rebuilt when the clock is replaced (``rules`` and ``escalation`` are fixed).
         self._local: dict[Policy, DecideFn] | None = None
+        # ``decider(policy)``: the policy's in-process decision function, None when the storage
+        # is shared (Redis: ``await hit`` instead). ``decide(identity, cost=1)`` is ``hit``
+        # without the coroutine: it reads the limiter's clock, decides in process and returns a
+        # ``RawDecision`` (index it: ``[0]`` is the outcome). A ``NEWLY_BLOCKED`` outcome has
+        # placed a block that must still be announced, as ``hit`` does:
+        # ``await announce_violation_block(identity)``. A bound ``dict.get`` (a C call, not a
+        # Python frame), because the middleware looks the function up on every request.
+        no_deciders: dict[Policy, DecideFn] = {}
+        self.decider: Callable[[Policy], DecideFn | None] = no_deciders.get
         self.clock = clock
 
     @property
@@ -115,6 +124,7 @@ class RateLimiter:
                 policy: storage.decider(rule.name, rule.interval, rule.tolerance, self.escalation, clock)
                 for policy, rule in self.rules.items()
             }
+            self.decider = self._local.get
 
     @classmethod
     def from_settings(
@@ -146,18 +156,6 @@ class RateLimiter:
     @property
     def shared(self) -> bool:
         return not isinstance(self.storage, MemoryStorage)
-
-    def decider(self, policy: Policy) -> DecideFn | None:
-        """``policy``'s in-process decision function; None when the storage is shared (Redis).
-
-        ``decide(identity, cost=1)`` is ``hit`` without the coroutine: it reads the limiter's clock,
-        decides in process and returns the decision's fields as a ``RawDecision`` (index it:
-        ``[0]`` is the outcome). The middleware and route dependencies call it when the storage
-        is local and ``await hit`` otherwise. A ``NEWLY_BLOCKED`` outcome has placed a block that
-        must still be announced: ``await announce_violation_block(identity)``, as ``hit`` does.
-        """
-        local = self._local
-        return None if local is None else local[policy]
 
     def rule(self, policy: Policy) -> PolicyRule:
         return self.rules[policy]

@@ -145,7 +145,8 @@ class MemoryStorage:
                 tat = state[0]
                 if tat < now:
                     tat = now
-                new_tat = tat + cost * interval
+                # (cost 1 spares an int * float, which the interpreter does not specialize)
+                new_tat = tat + (interval if cost == 1 else cost * interval)
                 allow_at = new_tat - tolerance
                 if allow_at - now <= EPSILON and state[1] <= now:
                     state[0] = new_tat
