@@ -8,11 +8,23 @@ Prints decisions per second for Bastion's limiter (memory and Redis), the `limit
 in memory and a raw EVALSHA of a no-op script on the same client; then the ratios and targets:
 memory >= 10x `limits` moving window and >= 0.5x the minimal GCRA; on Redis exactly one round trip
 per decision and >= 80% of the raw EVALSHA rate at the same concurrency.
+
+In memory every contender is measured like for like: called with just the identity, over the same
+1000 identities, reading the wall clock (``time.time``) once per decision, and in two families
+that are never compared across: plain calls (Bastion's ``RateLimiter.decider``, the minimal GCRA
+as a function, `limits`' synchronous API) and awaited calls (``await RateLimiter.hit``, the same
+GCRA behind an ``await``, `limits`' asyncio API). The memory targets are judged on the plain-call
+family, because that is how Bastion decides in process: the middleware and the route dependencies
+call the decider directly when the storage is local, and await ``hit`` only for Redis; and on
+exactly the middleware's per-request work, ``limiter.decider(policy)(identity)`` (the lookup
+included, the figure without it is printed beside it). The awaited family is printed too: it is
+what code awaiting ``hit`` pays.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import time
@@ -84,6 +96,17 @@ def time_sync(n: int, call: Callable[[str], object]) -> float:
     return rate_per_second(n, time.perf_counter() - started)
 
 
+def time_as_middleware(n: int, limiter: RateLimiter, policy: Policy) -> float:
+    """``time_sync`` of Bastion's decision plus the lookup the middleware makes on each request."""
+    keys = KEYS
+    started = time.perf_counter()
+    for i in range(n):
+        decide = limiter.decider(policy)
+        if decide is not None:
+            decide(keys[i % 1000])
+    return rate_per_second(n, time.perf_counter() - started)
+
+
 def minimal_gcra() -> Callable[[str], bool]:
     """The least a GCRA decision can do in Python: one dict read, arithmetic, one dict write."""
     tats: dict[str, float] = {}
@@ -118,39 +141,65 @@ async def best_of(contenders: dict[str, Callable[[], Awaitable[float]]]) -> dict
     best = dict.fromkeys(contenders, 0.0)
     for _ in range(ROUNDS):
         for name, run in contenders.items():
+            # Start each run on a quiet interpreter: no garbage left by the previous contender,
+            # and `limits`' memory storage's expiry timer (a thread firing 10 ms after its last
+            # hit) already run rather than running inside the next contender's measurement.
+            gc.collect()
+            await asyncio.sleep(0.03)
             best[name] = max(best[name], await run())
     return best
 
 
-async def memory_figures() -> dict[str, float]:
+PLAIN = "plain call"
+AWAITED = "awaited"
+BASTION = "bastion"
+BASTION_LOOKED_UP = "bastion, looked up per request"
+GCRA = "minimal GCRA"
+MOVING = "limits moving window"
+SLIDING = "limits sliding window"
+
+
+async def memory_figures() -> dict[str, dict[str, float]]:
+    """Decisions per second by family (plain call, awaited), then by contender."""
     item = RateLimitItemPerSecond(LIMIT_PER_SECOND)
-    limiter = bastion_limiter(MemoryStorage())
     policy = Policy.GLOBAL  # as a route dependency holds it: resolved once, not per call
-    gcra_sync = minimal_gcra()
+    local = bastion_limiter(MemoryStorage())
+    decide = local.decider(policy)
+    if decide is None:
+        raise RuntimeError("an in-process limiter has a local decider")
+    limiter = bastion_limiter(MemoryStorage())
+    gcra_plain = minimal_gcra()
     gcra_awaited = awaited(minimal_gcra())
     moving = limits_strategies.MovingWindowRateLimiter(limits_storage.MemoryStorage())
     sliding = limits_strategies.SlidingWindowCounterRateLimiter(limits_storage.MemoryStorage())
     aio_moving = limits_aio_strategies.MovingWindowRateLimiter(limits_aio_storage.MemoryStorage())
     aio_sliding = limits_aio_strategies.SlidingWindowCounterRateLimiter(limits_aio_storage.MemoryStorage())
 
-    async def sync(call: Callable[[str], object]) -> float:
+    async def plain(call: Callable[[str], object]) -> float:
         return time_sync(MEMORY_N, call)
 
-    return await best_of(
+    async def sync_lookup() -> float:
+        return time_as_middleware(MEMORY_N, local, policy)
+
+    best = await best_of(
         {
-            "bastion memory (awaited)": lambda: time_async(MEMORY_N, partial(limiter.hit, policy)),
-            "minimal GCRA (awaited)": lambda: time_async(MEMORY_N, gcra_awaited),
-            "minimal GCRA (plain call)": lambda: sync(gcra_sync),
-            "limits moving window memory (async)": lambda: time_async(
-                MEMORY_N, partial(aio_moving.hit, item)
-            ),
-            "limits moving window memory (sync)": lambda: sync(partial(moving.hit, item)),
-            "limits sliding window memory (async)": lambda: time_async(
-                MEMORY_N, partial(aio_sliding.hit, item)
-            ),
-            "limits sliding window memory (sync)": lambda: sync(partial(sliding.hit, item)),
+            # What the middleware calls with in-process storage: decide(identity), clock inside.
+            f"{PLAIN}/{BASTION}": lambda: plain(decide),
+            f"{PLAIN}/{BASTION_LOOKED_UP}": lambda: sync_lookup(),
+            f"{PLAIN}/{GCRA}": lambda: plain(gcra_plain),
+            f"{PLAIN}/{MOVING}": lambda: plain(partial(moving.hit, item)),
+            f"{PLAIN}/{SLIDING}": lambda: plain(partial(sliding.hit, item)),
+            f"{AWAITED}/{BASTION}": lambda: time_async(MEMORY_N, partial(limiter.hit, policy)),
+            f"{AWAITED}/{GCRA}": lambda: time_async(MEMORY_N, gcra_awaited),
+            f"{AWAITED}/{MOVING}": lambda: time_async(MEMORY_N, partial(aio_moving.hit, item)),
+            f"{AWAITED}/{SLIDING}": lambda: time_async(MEMORY_N, partial(aio_sliding.hit, item)),
         }
     )
+    families: dict[str, dict[str, float]] = {PLAIN: {}, AWAITED: {}}
+    for key, value in best.items():
+        family, name = key.split("/")
+        families[family][name] = value
+    return families
 
 
 async def redis_figures(url: str, concurrency: int) -> tuple[dict[str, float], float]:
@@ -204,7 +253,7 @@ async def redis_figures(url: str, concurrency: int) -> tuple[dict[str, float], f
 
 def show(figures: dict[str, float]) -> None:
     for name, value in figures.items():
-        print(f"  {name:<42} {value:>12,.0f} decisions/s")
+        print(f"  {name:<48} {value:>12,.0f} decisions/s")
 
 
 def verdict(ok: bool) -> str:
@@ -218,23 +267,55 @@ async def main() -> int:
         server = RedisServer().start()
         url = server.url
     try:
-        print(f"memory (one event loop, {len(KEYS)} identities, best of {ROUNDS} rounds)")
+        print(
+            f"memory (one event loop, {len(KEYS)} identities, time.time() per decision, "
+            f"best of {ROUNDS} rounds)"
+        )
         memory = await memory_figures()
-        show(memory)
-        ours = memory["bastion memory (awaited)"]
-        vs_moving = ours / max(
-            memory["limits moving window memory (sync)"], memory["limits moving window memory (async)"]
-        )
-        vs_sliding = ours / max(
-            memory["limits sliding window memory (sync)"], memory["limits sliding window memory (async)"]
-        )
-        vs_gcra = ours / memory["minimal GCRA (awaited)"]
-        vs_gcra_plain = ours / memory["minimal GCRA (plain call)"]
-        print(f"  bastion / limits moving window (its faster API): {vs_moving:.1f}x")
-        print(f"  bastion / limits sliding window counter (its faster API): {vs_sliding:.1f}x")
-        print(f"  bastion / minimal GCRA awaited: {vs_gcra:.2f}x (as a plain call: {vs_gcra_plain:.2f}x)")
+        labels = {
+            BASTION: {
+                PLAIN: "bastion decide(identity)",
+                AWAITED: "bastion await RateLimiter.hit(policy, identity)",
+            },
+            BASTION_LOOKED_UP: {PLAIN: "bastion limiter.decider(policy)(identity)"},
+            GCRA: {PLAIN: "minimal GCRA function", AWAITED: "minimal GCRA behind an await"},
+            MOVING: {
+                PLAIN: "limits moving window memory (sync API)",
+                AWAITED: "limits moving window memory (asyncio API)",
+            },
+            SLIDING: {
+                PLAIN: "limits sliding window memory (sync API)",
+                AWAITED: "limits sliding window memory (asyncio API)",
+            },
+        }
+        ratios: dict[str, tuple[float, float]] = {}
+        for family, figures in memory.items():
+            print(f" {family} family")
+            show({labels[name][family]: value for name, value in figures.items()})
+            for name in (BASTION, BASTION_LOOKED_UP):
+                if name not in figures:
+                    continue
+                ours = figures[name]
+                vs_moving = ours / figures[MOVING]
+                vs_gcra = ours / figures[GCRA]
+                ratios[f"{family}/{name}"] = (vs_moving, vs_gcra)
+                print(
+                    f"  {labels[name][family]}: {vs_moving:.1f}x limits moving window, "
+                    f"{ours / figures[SLIDING]:.1f}x sliding window, {vs_gcra:.2f}x minimal GCRA"
+                )
+        # Judged on exactly what the middleware runs per request: the lookup and the call.
+        vs_moving, vs_gcra = ratios[f"{PLAIN}/{BASTION_LOOKED_UP}"]
         ok = vs_moving >= 10 and vs_gcra >= 0.5
-        print(f"  targets >= 10x limits moving window, >= 0.5x minimal GCRA: {verdict(ok)}")
+        print(
+            f"  targets (plain calls, as the middleware decides) >= 10x limits moving window: "
+            f"{vs_moving:.1f}x, >= 0.5x minimal GCRA: {vs_gcra:.2f}x: {verdict(ok)}"
+        )
+        awaited_moving, awaited_gcra = ratios[f"{AWAITED}/{BASTION}"]
+        print(
+            f"  for information, awaited family: {awaited_moving:.1f}x limits moving window, "
+            f"{awaited_gcra:.2f}x minimal GCRA "
+            f"({verdict(awaited_moving >= 10 and awaited_gcra >= 0.5)} by the same bars)"
+        )
 
         for concurrency in CONCURRENCY:
             print(f"redis (one client, {concurrency} concurrent caller(s), best of {ROUNDS} rounds)")

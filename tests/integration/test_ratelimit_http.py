@@ -164,6 +164,25 @@ async def test_persistent_violations_block_the_client_audited_and_liftable(
     assert events[0].details["reason"] == "violations"
 
 
+async def test_route_policy_violations_block_the_client_audited_with_the_request(
+    make_settings: SettingsFactory,
+) -> None:
+    # The route dependency decides in process too: the block it places is still audited.
+    settings = make_settings(RATE_LIMIT_PER_MINUTE=1000, RATE_LIMIT_BLOCK_VIOLATIONS=3)
+    await asyncio.to_thread(migrate.upgrade, settings.database_url.get_secret_value())
+    async with serve_limited(settings, FakeClock()) as (app, http):
+        responses = [await http.get("/test/login-like") for _ in range(6)]
+        assert [r.status_code for r in responses] == [200, 200, 200, 429, 429, 403]
+        assert_error(responses[5], 403, "blocked")
+        assert (await http.get("/test/ping")).status_code == 403  # the block covers every route
+        async with app.state.sessionmaker() as session:
+            events = (await session.scalars(select(AuditRecord))).all()
+    assert [(e.event, e.target_type, e.target_id, e.request_id) for e in events] == [
+        ("ratelimit.client_blocked", "ip", "127.0.0.1", responses[5].headers["x-request-id"])
+    ]
+    assert events[0].details["reason"] == "violations"
+
+
 async def test_failed_authentications_block_the_address_until_lifted(make_settings: SettingsFactory) -> None:
     settings = make_settings(RATE_LIMIT_BLOCK_AUTH_FAILURES=3)
     async with serve_limited(settings, FakeClock()) as (_app, http):

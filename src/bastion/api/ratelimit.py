@@ -16,11 +16,12 @@ from fastapi import Request, Response
 
 from bastion.api.deps import current_principal, get_settings
 from bastion.errors import Blocked, request_id_of
+from bastion.ratelimit.algorithm import RawDecision
 from bastion.ratelimit.leases import ConcurrencyLimiter, Lease
 from bastion.ratelimit.policies import Policy, Scope, identity_for
 from bastion.ratelimit.service import RateLimiter
 from bastion.web.proxies import client_ip, parse_networks
-from bastion.web.ratelimit import denial, rate_limit_headers
+from bastion.web.ratelimit import ALLOWED, NEWLY_BLOCKED, denial, rate_limit_headers
 
 
 def get_limiter(request: Request) -> RateLimiter:
@@ -52,9 +53,17 @@ async def enforce_limit(
     Raises 429/403 like ``rate_limit``; on success sets the X-RateLimit-* headers.
     """
     limiter = get_limiter(request)
-    decision = await limiter.hit(policy, identity, cost, request_id=request_id_of(request))
+    decide = limiter.decider(policy)
+    decision: RawDecision
+    if decide is not None:
+        # In-process storage: a plain call, no coroutine; a block it placed is announced.
+        decision = decide(identity, cost)
+        if decision[0] == NEWLY_BLOCKED:
+            await limiter.announce_violation_block(identity, request_id=request_id_of(request))
+    else:
+        decision = await limiter.hit(policy, identity, cost, request_id=request_id_of(request))
     headers = rate_limit_headers(limiter.rule(policy).rate.limit, decision)
-    if not decision.allowed:
+    if decision[0] != ALLOWED:
         raise denial(decision, headers)
     # A route under several policies reports the tightest one: the fewest requests left.
     current = response.headers.get("X-RateLimit-Remaining")

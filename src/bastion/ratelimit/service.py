@@ -41,6 +41,7 @@ STORAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutE
 BLOCK_KINDS = ("ip", "key", "user")
 MAX_LISTED_BLOCKS = 500
 _NEWLY_BLOCKED = int(Outcome.NEWLY_BLOCKED)
+_decision = tuple.__new__  # a Decision from a RawDecision, without NamedTuple's Python-level __new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,6 @@ class RateLimiter:
         self.storage = storage
         self.rules = dict(policies)
         self.escalation = escalation or Escalation()
-        self.clock = clock
         self.fail_mode: FailMode = fail_mode
         self.fallback = fallback if fallback is not None else MemoryStorage()
         self.on_block = on_block
@@ -96,13 +96,35 @@ class RateLimiter:
         self.stats = {"storage_failures": 0, "fallback_calls": 0, "refused_unavailable": 0}
         self._skip_until = 0.0  # monotonic: an operational pause, not a limit rule
         self.log = get_logger("bastion.ratelimit")
-        # The in-process fast path; built once, so ``escalation`` and ``rules`` are fixed at init.
+        # The in-process fast path: one decision function per policy with its constants and the
+        # clock bound, rebuilt when the clock is replaced (``rules`` and ``escalation`` are fixed).
         self._local: dict[Policy, DecideFn] | None = None
+        # ``decider(policy)``: the policy's in-process decision function, None when the storage
+        # is shared (Redis: ``await hit`` instead). ``decide(identity, cost=1)`` is ``hit``
+        # without the coroutine: it reads the limiter's clock, decides in process and returns a
+        # ``RawDecision`` (index it: ``[0]`` is the outcome). A ``NEWLY_BLOCKED`` outcome has
+        # placed a block that must still be announced, as ``hit`` does:
+        # ``await announce_violation_block(identity)``. A bound ``dict.get`` (a C call, not a
+        # Python frame), because the middleware looks the function up on every request.
+        no_deciders: dict[Policy, DecideFn] = {}
+        self.decider: Callable[[Policy], DecideFn | None] = no_deciders.get
+        self.clock = clock
+
+    @property
+    def clock(self) -> Clock:
+        """Where every decision reads ``now``; assigning a new clock rebinds the local deciders."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._clock = clock
+        storage = self.storage
         if isinstance(storage, MemoryStorage):
             self._local = {
-                policy: storage.decider(rule.name, rule.interval, rule.tolerance, self.escalation)
+                policy: storage.decider(rule.name, rule.interval, rule.tolerance, self.escalation, clock)
                 for policy, rule in self.rules.items()
             }
+            self.decider = self._local.get
 
     @classmethod
     def from_settings(
@@ -181,11 +203,11 @@ class RateLimiter:
         self, policy: Policy, identity: str, cost: int = 1, *, request_id: str | None = None
     ) -> Decision:
         """Spend ``cost`` of ``identity``'s allowance under ``policy``: one atomic storage call."""
-        now = self.clock()
+        now = self._clock()
         local = self._local
         if local is not None:
             # In-process storage: its per-policy decision function, constants bound (no coroutine).
-            decision = local[policy](identity, now, cost)
+            decision = _decision(Decision, local[policy](identity, cost, now))
         else:
             rule = self.rules[policy]
             storage = self.storage if not self._skip_until else self._current()
@@ -200,17 +222,20 @@ class RateLimiter:
                     identity, rule.name, now, rule.interval, rule.tolerance, cost, self.escalation
                 )
         if decision[0] == _NEWLY_BLOCKED:
-            self.log.warning("ratelimit_block_placed", identity=identity, reason="violations")
-            await self._notify(
-                BlockNotice(
-                    "placed",
-                    identity,
-                    "violations",
-                    now + self.escalation.block_seconds,
-                    request_id=request_id,
-                )
-            )
+            await self._violation_block(identity, now + self.escalation.block_seconds, request_id)
         return decision
+
+    async def announce_violation_block(self, identity: str, *, request_id: str | None = None) -> None:
+        """Log and announce the block a ``NEWLY_BLOCKED`` decision from ``decider`` just placed."""
+        # The in-process table holds the block placed with the decision's own clock reading.
+        storage = self.storage
+        block = storage.blocks.data.get(identity) if isinstance(storage, MemoryStorage) else None
+        until = block.until if block is not None else self._clock() + self.escalation.block_seconds
+        await self._violation_block(identity, until, request_id)
+
+    async def _violation_block(self, identity: str, until: float, request_id: str | None) -> None:
+        self.log.warning("ratelimit_block_placed", identity=identity, reason="violations")
+        await self._notify(BlockNotice("placed", identity, "violations", until, request_id=request_id))
 
     async def record_auth_failure(self, identity: str, *, request_id: str | None = None) -> bool:
         """Count a failed authentication for an IP (``ip:...``) or API key (``key:...``).
@@ -221,7 +246,7 @@ class RateLimiter:
         kind = identity.partition(":")[0]
         if kind not in ("ip", "key"):
             raise ValueError("authentication failures are counted per IP or API key, never per account")
-        now = self.clock()
+        now = self._clock()
         placed = await self.run(lambda s: s.record_auth_failure(identity, now, self.escalation))
         if placed:
             self.log.warning("ratelimit_block_placed", identity=identity, reason="auth_failures")
@@ -254,7 +279,7 @@ class RateLimiter:
     # -- blocks ------------------------------------------------------------------------------
 
     async def blocked(self, identity: str) -> Block | None:
-        now = self.clock()
+        now = self._clock()
         return await self.run(lambda s: s.blocked(identity, now))
 
     async def block(
@@ -267,7 +292,7 @@ class RateLimiter:
         request_id: str | None = None,
     ) -> Block:
         """Block an identity by hand (an admin) for ``seconds``."""
-        now = self.clock()
+        now = self._clock()
         placed = await self.run(lambda s: s.block(identity, now, now + seconds, reason))
         await self._notify(BlockNotice("placed", identity, reason, placed.until, actor, request_id))
         return placed
@@ -282,7 +307,7 @@ class RateLimiter:
         return lifted
 
     async def list_blocks(self, limit: int = MAX_LISTED_BLOCKS) -> list[Block]:
-        now = self.clock()
+        now = self._clock()
         return await self.run(lambda s: s.list_blocks(now, max(1, min(limit, MAX_LISTED_BLOCKS))))
 
     async def _notify(self, notice: BlockNotice) -> None:

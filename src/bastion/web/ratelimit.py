@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bastion.auth.principal import Principal
 from bastion.errors import BastionError, Blocked, RateLimited, ServiceUnavailable, error_bytes
 from bastion.observability.logging import get_logger
-from bastion.ratelimit.algorithm import Decision, Outcome
+from bastion.ratelimit.algorithm import Outcome, RawDecision
 from bastion.ratelimit.policies import Policy, identity_for, ip_identity
 from bastion.ratelimit.policies import Scope as IdentityScope
 from bastion.ratelimit.service import RateLimiter
@@ -26,22 +26,29 @@ from bastion.web.proxies import client_ip, parse_networks
 
 # Probes and scrapes are documented as unlimited; a blocked load balancer must still see health.
 DEFAULT_EXEMPT = ("/health", "/health/ready", "/metrics")
+# A decision's fields by position (``Decision``'s order), for the plain tuples of the local path.
+_OUTCOME, _REMAINING, _RETRY_AFTER, _RESET_AFTER = range(4)
+ALLOWED = int(Outcome.ALLOWED)
+NEWLY_BLOCKED = int(Outcome.NEWLY_BLOCKED)
 
 
-def rate_limit_headers(limit: int, decision: Decision) -> dict[str, str]:
-    """The X-RateLimit-* headers for a decision (Reset: seconds until the bucket is full again)."""
+def rate_limit_headers(limit: int, decision: RawDecision) -> dict[str, str]:
+    """The X-RateLimit-* headers for a decision (Reset: seconds until the bucket is full again).
+
+    Takes a ``Decision`` or the in-process path's plain tuple, so fields are read by index.
+    """
     return {
         "X-RateLimit-Limit": str(limit),
-        "X-RateLimit-Remaining": str(max(0, decision.remaining)),
-        "X-RateLimit-Reset": str(max(0, math.ceil(decision.reset_after))),
+        "X-RateLimit-Remaining": str(max(0, decision[_REMAINING])),
+        "X-RateLimit-Reset": str(max(0, math.ceil(decision[_RESET_AFTER]))),
     }
 
 
-def denial(decision: Decision, headers: dict[str, str]) -> BastionError:
-    """The domain error for a decision that did not admit the request."""
-    if decision.outcome in (Outcome.BLOCKED, Outcome.NEWLY_BLOCKED):
+def denial(decision: RawDecision, headers: dict[str, str]) -> BastionError:
+    """The domain error for a decision (a ``Decision`` or a plain tuple) that did not admit."""
+    if decision[_OUTCOME] in (Outcome.BLOCKED, Outcome.NEWLY_BLOCKED):
         return Blocked()
-    exc = RateLimited(retry_after=decision.retry_after)
+    exc = RateLimited(retry_after=decision[_RETRY_AFTER])
     exc.headers.update(headers)
     return exc
 
@@ -101,9 +108,17 @@ class RateLimit:
             address = ip_identity(ip)
             if principal is not None and identity != address and await limiter.blocked(address):
                 raise Blocked()
-            decision = await limiter.hit(self.policy, identity, request_id=request_id)
+            decide = limiter.decider(self.policy)
+            decision: RawDecision
+            if decide is not None:
+                # In-process storage: a plain call, no coroutine; a block it placed is announced.
+                decision = decide(identity)
+                if decision[0] == NEWLY_BLOCKED:
+                    await limiter.announce_violation_block(identity, request_id=request_id)
+            else:
+                decision = await limiter.hit(self.policy, identity, request_id=request_id)
             headers = rate_limit_headers(rule.rate.limit, decision)
-            if not decision.allowed:
+            if decision[0] != ALLOWED:
                 raise denial(decision, headers)
         except BastionError as exc:
             await self._refuse(send, exc, request_id)
