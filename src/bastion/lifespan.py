@@ -50,6 +50,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.concurrency = rate_limiting.concurrency
     app.state.session_quota = rate_limiting.sessions
     app.state.token_budget = rate_limiting.tokens
+    app.state.blocklist = rate_limiting.blocklist
     log.info(
         "startup",
         environment=settings.environment,

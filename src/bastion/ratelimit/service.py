@@ -38,7 +38,7 @@ FailMode = Literal["open", "closed"]
 Clock = Callable[[], float]
 # What a storage raises when it cannot answer: Redis errors, sockets, our own timeout.
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
-BLOCK_KINDS = ("ip", "key", "user")
+BLOCK_KINDS = ("ip", "cidr", "key", "user")
 MAX_LISTED_BLOCKS = 500
 _NEWLY_BLOCKED = int(Outcome.NEWLY_BLOCKED)
 
@@ -281,9 +281,9 @@ class RateLimiter:
             await self._notify(BlockNotice("lifted", identity, "manual", None, actor, request_id))
         return lifted
 
-    async def list_blocks(self, limit: int = MAX_LISTED_BLOCKS) -> list[Block]:
+    async def list_blocks(self, limit: int = MAX_LISTED_BLOCKS, *, kind: str | None = None) -> list[Block]:
         now = self.clock()
-        return await self.run(lambda s: s.list_blocks(now, max(1, min(limit, MAX_LISTED_BLOCKS))))
+        return await self.run(lambda s: s.list_blocks(now, max(1, min(limit, MAX_LISTED_BLOCKS)), kind))
 
     async def _notify(self, notice: BlockNotice) -> None:
         if self.on_block is None:
