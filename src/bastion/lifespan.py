@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from bastion.auth.api_key_service import build_api_keys
 from bastion.auth.runtime import IdentityRuntime
 from bastion.crypto.fields import FieldCipher
 from bastion.db.engine import backend_name, create_engine, create_sessionmaker
@@ -72,6 +73,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.identity = await IdentityRuntime.start(
         settings=settings, sessionmaker=app.state.sessionmaker, redis=redis
     )
+    app.state.api_keys = build_api_keys(settings, sessionmaker=app.state.sessionmaker, redis=redis)
     try:
         yield
     finally:

@@ -20,6 +20,7 @@ from bastion.invalidation import Watched
 from bastion.ratelimit.service import MAX_LISTED_BLOCKS, STORAGE_ERRORS, RateLimiter
 from bastion.ratelimit.storage.base import Block
 
+REFRESH_ERRORS: tuple[type[BaseException], ...] = (*STORAGE_ERRORS, ServiceUnavailable)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # A block "without expiry" still needs an end for the store: ten years.
 PERMANENT_SECONDS = 10 * 365 * 24 * 3600
@@ -91,7 +92,7 @@ class Blocklist:
         try:
             if await self.version.changed() or not self._loaded:
                 await self._reload()
-        except (*STORAGE_ERRORS, ServiceUnavailable) as exc:
+        except REFRESH_ERRORS as exc:
             # The shared store is unreachable: keep enforcing the last networks seen.
             self.limiter.log.warning("blocklist_refresh_failed", error=type(exc).__name__)
         networks = self._networks

@@ -38,7 +38,9 @@ def upgrade() -> None:
         sa.Column("last_used_at", UTCDateTime(), nullable=True),
         sa.Column("last_used_ip", sa.String(64), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_api_keys"),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_api_keys_user_id_users", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="fk_api_keys_user_id_users", ondelete="CASCADE"
+        ),
     )
     op.create_index("ix_api_keys_user_id", "api_keys", ["user_id"])
 
