@@ -257,6 +257,14 @@ class Settings(BaseSettings):
     # only from TRUSTED_PROXIES (e.g. nginx `proxy_set_header X-Client-Cert-Subject $ssl_client_s_dn`).
     mtls_client_header: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,64}$")
 
+    @field_validator("mtls_service_identities")
+    @classmethod
+    def _service_identities(cls, value: str | None) -> str | None:
+        from bastion.auth.mtls import ServiceIdentities
+
+        ServiceIdentities.parse(value)  # raises ValueError naming the expected form
+        return value
+
     @field_validator(
         "rate_limit_register",
         "rate_limit_login",

@@ -16,6 +16,7 @@ from fastapi import Request, Response
 
 from bastion.api.deps import current_principal, get_settings
 from bastion.errors import Blocked, request_id_of
+from bastion.ratelimit.algorithm import Rate
 from bastion.ratelimit.leases import ConcurrencyLimiter, Lease
 from bastion.ratelimit.policies import Policy, Scope, identity_for
 from bastion.ratelimit.service import RateLimiter
@@ -52,8 +53,16 @@ async def enforce_limit(
     Raises 429/403 like ``rate_limit``; on success sets the X-RateLimit-* headers.
     """
     limiter = get_limiter(request)
-    decision = await limiter.hit(policy, identity, cost, request_id=request_id_of(request))
-    headers = rate_limit_headers(limiter.rule(policy).rate.limit, decision)
+    rate = limiter.rule(policy).rate
+    override = None
+    principal = current_principal(request)
+    if principal is not None and principal.rate_overrides and identity.startswith("key:"):
+        # The key's own allowance (e.g. its messages per hour), counted in the same bucket.
+        limit = dict(principal.rate_overrides).get(policy.value)
+        if limit is not None:
+            override = rate = Rate(limit, rate.period, limit)
+    decision = await limiter.hit(policy, identity, cost, request_id=request_id_of(request), rate=override)
+    headers = rate_limit_headers(rate.limit, decision)
     if not decision.allowed:
         raise denial(decision, headers)
     response.headers.update(headers)

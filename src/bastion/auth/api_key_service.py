@@ -386,7 +386,7 @@ class ApiKeys:
         context = context or Context()
         await self.audit.record(
             event,
-            actor_type="user" if actor.user_id else actor.method.value,
+            actor_type="user" if actor.user_id else "system",
             actor_id=(actor.user_id or actor.subject)[:64],
             target_type="api_key",
             target_id=key.id,

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from bastion.errors import ServiceUnavailable
 from bastion.observability.logging import get_logger
-from bastion.ratelimit.algorithm import Decision, Outcome
+from bastion.ratelimit.algorithm import Decision, Outcome, Rate
 from bastion.ratelimit.escalation import Escalation
 from bastion.ratelimit.policies import Policy, PolicyRule, policy_table
 from bastion.ratelimit.storage import LimiterStorage, MemoryStorage, create_storage
@@ -178,12 +178,27 @@ class RateLimiter:
     # -- decisions ---------------------------------------------------------------------------
 
     async def hit(
-        self, policy: Policy, identity: str, cost: int = 1, *, request_id: str | None = None
+        self,
+        policy: Policy,
+        identity: str,
+        cost: int = 1,
+        *,
+        request_id: str | None = None,
+        rate: Rate | None = None,
     ) -> Decision:
-        """Spend ``cost`` of ``identity``'s allowance under ``policy``: one atomic storage call."""
+        """Spend ``cost`` of ``identity``'s allowance under ``policy``: one atomic storage call.
+
+        ``rate`` replaces the policy's rate for this identity (an API key's own allowance); the
+        bucket is the same, so changing an identity's rate never resets what it has spent.
+        """
         now = self.clock()
         local = self._local
-        if local is not None:
+        if rate is not None:
+            name, interval, tolerance = self.rules[policy].name, rate.interval, rate.tolerance
+            decision = await self.run(
+                lambda s: s.decide(identity, name, now, interval, tolerance, cost, self.escalation)
+            )
+        elif local is not None:
             # In-process storage: its per-policy decision function, constants bound (no coroutine).
             decision = local[policy](identity, now, cost)
         else:
