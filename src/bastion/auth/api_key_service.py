@@ -242,6 +242,10 @@ class ApiKeys:
         self._cache.clear()
         await self.version.bump()
 
+    async def owner_changed(self) -> None:
+        """An owner's role or standing changed: every instance re-verifies keys from the database."""
+        await self._invalidate()
+
     # -- management --------------------------------------------------------------------------
 
     async def create(

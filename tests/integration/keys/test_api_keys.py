@@ -251,17 +251,30 @@ async def test_key_owned_sessions_are_visible_only_to_that_key(make_settings: Se
         ).status_code == 200
 
 
-async def test_a_key_stops_working_when_its_owner_is_disabled(make_settings: SettingsFactory) -> None:
-    settings = identity_settings(make_settings, API_KEY_CACHE_SECONDS=0)
-    async with identity_app(settings) as (app, http):
+async def test_disabling_or_demoting_the_owner_applies_to_cached_keys_at_once(
+    make_settings: SettingsFactory,
+) -> None:
+    async with identity_app(identity_settings(make_settings, API_KEY_CACHE_SECONDS=3600)) as (app, http):
         owner_id, tokens = await user_session(http, "owner@example.com")
         created = await create_key(http, tokens["access_token"])
+        boss_id, boss_tokens = await make_admin(app, http, "boss@example.com")
+        boss_key = await create_key(http, boss_tokens["access_token"], scopes=["admin", "chat"])
         _, admin_tokens = await make_admin(app, http, "admin@example.com")
-        disabled = await http.post(
-            f"/api/admin/users/{owner_id}/disable", headers=bearer(admin_tokens["access_token"])
-        )
-        assert disabled.status_code == 200
+        admin = bearer(admin_tokens["access_token"])
+        # Both keys verified and cached.
+        assert (await http.get("/api/sessions", headers=key_header(created["key"]))).status_code == 200
+        assert (
+            await http.get("/api/admin/blocklist", headers=key_header(boss_key["key"]))
+        ).status_code == 200
+
+        assert (await http.post(f"/api/admin/users/{owner_id}/disable", headers=admin)).status_code == 200
         assert_error(await http.get("/api/sessions", headers=key_header(created["key"])), 401)
+
+        demoted = await http.post(f"/api/admin/users/{boss_id}/role", json={"role": "user"}, headers=admin)
+        assert demoted.status_code == 200
+        assert_error(await http.get("/api/admin/blocklist", headers=key_header(boss_key["key"])), 403)
+        # The key itself still works for what its owner may still do.
+        assert (await http.get("/api/sessions", headers=key_header(boss_key["key"]))).status_code == 200
 
 
 async def test_last_use_is_recorded_at_most_once_a_minute(make_settings: SettingsFactory) -> None:
