@@ -402,6 +402,12 @@ class Settings(BaseSettings):
             value = self.secret(name)
             if value is not None and (why := material.weakness(value)):
                 problems.append(f"{name} is too weak: it {why}")
+        # Static API keys are bearer secrets too: each one as strong as a generated secret.
+        for name in ("API_KEYS", "ML_API_KEYS"):
+            keys = [part.strip() for part in (self.secret(name) or "").split(",") if part.strip()]
+            for position, key in enumerate(keys, start=1):
+                if why := material.weakness(key):
+                    problems.append(f"{name} key #{position} is too weak: it {why}")
         return problems
 
     def _format_problems(self) -> list[str]:

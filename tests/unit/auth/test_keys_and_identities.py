@@ -113,3 +113,30 @@ async def test_watched_versions_are_read_at_most_once_per_interval() -> None:
     await watched.bump()  # this instance
     now[0] += 0.3
     assert not await watched.changed()
+
+
+def test_production_refuses_weak_static_keys_without_echoing_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bastion.crypto import material
+    from bastion.settings import ConfigurationError, Settings
+    from tests.unit.test_settings import strong_production_env
+
+    strong_production_env(monkeypatch)
+    monkeypatch.setenv("API_KEYS", f"{material.token()},app-key-1")
+    monkeypatch.setenv("ML_API_KEYS", "changeme-ml-key-000000000000000000")
+    with pytest.raises(ConfigurationError) as caught:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    problems = caught.value.problems
+    assert any(problem.startswith("API_KEYS key #2 is too weak") for problem in problems)
+    assert any(problem.startswith("ML_API_KEYS key #1 is too weak") for problem in problems)
+    assert not any(problem.startswith("API_KEYS key #1") for problem in problems)
+    assert "app-key-1" not in caught.value.render() and "changeme-ml" not in caught.value.render()
+    monkeypatch.setenv("API_KEYS", material.token())
+    monkeypatch.setenv("ML_API_KEYS", material.token())
+    assert Settings(_env_file=None).api_keys is not None  # type: ignore[call-arg]
+
+
+def test_service_identities_are_checked_when_settings_load() -> None:
+    from bastion.settings import ConfigurationError, load_settings
+
+    with pytest.raises(ConfigurationError, match="MTLS_SERVICE_IDENTITIES"):
+        load_settings(_env_file=None, environment="test", mtls_service_identities="CN=x")
