@@ -100,9 +100,10 @@ async def test_revoked_keys_are_refused_at_once(make_settings: SettingsFactory) 
 
 
 async def test_rotation_keeps_the_old_secret_for_the_grace_period_then_stops(
-    make_settings: SettingsFactory,
+    make_settings: SettingsFactory, database_url: str
 ) -> None:
-    settings = identity_settings(make_settings, API_KEY_ROTATION_GRACE_DAYS=7)
+    # On SQLite and PostgreSQL.
+    settings = identity_settings(make_settings, API_KEY_ROTATION_GRACE_DAYS=7, DATABASE_URL=database_url)
     async with identity_app(settings) as (app, http):
         clock = DateClock()
         use_clock(app, clock)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -95,6 +96,8 @@ async def test_blocked_keys_and_users_are_refused_before_any_route_work(
     make_settings: SettingsFactory,
 ) -> None:
     async with identity_app(identity_settings(make_settings)) as (app, http):
+        clock = FakeClock(start=time.time())
+        app.state.limiter.clock = clock
         user_id, tokens = await user_session(http, "owner@example.com")
         user = bearer(tokens["access_token"])
         key = (await create_key(http, tokens["access_token"]))["key"]
@@ -117,6 +120,10 @@ async def test_blocked_keys_and_users_are_refused_before_any_route_work(
         # The user's keys are the user's too.
         assert_error(await http.get("/api/sessions", headers=key_header(key)), 403, "blocked")
         assert (await http.get("/api/admin/blocklist", headers=admin)).status_code == 200
+        # Blocks end by themselves.
+        clock.advance(601)
+        assert (await http.get("/api/sessions", headers=user)).status_code == 200
+        assert (await http.get("/api/sessions", headers=key_header(key))).status_code == 200
         events = await audit_events(app, "ratelimit.client_blocked")
         assert [(event.target_type, event.target_id) for event in events] == [
             ("key", key_id),
