@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 
 from bastion import __version__
 from bastion.api.responses import UTF8JSONResponse
-from bastion.api.routes import admin_blocks, admin_users, api_keys, auth, chat, health
+from bastion.api.routes import admin_blocks, admin_users, api_keys, auth, chat, health, openai_compat
 from bastion.api.routes.docs import OPENAPI_URL, docs_router
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
@@ -162,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_keys.router)
     app.include_router(api_keys.admin_router)
     app.include_router(chat.router)
+    app.include_router(openai_compat.router)
     if docs:
         app.include_router(docs_router(app))
     return app

@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -13,9 +14,11 @@ from redis.asyncio import Redis
 
 from bastion.auth.api_key_service import build_api_keys
 from bastion.auth.runtime import IdentityRuntime
+from bastion.chat.wiring import build_chat_service
 from bastion.crypto.fields import FieldCipher
 from bastion.db.engine import backend_name, create_engine, create_sessionmaker
 from bastion.llm.factory import build_provider
+from bastion.maintenance import Job, Maintenance
 from bastion.observability.logging import get_logger
 from bastion.ratelimit.components import build_rate_limiting
 from bastion.settings import Settings
@@ -74,9 +77,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings=settings, sessionmaker=app.state.sessionmaker, redis=redis
     )
     app.state.api_keys = build_api_keys(settings, sessionmaker=app.state.sessionmaker, redis=redis)
+    chat = build_chat_service(app.state, settings)
+    maintenance = Maintenance(
+        [
+            Job(
+                "chat_sessions",
+                settings.maintenance_interval_seconds,
+                lambda: chat.purge_expired(retention=timedelta(days=settings.retention_days_app)),
+            )
+        ]
+    )
+    maintenance.start()
+    app.state.maintenance = maintenance
     try:
         yield
     finally:
+        await maintenance.aclose()
         await app.state.llm.aclose()
         await http_client.aclose()
         await app.state.identity.close()

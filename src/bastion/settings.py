@@ -161,6 +161,8 @@ class Settings(BaseSettings):
     llm_breaker_threshold: int = Field(5, ge=1, le=1000)
     llm_breaker_recovery_seconds: float = Field(30.0, gt=0, le=3600)
     llm_transcription_model: str = Field("whisper-1", min_length=1, max_length=128)
+    # How often each instance runs the retention purges (expired chat sessions, ...).
+    maintenance_interval_seconds: int = Field(900, ge=1, le=24 * 3600)
 
     license_url: str | None = None
     license_header: str = Field("X-License", pattern=r"^[A-Za-z0-9-]{1,64}$")

@@ -29,7 +29,7 @@ SECRET_IN_ERROR = "upstream-internal-detail-sk-leak-000"
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str = "ok"  # ok | status | slow | drop | stream_break | garbage
+    kind: str = "ok"  # ok | status | slow | drop | stream_break | garbage | slow_stream
     status: int = 200
     delay: float = 0.0
     retry_after: str | None = None
@@ -50,6 +50,11 @@ class Fault:
     @classmethod
     def stream_break(cls, after: int = 2) -> Fault:
         return cls("stream_break", chunks_before_break=after)
+
+    @classmethod
+    def slow_stream(cls, delay: float) -> Fault:
+        """Stream normally but wait ``delay`` seconds between chunks."""
+        return cls("slow_stream", delay=delay)
 
     @classmethod
     def garbage(cls) -> Fault:
@@ -231,6 +236,8 @@ class FakeUpstream:
             }
             writer.write(f"data: {json.dumps(chunk)}\n\n".encode())
             await writer.drain()
+            if fault.kind == "slow_stream":
+                await asyncio.sleep(fault.delay)
         final = {"id": "chatcmpl-stream", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         writer.write(f"data: {json.dumps(final)}\n\n".encode())
         if (request.get("stream_options") or {}).get("include_usage"):

@@ -65,7 +65,10 @@ async def enforce_limit(
     headers = rate_limit_headers(rate.limit, decision)
     if not decision.allowed:
         raise denial(decision, headers)
-    response.headers.update(headers)
+    # A route under several policies reports the tightest one: the fewest requests left.
+    current = response.headers.get("X-RateLimit-Remaining")
+    if current is None or int(headers["X-RateLimit-Remaining"]) < int(current):
+        response.headers.update(headers)
 
 
 def rate_limit(policy: Policy, *, cost: int = 1) -> Callable[[Request, Response], Awaitable[None]]:

@@ -32,6 +32,9 @@ class AuditEvent(StrEnum):
     # Rate limiting and abuse control (bastion.ratelimit)
     CLIENT_BLOCKED = "ratelimit.client_blocked"
     CLIENT_UNBLOCKED = "ratelimit.client_unblocked"
+    # Chat (ids only, never content)
+    CHAT_SESSION_CREATED = "chat.session_created"
+    CHAT_SESSION_DELETED = "chat.session_deleted"
 
     # API keys and service identities (bastion.auth.api_key_service, bastion.web.mtls)
     API_KEY_CREATED = "api_key.created"

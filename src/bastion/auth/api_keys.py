@@ -34,7 +34,7 @@ _PURPOSE_CACHE = b"bastion.api_key.cache.v1\x00"
 
 # API_KEYS: an application's keys (chat, journal, voice). ML_API_KEYS: machine clients of the
 # OpenAI-compatible /v1 surface, as a service.
-STATIC_APP_SCOPES = frozenset({"chat", "journal", "voice"})
+STATIC_APP_SCOPES = frozenset({"chat", "journal", "voice", "completions"})
 STATIC_ML_SCOPES = frozenset({"completions"})
 
 
@@ -134,7 +134,7 @@ class StaticKeys:
 
     def match(self, presented: str) -> Principal | None:
         """The principal of a configured static key; every entry is compared, no early exit."""
-        if not self.entries:
+        if not self.entries or not well_formed(presented):
             return None
         digest = self.hasher.static(presented)
         found: Principal | None = None

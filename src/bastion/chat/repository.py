@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.auth.principal import Principal
@@ -29,6 +29,11 @@ class Owner:
     @classmethod
     def of(cls, principal: Principal) -> Owner:
         return cls(user_id=principal.user_id, api_key_id=principal.api_key_id)
+
+    @property
+    def identity(self) -> str:
+        """The quota and budget identity: the key for key-owned sessions, else the user."""
+        return f"key:{self.api_key_id}" if self.api_key_id is not None else f"user:{self.user_id}"
 
     def clause(self) -> ColumnElement[bool]:
         if self.api_key_id is not None:
@@ -67,14 +72,6 @@ class ChatRepository:
         if before is not None:
             query = query.where(ChatSession.last_active_at < before)
         return (await self.session.scalars(query)).all()
-
-    async def count_active(self, *, active_since: datetime, owner: Owner | None = None) -> int:
-        query = (
-            select(func.count()).select_from(ChatSession).where(ChatSession.last_active_at >= active_since)
-        )
-        if owner is not None:
-            query = query.where(owner.clause())
-        return int((await self.session.execute(query)).scalar_one())
 
     async def delete_session(self, session_id: str, owner: Owner) -> bool:
         # Messages go with the session (ON DELETE CASCADE, and explicitly for SQLite connections

@@ -16,14 +16,16 @@ from datetime import datetime, timedelta
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bastion.chat.models import ChatMessage, ChatSession, MessageStatus, new_message_id
+from bastion.chat.models import ChatMessage, ChatSession, MessageStatus, new_message_id, new_session_id
 from bastion.chat.repository import ChatRepository, Owner
 from bastion.crypto.fields import FieldCipher, context
 from bastion.db.session import unit_of_work
 from bastion.db.types import utcnow
-from bastion.errors import Conflict, NotFound
+from bastion.errors import Conflict, NotFound, RateLimited
 from bastion.llm import base as llm
 from bastion.llm.base import GenerationOptions, Provider, StreamInterrupted, Usage
+from bastion.observability.logging import get_logger
+from bastion.ratelimit.quotas import SessionQuota, TokenBudget
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a supportive, careful assistant in a wellbeing app. Listen, reflect, and ask open "
@@ -38,12 +40,15 @@ class SessionLimitReached(Conflict):
     default_message = "Too many active chat sessions; delete one or wait for one to expire"
 
 
+class TokenBudgetExhausted(RateLimited):
+    code = "token_budget_exhausted"
+    default_message = "The daily model token budget is used up"
+
+
 @dataclass(frozen=True, slots=True)
 class ChatLimits:
     max_history_messages: int = 100
     session_ttl: timedelta = timedelta(minutes=90)
-    max_sessions_per_owner: int = 50
-    max_total_sessions: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,8 @@ class _Prepared:
     session_id: str
     user_message: MessageView
     prompt: list[llm.ChatMessage] = field(default_factory=list)
+    owner: str = ""
+    budget_left: int = -1  # -1: no budget configured
 
 
 class ChatService:
@@ -104,15 +111,20 @@ class ChatService:
         provider: Provider,
         cipher: FieldCipher,
         limits: ChatLimits,
+        quota: SessionQuota,
+        budget: TokenBudget,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._sessionmaker = sessionmaker
         self.provider = provider
         self.cipher = cipher
+        self.quota = quota
+        self.budget = budget
         self.limits = limits
         self.system_prompt = system_prompt
         self.clock = clock
+        self.log = get_logger("bastion.chat")
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -120,31 +132,34 @@ class ChatService:
         return self.clock() - self.limits.session_ttl
 
     async def create_session(self, owner: Owner, *, title: str | None) -> SessionView:
-        """A new session, within the per-owner and total caps of active sessions."""
+        """A new session, within the per-owner and total caps of active sessions (the quota)."""
         now = self.clock()
-        async with unit_of_work(self._sessionmaker) as db:
-            repo = ChatRepository(db)
-            since = self._active_since()
-            if await repo.count_active(active_since=since, owner=owner) >= self.limits.max_sessions_per_owner:
+        chat = ChatSession(
+            id=new_session_id(),
+            owner_user_id=owner.user_id,
+            owner_api_key_id=owner.api_key_id,
+            created_at=now,
+            last_active_at=now,
+            message_count=0,
+            prompt_tokens=0,
+            completion_tokens=0,
+        )
+        slot = await self.quota.acquire(chat.id, owner=owner.identity)
+        if not slot.acquired:
+            if slot.owner_active is not None and slot.owner_active >= self.quota.per_owner:
                 raise SessionLimitReached()
-            if await repo.count_active(active_since=since) >= self.limits.max_total_sessions:
-                raise SessionLimitReached("The service has too many active chat sessions; try again later")
-            chat = ChatSession(
-                owner_user_id=owner.user_id,
-                owner_api_key_id=owner.api_key_id,
-                created_at=now,
-                last_active_at=now,
-                message_count=0,
-                prompt_tokens=0,
-                completion_tokens=0,
-            )
-            await repo.add_session(chat)
+            raise SessionLimitReached("The service has too many active chat sessions; try again later")
+        try:
             if title is not None:
                 chat.title_ciphertext = self.cipher.encrypt(
                     title, aad=context("chat_sessions", "title", chat.id)
                 )
-            await db.flush()
-            return self._session_view(chat)
+            async with unit_of_work(self._sessionmaker) as db:
+                await ChatRepository(db).add_session(chat)
+        except BaseException:
+            await self.quota.release(chat.id, owner=owner.identity)
+            raise
+        return self._session_view(chat)
 
     async def list_sessions(self, owner: Owner, *, before: datetime | None, limit: int) -> list[SessionView]:
         async with unit_of_work(self._sessionmaker) as db:
@@ -161,6 +176,7 @@ class ChatService:
         async with unit_of_work(self._sessionmaker) as db:
             if not await ChatRepository(db).delete_session(session_id, owner):
                 raise NotFound("Chat session not found")
+        await self.quota.release(session_id, owner=owner.identity)
 
     async def _owned(self, repo: ChatRepository, owner: Owner, session_id: str) -> ChatSession:
         # Someone else's session, an expired one and a made-up id all look the same: 404.
@@ -181,7 +197,7 @@ class ChatService:
         next_before = items[0].seq if len(items) == size and items[0].seq > 1 else None
         return Page(items=items, next_before=next_before)
 
-    async def _prepare(self, owner: Owner, session_id: str, content: str) -> _Prepared:
+    async def _prepare(self, owner: Owner, session_id: str, content: str, *, budget_left: int) -> _Prepared:
         """Store the user's message (its own transaction) and build the prompt from recent history."""
         now = self.clock()
         async with unit_of_work(self._sessionmaker) as db:
@@ -190,6 +206,7 @@ class ChatService:
             seq = await repo.next_seq(session_id, now=now)
             message = await repo.add_message(self._sealed(session_id, seq, "user", content, now=now))
             user_view = self._message_view(message)
+        await self.quota.touch(session_id, owner=owner.identity)
         async with unit_of_work(self._sessionmaker) as db:
             recent = await ChatRepository(db).recent_messages(
                 session_id, limit=self.limits.max_history_messages
@@ -198,14 +215,22 @@ class ChatService:
             for row in recent:
                 if row.role in ("user", "assistant"):
                     prompt.append(llm.ChatMessage(row.role, self._open(row)))  # type: ignore[arg-type]
-        return _Prepared(session_id=session_id, user_message=user_view, prompt=prompt)
+        return _Prepared(
+            session_id=session_id,
+            user_message=user_view,
+            prompt=prompt,
+            owner=owner.identity,
+            budget_left=budget_left,
+        )
 
     async def send(
         self, owner: Owner, session_id: str, content: str, options: GenerationOptions
     ) -> MessageView:
         """Post a message and return the stored reply. Upstream failures raise after the message is kept."""
-        prepared = await self._prepare(owner, session_id, content)
+        budget_left = await self._budget_left(owner)
+        prepared = await self._prepare(owner, session_id, content, budget_left=budget_left)
         completion = await self.provider.complete(prepared.prompt, options)
+        await self._spend(prepared, completion.usage)
         return await self._store_reply(
             session_id,
             completion.content,
@@ -222,7 +247,8 @@ class ChatService:
         Errors before the first chunk (unknown session, breaker open) raise from the first
         ``__anext__``, so the caller can still answer with a plain error response.
         """
-        prepared = await self._prepare(owner, session_id, content)
+        budget_left = await self._budget_left(owner)
+        prepared = await self._prepare(owner, session_id, content, budget_left=budget_left)
         return self._stream_reply(prepared, options)
 
     async def _stream_reply(
@@ -237,6 +263,7 @@ class ChatService:
                     produced.append(chunk.delta)
                     yield StreamEvent(delta=chunk.delta)
                 usage = chunk.usage or usage
+            await self._spend(prepared, usage or Usage.estimate(prepared.prompt, "".join(produced)))
             message = await self._store_reply(
                 prepared.session_id,
                 "".join(produced),
@@ -255,6 +282,20 @@ class ChatService:
                 # The client went away mid-stream (or the task was cancelled): keep what was made.
                 with anyio.CancelScope(shield=True):
                     await self._store_partial(prepared.session_id, "".join(produced))
+
+    async def _budget_left(self, owner: Owner) -> int:
+        """Tokens left today (-1: no budget). Refuses before anything is stored when none are left."""
+        state = await self.budget.consume(owner.identity, 0)
+        if not state.allowed or state.remaining == 0:
+            raise TokenBudgetExhausted(retry_after=seconds_to_midnight(self.clock()))
+        return state.remaining
+
+    async def _spend(self, prepared: _Prepared, usage: Usage) -> None:
+        # All-or-nothing spending would leave an overshooting reply unrecorded; spend what is left
+        # instead, so the budget is used up and the next request is refused.
+        if prepared.budget_left < 0:
+            return
+        await self.budget.consume(prepared.owner, min(usage.total_tokens, prepared.budget_left))
 
     async def _store_partial(self, session_id: str, text: str) -> MessageView:
         return await self._store_reply(
@@ -283,6 +324,16 @@ class ChatService:
             message.provider = self.provider.name
             message.model = model
             if usage is not None:
+                # Token accounting: per message, per session, and a log event for usage metrics.
+                self.log.info(
+                    "model_usage",
+                    session_id=session_id,
+                    provider=self.provider.name,
+                    model=model,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    status=str(status),
+                )
                 message.prompt_tokens = usage.prompt_tokens
                 message.completion_tokens = usage.completion_tokens
                 await repo.add_usage(
@@ -339,7 +390,18 @@ class ChatService:
             offline=message.provider == "offline",
         )
 
-    async def purge_idle(self) -> int:
-        """Delete sessions idle longer than the TTL (run on a schedule)."""
+    async def purge_expired(self, *, retention: timedelta) -> int:
+        """Delete sessions (with their messages) idle for longer than ``retention``.
+
+        An idle session stops being reachable after SESSION_TTL_MINUTES; its data is kept for the
+        retention period (RETENTION_DAYS_APP) and then deleted by this scheduled purge.
+        """
         async with unit_of_work(self._sessionmaker) as db:
-            return await ChatRepository(db).purge_idle(idle_before=self._active_since())
+            return await ChatRepository(db).purge_idle(
+                idle_before=self.clock() - max(retention, self.limits.session_ttl)
+            )
+
+
+def seconds_to_midnight(now: datetime) -> float:
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (tomorrow - now).total_seconds()

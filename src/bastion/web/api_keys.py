@@ -6,7 +6,8 @@ branch inside it: the key policy answers by itself (401 for a bad key, on any ro
 key is never silently ignored) while the token layer never does, and it can then be adopted alone
 by an app that has no accounts at all (static keys).
 
-The key is read from API_KEY_HEADER (``X-API-Key``) or from ``Authorization: Bearer bst_...``;
+The key is read from API_KEY_HEADER (``X-API-Key``) or from ``Authorization: Bearer bst_...`` (or a
+bearer value that is a configured static key);
 exactly one of each header, at most one key. Every failure (empty, too long, wrong prefix,
 non-ASCII, unknown id, wrong secret, revoked, expired, past its rotation grace) answers the same
 401 with ``WWW-Authenticate: Bearer``, is audited with the reason and the key id when known, and
@@ -87,8 +88,10 @@ class ApiKeyAuthentication:
             return
         await self.app(scope, receive, send)
 
-    def _presented(self, scope: Scope) -> tuple[str | None, bool]:
-        """(the key, whether the request also carries a user's token); 401 for ambiguous input."""
+    def _presented(self, scope: Scope) -> tuple[str | None, str | None, bool]:
+        """(the key, another bearer value, whether an access cookie came without Authorization).
+
+        401 for ambiguous input (two keys)."""
         keys: list[bytes] = []
         authorization: list[bytes] = []
         for name, value in scope.get("headers", ()):
@@ -96,27 +99,37 @@ class ApiKeyAuthentication:
                 keys.append(value)
             elif name == b"authorization":
                 authorization.append(value)
-        user_token = False
+        other_bearer: str | None = None
+        cookie = False
         if len(authorization) == 1:
             scheme, _, value = authorization[0].strip().partition(b" ")
             value = value.strip()
             if scheme.lower() == b"bearer" and value.startswith(PREFIX.encode()):
                 keys.append(value)
             elif scheme.lower() == b"bearer":
-                user_token = True
+                other_bearer = value.decode("latin-1")
         elif not authorization:
-            user_token = ACCESS_COOKIE in request_cookies(scope)
+            cookie = ACCESS_COOKIE in request_cookies(scope)
         if len(keys) > 1:
             raise Unauthorized(INVALID_KEY)
-        if not keys:
-            return None, user_token
         # latin-1 keeps every byte; non-ASCII keys are then refused like any malformed key.
-        return keys[0].decode("latin-1").strip(), user_token
+        key = keys[0].decode("latin-1").strip() if keys else None
+        return key, other_bearer, cookie
 
     async def _authenticate(self, scope: Scope, state: dict[str, Any]) -> None:
-        presented, user_token = self._presented(scope)
+        presented, other_bearer, cookie = self._presented(scope)
+        runtime = self._runtime(scope)
+        user_token = cookie or other_bearer is not None
+        # Static keys have no prefix; clients such as the OpenAI SDK send them as bearer tokens.
+        # A bearer value that is a configured static key is that key, not an access token.
+        if (
+            presented is None
+            and other_bearer is not None
+            and runtime is not None
+            and runtime.static.match(other_bearer) is not None
+        ):
+            presented, user_token = other_bearer, False
         if presented is not None:
-            runtime = self._runtime(scope)
             if runtime is None:
                 raise ServiceUnavailable("Authentication is not available", retry_after=1)
             ip = state.get("client_ip")

@@ -25,8 +25,18 @@ NEW_PASSWORD = "Another-Battery-7y?"
 CHEAP_HASHING: dict[str, Any] = {"ARGON2_MEMORY_KIB": 256, "ARGON2_TIME_COST": 1, "BCRYPT_ROUNDS": 4}
 
 
+# Flows that are not about limits run under generous ones; tests of the limits set their own.
+GENEROUS_LIMITS: dict[str, Any] = {
+    "RATE_LIMIT_REGISTER": "1000/minute",
+    "RATE_LIMIT_LOGIN": "1000/minute",
+    "RATE_LIMIT_REFRESH": "1000/minute",
+    "RATE_LIMIT_PASSWORD_RESET": "1000/minute",
+    "RATE_LIMIT_BLOCK_AUTH_FAILURES": 0,
+}
+
+
 def identity_settings(make_settings: SettingsFactory, **overrides: Any) -> Settings:
-    return make_settings(**{**CHEAP_HASHING, **overrides})
+    return make_settings(**{**CHEAP_HASHING, **GENEROUS_LIMITS, **overrides})
 
 
 @asynccontextmanager

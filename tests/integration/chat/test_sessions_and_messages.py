@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from bastion.chat.models import ChatMessage, ChatSession
 from tests.conftest import SettingsFactory
-from tests.integration.auth.helpers import assert_error
+from tests.integration.auth.helpers import assert_error, audit_events
 from tests.integration.chat.conftest import chat_app, new_session, other_user
 
 
@@ -56,6 +56,13 @@ async def test_conversation_flow_on_each_backend(
         assert title is not None and "Evening" not in title
         deleted = await http.delete(f"/api/sessions/{session['id']}", headers=auth)
         assert deleted.status_code == 204
+        audited = await audit_events(app)
+        chat_events = [(r.event, r.target_id) for r in audited if r.event.startswith("chat.")]
+        assert chat_events == [
+            ("chat.session_created", session["id"]),
+            ("chat.session_deleted", session["id"]),
+        ]
+        assert all("Evening" not in str(r.details) for r in audited)
         assert_error(await http.get(f"/api/sessions/{session['id']}", headers=auth), 404)
         async with app.state.sessionmaker() as db:
             assert (await db.scalars(select(ChatMessage))).all() == []
@@ -175,12 +182,18 @@ async def test_idle_sessions_expire(make_settings: SettingsFactory) -> None:
         )
         assert_error(response, 404)
         assert (await http.get("/api/sessions", headers=auth)).json()["items"] == []
-        from starlette.requests import Request
 
-        from bastion.api.routes.chat import chat_service
-
-        request = Request({"type": "http", "app": app, "headers": [], "state": {}})
-        assert await chat_service(request).purge_idle() == 1
+        # Expired but within RETENTION_DAYS_APP: kept; past it, the scheduled purge deletes it.
+        [job] = app.state.maintenance.jobs
+        assert await app.state.maintenance.run_once(job) == 0
+        async with app.state.sessionmaker() as db, db.begin():
+            await db.execute(
+                update(ChatSession).values(last_active_at=datetime.now(UTC) - timedelta(days=31))
+            )
+        assert await app.state.maintenance.run_once(job) == 1
+        async with app.state.sessionmaker() as db:
+            assert (await db.scalars(select(ChatSession))).all() == []
+            assert (await db.scalars(select(ChatMessage))).all() == []
 
 
 async def test_history_pages_backwards(make_settings: SettingsFactory) -> None:

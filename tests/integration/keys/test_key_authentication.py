@@ -190,7 +190,7 @@ async def test_static_keys_have_documented_scopes_and_stable_ids(make_settings: 
         assert first.method.value == "static_key" and first.role.value == "user"
         ml_principal = await app.state.api_keys.authenticate(STATIC_ML_KEY)
         assert ml_principal.role.value == "service" and ml_principal.scopes == {"completions:use"}
-        assert first.scopes == {"chat:use", "journal:use", "voice:use"}
+        assert first.scopes == {"chat:use", "journal:use", "voice:use", "completions:use"}
         # Near misses of a static key are refused.
         for near in (STATIC_APP_KEY[:-1], STATIC_APP_KEY + "0", STATIC_APP_KEY.upper()):
             assert_error(await http.get("/api/sessions", headers=key_header(near)), 401)
@@ -212,3 +212,36 @@ async def test_without_a_grace_period_rotation_ends_the_old_secret_at_once(
         assert rotated["previous_valid_until"] is None
         assert_error(await http.get("/api/sessions", headers=key_header(created["key"])), 401)
         assert (await http.get("/api/sessions", headers=key_header(rotated["key"]))).status_code == 200
+
+
+async def test_the_openai_compatible_surface_takes_keys_with_the_completions_scope(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = identity_settings(make_settings, ML_API_KEYS=STATIC_ML_KEY, REQUIRE_API_KEY=True)
+    body = {"model": "any", "messages": [{"role": "user", "content": "I feel sad."}]}
+    async with identity_app(settings) as (_app, http):
+        _, tokens = await user_session(http, "owner@example.com")
+        # The ML key, as the official SDK sends it (bearer) and in the key header.
+        for headers in (bearer(STATIC_ML_KEY), key_header(STATIC_ML_KEY)):
+            response = await http.post("/v1/chat/completions", json=body, headers=headers)
+            assert response.status_code == 200, response.text
+        completions = await create_key(http, tokens["access_token"], scopes=["completions"])
+        assert (
+            await http.post("/v1/chat/completions", json=body, headers=bearer(completions["key"]))
+        ).status_code == 200
+        chat_only = await create_key(http, tokens["access_token"], scopes=["chat"])
+        assert_error(
+            await http.post("/v1/chat/completions", json=body, headers=bearer(chat_only["key"])), 403
+        )
+        # REQUIRE_API_KEY: a token alone does not reach /v1.
+        assert_error(
+            await http.post("/v1/chat/completions", json=body, headers=bearer(tokens["access_token"])), 401
+        )
+
+
+async def test_bearer_values_are_checked_against_static_keys_safely(make_settings: SettingsFactory) -> None:
+    async with identity_app(identity_settings(make_settings, API_KEYS=STATIC_APP_KEY)) as (_app, http):
+        assert (await http.get("/api/sessions", headers=bearer(STATIC_APP_KEY))).status_code == 200
+        for value in (b"\xff\xfe\xfd", "é".encode() * 10, b"x" * 5000, b"eyJ.not.a.jwt"):
+            response = await http.get("/api/sessions", headers=[(b"Authorization", b"Bearer " + value)])
+            assert_error(response, 401)

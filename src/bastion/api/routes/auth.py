@@ -22,6 +22,7 @@ from bastion.api.deps import (
     identity_service,
     require_user,
 )
+from bastion.api.ratelimit import enforce_limit, get_limiter, rate_limit, request_client_ip
 from bastion.api.responses import UTF8JSONResponse as JSONResponse
 from bastion.api.schemas.auth import (
     Accepted,
@@ -42,7 +43,8 @@ from bastion.auth.emails import InvalidEmail, normalize_email
 from bastion.auth.principal import AuthMethod, Principal
 from bastion.auth.runtime import IdentityRuntime
 from bastion.auth.service import Context, IdentityService, TokenPair
-from bastion.errors import CsrfRejected, Unauthorized
+from bastion.errors import CsrfRejected, Unauthorized, request_id_of
+from bastion.ratelimit.policies import Policy, email_identity
 from bastion.web.authentication import ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE, request_cookies
 
 router = APIRouter(prefix="/api/auth", tags=["auth"], dependencies=[Depends(require_json)])
@@ -112,22 +114,42 @@ def _session_response(
     return response
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserOut,
+    dependencies=[Depends(rate_limit(Policy.REGISTER))],
+)
 async def register(body: RegisterRequest, service: Service, context: Ctx) -> UserOut:
     """Create an account. A taken email gets the same answer (no account enumeration)."""
     registered = await service.register(body.email, body.password, context)
     return UserOut(id=registered.id, email=registered.email, role=registered.role)
 
 
-@router.post("/login", response_model=TokenResponse | CookieSessionResponse)
+@router.post(
+    "/login",
+    response_model=TokenResponse | CookieSessionResponse,
+    dependencies=[Depends(rate_limit(Policy.LOGIN))],
+)
 async def login(
     body: LoginRequest, request: Request, service: Service, runtime: Runtime, context: Ctx
 ) -> TokenResponse | JSONResponse:
-    pair = await service.login(body.email, body.password, context)
+    try:
+        pair = await service.login(body.email, body.password, context)
+    except Unauthorized:
+        # Failed logins feed the per-address abuse counter: enough of them block the address.
+        await get_limiter(request).record_failed_authentication(
+            ip=request_client_ip(request), request_id=request_id_of(request)
+        )
+        raise
     return _session_response(pair, cookie=body.mode == "cookie", request=request, runtime=runtime)
 
 
-@router.post("/refresh", response_model=TokenResponse | CookieSessionResponse)
+@router.post(
+    "/refresh",
+    response_model=TokenResponse | CookieSessionResponse,
+    dependencies=[Depends(rate_limit(Policy.REFRESH))],
+)
 async def refresh(
     request: Request,
     service: Service,
@@ -208,18 +230,31 @@ async def change_password(
     )
 
 
-@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
-async def password_reset(body: PasswordResetRequest, service: Service, context: Ctx) -> Accepted:
+@router.post(
+    "/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    dependencies=[Depends(rate_limit(Policy.PASSWORD_RESET))],
+)
+async def password_reset(
+    body: PasswordResetRequest, request: Request, response: Response, service: Service, context: Ctx
+) -> Accepted:
     """Always 202: whether the address has an account is never revealed."""
     try:
         email = normalize_email(body.email)
     except InvalidEmail:
         return Accepted()
+    # Per address as well as per client: one inbox cannot be flooded from many addresses.
+    await enforce_limit(request, response, Policy.PASSWORD_RESET_EMAIL, email_identity(email))
     await service.request_password_reset(email, context)
     return Accepted()
 
 
-@router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/password-reset/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[Depends(rate_limit(Policy.PASSWORD_RESET))],
+)
 async def password_reset_confirm(body: PasswordResetConfirm, service: Service, context: Ctx) -> Response:
     await service.confirm_password_reset(body.token, body.new_password, context)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

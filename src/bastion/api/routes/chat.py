@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from bastion.api.content_types import require_json
 from bastion.api.deps import get_settings, require
+from bastion.api.ratelimit import concurrency_limit, rate_limit, request_client_ip
 from bastion.api.schemas.chat import (
     MessageCreate,
     MessageOut,
@@ -22,14 +23,18 @@ from bastion.api.schemas.chat import (
     SessionOut,
     VoiceReply,
 )
+from bastion.audit.events import AuditEvent
+from bastion.audit.service import AuditService
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.chat.audio import check_audio
 from bastion.chat.repository import Owner
-from bastion.chat.service import ChatLimits, ChatService, StreamEvent
+from bastion.chat.service import ChatService, StreamEvent
 from bastion.chat.upload import receive_upload
+from bastion.chat.wiring import build_chat_service
 from bastion.errors import BastionError, InvalidField, error_body, request_id_of
 from bastion.llm.base import GenerationOptions
+from bastion.ratelimit.policies import Policy
 from bastion.settings import Settings
 
 router = APIRouter(prefix="/api/sessions", tags=["chat"])
@@ -38,19 +43,7 @@ ChatUser = Annotated[Principal, Depends(require(Permission.CHAT_USE))]
 
 
 def chat_service(request: Request) -> ChatService:
-    settings = get_settings(request)
-    state = request.app.state
-    return ChatService(
-        sessionmaker=state.sessionmaker,
-        provider=state.llm,
-        cipher=state.cipher,
-        limits=ChatLimits(
-            max_history_messages=settings.max_history_messages,
-            session_ttl=timedelta(minutes=settings.session_ttl_minutes),
-            max_sessions_per_owner=settings.max_sessions_per_api_key,
-            max_total_sessions=settings.max_total_sessions,
-        ),
-    )
+    return build_chat_service(request.app.state, get_settings(request))
 
 
 Service = Annotated[ChatService, Depends(chat_service)]
@@ -66,12 +59,29 @@ def _checked_content(content: str, settings: Settings, *, field: str = "body.con
     return content
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(require_json)])
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(require_json), Depends(rate_limit(Policy.SESSIONS_CREATE))],
+)
 async def create_session(
-    principal: ChatUser, service: Service, body: SessionCreate | None = None
+    request: Request, principal: ChatUser, service: Service, body: SessionCreate | None = None
 ) -> SessionOut:
     view = await service.create_session(Owner.of(principal), title=body.title if body else None)
+    await _audit(request, principal, AuditEvent.CHAT_SESSION_CREATED, view.id)
     return SessionOut.of(view)
+
+
+async def _audit(request: Request, principal: Principal, event: AuditEvent, session_id: str) -> None:
+    await AuditService(sessionmaker=request.app.state.sessionmaker).record(
+        event,
+        actor_type="api_key" if principal.api_key_id else "user",
+        actor_id=principal.api_key_id or principal.user_id,
+        target_type="chat_session",
+        target_id=session_id,
+        ip=request_client_ip(request),
+        request_id=request_id_of(request),
+    )
 
 
 @router.get("")
@@ -92,8 +102,11 @@ async def get_session(session_id: SessionId, principal: ChatUser, service: Servi
 
 
 @router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_session(session_id: SessionId, principal: ChatUser, service: Service) -> Response:
+async def delete_session(
+    session_id: SessionId, request: Request, principal: ChatUser, service: Service
+) -> Response:
     await service.delete_session(Owner.of(principal), session_id)
+    await _audit(request, principal, AuditEvent.CHAT_SESSION_DELETED, session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -117,7 +130,15 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
 
 
-@router.post("/{session_id}/messages", dependencies=[Depends(require_json)], response_model=MessageOut)
+@router.post(
+    "/{session_id}/messages",
+    dependencies=[
+        Depends(require_json),
+        Depends(rate_limit(Policy.MESSAGES)),
+        Depends(rate_limit(Policy.MESSAGES_HOURLY)),
+    ],
+    response_model=MessageOut,
+)
 async def post_message(
     session_id: SessionId, body: MessageCreate, request: Request, principal: ChatUser, service: Service
 ) -> Response | MessageOut:
@@ -186,7 +207,11 @@ _VOICE_BODY = {
 }
 
 
-@router.post("/{session_id}/voice-chat", openapi_extra=_VOICE_BODY)
+@router.post(
+    "/{session_id}/voice-chat",
+    openapi_extra=_VOICE_BODY,
+    dependencies=[Depends(rate_limit(Policy.VOICE)), Depends(concurrency_limit(Policy.VOICE))],
+)
 async def voice_chat(
     session_id: SessionId, request: Request, principal: ChatUser, service: Service
 ) -> VoiceReply:

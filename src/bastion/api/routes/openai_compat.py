@@ -1,0 +1,176 @@
+# SPDX-License-Identifier: Apache-2.0
+"""POST /v1/chat/completions: OpenAI-compatible, so existing clients and SDKs work with Bastion keys.
+
+Stateless (the client sends the conversation, nothing is stored), under the same permission,
+rate-limit policies and daily token budget as /api/sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from bastion.api.content_types import require_json
+from bastion.api.deps import get_settings, require
+from bastion.api.ratelimit import rate_limit
+from bastion.api.schemas.openai_compat import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionRequest,
+    Choice,
+    CompletionUsage,
+)
+from bastion.auth.permissions import Permission
+from bastion.auth.principal import Principal
+from bastion.chat.completions import CompletionService
+from bastion.chat.repository import Owner
+from bastion.errors import BastionError, InvalidField, error_body, request_id_of
+from bastion.llm import base as llm
+from bastion.llm.base import GenerationOptions, Usage
+from bastion.ratelimit.policies import Policy
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["openai-compatible"],
+    dependencies=[
+        Depends(require_json),
+        Depends(rate_limit(Policy.MESSAGES)),
+        Depends(rate_limit(Policy.MESSAGES_HOURLY)),
+    ],
+)
+# `completions:use`: users hold it by role; keys need the `completions` scope (ML_API_KEYS have it).
+Caller = Annotated[Principal, Depends(require(Permission.COMPLETIONS_USE))]
+
+
+def completion_service(request: Request) -> CompletionService:
+    return CompletionService(provider=request.app.state.llm, budget=request.app.state.token_budget)
+
+
+Service = Annotated[CompletionService, Depends(completion_service)]
+
+
+def _messages(body: ChatCompletionRequest, request: Request) -> list[llm.ChatMessage]:
+    settings = get_settings(request)
+    if len(body.messages) > settings.max_history_messages + 1:
+        raise InvalidField(
+            "body.messages", "too_long", f"At most {settings.max_history_messages + 1} messages per request"
+        )
+    out: list[llm.ChatMessage] = []
+    for index, message in enumerate(body.messages):
+        text = message.text()
+        if len(text) > settings.max_message_length:
+            raise InvalidField(
+                f"body.messages.{index}.content",
+                "string_too_long",
+                f"String should have at most {settings.max_message_length} characters",
+            )
+        role = "system" if message.role == "developer" else message.role
+        out.append(llm.ChatMessage(role, text))
+    if not any(m.role == "user" and m.content.strip() for m in out):
+        raise InvalidField(
+            "body.messages", "no_user_message", "At least one non-empty user message is required"
+        )
+    return out
+
+
+def _usage(usage: Usage) -> CompletionUsage:
+    return CompletionUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+@router.post("/chat/completions", response_model=ChatCompletion)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, principal: Caller, service: Service
+) -> ChatCompletion | StreamingResponse:
+    messages = _messages(body, request)
+    options = GenerationOptions(
+        max_tokens=body.max_completion_tokens or body.max_tokens, temperature=body.temperature
+    )
+    owner = Owner.of(principal)
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    if not body.stream:
+        result = await service.complete(owner, messages, options)
+        return ChatCompletion(
+            id=completion_id,
+            created=created,
+            model=result.model,
+            choices=[
+                Choice(message=AssistantMessage(content=result.content), finish_reason=result.finish_reason)
+            ],
+            usage=_usage(result.usage),
+        )
+    chunks = await service.stream(owner, messages, options)
+    first = await anext(chunks)  # errors before the first chunk are plain JSON errors
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    model = request.app.state.llm.model
+    return StreamingResponse(
+        _sse(
+            first,
+            chunks,
+            request,
+            completion_id=completion_id,
+            created=created,
+            model=model,
+            usage=include_usage,
+        ),
+        media_type="text/event-stream; charset=utf-8",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _sse(
+    first: llm.StreamChunk,
+    rest: AsyncIterator[llm.StreamChunk],
+    request: Request,
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    usage: bool,
+) -> AsyncIterator[bytes]:
+    def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        payload = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": choices,
+            **extra,
+        }
+        return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+    async def chunks() -> AsyncIterator[llm.StreamChunk]:
+        yield first
+        async for chunk in rest:
+            yield chunk
+
+    yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+    try:
+        async for chunk in chunks():
+            if chunk.delta:
+                yield event([{"index": 0, "delta": {"content": chunk.delta}, "finish_reason": None}])
+            if chunk.finish_reason is not None:
+                yield event([{"index": 0, "delta": {}, "finish_reason": chunk.finish_reason}])
+                if usage and chunk.usage is not None:
+                    yield event([], usage=_usage(chunk.usage).model_dump())
+    except BastionError as exc:
+        # The OpenAI wire format reports a failure inside a stream as an "error" object.
+        detail = error_body(
+            status_code=exc.status_code, code=exc.code, message=exc.message, request_id=request_id_of(request)
+        )["detail"]
+        error = {"message": detail["message"], "type": detail["error"], "code": detail["error"]}
+        yield f"data: {json.dumps({'error': error})}\n\n".encode()
+        return
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
+    yield b"data: [DONE]\n\n"

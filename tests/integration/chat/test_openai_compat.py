@@ -1,0 +1,121 @@
+# SPDX-License-Identifier: Apache-2.0
+"""/v1/chat/completions in-process: the wire format, validation and limits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import SettingsFactory
+from tests.integration.auth.helpers import assert_error
+from tests.integration.chat.conftest import chat_app, upstream_settings
+from tests.support.fake_upstream import FakeUpstream, Fault
+
+URL = "/v1/chat/completions"
+
+
+def chunks(text: str) -> list[object]:
+    out: list[object] = []
+    for block in text.strip().split("\n\n"):
+        data = block.removeprefix("data: ")
+        out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+async def test_completion_shape(make_settings: SettingsFactory) -> None:
+    async with chat_app(make_settings) as (_app, http, auth):
+        body = {
+            "model": "anything",
+            "messages": [
+                {"role": "system", "content": "Be kind."},
+                {"role": "user", "content": "I feel sad."},
+            ],
+        }
+        response = await http.post(URL, json=body, headers=auth)
+        assert response.status_code == 200, response.text
+        data = response.json()
+        assert data["object"] == "chat.completion" and data["id"].startswith("chatcmpl-")
+        assert data["choices"][0]["message"]["role"] == "assistant"
+        assert "sad" in data["choices"][0]["message"]["content"]
+        usage = data["usage"]
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+
+
+async def test_stream_shape_with_usage(make_settings: SettingsFactory) -> None:
+    async with chat_app(make_settings) as (_app, http, auth):
+        body = {
+            "model": "m",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "I am tired."}]}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        response = await http.post(URL, json=body, headers=auth)
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        events = chunks(response.text)
+        assert events[-1] == "[DONE]"
+        first, *middle, finish, usage, _done = events
+        assert first["choices"][0]["delta"]["role"] == "assistant"  # type: ignore[index]
+        text = "".join(e["choices"][0]["delta"]["content"] for e in middle)  # type: ignore[index]
+        assert "tired" in text
+        assert finish["choices"][0]["finish_reason"] == "stop"  # type: ignore[index]
+        assert usage["choices"] == [] and usage["usage"]["completion_tokens"] > 0  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "m", "messages": []},
+        {"model": "m", "messages": [{"role": "tool", "content": "x"}]},
+        {"model": "m", "messages": [{"role": "system", "content": "only a system prompt"}]},
+        {"model": "m", "messages": [{"role": "user", "content": "   "}]},
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 2},
+        {"model": "m", "messages": [{"role": "user", "content": "x" * 101}]},
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "http://x"}]}],
+        },
+        {"model": "", "messages": [{"role": "user", "content": "hi"}]},
+        {"messages": [{"role": "user", "content": "hi"}]},
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}] * 12},
+    ],
+)
+async def test_invalid_requests_are_422(make_settings: SettingsFactory, body: dict[str, object]) -> None:
+    async with chat_app(make_settings, MAX_MESSAGE_LENGTH=100, MAX_HISTORY_MESSAGES=10) as (_app, http, auth):
+        assert_error(await http.post(URL, json=body, headers=auth), 422, "validation_error")
+
+
+async def test_anonymous_and_wrong_content_type(make_settings: SettingsFactory) -> None:
+    async with chat_app(make_settings) as (_app, http, auth):
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        assert_error(await http.post(URL, json=body), 401)
+        assert_error(
+            await http.post(URL, content=json.dumps(body), headers={**auth, "Content-Type": "text/plain"}),
+            415,
+        )
+
+
+async def test_upstream_failures_through_v1(make_settings: SettingsFactory, upstream: FakeUpstream) -> None:
+    async with chat_app(make_settings, **upstream_settings(upstream, LLM_MAX_RETRIES=0)) as (
+        _app,
+        http,
+        auth,
+    ):
+        body = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
+        ok = await http.post(URL, json=body, headers=auth)
+        assert ok.json()["choices"][0]["message"]["content"] == "echo: hello there"
+        assert ok.json()["model"] == "fake-model"
+        upstream.script(Fault.status_code(500))
+        assert_error(await http.post(URL, json=body, headers=auth), 502, "upstream_error")
+        upstream.script(Fault.stream_break(after=1))
+        broken = await http.post(URL, json={**body, "stream": True}, headers=auth)
+        events = chunks(broken.text)
+        assert events[-1] != "[DONE]"
+        assert events[-1]["error"]["code"] == "upstream_error"  # type: ignore[index]
+
+
+async def test_token_budget_applies_to_v1(make_settings: SettingsFactory) -> None:
+    async with chat_app(make_settings, RATE_LIMIT_TOKEN_BUDGET_PER_DAY=20) as (_app, http, auth):
+        body = {"model": "m", "messages": [{"role": "user", "content": "I feel anxious about work today."}]}
+        assert (await http.post(URL, json=body, headers=auth)).status_code == 200
+        assert_error(await http.post(URL, json=body, headers=auth), 429, "token_budget_exhausted")
