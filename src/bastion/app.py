@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 
 from bastion import __version__
 from bastion.api.responses import UTF8JSONResponse
-from bastion.api.routes import admin_blocks, admin_users, auth, chat, health, openai_compat
+from bastion.api.routes import admin_blocks, admin_users, api_keys, auth, chat, health, openai_compat
 from bastion.api.routes.docs import OPENAPI_URL, docs_router
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
@@ -31,8 +31,11 @@ from bastion.web import (
     TrustedHosts,
     UnhandledErrors,
 )
+from bastion.web.api_keys import ApiKeyAuthentication
 from bastion.web.authentication import Authentication
+from bastion.web.blocklist import PrincipalBlocks
 from bastion.web.body_limit import MIB
+from bastion.web.mtls import ClientCertificates
 
 # Routes whose bodies may exceed MAX_REQUEST_BODY_BYTES: the audio upload, plus room for the
 # multipart framing around it.
@@ -82,6 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # 10. UnhandledErrors: its 500 still passes through every header layer above.
     # 11. Authentication: sets scope["state"]["principal"] and never answers by itself (route
     #     dependencies give the 401/403); inside UnhandledErrors so its failures get the shape.
+    #     Policies compose, first identity wins, outermost first: ClientCertificates (mutual-TLS
+    #     service identity), ApiKeyAuthentication (managed and static keys; answers 401 for a bad
+    #     key and enforces REQUIRE_API_KEY), then Authentication (JWT bearer or cookie).
+    # 12. PrincipalBlocks: blocked API keys and users get 403 once they are known, before routing.
     middleware = [
         Middleware(RequestContext),
         Middleware(ProxyHeaders, trusted_proxies=settings.trusted_proxies),
@@ -117,7 +124,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             license_url=license_url,
         ),
         Middleware(UnhandledErrors, license_url=license_url),
+        Middleware(
+            ClientCertificates,
+            identities=settings.mtls_service_identities,
+            client_header=settings.mtls_client_header,
+            trusted_proxies=settings.trusted_proxies,
+        ),
+        Middleware(
+            ApiKeyAuthentication,
+            header=settings.api_key_header,
+            require_api_key=bool(settings.require_api_key),
+            trusted_proxies=settings.trusted_proxies,
+            license_url=license_url,
+        ),
         Middleware(Authentication, trusted_proxies=settings.trusted_proxies),
+        Middleware(PrincipalBlocks, license_url=license_url),
     ]
     app = FastAPI(
         title="Bastion",
@@ -138,6 +159,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(admin_users.router)
     app.include_router(admin_blocks.router)
+    app.include_router(api_keys.router)
+    app.include_router(api_keys.admin_router)
     app.include_router(chat.router)
     app.include_router(openai_compat.router)
     if docs:

@@ -12,6 +12,7 @@ import httpx
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from bastion.auth.api_key_service import build_api_keys
 from bastion.auth.runtime import IdentityRuntime
 from bastion.chat.wiring import build_chat_service
 from bastion.crypto.fields import FieldCipher
@@ -53,6 +54,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.concurrency = rate_limiting.concurrency
     app.state.session_quota = rate_limiting.sessions
     app.state.token_budget = rate_limiting.tokens
+    app.state.blocklist = rate_limiting.blocklist
     log.info(
         "startup",
         environment=settings.environment,
@@ -74,6 +76,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.identity = await IdentityRuntime.start(
         settings=settings, sessionmaker=app.state.sessionmaker, redis=redis
     )
+    app.state.api_keys = build_api_keys(settings, sessionmaker=app.state.sessionmaker, redis=redis)
     chat = build_chat_service(app.state, settings)
     maintenance = Maintenance(
         [

@@ -244,6 +244,29 @@ class Settings(BaseSettings):
     rate_limit_voice_lease_seconds: int = Field(600, ge=1)  # a dead instance's voice slot frees after
     rate_limit_token_budget_per_day: int | None = Field(None, ge=1)  # model tokens per key per UTC day
 
+    # -- API keys, blocklist and service identities (bastion.auth.api_keys, bastion.auth.mtls) ---
+    api_key_rotation_grace_days: float = Field(7.0, ge=0, le=365)  # a rotated-out secret works this long
+    api_key_cache_seconds: float = Field(30.0, ge=0, le=3600)  # verified keys kept in memory (0: never)
+    api_key_last_used_seconds: int = Field(60, ge=1, le=86_400)  # last_used_at written at most this often
+    api_key_max_per_user: int = Field(100, ge=1, le=100_000)
+    # How often each instance checks the shared revocation and blocklist versions (Redis): a
+    # revocation or a network block reaches every instance within this (and well within a second).
+    invalidation_poll_seconds: float = Field(0.25, gt=0, le=1.0)
+    # Client-certificate subjects allowed in as a service: "DN=>name" entries separated by ";",
+    # e.g. "CN=billing,O=Example=>billing;CN=reports=>reports" (attribute order does not matter).
+    mtls_service_identities: str | None = None
+    # Behind a TLS-terminating proxy: the header carrying the verified client subject, believed
+    # only from TRUSTED_PROXIES (e.g. nginx `proxy_set_header X-Client-Cert-Subject $ssl_client_s_dn`).
+    mtls_client_header: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+
+    @field_validator("mtls_service_identities")
+    @classmethod
+    def _service_identities(cls, value: str | None) -> str | None:
+        from bastion.auth.mtls import ServiceIdentities
+
+        ServiceIdentities.parse(value)  # raises ValueError naming the expected form
+        return value
+
     @field_validator(
         "rate_limit_register",
         "rate_limit_login",
@@ -381,6 +404,12 @@ class Settings(BaseSettings):
             value = self.secret(name)
             if value is not None and (why := material.weakness(value)):
                 problems.append(f"{name} is too weak: it {why}")
+        # Static API keys are bearer secrets too: each one as strong as a generated secret.
+        for name in ("API_KEYS", "ML_API_KEYS"):
+            keys = [part.strip() for part in (self.secret(name) or "").split(",") if part.strip()]
+            for position, key in enumerate(keys, start=1):
+                if why := material.weakness(key):
+                    problems.append(f"{name} key #{position} is too weak: it {why}")
         return problems
 
     def _format_problems(self) -> list[str]:

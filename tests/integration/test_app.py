@@ -193,7 +193,8 @@ async def test_secrets_in_headers_query_and_exceptions_never_reach_the_log(
     query_secret = "q-secret-Hx81kd02"
     cookie = "cookie-secret-88ab"
     configured = "sk-live-configured-secret-0001"
-    settings = make_settings(LOG_LEVEL="DEBUG", OPENAI_API_KEY=configured)
+    # A configured static key: a presented invalid key would be answered 401 before the route.
+    settings = make_settings(LOG_LEVEL="DEBUG", OPENAI_API_KEY=configured, API_KEYS=api_key)
     await asyncio.to_thread(migrate.upgrade, settings.database_url.get_secret_value())
     app = create_app(settings)
 

@@ -16,7 +16,7 @@ from fastapi import Request, Response
 
 from bastion.api.deps import current_principal, get_settings
 from bastion.errors import Blocked, request_id_of
-from bastion.ratelimit.algorithm import RawDecision
+from bastion.ratelimit.algorithm import Rate, RawDecision
 from bastion.ratelimit.leases import ConcurrencyLimiter, Lease
 from bastion.ratelimit.policies import Policy, Scope, identity_for
 from bastion.ratelimit.service import RateLimiter
@@ -53,7 +53,15 @@ async def enforce_limit(
     Raises 429/403 like ``rate_limit``; on success sets the X-RateLimit-* headers.
     """
     limiter = get_limiter(request)
-    decide = limiter.decider(policy)
+    rate = limiter.rule(policy).rate
+    override = None
+    principal = current_principal(request)
+    if principal is not None and principal.rate_overrides and identity.startswith("key:"):
+        # The key's own allowance (e.g. its messages per hour), counted in the same bucket.
+        limit = dict(principal.rate_overrides).get(policy.value)
+        if limit is not None:
+            override = rate = Rate(limit, rate.period, limit)
+    decide = limiter.decider(policy) if override is None else None
     decision: RawDecision
     if decide is not None:
         # In-process storage: a plain call, no coroutine; a block it placed is announced.
@@ -61,8 +69,8 @@ async def enforce_limit(
         if decision[0] == NEWLY_BLOCKED:
             await limiter.announce_violation_block(identity, request_id=request_id_of(request))
     else:
-        decision = await limiter.hit(policy, identity, cost, request_id=request_id_of(request))
-    headers = rate_limit_headers(limiter.rule(policy).rate.limit, decision)
+        decision = await limiter.hit(policy, identity, cost, request_id=request_id_of(request), rate=override)
+    headers = rate_limit_headers(rate.limit, decision)
     if decision[0] != ALLOWED:
         raise denial(decision, headers)
     # A route under several policies reports the tightest one: the fewest requests left.

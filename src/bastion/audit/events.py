@@ -36,6 +36,13 @@ class AuditEvent(StrEnum):
     CHAT_SESSION_CREATED = "chat.session_created"
     CHAT_SESSION_DELETED = "chat.session_deleted"
 
+    # API keys and service identities (bastion.auth.api_key_service, bastion.web.mtls)
+    API_KEY_CREATED = "api_key.created"
+    API_KEY_REVOKED = "api_key.revoked"
+    API_KEY_ROTATED = "api_key.rotated"
+    API_KEY_REJECTED = "api_key.rejected"
+    SERVICE_IDENTITY_REJECTED = "auth.service_identity_rejected"
+
 
 class Outcome(StrEnum):
     SUCCESS = "success"

@@ -96,3 +96,31 @@ class SigningKey(Base):
     source: Mapped[str] = mapped_column(String(16), nullable=False)
     private_ciphertext: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class ApiKey(Base):
+    """A managed API key, presented as ``bst_<id>_<secret>``.
+
+    Only HMAC-SHA256(API_KEY_SALT, full key) is stored. Rotation keeps the id (so rate limits,
+    quotas, usage counters and the chat sessions a key owns carry over) and moves the old hash to
+    ``previous_secret_hash``, which verifies until ``previous_valid_until``.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_user_id", "user_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    scopes: Mapped[str] = mapped_column(String(200), nullable=False)  # space-separated scope names
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    messages_per_hour: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_ip: Mapped[str | None] = mapped_column(String(64))

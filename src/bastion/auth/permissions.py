@@ -25,6 +25,8 @@ class Permission(StrEnum):
     AUDIT_READ = "audit:read"
     HEALTH_READ = "health:read"
     METRICS_READ = "metrics:read"
+    VOICE_USE = "voice:use"
+    COMPLETIONS_USE = "completions:use"  # the OpenAI-compatible /v1 surface
 
 
 _USER = frozenset(
@@ -34,13 +36,15 @@ _USER = frozenset(
         Permission.CHAT_USE,
         Permission.JOURNAL_USE,
         Permission.KEYS_OWN,
+        Permission.VOICE_USE,
+        Permission.COMPLETIONS_USE,
     }
 )
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.USER: _USER,
     Role.ADMIN: frozenset(Permission),
-    Role.SERVICE: frozenset({Permission.HEALTH_READ, Permission.METRICS_READ}),
+    Role.SERVICE: frozenset({Permission.HEALTH_READ, Permission.METRICS_READ, Permission.COMPLETIONS_USE}),
 }
 
 ADMIN_PERMISSIONS = frozenset(
@@ -69,3 +73,26 @@ def granted(principal: Principal, permission: Permission) -> bool:
         return in_role
     # Keys: the scope must name the permission, and the key's role must hold it too.
     return in_role and permission.value in principal.scopes
+
+
+# The scope names API keys are created with, and the permissions each one names. A key's
+# principal carries the permission values; `granted` also requires the key's role to hold them,
+# so e.g. a `service` key with the `chat` scope still cannot chat.
+KEY_SCOPES: dict[str, frozenset[Permission]] = {
+    "chat": frozenset({Permission.CHAT_USE}),
+    "journal": frozenset({Permission.JOURNAL_USE}),
+    "voice": frozenset({Permission.VOICE_USE}),
+    "completions": frozenset({Permission.COMPLETIONS_USE}),
+    "monitoring": frozenset({Permission.HEALTH_READ, Permission.METRICS_READ}),
+    "admin": ADMIN_PERMISSIONS,
+}
+# Scopes only an admin may put on a key (and that stay void once the owner is no longer admin).
+ADMIN_ONLY_SCOPES = frozenset({"admin"})
+
+
+def scope_permissions(scopes: frozenset[str] | set[str] | tuple[str, ...]) -> frozenset[str]:
+    """The permission values the scope names grant (unknown names grant nothing)."""
+    values: set[str] = set()
+    for scope in scopes:
+        values.update(permission.value for permission in KEY_SCOPES.get(scope, ()))
+    return frozenset(values)

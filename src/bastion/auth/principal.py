@@ -36,6 +36,9 @@ class Principal:
     scopes: frozenset[str] = field(default_factory=frozenset)
     user_id: str | None = None
     api_key_id: str | None = None
+    # Per-identity limits that replace a policy's default: (policy name, requests per its period),
+    # e.g. an API key's own messages-per-hour allowance.
+    rate_overrides: tuple[tuple[str, int], ...] = ()
 
     @property
     def is_admin(self) -> bool:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from bastion import __version__
+from bastion.cli import api_keys as _api_keys  # noqa: F401 - registers `bastion keys create|list|revoke|rotate`
 from bastion.cli import db, secrets, users
 from bastion.cli.common import settings_or_exit
 
@@ -67,6 +68,7 @@ def serve(
     from bastion.cli.tls import hardened_ssl_context
     from bastion.db import migrate as migrations
     from bastion.observability.logging import configure_logging
+    from bastion.web.tls_extension import PROTOCOL as TLS_PROTOCOL
 
     settings = settings_or_exit()
     configure_logging(settings)
@@ -94,6 +96,9 @@ def serve(
         ssl_cert_reqs=cert_reqs[ssl_cert_reqs.value],
         # TLS 1.2+ with ECDHE+AEAD suites only: uvicorn builds the context, we restrict it.
         ssl_context_factory=hardened_ssl_context if ssl_certfile else None,
+        # uvicorn does not fill in the ASGI TLS extension; this protocol adds the verified client
+        # certificate to each request's scope, for mutual-TLS service identities.
+        http=TLS_PROTOCOL if ssl_certfile else "auto",
         uds=uds,
         # Bastion writes its own redacted access log; uvicorn's would print raw query strings.
         access_log=False,

@@ -28,7 +28,7 @@ from bastion.errors import BastionError, PasswordRejected
 from bastion.settings import Settings
 
 app = typer.Typer(help="User accounts.", no_args_is_help=True)
-keys_app = typer.Typer(help="JWT signing keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys and JWT signing keys.", no_args_is_help=True)
 
 T = TypeVar("T")
 CLI_CONTEXT = Context(ip=None, request_id="cli")

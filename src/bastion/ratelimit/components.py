@@ -10,7 +10,9 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.audit.service import AuditService
+from bastion.invalidation import Watched, version_counter
 from bastion.ratelimit.audit import audit_blocks
+from bastion.ratelimit.blocklist import Blocklist
 from bastion.ratelimit.leases import ConcurrencyLimiter
 from bastion.ratelimit.policies import Policy
 from bastion.ratelimit.quotas import SessionQuota, TokenBudget
@@ -24,6 +26,7 @@ class RateLimiting:
     concurrency: dict[Policy, ConcurrencyLimiter]
     sessions: SessionQuota
     tokens: TokenBudget
+    blocklist: Blocklist
 
     async def start(self) -> None:
         """Register the Redis scripts up front when Redis answers (they load lazily otherwise)."""
@@ -67,4 +70,8 @@ def build_rate_limiting(
             idle_ttl=settings.session_ttl_minutes * 60.0,
         ),
         tokens=TokenBudget(limiter, per_day=settings.rate_limit_token_budget_per_day),
+        blocklist=Blocklist(
+            limiter,
+            Watched(version_counter(redis, "blocklist"), interval=settings.invalidation_poll_seconds),
+        ),
     )

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from bastion.errors import ServiceUnavailable
 from bastion.observability.logging import get_logger
-from bastion.ratelimit.algorithm import Decision, Outcome
+from bastion.ratelimit.algorithm import Decision, Outcome, Rate
 from bastion.ratelimit.escalation import Escalation
 from bastion.ratelimit.policies import Policy, PolicyRule, policy_table
 from bastion.ratelimit.storage import LimiterStorage, MemoryStorage, create_storage
@@ -38,7 +38,7 @@ FailMode = Literal["open", "closed"]
 Clock = Callable[[], float]
 # What a storage raises when it cannot answer: Redis errors, sockets, our own timeout.
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
-BLOCK_KINDS = ("ip", "key", "user")
+BLOCK_KINDS = ("ip", "cidr", "key", "user")
 MAX_LISTED_BLOCKS = 500
 _NEWLY_BLOCKED = int(Outcome.NEWLY_BLOCKED)
 _decision = tuple.__new__  # a Decision from a RawDecision, without NamedTuple's Python-level __new__
@@ -200,12 +200,27 @@ class RateLimiter:
     # -- decisions ---------------------------------------------------------------------------
 
     async def hit(
-        self, policy: Policy, identity: str, cost: int = 1, *, request_id: str | None = None
+        self,
+        policy: Policy,
+        identity: str,
+        cost: int = 1,
+        *,
+        request_id: str | None = None,
+        rate: Rate | None = None,
     ) -> Decision:
-        """Spend ``cost`` of ``identity``'s allowance under ``policy``: one atomic storage call."""
+        """Spend ``cost`` of ``identity``'s allowance under ``policy``: one atomic storage call.
+
+        ``rate`` replaces the policy's rate for this identity (an API key's own allowance); the
+        bucket is the same, so changing an identity's rate never resets what it has spent.
+        """
         now = self._clock()
         local = self._local
-        if local is not None:
+        if rate is not None:
+            name, interval, tolerance = self.rules[policy].name, rate.interval, rate.tolerance
+            decision = await self.run(
+                lambda s: s.decide(identity, name, now, interval, tolerance, cost, self.escalation)
+            )
+        elif local is not None:
             # In-process storage: its per-policy decision function, constants bound (no coroutine).
             decision = _decision(Decision, local[policy](identity, cost, now))
         else:
@@ -306,9 +321,9 @@ class RateLimiter:
             await self._notify(BlockNotice("lifted", identity, "manual", None, actor, request_id))
         return lifted
 
-    async def list_blocks(self, limit: int = MAX_LISTED_BLOCKS) -> list[Block]:
+    async def list_blocks(self, limit: int = MAX_LISTED_BLOCKS, *, kind: str | None = None) -> list[Block]:
         now = self._clock()
-        return await self.run(lambda s: s.list_blocks(now, max(1, min(limit, MAX_LISTED_BLOCKS))))
+        return await self.run(lambda s: s.list_blocks(now, max(1, min(limit, MAX_LISTED_BLOCKS)), kind))
 
     async def _notify(self, notice: BlockNotice) -> None:
         if self.on_block is None:

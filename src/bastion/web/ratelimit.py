@@ -108,6 +108,10 @@ class RateLimit:
             address = ip_identity(ip)
             if principal is not None and identity != address and await limiter.blocked(address):
                 raise Blocked()
+            # Network (CIDR) blocks: an in-memory check against the blocklist's cached networks.
+            blocklist = getattr(getattr(scope.get("app"), "state", None), "blocklist", None)
+            if blocklist is not None and await blocklist.network_blocked(ip):
+                raise Blocked()
             decide = limiter.decider(self.policy)
             decision: RawDecision
             if decide is not None:

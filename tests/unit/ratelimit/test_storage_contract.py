@@ -199,6 +199,23 @@ async def test_blocks_are_listed_kept_and_lifted(storage: LimiterStorage, clock:
     assert await storage.list_blocks(clock(), 100) == []
 
 
+async def test_blocks_are_listed_by_kind(storage: LimiterStorage, clock: FakeClock) -> None:
+    now = clock()
+    for index in range(5):
+        await storage.block(f"ip:192.0.2.{index}", now, now + 10.0, "auth_failures")
+    await storage.block("cidr:198.51.100.0/24", now, now + 100.0, "manual")
+    await storage.block("user:u1", now, now + 50.0, "manual")
+    # Many address blocks never crowd the networks out of a short listing.
+    assert [b.identity for b in await storage.list_blocks(now, 1, "cidr")] == ["cidr:198.51.100.0/24"]
+    assert [b.identity for b in await storage.list_blocks(now, 10, "user")] == ["user:u1"]
+    assert len(await storage.list_blocks(now, 100, "ip")) == 5
+    assert len(await storage.list_blocks(now, 100)) == 7
+    assert await storage.unblock("cidr:198.51.100.0/24") is True
+    assert await storage.list_blocks(now, 10, "cidr") == []
+    clock.advance(60.0)
+    assert await storage.list_blocks(clock(), 10, "user") == []
+
+
 # -- slots (leases and session quotas) -------------------------------------------------------
 
 

@@ -1,9 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Admin view of temporary blocks: list them, place one by hand, lift one."""
+"""The admin blocklist: list blocks, place one by hand, lift one.
+
+Served at ``/api/admin/blocklist`` and, for existing clients, at ``/api/admin/blocks`` (one set of
+routes under two prefixes). Kinds: ``ip`` (one address), ``cidr`` (a network; lifted with
+``DELETE .../cidr/<address>/<prefix length>``), ``key`` (an API key id) and ``user`` (a user id).
+``seconds`` is the block's length (default an hour); ``null`` blocks until lifted.
+"""
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -12,16 +17,17 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from bastion.api.deps import require_admin
-from bastion.api.ratelimit import get_limiter
 from bastion.auth.principal import Principal
 from bastion.errors import NotFound, request_id_of
+from bastion.ratelimit.blocklist import PERMANENT_SECONDS, Blocklist, normalize
 from bastion.ratelimit.storage.base import Block
 
-router = APIRouter(prefix="/api/admin/blocks", tags=["admin"], dependencies=[Depends(require_admin)])
+routes = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
 
-BlockKind = Literal["ip", "key", "user"]
+BlockKind = Literal["ip", "cidr", "key", "user"]
 # Ids of keys and users; IPs are checked (and normalized) separately.
 _VALUE = r"^[A-Za-z0-9._:\-]{1,128}$"
+_BODY_VALUE = r"^[A-Za-z0-9._:/\-]{1,128}$"  # CIDR values carry a "/"
 MAX_BLOCK_SECONDS = 30 * 24 * 3600
 
 
@@ -39,8 +45,8 @@ class BlockList(BaseModel):
 
 class BlockIn(BaseModel):
     kind: BlockKind
-    value: str = Field(pattern=_VALUE)
-    seconds: int = Field(3600, ge=1, le=MAX_BLOCK_SECONDS)
+    value: str = Field(pattern=_BODY_VALUE)
+    seconds: int | None = Field(3600, ge=1, le=MAX_BLOCK_SECONDS)
     reason: str = Field("manual", pattern=r"^[a-z_]{1,32}$")
 
 
@@ -55,31 +61,40 @@ def _out(block: Block) -> BlockOut:
 
 
 def _identity(kind: str, value: str, where: str) -> str:
-    if kind == "ip":
+    if kind in ("ip", "cidr"):
         try:
-            address = ipaddress.ip_address(value)
+            return normalize(kind, value)
         except ValueError:
+            message = "Not an IP address" if kind == "ip" else "Not an IP network"
             raise RequestValidationError(
-                [{"loc": (where, "value"), "type": "ip_address", "msg": "Not an IP address"}]
+                [{"loc": (where, "value"), "type": "ip_address", "msg": message}]
             ) from None
-        value = str(address)
+    if "/" in value:
+        raise RequestValidationError(
+            [{"loc": (where, "value"), "type": "string_pattern_mismatch", "msg": "Not an id"}]
+        )
     return f"{kind}:{value}"
 
 
-@router.get("", response_model=BlockList)
+def get_blocklist(request: Request) -> Blocklist:
+    blocklist: Blocklist = request.app.state.blocklist
+    return blocklist
+
+
+@routes.get("", response_model=BlockList)
 async def list_blocks(request: Request) -> BlockList:
-    blocks = await get_limiter(request).list_blocks()
+    blocks = await get_blocklist(request).list()
     return BlockList(items=[_out(block) for block in blocks])
 
 
-@router.post("", response_model=BlockOut, status_code=201)
+@routes.post("", response_model=BlockOut, status_code=201)
 async def place_block(
     body: BlockIn, request: Request, admin: Annotated[Principal, Depends(require_admin)]
 ) -> BlockOut:
     identity = _identity(body.kind, body.value, "body")
-    block = await get_limiter(request).block(
+    block = await get_blocklist(request).block(
         identity,
-        seconds=body.seconds,
+        seconds=body.seconds if body.seconds is not None else PERMANENT_SECONDS,
         reason=body.reason,
         actor=admin.subject,
         request_id=request_id_of(request),
@@ -87,17 +102,35 @@ async def place_block(
     return _out(block)
 
 
-@router.delete("/{kind}/{value}", status_code=204)
+async def _lift(request: Request, identity: str, admin: Principal) -> Response:
+    lifted = await get_blocklist(request).unblock(
+        identity, actor=admin.subject, request_id=request_id_of(request)
+    )
+    if not lifted:
+        raise NotFound("No block is in force for this client")
+    return Response(status_code=204)
+
+
+@routes.delete("/{kind}/{value}", status_code=204)
 async def lift_block(
     kind: BlockKind,
     value: Annotated[str, Path(pattern=_VALUE)],
     request: Request,
     admin: Annotated[Principal, Depends(require_admin)],
 ) -> Response:
-    identity = _identity(kind, value, "path")
-    lifted = await get_limiter(request).unblock(
-        identity, actor=admin.subject, request_id=request_id_of(request)
-    )
-    if not lifted:
-        raise NotFound("No block is in force for this client")
-    return Response(status_code=204)
+    return await _lift(request, _identity(kind, value, "path"), admin)
+
+
+@routes.delete("/cidr/{address}/{prefix}", status_code=204)
+async def lift_network_block(
+    address: Annotated[str, Path(pattern=_VALUE)],
+    prefix: Annotated[int, Path(ge=0, le=128)],
+    request: Request,
+    admin: Annotated[Principal, Depends(require_admin)],
+) -> Response:
+    return await _lift(request, _identity("cidr", f"{address}/{prefix}", "path"), admin)
+
+
+router = APIRouter()
+router.include_router(routes, prefix="/api/admin/blocklist")
+router.include_router(routes, prefix="/api/admin/blocks")

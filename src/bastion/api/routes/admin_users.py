@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, Path, Response, status
 
 from bastion.api.content_types import require_json
 from bastion.api.deps import audit_context, identity_service, require
+from bastion.api.routes.api_keys import api_keys
 from bastion.api.schemas.auth import RoleChange, UserDetail
+from bastion.auth.api_key_service import ApiKeys
 from bastion.auth.models import User
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
@@ -20,6 +22,7 @@ router = APIRouter(prefix="/api/admin/users", tags=["admin"], dependencies=[Depe
 
 Service = Annotated[IdentityService, Depends(identity_service)]
 Ctx = Annotated[Context, Depends(audit_context)]
+Keys = Annotated[ApiKeys, Depends(api_keys)]
 Admin = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
 UserId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]{1,32}$")]
 
@@ -43,16 +46,21 @@ async def get_user(user_id: UserId, admin: Admin, service: Service) -> UserDetai
 
 @router.post("/{user_id}/role", response_model=UserDetail)
 async def set_role(
-    user_id: UserId, body: RoleChange, admin: Admin, service: Service, context: Ctx
+    user_id: UserId, body: RoleChange, admin: Admin, service: Service, context: Ctx, keys: Keys
 ) -> UserDetail:
     _not_self(admin, user_id)
-    return _detail(await service.set_role(user_id, body.role, context, actor_id=admin.user_id))
+    detail = _detail(await service.set_role(user_id, body.role, context, actor_id=admin.user_id))
+    # Verified keys are cached with their owner's role: a demoted admin's key loses admin now.
+    await keys.owner_changed()
+    return detail
 
 
 @router.post("/{user_id}/disable", response_model=UserDetail)
-async def disable(user_id: UserId, admin: Admin, service: Service, context: Ctx) -> UserDetail:
+async def disable(user_id: UserId, admin: Admin, service: Service, context: Ctx, keys: Keys) -> UserDetail:
     _not_self(admin, user_id)
-    return _detail(await service.set_active(user_id, False, context, actor_id=admin.user_id))
+    detail = _detail(await service.set_active(user_id, False, context, actor_id=admin.user_id))
+    await keys.owner_changed()  # a disabled account's keys stop at once, on every instance
+    return detail
 
 
 @router.post("/{user_id}/enable", response_model=UserDetail)

@@ -44,7 +44,8 @@ router = APIRouter(
         Depends(rate_limit(Policy.MESSAGES_HOURLY)),
     ],
 )
-Caller = Annotated[Principal, Depends(require(Permission.CHAT_USE))]
+# `completions:use`: users hold it by role; keys need the `completions` scope (ML_API_KEYS have it).
+Caller = Annotated[Principal, Depends(require(Permission.COMPLETIONS_USE))]
 
 
 def completion_service(request: Request) -> CompletionService:

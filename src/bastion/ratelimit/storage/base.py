@@ -92,8 +92,8 @@ class LimiterStorage(Protocol):
         """The block in force on an identity, if any."""
         ...
 
-    async def list_blocks(self, now: float, limit: int) -> list[Block]:
-        """Blocks in force, soonest to expire first, at most ``limit``."""
+    async def list_blocks(self, now: float, limit: int, kind: str | None = None) -> list[Block]:
+        """Blocks in force, soonest to expire first, at most ``limit`` (only of ``kind`` if given)."""
         ...
 
     async def acquire_slots(

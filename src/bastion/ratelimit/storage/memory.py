@@ -250,8 +250,11 @@ class MemoryStorage:
         block = self.blocks.data.get(identity)
         return block if block is not None and block.until > now else None
 
-    async def list_blocks(self, now: float, limit: int) -> list[Block]:
-        live = sorted((b for b in self.blocks.data.values() if b.until > now), key=_block_recovered)
+    async def list_blocks(self, now: float, limit: int, kind: str | None = None) -> list[Block]:
+        live = sorted(
+            (b for b in self.blocks.data.values() if b.until > now and (kind is None or b.kind == kind)),
+            key=_block_recovered,
+        )
         return live[:limit]
 
     # -- slots (leases and quotas) -----------------------------------------------------------

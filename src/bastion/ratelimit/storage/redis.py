@@ -184,7 +184,15 @@ class RedisStorage:
     async def _add_to_index(self, identity: str, until: float) -> None:
         # The index of blocks lives outside the identity's slot, so it is a second command, made
         # only when a block is placed. Listing cross-checks each entry with the block itself.
-        await self.redis.zadd(self._index, {identity: until}, gt=True)
+        # A second index per kind lets the blocklist read e.g. every network block without
+        # wading through thousands of automatic per-address blocks.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self._index, {identity: until}, gt=True)
+            pipe.zadd(self._kind_index(identity.partition(":")[0]), {identity: until}, gt=True)
+            await pipe.execute()
+
+    def _kind_index(self, kind: str) -> str:
+        return f"{self._index}:{kind}"
 
     @staticmethod
     def _block(identity: str, value: Any, now: float) -> Block | None:
@@ -210,16 +218,18 @@ class RedisStorage:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(block_key)
             pipe.zrem(self._index, identity)
-            deleted, _ = await pipe.execute()
+            pipe.zrem(self._kind_index(identity.partition(":")[0]), identity)
+            deleted, _, _ = await pipe.execute()
         return bool(deleted)
 
     async def blocked(self, identity: str, now: float) -> Block | None:
         _, block_key = self._keys(identity)
         return self._block(identity, await self.redis.get(block_key), now)
 
-    async def list_blocks(self, now: float, limit: int) -> list[Block]:
-        await self.redis.zremrangebyscore(self._index, "-inf", now)
-        members = await self.redis.zrange(self._index, 0, max(0, limit - 1))
+    async def list_blocks(self, now: float, limit: int, kind: str | None = None) -> list[Block]:
+        index = self._index if kind is None else self._kind_index(kind)
+        await self.redis.zremrangebyscore(index, "-inf", now)
+        members = await self.redis.zrange(index, 0, max(0, limit - 1))
         identities = [_text(member) for member in members]
         if not identities:
             return []

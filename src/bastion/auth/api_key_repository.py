@@ -1,0 +1,44 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Queries over the api_keys table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bastion.auth.models import ApiKey
+
+
+class ApiKeyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, key: ApiKey) -> ApiKey:
+        self.session.add(key)
+        await self.session.flush()
+        return key
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        return await self.session.get(ApiKey, key_id)
+
+    async def list(self, *, user_id: str | None, limit: int) -> Sequence[ApiKey]:
+        query = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id).limit(limit)
+        if user_id is not None:
+            query = query.where(ApiKey.user_id == user_id)
+        return (await self.session.scalars(query)).all()
+
+    async def count_live(self, user_id: str) -> int:
+        query = (
+            select(func.count())
+            .select_from(ApiKey)
+            .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+        )
+        return int(await self.session.scalar(query) or 0)
+
+    async def touch(self, key_id: str, *, now: datetime, ip: str | None) -> None:
+        await self.session.execute(
+            update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now, last_used_ip=ip)
+        )
