@@ -87,3 +87,34 @@ def test_async_sdk_on_the_offline_model(workdir: Path) -> None:
                 await client.close()
 
         assert "lonely" in asyncio.run(run())
+
+
+def test_sdk_with_a_bastion_api_key(workdir: Path, upstream: FakeUpstream) -> None:
+    env = {"LLM_PROVIDER": "openai", "LLM_BASE_URL": upstream.base_url, "LLM_MODEL": "fake-model"}
+    with bastion_server(workdir, env) as (url, _log):
+        token = access_token(url, "keyed@example.com")
+        with httpx.Client(base_url=url, timeout=10) as http:
+            created = http.post(
+                "/api/keys",
+                json={"name": "sdk", "scopes": ["completions"]},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert created.status_code == 201, created.text
+            key = created.json()["key"]
+        assert key.startswith("bst_")
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+        reply = client.chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": "via key"}]
+        )
+        assert reply.choices[0].message.content == "echo: via key"
+        streamed = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(
+                model="fake-model", messages=[{"role": "user", "content": "streamed via key"}], stream=True
+            )
+            if c.choices
+        )
+        assert streamed == "echo: streamed via key"
+        wrong = openai.OpenAI(base_url=f"{url}/v1", api_key=key[:-2] + "zz", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            wrong.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])

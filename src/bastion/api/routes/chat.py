@@ -210,7 +210,11 @@ _VOICE_BODY = {
 @router.post(
     "/{session_id}/voice-chat",
     openapi_extra=_VOICE_BODY,
-    dependencies=[Depends(rate_limit(Policy.VOICE)), Depends(concurrency_limit(Policy.VOICE))],
+    dependencies=[
+        Depends(require(Permission.VOICE_USE)),
+        Depends(rate_limit(Policy.VOICE)),
+        Depends(concurrency_limit(Policy.VOICE)),
+    ],
 )
 async def voice_chat(
     session_id: SessionId, request: Request, principal: ChatUser, service: Service
