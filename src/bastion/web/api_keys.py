@@ -34,9 +34,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bastion.auth.api_key_service import ApiKeys, KeyRejected
 from bastion.auth.api_keys import PREFIX
 from bastion.auth.principal import AuthMethod, Principal
-from bastion.errors import BastionError, ServiceUnavailable, Unauthorized, error_bytes
+from bastion.errors import BastionError, ServiceUnavailable, Unauthorized
 from bastion.observability.logging import get_logger
 from bastion.web.authentication import ACCESS_COOKIE, request_cookies
+from bastion.web.errors import send_domain_error
 from bastion.web.proxies import client_ip, parse_networks
 
 PRIVILEGED_PREFIXES = ("/api/sessions", "/api/journal", "/api/admin", "/v1")
@@ -84,7 +85,7 @@ class ApiKeyAuthentication:
         try:
             await self._authenticate(scope, state)
         except BastionError as exc:
-            await self._answer(send, exc, state.get("request_id"))
+            await send_domain_error(scope, send, exc, license_url=self.license_url)
             return
         await self.app(scope, receive, send)
 
@@ -161,26 +162,3 @@ class ApiKeyAuthentication:
             await limiter.record_failed_authentication(ip=ip, request_id=request_id)
         except Exception as exc:  # the 401 stands whatever the limiter's state
             self.log.warning("auth_failure_not_counted", error=type(exc).__name__)
-
-    async def _answer(self, send: Send, exc: BastionError, request_id: object) -> None:
-        await send_error(send, exc, request_id=request_id, license_url=self.license_url)
-
-
-async def send_error(send: Send, exc: BastionError, *, request_id: object, license_url: str | None) -> None:
-    """Answer with ``exc`` in the one error shape, from middleware."""
-    body = error_bytes(
-        status_code=exc.status_code,
-        code=exc.code,
-        message=exc.message,
-        request_id=request_id if isinstance(request_id, str) else None,
-        license_url=license_url,
-        extra=exc.extra(),
-    )
-    headers = [
-        (b"content-type", b"application/json; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    headers += [(name.lower().encode(), value.encode()) for name, value in exc.headers.items()]
-    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

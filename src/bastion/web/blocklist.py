@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bastion.auth.principal import Principal
 from bastion.errors import Blocked, ServiceUnavailable
 from bastion.ratelimit.service import RateLimiter
-from bastion.web.api_keys import send_error
+from bastion.web.errors import send_domain_error
 
 
 def identities(state: dict[str, object]) -> list[str]:
@@ -52,8 +52,6 @@ class PrincipalBlocks:
                     except ServiceUnavailable as exc:  # fail closed, as the limiter's mode says
                         refusal = exc
                 if refusal is not None:
-                    await send_error(
-                        send, refusal, request_id=state.get("request_id"), license_url=self.license_url
-                    )
+                    await send_domain_error(scope, send, refusal, license_url=self.license_url)
                     return
         await self.app(scope, receive, send)

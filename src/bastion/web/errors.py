@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bastion.errors import error_bytes
+from bastion.errors import BastionError, error_bytes
 from bastion.observability.logging import get_logger
 
 JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
@@ -22,6 +22,7 @@ async def send_error(
     message: str | None = None,
     license_url: str | None = None,
     headers: Iterable[tuple[bytes, bytes]] = (),
+    extra: dict[str, object] | None = None,
 ) -> None:
     """Answer with the error shape from inside a middleware (no framework response needed).
 
@@ -29,7 +30,12 @@ async def send_error(
     """
     request_id = (scope.get("state") or {}).get("request_id")
     body = error_bytes(
-        status_code=status, code=code, message=message, request_id=request_id, license_url=license_url
+        status_code=status,
+        code=code,
+        message=message,
+        request_id=request_id if isinstance(request_id, str) else None,
+        license_url=license_url,
+        extra=extra,
     )
     await send(
         {
@@ -44,6 +50,20 @@ async def send_error(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_domain_error(scope: Scope, send: Send, exc: BastionError, *, license_url: str | None) -> None:
+    """Answer with a domain error (its status, code, message, extra fields and headers) from middleware."""
+    await send_error(
+        scope,
+        send,
+        exc.status_code,
+        code=exc.code,
+        message=exc.message,
+        license_url=license_url,
+        headers=[(name.lower().encode(), value.encode()) for name, value in exc.headers.items()],
+        extra=exc.extra(),
+    )
 
 
 class UnhandledErrors:

@@ -16,12 +16,13 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.auth.principal import Principal
-from bastion.errors import BastionError, Blocked, RateLimited, ServiceUnavailable, error_bytes
+from bastion.errors import BastionError, Blocked, RateLimited, ServiceUnavailable
 from bastion.observability.logging import get_logger
 from bastion.ratelimit.algorithm import Outcome, RawDecision
 from bastion.ratelimit.policies import Policy, identity_for, ip_identity
 from bastion.ratelimit.policies import Scope as IdentityScope
 from bastion.ratelimit.service import RateLimiter
+from bastion.web.errors import send_domain_error
 from bastion.web.proxies import client_ip, parse_networks
 
 # Probes and scrapes are documented as unlimited; a blocked load balancer must still see health.
@@ -90,7 +91,9 @@ class RateLimit:
         if limiter is None:
             # No limiter (an app run without its lifespan): fail closed, never silently unlimited.
             self.log.error("ratelimit_not_configured", path=scope["path"])
-            await self._refuse(send, ServiceUnavailable(retry_after=1), state.get("request_id"))
+            await send_domain_error(
+                scope, send, ServiceUnavailable(retry_after=1), license_url=self.license_url
+            )
             return
         # The proxy layer's resolution when it ran; otherwise the same resolution done here.
         ip = state.get("client_ip")
@@ -125,7 +128,7 @@ class RateLimit:
             if decision[0] != ALLOWED:
                 raise denial(decision, headers)
         except BastionError as exc:
-            await self._refuse(send, exc, request_id)
+            await send_domain_error(scope, send, exc, license_url=self.license_url)
             return
 
         extra = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
@@ -139,21 +142,3 @@ class RateLimit:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-    async def _refuse(self, send: Send, exc: BastionError, request_id: object) -> None:
-        body = error_bytes(
-            status_code=exc.status_code,
-            code=exc.code,
-            message=exc.message,
-            request_id=request_id if isinstance(request_id, str) else None,
-            license_url=self.license_url,
-            extra=exc.extra(),
-        )
-        headers = [
-            (b"content-type", b"application/json; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-        ]
-        headers += [(name.lower().encode(), value.encode()) for name, value in exc.headers.items()]
-        await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
