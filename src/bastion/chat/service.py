@@ -16,12 +16,14 @@ from datetime import datetime, timedelta
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bastion.chat.budget import Allowance, BudgetGuard
 from bastion.chat.models import ChatMessage, ChatSession, MessageStatus, new_message_id, new_session_id
 from bastion.chat.repository import ChatRepository, Owner
+from bastion.chat.views import MessageView, Page, SessionView, StreamEvent
 from bastion.crypto.fields import FieldCipher, context
 from bastion.db.session import unit_of_work
 from bastion.db.types import utcnow
-from bastion.errors import Conflict, NotFound, RateLimited
+from bastion.errors import Conflict, NotFound
 from bastion.llm import base as llm
 from bastion.llm.base import GenerationOptions, Provider, StreamInterrupted, Usage
 from bastion.observability.logging import get_logger
@@ -40,58 +42,10 @@ class SessionLimitReached(Conflict):
     default_message = "Too many active chat sessions; delete one or wait for one to expire"
 
 
-class TokenBudgetExhausted(RateLimited):
-    code = "token_budget_exhausted"
-    default_message = "The daily model token budget is used up"
-
-
 @dataclass(frozen=True, slots=True)
 class ChatLimits:
     max_history_messages: int = 100
     session_ttl: timedelta = timedelta(minutes=90)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionView:
-    id: str
-    title: str | None
-    created_at: datetime
-    last_active_at: datetime
-    expires_at: datetime
-    message_count: int
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class MessageView:
-    id: str
-    session_id: str
-    seq: int
-    role: str
-    content: str
-    status: str
-    created_at: datetime
-    provider: str | None = None
-    model: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    offline: bool = False
-
-
-@dataclass(slots=True)
-class StreamEvent:
-    """A piece of a streamed reply; the final event carries the stored message."""
-
-    delta: str = ""
-    message: MessageView | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[MessageView]
-    next_before: int | None
 
 
 @dataclass(slots=True)
@@ -99,8 +53,7 @@ class _Prepared:
     session_id: str
     user_message: MessageView
     prompt: list[llm.ChatMessage] = field(default_factory=list)
-    owner: str = ""
-    budget_left: int = -1  # -1: no budget configured
+    allowance: Allowance = field(default_factory=lambda: Allowance("", -1))
 
 
 class ChatService:
@@ -120,7 +73,7 @@ class ChatService:
         self.provider = provider
         self.cipher = cipher
         self.quota = quota
-        self.budget = budget
+        self.budget = BudgetGuard(budget, clock=clock)
         self.limits = limits
         self.system_prompt = system_prompt
         self.clock = clock
@@ -197,7 +150,9 @@ class ChatService:
         next_before = items[0].seq if len(items) == size and items[0].seq > 1 else None
         return Page(items=items, next_before=next_before)
 
-    async def _prepare(self, owner: Owner, session_id: str, content: str, *, budget_left: int) -> _Prepared:
+    async def _prepare(
+        self, owner: Owner, session_id: str, content: str, *, allowance: Allowance
+    ) -> _Prepared:
         """Store the user's message (its own transaction) and build the prompt from recent history."""
         now = self.clock()
         async with unit_of_work(self._sessionmaker) as db:
@@ -219,18 +174,17 @@ class ChatService:
             session_id=session_id,
             user_message=user_view,
             prompt=prompt,
-            owner=owner.identity,
-            budget_left=budget_left,
+            allowance=allowance,
         )
 
     async def send(
         self, owner: Owner, session_id: str, content: str, options: GenerationOptions
     ) -> MessageView:
         """Post a message and return the stored reply. Upstream failures raise after the message is kept."""
-        budget_left = await self._budget_left(owner)
-        prepared = await self._prepare(owner, session_id, content, budget_left=budget_left)
+        allowance = await self.budget.check(owner.identity)
+        prepared = await self._prepare(owner, session_id, content, allowance=allowance)
         completion = await self.provider.complete(prepared.prompt, options)
-        await self._spend(prepared, completion.usage)
+        await self.budget.spend(prepared.allowance, completion.usage)
         return await self._store_reply(
             session_id,
             completion.content,
@@ -247,8 +201,8 @@ class ChatService:
         Errors before the first chunk (unknown session, breaker open) raise from the first
         ``__anext__``, so the caller can still answer with a plain error response.
         """
-        budget_left = await self._budget_left(owner)
-        prepared = await self._prepare(owner, session_id, content, budget_left=budget_left)
+        allowance = await self.budget.check(owner.identity)
+        prepared = await self._prepare(owner, session_id, content, allowance=allowance)
         return self._stream_reply(prepared, options)
 
     async def _stream_reply(
@@ -263,7 +217,9 @@ class ChatService:
                     produced.append(chunk.delta)
                     yield StreamEvent(delta=chunk.delta)
                 usage = chunk.usage or usage
-            await self._spend(prepared, usage or Usage.estimate(prepared.prompt, "".join(produced)))
+            await self.budget.spend(
+                prepared.allowance, usage or Usage.estimate(prepared.prompt, "".join(produced))
+            )
             message = await self._store_reply(
                 prepared.session_id,
                 "".join(produced),
@@ -282,20 +238,6 @@ class ChatService:
                 # The client went away mid-stream (or the task was cancelled): keep what was made.
                 with anyio.CancelScope(shield=True):
                     await self._store_partial(prepared.session_id, "".join(produced))
-
-    async def _budget_left(self, owner: Owner) -> int:
-        """Tokens left today (-1: no budget). Refuses before anything is stored when none are left."""
-        state = await self.budget.consume(owner.identity, 0)
-        if not state.allowed or state.remaining == 0:
-            raise TokenBudgetExhausted(retry_after=seconds_to_midnight(self.clock()))
-        return state.remaining
-
-    async def _spend(self, prepared: _Prepared, usage: Usage) -> None:
-        # All-or-nothing spending would leave an overshooting reply unrecorded; spend what is left
-        # instead, so the budget is used up and the next request is refused.
-        if prepared.budget_left < 0:
-            return
-        await self.budget.consume(prepared.owner, min(usage.total_tokens, prepared.budget_left))
 
     async def _store_partial(self, session_id: str, text: str) -> MessageView:
         return await self._store_reply(
@@ -400,8 +342,3 @@ class ChatService:
             return await ChatRepository(db).purge_idle(
                 idle_before=self.clock() - max(retention, self.limits.session_ttl)
             )
-
-
-def seconds_to_midnight(now: datetime) -> float:
-    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (tomorrow - now).total_seconds()

@@ -29,8 +29,9 @@ from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.chat.audio import check_audio
 from bastion.chat.repository import Owner
-from bastion.chat.service import ChatService, StreamEvent
+from bastion.chat.service import ChatService
 from bastion.chat.upload import receive_upload
+from bastion.chat.views import StreamEvent
 from bastion.chat.wiring import build_chat_service
 from bastion.errors import BastionError, InvalidField, error_body, request_id_of
 from bastion.llm.base import GenerationOptions

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.chat.service import MessageView, SessionView
+from bastion.chat.views import MessageView, SessionView
 
 # A hard ceiling for parsing; the configured MAX_MESSAGE_LENGTH is enforced by the route.
 MAX_CONTENT_CHARS = 1_000_000
