@@ -29,7 +29,7 @@ SECRET_IN_ERROR = "upstream-internal-detail-sk-leak-000"
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str = "ok"  # ok | status | slow | drop | stream_break | garbage | slow_stream
+    kind: str = "ok"  # ok | status | slow | drop | stream_break | garbage | slow_stream | huge
     status: int = 200
     delay: float = 0.0
     retry_after: str | None = None
@@ -55,6 +55,11 @@ class Fault:
     def slow_stream(cls, delay: float) -> Fault:
         """Stream normally but wait ``delay`` seconds between chunks."""
         return cls("slow_stream", delay=delay)
+
+    @classmethod
+    def huge(cls, size: int) -> Fault:
+        """Answer 200 with a body (or, when streaming, one endless line) of ``size`` bytes."""
+        return cls("huge", status=size)
 
     @classmethod
     def garbage(cls) -> Fault:
@@ -175,6 +180,18 @@ class FakeUpstream:
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             error = {"error": {"message": f"failure with {SECRET_IN_ERROR}", "type": "server_error"}}
             await self._send(writer, fault.status, json.dumps(error).encode(), extra)
+            return
+        if fault.kind == "huge":
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+                b'data: {"choices": [{"delta": {"content": "'
+            )
+            sent = 0
+            block = b"x" * 65536
+            while sent < fault.status:
+                writer.write(block)
+                sent += len(block)
+                await writer.drain()
             return
         if fault.kind == "garbage":
             await self._send(writer, 200, b"<html>not json</html>", {"Content-Type": "text/html"})

@@ -78,6 +78,16 @@ def _usage(data: Any) -> Usage | None:
 
 
 @dataclass(frozen=True, slots=True)
+class _Reply:
+    """A successful upstream answer, read in full (within MAX_RESPONSE_BYTES)."""
+
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+@dataclass(frozen=True, slots=True)
 class _Event:
     """One server-sent event of a streamed completion."""
 
@@ -85,6 +95,27 @@ class _Event:
     finish_reason: str | None = None
     usage: Usage | None = None
     done: bool = False
+
+
+async def _bounded_lines(response: httpx.Response) -> AsyncIterator[str]:
+    """The lines of a streamed body, refusing more than MAX_RESPONSE_BYTES in all.
+
+    httpx's own line iterator would buffer a line without end; this one counts every byte.
+    """
+    received = 0
+    pending = bytearray()
+    async for chunk in response.aiter_raw():
+        received += len(chunk)
+        if received > MAX_RESPONSE_BYTES:
+            raise _AttemptFailed("response too large", retryable=False, status=200)
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) != -1:
+            yield pending[start:end].rstrip(b"\r").decode("utf-8", "replace")
+            start = end + 1
+        del pending[:start]
+    if pending:
+        yield pending.decode("utf-8", "replace")
 
 
 class OpenAICompatibleProvider:
@@ -169,17 +200,26 @@ class OpenAICompatibleProvider:
             return UpstreamUnavailable(retry_after=failed.retry_after or self.breaker_config.recovery_seconds)
         return UpstreamError()
 
-    async def _post(self, path: str, **kwargs: Any) -> httpx.Response:
-        """One POST; transport failures and non-200 answers become classified attempt failures."""
+    async def _post(self, path: str, **kwargs: Any) -> _Reply:
+        """One POST; transport failures and non-200 answers become classified attempt failures.
+
+        The body is read as it streams and refused past MAX_RESPONSE_BYTES, so a broken or hostile
+        upstream cannot make Bastion buffer an unbounded answer.
+        """
         try:
-            response = await self.client.post(
-                f"{self.base_url}{path}", headers=self._headers, timeout=self.timeout, **kwargs
-            )
+            async with self.client.stream(
+                "POST", f"{self.base_url}{path}", headers=self._headers, timeout=self.timeout, **kwargs
+            ) as response:
+                if response.status_code != 200:
+                    raise _classify_status(response)
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise _AttemptFailed("response too large", retryable=False, status=200)
+                return _Reply(bytes(body))
         except httpx.HTTPError as exc:
             raise _classify_transport(exc) from None
-        if response.status_code != 200:
-            raise _classify_status(response)
-        return response
 
     # -- chat --------------------------------------------------------------------------------
 
@@ -208,17 +248,15 @@ class OpenAICompatibleProvider:
 
         return await self._with_retries(once, operation="chat")
 
-    def _parse_completion(self, response: httpx.Response, messages: Sequence[ChatMessage]) -> Completion:
+    def _parse_completion(self, response: _Reply, messages: Sequence[ChatMessage]) -> Completion:
         try:
-            if len(response.content) > MAX_RESPONSE_BYTES:
-                raise ValueError("response too large")
             data = response.json()
             choice = data["choices"][0]
             content = choice["message"]["content"]
             if not isinstance(content, str):
                 raise ValueError("content is not text")
         except (ValueError, KeyError, IndexError, TypeError):
-            raise _AttemptFailed("malformed response", retryable=False, status=response.status_code) from None
+            raise _AttemptFailed("malformed response", retryable=False, status=200) from None
         return Completion(
             content=content,
             model=str(data.get("model") or self.model),
@@ -247,7 +285,7 @@ class OpenAICompatibleProvider:
                     if response.status_code != 200:
                         raise _classify_status(response)
                     done = False
-                    async for line in response.aiter_lines():
+                    async for line in _bounded_lines(response):
                         event = self._parse_event(line)
                         if event is None:
                             continue

@@ -254,3 +254,20 @@ async def test_failures_never_log_upstream_bodies_or_the_key(  # type: ignore[no
     failures = [e for e in events if e.get("event") == "upstream_attempt_failed"]
     assert [f["status"] for f in failures] == [500, 401]
     assert SECRET_IN_ERROR not in output and API_KEY not in output
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_huge_upstream_answers_are_refused_not_buffered(  # type: ignore[no-untyped-def]
+    upstream: FakeUpstream, make_provider, stream: bool
+) -> None:
+    from bastion.llm.openai import MAX_RESPONSE_BYTES
+
+    upstream.script(Fault.huge(MAX_RESPONSE_BYTES + 1024 * 1024))
+    provider = make_provider(retries=2)
+    with pytest.raises(UpstreamError):
+        if stream:
+            async for _chunk in provider.stream(MESSAGES, OPTIONS):
+                pass
+        else:
+            await provider.complete(MESSAGES, OPTIONS)
+    assert upstream.count() == 1  # an oversized answer is not retried
