@@ -72,6 +72,15 @@ PARAMS = {
     "session_id": "x" * 24,
 }
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+FORBIDDEN_IN_RESPONSES = (
+    "password_hash",
+    "token_hash",
+    "key_hash",
+    "secret_hash",
+    "ciphertext",
+    "$argon2",
+    "$2b$",
+)
 
 
 def concrete(path: str) -> str:
@@ -125,6 +134,8 @@ async def test_every_route_for_every_caller(callers) -> None:  # type: ignore[no
             response = await call(http, method, path, headers)
             label = (caller, method, path, response.status_code, response.text[:200])
             assert response.status_code < 500, label
+            for leak in FORBIDDEN_IN_RESPONSES:  # OWASP API3: stored secrets never leave the server
+                assert leak not in response.text, (leak, *label)
             assert "detail" in response.json() or response.status_code < 400, label
             if caller == "anonymous" and access in ("user", "admin"):
                 assert response.status_code == 401, label
@@ -149,3 +160,22 @@ async def test_methods_outside_the_inventory_are_405(callers) -> None:  # type: 
             assert response.json()["detail"]["error"] == "method_not_allowed"
         trace = await http.request("TRACE", concrete(path), headers=who["admin"])
         assert trace.status_code == 405, (path, trace.status_code)
+
+
+async def test_listings_never_carry_stored_secrets(callers) -> None:  # type: ignore[no-untyped-def]
+    """With data in place (a key, a chat session with messages), every GET stays free of secrets."""
+    _app, http, who = callers
+    created = await http.post("/api/keys", json={"name": "k", "scopes": ["chat"]}, headers=who["user"])
+    assert created.status_code == 201
+    session = (await http.post("/api/sessions", json={"title": "t"}, headers=who["user"])).json()
+    await http.post(f"/api/sessions/{session['id']}/messages", json={"content": "hello"}, headers=who["user"])
+    messages = f"/api/sessions/{session['id']}/messages"
+    for path in ("/api/keys", "/api/sessions", messages, "/api/auth/me"):
+        for caller in ("user", "admin"):
+            response = await http.get(path, headers=who[caller])
+            # The session is the user's own: an admin is not its owner and gets 404 like anyone else.
+            assert response.status_code == (404 if path == messages and caller == "admin" else 200)
+            for leak in (*FORBIDDEN_IN_RESPONSES, created.json()["key"]):
+                assert leak not in response.text, (path, caller, leak)
+    admin_keys = await http.get("/api/admin/keys", headers=who["admin"])
+    assert admin_keys.status_code == 200 and created.json()["key"] not in admin_keys.text
