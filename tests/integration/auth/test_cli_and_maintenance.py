@@ -8,10 +8,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+import pytest
 from sqlalchemy import func, select
 
 from bastion.auth.keyring import load_keyring, rotate_signing_key
@@ -23,6 +26,7 @@ from bastion.crypto import material
 from bastion.db import migrate
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.errors import Unauthorized
+from bastion.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import (
     CHEAP_HASHING,
@@ -168,6 +172,26 @@ async def test_rotation_grace_period_with_an_injected_clock(make_settings: Setti
 
 async def test_sessions_have_an_absolute_lifetime(make_settings: SettingsFactory) -> None:
     settings = identity_settings(make_settings, SESSION_MAX_DAYS=30, REFRESH_TOKEN_DAYS=7)
+    async with runtime_with_clock(settings) as (runtime, clock):
+        service = runtime.service()
+        await service.create_user("forever@example.com", PASSWORD, Role.USER, Context())
+        pair = await service.login("forever@example.com", PASSWORD, Context())
+        for days in (6, 6, 6, 6, 5):  # refreshed well within REFRESH_TOKEN_DAYS, up to day 29
+            clock.now += timedelta(days=days)
+            pair = await service.refresh(pair.refresh_token, Context())
+        clock.now += timedelta(days=2)  # 31 days after login
+        with pytest.raises(Unauthorized):  # the session outlived SESSION_MAX_DAYS
+            await service.refresh(pair.refresh_token, Context())
+        # A refresh token left unused beyond REFRESH_TOKEN_DAYS is dead too.
+        idle = await service.login("forever@example.com", PASSWORD, Context())
+        clock.now += timedelta(days=7, seconds=1)
+        with pytest.raises(Unauthorized):  # an idle refresh token outlived REFRESH_TOKEN_DAYS
+            await service.refresh(idle.refresh_token, Context())
+
+
+@asynccontextmanager
+async def runtime_with_clock(settings: Settings) -> AsyncIterator[tuple[IdentityRuntime, MovableClock]]:
+    """An identity runtime on a migrated database, with a clock the test moves."""
     url = settings.database_url.get_secret_value()
     await asyncio.to_thread(migrate.upgrade, url)
     engine = create_engine(url)
@@ -176,28 +200,7 @@ async def test_sessions_have_an_absolute_lifetime(make_settings: SettingsFactory
         settings=settings, sessionmaker=create_sessionmaker(engine), redis=None, clock=clock
     )
     try:
-        service = runtime.service()
-        await service.create_user("forever@example.com", PASSWORD, Role.USER, Context())
-        pair = await service.login("forever@example.com", PASSWORD, Context())
-        for days in (6, 6, 6, 6, 5):  # refreshed well within REFRESH_TOKEN_DAYS, up to day 29
-            clock.now += timedelta(days=days)
-            pair = await service.refresh(pair.refresh_token, Context())
-        clock.now += timedelta(days=2)  # 31 days after login
-        try:
-            await service.refresh(pair.refresh_token, Context())
-        except Unauthorized:
-            pass
-        else:
-            raise AssertionError("a session outlived SESSION_MAX_DAYS")
-        # A refresh token left unused beyond REFRESH_TOKEN_DAYS is dead too.
-        idle = await service.login("forever@example.com", PASSWORD, Context())
-        clock.now += timedelta(days=7, seconds=1)
-        try:
-            await service.refresh(idle.refresh_token, Context())
-        except Unauthorized:
-            pass
-        else:
-            raise AssertionError("an idle refresh token outlived REFRESH_TOKEN_DAYS")
+        yield runtime, clock
     finally:
         await runtime.close()
         await engine.dispose()
@@ -218,14 +221,7 @@ async def count(sessionmaker: Any, model: Any) -> int:
 
 async def test_purge_removes_expired_sessions_and_tokens(make_settings: SettingsFactory) -> None:
     settings = identity_settings(make_settings)
-    url = settings.database_url.get_secret_value()
-    await asyncio.to_thread(migrate.upgrade, url)
-    engine = create_engine(url)
-    clock = MovableClock()
-    runtime = await IdentityRuntime.start(
-        settings=settings, sessionmaker=create_sessionmaker(engine), redis=None, clock=clock
-    )
-    try:
+    async with runtime_with_clock(settings) as (runtime, clock):
         service = runtime.service()
         await service.create_user("purge@example.com", PASSWORD, Role.USER, Context())
         pair = await service.login("purge@example.com", PASSWORD, Context())
@@ -244,9 +240,6 @@ async def test_purge_removes_expired_sessions_and_tokens(make_settings: Settings
         assert counts["sessions"] == 1
         assert await count(sm, AuthSession) == 0 and await count(sm, RefreshToken) == 0
         assert await count(sm, User) == 1
-    finally:
-        await runtime.close()
-        await engine.dispose()
 
 
 async def test_purge_runs_on_a_schedule_in_the_app(make_settings: SettingsFactory) -> None:
