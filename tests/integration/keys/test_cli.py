@@ -31,7 +31,7 @@ async def test_keys_commands(make_settings: SettingsFactory) -> None:
 
         listed = await asyncio.to_thread(run_cli, env, "keys", "list", "--email", "owner@example.com")
         assert listed.returncode == 0 and key_id in listed.stdout and user_id in listed.stdout
-        assert key not in listed.stdout and key.split("_")[2] not in listed.stdout
+        assert key not in listed.stdout and key.split("_", 2)[2] not in listed.stdout  # the whole secret
 
         rotated = await asyncio.to_thread(run_cli, env, "keys", "rotate", key_id)
         assert rotated.returncode == 0, rotated.stderr
