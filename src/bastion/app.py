@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from bastion import __version__
+from bastion.api.deps import check_route_access
 from bastion.api.responses import UTF8JSONResponse
 from bastion.api.routes import admin_blocks, admin_users, api_keys, auth, chat, health, openai_compat
 from bastion.api.routes.docs import OPENAPI_URL, docs_router
@@ -158,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.jwks_router)
     app.include_router(auth.router)
     app.include_router(admin_users.router)
+    app.include_router(admin_users.invitations)
     app.include_router(admin_blocks.router)
     app.include_router(api_keys.router)
     app.include_router(api_keys.admin_router)
@@ -165,4 +167,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_compat.router)
     if docs:
         app.include_router(docs_router(app))
+    # Every route declares one permission (or public): a route that forgot refuses to start.
+    check_route_access(app.routes)
     return app

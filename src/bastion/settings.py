@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     api_key_header: str = Field("X-API-Key", pattern=r"^[A-Za-z0-9-]{1,64}$")
     api_keys: SecretStr | None = None
     ml_api_keys: SecretStr | None = None
+    # Users may create their own keys (never above their own rights or the operator's allowances);
+    # false: only administrators issue keys.
+    api_key_self_service: bool = True
+    # Who may create an account: anyone (open), holders of an admin's invitation (invite), or
+    # nobody: administrators create accounts (closed).
+    registration: Literal["open", "invite", "closed"] = "open"
+    invitation_days: int = Field(7, ge=1, le=90)  # how long an invitation stays valid
 
     allowed_origins: CommaList = ["http://localhost:8000", "http://127.0.0.1:8000"]
     allowed_hosts: CommaList = ["localhost", "127.0.0.1"]
@@ -139,6 +146,8 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(100, ge=1)
     rate_limit_fail_mode: Literal["open", "closed"] | None = None  # closed in production when unset
     rate_limit_messages_per_hour: int = Field(100, ge=1)
+    # All of one user's keys (and tokens) together; RATE_LIMIT_MESSAGES_PER_HOUR when unset.
+    rate_limit_messages_per_user_hour: int | None = Field(None, ge=1)
     rate_limit_voice_concurrent: int = Field(10, ge=1)
     max_sessions_per_api_key: int = Field(50, ge=1)
     max_total_sessions: int = Field(1000, ge=1)
@@ -492,6 +501,11 @@ class Settings(BaseSettings):
         """Choices that are allowed but deserve an operator's attention (the deploy check)."""
         found: list[str] = []
         url = self.database_url.get_secret_value()
+        if self.require_api_key and self.registration == "open" and self.api_key_self_service:
+            found.append(
+                "REQUIRE_API_KEY=true with REGISTRATION=open and API_KEY_SELF_SERVICE=true: anyone can "
+                "register and mint a key; set REGISTRATION=invite or closed, or API_KEY_SELF_SERVICE=false"
+            )
         if self.is_production:
             if url.startswith("sqlite"):
                 found.append(

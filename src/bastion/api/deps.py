@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
 
 from fastapi import Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import BaseRoute
 
 from bastion.auth.permissions import Permission, granted
-from bastion.auth.principal import Principal, Role
+from bastion.auth.principal import Principal
 from bastion.auth.runtime import IdentityRuntime
 from bastion.auth.service import Context, IdentityService
 from bastion.auth.tokens import AccessClaims
@@ -47,66 +52,77 @@ def require_principal(request: Request) -> Principal:
     return principal
 
 
-def require_admin(request: Request) -> Principal:
-    """Admins only: 401 when nobody is authenticated, 403 for anyone else."""
-    principal = require_principal(request)
-    if principal.role is not Role.ADMIN:
-        raise Forbidden()
-    return principal
+@dataclass(frozen=True, slots=True)
+class Require:
+    """The one permission a route declares: ``Depends(require(Permission.X))``.
 
+    401 (with WWW-Authenticate) when nobody is authenticated, 403 when the caller does not hold
+    the permission (decided by the tables in ``bastion.auth.permissions``). With ``or_local``,
+    an anonymous caller on this machine is let in too (readiness probes of a local supervisor).
+    """
 
-def require_user(request: Request) -> Principal:
-    """A person's account (any role), authenticated by token or cookie."""
-    principal = require_principal(request)
-    if principal.user_id is None:
-        raise Forbidden()
-    return principal
+    permission: Permission
+    or_local: bool = False
 
-
-def require_role(*roles: Role) -> Callable[[Request], Principal]:
-    """``Depends(require_role(Role.ADMIN, Role.SERVICE))``: one of these roles."""
-    allowed = frozenset(roles)
-
-    def dependency(request: Request) -> Principal:
+    def __call__(self, request: Request) -> Principal | None:
+        principal = current_principal(request)
+        if principal is None and self.or_local:
+            require_local(request)
+            return None
         principal = require_principal(request)
-        if principal.role not in allowed:
+        if not granted(principal, self.permission):
             raise Forbidden()
         return principal
 
-    return dependency
+
+@dataclass(frozen=True, slots=True)
+class Public:
+    """The declaration of a route anyone may call (its own limits and checks still apply)."""
+
+    def __call__(self) -> None:
+        return None
 
 
-def require_scopes(*scopes: str) -> Callable[[Request], Principal]:
-    """``Depends(require_scopes("chat:use"))``: every one of these scopes."""
-    needed = frozenset(scopes)
-
-    def dependency(request: Request) -> Principal:
-        principal = require_principal(request)
-        if not needed <= principal.scopes:
-            raise Forbidden()
-        return principal
-
-    return dependency
+public = Public()
 
 
 def require(permission: Permission) -> Callable[[Request], Principal]:
-    """``Depends(require(Permission.USERS_MANAGE))``: decided by the permission tables."""
-
-    def dependency(request: Request) -> Principal:
-        principal = require_principal(request)
-        if not granted(principal, permission):
-            raise Forbidden()
-        return principal
-
-    return dependency
+    """``Depends(require(Permission.USERS_MANAGE))``: the caller, who holds the permission."""
+    return cast(Callable[[Request], Principal], Require(permission))
 
 
-def require_local_or_operator(request: Request) -> None:
-    """Callers on this machine, or an authenticated admin or service principal."""
-    principal = current_principal(request)
-    if principal is not None and principal.role in (Role.ADMIN, Role.SERVICE):
-        return
-    require_local(request)
+def route_access(dependant: Dependant) -> set[Require | Public]:
+    """Every access declaration a route carries, through all of its dependencies."""
+    found: set[Require | Public] = set()
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        if isinstance(current.call, Require | Public):
+            found.add(current.call)
+        pending.extend(current.dependencies)
+    return found
+
+
+def check_route_access(routes: Sequence[BaseRoute]) -> dict[tuple[str, str], str]:
+    """Each API route's declared permission (or ``public``); refuses a route with none or several.
+
+    ``create_app`` calls this, so a route added without a declaration stops the service from
+    starting instead of shipping open. Routes are read as served: with their routers' prefixes
+    and router-level dependencies.
+    """
+    table: dict[tuple[str, str], str] = {}
+    for route in iter_route_contexts(routes):
+        dependant = getattr(route, "dependant", None)
+        if not isinstance(route.original_route, APIRoute) or not isinstance(dependant, Dependant):
+            continue
+        declared = route_access(dependant)
+        if len(declared) != 1:
+            raise RuntimeError(f"route {route.path} must declare exactly one permission or public()")
+        (access,) = declared
+        value = "public" if isinstance(access, Public) else access.permission.value
+        for method in route.methods or ():
+            table[(method, str(route.path))] = value
+    return table
 
 
 # -- identity ------------------------------------------------------------------------------------

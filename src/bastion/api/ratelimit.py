@@ -56,11 +56,15 @@ async def enforce_limit(
     rate = limiter.rule(policy).rate
     override = None
     principal = current_principal(request)
-    if principal is not None and principal.rate_overrides and identity.startswith("key:"):
-        # The key's own allowance (e.g. its messages per hour), counted in the same bucket.
+    if principal is not None and principal.rate_overrides and identity.startswith(("key:", "user:")):
+        # The key's own allowance (e.g. its messages per hour), counted in the same bucket. An
+        # allowance an administrator raised above the default takes the key out of its owner's
+        # shared budget: its own (administrator-chosen) allowance is its budget there too.
         limit = dict(principal.rate_overrides).get(policy.value)
         if limit is not None:
             override = rate = Rate(limit, rate.period, limit)
+            if principal.api_key_id:
+                identity = f"key:{principal.api_key_id}"
     decide = limiter.decider(policy) if override is None else None
     decision: RawDecision
     if decide is not None:

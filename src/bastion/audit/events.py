@@ -28,6 +28,7 @@ class AuditEvent(StrEnum):
     USER_ENABLED = "auth.user_enabled"
     SIGNING_KEY_ROTATED = "auth.signing_key_rotated"
     CSRF_REJECTED = "auth.csrf_rejected"
+    INVITATION_CREATED = "auth.invitation_created"
 
     # Rate limiting and abuse control (bastion.ratelimit)
     CLIENT_BLOCKED = "ratelimit.client_blocked"

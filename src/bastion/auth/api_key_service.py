@@ -30,7 +30,7 @@ from bastion.auth import api_keys
 from bastion.auth.api_key_repository import ApiKeyRepository
 from bastion.auth.api_keys import KeyHasher, StaticKeys
 from bastion.auth.models import ApiKey
-from bastion.auth.permissions import ADMIN_ONLY_SCOPES, KEY_SCOPES, scope_permissions
+from bastion.auth.permissions import ADMIN_ONLY_SCOPES, KEY_SCOPES, SERVICE_ONLY_SCOPES, scope_permissions
 from bastion.auth.principal import AuthMethod, Principal, Role
 from bastion.auth.repository import IdentityRepository
 from bastion.auth.service import Context
@@ -129,6 +129,8 @@ class ApiKeys:
         cache_seconds: float,
         last_used_seconds: float,
         max_per_user: int,
+        default_messages_per_hour: int,
+        self_service: bool = True,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -141,6 +143,8 @@ class ApiKeys:
         self.cache_seconds = cache_seconds
         self.last_used_seconds = last_used_seconds
         self.max_per_user = max_per_user
+        self.default_messages_per_hour = default_messages_per_hour
+        self.self_service = self_service
         self.clock = clock
         self.monotonic = monotonic
         self._cache: dict[bytes, _Cached] = {}
@@ -203,8 +207,7 @@ class ApiKeys:
                 raise KeyRejected("owner_inactive", key_id)
             return self._principal(key, owner_role=owner.role), _deadline(key.expires_at, grace_end)
 
-    @staticmethod
-    def _principal(key: ApiKey, *, owner_role: str) -> Principal:
+    def _principal(self, key: ApiKey, *, owner_role: str) -> Principal:
         scopes = frozenset(key.scopes.split())
         role = Role.SERVICE if key.role == "service" else Role.USER
         if "admin" in scopes and role is Role.USER and owner_role == Role.ADMIN.value:
@@ -212,7 +215,13 @@ class ApiKeys:
         else:
             # An admin scope is void once its owner is no longer an admin.
             scopes = scopes - ADMIN_ONLY_SCOPES
-        overrides = (("messages_hourly", key.messages_per_hour),) if key.messages_per_hour else ()
+        overrides: tuple[tuple[str, int], ...] = ()
+        if key.messages_per_hour:
+            overrides = (("messages_hourly", key.messages_per_hour),)
+            if key.messages_per_hour > self.default_messages_per_hour:
+                # Only an administrator sets an allowance above the default (``create``): the
+                # key then answers to that allowance alone, outside its owner's shared budget.
+                overrides += (("messages_user_hourly", key.messages_per_hour),)
         return Principal(
             subject=f"key:{key.id}",
             role=role,
@@ -270,11 +279,22 @@ class ApiKeys:
             raise InvalidField("body.role", "role", "The role is user or service")
         if expires_at is not None and expires_at <= now:
             raise InvalidField("body.expires_at", "future", "The expiry must be in the future")
+        admin = actor.role is Role.ADMIN
+        if not admin and not self.self_service:
+            raise Forbidden("Only administrators issue API keys on this deployment (API_KEY_SELF_SERVICE)")
         privileged = role == "service" or bool(ADMIN_ONLY_SCOPES & set(chosen))
-        if privileged and actor.role is not Role.ADMIN:
+        if privileged and not admin:
             raise Forbidden("Only administrators may create service keys or keys with the admin scope")
         if role == "service" and ADMIN_ONLY_SCOPES & set(chosen):
             raise InvalidField("body.scopes", "scopes", "The admin scope is for user keys of administrators")
+        if role != "service" and SERVICE_ONLY_SCOPES & set(chosen):
+            raise InvalidField("body.scopes", "scopes", "The monitoring scope is for service keys")
+        # A key's own allowance may be lower than the operator's; only administrators raise it.
+        if messages_per_hour is not None and messages_per_hour > self.default_messages_per_hour and not admin:
+            raise Forbidden(
+                "Only administrators may set messages_per_hour above the operator's "
+                f"{self.default_messages_per_hour} per hour"
+            )
         owner_id = user_id if user_id is not None else actor.user_id
         if owner_id is None:
             raise Forbidden()
@@ -445,5 +465,7 @@ def build_api_keys(
         cache_seconds=settings.api_key_cache_seconds,
         last_used_seconds=float(settings.api_key_last_used_seconds),
         max_per_user=settings.api_key_max_per_user,
+        default_messages_per_hour=settings.rate_limit_messages_per_hour,
+        self_service=settings.api_key_self_service,
         clock=clock,
     )

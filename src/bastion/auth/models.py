@@ -80,6 +80,25 @@ class PasswordResetToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class Invitation(Base):
+    """An administrator's invitation to register (REGISTRATION=invite); single use, expiring.
+
+    Only a keyed hash of the invitation code is stored. ``email``, when set, is the only address
+    the invitation registers.
+    """
+
+    __tablename__ = "invitations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_by: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    used_by: Mapped[str | None] = mapped_column(String(32))
+
+
 class SigningKey(Base):
     """JWT signing keys and their ages.
 

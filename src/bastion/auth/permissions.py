@@ -1,9 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """Permissions as data: ``resource:action`` names, what each role holds, what each method may grant.
 
-A route declares ``Depends(require(Permission.X))``; whether the caller has it is decided here,
-never with an ``if user.is_admin`` in a handler. An API key grants only what its scopes name and
-never an admin permission unless a scope names it explicitly.
+Every route declares exactly one permission (``Depends(require(Permission.X))``) or is public;
+whether the caller has it is decided here, never with an ``if user.is_admin`` in a handler.
+
+A credential grants exactly what it names:
+- a person's session (access token or cookie) carries the role's permissions;
+- a mutual-TLS service identity carries the service role's;
+- an API key (managed or static) carries only what its scopes name, and only what its role holds;
+- a few permissions belong to a person's session alone and no key or service identity ever holds
+  them, whatever its scopes: changing the password and ending sessions (``PERSON_ONLY``).
 """
 
 from __future__ import annotations
@@ -14,14 +20,16 @@ from bastion.auth.principal import AuthMethod, Principal, Role
 
 
 class Permission(StrEnum):
-    PROFILE_READ = "profile:read"
-    PROFILE_WRITE = "profile:write"
+    PROFILE_READ = "profile:read"  # the account's own details (GET /api/auth/me)
+    PASSWORD_CHANGE = "password:change"  # noqa: S105 - a permission name
+    SESSIONS_END = "sessions:end"  # log out, log out everywhere
     CHAT_USE = "chat:use"
     JOURNAL_USE = "journal:use"
     KEYS_OWN = "keys:own"
     USERS_READ = "users:read"
     USERS_MANAGE = "users:manage"
     KEYS_MANAGE = "keys:manage"
+    BLOCKLIST_MANAGE = "blocklist:manage"
     AUDIT_READ = "audit:read"
     HEALTH_READ = "health:read"
     METRICS_READ = "metrics:read"
@@ -32,7 +40,8 @@ class Permission(StrEnum):
 _USER = frozenset(
     {
         Permission.PROFILE_READ,
-        Permission.PROFILE_WRITE,
+        Permission.PASSWORD_CHANGE,
+        Permission.SESSIONS_END,
         Permission.CHAT_USE,
         Permission.JOURNAL_USE,
         Permission.KEYS_OWN,
@@ -44,12 +53,35 @@ _USER = frozenset(
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.USER: _USER,
     Role.ADMIN: frozenset(Permission),
-    Role.SERVICE: frozenset({Permission.HEALTH_READ, Permission.METRICS_READ, Permission.COMPLETIONS_USE}),
+    # A service account that signs in with a password may still see and look after its account.
+    Role.SERVICE: frozenset(
+        {
+            Permission.HEALTH_READ,
+            Permission.METRICS_READ,
+            Permission.COMPLETIONS_USE,
+            Permission.PROFILE_READ,
+            Permission.PASSWORD_CHANGE,
+            Permission.SESSIONS_END,
+        }
+    ),
 }
 
 ADMIN_PERMISSIONS = frozenset(
-    {Permission.USERS_READ, Permission.USERS_MANAGE, Permission.KEYS_MANAGE, Permission.AUDIT_READ}
+    {
+        Permission.USERS_READ,
+        Permission.USERS_MANAGE,
+        Permission.KEYS_MANAGE,
+        Permission.BLOCKLIST_MANAGE,
+        Permission.AUDIT_READ,
+    }
 )
+
+# Held only through a person's own session: a leaked key or a service identity can never change
+# the password (and so turn itself into a full session) or end the owner's sessions.
+PERSON_ONLY = frozenset({Permission.PASSWORD_CHANGE, Permission.SESSIONS_END})
+PERSON_METHODS = frozenset({AuthMethod.JWT, AuthMethod.COOKIE})
+# An account's own routes need an account: a service identity or a static key has none.
+ACCOUNT_PERMISSIONS = PERSON_ONLY | {Permission.PROFILE_READ, Permission.KEYS_OWN}
 
 # Which authentication methods may carry the role's permissions by themselves. Key-based methods
 # are limited to their scopes (checked in `granted`).
@@ -69,6 +101,10 @@ def permissions_for(role: Role) -> frozenset[Permission]:
 def granted(principal: Principal, permission: Permission) -> bool:
     """Whether ``principal`` holds ``permission`` through its role and authentication method."""
     in_role = permission in permissions_for(principal.role)
+    if permission in PERSON_ONLY and principal.method not in PERSON_METHODS:
+        return False
+    if permission in ACCOUNT_PERMISSIONS and principal.user_id is None:
+        return False
     if METHOD_GRANTS_ROLE.get(principal.method, False):
         return in_role
     # Keys: the scope must name the permission, and the key's role must hold it too.
@@ -83,11 +119,15 @@ KEY_SCOPES: dict[str, frozenset[Permission]] = {
     "journal": frozenset({Permission.JOURNAL_USE}),
     "voice": frozenset({Permission.VOICE_USE}),
     "completions": frozenset({Permission.COMPLETIONS_USE}),
+    "profile": frozenset({Permission.PROFILE_READ}),
     "monitoring": frozenset({Permission.HEALTH_READ, Permission.METRICS_READ}),
-    "admin": ADMIN_PERMISSIONS,
+    # An administrator's automation key: the admin API, and key management (its own and others').
+    "admin": ADMIN_PERMISSIONS | {Permission.KEYS_OWN},
 }
 # Scopes only an admin may put on a key (and that stay void once the owner is no longer admin).
 ADMIN_ONLY_SCOPES = frozenset({"admin"})
+# Scopes that name only service-role permissions: on a user's key they would grant nothing.
+SERVICE_ONLY_SCOPES = frozenset({"monitoring"})
 
 
 def scope_permissions(scopes: frozenset[str] | set[str] | tuple[str, ...]) -> frozenset[str]:

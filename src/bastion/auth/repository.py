@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.auth.models import AuthSession, PasswordResetToken, RefreshToken, User
+from bastion.auth.models import AuthSession, Invitation, PasswordResetToken, RefreshToken, User
 
 
 def _rowcount(result: object) -> int:
@@ -108,6 +108,28 @@ class IdentityRepository:
             .where(PasswordResetToken.user_id == user_id, PasswordResetToken.used_at.is_(None))
             .values(used_at=now)
         )
+
+    # -- invitations -----------------------------------------------------------------------------
+
+    async def add_invitation(self, invitation: Invitation) -> None:
+        self.session.add(invitation)
+        await self.session.flush()
+
+    async def consume_invitation(
+        self, token_hash: str, *, email: str, user_id: str | None, now: datetime
+    ) -> bool:
+        """Spend a live invitation for ``email`` (bound to it, or to nobody); False otherwise."""
+        result = await self.session.execute(
+            update(Invitation)
+            .where(
+                Invitation.token_hash == token_hash,
+                Invitation.used_at.is_(None),
+                Invitation.expires_at > now,
+                (Invitation.email.is_(None)) | (Invitation.email == email),
+            )
+            .values(used_at=now, used_by=user_id)
+        )
+        return _rowcount(result) == 1
 
     # -- purge -----------------------------------------------------------------------------------
 

@@ -128,6 +128,7 @@ class IdentityRuntime:
             refresh_lifetime=timedelta(days=self.settings.refresh_token_days),
             session_lifetime=timedelta(days=self.settings.session_max_days),
             reset_lifetime=timedelta(minutes=self.settings.password_reset_minutes),
+            registration=self.settings.registration,
             background=self.background,
             clock=self.clock,
         )

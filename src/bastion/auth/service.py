@@ -12,14 +12,14 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.audit.events import AuditEvent, Outcome
 from bastion.audit.service import AuditService
 from bastion.auth.mailer import Mail, Mailer
-from bastion.auth.models import AuthSession, PasswordResetToken, RefreshToken, User
+from bastion.auth.models import AuthSession, Invitation, PasswordResetToken, RefreshToken, User
 from bastion.auth.passwords import HashingPool
 from bastion.auth.permissions import permissions_for
 from bastion.auth.policy import PasswordPolicy
@@ -30,11 +30,15 @@ from bastion.auth.throttle import LoginThrottle
 from bastion.auth.tokens import AccessClaims, AccessTokens, SecretTokens, TokenInvalid
 from bastion.db.session import unit_of_work
 from bastion.db.types import utcnow
-from bastion.errors import Conflict, NotFound, PasswordRejected, RateLimited, Unauthorized
+from bastion.errors import Conflict, Forbidden, NotFound, PasswordRejected, RateLimited, Unauthorized
 from bastion.observability.logging import get_logger
 
+Registration = Literal["open", "invite", "closed"]
 REFRESH_PURPOSE = "refresh"
 RESET_PURPOSE = "reset"
+INVITE_PURPOSE = "invite"
+INVALID_INVITATION = "This invitation is not valid"
+REGISTRATION_CLOSED = "Registration is closed: an administrator creates accounts"
 LOGIN_FAILED = "Login failed"
 INVALID_TOKEN = "Invalid or expired token"  # noqa: S105 - a message
 
@@ -53,6 +57,13 @@ class Context:
 
     ip: str | None = None
     request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Invited:
+    code: str  # shown once
+    email: str | None
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +90,7 @@ class IdentityService:
         session_lifetime: timedelta,
         reset_lifetime: timedelta,
         reset_url: str = "/reset-password",
+        registration: Registration = "open",
         background: set[asyncio.Task[None]] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -95,6 +107,7 @@ class IdentityService:
         self.session_lifetime = session_lifetime
         self.reset_lifetime = reset_lifetime
         self.reset_url = reset_url
+        self.registration = registration
         self.background = background if background is not None else set()
         self.clock = clock
         self.log = get_logger("bastion.auth")
@@ -174,19 +187,34 @@ class IdentityService:
 
     # -- accounts ----------------------------------------------------------------------------------
 
-    async def register(self, email: str, password: str, context: Context) -> Registered:
+    async def register(
+        self, email: str, password: str, context: Context, *, invitation: str | None = None
+    ) -> Registered:
         """Create an account; an existing email answers the same way (no enumeration).
 
         For a taken email nothing is created: the answer carries a random id, the same work is done
         (one hash), and the owner is told by mail that someone tried to register their address.
+        REGISTRATION decides who may: ``open`` anyone, ``invite`` only with an administrator's
+        unused invitation (spent in the same transaction that creates the account), ``closed``
+        nobody (administrators create accounts).
         """
+        if self.registration == "closed":
+            await self._record(
+                AuditEvent.USER_REGISTERED, context, outcome=Outcome.DENIED, details={"reason": "closed"}
+            )
+            raise Forbidden(REGISTRATION_CLOSED)
+        if self.registration == "invite" and not self._plausible_code(invitation):
+            await self._record(
+                AuditEvent.USER_REGISTERED, context, outcome=Outcome.DENIED, details={"reason": "invitation"}
+            )
+            raise Forbidden(INVALID_INVITATION)
         self.check_policy(password, email)
         password_hash = await self.hashing.hash(password)
         async with unit_of_work(self.sessionmaker) as session:
             repo = IdentityRepository(session)
             existing = await repo.user_by_email(email)
+            now = self.clock()
             if existing is None:
-                now = self.clock()
                 user = await repo.add_user(
                     User(
                         email=email,
@@ -201,6 +229,15 @@ class IdentityService:
                 user_id: str | None = user.id
             else:
                 user_id = None
+            # Spent whether or not the address is taken, so an invitation's answer never tells;
+            # raised inside the unit of work, a refusal rolls the new account back with it.
+            if self.registration == "invite" and not await repo.consume_invitation(
+                self.secret_tokens.digest(invitation or "", purpose=INVITE_PURPOSE),
+                email=email,
+                user_id=user_id,
+                now=now,
+            ):
+                raise Forbidden(INVALID_INVITATION)
         if user_id is None:
             await self._record(
                 AuditEvent.USER_REGISTERED,
@@ -213,6 +250,34 @@ class IdentityService:
             return Registered(id=uuid.uuid4().hex, email=email, role=Role.USER.value)
         await self._record(AuditEvent.USER_REGISTERED, context, actor_id=user_id, target_id=user_id)
         return Registered(id=user_id, email=email, role=Role.USER.value)
+
+    @staticmethod
+    def _plausible_code(code: str | None) -> bool:
+        return code is not None and 0 < len(code) <= 200
+
+    async def invite(
+        self, email: str | None, context: Context, *, actor_id: str | None, lifetime: timedelta
+    ) -> Invited:
+        """An invitation code to register (for ``email`` only, when given); shown once."""
+        code = self.secret_tokens.generate()
+        now = self.clock()
+        async with unit_of_work(self.sessionmaker) as session:
+            invitation = Invitation(
+                token_hash=self.secret_tokens.digest(code, purpose=INVITE_PURPOSE),
+                email=email,
+                created_by=actor_id,
+                created_at=now,
+                expires_at=now + lifetime,
+            )
+            await IdentityRepository(session).add_invitation(invitation)
+            invitation_id = invitation.id
+        await self._record(
+            AuditEvent.INVITATION_CREATED,
+            context,
+            actor_id=actor_id,
+            details={"invitation_id": invitation_id, "bound": email is not None},
+        )
+        return Invited(code=code, email=email, expires_at=now + lifetime)
 
     async def _notify_existing(self, email: str) -> None:
         try:

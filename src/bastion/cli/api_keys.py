@@ -38,6 +38,7 @@ class KeyScope(StrEnum):
     journal = "journal"
     voice = "voice"
     completions = "completions"
+    profile = "profile"
     monitoring = "monitoring"
     admin = "admin"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Annotated, TypeVar
 
 import typer
@@ -86,10 +87,46 @@ async def _user_id(runtime: IdentityRuntime, email: str) -> str:
 @app.command("create-admin")
 def create_admin(email: Annotated[str, typer.Option("--email", help="The administrator's email.")]) -> None:
     """Create an administrator; the password is asked twice (prompt and confirmation)."""
+    _create(email, Role.ADMIN)
+
+
+def _create(email: str, role: Role) -> None:
     address = _email(email)
     password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    user = _run(lambda rt: rt.service().create_user(address, password, Role.ADMIN, CLI_CONTEXT))
-    typer.echo(f"created admin {user.id}")
+    user = _run(lambda rt: rt.service().create_user(address, password, role, CLI_CONTEXT))
+    typer.echo(f"created {role.value} {user.id}")
+
+
+@app.command("create")
+def create(
+    email: Annotated[str, typer.Option("--email", help="The new account's email.")],
+    role: Annotated[Role, typer.Option("--role", help="user, admin or service.")] = Role.USER,
+) -> None:
+    """Create an account (with REGISTRATION=closed, how accounts come to be); the password is asked twice.
+
+    Example: bastion users create --email ana@example.org
+    """
+    _create(email, role)
+
+
+@app.command("invite")
+def invite(
+    email: Annotated[
+        str | None, typer.Option("--email", help="Only this address may use the invitation.")
+    ] = None,
+) -> None:
+    """Print an invitation code to register with (REGISTRATION=invite); valid INVITATION_DAYS, shown once.
+
+    Example: bastion users invite --email ana@example.org
+    """
+    address = _email(email) if email is not None else None
+
+    async def work(rt: IdentityRuntime) -> str:
+        lifetime = timedelta(days=rt.settings.invitation_days)
+        invited = await rt.service().invite(address, CLI_CONTEXT, actor_id=None, lifetime=lifetime)
+        return f"{invited.code}\nvalid until {invited.expires_at.isoformat()}"
+
+    typer.echo(_run(work))
 
 
 @app.command()

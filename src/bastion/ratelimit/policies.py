@@ -12,6 +12,7 @@
 | sessions_create | 20/hour | API key (else user, else IP) |
 | messages | 30/minute, burst 10 | user (else API key, else IP) |
 | messages_hourly | RATE_LIMIT_MESSAGES_PER_HOUR/hour | API key (else user, else IP) |
+| messages_user_hourly | RATE_LIMIT_MESSAGES_PER_USER_HOUR/hour | user (all of a user's keys together) |
 | voice | 100/hour (+ RATE_LIMIT_VOICE_CONCURRENT at once, see leases) | API key (else user, else IP) |
 | journal_create | 20/minute, burst 5 | user (else API key, else IP) |
 | journal_read | 60/minute, burst 10 | user (else API key, else IP) |
@@ -41,6 +42,7 @@ class Policy(StrEnum):
     SESSIONS_CREATE = "sessions_create"
     MESSAGES = "messages"
     MESSAGES_HOURLY = "messages_hourly"
+    MESSAGES_USER_HOURLY = "messages_user_hourly"
     VOICE = "voice"
     JOURNAL_CREATE = "journal_create"
     JOURNAL_READ = "journal_read"
@@ -105,6 +107,7 @@ def policy_table(settings: Settings) -> dict[Policy, PolicyRule]:
     """Every policy with the rates the settings give it."""
     per_minute = settings.rate_limit_per_minute
     per_hour = settings.rate_limit_messages_per_hour
+    per_user_hour = settings.rate_limit_messages_per_user_hour or per_hour
     rates: Mapping[Policy, tuple[Rate, Scope]] = {
         Policy.GLOBAL: (
             Rate(per_minute, 60.0, settings.rate_limit_global_burst or per_minute),
@@ -118,6 +121,7 @@ def policy_table(settings: Settings) -> dict[Policy, PolicyRule]:
         Policy.SESSIONS_CREATE: (Rate.parse(settings.rate_limit_sessions_create), Scope.KEY),
         Policy.MESSAGES: (Rate.parse(settings.rate_limit_messages), Scope.USER),
         Policy.MESSAGES_HOURLY: (Rate(per_hour, 3600.0, per_hour), Scope.KEY),
+        Policy.MESSAGES_USER_HOURLY: (Rate(per_user_hour, 3600.0, per_user_hour), Scope.USER),
         Policy.VOICE: (Rate.parse(settings.rate_limit_voice), Scope.KEY),
         Policy.JOURNAL_CREATE: (Rate.parse(settings.rate_limit_journal_create), Scope.USER),
         Policy.JOURNAL_READ: (Rate.parse(settings.rate_limit_journal_read), Scope.USER),

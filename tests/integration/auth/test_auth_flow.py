@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from bastion.audit.events import AuditEvent
 from bastion.auth.models import RefreshToken, User
-from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import (
     NEW_PASSWORD,
     PASSWORD,
@@ -19,20 +17,11 @@ from tests.integration.auth.helpers import (
     audit_events,
     bearer,
     identity_app,
-    identity_settings,
     login,
     make_admin,
     register,
     user_session,
 )
-
-
-@pytest.fixture
-def settings_for(make_settings: SettingsFactory, database_url: str) -> Any:
-    def factory(**overrides: Any) -> Any:
-        return identity_settings(make_settings, DATABASE_URL=database_url, **overrides)
-
-    return factory
 
 
 async def test_register_login_me_refresh_logout(settings_for: Any) -> None:

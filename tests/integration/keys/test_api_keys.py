@@ -341,7 +341,7 @@ async def test_a_keys_own_hourly_allowance_replaces_the_default(make_settings: S
         {"name": "x", "scopes": []},
         {"name": "x", "scopes": ["everything"]},
         {"name": "x", "scopes": ["chat:use"]},
-        {"name": "x", "scopes": ["chat"] * 7},
+        {"name": "x", "scopes": ["chat"] * 8},
         {"name": "x", "scopes": ["chat"], "role": "admin"},
         {"name": "x", "scopes": ["chat"], "expires_at": "tomorrow"},
         {"name": "x", "scopes": ["chat"], "expires_at": "2030-01-01T00:00:00"},

@@ -69,6 +69,8 @@ def test_key_permissions_need_both_scope_and_role() -> None:
         "users:read",
         "users:manage",
         "keys:manage",
+        "keys:own",
+        "blocklist:manage",
         "audit:read",
     }
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
-from bastion.api.deps import require, require_role, require_scopes, require_user
+from bastion.api.deps import require
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import AuthMethod, Principal, Role
 from bastion.errors import CsrfRejected, Forbidden, Unauthorized
@@ -63,18 +63,23 @@ def test_authorization_dependencies() -> None:
     service = {"principal": principal(Role.SERVICE, AuthMethod.MTLS)}
     anonymous: dict[str, Any] = {}
     csrf_failed = {"auth_error": "csrf"}
-    assert outcome(require_user, user) == "ok"
-    assert outcome(require_user, service) == "403"  # not a person's account
-    assert outcome(require_user, anonymous) == "401"
-    assert outcome(require_user, csrf_failed) == "403-csrf"
-    admins_or_services = require_role(Role.ADMIN, Role.SERVICE)
-    assert [outcome(admins_or_services, s) for s in (user, admin, service, anonymous)] == [
-        "403",
-        "ok",
-        "ok",
-        "401",
-    ]
-    chat = require_scopes("chat:use")
-    assert [outcome(chat, s) for s in (user, admin, anonymous)] == ["ok", "403", "401"]
+    profile = require(Permission.PROFILE_READ)
+    assert [outcome(profile, s) for s in (user, admin, service, anonymous)] == ["ok", "ok", "403", "401"]
+    assert outcome(profile, csrf_failed) == "403-csrf"
     manage = require(Permission.USERS_MANAGE)
     assert [outcome(manage, s) for s in (user, admin, service, anonymous)] == ["403", "ok", "403", "401"]
+
+
+@pytest.mark.parametrize("method", [AuthMethod.API_KEY, AuthMethod.STATIC_KEY, AuthMethod.MTLS])
+@pytest.mark.parametrize("permission", [Permission.PASSWORD_CHANGE, Permission.SESSIONS_END])
+def test_no_key_or_service_identity_ever_holds_a_person_only_permission(
+    method: AuthMethod, permission: Permission
+) -> None:
+    every_scope = frozenset(p.value for p in Permission)
+    for role in Role:
+        holder = principal(role, method, user_id="u", scopes=every_scope)
+        assert outcome(require(permission), {"principal": holder}) == "403"
+    person = principal(Role.USER, AuthMethod.COOKIE, user_id="u")
+    assert outcome(require(permission), {"principal": person}) == "ok"
+    # An account route needs an account: a principal without one (a service identity) never holds it.
+    assert outcome(require(permission), {"principal": principal(Role.SERVICE, AuthMethod.JWT)}) == "403"

@@ -28,6 +28,7 @@ def test_the_documented_defaults(make_settings: SettingsFactory) -> None:
         Policy.SESSIONS_CREATE: (Rate(20, 3600.0, 20), Scope.KEY),
         Policy.MESSAGES: (Rate(30, 60.0, 10), Scope.USER),
         Policy.MESSAGES_HOURLY: (Rate(100, 3600.0, 100), Scope.KEY),
+        Policy.MESSAGES_USER_HOURLY: (Rate(100, 3600.0, 100), Scope.USER),
         Policy.VOICE: (Rate(100, 3600.0, 100), Scope.KEY),
         Policy.JOURNAL_CREATE: (Rate(20, 60.0, 5), Scope.USER),
         Policy.JOURNAL_READ: (Rate(60, 60.0, 10), Scope.USER),

@@ -16,13 +16,15 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
-from bastion.api.deps import require_admin
+from bastion.api.deps import require
+from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.errors import NotFound, request_id_of
 from bastion.ratelimit.blocklist import PERMANENT_SECONDS, Blocklist, normalize
 from bastion.ratelimit.storage.base import Block
 
-routes = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
+Admin = Annotated[Principal, Depends(require(Permission.BLOCKLIST_MANAGE))]
+routes = APIRouter(tags=["admin"], dependencies=[Depends(require(Permission.BLOCKLIST_MANAGE))])
 
 BlockKind = Literal["ip", "cidr", "key", "user"]
 # Ids of keys and users; IPs are checked (and normalized) separately.
@@ -88,9 +90,7 @@ async def list_blocks(request: Request) -> BlockList:
 
 
 @routes.post("", response_model=BlockOut, status_code=201)
-async def place_block(
-    body: BlockIn, request: Request, admin: Annotated[Principal, Depends(require_admin)]
-) -> BlockOut:
+async def place_block(body: BlockIn, request: Request, admin: Admin) -> BlockOut:
     identity = _identity(body.kind, body.value, "body")
     block = await get_blocklist(request).block(
         identity,
@@ -116,7 +116,7 @@ async def lift_block(
     kind: BlockKind,
     value: Annotated[str, Path(pattern=_VALUE)],
     request: Request,
-    admin: Annotated[Principal, Depends(require_admin)],
+    admin: Admin,
 ) -> Response:
     return await _lift(request, _identity(kind, value, "path"), admin)
 
@@ -126,7 +126,7 @@ async def lift_network_block(
     address: Annotated[str, Path(pattern=_VALUE)],
     prefix: Annotated[int, Path(ge=0, le=128)],
     request: Request,
-    admin: Annotated[Principal, Depends(require_admin)],
+    admin: Admin,
 ) -> Response:
     return await _lift(request, _identity("cidr", f"{address}/{prefix}", "path"), admin)
 

@@ -1,29 +1,33 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Administration of accounts: role changes, disable/enable, forced logout. Admins only."""
+"""Administration of accounts: role changes, disable/enable, forced logout, invitations. Admins only."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
 from bastion.api.content_types import require_json
-from bastion.api.deps import audit_context, identity_service, require
+from bastion.api.deps import audit_context, get_settings, identity_service, require
 from bastion.api.routes.api_keys import api_keys
-from bastion.api.schemas.auth import RoleChange, UserDetail
+from bastion.api.schemas.auth import InvitationOut, InvitationRequest, RoleChange, UserDetail
 from bastion.auth.api_key_service import ApiKeys
 from bastion.auth.models import User
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.auth.service import Context, IdentityService
 from bastion.errors import Forbidden
+from bastion.settings import Settings
 
 router = APIRouter(prefix="/api/admin/users", tags=["admin"], dependencies=[Depends(require_json)])
 
 Service = Annotated[IdentityService, Depends(identity_service)]
 Ctx = Annotated[Context, Depends(audit_context)]
 Keys = Annotated[ApiKeys, Depends(api_keys)]
+Config = Annotated[Settings, Depends(get_settings)]
 Admin = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
+Reader = Annotated[Principal, Depends(require(Permission.USERS_READ))]
 UserId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]{1,32}$")]
 
 
@@ -40,7 +44,7 @@ def _not_self(admin: Principal, user_id: str) -> None:
 
 
 @router.get("/{user_id}", response_model=UserDetail)
-async def get_user(user_id: UserId, admin: Admin, service: Service) -> UserDetail:
+async def get_user(user_id: UserId, admin: Reader, service: Service) -> UserDetail:
     return _detail(await service.me(user_id))
 
 
@@ -73,3 +77,17 @@ async def enable(user_id: UserId, admin: Admin, service: Service, context: Ctx) 
 async def logout_all(user_id: UserId, admin: Admin, service: Service, context: Ctx) -> Response:
     await service.logout_all(user_id, context, actor_id=admin.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+invitations = APIRouter(prefix="/api/admin/invitations", tags=["admin"], dependencies=[Depends(require_json)])
+
+
+@invitations.post("", status_code=status.HTTP_201_CREATED, response_model=InvitationOut)
+async def invite(
+    body: InvitationRequest, admin: Admin, service: Service, context: Ctx, settings: Config
+) -> InvitationOut:
+    """An invitation code to register with (REGISTRATION=invite), valid INVITATION_DAYS, shown once."""
+    invited = await service.invite(
+        body.email, context, actor_id=admin.user_id, lifetime=timedelta(days=settings.invitation_days)
+    )
+    return InvitationOut(code=invited.code, email=invited.email, expires_at=invited.expires_at)

@@ -13,13 +13,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from bastion.api.content_types import require_json
-from bastion.api.deps import audit_context, require, require_principal
+from bastion.api.deps import audit_context, require
 from bastion.api.schemas.api_keys import KeyCreate, KeyCreated, KeyList, KeyOut
 from bastion.auth.api_key_service import ApiKeys, KeyView
-from bastion.auth.permissions import Permission, granted
+from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.auth.service import Context
-from bastion.errors import Forbidden
 
 router = APIRouter(prefix="/api/keys", tags=["keys"], dependencies=[Depends(require_json)])
 admin_router = APIRouter(prefix="/api/admin/keys", tags=["admin"])
@@ -28,20 +27,13 @@ KeyId = Annotated[str, Path(min_length=16, max_length=16, pattern=r"^[0-9a-f]{16
 Ctx = Annotated[Context, Depends(audit_context)]
 
 
-def key_manager(request: Request) -> Principal:
-    """Someone who may manage keys: their own (``keys:own``) or everyone's (``keys:manage``)."""
-    principal = require_principal(request)
-    if not (granted(principal, Permission.KEYS_OWN) or granted(principal, Permission.KEYS_MANAGE)):
-        raise Forbidden()
-    return principal
-
-
 def api_keys(request: Request) -> ApiKeys:
     runtime: ApiKeys = request.app.state.api_keys
     return runtime
 
 
-Manager = Annotated[Principal, Depends(key_manager)]
+# Their own keys (``keys:own``); everyone's with ``keys:manage`` besides, decided by the service.
+Manager = Annotated[Principal, Depends(require(Permission.KEYS_OWN))]
 Keys = Annotated[ApiKeys, Depends(api_keys)]
 
 

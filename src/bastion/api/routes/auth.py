@@ -20,7 +20,8 @@ from bastion.api.deps import (
     audit_context,
     identity_runtime,
     identity_service,
-    require_user,
+    public,
+    require,
 )
 from bastion.api.ratelimit import enforce_limit, get_limiter, rate_limit, request_client_ip
 from bastion.api.responses import UTF8JSONResponse as JSONResponse
@@ -40,6 +41,7 @@ from bastion.api.schemas.auth import (
 )
 from bastion.auth.csrf import HEADER as CSRF_HEADER
 from bastion.auth.emails import InvalidEmail, normalize_email
+from bastion.auth.permissions import Permission
 from bastion.auth.principal import AuthMethod, Principal
 from bastion.auth.runtime import IdentityRuntime
 from bastion.auth.service import Context, IdentityService, TokenPair
@@ -53,7 +55,9 @@ jwks_router = APIRouter(tags=["auth"])
 Service = Annotated[IdentityService, Depends(identity_service)]
 Runtime = Annotated[IdentityRuntime, Depends(identity_runtime)]
 Ctx = Annotated[Context, Depends(audit_context)]
-User = Annotated[Principal, Depends(require_user)]
+Reader = Annotated[Principal, Depends(require(Permission.PROFILE_READ))]
+SessionOwner = Annotated[Principal, Depends(require(Permission.SESSIONS_END))]
+PasswordOwner = Annotated[Principal, Depends(require(Permission.PASSWORD_CHANGE))]
 REFRESH_COOKIE_PATH = "/api/auth"
 
 
@@ -118,18 +122,18 @@ def _session_response(
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    dependencies=[Depends(rate_limit(Policy.REGISTER))],
+    dependencies=[Depends(public), Depends(rate_limit(Policy.REGISTER))],
 )
 async def register(body: RegisterRequest, service: Service, context: Ctx) -> UserOut:
     """Create an account. A taken email gets the same answer (no account enumeration)."""
-    registered = await service.register(body.email, body.password, context)
+    registered = await service.register(body.email, body.password, context, invitation=body.invitation)
     return UserOut(id=registered.id, email=registered.email, role=registered.role)
 
 
 @router.post(
     "/login",
     response_model=TokenResponse | CookieSessionResponse,
-    dependencies=[Depends(rate_limit(Policy.LOGIN))],
+    dependencies=[Depends(public), Depends(rate_limit(Policy.LOGIN))],
 )
 async def login(
     body: LoginRequest, request: Request, service: Service, runtime: Runtime, context: Ctx
@@ -148,7 +152,7 @@ async def login(
 @router.post(
     "/refresh",
     response_model=TokenResponse | CookieSessionResponse,
-    dependencies=[Depends(rate_limit(Policy.REFRESH))],
+    dependencies=[Depends(public), Depends(rate_limit(Policy.REFRESH))],
 )
 async def refresh(
     request: Request,
@@ -179,7 +183,7 @@ async def refresh(
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(
     request: Request,
-    principal: User,
+    principal: SessionOwner,
     service: Service,
     runtime: Runtime,
     context: Ctx,
@@ -196,7 +200,7 @@ async def logout(
 
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
 async def logout_all(
-    request: Request, principal: User, service: Service, runtime: Runtime, context: Ctx
+    request: Request, principal: SessionOwner, service: Service, runtime: Runtime, context: Ctx
 ) -> Response:
     await service.logout_all(principal.user_id or principal.subject, context)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -205,7 +209,7 @@ async def logout_all(
 
 
 @router.get("/me", response_model=UserDetail)
-async def me(principal: User, service: Service) -> UserDetail:
+async def me(principal: Reader, service: Service) -> UserDetail:
     user = await service.me(principal.user_id or principal.subject)
     return UserDetail(
         id=user.id, email=user.email, role=user.role, is_active=user.is_active, created_at=user.created_at
@@ -216,7 +220,7 @@ async def me(principal: User, service: Service) -> UserDetail:
 async def change_password(
     body: PasswordChangeRequest,
     request: Request,
-    principal: User,
+    principal: PasswordOwner,
     service: Service,
     runtime: Runtime,
     context: Ctx,
@@ -234,7 +238,7 @@ async def change_password(
     "/password-reset",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    dependencies=[Depends(rate_limit(Policy.PASSWORD_RESET))],
+    dependencies=[Depends(public), Depends(rate_limit(Policy.PASSWORD_RESET))],
 )
 async def password_reset(
     body: PasswordResetRequest, request: Request, response: Response, service: Service, context: Ctx
@@ -253,14 +257,14 @@ async def password_reset(
 @router.post(
     "/password-reset/confirm",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[Depends(rate_limit(Policy.PASSWORD_RESET))],
+    dependencies=[Depends(public), Depends(rate_limit(Policy.PASSWORD_RESET))],
 )
 async def password_reset_confirm(body: PasswordResetConfirm, service: Service, context: Ctx) -> Response:
     await service.confirm_password_reset(body.token, body.new_password, context)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@jwks_router.get("/.well-known/jwks.json")
+@jwks_router.get("/.well-known/jwks.json", dependencies=[Depends(public)])
 async def jwks(runtime: Runtime) -> JSONResponse:
     """Public verification keys (none for HS256: a shared secret is never published)."""
     return JSONResponse(

@@ -41,6 +41,7 @@ from bastion.settings import Settings
 router = APIRouter(prefix="/api/sessions", tags=["chat"])
 SessionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 ChatUser = Annotated[Principal, Depends(require(Permission.CHAT_USE))]
+VoiceUser = Annotated[Principal, Depends(require(Permission.VOICE_USE))]
 
 
 def chat_service(request: Request) -> ChatService:
@@ -137,6 +138,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
         Depends(require_json),
         Depends(rate_limit(Policy.MESSAGES)),
         Depends(rate_limit(Policy.MESSAGES_HOURLY)),
+        Depends(rate_limit(Policy.MESSAGES_USER_HOURLY)),
     ],
     response_model=MessageOut,
 )
@@ -212,13 +214,12 @@ _VOICE_BODY = {
     "/{session_id}/voice-chat",
     openapi_extra=_VOICE_BODY,
     dependencies=[
-        Depends(require(Permission.VOICE_USE)),
         Depends(rate_limit(Policy.VOICE)),
         Depends(concurrency_limit(Policy.VOICE)),
     ],
 )
 async def voice_chat(
-    session_id: SessionId, request: Request, principal: ChatUser, service: Service
+    session_id: SessionId, request: Request, principal: VoiceUser, service: Service
 ) -> VoiceReply:
     """Multipart field ``audio``: wav, webm, mp3, m4a, ogg or opus up to MAX_AUDIO_SIZE_MB."""
     settings = get_settings(request)

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from starlette.responses import HTMLResponse
+
+from bastion.api.deps import public
 
 OPENAPI_URL = "/openapi.json"
 
@@ -23,7 +25,7 @@ def _with_nonce(page: HTMLResponse, request: Request) -> HTMLResponse:
 
 
 def docs_router(app: FastAPI) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+    router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])
 
     @router.get("/docs")
     async def swagger(request: Request) -> HTMLResponse:

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from bastion.api.deps import require_local_or_operator
+from bastion.api.deps import Require, public
 from bastion.api.responses import UTF8JSONResponse
+from bastion.auth.permissions import Permission
 from bastion.observability.logging import get_logger
 
 router = APIRouter(tags=["health"])
@@ -32,7 +33,7 @@ class Readiness(BaseModel):
     model: str
 
 
-@router.get("/health", response_model=Health)
+@router.get("/health", response_model=Health, dependencies=[Depends(public)])
 async def health() -> Health:
     return Health()
 
@@ -54,7 +55,7 @@ async def _redis(request: Request) -> CheckState:
 @router.get(
     "/health/ready",
     response_model=Readiness,
-    dependencies=[Depends(require_local_or_operator)],
+    dependencies=[Depends(Require(Permission.HEALTH_READ, or_local=True))],
     responses={503: {"model": Readiness}},
 )
 async def ready(request: Request) -> UTF8JSONResponse:

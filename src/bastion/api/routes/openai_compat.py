@@ -42,6 +42,7 @@ router = APIRouter(
         Depends(require_json),
         Depends(rate_limit(Policy.MESSAGES)),
         Depends(rate_limit(Policy.MESSAGES_HOURLY)),
+        Depends(rate_limit(Policy.MESSAGES_USER_HOURLY)),
     ],
 )
 # `completions:use`: users hold it by role; keys need the `completions` scope (ML_API_KEYS have it).

@@ -8,14 +8,14 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-ScopeName = Literal["chat", "journal", "voice", "completions", "monitoring", "admin"]
+ScopeName = Literal["chat", "journal", "voice", "completions", "profile", "monitoring", "admin"]
 
 
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
-    scopes: list[ScopeName] = Field(min_length=1, max_length=6)
+    scopes: list[ScopeName] = Field(min_length=1, max_length=7)
     role: Literal["user", "service"] = "user"
     expires_at: AwareDatetime | None = None
     messages_per_hour: int | None = Field(None, ge=1, le=1_000_000)

@@ -33,6 +33,18 @@ class Strict(BaseModel):
 class RegisterRequest(Strict):
     email: Email
     password: Password
+    # With REGISTRATION=invite: the code from an administrator's invitation.
+    invitation: str | None = Field(None, min_length=1, max_length=200)
+
+
+class InvitationRequest(Strict):
+    email: Email | None = None  # only this address may use the invitation
+
+
+class InvitationOut(BaseModel):
+    code: str  # shown once
+    email: str | None
+    expires_at: datetime
 
 
 class LoginRequest(Strict):
