@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from bastion.errors import UnsupportedMediaType
+from bastion.errors import InvalidField, UnsupportedMediaType
 
 JSON_MEDIA_TYPE = "application/json"
 
@@ -17,7 +17,7 @@ def _has_body(request: Request) -> bool:
     return "transfer-encoding" in request.headers
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """Dependency: a request that has a body (or claims a type) must send ``application/json``.
 
     FastAPI parses a JSON body whatever the Content-Type says; refusing ``text/plain`` and form
@@ -36,3 +36,29 @@ def require_json(request: Request) -> None:
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
             raise UnsupportedMediaType("JSON must be encoded as UTF-8")
+    if _has_body(request):
+        # JSON may escape a lone UTF-16 surrogate ("\\ud800"): valid JSON, but text that no
+        # encoder (database driver, cipher, upstream request, log line) accepts. Refused here
+        # once for every JSON route instead of failing deep inside one of them.
+        _refuse_unencodable(await request.json(), "body")
+
+
+def _encodable(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidField(path, "unicode", "Text must be valid Unicode (no lone surrogates)") from None
+
+
+def _refuse_unencodable(value: object, where: str) -> None:
+    pending: list[tuple[object, str]] = [(value, where)]
+    while pending:
+        item, path = pending.pop()
+        if isinstance(item, str):
+            _encodable(item, path)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _encodable(key, path)  # before the key becomes part of a field path
+                pending.append((child, f"{path}.{key}"))
+        elif isinstance(item, list):
+            pending.extend((child, f"{path}.{index}") for index, child in enumerate(item))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
@@ -23,6 +22,7 @@ from bastion.api.schemas.chat import (
     SessionOut,
     VoiceReply,
 )
+from bastion.api.schemas.types import Instant, PositiveInt64
 from bastion.audit.events import AuditEvent
 from bastion.audit.service import AuditService
 from bastion.auth.permissions import Permission
@@ -90,7 +90,7 @@ async def _audit(request: Request, principal: Principal, event: AuditEvent, sess
 async def list_sessions(
     principal: ChatUser,
     service: Service,
-    before: Annotated[datetime | None, Query()] = None,
+    before: Annotated[Instant | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> SessionList:
     views = await service.list_sessions(Owner.of(principal), before=before, limit=limit)
@@ -117,7 +117,7 @@ async def history(
     session_id: SessionId,
     principal: ChatUser,
     service: Service,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[PositiveInt64 | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> MessagePage:
     page = await service.history(Owner.of(principal), session_id, before=before, limit=limit)

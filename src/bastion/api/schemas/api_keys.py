@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from bastion.api.schemas.types import Instant
 
 ScopeName = Literal["chat", "journal", "voice", "completions", "profile", "monitoring", "admin"]
 
@@ -17,7 +19,7 @@ class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
     scopes: list[ScopeName] = Field(min_length=1, max_length=7)
     role: Literal["user", "service"] = "user"
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
     messages_per_hour: int | None = Field(None, ge=1, le=1_000_000)
     user_id: str | None = Field(None, pattern=r"^[0-9a-f]{1,32}$")  # admins: a key for another user
 

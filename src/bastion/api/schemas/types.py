@@ -1,0 +1,28 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Field types every schema and query parameter shares: values the database and encoders accept.
+
+A datetime must name an instant (a zone) that exists in UTC; an integer must fit the database's
+64-bit columns. Anything else is a 422 at the edge, never an overflow deep in a driver.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, Field
+
+INT64_MAX = 2**63 - 1
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("The time is outside the supported range (years 1 to 9999 in UTC)") from None
+
+
+# An instant with its zone, within years 1-9999 once moved to UTC.
+Instant = Annotated[AwareDatetime, AfterValidator(_utc)]
+# A positive id or position that fits a BIGINT.
+PositiveInt64 = Annotated[int, Field(ge=1, le=INT64_MAX)]
