@@ -62,6 +62,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         shared_state="redis" if redis is not None else "in-process",
         llm_provider=settings.llm_provider,
     )
+    for warning in settings.warnings():  # what `bastion check` reports, said at every start too
+        log.warning("configuration_warning", message=warning)
     if redis is None:
         log.warning(
             "in_process_state",

@@ -6,11 +6,12 @@ This is the only module that reads ``os.environ``. Everything else receives a ``
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,6 +23,9 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from redis.connection import parse_url as parse_redis_url
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bastion.crypto import material
 
@@ -46,6 +50,57 @@ DEV_SECRETS_FILE = "secrets.json"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 CommaList = Annotated[list[str], NoDecode]
+
+
+# Secrets used as HMAC keys: shorter than this is a typo or a placeholder, never a key.
+MIN_SECRET_CHARS = 32
+# Drivers DATABASE_URL may name, and the async driver to use instead of each synchronous one.
+ASYNC_DRIVERS = frozenset({"postgresql+asyncpg", "sqlite+aiosqlite"})
+SYNC_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+    "postgresql+psycopg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+pysqlite": "sqlite+aiosqlite",
+}
+
+
+def _set(value: Any) -> bool:
+    return value is not None
+
+
+def _always(_value: Any) -> bool:
+    return True
+
+
+# Settings whose feature this version does not have yet: setting one is refused (never silently
+# ignored). Each entry goes when its feature lands.
+NOT_IN_THIS_VERSION: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "audit_log_sink": ("audit sinks other than db", lambda value: str(value).strip() != "db"),
+    "sentry_dsn": ("error tracking", _set),
+    "prometheus_port": ("a separate metrics port", _set),
+    "alert_webhook_url": ("anomaly alerts", _set),
+    "retention_days_access": ("access records", _always),
+    "retention_days_security": ("security record retention", _always),
+    "max_journal_length": ("journals", _always),
+    "injection_action": ("guardrails", _always),
+    "profanity_filter": ("guardrails", _always),
+}
+
+
+def misspelled_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Environment variables that look like a misspelled Bastion setting (close to a known name)."""
+    known = {name.upper() for name in Settings.model_fields}
+    known |= {f"{name}_FILE" for name in known}
+    found = []
+    for name in sorted(environ if environ is not None else os.environ):
+        if name in known or "_" not in name or not name.isupper():
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+        if close:
+            found.append(f"{name} is not a Bastion setting: did you mean {close[0]}?")
+    return found
 
 
 class ConfigurationError(Exception):
@@ -173,7 +228,8 @@ class Settings(BaseSettings):
     # How often each instance runs the retention purges (expired chat sessions, ...).
     maintenance_interval_seconds: int = Field(900, ge=1, le=24 * 3600)
 
-    license_url: str | None = None
+    # Sent as a response header value and in error bodies: an http(s) URL of printable ASCII.
+    license_url: str | None = Field(None, pattern=r"^https?://[\x21-\x7e]{1,2040}$")
     license_header: str = Field("X-License", pattern=r"^[A-Za-z0-9-]{1,64}$")
 
     audit_log_sink: str = "db"
@@ -422,7 +478,15 @@ class Settings(BaseSettings):
         return problems
 
     def _format_problems(self) -> list[str]:
-        problems: list[str] = []
+        problems: list[str] = [*self._url_problems(), *self._unavailable()]
+        symmetric = ["SESSION_SECRET", "CSRF_SECRET", "API_KEY_SALT"]
+        if self.jwt_algorithm == "HS256":
+            symmetric.append("SECRET_KEY")
+        for name in symmetric:
+            value = self.secret(name)
+            # Production judges every secret's strength (below); elsewhere refuse what cannot work.
+            if not self.is_production and value is not None and len(value) < MIN_SECRET_CHARS:
+                problems.append(f"{name} is too short: at least {MIN_SECRET_CHARS} characters")
         if self.llm_provider == "openai":
             if not self.llm_base_url or not self.llm_base_url.startswith(("http://", "https://")):
                 problems.append("LLM_BASE_URL must be an http(s) URL when LLM_PROVIDER=openai")
@@ -442,6 +506,42 @@ class Settings(BaseSettings):
                 material.parse_signing_keyset(raw, self.jwt_algorithm)
             except ValueError as exc:
                 problems.append(f"JWT_PRIVATE_KEYS is malformed: {exc}")
+        return problems
+
+    def _url_problems(self) -> list[str]:
+        """DATABASE_URL and REDIS_URL that no driver would open: named, never echoed."""
+        problems: list[str] = []
+        try:
+            database = make_url(self.database_url.get_secret_value())
+        except ArgumentError:
+            problems.append(
+                "DATABASE_URL is not a database URL (postgresql+asyncpg://... or sqlite+aiosqlite:///...)"
+            )
+        else:
+            driver = database.drivername
+            if driver in SYNC_DRIVERS:
+                problems.append(
+                    f"DATABASE_URL needs an async driver: use {SYNC_DRIVERS[driver]}:// instead of {driver}://"
+                )
+            elif driver not in ASYNC_DRIVERS:
+                problems.append(
+                    f"DATABASE_URL scheme {driver!r} is not supported: use postgresql+asyncpg:// or sqlite+aiosqlite://"
+                )
+        if self.redis_url is not None:
+            try:
+                parse_redis_url(self.redis_url.get_secret_value())  # type: ignore[no-untyped-call]
+            except ValueError:
+                problems.append(
+                    "REDIS_URL is malformed: use redis://[:password@]host:port/db, rediss:// or unix://"
+                )
+        return problems
+
+    def _unavailable(self) -> list[str]:
+        """Settings whose feature is not in this version: refused rather than silently ignored."""
+        problems = []
+        for name, (feature, is_set) in NOT_IN_THIS_VERSION.items():
+            if name in self.model_fields_set and is_set(getattr(self, name)):
+                problems.append(f"{name.upper()} is not available in this version ({feature}); unset it")
         return problems
 
     # -- development secrets -------------------------------------------------------------------
@@ -499,8 +599,10 @@ class Settings(BaseSettings):
 
     def warnings(self) -> list[str]:
         """Choices that are allowed but deserve an operator's attention (the deploy check)."""
-        found: list[str] = []
+        found: list[str] = [*misspelled_variables()]
         url = self.database_url.get_secret_value()
+        if self.llm_provider == "offline" and self.openai_api_key is not None:
+            found.append("OPENAI_API_KEY is set but LLM_PROVIDER=offline: the key is unused")
         if self.require_api_key and self.registration == "open" and self.api_key_self_service:
             found.append(
                 "REQUIRE_API_KEY=true with REGISTRATION=open and API_KEY_SELF_SERVICE=true: anyone can "

@@ -372,3 +372,21 @@ async def test_docs_off_in_production_unless_enabled(tmp_path: Path, make_settin
         assert page.status_code == 200
         nonce = page.headers["content-security-policy"].split("'nonce-")[1].split("'")[0]
         assert page.text.count("<script") == page.text.count(f'<script nonce="{nonce}"') > 0
+
+
+async def test_the_license_link_is_on_every_response(make_settings: SettingsFactory) -> None:
+    """LICENSE_URL goes in the LICENSE_HEADER header of every answer and in every error body."""
+    terms = "https://example.org/terms"
+    for header, settings in (
+        ("x-license", make_settings(LICENSE_URL=terms)),
+        ("x-terms-of-use", make_settings(LICENSE_URL=terms, LICENSE_HEADER="X-Terms-Of-Use")),
+    ):
+        async with hardened(settings, base_url="http://localhost") as http:
+            ok = await http.get("/test/ok")
+            missing = await http.get("/no/such/route")
+            bad_host = await http.get("/test/ok", headers={"Host": "evil.example"})
+        for response in (ok, missing, bad_host):
+            assert response.headers[header] == terms, (header, response.status_code)
+        assert missing.json()["detail"]["license"] == terms
+    async with hardened(make_settings(), base_url="http://localhost") as http:
+        assert "x-license" not in (await http.get("/test/ok")).headers

@@ -1,10 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Helpers shared by the commands: settings loaded with a readable refusal instead of a traceback."""
+"""Helpers shared by the commands: settings and the database, with a readable refusal, never a traceback."""
 
 from __future__ import annotations
 
-import typer
+import asyncio
 
+import typer
+from sqlalchemy import make_url, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from bastion.db.engine import create_engine
 from bastion.settings import ConfigurationError, Settings, load_settings
 
 
@@ -14,3 +19,45 @@ def settings_or_exit() -> Settings:
     except ConfigurationError as exc:
         typer.echo(exc.render(), err=True)
         raise typer.Exit(2) from None
+
+
+DATABASE_CHECK_SECONDS = 10.0
+
+
+def database_or_exit(settings: Settings) -> None:
+    """Reach DATABASE_URL once before any work: an unreachable database is one line and exit 2.
+
+    The line names the host and port (or the SQLite file) and why, never the URL's password.
+    """
+    url = settings.database_url.get_secret_value()
+    where = _database_location(url)
+
+    async def probe() -> None:
+        engine = create_engine(url)
+        try:
+            async with asyncio.timeout(DATABASE_CHECK_SECONDS), engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, TimeoutError, SQLAlchemyError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
+        typer.echo(f"error: cannot reach the database named by DATABASE_URL at {where}: {reason}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _database_location(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or ":memory:"
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database or ''}"
+
+
+def _reason(exc: BaseException) -> str:
+    # The driver's own error, first line, without anything that could echo the URL's password.
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return (
+        f"{type(cause).__name__}: {str(cause).splitlines()[0][:200]}" if str(cause) else type(cause).__name__
+    )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bastion.cli.common import settings_or_exit
+from bastion.cli.common import database_or_exit, settings_or_exit
 from bastion.db import migrate
 
 app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -17,6 +17,7 @@ app = typer.Typer(help="Database schema.", no_args_is_help=True)
 def upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Apply migrations (to the newest by default)."""
     settings = settings_or_exit()
+    database_or_exit(settings)
     migrate.upgrade(settings.database_url.get_secret_value(), revision)
     typer.echo(f"database at revision {revision}")
 
@@ -25,6 +26,7 @@ def upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = 
 def downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1 or base.")]) -> None:
     """Revert migrations down to a revision."""
     settings = settings_or_exit()
+    database_or_exit(settings)
     migrate.downgrade(settings.database_url.get_secret_value(), revision)
 
 
@@ -32,4 +34,5 @@ def downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g
 def current() -> None:
     """Show the applied revision."""
     settings = settings_or_exit()
+    database_or_exit(settings)
     migrate.current(settings.database_url.get_secret_value())

@@ -11,7 +11,7 @@ import typer
 from bastion import __version__
 from bastion.cli import api_keys as _api_keys  # noqa: F401 - registers `bastion keys create|list|revoke|rotate`
 from bastion.cli import db, secrets, users
-from bastion.cli.common import settings_or_exit
+from bastion.cli.common import database_or_exit, settings_or_exit
 
 app = typer.Typer(help="Bastion: a security-hardened backend for AI chat applications.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
@@ -75,6 +75,7 @@ def serve(
     if (ssl_certfile is None) != (ssl_keyfile is None):
         typer.echo("--ssl-certfile and --ssl-keyfile go together", err=True)
         raise typer.Exit(2)
+    database_or_exit(settings)
     if migrate if migrate is not None else settings.environment == "development":
         migrations.upgrade(settings.database_url.get_secret_value())
     if workers > 1 and settings.redis_url is None:

@@ -58,6 +58,7 @@ class SecurityHeaders:
     - HSTS only over https (the scheme after trusted-proxy resolution): browsers ignore it over
       http and an http response is exactly what an attacker in the middle could forge anyway.
     - The microphone is allowed (``microphone=(self)``) only under ``microphone_paths`` prefixes.
+    - ``extra_headers`` are added to every response too (the license link).
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class SecurityHeaders:
         hsts_max_age: int = HSTS_MAX_AGE,
         hsts_include_subdomains: bool = True,
         hsts_preload: bool = True,
+        extra_headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         if x_xss_protection not in X_XSS_PROTECTION_VALUES:
             raise ValueError(f"x_xss_protection must be one of {X_XSS_PROTECTION_VALUES}")
@@ -91,6 +93,8 @@ class SecurityHeaders:
             (b"cross-origin-embedder-policy", b"require-corp"),
             (b"x-permitted-cross-domain-policies", b"none"),
             (b"x-xss-protection", x_xss_protection.encode()),
+            # Operator headers (e.g. LICENSE_HEADER: LICENSE_URL), validated by the settings.
+            *((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra_headers),
         ]
 
     def _microphone_allowed(self, path: str) -> bool:
