@@ -38,6 +38,7 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("POST", "/api/admin/users/{user_id}/disable"): "admin",
     ("POST", "/api/admin/users/{user_id}/enable"): "admin",
     ("POST", "/api/admin/users/{user_id}/logout-all"): "admin",
+    ("POST", "/api/admin/users/{user_id}/unlock"): "admin",
     ("GET", "/api/admin/blocklist"): "admin",
     ("POST", "/api/admin/blocklist"): "admin",
     ("DELETE", "/api/admin/blocklist/{kind}/{value}"): "admin",

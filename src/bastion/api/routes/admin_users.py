@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Administration of accounts: role changes, disable/enable, forced logout. Admins only."""
+"""Administration of accounts: role changes, disable/enable, unlock, forced logout. Admins only."""
 
 from __future__ import annotations
 
@@ -73,3 +73,9 @@ async def enable(user_id: UserId, admin: Admin, service: Service, context: Ctx) 
 async def logout_all(user_id: UserId, admin: Admin, service: Service, context: Ctx) -> Response:
     await service.logout_all(user_id, context, actor_id=admin.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{user_id}/unlock", response_model=UserDetail)
+async def unlock(user_id: UserId, admin: Admin, service: Service, context: Ctx) -> UserDetail:
+    """Lift the account-wide login lock (audited); the account's own password still applies."""
+    return _detail(await service.unlock(user_id, context, actor_id=admin.user_id))
