@@ -47,7 +47,7 @@ async def logins_per_second(algorithm: str, seconds: float, workers: int, concur
         database_url=f"sqlite+aiosqlite:///{root / 'bench.db'}",
         password_hasher=algorithm,
         password_hash_workers=workers,
-        login_max_failures=1000,
+        login_delay_after_failures=100,
         login_ip_max_failures=100_000,
         enable_json_logging=True,
         log_level="WARNING",

@@ -76,7 +76,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 message="several workers without REDIS_URL: each enforces its own limits (N x the limit)",
             )
     app.state.identity = await IdentityRuntime.start(
-        settings=settings, sessionmaker=app.state.sessionmaker, redis=redis
+        settings=settings, sessionmaker=app.state.sessionmaker, redis=redis, limiter=app.state.limiter
     )
     app.state.api_keys = build_api_keys(settings, sessionmaker=app.state.sessionmaker, redis=redis)
     chat = build_chat_service(app.state, settings)

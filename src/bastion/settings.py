@@ -255,10 +255,18 @@ class Settings(BaseSettings):
     argon2_parallelism: int = Field(1, ge=1, le=64)
     bcrypt_rounds: int = Field(12, ge=4, le=20)
     password_hash_workers: int = Field(4, ge=1, le=64)  # threads that hash; never the event loop
-    login_max_failures: int = Field(5, ge=1, le=1000)  # per account, within the window
+    # Password throttle: every password check (login, password change) counts; docs/identity.md.
+    login_failure_window_minutes: int = Field(15, ge=1, le=24 * 60)  # how long failures are counted
+    login_delay_after_failures: int = Field(3, ge=1, le=100)  # per account and client, before waits
+    login_delay_seconds: int = Field(2, ge=1, le=3600)  # the first wait; doubles per further failure
+    login_delay_max_seconds: int = Field(900, ge=1, le=24 * 3600)  # the longest wait
     login_ip_max_failures: int = Field(30, ge=1, le=100_000)  # per client address, within the window
-    login_failure_window_minutes: int = Field(15, ge=1, le=24 * 60)
-    login_lockout_minutes: int = Field(15, ge=1, le=24 * 60)  # first lockout; doubles each time after
+    # The account-wide lock: consecutive failures (NIST SP 800-63B: at most 100) from many clients.
+    login_lock_failures: int = Field(100, ge=1, le=100)
+    login_lock_clients: int = Field(10, ge=1, le=100)  # distinct client addresses among them
+    login_lock_window_hours: int = Field(24, ge=1, le=7 * 24)  # a quiet period that forgets them
+    login_lockout_minutes: int = Field(15, ge=1, le=24 * 60)  # first lock; doubles each time after
+    login_throttle_max_keys: int = Field(100_000, ge=100)  # in-process entries kept (memory bound)
     auth_purge_interval_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
 
@@ -292,6 +300,7 @@ class Settings(BaseSettings):
     rate_limit_login: str = "5/minute;burst=3"
     rate_limit_refresh: str = "10/minute;burst=5"
     rate_limit_password_reset: str = "3/minute"  # noqa: S105 - per IP and, separately, per email
+    rate_limit_password_change: str = "5/minute;burst=3"  # noqa: S105 - per user
     rate_limit_sessions_create: str = "20/hour"  # per API key
     rate_limit_messages: str = "30/minute;burst=10"  # per user
     rate_limit_voice: str = "100/hour"  # per API key
@@ -337,6 +346,7 @@ class Settings(BaseSettings):
         "rate_limit_login",
         "rate_limit_refresh",
         "rate_limit_password_reset",
+        "rate_limit_password_change",
         "rate_limit_sessions_create",
         "rate_limit_messages",
         "rate_limit_voice",
@@ -501,6 +511,10 @@ class Settings(BaseSettings):
                 for kid, key in keys.items():
                     if len(set(key)) < 16:
                         problems.append(f"DATABASE_ENCRYPTION_KEY key {kid!r} is too weak: not random bytes")
+        if self.login_lock_clients > self.login_lock_failures:
+            problems.append("LOGIN_LOCK_CLIENTS cannot exceed LOGIN_LOCK_FAILURES (no lock could happen)")
+        if self.login_delay_max_seconds < self.login_delay_seconds:
+            problems.append("LOGIN_DELAY_MAX_SECONDS must be at least LOGIN_DELAY_SECONDS")
         if (raw := self.secret("JWT_PRIVATE_KEYS")) is not None and self.jwt_algorithm != "HS256":
             try:
                 material.parse_signing_keyset(raw, self.jwt_algorithm)

@@ -53,6 +53,7 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("POST", "/api/admin/users/{user_id}/disable"): P.USERS_MANAGE,
     ("POST", "/api/admin/users/{user_id}/enable"): P.USERS_MANAGE,
     ("POST", "/api/admin/users/{user_id}/logout-all"): P.USERS_MANAGE,
+    ("POST", "/api/admin/users/{user_id}/unlock"): P.USERS_MANAGE,
     ("POST", "/api/admin/invitations"): P.USERS_MANAGE,
     ("GET", "/api/admin/blocklist"): P.BLOCKLIST_MANAGE,
     ("POST", "/api/admin/blocklist"): P.BLOCKLIST_MANAGE,

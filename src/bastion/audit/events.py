@@ -15,6 +15,7 @@ class AuditEvent(StrEnum):
     LOGIN_SUCCEEDED = "auth.login"
     LOGIN_FAILED = "auth.login_failed"
     ACCOUNT_LOCKED = "auth.lockout"
+    ACCOUNT_UNLOCKED = "auth.unlock"
     TOKEN_REFRESHED = "auth.refresh"  # noqa: S105
     TOKEN_REJECTED = "auth.token_rejected"  # noqa: S105
     REFRESH_REUSE_DETECTED = "auth.refresh_reuse_detected"

@@ -26,13 +26,28 @@ from bastion.auth.passwords import HashingPool, HashParameters, PasswordHasher
 from bastion.auth.policy import PasswordPolicy
 from bastion.auth.revocation import Denylist, MemoryDenylist, RedisDenylist
 from bastion.auth.service import IdentityService
-from bastion.auth.throttle import AttemptStore, LoginThrottle, MemoryAttemptStore, RedisAttemptStore
+from bastion.auth.throttle import PasswordThrottle, ThrottleRules, attempt_store_for
 from bastion.auth.tokens import AccessTokens, SecretTokens
 from bastion.db.types import utcnow
 from bastion.observability.logging import get_logger
+from bastion.ratelimit.service import RateLimiter
 from bastion.settings import Settings
 
 KEYRING_RELOAD_SECONDS = 60.0
+
+
+def throttle_rules(settings: Settings) -> ThrottleRules:
+    return ThrottleRules(
+        window_seconds=settings.login_failure_window_minutes * 60.0,
+        delay_after=settings.login_delay_after_failures,
+        delay_seconds=float(settings.login_delay_seconds),
+        delay_max_seconds=float(settings.login_delay_max_seconds),
+        client_max_failures=settings.login_ip_max_failures,
+        account_window_seconds=settings.login_lock_window_hours * 3600.0,
+        lock_failures=settings.login_lock_failures,
+        lock_clients=settings.login_lock_clients,
+        lock_seconds=settings.login_lockout_minutes * 60.0,
+    )
 
 
 def _secret_bytes(settings: Settings, name: str) -> bytes:
@@ -51,9 +66,11 @@ class IdentityRuntime:
         redis: Redis | None,
         keyring: Keyring,
         mailer: Mailer | None = None,
+        limiter: RateLimiter | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
+        self.limiter = limiter
         self.sessionmaker = sessionmaker
         self.clock = clock
         self.keyring = keyring
@@ -81,13 +98,11 @@ class IdentityRuntime:
         self.secret_tokens = SecretTokens(key=_secret_bytes(settings, "SESSION_SECRET"))
         self.csrf = CsrfTokens(secret=_secret_bytes(settings, "CSRF_SECRET"))
         self.denylist: Denylist = RedisDenylist(redis) if redis is not None else MemoryDenylist()
-        store: AttemptStore = RedisAttemptStore(redis) if redis is not None else MemoryAttemptStore()
-        self.throttle = LoginThrottle(
-            store=store,
-            max_failures=settings.login_max_failures,
-            ip_max_failures=settings.login_ip_max_failures,
-            window_seconds=settings.login_failure_window_minutes * 60,
-            lockout_seconds=settings.login_lockout_minutes * 60,
+        # Wall-clock seconds from the runtime's clock: instances sharing Redis agree on "now".
+        self.throttle = PasswordThrottle(
+            store=attempt_store_for(redis, max_keys=settings.login_throttle_max_keys),
+            rules=throttle_rules(settings),
+            clock=lambda: self.clock().timestamp(),
         )
         self.mailer = mailer or mailer_for(settings)
         self.audit = AuditService(sessionmaker=sessionmaker, clock=clock)
@@ -102,6 +117,7 @@ class IdentityRuntime:
         settings: Settings,
         sessionmaker: async_sessionmaker[AsyncSession],
         redis: Redis | None,
+        limiter: RateLimiter | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> IdentityRuntime:
         try:
@@ -110,7 +126,14 @@ class IdentityRuntime:
             # Not migrated yet: sign with the settings keys; identity routes need `bastion db upgrade`.
             get_logger("bastion.auth").warning("signing_keys_unavailable", hint="run `bastion db upgrade`")
             keyring = settings_only_keyring(settings, clock())
-        runtime = cls(settings=settings, sessionmaker=sessionmaker, redis=redis, keyring=keyring, clock=clock)
+        runtime = cls(
+            settings=settings,
+            sessionmaker=sessionmaker,
+            redis=redis,
+            keyring=keyring,
+            limiter=limiter,
+            clock=clock,
+        )
         runtime._maintenance = asyncio.create_task(runtime._maintain(), name="bastion-identity-maintenance")
         return runtime
 
@@ -123,6 +146,7 @@ class IdentityRuntime:
             secret_tokens=self.secret_tokens,
             denylist=self.denylist,
             throttle=self.throttle,
+            limiter=self.limiter,
             audit=self.audit,
             mailer=self.mailer,
             refresh_lifetime=timedelta(days=self.settings.refresh_token_days),

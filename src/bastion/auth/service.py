@@ -26,12 +26,13 @@ from bastion.auth.policy import PasswordPolicy
 from bastion.auth.principal import AuthMethod, Principal, Role
 from bastion.auth.repository import IdentityRepository
 from bastion.auth.revocation import Denylist
-from bastion.auth.throttle import LoginThrottle
+from bastion.auth.throttle import PasswordThrottle, Refusal
 from bastion.auth.tokens import AccessClaims, AccessTokens, SecretTokens, TokenInvalid
 from bastion.db.session import unit_of_work
 from bastion.db.types import utcnow
 from bastion.errors import Conflict, Forbidden, NotFound, PasswordRejected, RateLimited, Unauthorized
 from bastion.observability.logging import get_logger
+from bastion.ratelimit.service import RateLimiter
 
 Registration = Literal["open", "invite", "closed"]
 REFRESH_PURPOSE = "refresh"
@@ -40,6 +41,8 @@ INVITE_PURPOSE = "invite"
 INVALID_INVITATION = "This invitation is not valid"
 REGISTRATION_CLOSED = "Registration is closed: an administrator creates accounts"
 LOGIN_FAILED = "Login failed"
+WRONG_PASSWORD = "The current password is wrong"  # noqa: S105 - a message
+TOO_MANY_ATTEMPTS = "Too many failed attempts; try again later or reset your password"
 INVALID_TOKEN = "Invalid or expired token"  # noqa: S105 - a message
 
 
@@ -83,7 +86,7 @@ class IdentityService:
         access_tokens: AccessTokens,
         secret_tokens: SecretTokens,
         denylist: Denylist,
-        throttle: LoginThrottle,
+        throttle: PasswordThrottle,
         audit: AuditService,
         mailer: Mailer,
         refresh_lifetime: timedelta,
@@ -92,6 +95,7 @@ class IdentityService:
         reset_url: str = "/reset-password",
         registration: Registration = "open",
         background: set[asyncio.Task[None]] | None = None,
+        limiter: RateLimiter | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessionmaker = sessionmaker
@@ -101,6 +105,7 @@ class IdentityService:
         self.secret_tokens = secret_tokens
         self.denylist = denylist
         self.throttle = throttle
+        self.limiter = limiter
         self.audit = audit
         self.mailer = mailer
         self.refresh_lifetime = refresh_lifetime
@@ -292,47 +297,75 @@ class IdentityService:
         except Exception as exc:  # a mail failure must not surface to the caller
             self.log.warning("mail_failed", kind="register_notice", error=type(exc).__name__)
 
-    async def login(self, email: str, password: str, context: Context) -> TokenPair:
-        """Tokens for a correct email and password; one generic failure for everything else."""
+    async def verify_password_attempt(
+        self,
+        email: str,
+        user: User | None,
+        password: str,
+        context: Context,
+        *,
+        event: AuditEvent,
+        message: str,
+    ) -> User:
+        """The one way a password is checked (login, password change, any re-authentication).
+
+        Asks the throttle first: a refused attempt is never verified (429 with Retry-After). A
+        wrong password, an unknown ``email`` (``user`` None, a dummy verification for the same
+        time) or a disabled account counts toward the per-account, per-client and account-wide
+        limits and toward the limiter's automatic blocks, is audited under ``event`` and raises
+        ``Unauthorized(message)``. A correct one restarts the consecutive-failure counts.
+        """
+        target = user.id if user is not None else None
+        actor = target if event is not AuditEvent.LOGIN_FAILED else None
         verdict = await self.throttle.check(email, context.ip)
         if not verdict.allowed:
             await self._record(
-                AuditEvent.LOGIN_FAILED,
+                event,
                 context,
                 outcome=Outcome.DENIED,
-                details={"reason": "ip_blocked" if verdict.ip_blocked else "locked"},
+                actor_id=actor,
+                target_id=target,
+                details={"reason": str(verdict.refusal), "retry_after": verdict.retry_after},
             )
-            if verdict.ip_blocked:
-                raise RateLimited(retry_after=verdict.retry_after)
-            raise Unauthorized(LOGIN_FAILED)
-        async with unit_of_work(self.sessionmaker) as session:
-            user = await IdentityRepository(session).user_by_email(email)
+            why = TOO_MANY_ATTEMPTS if verdict.refusal is not Refusal.CLIENT_BLOCKED else None
+            raise RateLimited(why, retry_after=verdict.retry_after)
         if user is None:
             await self.hashing.dummy_verify(password)  # same work as a real check
             ok = False
         else:
             ok = await self.hashing.verify(user.password_hash, password)
-        if not ok or user is None or not user.is_active:
-            locked_for = await self.throttle.failure(email, context.ip)
-            target = user.id if user is not None else None
-            reason = "disabled" if ok else "bad_credentials"
+        if ok and user is not None and user.is_active:
+            await self.throttle.success(email, context.ip)
+            return user
+        counted = await self.throttle.failure(email, context.ip)
+        if self.limiter is not None:
+            # Failed password checks feed the per-address abuse counter: enough block the address.
+            await self.limiter.record_failed_authentication(ip=context.ip, request_id=context.request_id)
+        await self._record(
+            event,
+            context,
+            outcome=Outcome.FAILURE,
+            actor_id=actor,
+            target_id=target,
+            details={"reason": "disabled" if ok else "bad_credentials", "wait": counted.wait},
+        )
+        if counted.locked_for:
             await self._record(
-                AuditEvent.LOGIN_FAILED,
+                AuditEvent.ACCOUNT_LOCKED,
                 context,
-                outcome=Outcome.FAILURE,
+                outcome=Outcome.DENIED,
                 target_id=target,
-                details={"reason": reason},
+                details={"seconds": counted.locked_for},
             )
-            if locked_for:
-                await self._record(
-                    AuditEvent.ACCOUNT_LOCKED,
-                    context,
-                    outcome=Outcome.DENIED,
-                    target_id=target,
-                    details={"seconds": locked_for},
-                )
-            raise Unauthorized(LOGIN_FAILED)
-        await self.throttle.success(email)
+        raise Unauthorized(message)
+
+    async def login(self, email: str, password: str, context: Context) -> TokenPair:
+        """Tokens for a correct email and password; one generic failure for everything else."""
+        async with unit_of_work(self.sessionmaker) as session:
+            found = await IdentityRepository(session).user_by_email(email)
+        user = await self.verify_password_attempt(
+            email, found, password, context, event=AuditEvent.LOGIN_FAILED, message=LOGIN_FAILED
+        )
         async with unit_of_work(self.sessionmaker) as session:
             repo = IdentityRepository(session)
             if self.hashing.needs_rehash(user.password_hash):
@@ -483,17 +516,15 @@ class IdentityService:
 
     async def change_password(self, user_id: str, current: str, new: str, context: Context) -> TokenPair:
         """Change the password; every existing session ends and a new one is returned."""
-        user = await self.me(user_id)
-        if not await self.hashing.verify(user.password_hash, current):
-            await self._record(
-                AuditEvent.PASSWORD_CHANGED,
-                context,
-                outcome=Outcome.FAILURE,
-                actor_id=user_id,
-                target_id=user_id,
-                details={"reason": "wrong_password"},
-            )
-            raise Unauthorized("The current password is wrong")
+        found = await self.me(user_id)
+        user = await self.verify_password_attempt(
+            found.email,
+            found,
+            current,
+            context,
+            event=AuditEvent.PASSWORD_CHANGED,
+            message=WRONG_PASSWORD,
+        )
         self.check_policy(new, user.email)
         new_hash = await self.hashing.hash(new)
         now = self.clock()
@@ -511,7 +542,12 @@ class IdentityService:
         return pair
 
     async def request_password_reset(self, email: str, context: Context) -> None:
-        """Mail a reset link when the account exists; the caller always answers 202 regardless."""
+        """Mail a reset link when the account exists; the caller always answers 202 regardless.
+
+        The request does the same work whether or not the address has an account (one lookup, one
+        audit record): the link is created and mailed in the background, so the response time does
+        not tell an existing address from an unknown one.
+        """
         async with unit_of_work(self.sessionmaker) as session:
             user = await IdentityRepository(session).user_by_email(email)
         await self._record(
@@ -520,24 +556,30 @@ class IdentityService:
             target_id=user.id if user else None,
             outcome=Outcome.SUCCESS if user and user.is_active else Outcome.DENIED,
         )
-        if user is None or not user.is_active:
-            return
+        if user is not None and user.is_active:
+            self._spawn(self._send_reset(user.id, user.email))
+
+    async def _send_reset(self, user_id: str, address: str) -> None:
         token = self.secret_tokens.generate()
         now = self.clock()
-        async with unit_of_work(self.sessionmaker) as session:
-            repo = IdentityRepository(session)
-            await repo.invalidate_reset_tokens(user.id, now)  # only the newest link works
-            await repo.add_reset_token(
-                PasswordResetToken(
-                    user_id=user.id,
-                    token_hash=self.secret_tokens.digest(token, purpose=RESET_PURPOSE),
-                    created_at=now,
-                    expires_at=now + self.reset_lifetime,
+        try:
+            async with unit_of_work(self.sessionmaker) as session:
+                repo = IdentityRepository(session)
+                await repo.invalidate_reset_tokens(user_id, now)  # only the newest link works
+                await repo.add_reset_token(
+                    PasswordResetToken(
+                        user_id=user_id,
+                        token_hash=self.secret_tokens.digest(token, purpose=RESET_PURPOSE),
+                        created_at=now,
+                        expires_at=now + self.reset_lifetime,
+                    )
                 )
-            )
+        except Exception as exc:  # no one waits for this task: log, never raise into the loop
+            self.log.warning("reset_token_failed", user_id=user_id, error=type(exc).__name__)
+            return
         minutes = int(self.reset_lifetime.total_seconds() // 60)
         mail = Mail(
-            to=user.email,
+            to=address,
             subject="Bastion: reset your password",
             body=(
                 f"Use this code to choose a new password within {minutes} minutes:\n\n{token}\n\n"
@@ -545,10 +587,6 @@ class IdentityService:
                 "If you did not ask for this, ignore this message; your password is unchanged."
             ),
         )
-        # Sent in the background: the response time must not depend on whether the account exists.
-        self._spawn(self._send_reset(mail, user.id))
-
-    async def _send_reset(self, mail: Mail, user_id: str) -> None:
         try:
             await self.mailer.send(mail)
         except Exception as exc:
@@ -573,8 +611,15 @@ class IdentityService:
                 raise Unauthorized(INVALID_TOKEN)
             await repo.update_user(user.id, now=now, bump_version=True, password_hash=new_hash)
             await repo.revoke_user_sessions(user.id, now=now, reason="password_reset")
-        await self.throttle.success(user.email)
-        await self._record(AuditEvent.PASSWORD_RESET_COMPLETED, context, actor_id=user.id, target_id=user.id)
+        # Proving ownership by mail lifts an account-wide lock, and this client's delay.
+        unlocked = await self.throttle.unlock(user.email, context.ip)
+        await self._record(
+            AuditEvent.PASSWORD_RESET_COMPLETED,
+            context,
+            actor_id=user.id,
+            target_id=user.id,
+            details={"unlocked": unlocked},
+        )
 
     # -- administration --------------------------------------------------------------------------
 
@@ -610,6 +655,19 @@ class IdentityService:
         event = AuditEvent.USER_ENABLED if active else AuditEvent.USER_DISABLED
         await self._record(event, context, actor_id=actor_id, target_id=user_id)
         return await self.me(user_id)
+
+    async def unlock(self, user_id: str, context: Context, *, actor_id: str | None) -> User:
+        """Lift the account-wide lock of ``user_id`` (an administrator); audited either way."""
+        user = await self.me(user_id)
+        unlocked = await self.throttle.unlock(user.email)
+        await self._record(
+            AuditEvent.ACCOUNT_UNLOCKED,
+            context,
+            actor_id=actor_id,
+            target_id=user_id,
+            details={"was_locked": unlocked},
+        )
+        return user
 
     async def create_user(self, email: str, password: str, role: Role, context: Context) -> User:
         """Create an account directly (the CLI's create-admin); refuses a taken email."""

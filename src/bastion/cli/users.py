@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Annotated, TypeVar
 
 import typer
+from redis.asyncio import Redis
 
 from bastion.auth.emails import InvalidEmail, normalize_email
 from bastion.auth.keyring import rotate_signing_key, settings_only_keyring
@@ -38,16 +39,20 @@ CLI_CONTEXT = Context(ip=None, request_id="cli")
 @asynccontextmanager
 async def _runtime(settings: Settings) -> AsyncIterator[IdentityRuntime]:
     engine = create_engine(settings.database_url.get_secret_value())
+    # The shared state (login locks, revocations) is in Redis when configured: `unlock` must reach it.
+    redis = Redis.from_url(settings.redis_url.get_secret_value()) if settings.redis_url is not None else None
     runtime = IdentityRuntime(
         settings=settings,
         sessionmaker=create_sessionmaker(engine),
-        redis=None,
+        redis=redis,
         keyring=settings_only_keyring(settings, utcnow()),
     )
     try:
         yield runtime
     finally:
         runtime.hashing.close()
+        if redis is not None:
+            await redis.aclose()
         await engine.dispose()
 
 
@@ -151,6 +156,27 @@ def enable(email: Annotated[str, typer.Option("--email")]) -> None:
 
     _run(work)
     typer.echo("enabled")
+
+
+@app.command()
+def unlock(
+    email: Annotated[str | None, typer.Option("--email", help="The account's email.")] = None,
+    user_id: Annotated[str | None, typer.Option("--id", help="The account's id.")] = None,
+) -> None:
+    """Lift an account's login lock (audited). Reaches running instances through REDIS_URL only."""
+    if (email is None) == (user_id is None):
+        typer.echo("error: give exactly one of --email and --id", err=True)
+        raise typer.Exit(2)
+    address = _email(email) if email is not None else None
+
+    async def work(rt: IdentityRuntime) -> None:
+        target = await _user_id(rt, address) if address is not None else str(user_id)
+        await rt.service().unlock(target, CLI_CONTEXT, actor_id=None)
+
+    _run(work)
+    if settings_or_exit().redis_url is None:
+        typer.echo("note: without REDIS_URL each running instance keeps its own locks (restart lifts them)")
+    typer.echo("unlocked")
 
 
 @app.command("set-role")

@@ -9,6 +9,7 @@
 | refresh | 10/minute, burst 5 | IP |
 | password_reset | 3/minute | IP |
 | password_reset_email | 3/minute | email address (hashed) |
+| password_change | 5/minute, burst 3 | user (else API key, else IP) |
 | sessions_create | 20/hour | API key (else user, else IP) |
 | messages | 30/minute, burst 10 | user (else API key, else IP) |
 | messages_hourly | RATE_LIMIT_MESSAGES_PER_HOUR/hour | API key (else user, else IP) |
@@ -39,6 +40,7 @@ class Policy(StrEnum):
     REFRESH = "refresh"
     PASSWORD_RESET = "password_reset"  # noqa: S105 - a policy name
     PASSWORD_RESET_EMAIL = "password_reset_email"  # noqa: S105 - a policy name
+    PASSWORD_CHANGE = "password_change"  # noqa: S105 - a policy name
     SESSIONS_CREATE = "sessions_create"
     MESSAGES = "messages"
     MESSAGES_HOURLY = "messages_hourly"
@@ -118,6 +120,7 @@ def policy_table(settings: Settings) -> dict[Policy, PolicyRule]:
         Policy.REFRESH: (Rate.parse(settings.rate_limit_refresh), Scope.IP),
         Policy.PASSWORD_RESET: (Rate.parse(settings.rate_limit_password_reset), Scope.IP),
         Policy.PASSWORD_RESET_EMAIL: (Rate.parse(settings.rate_limit_password_reset), Scope.EMAIL),
+        Policy.PASSWORD_CHANGE: (Rate.parse(settings.rate_limit_password_change), Scope.USER),
         Policy.SESSIONS_CREATE: (Rate.parse(settings.rate_limit_sessions_create), Scope.KEY),
         Policy.MESSAGES: (Rate.parse(settings.rate_limit_messages), Scope.USER),
         Policy.MESSAGES_HOURLY: (Rate(per_hour, 3600.0, per_hour), Scope.KEY),

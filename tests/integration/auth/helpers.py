@@ -31,6 +31,7 @@ GENEROUS_LIMITS: dict[str, Any] = {
     "RATE_LIMIT_LOGIN": "1000/minute",
     "RATE_LIMIT_REFRESH": "1000/minute",
     "RATE_LIMIT_PASSWORD_RESET": "1000/minute",
+    "RATE_LIMIT_PASSWORD_CHANGE": "1000/minute",
     "RATE_LIMIT_BLOCK_AUTH_FAILURES": 0,
 }
 

@@ -65,7 +65,6 @@ async def test_failed_logins_block_the_address(make_settings: SettingsFactory) -
         make_settings,
         TRUSTED_PROXIES="127.0.0.1",
         RATE_LIMIT_BLOCK_AUTH_FAILURES=3,
-        LOGIN_MAX_FAILURES=100,
     )
     async with identity_app(settings) as (app, http):
         await register(http, "target@example.com")

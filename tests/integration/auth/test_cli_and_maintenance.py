@@ -17,6 +17,7 @@ import jwt
 import pytest
 from sqlalchemy import func, select
 
+from bastion.audit.events import AuditEvent
 from bastion.auth.keyring import load_keyring, rotate_signing_key
 from bastion.auth.models import AuthSession, PasswordResetToken, RefreshToken, User
 from bastion.auth.principal import Role
@@ -32,6 +33,7 @@ from tests.integration.auth.helpers import (
     CHEAP_HASHING,
     PASSWORD,
     assert_error,
+    audit_events,
     bearer,
     identity_app,
     identity_settings,
@@ -227,6 +229,7 @@ async def test_purge_removes_expired_sessions_and_tokens(make_settings: Settings
         pair = await service.login("purge@example.com", PASSWORD, Context())
         await service.refresh(pair.refresh_token, Context())
         await service.request_password_reset("purge@example.com", Context())
+        await asyncio.wait(set(runtime.background))  # the link is created with the mail
         sm = runtime.sessionmaker
         assert await count(sm, RefreshToken) == 2 and await count(sm, PasswordResetToken) == 1
         assert await service.purge() == {"refresh_tokens": 0, "password_reset_tokens": 0, "sessions": 0}
@@ -258,3 +261,34 @@ async def test_purge_runs_on_a_schedule_in_the_app(make_settings: SettingsFactor
         assert_error(
             await http.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401
         )
+
+
+@pytest.mark.redis
+async def test_users_unlock_lifts_a_shared_lock(make_settings: SettingsFactory, redis_url: str) -> None:
+    settings = identity_settings(
+        make_settings,
+        REDIS_URL=redis_url,
+        TRUSTED_PROXIES="127.0.0.1",
+        LOGIN_LOCK_FAILURES=4,
+        LOGIN_LOCK_CLIENTS=2,
+    )
+    owner = {"email": "locked@example.com", "password": PASSWORD}
+    async with identity_app(settings) as (_app, http):
+        await user_session(http, "locked@example.com")
+        for n in range(4):
+            wrong = {"email": "locked@example.com", "password": "Wrong-Guess-42!x"}
+            headers = {"X-Forwarded-For": f"198.51.100.{n % 2}"}
+            assert_error(await http.post("/api/auth/login", json=wrong, headers=headers), 401)
+        assert_error(await http.post("/api/auth/login", json=owner), 429, "rate_limited")
+    env = cli_env(settings, REDIS_URL=redis_url)
+    unknown = await asyncio.to_thread(run_cli, env, "users", "unlock", "--email", "nobody@example.com")
+    assert unknown.returncode == 1 and "no account" in unknown.stderr
+    both = await asyncio.to_thread(run_cli, env, "users", "unlock")
+    assert both.returncode == 2
+    done = await asyncio.to_thread(run_cli, env, "users", "unlock", "--email", "Locked@Example.com")
+    assert done.returncode == 0 and "unlocked" in done.stdout, done.stderr
+    async with identity_app(settings, migrate_first=False) as (app, http):
+        assert (await http.post("/api/auth/login", json=owner)).status_code == 200
+        records = await audit_events(app, AuditEvent.ACCOUNT_UNLOCKED)
+        unlocked = [(r.actor_id, r.request_id, r.details) for r in records]
+        assert unlocked == [(None, "cli", {"was_locked": True})]

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""One contract for the denylist and login-attempt stores, run on memory and on the real Redis."""
+"""One contract for the denylist and password-attempt stores, run on memory and on the real Redis."""
 
 from __future__ import annotations
 
@@ -12,11 +12,28 @@ from redis.asyncio import Redis
 
 from bastion.auth.revocation import MemoryDenylist, RedisDenylist
 from bastion.auth.throttle import (
-    LoginThrottle,
     MemoryAttemptStore,
+    PasswordThrottle,
     RedisAttemptStore,
+    Refusal,
+    ThrottleRules,
     account_key,
 )
+
+# Small numbers so the contract shows every rule: delays after 2 failures, a lock at 4 failures
+# from at least 2 clients, a client refused after 3 failures over all accounts.
+RULES = ThrottleRules(
+    window_seconds=100.0,
+    delay_after=2,
+    delay_seconds=10.0,
+    delay_max_seconds=40.0,
+    client_max_failures=3,
+    account_window_seconds=3600.0,
+    lock_failures=4,
+    lock_clients=2,
+    lock_seconds=60.0,
+)
+NOW = 1_700_000_000.0
 
 
 class FakeMonotonic:
@@ -58,61 +75,128 @@ async def test_denylist_contract(backends: dict[str, Any]) -> None:
 
 async def test_attempt_store_contract(backends: dict[str, Any]) -> None:
     store = backends["attempts"]
-    counts = [await store.add_failure("k", window_seconds=60) for _ in range(3)]
-    assert counts == [1, 2, 3]
-    await store.clear("k")
-    assert await store.add_failure("k", window_seconds=60) == 1
-    assert await store.locked_for("k") == 0
-    first = await store.lock("k", base_seconds=60)
-    assert first == 60 and 0 < await store.locked_for("k") <= 60
-    assert await store.add_failure("k", window_seconds=60) == 1  # a lockout resets the count
-    second = await store.lock("k", base_seconds=60)
-    third = await store.lock("k", base_seconds=60)
-    assert (second, third) == (120, 240)  # each lockout doubles
-    assert await store.locked_for("other") == 0
+    assert await store.account_waits("acct:a", "ip:1", NOW) == (0, 0)
+    # One client's failures delay that client for that account, doubling up to the cap...
+    waits = [(await store.account_failure("acct:a", "ip:1", NOW, RULES)).pair_wait for _ in range(4)]
+    assert waits == [0, 10, 20, 40]
+    assert await store.account_waits("acct:a", "ip:1", NOW + 5) == (0, 35)
+    # ...and nobody else: not another client for the account, not the client for another account.
+    assert await store.account_waits("acct:a", "ip:2", NOW) == (0, 0)
+    assert await store.account_waits("acct:b", "ip:1", NOW) == (0, 0)
+    # Four failures from one client never lock the account; one more from a second client does.
+    failure = await store.account_failure("acct:a", "ip:2", NOW, RULES)
+    assert failure.locked_for == 60
+    assert (await store.account_waits("acct:a", "ip:3", NOW + 1)).account_locked == 59
+    assert await store.unlock("acct:a", NOW + 1)
+    assert await store.account_waits("acct:a", "ip:3", NOW + 1) == (0, 0)
+    assert not await store.unlock("acct:a", NOW + 1)  # nothing in force any more
+    # A correct password restarts the counts for the account and that client.
+    await store.account_failure("acct:c", "ip:1", NOW, RULES)
+    assert (await store.account_failure("acct:c", "ip:1", NOW, RULES)).pair_wait == 10
+    await store.account_success("acct:c", "ip:1")
+    assert await store.account_waits("acct:c", "ip:1", NOW) == (0, 0)
+    assert (await store.account_failure("acct:c", "ip:1", NOW, RULES)).pair_wait == 0
+    # A client failing across accounts is refused for the window.
+    assert [await store.client_failure("ip:9", NOW, RULES) for _ in range(3)] == [0, 0, 100]
+    assert await store.client_wait("ip:9", NOW + 40) == 60
+    assert await store.client_wait("ip:8", NOW) == 0
+
+
+async def test_account_locks_double_within_a_day(backends: dict[str, Any]) -> None:
+    store = backends["attempts"]
+    locks = []
+    for round_ in range(2):
+        now = NOW + round_ * 1000
+        for n in range(4):
+            failure = await store.account_failure("acct:d", f"ip:{n % 2}", now, RULES)
+        locks.append(failure.locked_for)
+    assert locks == [60, 120]
 
 
 async def test_attempt_store_is_atomic_under_concurrency(backends: dict[str, Any]) -> None:
     store = backends["attempts"]
-    results = await asyncio.gather(*(store.add_failure("burst", window_seconds=60) for _ in range(50)))
-    assert sorted(results) == list(range(1, 51))
+    rules = ThrottleRules(lock_failures=50, lock_clients=50, lock_seconds=60.0)
+    results = await asyncio.gather(
+        *(store.account_failure("acct:burst", f"ip:{n}", NOW, rules) for n in range(50))
+    )
+    assert sorted(r.locked_for for r in results) == [0.0] * 49 + [60.0]  # exactly one locks
 
 
 async def test_memory_stores_expire_with_the_clock() -> None:
     clock = FakeMonotonic()
     denylist = MemoryDenylist(clock=clock)
-    store = MemoryAttemptStore(clock=clock)
+    store = MemoryAttemptStore()
     await denylist.add("j", ttl_seconds=30)
-    await store.add_failure("k", window_seconds=60)
-    await store.lock("k", base_seconds=60)
-    clock.now += 61
+    await store.account_failure("acct:k", "ip:1", NOW, RULES)
+    assert (await store.account_failure("acct:k", "ip:1", NOW, RULES)).pair_wait == 10
+    clock.now += 31
     assert not await denylist.contains("j")
-    assert await store.locked_for("k") == 0
-    assert await store.add_failure("k", window_seconds=60) == 1  # the window started again
+    later = NOW + RULES.window_seconds + 11  # the window after the last failure and its wait
+    assert (await store.account_failure("acct:k", "ip:1", later, RULES)).pair_wait == 0
 
 
-async def test_throttle_locks_accounts_and_blocks_addresses() -> None:
+async def test_throttle_delays_the_client_not_the_owner_and_locks_only_from_many() -> None:
     clock = FakeMonotonic()
-    throttle = LoginThrottle(
-        store=MemoryAttemptStore(clock=clock),
-        max_failures=3,
-        ip_max_failures=5,
-        window_seconds=900,
-        lockout_seconds=60,
-    )
+    throttle = PasswordThrottle(store=MemoryAttemptStore(), rules=RULES, clock=clock)
     assert (await throttle.check("a@example.com", "10.0.0.1")).allowed
-    assert [await throttle.failure("a@example.com", "10.0.0.1") for _ in range(3)] == [0, 0, 60]
-    verdict = await throttle.check("a@example.com", "10.0.0.2")
-    assert not verdict.allowed and not verdict.ip_blocked and verdict.retry_after == 60
-    clock.now += 61
-    assert (await throttle.check("a@example.com", "10.0.0.2")).allowed
-    assert [await throttle.failure("a@example.com", "10.0.0.3") for _ in range(3)][-1] == 120  # grows
-    for n in range(2):
-        await throttle.failure(f"spray{n}@example.com", "10.0.0.1")
-    blocked = await throttle.check("fresh@example.com", "10.0.0.1")
-    assert not blocked.allowed and blocked.ip_blocked
+    await throttle.failure("a@example.com", "10.0.0.1")
+    await throttle.failure("a@example.com", "10.0.0.1")
+    verdict = await throttle.check("a@example.com", "10.0.0.1")
+    assert (verdict.allowed, verdict.refusal, verdict.retry_after) == (False, Refusal.THROTTLED, 10)
+    assert (await throttle.check("a@example.com", "10.0.0.2")).allowed  # the owner, elsewhere
+    clock.now += 10
+    assert (await throttle.check("a@example.com", "10.0.0.1")).allowed
+    await throttle.failure("a@example.com", "10.0.0.2")
+    outcome = await throttle.failure("a@example.com", "10.0.0.2")
+    assert outcome.locked_for == 60  # four failures, two clients
+    locked = await throttle.check("a@example.com", "10.0.0.3")
+    assert (locked.allowed, locked.refusal) == (False, Refusal.ACCOUNT_LOCKED)
+    assert await throttle.unlock("a@example.com")
+    assert (await throttle.check("a@example.com", "10.0.0.3")).allowed
+    assert (await throttle.check("a@example.com", "10.0.0.2")).refusal is Refusal.THROTTLED
+    assert (await throttle.failure("b@example.com", "10.0.0.1")).client_blocked_for == 100
+    blocked = await throttle.check("c@example.com", "10.0.0.1")  # 3 failures over all accounts
+    assert (blocked.refusal, blocked.retry_after) == (Refusal.CLIENT_BLOCKED, 100)
     assert account_key("a@example.com") != account_key("b@example.com")
+    assert account_key("A@Example.com ") == account_key("a@example.com")
     assert "a@example.com" not in account_key("a@example.com")
+
+
+async def test_memory_store_stays_bounded_under_100000_identities() -> None:
+    clock = FakeMonotonic()
+    store = MemoryAttemptStore(max_keys=5000)
+    rules = ThrottleRules(window_seconds=60.0, account_window_seconds=600.0)
+    throttle = PasswordThrottle(store=store, rules=rules, clock=clock)
+    refused = largest = 0
+    for n in range(100_000):
+        clock.now += 0.5
+        email, ip = f"user{n}@example.com", f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+        if not (await throttle.check(email, ip)).allowed:
+            refused += 1
+            continue
+        await throttle.failure(email, ip)
+        largest = max(largest, len(store))
+    assert largest <= 5000
+    # 3 entries per failure, each recovering within 600 s: about 1200 s x 2/s x 3 live at once;
+    # the rest found room by replacing recovered entries.
+    assert refused < 100_000 // 2
+
+
+async def test_full_memory_store_refuses_newcomers_rather_than_forget_a_lock() -> None:
+    clock = FakeMonotonic()
+    store = MemoryAttemptStore(max_keys=200, sweep_batch=1000)
+    rules = ThrottleRules(delay_after=1, delay_seconds=600.0, delay_max_seconds=600.0)
+    throttle = PasswordThrottle(store=store, rules=rules, clock=clock)
+    await throttle.failure("victim@example.com", "192.0.2.1")
+    for n in range(150):  # fill the table with running delays
+        await throttle.failure(f"spam{n}@example.com", f"198.51.100.{n}")
+    assert len(store) <= 200
+    newcomer = await throttle.check("new@example.com", "203.0.113.1")
+    assert not newcomer.allowed and newcomer.refusal is Refusal.THROTTLED and newcomer.retry_after >= 1
+    held = await throttle.check("victim@example.com", "192.0.2.1")
+    assert not held.allowed and held.retry_after > 500  # the running delay was kept
+    clock.now += 600 + rules.window_seconds + 1  # everything has recovered
+    assert (await throttle.check("new@example.com", "203.0.113.1")).allowed
 
 
 @pytest.mark.redis
@@ -126,7 +210,9 @@ async def test_app_keeps_revocations_and_lockouts_in_redis(make_settings: Any, r
         user_session,
     )
 
-    settings = identity_settings(make_settings, REDIS_URL=redis_url, LOGIN_MAX_FAILURES=2)
+    settings = identity_settings(
+        make_settings, REDIS_URL=redis_url, LOGIN_LOCK_FAILURES=2, LOGIN_LOCK_CLIENTS=1
+    )
     async with identity_app(settings) as (_app, http):
         _, tokens = await user_session(http, "shared@example.com")
         assert (
@@ -149,4 +235,4 @@ async def test_app_keeps_revocations_and_lockouts_in_redis(make_settings: Any, r
         locked = await http.post(
             "/api/auth/login", json={"email": "shared@example.com", "password": PASSWORD}
         )
-        assert_error(locked, 401)
+        assert_error(locked, 429, "rate_limited")

@@ -25,6 +25,7 @@ def test_the_documented_defaults(make_settings: SettingsFactory) -> None:
         Policy.REFRESH: (Rate(10, 60.0, 5), Scope.IP),
         Policy.PASSWORD_RESET: (Rate(3, 60.0, 3), Scope.IP),
         Policy.PASSWORD_RESET_EMAIL: (Rate(3, 60.0, 3), Scope.EMAIL),
+        Policy.PASSWORD_CHANGE: (Rate(5, 60.0, 3), Scope.USER),
         Policy.SESSIONS_CREATE: (Rate(20, 3600.0, 20), Scope.KEY),
         Policy.MESSAGES: (Rate(30, 60.0, 10), Scope.USER),
         Policy.MESSAGES_HOURLY: (Rate(100, 3600.0, 100), Scope.KEY),

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Administration of accounts: role changes, disable/enable, forced logout, invitations. Admins only."""
+"""Administration of accounts: roles, disable/enable, unlock, forced logout, invitations. Admins only."""
 
 from __future__ import annotations
 
@@ -77,6 +77,12 @@ async def enable(user_id: UserId, admin: Admin, service: Service, context: Ctx) 
 async def logout_all(user_id: UserId, admin: Admin, service: Service, context: Ctx) -> Response:
     await service.logout_all(user_id, context, actor_id=admin.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{user_id}/unlock", response_model=UserDetail)
+async def unlock(user_id: UserId, admin: Admin, service: Service, context: Ctx) -> UserDetail:
+    """Lift the account-wide login lock (audited); the account's own password still applies."""
+    return _detail(await service.unlock(user_id, context, actor_id=admin.user_id))
 
 
 invitations = APIRouter(prefix="/api/admin/invitations", tags=["admin"], dependencies=[Depends(require_json)])

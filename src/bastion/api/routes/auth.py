@@ -23,7 +23,7 @@ from bastion.api.deps import (
     public,
     require,
 )
-from bastion.api.ratelimit import enforce_limit, get_limiter, rate_limit, request_client_ip
+from bastion.api.ratelimit import enforce_limit, rate_limit
 from bastion.api.responses import UTF8JSONResponse as JSONResponse
 from bastion.api.schemas.auth import (
     Accepted,
@@ -45,7 +45,7 @@ from bastion.auth.permissions import Permission
 from bastion.auth.principal import AuthMethod, Principal
 from bastion.auth.runtime import IdentityRuntime
 from bastion.auth.service import Context, IdentityService, TokenPair
-from bastion.errors import CsrfRejected, Unauthorized, request_id_of
+from bastion.errors import CsrfRejected, Unauthorized
 from bastion.ratelimit.policies import Policy, email_identity
 from bastion.web.authentication import ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE, request_cookies
 
@@ -138,14 +138,8 @@ async def register(body: RegisterRequest, service: Service, context: Ctx) -> Use
 async def login(
     body: LoginRequest, request: Request, service: Service, runtime: Runtime, context: Ctx
 ) -> TokenResponse | JSONResponse:
-    try:
-        pair = await service.login(body.email, body.password, context)
-    except Unauthorized:
-        # Failed logins feed the per-address abuse counter: enough of them block the address.
-        await get_limiter(request).record_failed_authentication(
-            ip=request_client_ip(request), request_id=request_id_of(request)
-        )
-        raise
+    """Tokens for a correct password; throttled per account and client (see docs/identity.md)."""
+    pair = await service.login(body.email, body.password, context)
     return _session_response(pair, cookie=body.mode == "cookie", request=request, runtime=runtime)
 
 
@@ -216,7 +210,11 @@ async def me(principal: Reader, service: Service) -> UserDetail:
     )
 
 
-@router.post("/password", response_model=TokenResponse | CookieSessionResponse)
+@router.post(
+    "/password",
+    response_model=TokenResponse | CookieSessionResponse,
+    dependencies=[Depends(rate_limit(Policy.PASSWORD_CHANGE))],
+)
 async def change_password(
     body: PasswordChangeRequest,
     request: Request,
@@ -225,7 +223,10 @@ async def change_password(
     runtime: Runtime,
     context: Ctx,
 ) -> TokenResponse | JSONResponse:
-    """Change the password: every session ends, and a new one is returned for this client."""
+    """Change the password: every session ends, and a new one is returned for this client.
+
+    The current password is checked like a login's (same throttle, same automatic blocks).
+    """
     pair = await service.change_password(
         principal.user_id or principal.subject, body.current_password, body.new_password, context
     )
