@@ -89,6 +89,22 @@ NOT_IN_THIS_VERSION: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
+# Settings earlier versions read, and what replaced them: still set means a choice that no longer
+# takes effect, so it is refused with the new names.
+RETIRED_SETTINGS = {
+    "LOGIN_MAX_FAILURES": "LOGIN_DELAY_AFTER_FAILURES (per client) and LOGIN_LOCK_FAILURES (account-wide)",
+}
+
+
+def retired_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    present = environ if environ is not None else os.environ
+    return [
+        f"{name} no longer exists: use {replacement}"
+        for name, replacement in RETIRED_SETTINGS.items()
+        if name in present or f"{name}_FILE" in present
+    ]
+
+
 def misspelled_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """Environment variables that look like a misspelled Bastion setting (close to a known name)."""
     known = {name.upper() for name in Settings.model_fields}
@@ -488,7 +504,7 @@ class Settings(BaseSettings):
         return problems
 
     def _format_problems(self) -> list[str]:
-        problems: list[str] = [*self._url_problems(), *self._unavailable()]
+        problems: list[str] = [*self._url_problems(), *self._unavailable(), *retired_variables()]
         symmetric = ["SESSION_SECRET", "CSRF_SECRET", "API_KEY_SALT"]
         if self.jwt_algorithm == "HS256":
             symmetric.append("SECRET_KEY")
