@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,3 +156,57 @@ def test_client_certificates_still_work(pki: TestCA, tmp_path: Path) -> None:
         version, cipher = handshake(port, with_cert)
     assert version == "TLSv1.2"
     assert cipher in ECDSA_AEAD
+
+
+def s_client(port: int, *args: str, request: str = "") -> subprocess.CompletedProcess[str]:
+    """The openssl command-line client: it can offer one key-exchange group, Python's client cannot."""
+    return subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost", *args],
+        input=request,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def rsa_tls_port(pki: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    # An RSA certificate: with an ECDSA one, a TLS 1.2 client offering only X25519 could not
+    # accept the certificate's curve, whatever the server's key exchange groups.
+    server = pki.issue("rsa-groups", "localhost", dns=("localhost",), rsa_key=True)
+    args = ["--ssl-certfile", str(server.cert), "--ssl-keyfile", str(server.key)]
+    with bastion_serve(tmp_path_factory.mktemp("tls-rsa"), args=args) as port:
+        yield port
+
+
+def connected(result: subprocess.CompletedProcess[str]) -> bool:
+    # The handshake's outcome (the control server hangs up at once, so the exit code says less).
+    return "Cipher is " in result.stdout and "Cipher is (NONE)" not in result.stdout
+
+
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+@pytest.mark.parametrize(
+    ("group", "accepted"),
+    [("X25519", True), ("P-256", True), ("P-384", True), ("X448", False), ("P-521", False)],
+)
+def test_key_exchange_groups_are_the_intermediate_profile(
+    pki: TestCA, rsa_tls_port: int, version: str, group: str, accepted: bool
+) -> None:
+    if not accepted:  # the client really offers the group: a stock server takes it
+        with permissive_server(pki, rsa_key=True) as control:
+            assert connected(s_client(control, version, "-groups", group))
+    result = s_client(rsa_tls_port, version, "-groups", group)
+    assert connected(result) == accepted, (group, version, result.stdout[-400:], result.stderr[-400:])
+
+
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+def test_no_session_tickets(pki: TestCA, tls_port: int, version: str) -> None:
+    if version == "-tls1_2":  # the client shows a ticket it is given (TLS 1.2 sends it in the handshake)
+        with permissive_server(pki) as control:
+            assert "TLS session ticket" in s_client(control, version).stdout
+    # A whole request and answer, so TLS 1.3's post-handshake tickets would have arrived too.
+    request = "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    result = s_client(tls_port, version, "-ign_eof", request=request)
+    assert connected(result) and "HTTP/1.1 200" in result.stdout, result.stderr[-400:]
+    assert "TLS session ticket" not in result.stdout and "New Session Ticket" not in result.stdout
