@@ -497,6 +497,12 @@ class Settings(BaseSettings):
         """Choices that are allowed but deserve an operator's attention (the deploy check)."""
         found: list[str] = []
         url = self.database_url.get_secret_value()
+        budget = self.rate_limit_token_budget_per_day
+        if budget is not None and budget < self.llm_max_completion_tokens:
+            found.append(
+                "RATE_LIMIT_TOKEN_BUDGET_PER_DAY is below LLM_MAX_COMPLETION_TOKENS: each call reserves "
+                "its prompt plus that cap, so only callers asking for fewer tokens are ever served"
+            )
         if self.is_production:
             if url.startswith("sqlite"):
                 found.append(
