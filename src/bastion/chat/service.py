@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """Chat rules: sessions with caps and idle expiry, messages persisted before the model is called.
 
-What the user wrote is committed before the provider is asked, so an upstream failure never loses
-it. The reply is committed when it completes; a stream cut short (upstream break or client gone)
-commits what was produced, marked incomplete. Message text is sealed with the field cipher, bound
-to its session and message id.
+The daily token budget reserves the call's worst case before anything is stored (see
+``chat/budget.py``); what the user wrote is then committed before the provider is asked, so an
+upstream failure never loses it. The reply is committed when it completes; a stream cut short
+(upstream break or client gone) commits what was produced, marked incomplete. Message text is
+sealed with the field cipher, bound to its session and message id.
 """
 
 from __future__ import annotations
