@@ -237,6 +237,11 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     llm_timeout_seconds: float = Field(30.0, gt=0, le=600)
     llm_max_retries: int = Field(2, ge=0, le=10)
+    # Sent upstream as max_tokens on every completion (a caller's lower max_tokens is kept), and
+    # reserved from the daily token budget with the prompt's estimate before the call.
+    llm_max_completion_tokens: int = Field(1024, ge=1, le=32_768)
+    # What a transcription costs in the daily token budget, per MB of uploaded audio.
+    transcription_tokens_per_mb: int = Field(1000, ge=1, le=10_000_000)
     # Model provider resilience (beyond the documented table).
     llm_breaker_threshold: int = Field(5, ge=1, le=1000)
     llm_breaker_recovery_seconds: float = Field(30.0, gt=0, le=3600)
@@ -637,6 +642,12 @@ class Settings(BaseSettings):
             found.append(
                 "REQUIRE_API_KEY=true with REGISTRATION=open and API_KEY_SELF_SERVICE=true: anyone can "
                 "register and mint a key; set REGISTRATION=invite or closed, or API_KEY_SELF_SERVICE=false"
+            )
+        budget = self.rate_limit_token_budget_per_day
+        if budget is not None and budget < self.llm_max_completion_tokens:
+            found.append(
+                "RATE_LIMIT_TOKEN_BUDGET_PER_DAY is below LLM_MAX_COMPLETION_TOKENS: each call reserves "
+                "its prompt plus that cap, so only callers asking for fewer tokens are ever served"
             )
         if self.is_production:
             if url.startswith("sqlite"):

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A client that hangs up mid-stream: the partial reply is kept, marked incomplete."""
+"""A client that hangs up mid-stream: the partial reply is kept, marked incomplete, and charged."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis import Redis
 
+from bastion.chat.service import DEFAULT_SYSTEM_PROMPT
+from bastion.llm.base import ChatMessage, Usage, estimate_tokens
 from tests.e2e.conftest import bastion_server
 from tests.e2e.test_openai_sdk import access_token
 from tests.support.fake_upstream import FakeUpstream, Fault
@@ -43,3 +46,55 @@ def test_client_disconnect_keeps_partial_reply(workdir: Path) -> None:
                 assert partial["status"] == "incomplete"
                 assert str(reply).startswith(str(partial["content"])) and partial["content"]
                 assert partial["content"] != reply
+
+
+def budget_totals(redis: Redis, owner: str) -> dict[str, int]:
+    [key] = list(redis.scan_iter(f"bastion:rl:budget:{{{owner}}}:*"))
+    values = redis.hgetall(key)
+    return {name: int(float(values[name.encode()])) for name in ("used", "reserved")}
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("route", ["messages", "v1"])
+def test_a_hang_up_is_charged_what_was_streamed(workdir: Path, redis_server: str, route: str) -> None:
+    reply = "one two three four five six seven eight nine ten"
+    redis = Redis.from_url(redis_server)
+    redis.flushdb()
+    with FakeUpstream(reply=reply) as upstream:
+        env = {
+            "LLM_PROVIDER": "openai",
+            "LLM_BASE_URL": upstream.base_url,
+            "LLM_MODEL": "fake-model",
+            "REDIS_URL": redis_server,
+            "RATE_LIMIT_TOKEN_BUDGET_PER_DAY": "100000",
+        }
+        with bastion_server(workdir, env) as (url, _log):
+            auth = {"Authorization": f"Bearer {access_token(url, 'charged@example.com')}"}
+            with httpx.Client(base_url=url, timeout=10, headers=auth) as http:
+                owner = f"user:{http.get('/api/auth/me').json()['id']}"
+                prompt = [ChatMessage("user", "talk slowly")]
+                if route == "messages":
+                    session = http.post("/api/sessions", json={}).json()
+                    path = f"/api/sessions/{session['id']}/messages"
+                    body: dict[str, object] = {"content": "talk slowly", "stream": True}
+                    prompt.insert(0, ChatMessage("system", DEFAULT_SYSTEM_PROMPT))
+                else:
+                    path = "/v1/chat/completions"
+                    body = {"model": "m", "messages": [{"role": "user", "content": "talk slowly"}]}
+                    body["stream"] = True
+                upstream.script(Fault.slow_stream(0.3))
+                with http.stream("POST", path, json=body) as stream:
+                    for line in stream.iter_lines():
+                        if '"content":"one"' in line.replace(" ", ""):
+                            break  # got the first word: hang up
+                # The server notices the disconnect and settles the reservation it held.
+                totals = budget_totals(redis, owner)
+                deadline = time.monotonic() + 10
+                while totals["reserved"] and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    totals = budget_totals(redis, owner)
+    redis.close()
+    base = Usage.estimate(prompt, "").prompt_tokens
+    assert totals["reserved"] == 0
+    # The prompt and at least the word the client saw are charged; never the whole reply.
+    assert base + estimate_tokens("one") <= totals["used"] < base + estimate_tokens(reply)

@@ -237,6 +237,13 @@ def test_warnings_for_production_risks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "RATE_LIMIT_FAIL_MODE=open" in warnings
 
 
+def test_a_token_budget_below_the_completion_cap_is_flagged(make_settings: SettingsFactory) -> None:
+    flagged = make_settings(RATE_LIMIT_TOKEN_BUDGET_PER_DAY=500, LLM_MAX_COMPLETION_TOKENS=1024)
+    assert any("LLM_MAX_COMPLETION_TOKENS" in warning for warning in flagged.warnings())
+    fine = make_settings(RATE_LIMIT_TOKEN_BUDGET_PER_DAY=50_000)
+    assert not any("LLM_MAX_COMPLETION_TOKENS" in warning for warning in fine.warnings())
+
+
 def test_secret_values_cover_static_keys(make_settings: SettingsFactory) -> None:
     settings = make_settings(API_KEYS="static-key-one-123, static-key-two-456")
     values = settings.secret_values()

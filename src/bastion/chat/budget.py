@@ -1,16 +1,30 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The daily model-token budget as chat and /v1 spend it: check before the call, spend after."""
+"""The daily model-token budget as chat, voice and /v1 spend it: reserve before, settle after.
+
+Every call to the model reserves its worst case first (the prompt's estimate plus the completion
+cap sent upstream as ``max_tokens``; for a transcription, the audio's size priced by
+TRANSCRIPTION_TOKENS_PER_MB), so a refusal comes before anything is stored or sent upstream and
+concurrent calls can never together spend more than was there. When the call ends, however it
+ends, the reservation is settled with what it really spent: the reported usage when the call
+finished, an estimate of the prompt and of what was streamed when the client hung up or the
+stream broke, nothing when the model was never reached or failed before producing anything.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 
-from bastion.db.types import utcnow
-from bastion.errors import RateLimited
-from bastion.llm.base import Usage
-from bastion.ratelimit.quotas import TokenBudget
+import anyio
+
+from bastion.errors import RateLimited, ServiceUnavailable
+from bastion.llm.base import ChatMessage, GenerationOptions, Usage, estimate_tokens
+from bastion.observability.logging import get_logger
+from bastion.ratelimit.quotas import Reservation, TokenBudget
+
+MEGABYTE = 1024 * 1024
 
 
 class TokenBudgetExhausted(RateLimited):
@@ -18,33 +32,116 @@ class TokenBudgetExhausted(RateLimited):
     default_message = "The daily model token budget is used up"
 
 
-def seconds_to_midnight(now: datetime) -> float:
-    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (tomorrow - now).total_seconds()
+class Meter:
+    """What one model call has spent so far; the guard settles its reservation from this."""
 
+    def __init__(self, *, options: GenerationOptions, reserved: int, base: int) -> None:
+        self.options = options
+        self.reserved = reserved
+        # Spent as soon as the upstream has the request: the prompt, or the audio.
+        self._base = base
+        self._called = False
+        self._produced: list[str] = []
+        self._spent: int | None = None
 
-@dataclass(frozen=True, slots=True)
-class Allowance:
-    """What an owner may still spend today; ``left`` is -1 when no budget is configured."""
+    def calling(self) -> None:
+        """The request is about to go upstream: from here on a hang-up costs the prompt."""
+        self._called = True
 
-    owner: str
-    left: int
+    def produced(self, delta: str) -> None:
+        """Part of the reply was delivered."""
+        self._produced.append(delta)
+
+    def finish(self, usage: Usage | None) -> None:
+        """The call completed: the upstream's usage, or an estimate when it reported none."""
+        self._spent = usage.total_tokens if usage is not None else self._estimate()
+
+    def finish_at(self, tokens: int) -> None:
+        """The call completed at a known price."""
+        self._spent = tokens
+
+    def _estimate(self) -> int:
+        return self._base + estimate_tokens("".join(self._produced))
+
+    def spent(self, *, failed: bool) -> int:
+        if self._spent is not None:
+            return self._spent
+        if not self._called or (failed and not self._produced):
+            return 0  # never reached the model, or it failed before giving anything
+        return self._estimate()
 
 
 class BudgetGuard:
-    def __init__(self, budget: TokenBudget, *, clock: Callable[[], datetime] = utcnow) -> None:
+    """Reserves and settles the token budget around each model call."""
+
+    def __init__(
+        self,
+        budget: TokenBudget,
+        *,
+        max_completion_tokens: int = 1024,
+        transcription_tokens_per_mb: int = 1000,
+    ) -> None:
         self.budget = budget
-        self.clock = clock
+        self.max_completion_tokens = max_completion_tokens
+        self.transcription_tokens_per_mb = transcription_tokens_per_mb
+        self.log = get_logger("bastion.chat.budget")
 
-    async def check(self, owner: str) -> Allowance:
-        """Refuse before the model is called (and before anything is stored) when nothing is left."""
-        state = await self.budget.consume(owner, 0)
-        if not state.allowed or state.remaining == 0:
-            raise TokenBudgetExhausted(retry_after=seconds_to_midnight(self.clock()))
-        return Allowance(owner, state.remaining)
+    def completion_cap(self, options: GenerationOptions) -> int:
+        """A caller's own ``max_tokens`` below the cap is kept; none or above it becomes the cap."""
+        wanted = options.max_tokens
+        return self.max_completion_tokens if wanted is None else min(wanted, self.max_completion_tokens)
 
-    async def spend(self, allowance: Allowance, usage: Usage) -> None:
-        # All-or-nothing spending would leave an overshooting reply unrecorded; spend what is left
-        # instead, so the budget is used up and the next request is refused.
-        if allowance.left >= 0:
-            await self.budget.consume(allowance.owner, min(usage.total_tokens, allowance.left))
+    def transcription_cost(self, size: int) -> int:
+        """Tokens a transcription of ``size`` bytes of audio costs (at least one)."""
+        return max(1, math.ceil(size * self.transcription_tokens_per_mb / MEGABYTE))
+
+    def completion(
+        self, owner: str, prompt: Sequence[ChatMessage], options: GenerationOptions
+    ) -> AbstractAsyncContextManager[Meter]:
+        """Meter a chat completion: reserve the prompt's estimate plus the completion cap."""
+        cap = self.completion_cap(options)
+        base = Usage.estimate(prompt, "").prompt_tokens
+        return self._metered(owner, replace(options, max_tokens=cap), reserve=base + cap, base=base)
+
+    def transcription(self, owner: str, size: int) -> AbstractAsyncContextManager[Meter]:
+        """Meter a transcription of ``size`` bytes of audio."""
+        cost = self.transcription_cost(size)
+        return self._metered(owner, GenerationOptions(), reserve=cost, base=cost)
+
+    @asynccontextmanager
+    async def _metered(
+        self, owner: str, options: GenerationOptions, *, reserve: int, base: int
+    ) -> AsyncIterator[Meter]:
+        reservation = await self.budget.reserve(owner, reserve)
+        if not reservation.granted:
+            raise TokenBudgetExhausted(
+                retry_after=max(1.0, reservation.resets_at - self.budget.limiter.clock())
+            )
+        meter = Meter(options=options, reserved=reserve, base=base)
+        failed = False
+        try:
+            yield meter
+        except Exception:
+            failed = True
+            raise
+        finally:
+            # Shielded: a client hanging up cancels the request, and the settlement must still run.
+            with anyio.CancelScope(shield=True):
+                await self._settle(reservation, meter.spent(failed=failed))
+
+    async def _settle(self, reservation: Reservation, tokens: int) -> None:
+        try:
+            settled = await self.budget.settle(reservation, tokens)
+        except ServiceUnavailable:
+            # Fail closed: the reservation stays charged in the unreachable storage until it
+            # resets; the reply already produced is not thrown away for it.
+            self.log.warning("token_budget_settle_unavailable", owner=reservation.owner, tokens=tokens)
+            return
+        if settled is not None and settled.charged < tokens:
+            self.log.warning(
+                "token_budget_overshoot_capped",
+                owner=reservation.owner,
+                reserved=reservation.amount,
+                spent=tokens,
+                charged=settled.charged,
+            )

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
+from collections.abc import AsyncIterator, Sequence
 
-from bastion.chat.budget import Allowance, BudgetGuard
+from bastion.chat.budget import BudgetGuard
 from bastion.chat.repository import Owner
-from bastion.db.types import utcnow
 from bastion.errors import UpstreamError
 from bastion.llm.base import (
     ChatMessage,
@@ -17,44 +15,41 @@ from bastion.llm.base import (
     Provider,
     StreamChunk,
     StreamInterrupted,
-    Usage,
 )
-from bastion.ratelimit.quotas import TokenBudget
 
 
 class CompletionService:
-    def __init__(
-        self, *, provider: Provider, budget: TokenBudget, clock: Callable[[], datetime] = utcnow
-    ) -> None:
+    def __init__(self, *, provider: Provider, budget: BudgetGuard) -> None:
         self.provider = provider
-        self.budget = BudgetGuard(budget, clock=clock)
+        self.budget = budget
 
     async def complete(
         self, owner: Owner, messages: Sequence[ChatMessage], options: GenerationOptions
     ) -> Completion:
-        allowance = await self.budget.check(owner.identity)
-        completion = await self.provider.complete(messages, options)
-        await self.budget.spend(allowance, completion.usage)
+        async with self.budget.completion(owner.identity, messages, options) as meter:
+            meter.calling()
+            completion = await self.provider.complete(messages, meter.options)
+            meter.finish(completion.usage)
         return completion
 
     async def stream(
         self, owner: Owner, messages: Sequence[ChatMessage], options: GenerationOptions
     ) -> AsyncIterator[StreamChunk]:
-        allowance = await self.budget.check(owner.identity)
-        return self._stream(allowance, messages, options)
+        """The reply as chunks. A refused budget and errors before the first chunk raise from the
+        first ``__anext__``; the reservation lives inside the stream, settled however it ends."""
+        return self._stream(owner, messages, options)
 
     async def _stream(
-        self, allowance: Allowance, messages: Sequence[ChatMessage], options: GenerationOptions
+        self, owner: Owner, messages: Sequence[ChatMessage], options: GenerationOptions
     ) -> AsyncIterator[StreamChunk]:
-        produced: list[str] = []
-        try:
-            async for chunk in self.provider.stream(messages, options):
-                produced.append(chunk.delta)
-                if chunk.finish_reason is not None:
-                    await self.budget.spend(
-                        allowance, chunk.usage or Usage.estimate(messages, "".join(produced))
-                    )
-                yield chunk
-        except StreamInterrupted as interrupted:
-            await self.budget.spend(allowance, Usage.estimate(messages, interrupted.produced))
-            raise UpstreamError("The model stream ended early") from None
+        async with self.budget.completion(owner.identity, messages, options) as meter:
+            meter.calling()
+            try:
+                async for chunk in self.provider.stream(messages, meter.options):
+                    if chunk.delta:
+                        meter.produced(chunk.delta)
+                    if chunk.finish_reason is not None:
+                        meter.finish(chunk.usage)
+                    yield chunk
+            except StreamInterrupted:
+                raise UpstreamError("The model stream ended early") from None

@@ -1,22 +1,24 @@
 # SPDX-License-Identifier: Apache-2.0
 """Chat rules: sessions with caps and idle expiry, messages persisted before the model is called.
 
-What the user wrote is committed before the provider is asked, so an upstream failure never loses
-it. The reply is committed when it completes; a stream cut short (upstream break or client gone)
-commits what was produced, marked incomplete. Message text is sealed with the field cipher, bound
-to its session and message id.
+The daily token budget reserves the call's worst case before anything is stored (see
+``chat/budget.py``); what the user wrote is then committed before the provider is asked, so an
+upstream failure never loses it. The reply is committed when it completes; a stream cut short
+(upstream break or client gone) commits what was produced, marked incomplete. Message text is
+sealed with the field cipher, bound to its session and message id.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bastion.chat.budget import Allowance, BudgetGuard
+from bastion.chat.budget import BudgetGuard
 from bastion.chat.models import ChatMessage, ChatSession, MessageStatus, new_message_id, new_session_id
 from bastion.chat.repository import ChatRepository, Owner
 from bastion.chat.views import MessageView, Page, SessionView, StreamEvent
@@ -25,9 +27,9 @@ from bastion.db.session import unit_of_work
 from bastion.db.types import utcnow
 from bastion.errors import Conflict, NotFound
 from bastion.llm import base as llm
-from bastion.llm.base import GenerationOptions, Provider, StreamInterrupted, Usage
+from bastion.llm.base import GenerationOptions, Provider, StreamInterrupted, Transcription, Usage
 from bastion.observability.logging import get_logger
-from bastion.ratelimit.quotas import SessionQuota, TokenBudget
+from bastion.ratelimit.quotas import SessionQuota
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a supportive, careful assistant in a wellbeing app. Listen, reflect, and ask open "
@@ -48,14 +50,6 @@ class ChatLimits:
     session_ttl: timedelta = timedelta(minutes=90)
 
 
-@dataclass(slots=True)
-class _Prepared:
-    session_id: str
-    user_message: MessageView
-    prompt: list[llm.ChatMessage] = field(default_factory=list)
-    allowance: Allowance = field(default_factory=lambda: Allowance("", -1))
-
-
 class ChatService:
     def __init__(
         self,
@@ -65,7 +59,7 @@ class ChatService:
         cipher: FieldCipher,
         limits: ChatLimits,
         quota: SessionQuota,
-        budget: TokenBudget,
+        budget: BudgetGuard,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -73,7 +67,7 @@ class ChatService:
         self.provider = provider
         self.cipher = cipher
         self.quota = quota
-        self.budget = BudgetGuard(budget, clock=clock)
+        self.budget = budget
         self.limits = limits
         self.system_prompt = system_prompt
         self.clock = clock
@@ -150,41 +144,45 @@ class ChatService:
         next_before = items[0].seq if len(items) == size and items[0].seq > 1 else None
         return Page(items=items, next_before=next_before)
 
-    async def _prepare(
-        self, owner: Owner, session_id: str, content: str, *, allowance: Allowance
-    ) -> _Prepared:
-        """Store the user's message (its own transaction) and build the prompt from recent history."""
+    async def _prompt(self, owner: Owner, session_id: str, content: str) -> list[llm.ChatMessage]:
+        """The prompt for a new message: the system prompt, recent history and the message itself.
+
+        Read before anything is stored, so the budget can be reserved for it first.
+        """
+        prompt = [llm.ChatMessage("system", self.system_prompt)]
+        history = self.limits.max_history_messages - 1
+        async with unit_of_work(self._sessionmaker) as db:
+            repo = ChatRepository(db)
+            await self._owned(repo, owner, session_id)
+            recent = await repo.recent_messages(session_id, limit=history) if history > 0 else []
+            for row in recent:
+                if row.role in ("user", "assistant"):
+                    prompt.append(llm.ChatMessage(row.role, self._open(row)))  # type: ignore[arg-type]
+        prompt.append(llm.ChatMessage("user", content))
+        return prompt
+
+    async def _store_user_message(self, owner: Owner, session_id: str, content: str) -> MessageView:
+        """Store the user's message in its own transaction, before the model is asked."""
         now = self.clock()
         async with unit_of_work(self._sessionmaker) as db:
             repo = ChatRepository(db)
             await self._owned(repo, owner, session_id)
             seq = await repo.next_seq(session_id, now=now)
             message = await repo.add_message(self._sealed(session_id, seq, "user", content, now=now))
-            user_view = self._message_view(message)
+            view = self._message_view(message)
         await self.quota.touch(session_id, owner=owner.identity)
-        async with unit_of_work(self._sessionmaker) as db:
-            recent = await ChatRepository(db).recent_messages(
-                session_id, limit=self.limits.max_history_messages
-            )
-            prompt = [llm.ChatMessage("system", self.system_prompt)]
-            for row in recent:
-                if row.role in ("user", "assistant"):
-                    prompt.append(llm.ChatMessage(row.role, self._open(row)))  # type: ignore[arg-type]
-        return _Prepared(
-            session_id=session_id,
-            user_message=user_view,
-            prompt=prompt,
-            allowance=allowance,
-        )
+        return view
 
     async def send(
         self, owner: Owner, session_id: str, content: str, options: GenerationOptions
     ) -> MessageView:
         """Post a message and return the stored reply. Upstream failures raise after the message is kept."""
-        allowance = await self.budget.check(owner.identity)
-        prepared = await self._prepare(owner, session_id, content, allowance=allowance)
-        completion = await self.provider.complete(prepared.prompt, options)
-        await self.budget.spend(prepared.allowance, completion.usage)
+        prompt = await self._prompt(owner, session_id, content)
+        async with self.budget.completion(owner.identity, prompt, options) as meter:
+            await self._store_user_message(owner, session_id, content)
+            meter.calling()
+            completion = await self.provider.complete(prompt, meter.options)
+            meter.finish(completion.usage)
         return await self._store_reply(
             session_id,
             completion.content,
@@ -198,46 +196,63 @@ class ChatService:
     ) -> AsyncIterator[StreamEvent]:
         """Post a message and stream the reply.
 
-        Errors before the first chunk (unknown session, breaker open) raise from the first
-        ``__anext__``, so the caller can still answer with a plain error response.
+        An unknown session raises here; a refused budget and errors before the first chunk (breaker
+        open) raise from the first ``__anext__``, so the caller can still answer with a plain error
+        response. The budget's reservation lives inside the stream, settled however it ends.
         """
-        allowance = await self.budget.check(owner.identity)
-        prepared = await self._prepare(owner, session_id, content, allowance=allowance)
-        return self._stream_reply(prepared, options)
+        prompt = await self._prompt(owner, session_id, content)
+        return self._stream_reply(owner, session_id, content, prompt, options)
 
     async def _stream_reply(
-        self, prepared: _Prepared, options: GenerationOptions
+        self,
+        owner: Owner,
+        session_id: str,
+        content: str,
+        prompt: list[llm.ChatMessage],
+        options: GenerationOptions,
     ) -> AsyncIterator[StreamEvent]:
-        produced: list[str] = []
-        usage: Usage | None = None
-        stored = False
-        try:
-            async for chunk in self.provider.stream(prepared.prompt, options):
-                if chunk.delta:
-                    produced.append(chunk.delta)
-                    yield StreamEvent(delta=chunk.delta)
-                usage = chunk.usage or usage
-            await self.budget.spend(
-                prepared.allowance, usage or Usage.estimate(prepared.prompt, "".join(produced))
-            )
-            message = await self._store_reply(
-                prepared.session_id,
-                "".join(produced),
-                status=MessageStatus.COMPLETE,
-                usage=usage,
-                model=self.provider.model,
-            )
-            stored = True
-            yield StreamEvent(message=message)
-        except StreamInterrupted as interrupted:
-            message = await self._store_partial(prepared.session_id, interrupted.produced)
-            stored = True
-            yield StreamEvent(message=message, error="upstream_interrupted")
-        finally:
-            if not stored and produced:
-                # The client went away mid-stream (or the task was cancelled): keep what was made.
-                with anyio.CancelScope(shield=True):
-                    await self._store_partial(prepared.session_id, "".join(produced))
+        async with self.budget.completion(owner.identity, prompt, options) as meter:
+            await self._store_user_message(owner, session_id, content)
+            produced: list[str] = []
+            usage: Usage | None = None
+            stored = False
+            meter.calling()
+            try:
+                async for chunk in self.provider.stream(prompt, meter.options):
+                    if chunk.delta:
+                        produced.append(chunk.delta)
+                        meter.produced(chunk.delta)
+                        yield StreamEvent(delta=chunk.delta)
+                    usage = chunk.usage or usage
+                meter.finish(usage)
+                message = await self._store_reply(
+                    session_id,
+                    "".join(produced),
+                    status=MessageStatus.COMPLETE,
+                    usage=usage,
+                    model=self.provider.model,
+                )
+                stored = True
+                yield StreamEvent(message=message)
+            except StreamInterrupted as interrupted:
+                message = await self._store_partial(session_id, interrupted.produced)
+                stored = True
+                yield StreamEvent(message=message, error="upstream_interrupted")
+            finally:
+                if not stored and produced:
+                    # The client went away mid-stream (or the task was cancelled): keep what was made.
+                    with anyio.CancelScope(shield=True):
+                        await self._store_partial(session_id, "".join(produced))
+
+    async def transcribe(
+        self, owner: Owner, audio: Path, *, filename: str, content_type: str, size: int
+    ) -> Transcription:
+        """Speech to text for an uploaded file, charged to the budget by its size."""
+        async with self.budget.transcription(owner.identity, size) as meter:
+            meter.calling()
+            transcript = await self.provider.transcribe(audio, filename=filename, content_type=content_type)
+            meter.finish_at(meter.reserved)
+        return transcript
 
     async def _store_partial(self, session_id: str, text: str) -> MessageView:
         return await self._store_reply(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bastion.ratelimit.service import RateLimiter
-from bastion.ratelimit.storage.base import BudgetResult
+from bastion.ratelimit.storage.base import BudgetSettlement
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,27 +69,65 @@ class SessionQuota:
         return await self.limiter.run(lambda s: s.count_slots(key, now))
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Tokens held for one call until it settles; ``key`` is None when no budget is configured."""
+
+    owner: str
+    key: str | None
+    amount: int
+    granted: bool
+    remaining: int  # after this reservation; -1 when unlimited
+    resets_at: float  # when today's budget starts afresh (the next UTC midnight)
+
+
 class TokenBudget:
-    """An optional per-key budget of model tokens per UTC day (RATE_LIMIT_TOKEN_BUDGET_PER_DAY)."""
+    """An optional per-key budget of model tokens per UTC day (RATE_LIMIT_TOKEN_BUDGET_PER_DAY).
+
+    A call reserves its worst case before it reaches the model and settles with what it really
+    spent when it ends, both atomic in the storage, so concurrent calls can never all pass a check
+    that only one of them could afford.
+    """
 
     def __init__(self, limiter: RateLimiter, *, per_day: int | None) -> None:
         self.limiter = limiter
         self.per_day = per_day
 
-    async def consume(self, owner: str, tokens: int) -> BudgetResult:
-        """Spend ``tokens`` of ``owner``'s budget for today, all or nothing.
-
-        With no budget configured everything is allowed (``remaining`` is -1, meaning unlimited).
-        """
-        if tokens < 0:
-            raise ValueError("tokens must not be negative")
-        if self.per_day is None:
-            return BudgetResult(True, -1)
+    def _today(self, owner: str) -> tuple[str, float, float]:
         now = self.limiter.clock()
         day = datetime.fromtimestamp(now, UTC)
         midnight = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
-        key = f"budget:{{{owner}}}:{day:%Y-%m-%d}"
+        return f"budget:{{{owner}}}:{day:%Y-%m-%d}", now, midnight.timestamp()
+
+    async def reserve(self, owner: str, tokens: int) -> Reservation:
+        """Hold ``tokens`` of ``owner``'s budget for today, all or nothing.
+
+        With no budget configured everything is granted (``remaining`` is -1, meaning unlimited).
+        """
+        if tokens < 0:
+            raise ValueError("tokens must not be negative")
+        key, now, resets_at = self._today(owner)
         limit = self.per_day
-        return await self.limiter.run(
-            lambda s: s.consume_budget(key, tokens, limit, now, midnight.timestamp())
-        )
+        if limit is None:
+            return Reservation(owner, None, tokens, True, -1, resets_at)
+        result = await self.limiter.run(lambda s: s.reserve_budget(key, tokens, limit, now, resets_at))
+        return Reservation(owner, key, tokens, result.allowed, result.remaining, resets_at)
+
+    async def settle(self, reservation: Reservation, tokens: int) -> BudgetSettlement | None:
+        """Replace a granted reservation by the ``tokens`` the call really spent (None: unlimited)."""
+        if tokens < 0:
+            raise ValueError("tokens must not be negative")
+        key, limit = reservation.key, self.per_day
+        if key is None or limit is None or not reservation.granted:
+            return None
+        now = self.limiter.clock()
+        held, expires_at = reservation.amount, reservation.resets_at
+        return await self.limiter.run(lambda s: s.settle_budget(key, held, tokens, limit, now, expires_at))
+
+    async def today(self, owner: str) -> BudgetSettlement | None:
+        """``owner``'s totals for today: tokens charged and tokens held (None: unlimited)."""
+        key, now, resets_at = self._today(owner)
+        limit = self.per_day
+        if limit is None:
+            return None
+        return await self.limiter.run(lambda s: s.settle_budget(key, 0, 0, limit, now, resets_at))

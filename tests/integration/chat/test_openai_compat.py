@@ -115,7 +115,39 @@ async def test_upstream_failures_through_v1(make_settings: SettingsFactory, upst
 
 
 async def test_token_budget_applies_to_v1(make_settings: SettingsFactory) -> None:
-    async with chat_app(make_settings, RATE_LIMIT_TOKEN_BUDGET_PER_DAY=20) as (_app, http, auth):
+    settings = {"RATE_LIMIT_TOKEN_BUDGET_PER_DAY": 60, "LLM_MAX_COMPLETION_TOKENS": 40}
+    async with chat_app(make_settings, **settings) as (_app, http, auth):
         body = {"model": "m", "messages": [{"role": "user", "content": "I feel anxious about work today."}]}
         assert (await http.post(URL, json=body, headers=auth)).status_code == 200
         assert_error(await http.post(URL, json=body, headers=auth), 429, "token_budget_exhausted")
+        streamed = await http.post(URL, json={**body, "stream": True}, headers=auth)
+        assert_error(streamed, 429, "token_budget_exhausted")
+
+
+async def test_v1_reserves_the_cap_and_charges_the_reported_usage(
+    make_settings: SettingsFactory, upstream: FakeUpstream
+) -> None:
+    settings = upstream_settings(upstream, RATE_LIMIT_TOKEN_BUDGET_PER_DAY=120, LLM_MAX_COMPLETION_TOKENS=50)
+    async with chat_app(make_settings, **settings) as (app, http, auth):
+        me = (await http.get("/api/auth/me", headers=auth)).json()
+        owner = f"user:{me['id']}"
+        body = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
+        # The caller's own max_tokens: kept below the cap, clamped above it.
+        for extra, sent in (({}, 50), ({"max_tokens": 7}, 7), ({"max_completion_tokens": 900}, 50)):
+            response = await http.post(URL, json={**body, **extra}, headers=auth)
+            assert response.status_code == 200, response.text
+            assert upstream.requests[-1].json()["max_tokens"] == sent
+        reply_usage = 11 + len(["echo:", "hello", "there"])  # what the upstream reports
+        today = await app.state.token_budget.today(owner)
+        assert (today.used, today.reserved) == (3 * reply_usage, 0)
+        streamed = await http.post(URL, json={**body, "stream": True}, headers=auth)
+        assert chunks(streamed.text)[-1] == "[DONE]"
+        today = await app.state.token_budget.today(owner)
+        assert (today.used, today.reserved) == (4 * reply_usage, 0)
+        # A reservation is the prompt's estimate (5) plus the cap (50): 120 - 4 * 14 = 64 pays for
+        # one more, and then 50 is left.
+        assert (await http.post(URL, json={**body, "stream": True}, headers=auth)).status_code == 200
+        calls = upstream.count()
+        assert_error(await http.post(URL, json={**body, "stream": True}, headers=auth), 429)
+        assert_error(await http.post(URL, json=body, headers=auth), 429, "token_budget_exhausted")
+        assert upstream.count() == calls  # refused before the model was asked

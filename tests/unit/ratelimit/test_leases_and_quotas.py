@@ -98,16 +98,29 @@ async def test_session_slots_per_key_and_in_total(limiter: RateLimiter, clock: F
 async def test_the_daily_token_budget(limiter: RateLimiter, clock: FakeClock) -> None:
     clock.now = datetime(2026, 11, 22, 23, 0, tzinfo=UTC).timestamp()
     budget = TokenBudget(limiter, per_day=1000)
-    assert (await budget.consume("key:a", 700)).remaining == 300
-    refused = await budget.consume("key:a", 400)
-    assert (refused.allowed, refused.remaining) == (False, 300)
-    assert (await budget.consume("key:b", 400)).allowed  # budgets are per key
+    held = await budget.reserve("key:a", 700)
+    assert (held.granted, held.remaining) == (True, 300)
+    assert held.resets_at == datetime(2026, 11, 23, tzinfo=UTC).timestamp()
+    refused = await budget.reserve("key:a", 400)
+    assert (refused.granted, refused.remaining) == (False, 300)
+    assert await budget.settle(refused, 400) is None  # nothing was held: nothing to settle
+    assert (await budget.reserve("key:b", 400)).granted  # budgets are per key
+    settled = await budget.settle(held, 250)  # the call spent less than it held
+    assert settled is not None and (settled.charged, settled.used, settled.reserved) == (250, 250, 0)
+    assert (await budget.reserve("key:a", 750)).remaining == 0
     clock.advance(3600.0)  # a new UTC day
-    assert (await budget.consume("key:a", 400)).remaining == 600
+    assert (await budget.reserve("key:a", 400)).remaining == 600
+    today = await budget.today("key:a")
+    assert today is not None and (today.used, today.reserved) == (0, 400)
     with pytest.raises(ValueError):
-        await budget.consume("key:a", -1)
+        await budget.reserve("key:a", -1)
+    with pytest.raises(ValueError):
+        await budget.settle(held, -1)
 
 
 async def test_no_budget_means_unlimited(limiter: RateLimiter) -> None:
-    result = await TokenBudget(limiter, per_day=None).consume("key:a", 10**9)
-    assert (result.allowed, result.remaining) == (True, -1)
+    budget = TokenBudget(limiter, per_day=None)
+    result = await budget.reserve("key:a", 10**9)
+    assert (result.granted, result.remaining) == (True, -1)
+    assert await budget.settle(result, 10**9) is None
+    assert await budget.today("key:a") is None

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bastion.ratelimit.algorithm import Decision, Outcome, Rate
 from bastion.ratelimit.escalation import Escalation
-from bastion.ratelimit.storage import BudgetResult, LimiterStorage
+from bastion.ratelimit.storage import BudgetResult, BudgetSettlement, LimiterStorage
 from tests.support.clock import FakeClock
 
 LOGIN = Rate.parse("5/minute;burst=3")  # one request per 12 s, three at once
@@ -277,12 +279,75 @@ async def test_slots_across_keys_are_all_or_nothing(storage: LimiterStorage, clo
 # -- budgets ---------------------------------------------------------------------------------
 
 
-async def test_budgets_are_spent_all_or_nothing_and_reset(storage: LimiterStorage, clock: FakeClock) -> None:
+async def test_budget_reservations_are_all_or_nothing_and_reset(
+    storage: LimiterStorage, clock: FakeClock
+) -> None:
     now = clock()
     key = "budget:{key:k1}:day"
-    assert await storage.consume_budget(key, 600, 1000, now, now + 3600) == BudgetResult(True, 400)
-    refused = await storage.consume_budget(key, 500, 1000, now, now + 3600)
+    assert await storage.reserve_budget(key, 600, 1000, now, now + 3600) == BudgetResult(True, 400)
+    refused = await storage.reserve_budget(key, 500, 1000, now, now + 3600)
     assert (refused.allowed, refused.remaining) == (False, 400)
-    assert (await storage.consume_budget(key, 400, 1000, now, now + 3600)).remaining == 0
+    assert await storage.reserve_budget(key, 400, 1000, now, now + 3600) == BudgetResult(True, 0)
+    assert await storage.settle_budget(key, 0, 0, 1000, now, now + 3600) == BudgetSettlement(0, 0, 1000)
     clock.advance(3600.0)
-    assert (await storage.consume_budget(key, 1, 1000, clock(), clock() + 3600)).remaining == 999
+    assert await storage.reserve_budget(key, 1, 1000, clock(), clock() + 3600) == BudgetResult(True, 999)
+
+
+async def test_settling_charges_what_was_spent_and_frees_the_rest(
+    storage: LimiterStorage, clock: FakeClock
+) -> None:
+    now, key = clock(), "budget:{key:k1}:day"
+    assert (await storage.reserve_budget(key, 600, 1000, now, now + 3600)).allowed
+    assert (await storage.reserve_budget(key, 300, 1000, now, now + 3600)).remaining == 100
+    settled = await storage.settle_budget(key, 600, 250, 1000, now, now + 3600)
+    assert settled == BudgetSettlement(250, 250, 300)
+    assert await storage.settle_budget(key, 300, 0, 1000, now, now + 3600) == BudgetSettlement(0, 250, 0)
+    assert await storage.reserve_budget(key, 750, 1000, now, now + 3600) == BudgetResult(True, 0)
+    refused = await storage.reserve_budget(key, 1, 1000, now, now + 3600)
+    assert (refused.allowed, refused.remaining) == (False, 0)
+
+
+async def test_overshoot_is_bounded_by_one_reservation(storage: LimiterStorage, clock: FakeClock) -> None:
+    now, key = clock(), "budget:{key:k1}:day"
+    for amount in (400, 400, 200):
+        assert (await storage.reserve_budget(key, amount, 1000, now, now + 3600)).allowed
+    # Each call spends far more than it reserved (a prompt estimate that fell short).
+    first = await storage.settle_budget(key, 400, 900, 1000, now, now + 3600)
+    assert first == BudgetSettlement(800, 800, 600)  # up to limit + its reservation
+    second = await storage.settle_budget(key, 400, 900, 1000, now, now + 3600)
+    assert second == BudgetSettlement(400, 1200, 200)  # only its reservation: no room left
+    third = await storage.settle_budget(key, 200, 1000, 1000, now, now + 3600)
+    assert third == BudgetSettlement(200, 1400, 0)
+    assert third.used <= 1000 + 400  # never more than one reservation over the limit
+    refused = await storage.reserve_budget(key, 1, 1000, now, now + 3600)
+    assert (refused.allowed, refused.remaining) == (False, 0)
+
+
+async def test_settling_after_the_reset_changes_nothing(storage: LimiterStorage, clock: FakeClock) -> None:
+    now, key = clock(), "budget:{key:k1}:day"
+    assert (await storage.reserve_budget(key, 500, 1000, now, now + 60)).allowed
+    clock.advance(61.0)
+    assert await storage.settle_budget(key, 500, 500, 1000, clock(), now + 60) == BudgetSettlement(0, 0, 0)
+    tomorrow = "budget:{key:k1}:tomorrow"
+    read = await storage.settle_budget(tomorrow, 0, 0, 1000, clock(), clock() + 60)
+    assert read == BudgetSettlement(0, 0, 0)  # reading writes nothing
+
+
+async def test_a_settlement_whose_reservation_was_lost_still_charges(
+    storage: LimiterStorage, clock: FakeClock
+) -> None:
+    # The state vanished (a Redis restart, a fallback storage): what was spent is still counted.
+    now, key = clock(), "budget:{key:k1}:day"
+    assert await storage.settle_budget(key, 300, 120, 1000, now, now + 3600) == BudgetSettlement(120, 120, 0)
+    assert (await storage.reserve_budget(key, 880, 1000, now, now + 3600)).allowed
+
+
+async def test_concurrent_reservations_never_hold_more_than_the_budget(
+    storage: LimiterStorage, clock: FakeClock
+) -> None:
+    now, key = clock(), "budget:{key:k1}:day"
+    results = await asyncio.gather(
+        *(storage.reserve_budget(key, 100, 300, now, now + 3600) for _ in range(12))
+    )
+    assert sum(r.allowed for r in results) == 3
+    assert await storage.settle_budget(key, 0, 0, 300, now, now + 3600) == BudgetSettlement(0, 0, 300)

@@ -230,7 +230,9 @@ async def voice_chat(
         _kind, mime, filename = check_audio(
             declared_type=upload.content_type, filename=upload.filename, head=upload.head
         )
-        transcript = await request.app.state.llm.transcribe(upload.path, filename=filename, content_type=mime)
+        transcript = await service.transcribe(
+            owner, upload.path, filename=filename, content_type=mime, size=upload.size
+        )
     text = _checked_content(transcript.text, settings, field="audio")
     reply = await service.send(owner, session_id, text, GenerationOptions())
     return VoiceReply(transcript=text, message=MessageOut.of(reply))

@@ -30,6 +30,7 @@ from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.chat.completions import CompletionService
 from bastion.chat.repository import Owner
+from bastion.chat.wiring import build_completion_service
 from bastion.errors import BastionError, InvalidField, error_body, request_id_of
 from bastion.llm import base as llm
 from bastion.llm.base import GenerationOptions, Usage
@@ -50,7 +51,7 @@ Caller = Annotated[Principal, Depends(require(Permission.COMPLETIONS_USE))]
 
 
 def completion_service(request: Request) -> CompletionService:
-    return CompletionService(provider=request.app.state.llm, budget=request.app.state.token_budget)
+    return build_completion_service(request.app.state, get_settings(request))
 
 
 Service = Annotated[CompletionService, Depends(completion_service)]

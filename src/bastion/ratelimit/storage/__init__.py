@@ -5,13 +5,20 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from bastion.ratelimit.storage.base import Block, BudgetResult, LimiterStorage, SlotResult
+from bastion.ratelimit.storage.base import (
+    Block,
+    BudgetResult,
+    BudgetSettlement,
+    LimiterStorage,
+    SlotResult,
+)
 from bastion.ratelimit.storage.memory import DEFAULT_MAX_KEYS, MemoryStorage
 from bastion.ratelimit.storage.redis import RedisStorage, fail_fast_client
 
 __all__ = [
     "Block",
     "BudgetResult",
+    "BudgetSettlement",
     "LimiterStorage",
     "MemoryStorage",
     "RedisStorage",

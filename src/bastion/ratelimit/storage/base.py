@@ -49,8 +49,19 @@ class SlotResult:
 
 @dataclass(frozen=True, slots=True)
 class BudgetResult:
+    """The answer of ``reserve_budget``: whether the amount is held, and what is left unheld."""
+
     allowed: bool
     remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSettlement:
+    """The answer of ``settle_budget``: what this settlement charged, then the budget's totals."""
+
+    charged: int
+    used: int
+    reserved: int
 
 
 class LimiterStorage(Protocol):
@@ -118,10 +129,27 @@ class LimiterStorage(Protocol):
         """Members holding a live slot in ``key``."""
         ...
 
-    async def consume_budget(
+    async def reserve_budget(
         self, key: str, amount: int, limit: int, now: float, expires_at: float
     ) -> BudgetResult:
-        """Take ``amount`` from a budget of ``limit`` that resets at ``expires_at``, all or nothing."""
+        """Hold ``amount`` of a budget of ``limit`` that resets at ``expires_at``, all or nothing.
+
+        Granted only when ``used + reserved + amount <= limit``; ``remaining`` is what is then left
+        (refused: what is left now, ``limit - used - reserved`` and never below 0).
+        """
+        ...
+
+    async def settle_budget(
+        self, key: str, reserved: int, actual: int, limit: int, now: float, expires_at: float
+    ) -> BudgetSettlement:
+        """Release a reservation of ``reserved`` and charge ``actual`` in its place.
+
+        What lies beyond the reservation is charged only up to ``limit + reserved`` (counting the
+        other reservations still held), so however many calls overshoot their reservations at
+        once, ``used`` never exceeds the limit by more than one reservation. A settlement after
+        ``expires_at`` (the budget's period is over) changes nothing. ``reserved=0, actual=0``
+        reads the totals without writing.
+        """
         ...
 
     async def aclose(self) -> None:

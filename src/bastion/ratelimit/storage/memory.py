@@ -16,7 +16,7 @@ from typing import Protocol
 
 from bastion.ratelimit.algorithm import EPSILON, Decision, Outcome, RawDecision
 from bastion.ratelimit.escalation import Escalation, penalty
-from bastion.ratelimit.storage.base import Block, BudgetResult, SlotResult
+from bastion.ratelimit.storage.base import Block, BudgetResult, BudgetSettlement, SlotResult
 from bastion.ratelimit.storage.bounded import BoundedTable, KeyBudget
 
 DEFAULT_MAX_KEYS = 1_000_000
@@ -307,22 +307,50 @@ class MemoryStorage:
 
     # -- budgets -----------------------------------------------------------------------------
 
-    async def consume_budget(
-        self, key: str, amount: int, limit: int, now: float, expires_at: float
-    ) -> BudgetResult:
+    def _budget(self, key: str, now: float) -> list[float] | None:
+        # state: [used, expires_at, reserved]
         state = self.budgets.data.get(key)
         if state is not None and state[1] <= now:
             self.budgets.discard(key)
-            state = None
-        used = int(state[0]) if state is not None else 0
-        if used + amount > limit:
-            return BudgetResult(False, max(0, limit - used))
+            return None
+        return state
+
+    async def reserve_budget(
+        self, key: str, amount: int, limit: int, now: float, expires_at: float
+    ) -> BudgetResult:
+        state = self._budget(key, now)
+        held = int(state[0] + state[2]) if state is not None else 0
+        left = limit - held
+        if amount > left:
+            return BudgetResult(False, max(0, left))
+        if amount == 0:
+            return BudgetResult(True, left)
         if state is None:
-            if not self.budgets.insert(key, [float(amount), expires_at], now):
+            if not self.budgets.insert(key, [0.0, expires_at, float(amount)], now):
                 return BudgetResult(False, 0)
         else:
-            state[0] += amount
-        return BudgetResult(True, limit - used - amount)
+            state[2] += amount
+        return BudgetResult(True, left - amount)
+
+    async def settle_budget(
+        self, key: str, reserved: int, actual: int, limit: int, now: float, expires_at: float
+    ) -> BudgetSettlement:
+        if expires_at <= now:
+            return BudgetSettlement(0, 0, 0)
+        state = self._budget(key, now)
+        used = int(state[0]) if state is not None else 0
+        rest = max(0, int(state[2]) - reserved) if state is not None else 0
+        charge = actual
+        if actual > reserved:
+            charge = min(actual, max(reserved, limit + reserved - used - rest))
+        used += charge
+        if state is not None:
+            state[0] = float(used)
+            state[2] = float(rest)
+        elif charge > 0 and not self.budgets.insert(key, [float(used), expires_at, 0.0], now):
+            # A full table of live budgets: the charge cannot be recorded (as with a refused reserve).
+            return BudgetSettlement(0, 0, 0)
+        return BudgetSettlement(charge, used, rest)
 
     async def aclose(self) -> None:
         self.slots.clear()

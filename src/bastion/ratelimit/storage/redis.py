@@ -36,7 +36,7 @@ from redis.exceptions import NoScriptError
 
 from bastion.ratelimit.algorithm import Decision, Outcome
 from bastion.ratelimit.escalation import Escalation
-from bastion.ratelimit.storage.base import Block, BudgetResult, SlotResult
+from bastion.ratelimit.storage.base import Block, BudgetResult, BudgetSettlement, SlotResult
 from bastion.ratelimit.storage.scripts import SCRIPTS
 
 DEFAULT_PREFIX = "bastion:rl:"
@@ -268,11 +268,19 @@ class RedisStorage:
 
     # -- budgets -----------------------------------------------------------------------------
 
-    async def consume_budget(
+    async def reserve_budget(
         self, key: str, amount: int, limit: int, now: float, expires_at: float
     ) -> BudgetResult:
-        result = await self._eval("consume_budget", (self.prefix + key,), amount, limit, now, expires_at)
+        result = await self._eval("reserve_budget", (self.prefix + key,), amount, limit, now, expires_at)
         return BudgetResult(bool(int(result[0])), int(result[1]))
+
+    async def settle_budget(
+        self, key: str, reserved: int, actual: int, limit: int, now: float, expires_at: float
+    ) -> BudgetSettlement:
+        result = await self._eval(
+            "settle_budget", (self.prefix + key,), reserved, actual, limit, now, expires_at
+        )
+        return BudgetSettlement(int(result[0]), int(result[1]), int(result[2]))
 
     async def aclose(self) -> None:
         """Close the client if this storage made it (the lifespan closes its own)."""

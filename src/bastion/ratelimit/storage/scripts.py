@@ -244,28 +244,66 @@ return 1
 """
 )
 
-# KEYS: budget hash. ARGV: amount, limit, now, expires_at. Returns {allowed, remaining}.
-CONSUME_BUDGET = (
+# A budget is one hash: 'used' (charged), 'reserved' (held by calls in flight), 'exp' (reset time).
+_BUDGET_READ = """
+local function budget(key, now)
+  local b = redis.call('HMGET', key, 'used', 'reserved', 'exp')
+  local exp = tonumber(b[3]) or 0
+  if exp <= now then return 0, 0, nil end
+  return tonumber(b[1]) or 0, tonumber(b[2]) or 0, exp
+end
+"""
+
+# KEYS: budget hash. ARGV: amount, limit, now, expires_at. Returns {granted, remaining}.
+RESERVE_BUDGET = (
     _PRELUDE
+    + _BUDGET_READ
     + """
 local amount = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
-local b = redis.call('HMGET', KEYS[1], 'used', 'exp')
-local used = tonumber(b[1]) or 0
-local exp = tonumber(b[2]) or 0
-if exp <= now then
-  used = 0
-  exp = tonumber(ARGV[4])
-end
-if used + amount > limit then
-  local left = limit - used
+local used, reserved, exp = budget(KEYS[1], now)
+local left = tonumber(ARGV[2]) - used - reserved
+if amount > left then
   if left < 0 then left = 0 end
   return {0, left}
 end
-redis.call('HSET', KEYS[1], 'used', used + amount, 'exp', f(exp))
+if amount == 0 then return {1, left} end
+exp = exp or tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], 'used', used, 'reserved', reserved + amount, 'exp', f(exp))
 redis.call('PEXPIRE', KEYS[1], ms(exp - now))
-return {1, limit - used - amount}
+return {1, left - amount}
+"""
+)
+
+# KEYS: budget hash. ARGV: reserved, actual, limit, now, expires_at.
+# Returns {charged, used, reserved}. Beyond its reservation a call is charged only up to
+# limit + its reservation (the other reservations counted), so overshoot never compounds.
+SETTLE_BUDGET = (
+    _PRELUDE
+    + _BUDGET_READ
+    + """
+local mine = tonumber(ARGV[1])
+local actual = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+local expires_at = tonumber(ARGV[5])
+if expires_at <= now then return {0, 0, 0} end
+local used, reserved, exp = budget(KEYS[1], now)
+local rest = reserved - mine
+if rest < 0 then rest = 0 end
+local charge = actual
+if actual > mine then
+  local cap = limit + mine - used - rest
+  if cap < mine then cap = mine end
+  if charge > cap then charge = cap end
+end
+used = used + charge
+if exp or charge > 0 then
+  exp = exp or expires_at
+  redis.call('HSET', KEYS[1], 'used', used, 'reserved', rest, 'exp', f(exp))
+  redis.call('PEXPIRE', KEYS[1], ms(exp - now))
+end
+return {charge, used, rest}
 """
 )
 
@@ -276,5 +314,6 @@ SCRIPTS = {
     "acquire_slots": ACQUIRE_SLOTS,
     "release_slots": RELEASE_SLOTS,
     "renew_slots": RENEW_SLOTS,
-    "consume_budget": CONSUME_BUDGET,
+    "reserve_budget": RESERVE_BUDGET,
+    "settle_budget": SETTLE_BUDGET,
 }
