@@ -140,6 +140,8 @@ async def test_blocked_keys_and_users_are_refused_before_any_route_work(
         ("POST", "/api/admin/blocklist", {"kind": "key", "value": "a/b"}),
         ("POST", "/api/admin/blocklist", {"kind": "host", "value": "example.com"}),
         ("POST", "/api/admin/blocklist", {"kind": "ip", "value": "10.0.0.0/8"}),
+        ("POST", "/api/admin/blocklist", {"kind": "ip", "value": "2001:db8::/64"}),  # a cidr block
+        ("DELETE", "/api/admin/blocklist/ip/10.0.0.0/8", None),
         ("POST", "/api/admin/blocklist", {"kind": "user", "value": "u1", "seconds": 0}),
         ("POST", "/api/admin/blocklist", {"kind": "user", "value": "u1", "seconds": 10**9}),
         ("DELETE", "/api/admin/blocklist/cidr/10.0.0.0/999", None),

@@ -81,10 +81,15 @@ _INVALID = {
 
 def _identity(kind: str, value: str, where: str) -> str:
     try:
-        return normalize(kind, value)
+        identity = normalize(kind, value)
     except ValueError:
+        identity = None
+    # An ``ip`` network value names an IPv6 client's prefix, only to lift its automatic block;
+    # a network is blocked by hand as a ``cidr`` block, which matches at any prefix length.
+    if identity is None or (where == "body" and kind == "ip" and "/" in identity):
         error, message = _INVALID[kind]
-        raise RequestValidationError([{"loc": (where, "value"), "type": error, "msg": message}]) from None
+        raise RequestValidationError([{"loc": (where, "value"), "type": error, "msg": message}])
+    return identity
 
 
 def get_blocklist(request: Request) -> Blocklist:
