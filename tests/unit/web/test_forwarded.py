@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from bastion.web import ProxyHeaders
+from bastion.web import ProxyHeaders, RequestContext
 from tests.unit.web.apps import client_for, responder
 
 SPOOF = {"X-Forwarded-For": "203.0.113.99", "X-Forwarded-Proto": "https"}
@@ -119,3 +121,24 @@ async def test_ipv6_peers_are_written_one_way() -> None:
     async with client_for(app, base_url="http://testserver", client=("2001:DB8:0:0::1", 5000)) as http:
         seen = (await http.get("/")).json()
     assert seen["client_ip"] == "2001:db8::1"
+
+
+class AccessLog:
+    """Stands in for the access logger: keeps each line's fields."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def isEnabledFor(self, level: int) -> bool:
+        return False
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.lines.append({"event": event, **fields})
+
+
+async def test_the_access_log_records_the_ipv4_form() -> None:
+    app = RequestContext(ProxyHeaders(responder()))
+    app.log = log = AccessLog()  # type: ignore[assignment]
+    async with client_for(app, base_url="http://testserver", client=("::ffff:203.0.113.7", 5000)) as http:
+        await http.get("/")
+    assert [line["client"] for line in log.lines] == ["203.0.113.7"]
