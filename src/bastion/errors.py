@@ -72,6 +72,22 @@ class Conflict(BastionError):
     default_message = "The request conflicts with the current state"
 
 
+class BlockRefused(Conflict):
+    """A block that would lock the operator out (``bastion.ratelimit.lockout``), not forced."""
+
+    code = "block_refused"
+
+    def __init__(self, why: str, risks: Sequence[str]) -> None:
+        self.risks = tuple(risks)
+        super().__init__(
+            f"Refused: this block could lock out its own administrators: {why}. "
+            'Send "force": true to place it anyway.'
+        )
+
+    def extra(self) -> dict[str, Any]:
+        return {"risks": list(self.risks)}
+
+
 class UnsupportedMediaType(BastionError):
     status_code = 415
     code = "unsupported_media_type"

@@ -212,6 +212,9 @@ class Settings(BaseSettings):
     allowed_origins: CommaList = ["http://localhost:8000", "http://127.0.0.1:8000"]
     allowed_hosts: CommaList = ["localhost", "127.0.0.1"]
     trusted_proxies: CommaList = []
+    # IPv6 clients are limited and blocked per network of this prefix (a client usually holds a
+    # whole /64); IPv4-mapped addresses count as IPv4.
+    rate_limit_ipv6_prefix: int = Field(64, ge=32, le=128)
     force_https: bool = False
 
     rate_limit_per_minute: int = Field(100, ge=1)

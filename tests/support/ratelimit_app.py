@@ -27,7 +27,7 @@ from bastion.app import create_app as create_bastion_app
 from bastion.auth.principal import AuthMethod, Principal, Role
 from bastion.errors import Unauthorized
 from bastion.ratelimit.leases import ConcurrencyLimiter, Lease
-from bastion.ratelimit.policies import Policy, email_identity, ip_identity
+from bastion.ratelimit.policies import Policy, email_identity
 from bastion.settings import Settings, load_settings
 
 router = APIRouter(prefix="/test")
@@ -62,7 +62,8 @@ async def password_reset(body: ResetRequest, request: Request, response: Respons
 @router.post("/failed-login")
 async def failed_login(request: Request) -> None:
     """What the identity code does on a wrong password: count it, then answer 401."""
-    await get_limiter(request).record_auth_failure(ip_identity(request_client_ip(request)))
+    limiter = get_limiter(request)
+    await limiter.record_auth_failure(limiter.ip_identity(request_client_ip(request)))
     raise Unauthorized()
 
 

@@ -5,7 +5,8 @@
     @router.post("/api/sessions/{id}/voice-chat", dependencies=[Depends(concurrency_limit(Policy.VOICE))])
 
 The identity is the authenticated principal's user or API key when the policy counts per user or
-key (``scope["state"]["principal"]``), and the trusted-proxy-resolved client IP otherwise.
+key (``scope["state"]["principal"]``), and the trusted-proxy-resolved client IP otherwise (for an
+IPv6 client, its RATE_LIMIT_IPV6_PREFIX network).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def request_client_ip(request: Request) -> str | None:
 
 def request_identity(request: Request, scope: Scope) -> str:
     """Whose allowance a policy of ``scope`` spends for this request."""
-    return identity_for(scope, current_principal(request), request_client_ip(request))
+    ipv6_prefix = get_limiter(request).ipv6_prefix
+    return identity_for(scope, current_principal(request), request_client_ip(request), ipv6_prefix)
 
 
 async def enforce_limit(

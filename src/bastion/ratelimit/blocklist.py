@@ -12,30 +12,53 @@ the store.
 
 from __future__ import annotations
 
-import ipaddress
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bastion.errors import ServiceUnavailable
+from bastion.addresses import Network, canonical_network, parse_address
+from bastion.errors import BlockRefused, ServiceUnavailable
 from bastion.invalidation import Watched
+from bastion.ratelimit.lockout import Caller, explain, lockout_risks
 from bastion.ratelimit.service import MAX_LISTED_BLOCKS, STORAGE_ERRORS, RateLimiter
 from bastion.ratelimit.storage.base import Block
 
 REFRESH_ERRORS: tuple[type[BaseException], ...] = (*STORAGE_ERRORS, ServiceUnavailable)
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # A block "without expiry" still needs an end for the store: ten years.
 PERMANENT_SECONDS = 10 * 365 * 24 * 3600
+# Ids of API keys and users.
+_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 def normalize(kind: str, value: str) -> str:
-    """The canonical identity for a block; ValueError for an address or network that is not one."""
+    """The canonical identity for a block; ValueError for a value that is not of its kind.
+
+    Addresses and networks are stored in one form, so any spelling places, matches and lifts the
+    same block: ``::ffff:127.0.0.2`` is ``ip:127.0.0.2``; ``2001:db8::5/64`` is
+    ``cidr:2001:db8::/64``; a one-address network is that address. An ``ip`` value may also be an
+    IPv6 network: that is how an IPv6 client is counted (``ip:2001:db8:1:2::/64``, see
+    RATE_LIMIT_IPV6_PREFIX), so automatic blocks on IPv6 clients are lifted by that value.
+    """
     if kind == "ip":
-        return f"ip:{ipaddress.ip_address(value)}"
+        if "/" in value:
+            network = canonical_network(value)
+            if network.version != 6:
+                raise ValueError("an IPv4 ip block is one address")
+            return f"ip:{network}"
+        address = parse_address(value)
+        if address is None:
+            raise ValueError("not an IP address")
+        return f"ip:{address}"
     if kind == "cidr":
-        network = ipaddress.ip_network(value, strict=False)
+        network = canonical_network(value)
         if network.num_addresses == 1:
             return f"ip:{network.network_address}"
         return f"cidr:{network}"
-    return f"{kind}:{value}"
+    if kind in ("key", "user"):
+        if not _ID.fullmatch(value):
+            raise ValueError("not an id")
+        return f"{kind}:{value}"
+    raise ValueError("not a kind of block")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +70,38 @@ class NetworkBlock:
 class Blocklist:
     """Places, lifts and checks blocks; keeps every instance's network cache in step."""
 
-    def __init__(self, limiter: RateLimiter, version: Watched) -> None:
+    def __init__(self, limiter: RateLimiter, version: Watched, *, protected: Sequence[Network] = ()) -> None:
         self.limiter = limiter
         self.version = version
+        # The trusted proxies: blocking one shuts out every client behind it.
+        self.protected = tuple(protected)
         self._networks: tuple[NetworkBlock, ...] = ()
         self._loaded = False
 
     async def block(
-        self, identity: str, *, seconds: float, reason: str, actor: str | None, request_id: str | None
+        self,
+        identity: str,
+        *,
+        seconds: float,
+        reason: str,
+        actor: str | None,
+        request_id: str | None,
+        caller: Caller | None = None,
+        force: bool = False,
     ) -> Block:
+        """Place a block on a canonical identity (see ``normalize``).
+
+        With a ``caller``, a block that could lock them out (``lockout_risks``) raises
+        ``BlockRefused`` unless ``force``; refused and forced blocks are both announced (audited).
+        """
+        risks = lockout_risks(identity, caller, self.protected) if caller is not None else ()
+        if risks and not force:
+            await self.limiter.refuse_block(
+                identity, reason=reason, risks=risks, actor=actor, request_id=request_id
+            )
+            raise BlockRefused(explain(risks), risks)
         placed = await self.limiter.block(
-            identity, seconds=seconds, reason=reason, actor=actor, request_id=request_id
+            identity, seconds=seconds, reason=reason, actor=actor, request_id=request_id, forced=risks
         )
         if placed.kind == "cidr":
             await self._changed()
@@ -81,7 +125,7 @@ class Blocklist:
         networks: list[NetworkBlock] = []
         for block in blocks:
             try:
-                networks.append(NetworkBlock(ipaddress.ip_network(block.value, strict=False), block.until))
+                networks.append(NetworkBlock(canonical_network(block.value), block.until))
             except ValueError:  # never written by this code; ignored rather than trusted
                 continue
         self._networks = tuple(networks)
@@ -98,9 +142,8 @@ class Blocklist:
         networks = self._networks
         if not networks or ip is None:
             return False
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
+        address = parse_address(ip)
+        if address is None:
             return False
         now = self.limiter.clock()
         return any(entry.until > now and address in entry.network for entry in networks)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bastion.addresses import parse_networks
 from bastion.audit.service import AuditService
 from bastion.invalidation import Watched, version_counter
 from bastion.ratelimit.audit import audit_blocks
@@ -73,5 +74,6 @@ def build_rate_limiting(
         blocklist=Blocklist(
             limiter,
             Watched(version_counter(redis, "blocklist"), interval=settings.invalidation_poll_seconds),
+            protected=parse_networks(settings.trusted_proxies),
         ),
     )

@@ -19,6 +19,7 @@
 | journal_read | 60/minute, burst 10 | user (else API key, else IP) |
 
 Every value comes from settings (``RATE_LIMIT_<POLICY>``), so operators can tune any of them.
+"IP" is the canonical client address, and for an IPv6 client its RATE_LIMIT_IPV6_PREFIX network.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from bastion.addresses import DEFAULT_IPV6_PREFIX, counted_as
 from bastion.auth.principal import Principal
 from bastion.ratelimit.algorithm import Rate
 from bastion.settings import Settings
@@ -77,8 +79,13 @@ class PolicyRule:
         object.__setattr__(self, "tolerance", self.rate.tolerance)
 
 
-def ip_identity(ip: str | None) -> str:
-    return f"ip:{ip or 'unknown'}"
+def ip_identity(ip: str | None, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str:
+    """A client address as an identity: ``ip:203.0.113.7``, or ``ip:2001:db8:1:2::/64`` for IPv6.
+
+    An IPv6 client is counted by its prefix network (RATE_LIMIT_IPV6_PREFIX): one holder of a /64
+    gets one allowance, not one per address it can pick.
+    """
+    return f"ip:{counted_as(ip, ipv6_prefix) if ip else 'unknown'}"
 
 
 def email_identity(email: str) -> str:
@@ -87,7 +94,9 @@ def email_identity(email: str) -> str:
     return "email:" + hashlib.sha256(normalized).hexdigest()[:32]
 
 
-def identity_for(scope: Scope, principal: Principal | None, ip: str | None) -> str:
+def identity_for(
+    scope: Scope, principal: Principal | None, ip: str | None, ipv6_prefix: int = DEFAULT_IPV6_PREFIX
+) -> str:
     """The identity a policy of ``scope`` counts against for this caller."""
     if scope is Scope.GLOBAL:
         return "global"
@@ -102,7 +111,7 @@ def identity_for(scope: Scope, principal: Principal | None, ip: str | None) -> s
                 return f"key:{principal.api_key_id}"
             if principal.user_id:
                 return f"user:{principal.user_id}"
-    return ip_identity(ip)
+    return ip_identity(ip, ipv6_prefix)
 
 
 def policy_table(settings: Settings) -> dict[Policy, PolicyRule]:

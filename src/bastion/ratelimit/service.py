@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bastion.addresses import DEFAULT_IPV6_PREFIX
 from bastion.errors import ServiceUnavailable
 from bastion.observability.logging import get_logger
 from bastion.ratelimit.algorithm import Decision, Outcome, Rate
 from bastion.ratelimit.escalation import Escalation
-from bastion.ratelimit.policies import Policy, PolicyRule, policy_table
+from bastion.ratelimit.policies import Policy, PolicyRule, ip_identity, policy_table
 from bastion.ratelimit.storage import LimiterStorage, MemoryStorage, create_storage
 from bastion.ratelimit.storage.base import Block
 from bastion.ratelimit.storage.memory import DecideFn
@@ -46,14 +47,17 @@ _decision = tuple.__new__  # a Decision from a RawDecision, without NamedTuple's
 
 @dataclass(frozen=True, slots=True)
 class BlockNotice:
-    """A block was placed or lifted; ``actor`` is the admin who did it, None when automatic."""
+    """A block was placed, lifted or refused; ``actor`` is the admin who asked, None when automatic."""
 
-    action: Literal["placed", "lifted"]
+    action: Literal["placed", "lifted", "refused"]
     identity: str
     reason: str
     until: float | None
     actor: str | None = None
     request_id: str | None = None
+    # Why the block could lock out its own administrators (``bastion.ratelimit.lockout``): the
+    # reasons a forced block overrode, or a refused block's.
+    risks: tuple[str, ...] = ()
 
 
 BlockListener = Callable[[BlockNotice], Awaitable[None]]
@@ -85,8 +89,10 @@ class RateLimiter:
         fallback: LimiterStorage | None = None,
         on_block: BlockListener | None = None,
         retry_interval: float = 1.0,
+        ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
     ) -> None:
         self.storage = storage
+        self.ipv6_prefix = ipv6_prefix
         self.rules = dict(policies)
         self.escalation = escalation or Escalation()
         self.fail_mode: FailMode = fail_mode
@@ -151,6 +157,7 @@ class RateLimiter:
             fail_mode=fail_mode,
             fallback=MemoryStorage(max_keys=settings.rate_limit_max_keys),
             on_block=on_block,
+            ipv6_prefix=settings.rate_limit_ipv6_prefix,
         )
 
     @property
@@ -159,6 +166,10 @@ class RateLimiter:
 
     def rule(self, policy: Policy) -> PolicyRule:
         return self.rules[policy]
+
+    def ip_identity(self, ip: str | None) -> str:
+        """The identity a client address is limited and blocked as (IPv6: its prefix network)."""
+        return ip_identity(ip, self.ipv6_prefix)
 
     # -- fail mode ---------------------------------------------------------------------------
 
@@ -286,7 +297,7 @@ class RateLimiter:
         """
         placed = False
         if ip is not None:
-            placed = await self.record_auth_failure(f"ip:{ip}", request_id=request_id)
+            placed = await self.record_auth_failure(self.ip_identity(ip), request_id=request_id)
         if api_key_id is not None:
             placed = await self.record_auth_failure(f"key:{api_key_id}", request_id=request_id) or placed
         return placed
@@ -305,12 +316,30 @@ class RateLimiter:
         reason: str = "manual",
         actor: str | None = None,
         request_id: str | None = None,
+        forced: Sequence[str] = (),
     ) -> Block:
-        """Block an identity by hand (an admin) for ``seconds``."""
+        """Block an identity by hand (an admin) for ``seconds``; ``forced``: the risks overridden."""
         now = self._clock()
         placed = await self.run(lambda s: s.block(identity, now, now + seconds, reason))
-        await self._notify(BlockNotice("placed", identity, reason, placed.until, actor, request_id))
+        if forced:
+            self.log.warning("ratelimit_block_forced", identity=identity, risks=list(forced))
+        await self._notify(
+            BlockNotice("placed", identity, reason, placed.until, actor, request_id, tuple(forced))
+        )
         return placed
+
+    async def refuse_block(
+        self,
+        identity: str,
+        *,
+        reason: str,
+        risks: Sequence[str],
+        actor: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        """Announce a block that was asked for and refused (it could lock out its administrators)."""
+        self.log.warning("ratelimit_block_refused", identity=identity, risks=list(risks))
+        await self._notify(BlockNotice("refused", identity, reason, None, actor, request_id, tuple(risks)))
 
     async def unblock(
         self, identity: str, *, actor: str | None = None, request_id: str | None = None

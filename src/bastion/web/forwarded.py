@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bastion.addresses import canonical_address
 from bastion.web.proxies import client_ip, is_trusted, parse_networks
 
 _SCHEMES = {"http": "http", "https": "https"}
@@ -25,6 +26,9 @@ class ProxyHeaders:
     ``request.client.host``) and ``scope["scheme"]``. The original peer stays available as
     ``scope["state"]["peer"]`` and the resolved address as ``scope["state"]["client_ip"]``.
     The scope is updated in place so the outer access log records the resolved client too.
+    Addresses are canonical from here on: a dual-stack listener's IPv4-mapped peer
+    (``::ffff:203.0.113.7``) becomes ``203.0.113.7``, so limits, blocks, audit and logs all see
+    the one form a block or a limit on that IPv4 address names.
     A peer on a unix socket (``bastion serve --uds``) is recorded as ``127.0.0.1``.
     """
 
@@ -44,6 +48,11 @@ class ProxyHeaders:
             # it counts as loopback, so TRUSTED_PROXIES=127.0.0.1 trusts it like a loopback proxy.
             peer = ("127.0.0.1", 0)
             scope["client"] = peer
+        elif peer is not None and peer[0]:
+            canonical = canonical_address(peer[0])
+            if canonical != peer[0]:
+                peer = (canonical, peer[1])
+                scope["client"] = peer
         state["peer"] = peer
         peer_host: str | None = peer[0] if peer else None
         if self.trusted and is_trusted(peer_host, self.trusted):

@@ -3,35 +3,22 @@
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from starlette.types import Scope
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from bastion.addresses import Network, canonical_address, parse_address, parse_networks
 
-
-def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs if cidr.strip())
-
-
-def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        address = ipaddress.ip_address(value.strip().strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+__all__ = ["Network", "client_ip", "is_loopback", "is_trusted", "parse_networks"]
 
 
 def is_trusted(value: str | None, trusted: Sequence[Network]) -> bool:
-    address = _address(value) if value else None
+    address = parse_address(value) if value else None
     return address is not None and any(address in network for network in trusted)
 
 
 def client_ip(scope: Scope, trusted: Sequence[Network]) -> str | None:
-    """The client address for limits, blocks and logs.
+    """The client address for limits, blocks and logs, in canonical form (IPv4-mapped as IPv4).
 
     X-Forwarded-For is read right to left and the first address that is not a trusted proxy wins, so
     a client cannot prepend a forged address: only hops our own proxies appended are believed.
@@ -42,7 +29,7 @@ def client_ip(scope: Scope, trusted: Sequence[Network]) -> str | None:
     if isinstance(resolved, str):
         return resolved
     peer = scope.get("client")
-    peer_host: str | None = peer[0] if peer else None
+    peer_host: str | None = canonical_address(peer[0]) if peer and peer[0] else None
     if not trusted or not is_trusted(peer_host, trusted):
         return peer_host
     forwarded: list[str] = []
@@ -50,7 +37,7 @@ def client_ip(scope: Scope, trusted: Sequence[Network]) -> str | None:
         if name == b"x-forwarded-for":
             forwarded.extend(part.strip() for part in value.decode("latin-1").split(","))
     for hop in reversed(forwarded):
-        address = _address(hop)
+        address = parse_address(hop)
         if address is None:
             return peer_host  # a malformed chain is not believed at all
         if not any(address in network for network in trusted):
@@ -59,5 +46,5 @@ def client_ip(scope: Scope, trusted: Sequence[Network]) -> str | None:
 
 
 def is_loopback(value: str | None) -> bool:
-    address = _address(value) if value else None
+    address = parse_address(value) if value else None
     return address is not None and address.is_loopback

@@ -19,7 +19,7 @@ from bastion.auth.principal import Principal
 from bastion.errors import BastionError, Blocked, RateLimited, ServiceUnavailable
 from bastion.observability.logging import get_logger
 from bastion.ratelimit.algorithm import Outcome, RawDecision
-from bastion.ratelimit.policies import Policy, identity_for, ip_identity
+from bastion.ratelimit.policies import Policy, identity_for
 from bastion.ratelimit.policies import Scope as IdentityScope
 from bastion.ratelimit.service import RateLimiter
 from bastion.web.errors import send_domain_error
@@ -102,14 +102,18 @@ class RateLimit:
         principal = state.get("principal")
         if not isinstance(principal, Principal):
             principal = None
-        identity = identity_for(IdentityScope.CLIENT, principal, ip)
+        identity = identity_for(IdentityScope.CLIENT, principal, ip, limiter.ipv6_prefix)
         request_id = state.get("request_id")
         rule = limiter.rule(self.policy)
         try:
             # The limit counts against the authenticated identity; the address may be blocked on
             # its own (an extra call, made only when authentication runs before this layer).
-            address = ip_identity(ip)
+            address = limiter.ip_identity(ip)
             if principal is not None and identity != address and await limiter.blocked(address):
+                raise Blocked()
+            # An IPv6 client is counted by its prefix network, but an admin may block one address
+            # of it: that block is its own identity (an extra call, for IPv6 clients only).
+            if ip is not None and address != f"ip:{ip}" and await limiter.blocked(f"ip:{ip}"):
                 raise Blocked()
             # Network (CIDR) blocks: an in-memory check against the blocklist's cached networks.
             blocklist = getattr(getattr(scope.get("app"), "state", None), "blocklist", None)

@@ -140,6 +140,8 @@ async def test_blocked_keys_and_users_are_refused_before_any_route_work(
         ("POST", "/api/admin/blocklist", {"kind": "key", "value": "a/b"}),
         ("POST", "/api/admin/blocklist", {"kind": "host", "value": "example.com"}),
         ("POST", "/api/admin/blocklist", {"kind": "ip", "value": "10.0.0.0/8"}),
+        ("POST", "/api/admin/blocklist", {"kind": "ip", "value": "2001:db8::/64"}),  # a cidr block
+        ("DELETE", "/api/admin/blocklist/ip/10.0.0.0/8", None),
         ("POST", "/api/admin/blocklist", {"kind": "user", "value": "u1", "seconds": 0}),
         ("POST", "/api/admin/blocklist", {"kind": "user", "value": "u1", "seconds": 10**9}),
         ("DELETE", "/api/admin/blocklist/cidr/10.0.0.0/999", None),
@@ -198,3 +200,77 @@ async def test_network_blocks_reach_every_instance_through_redis(
                 break
             await asyncio.sleep(0.02)
         assert_error(await other.get("/api/auth/me"), 401)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "risks"),
+    [
+        ("cidr", "0.0.0.0/0", {"too_wide", "loopback", "own_address", "trusted_proxy"}),
+        ("cidr", "::/0", {"too_wide", "loopback"}),
+        ("cidr", "2001:db8::/31", {"too_wide"}),
+        ("ip", "127.0.0.1", {"loopback"}),
+        ("ip", "::ffff:127.0.0.2", {"loopback"}),
+        ("ip", "::ffff:198.51.100.4", {"own_address"}),
+        ("cidr", "198.51.100.0/24", {"own_address"}),
+        ("ip", "10.0.0.7", {"trusted_proxy"}),
+    ],
+)
+async def test_blocks_that_could_lock_out_the_administrators_need_force(
+    make_settings: SettingsFactory, kind: str, value: str, risks: set[str]
+) -> None:
+    settings = identity_settings(make_settings, TRUSTED_PROXIES="10.0.0.0/24")
+    async with identity_app(settings) as (app, http):
+        _, admin_tokens = await make_admin(app, http, "admin@example.com")
+        admin = bearer(admin_tokens["access_token"])
+        async with client_at(app, "198.51.100.4") as remote:
+            refused = await remote.post(
+                "/api/admin/blocklist", json={"kind": kind, "value": value}, headers=admin
+            )
+            detail = assert_error(refused, 409, "block_refused")
+            assert set(detail["risks"]) == risks
+            assert '"force": true' in detail["message"]
+            # Nothing was placed: the administrator still gets in.
+            assert (await remote.get("/api/admin/blocklist", headers=admin)).json()["items"] == []
+            forced = await remote.post(
+                "/api/admin/blocklist", json={"kind": kind, "value": value, "force": True}, headers=admin
+            )
+            assert forced.status_code == 201, forced.text
+        events = await audit_events(app, "ratelimit.client_blocked")
+        assert [(event.outcome, event.actor_type) for event in events] == [
+            ("denied", "admin"),
+            ("success", "admin"),
+        ]
+        assert set(events[0].details["refused"]) == risks and "forced" not in events[0].details
+        assert set(events[1].details["forced"]) == risks and "refused" not in events[1].details
+        assert events[0].request_id == detail["request_id"] and events[1].request_id
+        assert events[0].actor_id == events[1].actor_id is not None
+
+
+async def test_an_administrator_cannot_block_their_own_account_unforced(
+    make_settings: SettingsFactory,
+) -> None:
+    async with identity_app(identity_settings(make_settings)) as (app, http):
+        admin_id, admin_tokens = await make_admin(app, http, "admin@example.com")
+        admin = bearer(admin_tokens["access_token"])
+        own = {"kind": "user", "value": admin_id}
+        detail = assert_error(
+            await http.post("/api/admin/blocklist", json=own, headers=admin), 409, "block_refused"
+        )
+        assert detail["risks"] == ["own_identity"]
+        assert (await http.get("/api/admin/blocklist", headers=admin)).status_code == 200
+        # Forced, it takes effect at once: the admin locked themselves out, as they insisted.
+        placed = await http.post("/api/admin/blocklist", json={**own, "force": True}, headers=admin)
+        assert placed.status_code == 201
+        assert_error(await http.get("/api/admin/blocklist", headers=admin), 403, "blocked")
+
+
+async def test_a_forced_block_of_everything_shuts_out_the_admin_too(make_settings: SettingsFactory) -> None:
+    async with identity_app(identity_settings(make_settings)) as (app, http):
+        _, admin_tokens = await make_admin(app, http, "admin@example.com")
+        admin = bearer(admin_tokens["access_token"])
+        wide = {"kind": "cidr", "value": "0.0.0.0/0", "force": True}
+        assert (await http.post("/api/admin/blocklist", json=wide, headers=admin)).status_code == 201
+        assert_error(await http.get("/api/admin/blocklist", headers=admin), 403, "blocked")
+        # What `bastion blocks lift cidr 0.0.0.0/0` does (tested against Redis in test_blocks_cli).
+        assert await app.state.blocklist.unblock("cidr:0.0.0.0/0", actor="cli", request_id="cli")
+        assert (await http.get("/api/admin/blocklist", headers=admin)).status_code == 200

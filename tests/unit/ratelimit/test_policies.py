@@ -49,13 +49,26 @@ def test_every_value_is_overridable(make_settings: SettingsFactory) -> None:
     assert table[Policy.MESSAGES_HOURLY].rate == Rate(40, 3600.0, 40)
 
 
-@pytest.mark.parametrize("value", ["lots", "5/minute;burst=", "0/minute"])
-def test_a_malformed_rate_setting_stops_startup(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RATE_LIMIT_LOGIN", "lots"),
+        ("RATE_LIMIT_LOGIN", "5/minute;burst="),
+        ("RATE_LIMIT_LOGIN", "0/minute"),
+        # IPv6 clients are counted per prefix of 32 to 128 bits.
+        ("RATE_LIMIT_IPV6_PREFIX", "31"),
+        ("RATE_LIMIT_IPV6_PREFIX", "129"),
+        ("RATE_LIMIT_IPV6_PREFIX", "sixty-four"),
+    ],
+)
+def test_a_malformed_rate_setting_stops_startup(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     monkeypatch.setenv("ENVIRONMENT", "test")
-    monkeypatch.setenv("RATE_LIMIT_LOGIN", value)
+    monkeypatch.setenv(name, value)
     with pytest.raises(ConfigurationError) as error:
         load_settings(_env_file=None)
-    assert "RATE_LIMIT_LOGIN" in error.value.render()
+    assert name in error.value.render()
 
 
 @pytest.mark.parametrize(
@@ -87,3 +100,23 @@ def test_email_identities_are_normalized_and_never_hold_the_address() -> None:
     assert identity == email_identity("alice@example.org")
     assert identity.startswith("email:")
     assert "alice" not in identity and "example" not in identity
+
+
+@pytest.mark.parametrize(
+    ("ip", "prefix", "expected"),
+    [
+        ("::ffff:192.0.2.1", 64, "ip:192.0.2.1"),
+        ("2001:db8:1:2::5", 64, "ip:2001:db8:1:2::/64"),
+        ("2001:db8:1:2::6", 64, "ip:2001:db8:1:2::/64"),
+        ("2001:db8:1:2::5", 48, "ip:2001:db8:1::/48"),
+        ("2001:db8:1:2::5", 128, "ip:2001:db8:1:2::5"),
+    ],
+)
+def test_ipv6_clients_are_counted_by_their_prefix(ip: str, prefix: int, expected: str) -> None:
+    assert identity_for(Scope.IP, None, ip, prefix) == expected
+    assert identity_for(Scope.CLIENT, KEY, ip, prefix) == "key:k1"
+
+
+def test_the_ipv6_prefix_is_a_setting(make_settings: SettingsFactory) -> None:
+    assert make_settings().rate_limit_ipv6_prefix == 64
+    assert make_settings(RATE_LIMIT_IPV6_PREFIX=48).rate_limit_ipv6_prefix == 48

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from bastion.web import ProxyHeaders
+from bastion.web import ProxyHeaders, RequestContext
 from tests.unit.web.apps import client_for, responder
 
 SPOOF = {"X-Forwarded-For": "203.0.113.99", "X-Forwarded-Proto": "https"}
@@ -92,3 +94,51 @@ async def test_unix_socket_peer_counts_as_loopback() -> None:
     await app(scope, receive, send)  # type: ignore[arg-type]
     assert scope["client"] == ("203.0.113.5", 0)
     assert scope["scheme"] == "https"
+
+
+async def test_an_ipv4_mapped_peer_is_seen_as_ipv4_everywhere() -> None:
+    app = ProxyHeaders(responder())
+    async with client_for(app, base_url="http://testserver", client=("::ffff:203.0.113.7", 5000)) as http:
+        seen = (await http.get("/")).json()
+    # scope["client"] is what the access log and request.client read.
+    assert seen["client"] == ["203.0.113.7", 5000]
+    assert seen["client_ip"] == "203.0.113.7"
+    assert seen["peer"] == ["203.0.113.7", 5000]
+
+
+async def test_a_mapped_trusted_proxy_and_a_mapped_forwarded_client_are_ipv4() -> None:
+    app = ProxyHeaders(responder(), trusted_proxies=["10.0.0.0/8"])
+    headers = {"X-Forwarded-For": "::ffff:198.51.100.20"}
+    async with client_for(app, base_url="http://testserver", client=("::ffff:10.1.2.3", 5000)) as http:
+        seen = (await http.get("/", headers=headers)).json()
+    assert seen["client_ip"] == "198.51.100.20"
+    assert seen["client"] == ["198.51.100.20", 0]
+    assert seen["peer"] == ["10.1.2.3", 5000]
+
+
+async def test_ipv6_peers_are_written_one_way() -> None:
+    app = ProxyHeaders(responder())
+    async with client_for(app, base_url="http://testserver", client=("2001:DB8:0:0::1", 5000)) as http:
+        seen = (await http.get("/")).json()
+    assert seen["client_ip"] == "2001:db8::1"
+
+
+class AccessLog:
+    """Stands in for the access logger: keeps each line's fields."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def isEnabledFor(self, level: int) -> bool:
+        return False
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.lines.append({"event": event, **fields})
+
+
+async def test_the_access_log_records_the_ipv4_form() -> None:
+    app = RequestContext(ProxyHeaders(responder()))
+    app.log = log = AccessLog()  # type: ignore[assignment]
+    async with client_for(app, base_url="http://testserver", client=("::ffff:203.0.113.7", 5000)) as http:
+        await http.get("/")
+    assert [line["client"] for line in log.lines] == ["203.0.113.7"]

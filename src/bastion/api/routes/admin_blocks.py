@@ -5,6 +5,13 @@ Served at ``/api/admin/blocklist`` and, for existing clients, at ``/api/admin/bl
 routes under two prefixes). Kinds: ``ip`` (one address), ``cidr`` (a network; lifted with
 ``DELETE .../cidr/<address>/<prefix length>``), ``key`` (an API key id) and ``user`` (a user id).
 ``seconds`` is the block's length (default an hour); ``null`` blocks until lifted.
+
+Values are stored canonical (``::ffff:192.0.2.1`` is ``192.0.2.1``; ``2001:db8::5/64`` is
+``2001:db8::/64``). An IPv6 client is limited and blocked by its RATE_LIMIT_IPV6_PREFIX network,
+so its automatic blocks are ``ip`` blocks on that network, lifted with ``DELETE .../ip/<net>/<len>``.
+A block that could lock out the administrators (too wide a network, the loopback, the caller's
+own address, account or key, a trusted proxy) is refused with 409 unless the body says
+``"force": true``; a forced block is audited as such.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from bastion.api.deps import require
+from bastion.api.ratelimit import request_client_ip
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.errors import NotFound, request_id_of
 from bastion.ratelimit.blocklist import PERMANENT_SECONDS, Blocklist, normalize
+from bastion.ratelimit.lockout import Caller
 from bastion.ratelimit.storage.base import Block
 
 Admin = Annotated[Principal, Depends(require(Permission.BLOCKLIST_MANAGE))]
@@ -50,6 +59,8 @@ class BlockIn(BaseModel):
     value: str = Field(pattern=_BODY_VALUE)
     seconds: int | None = Field(3600, ge=1, le=MAX_BLOCK_SECONDS)
     reason: str = Field("manual", pattern=r"^[a-z_]{1,32}$")
+    # Place a block even though it could lock out its administrators (audited as forced).
+    force: bool = False
 
 
 def _out(block: Block) -> BlockOut:
@@ -62,20 +73,25 @@ def _out(block: Block) -> BlockOut:
     )
 
 
+_INVALID = {
+    "ip": ("ip_address", "Not an IP address"),
+    "cidr": ("ip_address", "Not an IP network"),
+    "key": ("string_pattern_mismatch", "Not an id"),
+    "user": ("string_pattern_mismatch", "Not an id"),
+}
+
+
 def _identity(kind: str, value: str, where: str) -> str:
-    if kind in ("ip", "cidr"):
-        try:
-            return normalize(kind, value)
-        except ValueError:
-            message = "Not an IP address" if kind == "ip" else "Not an IP network"
-            raise RequestValidationError(
-                [{"loc": (where, "value"), "type": "ip_address", "msg": message}]
-            ) from None
-    if "/" in value:
-        raise RequestValidationError(
-            [{"loc": (where, "value"), "type": "string_pattern_mismatch", "msg": "Not an id"}]
-        )
-    return f"{kind}:{value}"
+    try:
+        identity = normalize(kind, value)
+    except ValueError:
+        identity = None
+    # An ``ip`` network value names an IPv6 client's prefix, only to lift its automatic block;
+    # a network is blocked by hand as a ``cidr`` block, which matches at any prefix length.
+    if identity is None or (where == "body" and kind == "ip" and "/" in identity):
+        error, message = _INVALID[kind]
+        raise RequestValidationError([{"loc": (where, "value"), "type": error, "msg": message}])
+    return identity
 
 
 def get_blocklist(request: Request) -> Blocklist:
@@ -98,6 +114,8 @@ async def place_block(body: BlockIn, request: Request, admin: Admin) -> BlockOut
         reason=body.reason,
         actor=admin.subject,
         request_id=request_id_of(request),
+        caller=Caller(ip=request_client_ip(request), principal=admin),
+        force=body.force,
     )
     return _out(block)
 
@@ -121,14 +139,16 @@ async def lift_block(
     return await _lift(request, _identity(kind, value, "path"), admin)
 
 
-@routes.delete("/cidr/{address}/{prefix}", status_code=204)
+@routes.delete("/{kind}/{address}/{prefix}", status_code=204)
 async def lift_network_block(
+    kind: Literal["ip", "cidr"],
     address: Annotated[str, Path(pattern=_VALUE)],
     prefix: Annotated[int, Path(ge=0, le=128)],
     request: Request,
     admin: Admin,
 ) -> Response:
-    return await _lift(request, _identity("cidr", f"{address}/{prefix}", "path"), admin)
+    """Lift a network block, or (``ip``) the block on an IPv6 client's prefix network."""
+    return await _lift(request, _identity(kind, f"{address}/{prefix}", "path"), admin)
 
 
 router = APIRouter()
