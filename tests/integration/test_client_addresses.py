@@ -210,3 +210,22 @@ async def test_a_trusted_proxy_forwarding_a_mapped_address_audits_the_ipv4_form(
         )
         assert_error(failed, 401)
         assert [event.ip for event in await audit_events(app, "auth.login_failed")] == ["198.51.100.4"]
+
+
+async def test_one_ipv6_prefix_is_one_client_to_the_password_throttle(make_settings: SettingsFactory) -> None:
+    """Stepping through the addresses of one /64 does not buy fresh password guesses."""
+    settings = identity_settings(make_settings, LOGIN_DELAY_AFTER_FAILURES=3)
+    async with identity_app(settings) as (app, _http):
+
+        async def guess(ip: str) -> int:
+            transport = httpx.ASGITransport(app=app, client=(ip, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+                response = await client.post(
+                    "/api/auth/login", json={"email": "victim@example.com", "password": "wrong-password-1"}
+                )
+            return response.status_code
+
+        one_prefix = [*LOGIN_ADDRESSES[:3], "2001:db8:1:a::ffff", "2001:db8:1:a:abcd::1"]
+        assert [await guess(ip) for ip in one_prefix] == [401, 401, 401, 429, 429]
+        # Another network is another client: its own first guesses are evaluated.
+        assert await guess("2001:db8:9::1") == 401

@@ -103,6 +103,7 @@ class IdentityRuntime:
             store=attempt_store_for(redis, max_keys=settings.login_throttle_max_keys),
             rules=throttle_rules(settings),
             clock=lambda: self.clock().timestamp(),
+            ipv6_prefix=settings.rate_limit_ipv6_prefix,
         )
         self.mailer = mailer or mailer_for(settings)
         self.audit = AuditService(sessionmaker=sessionmaker, clock=clock)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from bastion.addresses import DEFAULT_IPV6_PREFIX, counted_as
 from bastion.auth.throttle.base import AttemptStore, Refusal, ThrottleRules, account_key, client_key
 from bastion.auth.throttle.memory import DEFAULT_MAX_KEYS, MemoryAttemptStore
 from bastion.auth.throttle.redis import RedisAttemptStore
@@ -51,15 +52,22 @@ class PasswordThrottle:
         store: AttemptStore,
         rules: ThrottleRules,
         clock: Callable[[], float] = time.time,
+        ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
     ) -> None:
         self.store = store
         self.rules = rules
         self.clock = clock
+        self.ipv6_prefix = ipv6_prefix
+
+    def _client(self, ip: str | None) -> str:
+        # A client is what the rate limiter counts: an IPv4 address, an IPv6 client's prefix
+        # network (RATE_LIMIT_IPV6_PREFIX), so one /64 is one client here too.
+        return client_key(counted_as(ip, self.ipv6_prefix) if ip else None)
 
     async def check(self, email: str, ip: str | None) -> Verdict:
         """Whether the password for ``email`` may be checked for a request from ``ip`` now."""
         now = self.clock()
-        client = client_key(ip)
+        client = self._client(ip)
         blocked = await self.store.client_wait(client, now)
         if blocked > 0:
             return Verdict(False, Refusal.CLIENT_BLOCKED, math.ceil(blocked))
@@ -73,14 +81,14 @@ class PasswordThrottle:
     async def failure(self, email: str, ip: str | None) -> FailureOutcome:
         """Count a wrong password for ``email`` from ``ip``."""
         now = self.clock()
-        client = client_key(ip)
+        client = self._client(ip)
         blocked = await self.store.client_failure(client, now, self.rules)
         counted = await self.store.account_failure(account_key(email), client, now, self.rules)
         return FailureOutcome(counted.pair_wait, counted.locked_for, blocked)
 
     async def success(self, email: str, ip: str | None) -> None:
         """A correct password: consecutive failures for the account and this client restart."""
-        await self.store.account_success(account_key(email), client_key(ip))
+        await self.store.account_success(account_key(email), self._client(ip))
 
     async def unlock(self, email: str, ip: str | None = None) -> bool:
         """Lift the account's lock (password reset, administrator); True when one was in force.
@@ -90,5 +98,5 @@ class PasswordThrottle:
         account = account_key(email)
         lifted = await self.store.unlock(account, self.clock())
         if ip is not None:
-            await self.store.account_success(account, client_key(ip))
+            await self.store.account_success(account, self._client(ip))
         return lifted
