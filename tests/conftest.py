@@ -87,6 +87,16 @@ def redis_server() -> Iterator[str]:
 
 
 @pytest.fixture
+def dedicated_redis() -> Iterator[RedisServer]:
+    """A Redis of this test's own, which the test may stop (outages) without touching the run's."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 async def redis_url(redis_server: str) -> AsyncIterator[str]:
     """The run's Redis, emptied before each test."""
     from redis.asyncio import Redis

@@ -139,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             trusted_proxies=settings.trusted_proxies,
             license_url=license_url,
         ),
-        Middleware(Authentication, trusted_proxies=settings.trusted_proxies),
+        Middleware(Authentication, trusted_proxies=settings.trusted_proxies, license_url=license_url),
         Middleware(PrincipalBlocks, license_url=license_url),
     ]
     app = FastAPI(

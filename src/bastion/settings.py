@@ -272,6 +272,8 @@ class Settings(BaseSettings):
     jwt_audience: str = Field("bastion-api", min_length=1, max_length=200)
     jwt_key_grace_days: int = Field(7, ge=0, le=365)  # retired signing keys still verify this long
     session_max_days: int = Field(30, ge=1, le=365)  # absolute lifetime of a refresh-token family
+    # Ended sessions and revoked tokens this process remembers without Redis (memory bound).
+    revocation_max_entries: int = Field(100_000, ge=100, le=10_000_000)
     password_reset_minutes: int = Field(30, ge=5, le=24 * 60)
     # Hash cost. Production refuses values under these defaults; tests lower them to stay fast.
     argon2_memory_kib: int = Field(19_456, ge=8, le=4 * 1024 * 1024)

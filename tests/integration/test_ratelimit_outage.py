@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.conftest import SettingsFactory
@@ -13,15 +11,6 @@ from tests.support.clock import FakeClock
 from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def dedicated_redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_fail_closed_answers_503_with_the_error_shape(

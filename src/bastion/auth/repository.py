@@ -71,13 +71,16 @@ class IdentityRepository:
         )
         return _rowcount(result) == 1
 
-    async def revoke_user_sessions(self, user_id: str, *, now: datetime, reason: str) -> int:
+    async def revoke_user_sessions(self, user_id: str, *, now: datetime, reason: str) -> list[str]:
+        """Revoke every open session of the user; the ids of those this call revoked."""
         result = await self.session.execute(
             update(AuthSession)
             .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
             .values(revoked_at=now, revoked_reason=reason)
+            .returning(AuthSession.id),
+            execution_options={"synchronize_session": False},
         )
-        return _rowcount(result)
+        return list(result.scalars().all())
 
     # -- password reset tokens -------------------------------------------------------------------
 

@@ -24,13 +24,15 @@ from bastion.auth.keyring import Keyring, load_keyring, settings_only_keyring
 from bastion.auth.mailer import Mailer, mailer_for
 from bastion.auth.passwords import HashingPool, HashParameters, PasswordHasher
 from bastion.auth.policy import PasswordPolicy
-from bastion.auth.revocation import Denylist, MemoryDenylist, RedisDenylist
+from bastion.auth.revocation import Denylist, MemoryDenylist, RedisDenylist, Revocations
 from bastion.auth.service import IdentityService
 from bastion.auth.throttle import PasswordThrottle, ThrottleRules, attempt_store_for
 from bastion.auth.tokens import AccessTokens, SecretTokens
 from bastion.db.types import utcnow
+from bastion.failover import Failover, fail_mode_of
 from bastion.observability.logging import get_logger
 from bastion.ratelimit.service import RateLimiter
+from bastion.ratelimit.storage.redis import fail_fast_client
 from bastion.settings import Settings
 
 KEYRING_RELOAD_SECONDS = 60.0
@@ -55,6 +57,30 @@ def _secret_bytes(settings: Settings, name: str) -> bytes:
     if value is None:
         raise ValueError(f"{name} is required")
     return value.encode()
+
+
+def revocations_for(settings: Settings, redis: Redis | None, clock: Callable[[], datetime]) -> Revocations:
+    """The denylist: Redis (through a fail-fast client) when configured, this process otherwise.
+
+    Checked on every authenticated request, so a Redis call gives up after
+    RATE_LIMIT_REDIS_TIMEOUT_SECONDS and the fail mode (RATE_LIMIT_FAIL_MODE) answers instead.
+    """
+    memory = MemoryDenylist(max_entries=settings.revocation_max_entries, clock=lambda: clock().timestamp())
+    primary: Denylist = memory
+    if redis is not None:
+        primary = RedisDenylist(
+            fail_fast_client(redis, settings.rate_limit_redis_timeout_seconds), owns_client=True
+        )
+    failover: Failover[Denylist] = Failover(
+        primary,
+        memory,
+        mode=fail_mode_of(settings),
+        component="auth_denylist",
+        message="Authentication is temporarily unavailable",
+        # Accepting a token whose revocation could not be checked is worth an error in the log.
+        level="error",
+    )
+    return Revocations(failover, token_lifetime=timedelta(minutes=settings.access_token_minutes), clock=clock)
 
 
 class IdentityRuntime:
@@ -97,7 +123,7 @@ class IdentityRuntime:
         # Refresh/reset tokens are hashed under SESSION_SECRET; CSRF tokens are signed with CSRF_SECRET.
         self.secret_tokens = SecretTokens(key=_secret_bytes(settings, "SESSION_SECRET"))
         self.csrf = CsrfTokens(secret=_secret_bytes(settings, "CSRF_SECRET"))
-        self.denylist: Denylist = RedisDenylist(redis) if redis is not None else MemoryDenylist()
+        self.revocations = revocations_for(settings, redis, clock)
         # Wall-clock seconds from the runtime's clock: instances sharing Redis agree on "now".
         self.throttle = PasswordThrottle(
             store=attempt_store_for(redis, max_keys=settings.login_throttle_max_keys),
@@ -145,7 +171,7 @@ class IdentityRuntime:
             policy=self.policy,
             access_tokens=self.access_tokens,
             secret_tokens=self.secret_tokens,
-            denylist=self.denylist,
+            revocations=self.revocations,
             throttle=self.throttle,
             limiter=self.limiter,
             audit=self.audit,
@@ -188,3 +214,4 @@ class IdentityRuntime:
         if self.background:
             await asyncio.wait(set(self.background), timeout=5)
         self.hashing.close()
+        await self.revocations.aclose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -25,12 +25,20 @@ from bastion.auth.permissions import permissions_for
 from bastion.auth.policy import PasswordPolicy
 from bastion.auth.principal import AuthMethod, Principal, Role
 from bastion.auth.repository import IdentityRepository
-from bastion.auth.revocation import Denylist
+from bastion.auth.revocation import Revocations
 from bastion.auth.throttle import PasswordThrottle, Refusal
 from bastion.auth.tokens import AccessClaims, AccessTokens, SecretTokens, TokenInvalid
 from bastion.db.session import unit_of_work
 from bastion.db.types import utcnow
-from bastion.errors import Conflict, Forbidden, NotFound, PasswordRejected, RateLimited, Unauthorized
+from bastion.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PasswordRejected,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from bastion.observability.logging import get_logger
 from bastion.ratelimit.service import RateLimiter
 
@@ -85,7 +93,7 @@ class IdentityService:
         policy: PasswordPolicy,
         access_tokens: AccessTokens,
         secret_tokens: SecretTokens,
-        denylist: Denylist,
+        revocations: Revocations,
         throttle: PasswordThrottle,
         audit: AuditService,
         mailer: Mailer,
@@ -103,7 +111,7 @@ class IdentityService:
         self.policy = policy
         self.access_tokens = access_tokens
         self.secret_tokens = secret_tokens
-        self.denylist = denylist
+        self.revocations = revocations
         self.throttle = throttle
         self.limiter = limiter
         self.audit = audit
@@ -150,6 +158,23 @@ class IdentityService:
         task = asyncio.ensure_future(coroutine)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+
+    async def _end_sessions(self, session_ids: Collection[str], *, user_wide: bool = False) -> None:
+        """Refuse every access token of these sessions, on every instance, from the next request.
+
+        Called after the database has revoked them. For a user-wide ending the bumped token
+        version already refuses every older token (a second line), so when the denylist cannot be
+        written the ending still stands and the failure is logged. For one session the denylist is
+        the only line: in closed mode the caller gets 503 and retries (endings are idempotent).
+        """
+        try:
+            await self.revocations.end_sessions(session_ids)
+        except ServiceUnavailable:
+            if not user_wide:
+                raise
+            self.log.warning(
+                "session_denylist_unavailable", sessions=len(session_ids), enforced_by="token_version"
+            )
 
     async def _issue(self, repo: IdentityRepository, user: User, session_id: str | None) -> TokenPair:
         """A new refresh token (in a new session unless ``session_id``) and an access token."""
@@ -402,13 +427,17 @@ class IdentityService:
         if not claimed:
             async with unit_of_work(self.sessionmaker) as session:
                 await IdentityRepository(session).revoke_session(stored.session_id, now=now, reason="reuse")
-            await self._record(
-                AuditEvent.REFRESH_REUSE_DETECTED,
-                context,
-                outcome=Outcome.DENIED,
-                target_id=stored.user_id,
-                details={"session_id": stored.session_id},
-            )
+            try:
+                # Every access token of the family, the thief's and the rightful client's alike.
+                await self._end_sessions([stored.session_id])
+            finally:
+                await self._record(
+                    AuditEvent.REFRESH_REUSE_DETECTED,
+                    context,
+                    outcome=Outcome.DENIED,
+                    target_id=stored.user_id,
+                    details={"session_id": stored.session_id},
+                )
             raise Unauthorized(INVALID_TOKEN)
         if (
             auth_session is None
@@ -443,10 +472,13 @@ class IdentityService:
         """The principal behind an access token; ``TokenInvalid`` (with a reason) otherwise.
 
         The role comes from the database, not the token, so a role change applies on the next
-        request; the token version makes password changes, disabling and logout-all immediate.
+        request. A token whose session ended (any of the endings below) is refused by the session
+        denylist, on every instance; the token version is a second line for user-wide endings.
         """
         claims = self.access_tokens.verify(token)
-        if await self.denylist.contains(claims.jti):
+        # One round trip for the token and its session (ServiceUnavailable when it cannot be
+        # known and the fail mode is closed: such a token is never accepted).
+        if await self.revocations.refused(claims):
             raise TokenInvalid("revoked")
         async with unit_of_work(self.sessionmaker) as session:
             user = await IdentityRepository(session).user_by_id(claims.subject)
@@ -467,13 +499,11 @@ class IdentityService:
     # -- sessions ----------------------------------------------------------------------------------
 
     async def logout(self, claims: AccessClaims | None, refresh_token: str | None, context: Context) -> None:
-        """End one session: its refresh tokens stop working and the access token is denylisted."""
+        """End one session: its refresh tokens stop working and every access token of it is refused."""
         now = self.clock()
         session_ids: set[str] = set()
         if claims is not None:
             session_ids.add(claims.session_id)
-            ttl = int((claims.expires_at - now).total_seconds()) + 60
-            await self.denylist.add(claims.jti, ttl_seconds=max(ttl, 1))
         if refresh_token:
             found = await self.session_of_refresh_token(refresh_token)
             if found is not None:
@@ -482,6 +512,9 @@ class IdentityService:
             repo = IdentityRepository(session)
             for session_id in session_ids:
                 await repo.revoke_session(session_id, now=now, reason="logout")
+        await self._end_sessions(session_ids)
+        if claims is not None:
+            await self.revocations.revoke(claims)
         await self._record(
             AuditEvent.LOGOUT,
             context,
@@ -496,13 +529,14 @@ class IdentityService:
             repo = IdentityRepository(session)
             if not await repo.update_user(user_id, now=now, bump_version=True):
                 raise NotFound()
-            count = await repo.revoke_user_sessions(user_id, now=now, reason="logout_all")
+            ended = await repo.revoke_user_sessions(user_id, now=now, reason="logout_all")
+        await self._end_sessions(ended, user_wide=True)
         await self._record(
             AuditEvent.LOGOUT_ALL,
             context,
             actor_id=actor_id or user_id,
             target_id=user_id,
-            details={"sessions": count},
+            details={"sessions": len(ended)},
         )
 
     async def me(self, user_id: str) -> User:
@@ -531,13 +565,14 @@ class IdentityService:
         async with unit_of_work(self.sessionmaker) as session:
             repo = IdentityRepository(session)
             await repo.update_user(user_id, now=now, bump_version=True, password_hash=new_hash)
-            await repo.revoke_user_sessions(user_id, now=now, reason="password_changed")
+            ended = await repo.revoke_user_sessions(user_id, now=now, reason="password_changed")
             await repo.invalidate_reset_tokens(user_id, now)
             fresh = await repo.user_by_id(user_id)
             if fresh is None:  # pragma: no cover - deleted concurrently
                 raise NotFound()
             await session.refresh(fresh)
             pair = await self._issue(repo, fresh, None)
+        await self._end_sessions(ended, user_wide=True)
         await self._record(AuditEvent.PASSWORD_CHANGED, context, actor_id=user_id, target_id=user_id)
         return pair
 
@@ -610,7 +645,8 @@ class IdentityService:
             if not await repo.consume_reset_token(stored.id, now):
                 raise Unauthorized(INVALID_TOKEN)
             await repo.update_user(user.id, now=now, bump_version=True, password_hash=new_hash)
-            await repo.revoke_user_sessions(user.id, now=now, reason="password_reset")
+            ended = await repo.revoke_user_sessions(user.id, now=now, reason="password_reset")
+        await self._end_sessions(ended, user_wide=True)
         # Proving ownership by mail lifts an account-wide lock, and this client's delay.
         unlocked = await self.throttle.unlock(user.email, context.ip)
         await self._record(
@@ -633,7 +669,8 @@ class IdentityService:
                 raise NotFound()
             previous = user.role
             await repo.update_user(user_id, now=now, bump_version=True, role=role.value)
-            await repo.revoke_user_sessions(user_id, now=now, reason="role_changed")
+            ended = await repo.revoke_user_sessions(user_id, now=now, reason="role_changed")
+        await self._end_sessions(ended, user_wide=True)
         await self._record(
             AuditEvent.ROLE_CHANGED,
             context,
@@ -650,8 +687,8 @@ class IdentityService:
             repo = IdentityRepository(session)
             if not await repo.update_user(user_id, now=now, bump_version=True, is_active=active):
                 raise NotFound()
-            if not active:
-                await repo.revoke_user_sessions(user_id, now=now, reason="disabled")
+            ended = [] if active else await repo.revoke_user_sessions(user_id, now=now, reason="disabled")
+        await self._end_sessions(ended, user_wide=True)
         event = AuditEvent.USER_ENABLED if active else AuditEvent.USER_DISABLED
         await self._record(event, context, actor_id=actor_id, target_id=user_id)
         return await self.me(user_id)

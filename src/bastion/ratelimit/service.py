@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The rate limiter: policies, escalation and blocks over a storage, with an explicit fail mode.
 
-When the shared storage (Redis) cannot answer, the choice is the operator's, never an accident:
+When the shared storage (Redis) cannot answer, the choice is the operator's, never an accident
+(``bastion.failover``):
 
 * ``closed`` (the production default): the caller gets ``ServiceUnavailable`` (503 with
   ``retry_after``), because admitting unlimited traffic would defeat the limits.
@@ -21,10 +22,9 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from bastion.addresses import DEFAULT_IPV6_PREFIX
-from bastion.errors import ServiceUnavailable
+from bastion.failover import STORAGE_ERRORS, FailMode, Failover, fail_mode_of
 from bastion.observability.logging import get_logger
 from bastion.ratelimit.algorithm import Decision, Outcome, Rate
 from bastion.ratelimit.escalation import Escalation
@@ -35,10 +35,8 @@ from bastion.ratelimit.storage.memory import DecideFn
 from bastion.settings import Settings
 
 T = TypeVar("T")
-FailMode = Literal["open", "closed"]
 Clock = Callable[[], float]
-# What a storage raises when it cannot answer: Redis errors, sockets, our own timeout.
-STORAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+__all__ = ["STORAGE_ERRORS", "BlockNotice", "FailMode", "RateLimiter", "retry_seconds"]
 BLOCK_KINDS = ("ip", "cidr", "key", "user")
 MAX_LISTED_BLOCKS = 500
 _NEWLY_BLOCKED = int(Outcome.NEWLY_BLOCKED)
@@ -95,12 +93,18 @@ class RateLimiter:
         self.ipv6_prefix = ipv6_prefix
         self.rules = dict(policies)
         self.escalation = escalation or Escalation()
-        self.fail_mode: FailMode = fail_mode
         self.fallback = fallback if fallback is not None else MemoryStorage()
         self.on_block = on_block
-        self.retry_interval = retry_interval
-        self.stats = {"storage_failures": 0, "fallback_calls": 0, "refused_unavailable": 0}
-        self._skip_until = 0.0  # monotonic: an operational pause, not a limit rule
+        self.failover: Failover[LimiterStorage] = Failover(
+            storage,
+            self.fallback,
+            mode=fail_mode,
+            component="ratelimit",
+            message="Rate limiting is temporarily unavailable",
+            store_name=storage.name,
+            retry_interval=retry_interval,
+        )
+        self.stats = self.failover.stats
         self.log = get_logger("bastion.ratelimit")
         # The in-process fast path: one decision function per policy with its constants and the
         # clock bound, rebuilt when the clock is replaced (``rules`` and ``escalation`` are fixed).
@@ -148,13 +152,12 @@ class RateLimiter:
             max_keys=settings.rate_limit_max_keys,
             timeout=settings.rate_limit_redis_timeout_seconds,
         )
-        fail_mode: FailMode = "open" if settings.rate_limit_fail_mode == "open" else "closed"
         return cls(
             storage=storage,
             policies=policy_table(settings),
             escalation=escalation_from(settings),
             clock=clock,
-            fail_mode=fail_mode,
+            fail_mode=fail_mode_of(settings),
             fallback=MemoryStorage(max_keys=settings.rate_limit_max_keys),
             on_block=on_block,
             ipv6_prefix=settings.rate_limit_ipv6_prefix,
@@ -173,40 +176,17 @@ class RateLimiter:
 
     # -- fail mode ---------------------------------------------------------------------------
 
+    @property
+    def fail_mode(self) -> FailMode:
+        return self.failover.mode
+
     def _unavailable(self, exc: BaseException | None) -> LimiterStorage:
         """The storage to use now that the primary failed (or is being skipped), or raise."""
-        if exc is not None:
-            self.stats["storage_failures"] += 1
-            self._skip_until = time.monotonic() + self.retry_interval
-            self.log.warning(
-                "ratelimit_storage_unavailable",
-                storage=self.storage.name,
-                error=type(exc).__name__,
-                fail_mode=self.fail_mode,
-                failures=self.stats["storage_failures"],
-            )
-        if self.fail_mode == "closed":
-            self.stats["refused_unavailable"] += 1
-            raise ServiceUnavailable(
-                "Rate limiting is temporarily unavailable", retry_after=self.retry_interval
-            )
-        self.stats["fallback_calls"] += 1
-        return self.fallback
-
-    def _current(self) -> LimiterStorage:
-        if self._skip_until and time.monotonic() < self._skip_until:
-            return self._unavailable(None)
-        return self.storage
+        return self.failover.unavailable(exc)
 
     async def run(self, operation: Callable[[LimiterStorage], Awaitable[T]]) -> T:
         """Run one storage operation under the fail mode (leases and quotas use this)."""
-        storage = self._current()
-        try:
-            return await operation(storage)
-        except STORAGE_ERRORS as exc:
-            if storage is self.fallback:
-                raise
-            return await operation(self._unavailable(exc))
+        return await self.failover.run(operation)
 
     # -- decisions ---------------------------------------------------------------------------
 
@@ -236,7 +216,7 @@ class RateLimiter:
             decision = _decision(Decision, local[policy](identity, cost, now))
         else:
             rule = self.rules[policy]
-            storage = self.storage if not self._skip_until else self._current()
+            storage = self.storage if not self.failover.skip_until else self.failover.current()
             try:
                 decision = await storage.decide(
                     identity, rule.name, now, rule.interval, rule.tolerance, cost, self.escalation

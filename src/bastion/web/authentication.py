@@ -5,7 +5,9 @@ Reads an access token from ``Authorization: Bearer`` (API clients) or from the H
 cookie (browsers). Never from the query string. A cookie-authenticated request with an unsafe
 method must carry a valid CSRF token, or it is not authenticated at all. This layer never answers
 by itself: it records the principal, or the reason a presented credential was refused
-(``scope["state"]["auth_error"]``, audited), and the route dependencies decide (401/403).
+(``scope["state"]["auth_error"]``, audited), and the route dependencies decide (401/403). The one
+exception is an outage: when whether the token was revoked cannot be known and the fail mode is
+closed, the request is answered 503 with Retry-After here (the token is not accepted).
 Bearer values starting with ``bst_`` are API keys and left to the API-key policy.
 """
 
@@ -22,7 +24,9 @@ from bastion.auth.csrf import HEADER as CSRF_HEADER
 from bastion.auth.csrf import SAFE_METHODS
 from bastion.auth.principal import AuthMethod
 from bastion.auth.tokens import MAX_TOKEN_LENGTH, TokenInvalid
+from bastion.errors import ServiceUnavailable
 from bastion.observability.logging import get_logger
+from bastion.web.errors import send_domain_error
 from bastion.web.proxies import client_ip, parse_networks
 
 ACCESS_COOKIE = "bastion_access"
@@ -48,14 +52,21 @@ def header_values(scope: Scope, name: bytes) -> list[str]:
 
 
 class Authentication:
-    def __init__(self, app: ASGIApp, *, trusted_proxies: list[str] | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, trusted_proxies: list[str] | None = None, license_url: str | None = None
+    ) -> None:
         self.app = app
         self.trusted = parse_networks(trusted_proxies or [])
+        self.license_url = license_url
         self.log = get_logger("bastion.auth")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self._authenticate(scope)
+            try:
+                await self._authenticate(scope)
+            except ServiceUnavailable as exc:
+                await send_domain_error(scope, send, exc, license_url=self.license_url)
+                return
         await self.app(scope, receive, send)
 
     async def _authenticate(self, scope: Scope) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from bastion.auth.revocation import MemoryDenylist, RedisDenylist
 from bastion.auth.throttle import (
@@ -65,12 +66,41 @@ async def backends(backend_url: str | None) -> AsyncIterator[dict[str, Any]]:
 
 async def test_denylist_contract(backends: dict[str, Any]) -> None:
     denylist = backends["denylist"]
-    assert not await denylist.contains("jti-1")
-    await denylist.add("jti-1", ttl_seconds=60)
-    assert await denylist.contains("jti-1")
-    assert not await denylist.contains("jti-2")
-    await denylist.add("jti-short", ttl_seconds=1)
-    assert await denylist.contains("jti-short")
+    assert not await denylist.refused("jti-1", "sid-1", 0.0)
+    await denylist.revoke_token("jti-1", "sid-1", ttl_seconds=60)
+    assert await denylist.refused("jti-1", "sid-1", 0.0)
+    assert not await denylist.refused("jti-2", "sid-1", 0.0)  # one token, not its session
+    await denylist.revoke_sessions(["sid-2", "sid-3"], ttl_seconds=60)
+    for session_id in ("sid-2", "sid-3"):
+        # Every token of an ended session, whatever its jti.
+        assert await denylist.refused("any-jti", session_id, 0.0)
+        assert await denylist.refused("jti-1", session_id, 0.0)
+    assert not await denylist.refused("jti-9", "sid-4", 0.0)
+    await denylist.revoke_sessions([], ttl_seconds=60)  # nothing to end is not an error
+    await denylist.revoke_token("jti-short", "sid-5", ttl_seconds=1)
+    assert await denylist.refused("jti-short", "sid-5", 0.0)
+
+
+async def test_session_denylist_entries_expire_with_the_token_lifetime(
+    backends: dict[str, Any], backend_url: str | None
+) -> None:
+    denylist = backends["denylist"]
+    await denylist.revoke_sessions(["sid-1"], ttl_seconds=1860)
+    await denylist.revoke_token("jti-1", "sid-1", ttl_seconds=90)
+    if backend_url is None:
+        table = denylist.entries.data
+        assert table["s:sid-1"] - denylist.clock() == pytest.approx(1860, abs=1)
+        assert table["j:jti-1"] - denylist.clock() == pytest.approx(90, abs=1)
+        return
+    client = Redis.from_url(backend_url)
+    try:
+        session_key, token_key = denylist.session_key("sid-1"), denylist.token_key("jti-1", "sid-1")
+        assert 1850 <= await client.ttl(session_key) <= 1860
+        assert 80 <= await client.ttl(token_key) <= 90
+        # One EXISTS covers both keys, so they must live in one Redis Cluster slot.
+        assert key_slot(session_key.encode()) == key_slot(token_key.encode())
+    finally:
+        await client.aclose()
 
 
 async def test_attempt_store_contract(backends: dict[str, Any]) -> None:
@@ -126,11 +156,11 @@ async def test_memory_stores_expire_with_the_clock() -> None:
     clock = FakeMonotonic()
     denylist = MemoryDenylist(clock=clock)
     store = MemoryAttemptStore()
-    await denylist.add("j", ttl_seconds=30)
+    await denylist.revoke_sessions(["s"], ttl_seconds=30)
     await store.account_failure("acct:k", "ip:1", NOW, RULES)
     assert (await store.account_failure("acct:k", "ip:1", NOW, RULES)).pair_wait == 10
     clock.now += 31
-    assert not await denylist.contains("j")
+    assert not await denylist.refused("j", "s", 0.0)
     later = NOW + RULES.window_seconds + 11  # the window after the last failure and its wait
     assert (await store.account_failure("acct:k", "ip:1", later, RULES)).pair_wait == 0
 
