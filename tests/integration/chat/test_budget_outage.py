@@ -9,7 +9,6 @@ from bastion.chat.budget import BudgetGuard
 from bastion.llm.base import ChatMessage, GenerationOptions, Usage
 from tests.conftest import SettingsFactory
 from tests.integration.chat.conftest import chat_app
-from tests.integration.test_ratelimit_outage import dedicated_redis  # noqa: F401 - the fixture
 from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -18,7 +17,7 @@ BUDGET = {"RATE_LIMIT_TOKEN_BUDGET_PER_DAY": 10_000, "LLM_MAX_COMPLETION_TOKENS"
 
 async def test_a_settlement_redis_cannot_take_keeps_the_reply(
     make_settings: SettingsFactory,
-    dedicated_redis: RedisServer,  # noqa: F811
+    dedicated_redis: RedisServer,
 ) -> None:
     settings = {**BUDGET, "REDIS_URL": dedicated_redis.url, "RATE_LIMIT_FAIL_MODE": "closed"}
     async with chat_app(make_settings, **settings) as (app, _http, _auth):
