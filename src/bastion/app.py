@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from bastion import __version__
+from bastion.api.contract import install_contract
 from bastion.api.deps import check_route_access
 from bastion.api.responses import UTF8JSONResponse
 from bastion.api.routes import admin_blocks, admin_users, api_keys, auth, chat, health, openai_compat
@@ -170,4 +171,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(docs_router(app))
     # Every route declares one permission (or public): a route that forgot refuses to start.
     check_route_access(app.routes)
+    install_contract(app)
     return app

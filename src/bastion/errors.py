@@ -15,8 +15,10 @@ from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from bastion.api.responses import UTF8JSONResponse
 
@@ -223,7 +225,23 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, StarletteHTTPException):  # pragma: no cover
         raise exc
     # The detail of framework exceptions is a developer's text; clients get the generic message.
-    return error_response(request, exc.status_code, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # The router names only the first route that matched the path; a path may have several
+        # (GET and POST /api/keys are two routes): Allow lists every method of the path.
+        headers["Allow"] = ", ".join(sorted(allowed_methods(request)))
+    return error_response(request, exc.status_code, headers=headers)
+
+
+def allowed_methods(request: Request) -> set[str]:
+    """Every method some route serves at the request's path."""
+    scope = dict(request.scope)
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= set(route.methods or ())
+    return methods
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

@@ -287,7 +287,9 @@ def test_a_route_without_a_declared_permission_stops_the_app() -> None:
 async def test_every_route_for_every_credential(matrix: Matrix) -> None:
     # Routes that end sessions go last: log-out-everywhere ends the user's other sessions too.
     ordered = sorted(INVENTORY.items(), key=lambda item: item[0] in SESSION_ENDING)
+    document = matrix.app.openapi()
     for (method, path), permission in ordered:
+        documented = document["paths"][path][method.lower()]["responses"]
         for name, caller in matrix.callers.items():
             holds = permission == PUBLIC or permission in HOLDS[name]
             if holds and (method, path) in SESSION_ENDING:
@@ -297,6 +299,7 @@ async def test_every_route_for_every_credential(matrix: Matrix) -> None:
             response = await call(http, method, path, caller.headers)
             label = (name, method, path, response.status_code, response.text[:200])
             assert response.status_code < 500, label
+            assert str(response.status_code) in documented, ("undocumented answer", *label)
             for leak in FORBIDDEN_IN_RESPONSES:  # OWASP API3: stored secrets never leave the server
                 assert leak not in response.text, (leak, *label)
             assert response.status_code < 400 or "detail" in response.json(), label

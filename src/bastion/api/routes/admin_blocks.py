@@ -105,7 +105,12 @@ async def list_blocks(request: Request) -> BlockList:
     return BlockList(items=[_out(block) for block in blocks])
 
 
-@routes.post("", response_model=BlockOut, status_code=201)
+@routes.post(
+    "",
+    response_model=BlockOut,
+    status_code=201,
+    responses={409: {"description": "The block could lock out the operator; repeat with force"}},
+)
 async def place_block(body: BlockIn, request: Request, admin: Admin) -> BlockOut:
     identity = _identity(body.kind, body.value, "body")
     block = await get_blocklist(request).block(

@@ -54,7 +54,12 @@ def _out(view: KeyView) -> KeyOut:
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=KeyCreated,
+    responses={409: {"description": "The account has reached its number of keys"}},
+)
 async def create_key(body: KeyCreate, actor: Manager, keys: Keys, context: Ctx) -> KeyCreated:
     created = await keys.create(
         actor,
@@ -79,12 +84,22 @@ async def get_key(key_id: KeyId, actor: Manager, keys: Keys) -> KeyOut:
     return _out(await keys.get(actor, key_id))
 
 
-@router.delete("/{key_id}", response_model=KeyOut)
+@router.delete(
+    "/{key_id}",
+    response_model=KeyOut,
+    summary="Revoke a key",
+    description="Revocation, not deletion: the key stops working at once on every instance; its record "
+    "stays, with `revoked_at` set (idempotent).",
+)
 async def revoke_key(key_id: KeyId, actor: Manager, keys: Keys, context: Ctx) -> KeyOut:
     return _out(await keys.revoke(actor, key_id, context=context))
 
 
-@router.post("/{key_id}/rotate", response_model=KeyCreated)
+@router.post(
+    "/{key_id}/rotate",
+    response_model=KeyCreated,
+    responses={409: {"description": "The key is revoked or expired"}},
+)
 async def rotate_key(key_id: KeyId, actor: Manager, keys: Keys, context: Ctx) -> KeyCreated:
     created = await keys.rotate(actor, key_id, context=context)
     return KeyCreated(**_out(created.key).model_dump(), key=created.secret)

@@ -134,6 +134,7 @@ async def register(body: RegisterRequest, service: Service, context: Ctx) -> Use
     "/login",
     response_model=TokenResponse | CookieSessionResponse,
     dependencies=[Depends(public), Depends(rate_limit(Policy.LOGIN))],
+    responses={401: {"description": "Login failed (the same answer for every reason)"}},
 )
 async def login(
     body: LoginRequest, request: Request, service: Service, runtime: Runtime, context: Ctx
@@ -147,6 +148,7 @@ async def login(
     "/refresh",
     response_model=TokenResponse | CookieSessionResponse,
     dependencies=[Depends(public), Depends(rate_limit(Policy.REFRESH))],
+    responses={401: {"description": "Invalid, expired or reused refresh token"}},
 )
 async def refresh(
     request: Request,
@@ -259,6 +261,7 @@ async def password_reset(
     "/password-reset/confirm",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[Depends(public), Depends(rate_limit(Policy.PASSWORD_RESET))],
+    responses={401: {"description": "Invalid or expired reset token"}},
 )
 async def password_reset_confirm(body: PasswordResetConfirm, service: Service, context: Ctx) -> Response:
     await service.confirm_password_reset(body.token, body.new_password, context)

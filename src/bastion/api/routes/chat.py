@@ -128,6 +128,13 @@ def _wants_stream(request: Request, body: MessageCreate) -> bool:
     return body.stream or "text/event-stream" in request.headers.get("accept", "")
 
 
+# With `"stream": true` or `Accept: text/event-stream` the answer is a server-sent event stream.
+SSE_ANSWER: dict[str, Any] = {
+    "description": "The reply, or with stream=true an event stream (events delta, done, error)",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+
 def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
 
@@ -141,6 +148,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
         Depends(rate_limit(Policy.MESSAGES_USER_HOURLY)),
     ],
     response_model=MessageOut,
+    responses={200: SSE_ANSWER},
 )
 async def post_message(
     session_id: SessionId, body: MessageCreate, request: Request, principal: ChatUser, service: Service

@@ -89,7 +89,16 @@ def _usage(usage: Usage) -> CompletionUsage:
     )
 
 
-@router.post("/chat/completions", response_model=ChatCompletion)
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={
+        200: {
+            "description": "A completion, or with stream=true chat.completion.chunk events ending in [DONE]",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, principal: Caller, service: Service
 ) -> ChatCompletion | StreamingResponse:

@@ -20,7 +20,11 @@ def _email(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-Email = Annotated[str, Field(min_length=3, max_length=MAX_EMAIL_LENGTH), AfterValidator(_email)]
+Email = Annotated[
+    str,
+    Field(min_length=3, max_length=MAX_EMAIL_LENGTH, json_schema_extra={"format": "email"}),
+    AfterValidator(_email),
+]
 # Bounded before hashing: a longer value is a 422, never a megabyte of KDF input.
 Password = Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
 OpaqueToken = Annotated[str, Field(min_length=1, max_length=200)]
