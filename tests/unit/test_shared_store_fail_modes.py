@@ -5,7 +5,6 @@ circuit breaker always degrades to its in-process state."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import cast
 
 import pytest
@@ -17,18 +16,6 @@ from bastion.failover import FailMode
 from bastion.invalidation import FailoverVersionCounter, MemoryVersionCounter, Watched, version_counter
 from bastion.llm.breaker import BreakerConfig, State
 from bastion.llm.breaker_store import FailoverBreakerStore
-from bastion.ratelimit.storage.redis import fail_fast_client
-from tests.support.servers import free_port
-
-
-@pytest.fixture
-async def dead_redis() -> AsyncIterator[Redis]:
-    """A client for a port nothing listens on: every call fails at once."""
-    client = fail_fast_client(Redis(host="127.0.0.1", port=free_port()), 0.5)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def throttle_over(redis: Redis, mode: FailMode) -> PasswordThrottle:
