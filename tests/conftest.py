@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from bastion.app import create_app
 from bastion.db import migrate
 from bastion.settings import Settings
-from tests.support.servers import PostgresServer, RedisServer
+from tests.support.servers import PostgresServer, RedisServer, free_port
 
 SettingsFactory = Callable[..., Settings]
 
@@ -94,6 +94,21 @@ def dedicated_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def dead_redis() -> AsyncIterator[Any]:
+    """A fail-fast client for a port nothing listens on: every call is refused at once (outages
+    of one component while the rest of the app keeps its in-process state)."""
+    from redis.asyncio import Redis
+
+    from bastion.ratelimit.storage.redis import fail_fast_client
+
+    client = fail_fast_client(Redis(host="127.0.0.1", port=free_port()), 0.5)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

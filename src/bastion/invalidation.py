@@ -7,6 +7,13 @@ the shared version at most once per ``interval`` seconds (one GET). When the ver
 cache is dropped. An instance that made the change bumps the counter and drops its own cache at
 once; the others follow within ``interval`` (0.25 s by default, well inside the one-second
 promise). Memory counters serve single-process deployments.
+
+A Redis counter runs under the one fail mode (``bastion.failover``, ``FailoverVersionCounter``).
+Closed (production): a cache that cannot learn whether what it holds was revoked is not trusted;
+the caller gets ``ServiceUnavailable`` (503). Open (development): an in-process counter answers
+(its value differs from the shared one, so the cache is dropped once and re-read from the
+database), changes made elsewhere meanwhile are missed, the failure is logged and counted; when
+Redis answers again its version differs from the one seen and the cache is dropped once more.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from redis.asyncio import Redis
+
+from bastion.failover import FailMode, Failover
 
 DEFAULT_PREFIX = "bastion:version:"
 
@@ -57,8 +66,35 @@ class RedisVersionCounter:
         return int(await self.redis.incr(self.key))
 
 
-def version_counter(redis: Redis | None, name: str) -> VersionCounter:
-    return RedisVersionCounter(redis, name) if redis is not None else MemoryVersionCounter()
+class FailoverVersionCounter:
+    """A ``VersionCounter`` on ``failover``'s current counter."""
+
+    def __init__(self, failover: Failover[VersionCounter]) -> None:
+        self.failover = failover
+
+    async def get(self) -> int:
+        return await self.failover.run(lambda counter: counter.get())
+
+    async def bump(self) -> int:
+        return await self.failover.run(lambda counter: counter.bump())
+
+
+def version_counter(
+    redis: Redis | None, name: str, *, fail_mode: FailMode = "closed", retry_interval: float = 1.0
+) -> VersionCounter:
+    """The shared counter ``name`` under ``fail_mode`` when there is Redis, in process otherwise."""
+    if redis is None:
+        return MemoryVersionCounter()
+    failover: Failover[VersionCounter] = Failover(
+        RedisVersionCounter(redis, name),
+        MemoryVersionCounter(),
+        mode=fail_mode,
+        component=f"version_{name}",
+        message="The service is temporarily unavailable",
+        retry_interval=retry_interval,
+        level="error",
+    )
+    return FailoverVersionCounter(failover)
 
 
 class Watched:

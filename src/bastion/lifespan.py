@@ -21,6 +21,7 @@ from bastion.llm.factory import build_provider
 from bastion.maintenance import Job, Maintenance
 from bastion.observability.logging import get_logger
 from bastion.ratelimit.components import build_rate_limiting
+from bastion.ratelimit.storage.redis import fail_fast_client
 from bastion.settings import Settings
 
 
@@ -29,8 +30,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     log = get_logger("bastion.lifespan")
     database_url = settings.database_url.get_secret_value()
-    engine = create_engine(database_url)
+    engine = create_engine(database_url, timeout=settings.database_timeout_seconds)
     redis: Redis | None = None
+    # What request-path components share (throttle, breaker, version counters): the same server
+    # with RATE_LIMIT_REDIS_TIMEOUT_SECONDS timeouts and no retries, so an outage meets each
+    # component's fail mode (docs/failure-modes.md) quickly. Its pool reconnects when Redis returns.
+    shared: Redis | None = None
     if settings.redis_url is not None:
         redis = Redis.from_url(
             settings.redis_url.get_secret_value(),
@@ -38,16 +43,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             socket_timeout=2,
             health_check_interval=30,
         )
+        shared = fail_fast_client(redis, settings.rate_limit_redis_timeout_seconds)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = redis
     # One pooled client for the model provider; no environment proxies or netrc credentials.
     http_client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
     app.state.http_client = http_client
-    app.state.llm = build_provider(settings, http_client=http_client, redis=redis)
+    app.state.llm = build_provider(settings, http_client=http_client, redis=shared)
     app.state.cipher = FieldCipher.from_setting(settings.secret("DATABASE_ENCRYPTION_KEY") or "")
     # Rate limiting: Redis-backed when REDIS_URL is set, in-process otherwise.
-    rate_limiting = build_rate_limiting(settings, redis=redis, sessionmaker=app.state.sessionmaker)
+    rate_limiting = build_rate_limiting(settings, redis=shared, sessionmaker=app.state.sessionmaker)
     await rate_limiting.start()
     app.state.rate_limiting = rate_limiting
     app.state.limiter = rate_limiting.limiter
@@ -76,9 +82,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 message="several workers without REDIS_URL: each enforces its own limits (N x the limit)",
             )
     app.state.identity = await IdentityRuntime.start(
-        settings=settings, sessionmaker=app.state.sessionmaker, redis=redis, limiter=app.state.limiter
+        settings=settings, sessionmaker=app.state.sessionmaker, redis=shared, limiter=app.state.limiter
     )
-    app.state.api_keys = build_api_keys(settings, sessionmaker=app.state.sessionmaker, redis=redis)
+    app.state.api_keys = build_api_keys(settings, sessionmaker=app.state.sessionmaker, redis=shared)
     chat = build_chat_service(app.state, settings)
     maintenance = Maintenance(
         [
@@ -99,6 +105,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await http_client.aclose()
         await app.state.identity.close()
         await rate_limiting.aclose()
+        if shared is not None:
+            await shared.aclose()
         if redis is not None:
             await redis.aclose()
         await engine.dispose()

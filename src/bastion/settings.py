@@ -334,6 +334,8 @@ class Settings(BaseSettings):
     rate_limit_journal_read: str = "60/minute;burst=10"
     rate_limit_max_keys: int = Field(1_000_000, ge=100)  # in-process identities kept (memory bound)
     rate_limit_redis_timeout_seconds: float = Field(0.5, gt=0, le=10)  # per limiter call, fail fast
+    # PostgreSQL: the longest a request waits for a connection or a statement before it answers 503.
+    database_timeout_seconds: float = Field(5.0, gt=0, le=60)
     rate_limit_penalty_cap_seconds: int = Field(900, ge=1)  # longest escalated Retry-After
     rate_limit_strike_window_seconds: int = Field(600, ge=1)  # quiet time that forgets strikes
     rate_limit_block_violations: int = Field(100, ge=0)  # 429s per window that block (0: never)

@@ -81,25 +81,27 @@ class PostgresServer:
             owner = pwd.getpwnam("postgres")
             os.chown(self.root, owner.pw_uid, owner.pw_gid)
             os.chown(pwfile, owner.pw_uid, owner.pw_gid)
-        result = subprocess.run(
-            [
-                *self._as_owner(),
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                self.user,
-                f"--pwfile={pwfile}",
-                "--auth=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-            check=False,
-            capture_output=True,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"initdb failed: {result.stderr.decode(errors='replace')[-2000:]}")
+        # A cluster already initialized here is started again (a restart after ``stop``).
+        if not (data / "PG_VERSION").exists():
+            result = subprocess.run(
+                [
+                    *self._as_owner(),
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    self.user,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ],
+                check=False,
+                capture_output=True,
+            )
+            if result.returncode != 0:
+                raise RuntimeError(f"initdb failed: {result.stderr.decode(errors='replace')[-2000:]}")
         self.process = subprocess.Popen(
             [
                 *self._as_owner(),

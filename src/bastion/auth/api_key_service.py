@@ -37,6 +37,7 @@ from bastion.auth.service import Context
 from bastion.db.session import unit_of_work
 from bastion.db.types import utcnow
 from bastion.errors import Conflict, Forbidden, InvalidField, NotFound
+from bastion.failover import fail_mode_of
 from bastion.invalidation import Watched, version_counter
 from bastion.observability.logging import get_logger
 from bastion.settings import Settings
@@ -459,7 +460,10 @@ def build_api_keys(
             app_keys=api_keys.split_static(settings.secret("API_KEYS")),
             ml_keys=api_keys.split_static(settings.secret("ML_API_KEYS")),
         ),
-        version=Watched(version_counter(redis, "api_keys"), interval=settings.invalidation_poll_seconds),
+        version=Watched(
+            version_counter(redis, "api_keys", fail_mode=fail_mode_of(settings)),
+            interval=settings.invalidation_poll_seconds,
+        ),
         audit=AuditService(sessionmaker=sessionmaker, clock=clock),
         grace=timedelta(days=settings.api_key_rotation_grace_days),
         cache_seconds=settings.api_key_cache_seconds,

@@ -126,7 +126,9 @@ class IdentityRuntime:
         self.revocations = revocations_for(settings, redis, clock)
         # Wall-clock seconds from the runtime's clock: instances sharing Redis agree on "now".
         self.throttle = PasswordThrottle(
-            store=attempt_store_for(redis, max_keys=settings.login_throttle_max_keys),
+            store=attempt_store_for(
+                redis, max_keys=settings.login_throttle_max_keys, fail_mode=fail_mode_of(settings)
+            ),
             rules=throttle_rules(settings),
             clock=lambda: self.clock().timestamp(),
             ipv6_prefix=settings.rate_limit_ipv6_prefix,

@@ -16,8 +16,15 @@ def backend_name(url: str) -> str:
     return make_url(url).get_backend_name()
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """An engine for ``url``; SQLite gets its directory created and safe pragmas per connection."""
+def create_engine(url: str, *, echo: bool = False, timeout: float | None = None) -> AsyncEngine:
+    """An engine for ``url``; SQLite gets its directory created and safe pragmas per connection.
+
+    ``timeout`` (the app's DATABASE_TIMEOUT_SECONDS; None for migrations and the CLI, whose work
+    may be long) bounds, on PostgreSQL, the wait for a pooled connection, a new connection and each
+    statement (client side, so a paused server does not hold a request either), and sets the
+    server's statement_timeout. The request then fails as an outage (503, ``bastion.db.errors``)
+    and the connection is replaced; ``pool_pre_ping`` drops dead connections once the server is back.
+    """
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if parsed.get_backend_name() == "sqlite":
@@ -31,6 +38,14 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10, pool_recycle=1800)
+    if timeout is not None and parsed.get_backend_name() == "postgresql":
+        kwargs["pool_timeout"] = timeout
+        if parsed.get_driver_name() == "asyncpg":
+            kwargs["connect_args"] = {
+                "timeout": timeout,
+                "command_timeout": timeout,
+                "server_settings": {"statement_timeout": str(int(timeout * 1000))},
+            }
     return create_async_engine(parsed, **kwargs)
 
 

@@ -3,6 +3,14 @@
 
 The Redis store runs the same transitions as ``bastion.llm.breaker`` in Lua, one atomic round trip
 per call; the contract tests run both stores through the same scenarios.
+
+When Redis cannot answer, ``FailoverBreakerStore`` runs the breaker in process (through
+``bastion.failover``, logged and counted) whatever RATE_LIMIT_FAIL_MODE says. The breaker protects
+the model provider from Bastion, not Bastion from its callers: the model call itself needs no
+Redis, and refusing it because breaker state is unreachable would take chat down with Redis while
+guarding nothing. Each instance's own breaker still opens on the failures it sees, so a failing
+provider is still shed; instances merely stop agreeing until Redis returns, and then they share
+one breaker again without a restart.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from bastion.failover import Failover
 from bastion.llm.breaker import (
     BreakerConfig,
     Decision,
@@ -132,3 +141,35 @@ class RedisBreakerStore:
     async def state(self, name: str) -> State:
         raw = await self.redis.hget(self._key(name), "state")
         return State(raw.decode() if isinstance(raw, bytes) else raw) if raw else State.CLOSED
+
+
+class FailoverBreakerStore:
+    """A ``BreakerStore`` on Redis that degrades to an in-process breaker (see the module notes)."""
+
+    def __init__(self, failover: Failover[BreakerStore]) -> None:
+        self.failover = failover
+
+    @classmethod
+    def over(cls, redis: Redis, *, retry_interval: float = 1.0) -> FailoverBreakerStore:
+        """Redis state with a ``MemoryBreakerStore`` fallback, always open (never a 503)."""
+        failover: Failover[BreakerStore] = Failover(
+            RedisBreakerStore(redis),
+            MemoryBreakerStore(),
+            mode="open",
+            component="llm_breaker",
+            message="The model provider is temporarily unavailable",
+            retry_interval=retry_interval,
+        )
+        return cls(failover)
+
+    async def acquire(self, name: str, config: BreakerConfig, now: float) -> Decision:
+        return await self.failover.run(lambda s: s.acquire(name, config, now))
+
+    async def success(self, name: str, config: BreakerConfig, now: float) -> None:
+        await self.failover.run(lambda s: s.success(name, config, now))
+
+    async def failure(self, name: str, config: BreakerConfig, now: float) -> None:
+        await self.failover.run(lambda s: s.failure(name, config, now))
+
+    async def state(self, name: str) -> State:
+        return await self.failover.run(lambda s: s.state(name))

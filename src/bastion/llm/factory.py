@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 
 from bastion.llm.base import Provider
 from bastion.llm.breaker import BreakerConfig
-from bastion.llm.breaker_store import BreakerStore, MemoryBreakerStore, RedisBreakerStore
+from bastion.llm.breaker_store import BreakerStore, FailoverBreakerStore, MemoryBreakerStore
 from bastion.llm.offline import OfflineProvider
 from bastion.llm.openai import OpenAICompatibleProvider
 from bastion.llm.retry import RetryPolicy
@@ -16,8 +16,9 @@ from bastion.settings import Settings
 
 
 def breaker_store(redis: Redis | None) -> BreakerStore:
-    """Shared through Redis when there is one, so every instance opens and closes together."""
-    return RedisBreakerStore(redis) if redis is not None else MemoryBreakerStore()
+    """Shared through Redis when there is one, so every instance opens and closes together; in
+    process while Redis cannot answer (``FailoverBreakerStore``: never a 503 for breaker state)."""
+    return FailoverBreakerStore.over(redis) if redis is not None else MemoryBreakerStore()
 
 
 def build_provider(settings: Settings, *, http_client: httpx.AsyncClient, redis: Redis | None) -> Provider:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.addresses import parse_networks
 from bastion.audit.service import AuditService
+from bastion.failover import fail_mode_of
 from bastion.invalidation import Watched, version_counter
 from bastion.ratelimit.audit import audit_blocks
 from bastion.ratelimit.blocklist import Blocklist
@@ -73,7 +74,10 @@ def build_rate_limiting(
         tokens=TokenBudget(limiter, per_day=settings.rate_limit_token_budget_per_day),
         blocklist=Blocklist(
             limiter,
-            Watched(version_counter(redis, "blocklist"), interval=settings.invalidation_poll_seconds),
+            Watched(
+                version_counter(redis, "blocklist", fail_mode=fail_mode_of(settings)),
+                interval=settings.invalidation_poll_seconds,
+            ),
             protected=parse_networks(settings.trusted_proxies),
         ),
     )

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion.db.errors import unavailable
 from bastion.errors import BastionError, error_bytes
 from bastion.observability.logging import get_logger
 
@@ -72,6 +73,9 @@ class UnhandledErrors:
     The traceback goes to the log (redacted); the client sees only the code, a generic message and
     the request id to quote to support. If the response had already started (a stream), nothing can
     be sent any more: the error is logged and the connection is left for the server to close.
+
+    An outage of the database (``bastion.db.errors.unavailable``) is not a bug: it answers 503 with
+    Retry-After and the error shape, logged as a warning without a traceback.
     """
 
     def __init__(self, app: ASGIApp, *, license_url: str | None = None) -> None:
@@ -93,7 +97,18 @@ class UnhandledErrors:
 
         try:
             await self.app(scope, receive, watch)
-        except Exception:
+        except Exception as exc:
+            outage = unavailable(exc)
+            if outage is not None:
+                self.log.warning(
+                    "database_unavailable",
+                    path=scope.get("path"),
+                    error=type(exc).__name__,
+                    response_started=started,
+                )
+                if not started:
+                    await send_domain_error(scope, send, outage, license_url=self.license_url)
+                return
             self.log.exception("unhandled_exception", path=scope.get("path"), response_started=started)
             if started:
                 return

@@ -13,12 +13,14 @@ from bastion.auth.throttle.base import (
     account_key,
     client_key,
 )
+from bastion.auth.throttle.failover import FailoverAttemptStore
 from bastion.auth.throttle.memory import MemoryAttemptStore
 from bastion.auth.throttle.redis import RedisAttemptStore
 from bastion.auth.throttle.service import FailureOutcome, PasswordThrottle, Verdict, attempt_store_for
 
 __all__ = [
     "AttemptStore",
+    "FailoverAttemptStore",
     "Failure",
     "FailureOutcome",
     "MemoryAttemptStore",

@@ -18,8 +18,10 @@ from redis.asyncio import Redis
 
 from bastion.addresses import DEFAULT_IPV6_PREFIX, counted_as
 from bastion.auth.throttle.base import AttemptStore, Refusal, ThrottleRules, account_key, client_key
+from bastion.auth.throttle.failover import FailoverAttemptStore
 from bastion.auth.throttle.memory import DEFAULT_MAX_KEYS, MemoryAttemptStore
 from bastion.auth.throttle.redis import RedisAttemptStore
+from bastion.failover import FailMode, Failover
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +40,32 @@ class FailureOutcome:
     client_blocked_for: float
 
 
-def attempt_store_for(redis: Redis | None, *, max_keys: int = DEFAULT_MAX_KEYS) -> AttemptStore:
-    """Redis when the app has a client (shared by every instance), a bounded memory table otherwise."""
-    return RedisAttemptStore(redis) if redis is not None else MemoryAttemptStore(max_keys=max_keys)
+def attempt_store_for(
+    redis: Redis | None,
+    *,
+    max_keys: int = DEFAULT_MAX_KEYS,
+    fail_mode: FailMode = "closed",
+    retry_interval: float = 1.0,
+) -> AttemptStore:
+    """Redis when the app has a client (shared by every instance), a bounded memory table otherwise.
+
+    The Redis store runs under ``fail_mode`` (``FailoverAttemptStore``) with the memory table as
+    its fallback; pass a fail-fast client so an unreachable Redis costs a short timeout.
+    """
+    memory = MemoryAttemptStore(max_keys=max_keys)
+    if redis is None:
+        return memory
+    failover: Failover[AttemptStore] = Failover(
+        RedisAttemptStore(redis),
+        memory,
+        mode=fail_mode,
+        component="auth_throttle",
+        message="Sign-in is temporarily unavailable",
+        retry_interval=retry_interval,
+        # Checking passwords with this instance's counters only is worth an error in the log.
+        level="error",
+    )
+    return FailoverAttemptStore(failover)
 
 
 class PasswordThrottle:

@@ -1,0 +1,70 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The database cannot answer: which exceptions mean an outage, and the one domain error for it.
+
+A stopped, paused, restarting or saturated database is an outage, not a bug: the client gets
+``ServiceUnavailable`` (503 with Retry-After and the error shape) instead of a 500, and the pool
+recovers on its own when the server returns (``pool_pre_ping`` replaces dead connections). The
+engine's timeouts (``bastion.db.engine``) bound how long a request waits for a paused server, and
+a unit of work that fails this way is rolled back by its session, so nothing is half-written.
+
+``unavailable(exc)`` is consulted in one place: the unhandled-error layer
+(``bastion.web.errors.UnhandledErrors``), which every request passes through.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import exc as sa
+
+from bastion.errors import ServiceUnavailable
+
+RETRY_AFTER_SECONDS = 2.0
+MESSAGE = "The database is temporarily unavailable"
+# Bounded walk down __cause__/__context__/orig: wrappers never nest deeper than a few levels.
+_MAX_DEPTH = 8
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import asyncpg  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - asyncpg ships with the PostgreSQL extra
+        return ()
+    errors = asyncpg.exceptions
+    return (
+        errors.PostgresConnectionError,  # connection failures, including ConnectionDoesNotExistError
+        errors.CannotConnectNowError,  # the server is starting up or shutting down
+        errors.TooManyConnectionsError,
+        errors.AdminShutdownError,
+        errors.QueryCanceledError,  # statement_timeout: the server is overloaded
+        errors.InterfaceError,  # the connection was closed under the operation
+    )
+
+
+_DRIVER_ERRORS = _driver_errors()
+# Raised bare by the driver (connect refused, socket reset, command_timeout on a paused server).
+_NETWORK_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+
+
+def _is_outage(error: BaseException) -> bool:
+    if isinstance(error, sa.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(
+        error, (sa.OperationalError, sa.InterfaceError, sa.TimeoutError, *_NETWORK_ERRORS, *_DRIVER_ERRORS)
+    )
+
+
+def unavailable(exc: BaseException) -> ServiceUnavailable | None:
+    """``ServiceUnavailable`` when ``exc`` (or what it wraps) means the database cannot answer."""
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending and len(seen) < _MAX_DEPTH:
+        error = pending.pop()
+        if error is None or any(error is known for known in seen):
+            continue
+        seen.append(error)
+        if _is_outage(error):
+            return ServiceUnavailable(MESSAGE, retry_after=RETRY_AFTER_SECONDS)
+        orig = error.orig if isinstance(error, sa.DBAPIError) else None
+        pending.extend(
+            (error.__context__, error.__cause__, orig if isinstance(orig, BaseException) else None)
+        )
+    return None
