@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import binascii
 import codecs
+from collections.abc import Callable
 from urllib.parse import unquote
 
 import re2
@@ -33,35 +34,49 @@ class PayloadDecoder:
     """Built once; `payloads` is pure and thread-safe."""
 
     def __init__(self) -> None:
-        self._base64 = re2.compile(r"[A-Za-z0-9+/_\-]{16,}={0,2}")
-        self._hex = re2.compile(r"(?:[0-9a-fA-F]{2}[ :]?){8,}|(?:\\x[0-9a-fA-F]{2}){6,}")
-        self._percent = re2.compile(r"(?:%[0-9a-fA-F]{2}){6,}")
-        self._morse = re2.compile(r"(?:[.\-]{1,6}(?: / | {1,3}|/)){5,}[.\-]{1,6}")
-        self._any = re2.compile(
-            r"[A-Za-z0-9+/_\-]{16,}|(?:[0-9a-fA-F]{2}[ :]?){8,}|\\x[0-9a-fA-F]{2}|%[0-9a-fA-F]{2}"
-            r"|(?:[.\-]{1,6}(?: / | {1,3}|/)){5,}"
+        # One RE2 pass finds every candidate, over the UTF-8 text encoded once (given a str, the
+        # RE2 wrapper encodes it again for every search and maps offsets back in Python). Each
+        # candidate is then tried with the decoders its alphabet allows.
+        self._candidates = re2.compile(
+            rb"[A-Za-z0-9+/_\-]{16,}={0,2}"
+            rb"|(?:[0-9a-fA-F]{2}[ :]?){8,}"
+            rb"|(?:\\x[0-9a-fA-F]{2}){6,}"
+            rb"|(?:%[0-9a-fA-F]{2}){6,}"
+            rb"|(?:[.\-]{1,6}(?: / | {1,3}|/)){5,}[.\-]{1,6}"
         )
 
     def payloads(self, clean: str, lowered: str) -> list[str]:
         """Readable texts hidden in `clean` by an encoding, most likely first."""
         found: list[str] = []
-        if self._any.search(clean) is not None:
-            for pattern, decode in (
-                (self._base64, _from_base64),
-                (self._hex, _from_hex),
-                (self._percent, _from_percent),
-                (self._morse, _from_morse),
-            ):
-                for match in pattern.finditer(clean):
-                    if len(found) >= MAX_PAYLOADS:
-                        return found
-                    text = decode(match.group(0)[:MAX_PAYLOAD_CHARS])
-                    if text is not None and _readable(text):
-                        found.append(text)
+        for match in self._candidates.finditer(clean.encode("utf-8")):
+            if len(found) >= MAX_PAYLOADS:
+                return found
+            # every matched byte is ASCII (the pattern is made of ASCII classes)
+            token = match.group(0)[:MAX_PAYLOAD_CHARS].decode("ascii")
+            for decode in _decoders_for(token):
+                text = decode(token)
+                if text is not None and _readable(text):
+                    found.append(text)
+                    break
         if len(lowered) <= MAX_TRANSFORM_CHARS:
             found.append(codecs.encode(lowered, "rot13"))
             found.append(lowered[::-1])
         return found
+
+
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF :")
+
+
+def _decoders_for(token: str) -> list[Callable[[str], str | None]]:
+    if token[0] in ".-" and set(token) <= {".", "-", " ", "/"}:
+        return [_from_morse]
+    if token.startswith("%"):
+        return [_from_percent]
+    if token.startswith("\\x"):
+        return [_from_hex]
+    if set(token) <= _HEX_DIGITS:
+        return [_from_hex, _from_base64] if " " in token or ":" in token else [_from_base64, _from_hex]
+    return [_from_base64]
 
 
 def _readable(text: str) -> bool:

@@ -15,9 +15,18 @@ Unicode tag characters (U+E0020..U+E007E) are invisible copies of ASCII: an atta
 whole instruction in them. They are removed from the clean text and their ASCII is returned as
 `hidden`, for the detectors to scan as well.
 
-The patterns here are single character classes (stdlib `re`): a class has no alternation and no
-nested repetition, so the matcher looks at each character once. Everything else is `str`
-methods and `str.translate`, linear by construction.
+Every chat message is normalized, so the common case is made cheap. The distinct non-ASCII
+characters of a text are listed once (numpy over its code points) and each is classified once
+per process (`char_kind`, cached): when all of them are ordinary visible letters, punctuation or
+symbols (curly quotes, accents, emoji, "…"), the text is processed as UTF-8 bytes, where
+`bytes.translate`, `bytes.lower` and `bytes.replace` are C loops that touch each byte once and
+never a multi-byte character (whose bytes are all >= 0x80). Texts with invisible characters,
+combining marks, homoglyphs or scripts whose normalization depends on neighbours take the
+general path (NFKC over the whole text). `str.translate` with a dict is avoided: it costs a
+dict lookup per character, about a millisecond on 10 KB.
+
+Searches run on RE2 (linear time); the few stdlib `re` patterns are single character classes
+(no alternation, no nested repetition), used only on texts that hold such characters.
 """
 
 from __future__ import annotations
@@ -26,9 +35,11 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import lru_cache
 from importlib import resources
 
+import numpy as np
 import re2
 
 # Control characters except tab, newline and carriage return; C1 controls; soft hyphen; combining
@@ -44,12 +55,51 @@ _INVISIBLE_CLASS = (
 )
 _TAG_CLASS = "[\U000e0000-\U000e007f]"
 _BIDI_CLASS = "[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]"
+#: The ASCII members of the invisible class, for `bytes.translate(None, delete)`.
+_ASCII_CONTROLS = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_ASCII_SPACES = bytes.maketrans(b"\t\n\r\x0b\x0c", b"     ")
 # Line separators NFKC leaves alone.
-_NEWLINES = str.maketrans({"\r": "\n", "\u2028": "\n", "\u2029": "\n", "\x85": "\n"})
-# Leetspeak is ASCII to ASCII, so it runs as `bytes.translate` over UTF-8 (every byte of a
-# multi-byte character is >= 0x80 and left alone): a C loop, where `str.translate` with a dict
-# costs a lookup per character.
+_NEWLINES = ("\u2028", "\u2029", "\x85")
+# Leetspeak is ASCII to ASCII, so it runs as `bytes.translate` over UTF-8.
 _LEET = bytes.maketrans(b"0134579@$!", b"oieastgasi")
+_LEET_HINT = rb"[a-z][0134579@$!]+[a-z]"
+# four or more single letters separated by one space, dot, dash, underscore or star
+_SPELLED = rb"\b(?:[a-z][ ._*\-]){3,}[a-z]\b"
+#: A text with more distinct non-ASCII characters than this takes the general path.
+_MAX_DISTINCT = 256
+
+
+class CharKind(IntEnum):
+    """How a non-ASCII character may be handled without full Unicode normalization."""
+
+    plain = 0  # NFKC-stable, lower case, visible, never composes with a neighbour
+    cased = 1  # as plain, but case folding changes it
+    ascii_compatible = 2  # NFKC makes it printable ASCII on its own ("…", fullwidth, no-break space)
+    general = 3  # anything else: invisible, combining, whitespace, composing scripts
+
+
+_INVISIBLE_RE = re.compile(_INVISIBLE_CLASS)
+#: Categories whose NFKC-stable members never compose with a neighbour: letters with case,
+#: punctuation, symbols, decimal digits. (Scripts like Hangul and Indic vowel signs do compose,
+#: and they are `Lo`/`Mc`: they take the general path.)
+_PLAIN_CATEGORIES = frozenset(
+    {"Ll", "Lu", "Lt", "Nd", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So"}
+)
+
+
+@lru_cache(maxsize=16_384)
+def char_kind(code: int) -> CharKind:
+    """Classify one non-ASCII code point (cached: a process sees few distinct ones)."""
+    ch = chr(code)
+    if _INVISIBLE_RE.match(ch) is not None or unicodedata.combining(ch):
+        return CharKind.general
+    nfkc = unicodedata.normalize("NFKC", ch)
+    if nfkc != ch:
+        printable = nfkc.isascii() and nfkc.isprintable()
+        return CharKind.ascii_compatible if printable else CharKind.general
+    if ch.isspace() or unicodedata.category(ch) not in _PLAIN_CATEGORIES:
+        return CharKind.general
+    return CharKind.cased if ch.casefold() != ch else CharKind.plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +120,13 @@ class Normalized:
 
 @dataclass(frozen=True, slots=True)
 class _Patterns:
-    invisible: re.Pattern[str]
+    invisible: object  # re2 patterns: google-re2 has no type information
+    tricks: object
+    leet_hint: object
+    spelled: object
+    invisible_chars: re.Pattern[str]
     tags: re.Pattern[str]
     bidi: re.Pattern[str]
-    leet_hint: re.Pattern[str]
-    spelled: object  # an re2 pattern: google-re2 has no type information
 
 
 class Normalizer:
@@ -82,69 +134,146 @@ class Normalizer:
 
     def __init__(self, confusables: Mapping[int, str] | None = None) -> None:
         table = dict(confusables) if confusables is not None else load_confusables()
-        self._fold = str.maketrans({chr(cp): letter for cp, letter in table.items()})
-        # `str.translate` costs a dict lookup per character: fold only texts that need it.
-        self._has_confusable = re.compile("[" + "".join(re.escape(chr(cp)) for cp in sorted(table)) + "]")
+        self._confusables = {chr(cp): letter for cp, letter in table.items()}
+        self._confusable_codes = frozenset(table)
         self._patterns = _Patterns(
-            invisible=re.compile(_INVISIBLE_CLASS),
+            invisible=re2.compile(_INVISIBLE_CLASS),
+            tricks=re2.compile(_LEET_HINT + b"|" + _SPELLED),
+            leet_hint=re2.compile(_LEET_HINT),
+            spelled=re2.compile(_SPELLED),
+            invisible_chars=_INVISIBLE_RE,
             tags=re.compile(_TAG_CLASS),
             bidi=re.compile(_BIDI_CLASS),
-            # a letter next to a digit or sign that leetspeak uses for a letter
-            leet_hint=re.compile(r"[a-z][0134579@$!]+[a-z]"),
-            # four or more single letters separated by one space, dot, dash, underscore or star
-            spelled=re2.compile(r"\b(?:[a-z][ ._*\-]){3,}[a-z]\b"),
         )
 
     def strip_invisible(self, text: str) -> str:
         """Only the removal of invisible characters (for streamed chunks, which are not stripped)."""
-        if self._patterns.invisible.search(text) is None:
+        if text.isascii():
+            data = text.encode("ascii")
+            stripped = data.translate(None, _ASCII_CONTROLS)
+            return text if len(stripped) == len(data) else stripped.decode("ascii")
+        if self._patterns.invisible.search(text) is None:  # type: ignore[attr-defined]
             return text
-        return self._patterns.invisible.sub("", text)
+        return self._patterns.invisible_chars.sub("", text)
 
     def normalize(self, text: str) -> Normalized:
+        if text.isascii():
+            return self._bytewise(text, ())
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        distinct = np.unique(codes[codes >= 0x80])
+        listed = distinct.tolist()
+        if len(listed) <= _MAX_DISTINCT and self._confusable_codes.isdisjoint(listed):
+            kinds = [(chr(code), char_kind(code)) for code in listed]
+            if all(kind is not CharKind.general for _, kind in kinds):
+                return self._bytewise(text, kinds)
+        return self._general(text)
+
+    def _bytewise(self, text: str, kinds: list[tuple[str, CharKind]] | tuple[()]) -> Normalized:
+        """Texts whose non-ASCII characters are all plain, cased or ASCII-compatible."""
+        cased = False
+        for ch, kind in kinds:
+            if kind is CharKind.ascii_compatible:
+                text = text.replace(ch, unicodedata.normalize("NFKC", ch))
+            cased = cased or kind is CharKind.cased
+        data = text.encode("utf-8")
+        stripped = data.translate(None, _ASCII_CONTROLS)
+        invisible = len(data) - len(stripped)
+        if b"\r" in stripped:
+            stripped = stripped.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        stripped = stripped.strip()
+        clean = text if stripped == data else stripped.decode("utf-8")
+        lowered_bytes = fold_whitespace(clean.casefold().encode("utf-8") if cased else stripped.lower())
+        lowered = lowered_bytes.decode("utf-8")
+        return Normalized(clean, lowered, self._fold_tricks(lowered_bytes, lowered), invisible=invisible)
+
+    def _general(self, text: str) -> Normalized:
         p = self._patterns
         hidden = ""
         invisible = 0
         bidi = False
-        if text.isascii():
-            if p.invisible.search(text) is not None:
-                text, invisible = p.invisible.subn("", text)
-            clean = _unify_newlines(text).strip()
-            lowered = " ".join(clean.lower().split())
-            folded = lowered
-        else:
-            if p.invisible.search(text) is not None:
-                if p.tags.search(text) is not None:
-                    hidden = _tag_payload(text)
-                bidi = p.bidi.search(text) is not None
-                text, invisible = p.invisible.subn("", text)
-            clean = _unify_newlines(unicodedata.normalize("NFKC", text)).strip()
+        if p.invisible.search(text) is not None:  # type: ignore[attr-defined]
+            if p.tags.search(text) is not None:
+                hidden = _tag_payload(text)
+            bidi = p.bidi.search(text) is not None
+            text, invisible = p.invisible_chars.subn("", text)
+        if not unicodedata.is_normalized("NFKC", text):
+            text = unicodedata.normalize("NFKC", text)
             # NFKC may itself produce invisible characters from compatibility forms.
-            clean = p.invisible.sub("", clean)
-            lowered = " ".join(clean.casefold().split())
-            folded = lowered
-            if self._has_confusable.search(clean) is not None:
-                folded = " ".join(clean.translate(self._fold).casefold().split())
-        if p.leet_hint.search(folded) is not None:
-            folded = folded.encode("utf-8").translate(_LEET).decode("utf-8")
-        if p.spelled.search(folded) is not None:  # type: ignore[attr-defined]
-            folded = p.spelled.sub(_join_spelled, folded)  # type: ignore[attr-defined]
-        return Normalized(
-            clean=clean, lowered=lowered, folded=folded, hidden=hidden, invisible=invisible, bidi=bidi
-        )
+            if p.invisible.search(text) is not None:  # type: ignore[attr-defined]
+                text = p.invisible_chars.sub("", text)
+        clean = _unify_newlines(text).strip()
+        lowered_bytes = _lower_and_fold(clean)
+        lowered = lowered_bytes.decode("utf-8")
+        # NFKC may have produced lookalikes (mathematical Greek letters): look after it.
+        codes = np.frombuffer(clean.encode("utf-32-le"), dtype=np.uint32)
+        distinct = np.unique(codes[codes >= 0x80])
+        present = sorted(self._confusable_codes.intersection(distinct.tolist()))
+        if present:
+            swapped = clean
+            for code in present:
+                swapped = swapped.replace(chr(code), self._confusables[chr(code)])
+            view = _lower_and_fold(swapped)
+            return Normalized(
+                clean, lowered, self._fold_tricks(view, view.decode("utf-8")), hidden, invisible, bidi
+            )
+        return Normalized(clean, lowered, self._fold_tricks(lowered_bytes, lowered), hidden, invisible, bidi)
+
+    def _fold_tricks(self, view: bytes, text: str) -> str:
+        """Leetspeak and spelled-out words folded (the view itself when it has neither)."""
+        p = self._patterns
+        if p.tricks.search(view) is None:  # type: ignore[attr-defined]
+            return text
+        if p.leet_hint.search(view) is not None:  # type: ignore[attr-defined]
+            view = view.translate(_LEET)
+        if p.spelled.search(view) is not None:  # type: ignore[attr-defined]
+            view = _join_spelled(p.spelled, view)
+        return view.decode("utf-8")
+
+
+def fold_whitespace(data: bytes) -> bytes:
+    """ASCII whitespace folded to single spaces and the ends stripped, over UTF-8 bytes.
+
+    One `bytes.translate` and, when some space follows another, one numpy mask: each byte is
+    looked at a fixed number of times, however long the runs.
+    """
+    data = data.translate(_ASCII_SPACES)
+    if b"  " in data:
+        raw = np.frombuffer(data, dtype=np.uint8)
+        space = raw == 0x20
+        keep = np.ones(len(raw), dtype=bool)
+        keep[1:] = ~(space[1:] & space[:-1])
+        data = raw[keep].tobytes()
+    return data.strip(b" ")
+
+
+def _lower_and_fold(text: str) -> bytes:
+    lowered = text.casefold()
+    if "\u1680" in lowered:  # the one Unicode space NFKC keeps and `str.split` would fold
+        lowered = lowered.replace("\u1680", " ")
+    return fold_whitespace(lowered.encode("utf-8"))
 
 
 def _unify_newlines(text: str) -> str:
     # `str.replace` is a C loop; `str.translate` with a dict would cost a lookup per character.
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if "\u2028" in text or "\u2029" in text:
-        text = text.translate(_NEWLINES)
+    for separator in _NEWLINES:
+        if separator in text:
+            text = text.replace(separator, "\n")
     return text
 
 
-def _join_spelled(match: re.Match[str]) -> str:
-    return "".join(ch for ch in match.group(0) if ch.isalpha())
+def _join_spelled(pattern: object, view: bytes) -> bytes:
+    # RE2's `sub` decodes offsets in Python per match; slicing bytes between matches does not.
+    pieces: list[bytes] = []
+    last = 0
+    for match in pattern.finditer(view):  # type: ignore[attr-defined]
+        start, end = match.span()
+        pieces.append(view[last:start])
+        pieces.append(bytes(ch for ch in view[start:end] if 0x61 <= ch <= 0x7A))
+        last = end
+    pieces.append(view[last:])
+    return b"".join(pieces)
 
 
 def _tag_payload(text: str) -> str:

@@ -160,7 +160,7 @@ def out_of_fold_benign_margins(examples: Sequence[Example], normalizer: Normaliz
         train_part = [e for e in examples if fold_of[e.origin] != fold]
         texts, labels = _instances(train_part, normalizer)
         weights, bias = fit(texts, labels)
-        model = InjectionModel(weights=weights, bias=bias)
+        model = InjectionModel.from_weights(weights, bias)
         margins += [
             model.margin(normalizer.normalize(e.text).lowered)
             for e in examples
@@ -176,7 +176,7 @@ def train(directory: Path) -> InjectionModel:
     weights, bias = fit(texts, labels)
     digest = hashlib.sha256("\n".join(e.text for e in examples).encode("utf-8")).hexdigest()[:16]
     shift = bias_shift(out_of_fold_benign_margins(examples, normalizer), TARGET_BENIGN_RATE)
-    return InjectionModel(weights=weights, bias=bias - shift, version=f"hash18-ngram345-{digest}")
+    return InjectionModel.from_weights(weights, bias - shift, version=f"hash18-ngram345-{digest}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

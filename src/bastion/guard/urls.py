@@ -40,11 +40,8 @@ class UrlPolicy:
             r"\s*:(?:[^\s\"'<>)\]]+)"
         )
         self._web = re2.compile(r"(?i)\bhttps?://[^\s\"'<>)\]]+")
-        self._hint = re2.compile(r"(?i)script|data|file|blob|http")
 
     def apply(self, text: str) -> UrlResult:
-        if self._hint.search(text) is None:
-            return UrlResult(text, 0)
         blocked = 0
 
         def neutralize(match: object) -> str:
@@ -55,8 +52,10 @@ class UrlPolicy:
             blocked += 1
             return BLOCKED_MARKER
 
-        text = self._dangerous.sub(neutralize, text)
-        if self.allowed is not None:
+        # RE2's `sub` walks the text in Python even when nothing matches: search first.
+        if self._dangerous.search(text) is not None:
+            text = self._dangerous.sub(neutralize, text)
+        if self.allowed is not None and self._web.search(text) is not None:
 
             def restrict(match: object) -> str:
                 nonlocal blocked

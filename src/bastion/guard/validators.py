@@ -39,23 +39,36 @@ def check_empty(clean: str) -> Finding | None:
 
 def check_repetition(lowered: str) -> Finding | None:
     """More than 80% one character, or one short token (or pair or triple of tokens) repeated."""
-    compact = lowered.replace(" ", "")
-    n = len(compact)
+    spaces = lowered.count(" ")
+    n = len(lowered) - spaces
     if n < REPETITION_MIN_CHARS:
         return None
     # A character holding 80% of the text all but surely appears among evenly spaced samples;
-    # only the two most frequent samples are counted over the whole text.
-    step = max(1, n // _SAMPLES)
-    for char, _ in Counter(compact[::step]).most_common(2):
-        if compact.count(char) > REPETITION_SHARE * n:
+    # only the two most frequent ones other than the space are counted over the whole text.
+    step = max(1, len(lowered) // _SAMPLES)
+    samples = lowered[::step]
+    frequent = [(char, k) for char, k in Counter(samples).most_common(3) if char != " "]
+    for char, k in frequent[:2]:
+        # a character far from a majority of the samples is not counted over the whole text
+        if 2 * k >= len(samples) - samples.count(" ") and lowered.count(char) > REPETITION_SHARE * n:
             return Finding(Category.repetition, 1.0, "repetition:char")
-    tokens = lowered.split(" ")
-    if len(tokens) >= 6:
-        middle = len(tokens) // 2
-        for unit in (tokens[:1], tokens[:2], tokens[:3], tokens[middle : middle + 1]):
-            phrase = " ".join(unit)
-            # each repeat also takes the space after it
-            covered = lowered.count(phrase) * (len(phrase) + 1)
-            if len(phrase) <= 40 and covered > REPETITION_SHARE * len(lowered):
+    if spaces >= 5:
+        tokens = lowered.split(" ", 3)[:3]
+        share = REPETITION_SHARE * len(lowered)
+        # "t0 t1" and "t0 t1 t2" occur no more often than "t0": when even that many repeats could
+        # not cover the text, the longer phrase is not counted
+        first = lowered.count(tokens[0])
+        for phrase in (" ".join(tokens[:k]) for k in (1, 2, 3)):
+            if first * (len(phrase) + 1) > share and _covers(lowered, phrase, share):
                 return Finding(Category.repetition, 1.0, "repetition:token")
+        # the token around the middle of the text (no list of every token is built)
+        middle = lowered.rfind(" ", 0, len(lowered) // 2) + 1
+        end = lowered.find(" ", middle)
+        if _covers(lowered, lowered[middle : end if end >= 0 else len(lowered)], share):
+            return Finding(Category.repetition, 1.0, "repetition:token")
     return None
+
+
+def _covers(lowered: str, phrase: str, share: float) -> bool:
+    # each repeat also takes the space after it
+    return 0 < len(phrase) <= 40 and lowered.count(phrase) * (len(phrase) + 1) > share
