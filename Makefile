@@ -30,9 +30,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Retrain the shipped prompt-injection classifier from data/guard-eval (deterministic).
+# Retrain the shipped prompt-injection classifier from data/guard-eval and data/guard-bastion (deterministic).
 guard-model: $(STAMP)
-	$(BIN)/python -m bastion.guard.train --data data/guard-eval --out src/bastion/guard/data/injection-model.npz
+	$(BIN)/python -m bastion.guard.train --data data/guard-eval data/guard-bastion --out src/bastion/guard/data/injection-model.npz
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

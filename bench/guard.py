@@ -32,7 +32,7 @@ from bastion.guard import Guard, GuardConfig, ScanContext
 from bastion.guard.base import ATTACK_CATEGORIES
 from bastion.guard.train import Example, load_examples
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "guard-eval"
+DATA = tuple(Path(__file__).resolve().parents[1] / "data" / name for name in ("guard-eval", "guard-bastion"))
 
 
 def kind(example: Example) -> str:
@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--split", choices=("held-out", "tune"), default="held-out")
     parser.add_argument("--no-speed", action="store_true")
     args = parser.parse_args()
-    examples = load_examples(DATA)
+    examples = load_examples(*DATA)
     chosen = [e for e in examples if e.held_out == (args.split == "held-out")]
     guard = Guard(GuardConfig(max_lengths={"message": 100_000, "journal": 100_000, "context": 200_000}))
     print(f"split: {args.split} ({len(chosen)} items); attack categories: {len(ATTACK_CATEGORIES)}")

@@ -38,6 +38,7 @@ from bastion.guard.normalize import Normalized, Normalizer
 from bastion.guard.output import CanaryDetector, StreamScanner
 from bastion.guard.profanity import ProfanityFilter, load_words
 from bastion.guard.rules import RuleSet, load_rules, noisy_or
+from bastion.guard.suffix import AdversarialSuffixDetector
 from bastion.guard.urls import UrlPolicy
 from bastion.guard.validators import (
     DEFAULT_LIMITS,
@@ -112,6 +113,7 @@ class Guard:
         self._rules = RuleDetector(rules)
         self._model = ModelDetector(model) if model is not None else None
         self._encoded = EncodedPayloadDetector(self.normalizer, rules, model)
+        self._suffix = AdversarialSuffixDetector()
         self._profanity = (
             ProfanityFilter(load_words(self.config.profanity_words)) if self.config.profanity_filter else None
         )
@@ -145,6 +147,7 @@ class Guard:
     def attack_findings(self, normalized: Normalized, context: ScanContext) -> list[Finding]:
         findings = self._rules.detect(normalized, context)
         findings.extend(self._encoded.detect(normalized, context))
+        findings.extend(self._suffix.detect(normalized, context))
         if self._model is not None:
             findings.extend(self._model.detect(normalized, context))
         return findings

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Train the shipped injection classifier from the evaluation data (`make guard-model`).
 
-    python -m bastion.guard.train --data data/guard-eval --out src/bastion/guard/data/injection-model.npz
+    python -m bastion.guard.train --data data/guard-eval data/guard-bastion \
+        --out src/bastion/guard/data/injection-model.npz
 
 The data is split by `source` (the repository and file an item came from): the model is trained,
 and its threshold chosen, on the tuning sources only; the held-out sources below are never seen
@@ -39,6 +40,7 @@ HELD_OUT_SOURCES = (
     "lakeraai/dsec-gandalf/analysis/attack_classification/labels/indirect.yaml",
     "lakeraai/dsec-gandalf/analysis/attack_classification/labels/output_fiction.yaml",
     "lakeraai/dsec-gandalf/analysis/attack_classification/labels/partial.yaml",
+    "bastion/wellness/held-out",
 )
 
 #: Largest share of benign texts the model alone may flag, measured out of fold (see `train`).
@@ -68,9 +70,9 @@ class Example:
         return self.origin.startswith(HELD_OUT_SOURCES)
 
 
-def load_examples(directory: Path) -> list[Example]:
+def load_examples(*directories: Path) -> list[Example]:
     examples: list[Example] = []
-    for path in sorted(directory.glob("*.jsonl")):
+    for path in sorted(p for directory in directories for p in directory.glob("*.jsonl")):
         with path.open(encoding="utf-8") as handle:
             for line in handle:
                 if line.strip():
@@ -110,9 +112,9 @@ def fit(
     texts: Sequence[str],
     labels: npt.NDArray[np.float64],
     *,
-    epochs: int = 250,
+    epochs: int = 400,
     learning_rate: float = 0.05,
-    l2: float = 3e-4,
+    l2: float = 3e-5,
 ) -> tuple[npt.NDArray[np.float32], float]:
     """Class-balanced L2 logistic regression, full-batch Adam on the sparse design."""
     rows, cols, vals = _design(texts)
@@ -169,9 +171,9 @@ def out_of_fold_benign_margins(examples: Sequence[Example], normalizer: Normaliz
     return margins
 
 
-def train(directory: Path) -> InjectionModel:
+def train(*directories: Path) -> InjectionModel:
     normalizer = Normalizer()
-    examples = [e for e in load_examples(directory) if not e.held_out]
+    examples = [e for e in load_examples(*directories) if not e.held_out]
     texts, labels = _instances(examples, normalizer)
     weights, bias = fit(texts, labels)
     digest = hashlib.sha256("\n".join(e.text for e in examples).encode("utf-8")).hexdigest()[:16]
@@ -181,10 +183,12 @@ def train(directory: Path) -> InjectionModel:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--data", type=Path, default=Path("data/guard-eval"))
+    parser.add_argument(
+        "--data", type=Path, nargs="+", default=[Path("data/guard-eval"), Path("data/guard-bastion")]
+    )
     parser.add_argument("--out", type=Path, default=Path("src/bastion/guard/data/injection-model.npz"))
     args = parser.parse_args(argv)
-    model = train(args.data)
+    model = train(*args.data)
     data = model.to_bytes()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(data)
