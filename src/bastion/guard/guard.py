@@ -209,7 +209,7 @@ class Guard:
         return self._decide(normalized.clean, findings)
 
     def output_findings(self, normalized: Normalized) -> list[Finding]:
-        findings = self._output_rules.findings(normalized.views())
+        findings = self._output_rules.findings(normalized.utf8_views())
         if self._canary is not None:
             findings.extend(
                 self._canary.detect(normalized, ScanContext(field="output", direction=Direction.output))

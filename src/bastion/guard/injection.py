@@ -30,7 +30,7 @@ class RuleDetector:
         self.rules = rules
 
     def detect(self, normalized: Normalized, context: ScanContext) -> list[Finding]:
-        findings = self.rules.findings((*normalized.views(), normalized.hidden.lower()))
+        findings = self.rules.findings((*normalized.utf8_views(), normalized.hidden.lower()))
         if normalized.hidden:
             findings.append(Finding(Category.invisible_text, HIDDEN_TEXT_WEIGHT, "unicode-tags"))
         if normalized.bidi:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import lru_cache
 from importlib import resources
@@ -112,10 +112,20 @@ class Normalized:
     hidden: str = ""
     invisible: int = 0
     bidi: bool = False
+    #: the views as UTF-8, which RE2 scans without encoding them again (filled by the normalizer)
+    lowered_utf8: bytes = field(default=b"", repr=False)
+    folded_utf8: bytes = field(default=b"", repr=False)
 
     def views(self) -> tuple[str, ...]:
         """The distinct detection views, the plain lower-case one first."""
         return (self.lowered,) if self.folded == self.lowered else (self.lowered, self.folded)
+
+    def utf8_views(self) -> tuple[bytes, ...]:
+        """`views()` as UTF-8."""
+        lowered = self.lowered_utf8 or self.lowered.encode("utf-8")
+        if self.folded == self.lowered:
+            return (lowered,)
+        return (lowered, self.folded_utf8 or self.folded.encode("utf-8"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +194,10 @@ class Normalizer:
         clean = text if stripped == data else stripped.decode("utf-8")
         lowered_bytes = fold_whitespace(clean.casefold().encode("utf-8") if cased else stripped.lower())
         lowered = lowered_bytes.decode("utf-8")
-        return Normalized(clean, lowered, self._fold_tricks(lowered_bytes, lowered), invisible=invisible)
+        folded_bytes, folded = self._fold_tricks(lowered_bytes, lowered)
+        return Normalized(
+            clean, lowered, folded, invisible=invisible, lowered_utf8=lowered_bytes, folded_utf8=folded_bytes
+        )
 
     def _general(self, text: str) -> Normalized:
         p = self._patterns
@@ -213,21 +226,21 @@ class Normalizer:
             for code in present:
                 swapped = swapped.replace(chr(code), self._confusables[chr(code)])
             view = _lower_and_fold(swapped)
-            return Normalized(
-                clean, lowered, self._fold_tricks(view, view.decode("utf-8")), hidden, invisible, bidi
-            )
-        return Normalized(clean, lowered, self._fold_tricks(lowered_bytes, lowered), hidden, invisible, bidi)
+            folded_bytes, folded = self._fold_tricks(view, view.decode("utf-8"))
+        else:
+            folded_bytes, folded = self._fold_tricks(lowered_bytes, lowered)
+        return Normalized(clean, lowered, folded, hidden, invisible, bidi, lowered_bytes, folded_bytes)
 
-    def _fold_tricks(self, view: bytes, text: str) -> str:
+    def _fold_tricks(self, view: bytes, text: str) -> tuple[bytes, str]:
         """Leetspeak and spelled-out words folded (the view itself when it has neither)."""
         p = self._patterns
         if p.tricks.search(view) is None:  # type: ignore[attr-defined]
-            return text
+            return view, text
         if p.leet_hint.search(view) is not None:  # type: ignore[attr-defined]
             view = view.translate(_LEET)
         if p.spelled.search(view) is not None:  # type: ignore[attr-defined]
             view = _join_spelled(p.spelled, view)
-        return view.decode("utf-8")
+        return view, view.decode("utf-8")
 
 
 def fold_whitespace(data: bytes) -> bytes:

@@ -98,12 +98,12 @@ class ProfanityFilter:
             self._set.Add(word_pattern(word))
         self._set.Compile()
 
-    def matches(self, folded: str) -> list[str]:
+    def matches(self, folded: str | bytes) -> list[str]:
         return [self.words[i] for i in self._set.Match(folded) or ()] if self.words else []
 
     def detect(self, normalized: Normalized, context: ScanContext) -> list[Finding]:
-        hits = self.matches(normalized.folded)
+        hits = self.matches(normalized.folded_utf8 or normalized.folded)
         if not hits and normalized.folded != normalized.lowered:
             # the folded view translated leetspeak signs; the plain one keeps e.g. "$h1t" as typed
-            hits = self.matches(normalized.lowered)
+            hits = self.matches(normalized.lowered_utf8 or normalized.lowered)
         return [Finding(Category.profanity, self._score, f"profanity:{len(hits)}")] if hits else []

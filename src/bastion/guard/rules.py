@@ -45,7 +45,7 @@ class RuleSet:
                 self._owner.append(rule)
         self._set.Compile()
 
-    def match(self, views: Iterable[str]) -> list[Rule]:
+    def match(self, views: Iterable[str | bytes]) -> list[Rule]:
         seen: dict[str, Rule] = {}
         for view in views:
             if not view:
@@ -55,7 +55,7 @@ class RuleSet:
                 seen.setdefault(rule.id, rule)
         return list(seen.values())
 
-    def findings(self, views: Iterable[str]) -> list[Finding]:
+    def findings(self, views: Iterable[str | bytes]) -> list[Finding]:
         return [Finding(rule.category, rule.weight, rule.id) for rule in self.match(views)]
 
 
