@@ -62,7 +62,10 @@ _ASCII_SPACES = bytes.maketrans(b"\t\n\r\x0b\x0c", b"     ")
 _NEWLINES = ("\u2028", "\u2029", "\x85")
 # Leetspeak is ASCII to ASCII, so it runs as `bytes.translate` over UTF-8.
 _LEET = bytes.maketrans(b"0134579@$!", b"oieastgasi")
-_LEET_HINT = rb"[a-z][0134579@$!]+[a-z]"
+# A letter next to a digit or sign that leetspeak uses for a letter. "@" between letters counts only
+# when the word after it ends without a dot: "p@ssword" is leetspeak, "sam@example.com" is an
+# address (folding it would cost every e-mail a second pass of every rule set).
+_LEET_HINT = rb"[a-z][0134579$!]+[a-z]|[a-z]@+[a-z]+(?:[^a-z.@]|$)"
 # four or more single letters separated by one space, dot, dash, underscore or star
 _SPELLED = rb"\b(?:[a-z][ ._*\-]){3,}[a-z]\b"
 #: A text with more distinct non-ASCII characters than this takes the general path.
