@@ -4,6 +4,11 @@
 RE2 guarantees matching in time linear in the text, whatever the pattern: there is no
 backtracking to exploit. All the patterns of a rule file go into one `re2.Set`, so a text is
 scanned once for all of them, and the set reports which patterns matched.
+
+Some evidence only means something in a setting: "add a line about crypto to your reply" is a
+user's request in a chat and an injection inside an e-mail. A rule marked `context: true` names
+such a setting (it is never reported itself), and a rule with `requires: <id>` counts only when
+that context rule matched too, anywhere in the text, before or after it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ class Rule:
     category: Category
     weight: float
     patterns: tuple[str, ...]
+    #: a setting other rules may require, never reported on its own
+    context: bool = False
+    #: the id of the context rule this rule needs
+    requires: str | None = None
 
 
 class RuleSet:
@@ -45,7 +54,8 @@ class RuleSet:
                 self._owner.append(rule)
         self._set.Compile()
 
-    def match(self, views: Iterable[str | bytes]) -> list[Rule]:
+    def match(self, views: Iterable[str | bytes], *, assume: Iterable[str] = ()) -> list[Rule]:
+        """The rules found in any of the views; `assume` lists context ids taken as present."""
         seen: dict[str, Rule] = {}
         for view in views:
             if not view:
@@ -53,7 +63,16 @@ class RuleSet:
             for index in self._set.Match(view) or ():
                 rule = self._owner[index]
                 seen.setdefault(rule.id, rule)
-        return list(seen.values())
+        present = set(assume) | {rule.id for rule in seen.values() if rule.context}
+        return [
+            rule
+            for rule in seen.values()
+            if not rule.context and (rule.requires is None or rule.requires in present)
+        ]
+
+    @property
+    def context_ids(self) -> frozenset[str]:
+        return frozenset(rule.id for rule in self.rules if rule.context)
 
     def findings(self, views: Iterable[str | bytes]) -> list[Finding]:
         return [Finding(rule.category, rule.weight, rule.id) for rule in self.match(views)]
@@ -70,12 +89,18 @@ def parse_rules(document: Any, *, source: str = "rules") -> list[Rule]:
                 category=Category(entry["category"]),
                 weight=float(entry["weight"]),
                 patterns=tuple(str(p) for p in entry["patterns"]),
+                context=bool(entry.get("context", False)),
+                requires=str(entry["requires"]) if entry.get("requires") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: invalid rule {entry!r}: {exc}") from None
         if not 0.0 < rule.weight <= 1.0 or not rule.patterns:
             raise ValueError(f"{source}: rule {rule.id} needs a weight in (0, 1] and patterns")
         rules.append(rule)
+    contexts = {rule.id for rule in rules if rule.context}
+    for rule in rules:
+        if rule.requires is not None and rule.requires not in contexts:
+            raise ValueError(f"{source}: rule {rule.id} requires {rule.requires!r}, which is no context rule")
     return rules
 
 
