@@ -138,22 +138,20 @@ class InjectionModel:
         if len(text) <= WINDOW:
             total = int(gathered.sum(dtype=np.int64))
             return self.bias + self.scale * total / math.sqrt(len(buckets))
-        # Windows are STRIDE-aligned and two strides long: sum each order's weights per block of
-        # STRIDE starting positions (one `reduceat` for all orders), and a window is two blocks.
-        offsets = np.cumsum((0, *lengths[:-1]))
-        bounds = np.concatenate([np.arange(0, n, STRIDE) + o for n, o in zip(lengths, offsets, strict=True)])
-        block_sums = np.add.reduceat(gathered, bounds, dtype=np.int64)
-        blocks = np.zeros(-(-lengths[0] // STRIDE) + 1, dtype=np.int64)
+        # Windows are STRIDE-aligned and two strides long. Each order's weights are laid in one row
+        # of a zero-padded (orders x blocks x STRIDE) array, so one sum gives every block's total
+        # and a window is two neighbouring blocks.
+        blocks_count = -(-lengths[0] // STRIDE) + 1
+        rows = np.zeros((len(lengths), blocks_count * STRIDE), dtype=np.int8)
         start = 0
-        for n in lengths:
-            count = -(-n // STRIDE)
-            blocks[:count] += block_sums[start : start + count]
-            start += count
+        for row, n in enumerate(lengths):
+            rows[row, :n] = gathered[start : start + n]
+            start += n
+        blocks = rows.reshape(len(lengths), blocks_count, STRIDE).sum(axis=(0, 2), dtype=np.int64)
         starts = np.arange(0, len(text) - STRIDE, STRIDE)
-        ends = np.minimum(starts + WINDOW, lengths[0])
         index = starts // STRIDE
         sums = (blocks[index] + blocks[index + 1]).astype(np.float64)
-        counts = (ends - starts) * len(lengths)
+        counts = (np.minimum(starts + WINDOW, lengths[0]) - starts) * len(lengths)
         return self.bias + self.scale * float(np.max(sums / np.sqrt(counts)))
 
     def score(self, text: str) -> float:
