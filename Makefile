@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test install lint typecheck bench clean
+.PHONY: serve test install lint typecheck bench clean guard-model
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# Retrain the shipped prompt-injection classifier from data/guard-eval and data/guard-bastion (deterministic).
+guard-model: $(STAMP)
+	$(BIN)/python -m bastion.guard.train --data data/guard-eval data/guard-bastion --out src/bastion/guard/data/injection-model.npz
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

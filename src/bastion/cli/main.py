@@ -10,12 +10,13 @@ import typer
 
 from bastion import __version__
 from bastion.cli import api_keys as _api_keys  # noqa: F401 - registers `bastion keys create|list|revoke|rotate`
-from bastion.cli import blocks, db, secrets, users
+from bastion.cli import blocks, db, guard, secrets, users
 from bastion.cli.common import database_or_exit, settings_or_exit
 
 app = typer.Typer(help="Bastion: a security-hardened backend for AI chat applications.", no_args_is_help=True)
 app.add_typer(blocks.app, name="blocks")
 app.add_typer(db.app, name="db")
+app.add_typer(guard.app, name="guard")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(users.app, name="users")
 app.add_typer(users.keys_app, name="keys")
