@@ -55,7 +55,8 @@ class SessionList(BaseModel):
 
 
 class MessageCreate(Strict):
-    content: str = Field(max_length=MAX_CONTENT_CHARS)
+    # Some text besides whitespace (an empty message is refused; the schema says so too).
+    content: str = Field(max_length=MAX_CONTENT_CHARS, pattern=r"\S")
     stream: bool = False
     max_tokens: int | None = Field(None, ge=1, le=32_768)
     temperature: float | None = Field(None, ge=0, le=2)
