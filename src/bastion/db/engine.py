@@ -1,5 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Async engine and session factory for SQLite (default) and PostgreSQL."""
+"""Async engine and session factory for SQLite (default) and PostgreSQL.
+
+SQLite allows one writer at a time. A transaction that starts with a plain (deferred) ``BEGIN``,
+reads, and then writes must upgrade its lock; when another connection wrote in between, SQLite
+answers "database is locked" at once, without waiting out the busy timeout. Write units of work
+therefore start with ``BEGIN IMMEDIATE`` (see ``bastion.db.session``): they take the write lock up
+front, and a second writer waits in the busy handler instead of failing. Reads keep the deferred
+``BEGIN``; with WAL they never wait for writers.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+# How long a SQLite writer waits for the write lock before giving up (then: 503 + Retry-After).
+# Write transactions hold the lock for milliseconds, so this only runs out under an overload.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Execution option a unit of work sets on its connection to begin with the write lock held.
+WRITE_INTENT = "bastion_write"
 
 
 def backend_name(url: str) -> str:
     return make_url(url).get_backend_name()
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, *, echo: bool = False, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> AsyncEngine:
     """An engine for ``url``; SQLite gets its directory created and safe pragmas per connection."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
@@ -28,22 +44,37 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             # Created owner-only before SQLite opens it; its -wal and -shm files inherit the mode.
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         engine = create_async_engine(parsed, **kwargs)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+
+        def connect(dbapi_connection: Any, _record: Any) -> None:
+            _sqlite_connect(dbapi_connection, busy_timeout_ms=busy_timeout_ms)
+
+        event.listen(engine.sync_engine, "connect", connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10, pool_recycle=1800)
     return create_async_engine(parsed, **kwargs)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, *, busy_timeout_ms: int) -> None:
+    # The driver's own transaction handling would BEGIN (deferred) behind our back; turn it off
+    # so ``_sqlite_begin`` alone decides how each transaction starts.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         # Foreign keys are off in SQLite unless asked for; WAL lets readers work during writes.
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    if connection.get_execution_options().get(WRITE_INTENT):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        connection.exec_driver_sql("BEGIN")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

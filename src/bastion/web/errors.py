@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion.db.busy import busy_unavailable, database_busy
 from bastion.errors import BastionError, error_bytes
 from bastion.observability.logging import get_logger
 
@@ -93,7 +94,13 @@ class UnhandledErrors:
 
         try:
             await self.app(scope, receive, watch)
-        except Exception:
+        except Exception as exc:
+            if database_busy(exc) and not started:
+                # Overload, not a fault: the client may retry (a read outside a unit of work, or a
+                # lock wait in a middleware, ends up here).
+                self.log.warning("database_busy", path=scope.get("path"), error=type(exc).__name__)
+                await send_domain_error(scope, send, busy_unavailable(), license_url=self.license_url)
+                return
             self.log.exception("unhandled_exception", path=scope.get("path"), response_started=started)
             if started:
                 return
