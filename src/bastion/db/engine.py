@@ -5,13 +5,20 @@ SQLite allows one writer at a time. A transaction that starts with a plain (defe
 reads, and then writes must upgrade its lock; when another connection wrote in between, SQLite
 answers "database is locked" at once, without waiting out the busy timeout. Write units of work
 therefore start with ``BEGIN IMMEDIATE`` (see ``bastion.db.session``): they take the write lock up
-front, and a second writer waits in the busy handler instead of failing. Reads keep the deferred
-``BEGIN``; with WAL they never wait for writers.
+front, and a second writer waits instead of failing. Reads keep the deferred ``BEGIN``; with WAL
+they never wait for writers.
+
+SQLite's busy handler waits by polling, which is not fair: under load one writer can lose the race
+again and again until its busy timeout runs out. So within a process, writers also queue on one
+lock (``WriterGate``), first come first served, and only the writer at the head of the queue asks
+SQLite for its lock; the busy timeout is left for other processes (the CLI, more workers).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +31,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Execution option a unit of work sets on its connection to begin with the write lock held.
 WRITE_INTENT = "bastion_write"
+# Where a SQLite sessionmaker keeps its WriterGate (``sessionmaker.kw["info"]``).
+WRITER_GATE = "bastion_writer_gate"
+
+
+@dataclass(frozen=True, slots=True)
+class WriterGate:
+    """This process's SQLite writers, one at a time in arrival order; ``timeout`` bounds the wait."""
+
+    timeout: float
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def backend_name(url: str) -> str:
@@ -78,4 +95,7 @@ def _sqlite_begin(connection: Connection) -> None:
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    info: dict[str, object] = {}
+    if engine.dialect.name == "sqlite":
+        info[WRITER_GATE] = WriterGate(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info)

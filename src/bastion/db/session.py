@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.db.busy import busy_unavailable, database_busy
-from bastion.db.engine import WRITE_INTENT
+from bastion.db.engine import WRITE_INTENT, WRITER_GATE, WriterGate
 
 
 @asynccontextmanager
@@ -40,8 +41,9 @@ async def read_only(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIter
 async def _transaction(
     sessionmaker: async_sessionmaker[AsyncSession], *, write: bool
 ) -> AsyncIterator[AsyncSession]:
+    gate = sessionmaker.kw.get("info", {}).get(WRITER_GATE) if write else None
     try:
-        async with sessionmaker() as session, session.begin():
+        async with _turn(gate), sessionmaker() as session, session.begin():
             # The first connection of the transaction carries the intent to the engine's begin hook.
             await session.connection(execution_options={WRITE_INTENT: write})
             yield session
@@ -49,3 +51,20 @@ async def _transaction(
         if database_busy(exc):
             raise busy_unavailable() from exc
         raise
+
+
+@asynccontextmanager
+async def _turn(gate: WriterGate | None) -> AsyncIterator[None]:
+    """Wait for this process's turn to write on SQLite (nothing to wait for elsewhere)."""
+    if gate is None:
+        yield
+        return
+    try:
+        with anyio.fail_after(gate.timeout):
+            await gate.lock.acquire()
+    except TimeoutError:
+        raise busy_unavailable() from None
+    try:
+        yield
+    finally:
+        gate.lock.release()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -94,3 +95,19 @@ async def test_other_database_errors_are_not_taken_for_overload(
     assert not database_busy(failed.value)
     assert database_busy(PoolTimeout("QueuePool limit reached"))
     assert not database_busy(ValueError("database is locked"))
+
+
+async def test_writers_of_one_process_take_turns_instead_of_timing_out(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Thirty writers at once, each longer than SQLite's busy timeout here: none is refused."""
+
+    async def write(number: int) -> None:
+        async with unit_of_work(sessionmaker) as session:
+            await session.execute(text("SELECT count(*) FROM notes"))
+            await asyncio.sleep(0.06)  # holds the write lock past the 50 ms busy timeout
+            await session.execute(text("INSERT INTO notes (body) VALUES (:body)"), {"body": f"n{number}"})
+
+    await asyncio.gather(*(write(number) for number in range(30)))
+    async with read_only(sessionmaker) as session:
+        assert (await session.execute(text("SELECT count(*) FROM notes"))).scalar_one() == 31
