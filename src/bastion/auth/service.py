@@ -28,7 +28,7 @@ from bastion.auth.repository import IdentityRepository
 from bastion.auth.revocation import Revocations
 from bastion.auth.throttle import PasswordThrottle, Refusal
 from bastion.auth.tokens import AccessClaims, AccessTokens, SecretTokens, TokenInvalid
-from bastion.db.session import unit_of_work
+from bastion.db.session import read_only, unit_of_work
 from bastion.db.types import utcnow
 from bastion.errors import (
     Conflict,
@@ -386,15 +386,17 @@ class IdentityService:
 
     async def login(self, email: str, password: str, context: Context) -> TokenPair:
         """Tokens for a correct email and password; one generic failure for everything else."""
-        async with unit_of_work(self.sessionmaker) as session:
+        async with read_only(self.sessionmaker) as session:
             found = await IdentityRepository(session).user_by_email(email)
         user = await self.verify_password_attempt(
             email, found, password, context, event=AuditEvent.LOGIN_FAILED, message=LOGIN_FAILED
         )
+        # Hashing is slow on purpose: done before the write transaction, which it would hold open.
+        rehash = self.hashing.needs_rehash(user.password_hash)
+        new_hash = await self.hashing.hash(password) if rehash else None
         async with unit_of_work(self.sessionmaker) as session:
             repo = IdentityRepository(session)
-            if self.hashing.needs_rehash(user.password_hash):
-                new_hash = await self.hashing.hash(password)
+            if new_hash is not None:
                 await repo.update_user(user.id, now=self.clock(), bump_version=False, password_hash=new_hash)
                 user.password_hash = new_hash
             pair = await self._issue(repo, user, None)
@@ -462,7 +464,7 @@ class IdentityService:
         if not refresh_token or len(refresh_token) > 200:
             return None
         digest = self.secret_tokens.digest(refresh_token, purpose=REFRESH_PURPOSE)
-        async with unit_of_work(self.sessionmaker) as session:
+        async with read_only(self.sessionmaker) as session:
             stored = await IdentityRepository(session).refresh_token_by_hash(digest)
         return stored.session_id if stored is not None else None
 
@@ -480,7 +482,7 @@ class IdentityService:
         # known and the fail mode is closed: such a token is never accepted).
         if await self.revocations.refused(claims):
             raise TokenInvalid("revoked")
-        async with unit_of_work(self.sessionmaker) as session:
+        async with read_only(self.sessionmaker) as session:
             user = await IdentityRepository(session).user_by_id(claims.subject)
         if user is None or not user.is_active:
             raise TokenInvalid("no_user")
@@ -540,7 +542,7 @@ class IdentityService:
         )
 
     async def me(self, user_id: str) -> User:
-        async with unit_of_work(self.sessionmaker) as session:
+        async with read_only(self.sessionmaker) as session:
             user = await IdentityRepository(session).user_by_id(user_id)
         if user is None:
             raise NotFound()

@@ -23,7 +23,7 @@ from bastion.chat.models import ChatMessage, ChatSession, MessageStatus, new_mes
 from bastion.chat.repository import ChatRepository, Owner
 from bastion.chat.views import MessageView, Page, SessionView, StreamEvent
 from bastion.crypto.fields import FieldCipher, context
-from bastion.db.session import unit_of_work
+from bastion.db.session import read_only, unit_of_work
 from bastion.db.types import utcnow
 from bastion.errors import Conflict, NotFound
 from bastion.llm import base as llm
@@ -109,14 +109,14 @@ class ChatService:
         return self._session_view(chat)
 
     async def list_sessions(self, owner: Owner, *, before: datetime | None, limit: int) -> list[SessionView]:
-        async with unit_of_work(self._sessionmaker) as db:
+        async with read_only(self._sessionmaker) as db:
             rows = await ChatRepository(db).list_sessions(
                 owner, active_since=self._active_since(), before=before, limit=min(max(limit, 1), MAX_PAGE)
             )
             return [self._session_view(row) for row in rows]
 
     async def get_session(self, owner: Owner, session_id: str) -> SessionView:
-        async with unit_of_work(self._sessionmaker) as db:
+        async with read_only(self._sessionmaker) as db:
             return self._session_view(await self._owned(ChatRepository(db), owner, session_id))
 
     async def delete_session(self, owner: Owner, session_id: str) -> None:
@@ -135,7 +135,7 @@ class ChatService:
     # -- messages ----------------------------------------------------------------------------
 
     async def history(self, owner: Owner, session_id: str, *, before: int | None, limit: int) -> Page:
-        async with unit_of_work(self._sessionmaker) as db:
+        async with read_only(self._sessionmaker) as db:
             repo = ChatRepository(db)
             await self._owned(repo, owner, session_id)
             size = min(max(limit, 1), MAX_PAGE)
@@ -151,7 +151,7 @@ class ChatService:
         """
         prompt = [llm.ChatMessage("system", self.system_prompt)]
         history = self.limits.max_history_messages - 1
-        async with unit_of_work(self._sessionmaker) as db:
+        async with read_only(self._sessionmaker) as db:
             repo = ChatRepository(db)
             await self._owned(repo, owner, session_id)
             recent = await repo.recent_messages(session_id, limit=history) if history > 0 else []

@@ -1,23 +1,61 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Async engine and session factory for SQLite (default) and PostgreSQL."""
+"""Async engine and session factory for SQLite (default) and PostgreSQL.
+
+SQLite allows one writer at a time. A transaction that starts with a plain (deferred) ``BEGIN``,
+reads, and then writes must upgrade its lock; when another connection wrote in between, SQLite
+answers "database is locked" at once, without waiting out the busy timeout. Write units of work
+therefore start with ``BEGIN IMMEDIATE`` (see ``bastion.db.session``): they take the write lock up
+front, and a second writer waits instead of failing. Reads keep the deferred ``BEGIN``; with WAL
+they never wait for writers.
+
+SQLite's busy handler waits by polling, which is not fair: under load one writer can lose the race
+again and again until its busy timeout runs out. So within a process, writers also queue on one
+lock (``WriterGate``), first come first served, and only the writer at the head of the queue asks
+SQLite for its lock; the busy timeout is left for other processes (the CLI, more workers).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+# How long a SQLite writer waits for the write lock before giving up (then: 503 + Retry-After).
+# Write transactions hold the lock for milliseconds, so this only runs out under an overload.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Execution option a unit of work sets on its connection to begin with the write lock held.
+WRITE_INTENT = "bastion_write"
+# Where a SQLite sessionmaker keeps its WriterGate (``sessionmaker.kw["info"]``).
+WRITER_GATE = "bastion_writer_gate"
+
+
+@dataclass(frozen=True, slots=True)
+class WriterGate:
+    """This process's SQLite writers, one at a time in arrival order; ``timeout`` bounds the wait."""
+
+    timeout: float
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def backend_name(url: str) -> str:
     return make_url(url).get_backend_name()
 
 
-def create_engine(url: str, *, echo: bool = False, timeout: float | None = None) -> AsyncEngine:
-    """An engine for ``url``; SQLite gets its directory created and safe pragmas per connection.
+def create_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    timeout: float | None = None,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+) -> AsyncEngine:
+    """An engine for ``url``; SQLite gets its directory created, safe pragmas per connection, a busy
+    timeout and writers that take the lock up front (``BEGIN IMMEDIATE``).
 
     ``timeout`` (the app's DATABASE_TIMEOUT_SECONDS; None for migrations and the CLI, whose work
     may be long) bounds, on PostgreSQL, the wait for a pooled connection, a new connection and each
@@ -35,7 +73,12 @@ def create_engine(url: str, *, echo: bool = False, timeout: float | None = None)
             # Created owner-only before SQLite opens it; its -wal and -shm files inherit the mode.
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         engine = create_async_engine(parsed, **kwargs)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+
+        def connect(dbapi_connection: Any, _record: Any) -> None:
+            _sqlite_connect(dbapi_connection, busy_timeout_ms=busy_timeout_ms)
+
+        event.listen(engine.sync_engine, "connect", connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10, pool_recycle=1800)
     if timeout is not None and parsed.get_backend_name() == "postgresql":
@@ -49,17 +92,30 @@ def create_engine(url: str, *, echo: bool = False, timeout: float | None = None)
     return create_async_engine(parsed, **kwargs)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, *, busy_timeout_ms: int) -> None:
+    # The driver's own transaction handling would BEGIN (deferred) behind our back; turn it off
+    # so ``_sqlite_begin`` alone decides how each transaction starts.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         # Foreign keys are off in SQLite unless asked for; WAL lets readers work during writes.
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
 
 
+def _sqlite_begin(connection: Connection) -> None:
+    if connection.get_execution_options().get(WRITE_INTENT):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        connection.exec_driver_sql("BEGIN")
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    info: dict[str, object] = {}
+    if engine.dialect.name == "sqlite":
+        info[WRITER_GATE] = WriterGate(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The database cannot answer: which exceptions mean an outage, and the one domain error for it.
+"""The database cannot answer (down, paused, or too busy): which exceptions mean so, and the 503 for it.
 
 A stopped, paused, restarting or saturated database is an outage, not a bug: the client gets
 ``ServiceUnavailable`` (503 with Retry-After and the error shape) instead of a 500, and the pool
@@ -68,3 +68,23 @@ def unavailable(exc: BaseException) -> ServiceUnavailable | None:
             (error.__context__, error.__cause__, orig if isinstance(orig, BaseException) else None)
         )
     return None
+
+
+# SQLite's messages for SQLITE_BUSY and SQLITE_LOCKED (the lock wait outran the busy timeout).
+_BUSY_MESSAGES = ("database is locked", "database is busy", "database table is locked")
+BUSY_MESSAGE = "The database is busy; try again shortly"
+
+
+def database_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` means "too busy right now, try again" (overload, not a fault)."""
+    if isinstance(exc, sa.TimeoutError):
+        return True
+    if isinstance(exc, sa.DBAPIError):
+        text = str(exc.orig).lower()
+        return any(message in text for message in _BUSY_MESSAGES)
+    return False
+
+
+def busy_unavailable() -> ServiceUnavailable:
+    """The 503 (with Retry-After) a busy database answers with."""
+    return ServiceUnavailable(BUSY_MESSAGE, retry_after=RETRY_AFTER_SECONDS)

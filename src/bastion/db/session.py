@@ -1,16 +1,70 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Unit of work: one transaction that commits whole or not at all."""
+"""Units of work: one transaction that commits whole or not at all.
+
+``unit_of_work`` is for transactions that write: on SQLite it takes the write lock when it begins
+(``BEGIN IMMEDIATE``), so it never fails half-way on a lock upgrade. ``read_only`` is for
+transactions that only read: on SQLite with WAL they never wait for a writer. Keep both short and
+never await anything slow (the model, password hashing, the network) inside them: on SQLite an
+open write transaction holds up every other writer.
+
+A database too busy to answer (SQLite's lock wait outran the busy timeout, or the connection pool
+stayed exhausted) becomes ``ServiceUnavailable``: a 503 with Retry-After, never a 500.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bastion.db.engine import WRITE_INTENT, WRITER_GATE, WriterGate
+from bastion.db.errors import busy_unavailable, database_busy
 
 
 @asynccontextmanager
 async def unit_of_work(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """Yield a session inside a transaction: committed on success, rolled back on any error."""
-    async with sessionmaker() as session, session.begin():
+    """Yield a session inside a write transaction: committed on success, rolled back on any error."""
+    async with _transaction(sessionmaker, write=True) as session:
         yield session
+
+
+@asynccontextmanager
+async def read_only(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """Yield a session inside a transaction that only reads (it never takes SQLite's write lock)."""
+    async with _transaction(sessionmaker, write=False) as session:
+        yield session
+
+
+@asynccontextmanager
+async def _transaction(
+    sessionmaker: async_sessionmaker[AsyncSession], *, write: bool
+) -> AsyncIterator[AsyncSession]:
+    gate = sessionmaker.kw.get("info", {}).get(WRITER_GATE) if write else None
+    try:
+        async with _turn(gate), sessionmaker() as session, session.begin():
+            # The first connection of the transaction carries the intent to the engine's begin hook.
+            await session.connection(execution_options={WRITE_INTENT: write})
+            yield session
+    except Exception as exc:
+        if database_busy(exc):
+            raise busy_unavailable() from exc
+        raise
+
+
+@asynccontextmanager
+async def _turn(gate: WriterGate | None) -> AsyncIterator[None]:
+    """Wait for this process's turn to write on SQLite (nothing to wait for elsewhere)."""
+    if gate is None:
+        yield
+        return
+    try:
+        with anyio.fail_after(gate.timeout):
+            await gate.lock.acquire()
+    except TimeoutError:
+        raise busy_unavailable() from None
+    try:
+        yield
+    finally:
+        gate.lock.release()

@@ -1,0 +1,113 @@
+# SPDX-License-Identifier: Apache-2.0
+"""SQLite units of work: writers take the lock up front, readers never wait, overload is a 503."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bastion.db.engine import create_engine, create_sessionmaker
+from bastion.db.errors import database_busy
+from bastion.db.session import read_only, unit_of_work
+from bastion.errors import ServiceUnavailable
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    path = tmp_path / "bastion.db"
+    with sqlite3.connect(path) as setup:
+        setup.execute("PRAGMA journal_mode=WAL")
+        setup.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        setup.execute("INSERT INTO notes (body) VALUES ('first')")
+    return path
+
+
+@pytest.fixture
+async def sessionmaker(database: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(f"sqlite+aiosqlite:///{database}", busy_timeout_ms=50)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def other_writer(database: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection (another process, in real life) holding SQLite's write lock."""
+    connection = sqlite3.connect(database, isolation_level=None, timeout=0.05)
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    finally:
+        connection.execute("ROLLBACK")
+        connection.close()
+
+
+async def test_a_write_unit_of_work_holds_the_write_lock_from_its_start(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    async with unit_of_work(sessionmaker) as session:
+        await session.execute(text("SELECT body FROM notes"))  # a read first, as services do
+        other = sqlite3.connect(database, isolation_level=None, timeout=0.05)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        finally:
+            other.close()
+        await session.execute(text("INSERT INTO notes (body) VALUES ('second')"))
+    async with read_only(sessionmaker) as session:
+        assert (await session.execute(text("SELECT count(*) FROM notes"))).scalar_one() == 2
+
+
+async def test_reads_go_on_while_another_connection_writes(
+    sessionmaker: async_sessionmaker[AsyncSession], other_writer: sqlite3.Connection
+) -> None:
+    other_writer.execute("INSERT INTO notes (body) VALUES ('uncommitted')")
+    async with read_only(sessionmaker) as session:
+        assert (await session.execute(text("SELECT body FROM notes"))).scalars().all() == ["first"]
+
+
+async def test_a_lock_wait_past_the_busy_timeout_is_service_unavailable(
+    sessionmaker: async_sessionmaker[AsyncSession], other_writer: sqlite3.Connection
+) -> None:
+    with pytest.raises(ServiceUnavailable) as refused:
+        async with unit_of_work(sessionmaker) as session:
+            await session.execute(text("INSERT INTO notes (body) VALUES ('late')"))
+    assert refused.value.status_code == 503
+    assert refused.value.headers["Retry-After"] == str(refused.value.retry_after)
+    assert isinstance(refused.value.__cause__, OperationalError)
+
+
+async def test_other_database_errors_are_not_taken_for_overload(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    with pytest.raises(OperationalError) as failed:
+        async with unit_of_work(sessionmaker) as session:
+            await session.execute(text("INSERT INTO missing_table VALUES (1)"))
+    assert not database_busy(failed.value)
+    assert database_busy(PoolTimeout("QueuePool limit reached"))
+    assert not database_busy(ValueError("database is locked"))
+
+
+async def test_writers_of_one_process_take_turns_instead_of_timing_out(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Thirty writers at once, each longer than SQLite's busy timeout here: none is refused."""
+
+    async def write(number: int) -> None:
+        async with unit_of_work(sessionmaker) as session:
+            await session.execute(text("SELECT count(*) FROM notes"))
+            await asyncio.sleep(0.06)  # holds the write lock past the 50 ms busy timeout
+            await session.execute(text("INSERT INTO notes (body) VALUES (:body)"), {"body": f"n{number}"})
+
+    await asyncio.gather(*(write(number) for number in range(30)))
+    async with read_only(sessionmaker) as session:
+        assert (await session.execute(text("SELECT count(*) FROM notes"))).scalar_one() == 31
