@@ -30,6 +30,7 @@ from bastion.web import (
     RateLimit,
     RequestContext,
     SecurityHeaders,
+    StartupRefusals,
     TrustedHosts,
     UnhandledErrors,
 )
@@ -91,7 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     #     service identity), ApiKeyAuthentication (managed and static keys; answers 401 for a bad
     #     key and enforces REQUIRE_API_KEY), then Authentication (JWT bearer or cookie).
     # 12. PrincipalBlocks: blocked API keys and users get 403 once they are known, before routing.
+    # 0. StartupRefusals: a refusal while starting (a wrong DATABASE_ENCRYPTION_KEY) is logged as
+    #    one line instead of a traceback; it only looks at lifespan messages.
     middleware = [
+        Middleware(StartupRefusals),
         Middleware(RequestContext),
         Middleware(ProxyHeaders, trusted_proxies=settings.trusted_proxies),
         Middleware(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,11 +12,14 @@ from datetime import timedelta
 import httpx
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.auth.api_key_service import build_api_keys
 from bastion.auth.runtime import IdentityRuntime
 from bastion.chat.wiring import build_chat_service
 from bastion.crypto.fields import FieldCipher
+from bastion.crypto.keycheck import check_encryption_keys
 from bastion.db.engine import backend_name, create_engine, create_sessionmaker
 from bastion.llm.factory import build_provider
 from bastion.maintenance import Job, Maintenance
@@ -24,6 +28,27 @@ from bastion.ratelimit.components import build_rate_limiting
 from bastion.ratelimit.storage.redis import fail_fast_client
 from bastion.settings import Settings
 
+KEY_CHECK_SECONDS = 10.0
+
+
+async def _check_encryption_keys(engine: AsyncEngine, cipher: FieldCipher) -> None:
+    """Refuse to start (EncryptionKeyRefused) when DATABASE_ENCRYPTION_KEY cannot open stored data."""
+    log = get_logger("bastion.lifespan")
+    try:
+        async with asyncio.timeout(KEY_CHECK_SECONDS):
+            report = await check_encryption_keys(engine, cipher)
+    except (OSError, TimeoutError, SQLAlchemyError) as exc:
+        # An outage at startup is not a key problem: start, and let the storage fail modes answer.
+        log.warning("encryption_key_check_skipped", reason=type(exc).__name__)
+        return
+    if report is None:
+        log.warning("encryption_key_check_unavailable", hint="run `bastion db upgrade`")
+        return
+    if report.recorded:
+        log.info("encryption_keys_recorded", kids=report.recorded)
+    if report.retired:
+        log.info("encryption_keys_retired", kids=report.retired, message="no stored data uses them")
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -31,6 +56,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     log = get_logger("bastion.lifespan")
     database_url = settings.database_url.get_secret_value()
     engine = create_engine(database_url, timeout=settings.database_timeout_seconds)
+    cipher = FieldCipher.from_setting(settings.secret("DATABASE_ENCRYPTION_KEY") or "")
+    try:
+        # First, before anything is opened: a key that cannot read the stored data refuses to start.
+        await _check_encryption_keys(engine, cipher)
+    except BaseException:
+        await engine.dispose()
+        raise
     redis: Redis | None = None
     # What request-path components share (throttle, breaker, version counters): the same server
     # with RATE_LIMIT_REDIS_TIMEOUT_SECONDS timeouts and no retries, so an outage meets each
@@ -51,7 +83,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     http_client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
     app.state.http_client = http_client
     app.state.llm = build_provider(settings, http_client=http_client, redis=shared)
-    app.state.cipher = FieldCipher.from_setting(settings.secret("DATABASE_ENCRYPTION_KEY") or "")
+    app.state.cipher = cipher
     # Rate limiting: Redis-backed when REDIS_URL is set, in-process otherwise.
     rate_limiting = build_rate_limiting(settings, redis=shared, sessionmaker=app.state.sessionmaker)
     await rate_limiting.start()

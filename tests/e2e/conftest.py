@@ -46,6 +46,21 @@ def run_bastion(
     )
 
 
+def run_factory(
+    cwd: Path, env: Mapping[str, str] | None = None, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`uvicorn bastion.app:create_app --factory` as an operator may run it, without `bastion serve`."""
+    return subprocess.run(
+        [sys.executable, "-m", "uvicorn", "bastion.app:create_app", "--factory", *args],
+        cwd=cwd,
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @contextmanager
 def bastion_server(cwd: Path, env: Mapping[str, str] | None = None, *args: str) -> Iterator[tuple[str, Path]]:
     """`bastion serve` on a free port; yields its base URL and the file collecting its output."""

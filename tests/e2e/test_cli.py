@@ -12,7 +12,7 @@ import yaml
 
 from bastion import __version__
 from bastion.crypto import material
-from tests.e2e.conftest import bastion_server, get, run_bastion
+from tests.e2e.conftest import bastion_server, get, run_bastion, run_factory
 
 pytestmark = pytest.mark.e2e
 
@@ -107,20 +107,7 @@ def test_production_refusal_lists_every_problem_without_traceback(workdir: Path,
 
 
 def test_uvicorn_factory_refuses_the_same_way(workdir: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.e2e.conftest import clean_env
-
-    result = subprocess.run(
-        [sys.executable, "-m", "uvicorn", "bastion.app:create_app", "--factory", "--port", "1"],
-        cwd=workdir,
-        env=clean_env(WEAK_PRODUCTION),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_factory(workdir, WEAK_PRODUCTION, "--port", "1")
     assert result.returncode != 0
     assert "DEBUG must be false" in result.stderr
     assert "Traceback" not in result.stderr

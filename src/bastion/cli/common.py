@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import NoReturn
 
 import typer
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from bastion.crypto.fields import FieldCipher
+from bastion.crypto.keycheck import EncryptionKeyRefused, check_encryption_keys
 from bastion.db.engine import create_engine
 from bastion.settings import ConfigurationError, Settings, load_settings
 
@@ -43,9 +46,13 @@ def database_or_exit(settings: Settings) -> None:
     try:
         asyncio.run(probe())
     except (OSError, TimeoutError, SQLAlchemyError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
-        typer.echo(f"error: cannot reach the database named by DATABASE_URL at {where}: {reason}", err=True)
-        raise typer.Exit(2) from None
+        _unreachable(where, exc)
+
+
+def _unreachable(where: str, exc: BaseException) -> NoReturn:
+    reason = "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
+    typer.echo(f"error: cannot reach the database named by DATABASE_URL at {where}: {reason}", err=True)
+    raise typer.Exit(2) from None
 
 
 def _database_location(url: str) -> str:
@@ -61,3 +68,33 @@ def _reason(exc: BaseException) -> str:
     return (
         f"{type(cause).__name__}: {str(cause).splitlines()[0][:200]}" if str(cause) else type(cause).__name__
     )
+
+
+def encryption_keys_or_exit(settings: Settings, *, record: bool = True, unreachable_ok: bool = False) -> bool:
+    """Refuse (one line, exit 2) when DATABASE_ENCRYPTION_KEY cannot open the stored data.
+
+    Names the key ids that are different or missing, never key material. With ``record`` the check
+    value of a key id seen for the first time is stored. A schema without the check table (not yet
+    migrated) is not refused: `bastion db upgrade` creates it and checks then. Returns whether the
+    database was reached; with ``unreachable_ok`` an unreachable database is not an error.
+    """
+    cipher = FieldCipher.from_setting(settings.secret("DATABASE_ENCRYPTION_KEY") or "")
+
+    async def verify() -> None:
+        engine = create_engine(settings.database_url.get_secret_value())
+        try:
+            async with asyncio.timeout(DATABASE_CHECK_SECONDS):
+                await check_encryption_keys(engine, cipher, record=record)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(verify())
+    except EncryptionKeyRefused as exc:
+        typer.echo(exc.one_line(), err=True)
+        raise typer.Exit(2) from None
+    except (OSError, TimeoutError, SQLAlchemyError) as exc:
+        if unreachable_ok:
+            return False
+        _unreachable(_database_location(settings.database_url.get_secret_value()), exc)
+    return True

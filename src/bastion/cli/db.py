@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bastion.cli.common import database_or_exit, settings_or_exit
+from bastion.cli.common import database_or_exit, encryption_keys_or_exit, settings_or_exit
 from bastion.db import migrate
 
 app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -19,6 +19,7 @@ def upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = 
     settings = settings_or_exit()
     database_or_exit(settings)
     migrate.upgrade(settings.database_url.get_secret_value(), revision)
+    encryption_keys_or_exit(settings)
     typer.echo(f"database at revision {revision}")
 
 

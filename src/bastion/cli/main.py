@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy import make_url
 
 from bastion import __version__
 from bastion.cli import api_keys as _api_keys  # noqa: F401 - registers `bastion keys create|list|revoke|rotate`
 from bastion.cli import blocks, db, guard, secrets, users
-from bastion.cli.common import database_or_exit, settings_or_exit
+from bastion.cli.common import database_or_exit, encryption_keys_or_exit, settings_or_exit
+from bastion.settings import Settings
 
 app = typer.Typer(help="Bastion: a security-hardened backend for AI chat applications.", no_args_is_help=True)
 app.add_typer(blocks.app, name="blocks")
@@ -34,12 +37,23 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _missing_sqlite_file(settings: Settings) -> bool:
+    url = make_url(settings.database_url.get_secret_value())
+    database = url.database or ""
+    return url.get_backend_name() == "sqlite" and not (database and Path(database).exists())
+
+
 @app.command()
 def check() -> None:
     """Deploy check: refuse what production must never run with, and list risky choices."""
     settings = settings_or_exit()
     warnings = settings.warnings()
     typer.echo(f"environment: {settings.environment}")
+    # Read-only: a check records nothing, and does not create a SQLite file that is not there yet.
+    if not _missing_sqlite_file(settings) and not encryption_keys_or_exit(
+        settings, record=False, unreachable_ok=True
+    ):
+        typer.echo("note: the database is not reachable: DATABASE_ENCRYPTION_KEY was not checked against it")
     for warning in warnings:
         typer.echo(f"warning: {warning}")
     typer.echo("ok" if not warnings else f"ok with {len(warnings)} warning(s)")
@@ -80,6 +94,7 @@ def serve(
     database_or_exit(settings)
     if migrate if migrate is not None else settings.environment == "development":
         migrations.upgrade(settings.database_url.get_secret_value())
+    encryption_keys_or_exit(settings)
     if workers > 1 and settings.redis_url is None:
         typer.echo(
             f"warning: {workers} workers without REDIS_URL: in-process limits apply per worker "
@@ -141,8 +156,6 @@ def nginx_config(
     user: Annotated[str | None, typer.Option(help="User the nginx workers run as.")] = None,
 ) -> None:
     """Write a hardened nginx reverse-proxy config (TLS 1.2/1.3, HSTS, http->https) for Bastion."""
-    from pathlib import Path
-
     from bastion.app import voice_body_bytes
     from bastion.cli.nginx import NginxConfigError, NginxOptions, render
 

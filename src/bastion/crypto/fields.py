@@ -51,10 +51,17 @@ class FieldCipher:
     def from_setting(cls, raw: str) -> FieldCipher:
         return cls(parse_encryption_keys(raw))
 
-    def encrypt(self, plaintext: str, *, aad: bytes) -> str:
+    @property
+    def kids(self) -> tuple[str, ...]:
+        """The configured key ids, newest first."""
+        return tuple(self._ciphers)
+
+    def encrypt(self, plaintext: str, *, aad: bytes, kid: str | None = None) -> str:
+        """Seal under the active key, or under ``kid`` (the key check seals one value per key)."""
+        kid = self.active_kid if kid is None else kid
         nonce = os.urandom(NONCE_BYTES)  # random 96-bit nonces: safe far beyond any one key's use here
-        sealed = self._ciphers[self.active_kid].encrypt(nonce, plaintext.encode("utf-8"), aad)
-        return f"{VERSION}.{self.active_kid}.{base64.urlsafe_b64encode(nonce + sealed).decode()}"
+        sealed = self._ciphers[kid].encrypt(nonce, plaintext.encode("utf-8"), aad)
+        return f"{VERSION}.{kid}.{base64.urlsafe_b64encode(nonce + sealed).decode()}"
 
     def decrypt(self, token: str, *, aad: bytes) -> str:
         version, kid, body = self._split(token)

@@ -23,4 +23,5 @@ def load_models() -> None:
     """Import every module that defines tables, so ``Base.metadata`` knows them all."""
     import bastion.audit.models
     import bastion.auth.models
-    import bastion.chat.models  # noqa: F401
+    import bastion.chat.models
+    import bastion.crypto.models  # noqa: F401

@@ -13,6 +13,7 @@ from bastion.web.https import HTTPSRedirect
 from bastion.web.ratelimit import RateLimit
 from bastion.web.request_context import RequestContext
 from bastion.web.security_headers import SecurityHeaders
+from bastion.web.startup_refusals import StartupRefusals
 
 __all__ = [
     "CORS",
@@ -23,6 +24,7 @@ __all__ = [
     "RateLimit",
     "RequestContext",
     "SecurityHeaders",
+    "StartupRefusals",
     "TrustedHosts",
     "UnhandledErrors",
 ]

@@ -74,3 +74,14 @@ def test_rotation_keeps_old_values_readable_and_reseals() -> None:
 def test_context_parts_cannot_be_confused() -> None:
     with pytest.raises(ValueError):
         context("a|b", "c", "d")
+
+
+def test_a_named_older_key_seals_and_any_listed_key_opens() -> None:
+    fields = cipher(
+        "new:" + material.encryption_key().split(":")[1], "old:" + material.encryption_key().split(":")[1]
+    )
+    assert fields.kids == ("new", "old")
+    token = fields.encrypt("check", aad=AAD, kid="old")
+    assert token.startswith("v1.old.")
+    assert fields.decrypt(token, aad=AAD) == "check"
+    assert fields.needs_rotation(token)
