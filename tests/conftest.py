@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from bastion.app import create_app
 from bastion.db import migrate
 from bastion.settings import Settings
+from tests.support.lifespan import STARTUP_SECONDS
 from tests.support.servers import PostgresServer, RedisServer, free_port
 
 SettingsFactory = Callable[..., Settings]
@@ -172,7 +173,7 @@ async def serve_app(
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The app with its lifespan running, and an HTTP client talking to it in-process."""
     app = create_app(settings)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False, client=client)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
             yield app, http

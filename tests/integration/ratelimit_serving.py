@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from bastion.settings import Settings
 from tests.support.clock import FakeClock
+from tests.support.lifespan import STARTUP_SECONDS
 from tests.support.ratelimit_app import build
 
 
@@ -20,7 +21,7 @@ async def serve_limited(
     settings: Settings, clock: FakeClock, *, client: tuple[str, int] = ("127.0.0.1", 50000)
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     app, asgi = build(settings)
-    async with LifespanManager(asgi) as manager:
+    async with LifespanManager(asgi, startup_timeout=STARTUP_SECONDS) as manager:
         app.state.limiter.clock = clock
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False, client=client)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:

@@ -16,6 +16,7 @@ from bastion.app import create_app
 from bastion.db import migrate
 from bastion.observability.logging import configure_logging
 from tests.conftest import SettingsFactory, serve_app
+from tests.support.lifespan import STARTUP_SECONDS
 
 
 def assert_error_shape(response: httpx.Response, status: int, code: str) -> dict[str, object]:
@@ -118,7 +119,7 @@ async def probe_client(make_settings: SettingsFactory):  # type: ignore[no-untyp
 
     from asgi_lifespan import LifespanManager
 
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             yield http
@@ -206,7 +207,7 @@ async def test_secrets_in_headers_query_and_exceptions_never_reach_the_log(
     configure_logging(settings, stream=stream)
     from asgi_lifespan import LifespanManager
 
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             headers = {
@@ -244,7 +245,7 @@ async def test_request_state_is_not_shared_between_requests(make_settings: Setti
 
     from asgi_lifespan import LifespanManager
 
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             responses = await asyncio.gather(*(http.get("/probe/state") for _ in range(10)))

@@ -19,6 +19,7 @@ from bastion.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import assert_error, audit_events, identity_app, identity_settings
 from tests.support.clock import FakeClock
+from tests.support.lifespan import STARTUP_SECONDS
 from tests.support.ratelimit_app import build
 
 ADMIN = {"X-Test-Principal": "admin"}
@@ -48,7 +49,7 @@ class Served:
 @asynccontextmanager
 async def served(settings: Settings, clock: FakeClock) -> AsyncIterator[Served]:
     app, asgi = build(settings)
-    async with LifespanManager(asgi) as manager:
+    async with LifespanManager(asgi, startup_timeout=STARTUP_SECONDS) as manager:
         app.state.limiter.clock = clock
         yield Served(app, manager.app)
 

@@ -35,6 +35,17 @@ WWW_AUTHENTICATE = {
     "WWW-Authenticate": {"description": "The scheme to authenticate with", "schema": {"type": "string"}}
 }
 
+# One server-sent event as clients parse it (the schema of a `text/event-stream` answer).
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
+
 ERROR_SCHEMAS: dict[str, Any] = {
     "FieldError": {
         "type": "object",

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from bastion.api.content_types import require_json
+from bastion.api.contract import SSE_EVENT
 from bastion.api.deps import get_settings, require
 from bastion.api.ratelimit import concurrency_limit, rate_limit, request_client_ip
 from bastion.api.schemas.chat import (
@@ -131,7 +132,7 @@ def _wants_stream(request: Request, body: MessageCreate) -> bool:
 # With `"stream": true` or `Accept: text/event-stream` the answer is a server-sent event stream.
 SSE_ANSWER: dict[str, Any] = {
     "description": "The reply, or with stream=true an event stream (events delta, done, error)",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "content": {"text/event-stream": {"schema": SSE_EVENT}},
 }
 
 
@@ -211,6 +212,7 @@ _VOICE_BODY = {
                     "type": "object",
                     "required": ["audio"],
                     "properties": {"audio": {"type": "string", "format": "binary"}},
+                    "additionalProperties": False,  # one part: a second one is a 400
                 }
             }
         },

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from bastion.api.content_types import require_json
+from bastion.api.contract import SSE_EVENT
 from bastion.api.deps import get_settings, require
 from bastion.api.ratelimit import rate_limit
 from bastion.api.schemas.openai_compat import (
@@ -95,7 +96,7 @@ def _usage(usage: Usage) -> CompletionUsage:
     responses={
         200: {
             "description": "A completion, or with stream=true chat.completion.chunk events ending in [DONE]",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
         }
     },
 )

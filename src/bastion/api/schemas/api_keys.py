@@ -14,12 +14,12 @@ ScopeName = Literal["chat", "journal", "voice", "completions", "profile", "monit
 
 
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
     scopes: list[ScopeName] = Field(min_length=1, max_length=7)
     role: Literal["user", "service"] = "user"
-    expires_at: Instant | None = None
+    expires_at: Instant | None = Field(None, strict=False)  # RFC 3339 text, parsed (see Instant)
     messages_per_hour: int | None = Field(None, ge=1, le=1_000_000)
     user_id: str | None = Field(None, pattern=r"^[0-9a-f]{1,32}$")  # admins: a key for another user
 

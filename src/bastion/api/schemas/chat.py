@@ -15,7 +15,8 @@ MAX_CONTENT_CHARS = 1_000_000
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict types: `"temperature": false` is not a number, whatever Python would coerce it to.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SessionCreate(Strict):
@@ -55,6 +56,10 @@ class SessionList(BaseModel):
 
 
 class MessageCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"content": "I slept badly again."}]}
+    )
+
     # Some text besides whitespace (an empty message is refused; the schema says so too).
     content: str = Field(max_length=MAX_CONTENT_CHARS, pattern=r"\S")
     stream: bool = False
