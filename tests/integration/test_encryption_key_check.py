@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bastion.app import create_app
 from bastion.auth.keyring import seal
 from bastion.auth.models import SigningKey
-from bastion.crypto.fields import FieldCipher
+from bastion.chat.models import ChatSession
+from bastion.crypto.fields import FieldCipher, context
 from bastion.crypto.keycheck import EncryptionKeyRefused, check_encryption_keys
 from bastion.crypto.material import parse_encryption_keys
 from bastion.db.engine import create_engine
@@ -147,3 +148,23 @@ async def test_the_app_starts_after_rotation_and_records_the_new_kid(
     finally:
         await engine.dispose()
     assert report is not None and report.verified == ["new", "old"] and report.recorded == []
+
+
+async def test_data_sealed_before_check_values_must_open_with_a_new_kid(engine: AsyncEngine) -> None:
+    """After an upgrade the first start records each key id: a wrong key must not become the reference."""
+    right = FieldCipher.from_setting(key("k1"))
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(ChatSession).values(
+                id="s" * 24,
+                owner_api_key_id="static:abc",
+                title_ciphertext=right.encrypt("my week", aad=context("chat_sessions", "title", "s" * 24)),
+                created_at=utcnow(),
+                last_active_at=utcnow(),
+            )
+        )
+    with pytest.raises(EncryptionKeyRefused) as refused:
+        await check_encryption_keys(engine, FieldCipher.from_setting(key("k1")))
+    assert refused.value.different == ["k1"]
+    report = await check_encryption_keys(engine, right)
+    assert report is not None and report.recorded == ["k1"]

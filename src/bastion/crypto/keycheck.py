@@ -36,6 +36,15 @@ SEALED_COLUMNS: Sequence[tuple[str, str, str]] = (
 )
 
 
+# Values sealed before check values existed: one of each, under a key id seen for the first time,
+# must open before that key's check value is recorded (else a wrong key at the first start after an
+# upgrade would become the reference). (table, sealed column, id columns, the context's column name.)
+SAMPLED_COLUMNS: Sequence[tuple[str, str, tuple[str, ...], str]] = (
+    ("chat_sessions", "title_ciphertext", ("id",), "title"),
+    ("chat_messages", "content_ciphertext", ("session_id", "id"), "content"),
+)
+
+
 def check_context(kid: str) -> bytes:
     """The associated data of a check value: its purpose and its key id."""
     return context("encryption_key_checks", "check_value", kid)
@@ -106,6 +115,11 @@ async def check_encryption_keys(
         if different or missing:
             raise EncryptionKeyRefused(different=different, missing=missing)
     new = [kid for kid in cipher.kids if kid not in stored]
+    if new:
+        async with engine.connect() as connection:
+            unopened = [kid for kid in new if not await _samples_open(connection, cipher, kid)]
+        if unopened:
+            raise EncryptionKeyRefused(different=unopened, missing=[])
     if record and new:
         await _record(engine, cipher, new, clock())
         report.recorded = new
@@ -136,6 +150,28 @@ async def _still_used(connection: AsyncConnection, kid: str) -> bool:
         if await connection.scalar(query):
             return True
     return False
+
+
+async def _samples_open(connection: AsyncConnection, cipher: FieldCipher, kid: str) -> bool:
+    """Whether one stored value of each sampled column sealed under ``kid`` opens (True if none)."""
+    for table_name, column_name, id_columns, context_column in SAMPLED_COLUMNS:
+        sealed: ColumnClause[str] = column(column_name)
+        ids: list[ColumnClause[str]] = [column(name) for name in id_columns]
+        query = (
+            select(sealed, *ids)
+            .select_from(table(table_name, sealed, *ids))
+            .where(sealed.startswith(f"v1.{kid}.", autoescape=True))
+            .limit(1)
+        )
+        row = (await connection.execute(query)).first()
+        if row is None:
+            continue
+        row_id = ":".join(str(part) for part in row[1:])
+        try:
+            cipher.decrypt(row[0], aad=context(table_name, context_column, row_id))
+        except DecryptionError:
+            return False
+    return True
 
 
 async def _record(engine: AsyncEngine, cipher: FieldCipher, kids: Sequence[str], now: datetime) -> None:
