@@ -103,12 +103,12 @@ def route_access(dependant: Dependant) -> set[Require | Public]:
     return found
 
 
-def check_route_access(routes: Sequence[BaseRoute]) -> dict[tuple[str, str], str]:
+def check_route_access(routes: Sequence[BaseRoute], *, strict: bool = True) -> dict[tuple[str, str], str]:
     """Each API route's declared permission (or ``public``); refuses a route with none or several.
 
     ``create_app`` calls this, so a route added without a declaration stops the service from
     starting instead of shipping open. Routes are read as served: with their routers' prefixes
-    and router-level dependencies.
+    and router-level dependencies. With ``strict=False`` undeclared routes are left out instead.
     """
     table: dict[tuple[str, str], str] = {}
     for route in iter_route_contexts(routes):
@@ -117,6 +117,8 @@ def check_route_access(routes: Sequence[BaseRoute]) -> dict[tuple[str, str], str
             continue
         declared = route_access(dependant)
         if len(declared) != 1:
+            if not strict:  # documenting routes an adopting app added after create_app
+                continue
             raise RuntimeError(f"route {route.path} must declare exactly one permission or public()")
         (access,) = declared
         value = "public" if isinstance(access, Public) else access.permission.value

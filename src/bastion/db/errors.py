@@ -13,6 +13,8 @@ a unit of work that fails this way is rolled back by its session, so nothing is 
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlalchemy import exc as sa
 
 from bastion.errors import ServiceUnavailable
@@ -44,9 +46,30 @@ _DRIVER_ERRORS = _driver_errors()
 _NETWORK_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
 
+# SQLite reports faults (a missing table, a constraint) and unavailability alike as
+# OperationalError; only these mean "cannot answer now" rather than "Bastion or its schema is wrong".
+_SQLITE_UNAVAILABLE = (
+    "database is locked",
+    "database is busy",
+    "database table is locked",
+    "unable to open database file",
+    "disk i/o error",
+)
+
+
+def _sqlite_fault(error: BaseException) -> bool:
+    orig = error.orig if isinstance(error, sa.DBAPIError) else error
+    if not isinstance(orig, sqlite3.Error):
+        return False
+    text = str(orig).lower()
+    return not any(message in text for message in _SQLITE_UNAVAILABLE)
+
+
 def _is_outage(error: BaseException) -> bool:
     if isinstance(error, sa.DBAPIError) and error.connection_invalidated:
         return True
+    if _sqlite_fault(error):
+        return False
     return isinstance(
         error, (sa.OperationalError, sa.InterfaceError, sa.TimeoutError, *_NETWORK_ERRORS, *_DRIVER_ERRORS)
     )
