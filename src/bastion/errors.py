@@ -90,6 +90,12 @@ class BlockRefused(Conflict):
         return {"risks": list(self.risks)}
 
 
+class MalformedJson(BastionError):
+    status_code = 400
+    code = "malformed_json"
+    default_message = "The request body is not valid JSON"
+
+
 class UnsupportedMediaType(BastionError):
     status_code = 415
     code = "unsupported_media_type"
@@ -250,7 +256,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     errors = list(exc.errors())
     if any(error.get("type") == "json_invalid" for error in errors):
         return error_response(
-            request, 400, code="malformed_json", message="The request body is not valid JSON"
+            request, MalformedJson.status_code, code=MalformedJson.code, message=MalformedJson.default_message
         )
     return error_response(request, 422, extra={"fields": _field_errors(errors)})
 

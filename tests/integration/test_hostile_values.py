@@ -105,3 +105,25 @@ async def test_lone_surrogates_anywhere_are_refused(
         response = await http.post(path, content=body.encode(), headers=headers)
         assert 400 <= response.status_code < 500, response.text
         assert "detail" in response.json()
+
+
+async def test_malformed_json_on_every_route_is_a_400(make_settings: SettingsFactory) -> None:
+    """Also on routes that take no body (logout-all): the JSON check reads the body, never a 500."""
+    from tests.integration.auth.helpers import make_admin
+    from tests.integration.test_route_matrix import INVENTORY, concrete
+
+    async with identity_app(identity_settings(make_settings)) as (app, http):
+        _, tokens = await make_admin(app, http, "malformed@example.com")
+        headers = {**bearer(tokens["access_token"]), "Content-Type": "application/json"}
+        for method, path in INVENTORY:
+            if method == "GET" or path in ("/api/auth/logout", "/api/auth/logout-all", "/api/auth/password"):
+                continue
+            response = await http.request(method, concrete(path), content=b'{"bad', headers=headers)
+            http.cookies.clear()
+            assert response.status_code < 500, (method, path, response.text)
+            # DELETE ignores a body; the voice upload is multipart, not JSON.
+            if method == "POST" and path != "/api/sessions/{session_id}/voice-chat":
+                assert response.status_code in (400, 415), (method, path, response.status_code)
+        for path in ("/api/auth/logout-all", "/api/auth/logout"):
+            response = await http.post(path, content=b'{"bad', headers=headers)
+            assert_error(response, 400, "malformed_json")

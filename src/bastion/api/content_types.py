@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from bastion.errors import InvalidField, UnsupportedMediaType
+from bastion.errors import InvalidField, MalformedJson, UnsupportedMediaType
 
 JSON_MEDIA_TYPE = "application/json"
 
@@ -40,7 +40,12 @@ async def require_json(request: Request) -> None:
         # JSON may escape a lone UTF-16 surrogate ("\\ud800"): valid JSON, but text that no
         # encoder (database driver, cipher, upstream request, log line) accepts. Refused here
         # once for every JSON route instead of failing deep inside one of them.
-        _refuse_unencodable(await request.json(), "body")
+        try:
+            # Cached on the request: the route's own body parsing reads the same value.
+            parsed = await request.json()
+        except ValueError:  # a route without a body parameter still gets a malformed one
+            raise MalformedJson() from None
+        _refuse_unencodable(parsed, "body")
 
 
 def _encodable(text: str, path: str) -> None:
