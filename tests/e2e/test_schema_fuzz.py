@@ -12,6 +12,7 @@ excluded, and any finding fails the test.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -54,13 +55,14 @@ def login(url: str, email: str) -> str:
 
 
 @pytest.fixture
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], Path]]:
     """A fresh server for each caller (one caller's fuzzing may revoke, disable or block what the
-    next would use), with a user, an admin and a user's key; yields its URL and the credentials."""
+    next would use), with a user, an admin and a user's key; yields its URL, the credentials and
+    the file collecting the server's output."""
     workdir: Path = tmp_path_factory.mktemp("fuzz")
     env = {**LIFTED, "ENVIRONMENT": "development"}
-    with bastion_server(workdir, env) as (url, _log):
-        created = run_bastion(
+    with bastion_server(workdir, env) as (url, log):
+        admin = run_bastion(
             "users",
             "create-admin",
             "--email",
@@ -69,7 +71,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
             env=env,
             stdin=f"{PASSWORD}\n{PASSWORD}\n",
         )
-        assert created.returncode == 0, created.stderr
+        assert admin.returncode == 0, admin.stderr
         with httpx.Client(base_url=url, timeout=10) as http:
             http.post("/api/auth/register", json={"email": "fuzz@example.com", "password": PASSWORD})
         user = login(url, "fuzz@example.com")
@@ -87,16 +89,32 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
                 "admin": f"Authorization: Bearer {login(url, 'fuzz-admin@example.com')}",
                 "api key": f"X-API-Key: {created.json()['key']}",
             },
+            log,
         )
+
+
+def server_report(log: Path) -> str:
+    """What the server said that explains a failed run: warnings, errors, the slowest requests."""
+    events: list[dict[str, object]] = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            events.append({"event": line, "level": "raw"})
+    notable = [e for e in events if e.get("level") not in ("info", "debug")]
+    timed = [e for e in events if isinstance(e.get("duration_ms"), (int, float))]
+    slowest = sorted(timed, key=lambda e: -float(e["duration_ms"]))[:10]  # type: ignore[arg-type]
+    lines = [json.dumps(e)[:400] for e in (*notable[-30:], *slowest)]
+    return "\n--- server: warnings, errors, slowest requests ---\n" + "\n".join(lines)
 
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("caller", ["user", "admin", "api key"])
 def test_every_operation_keeps_the_contract(
-    server: tuple[str, dict[str, str]], tmp_path: Path, caller: str
+    server: tuple[str, dict[str, str], Path], tmp_path: Path, caller: str
 ) -> None:
     """Every operation, valid and invalid data, single requests and sequences: no finding at all."""
-    url, credentials = server
+    url, credentials, log = server
     result = subprocess.run(
         [
             str(Path(sys.executable).with_name("schemathesis")),
@@ -113,8 +131,10 @@ def test_every_operation_keeps_the_contract(
             "examples,coverage,fuzzing,stateful",
             "--exclude-path-regex",
             r"^/api/auth/(logout|logout-all|password)$",
+            # Longer than any wait of the server's own (SQLite's lock wait and the writer queue give
+            # up after 10 s with a 503): a slow answer is then seen as the server gave it.
             "--request-timeout",
-            "10",
+            "30",
             "--header",
             credentials[caller],
             "--report",
@@ -129,5 +149,5 @@ def test_every_operation_keeps_the_contract(
         env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"},
     )
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
+    assert result.returncode == 0, output[-6000:] + server_report(log)
     assert "generated" in output and ", 0 passed" not in output, output[-3000:]

@@ -59,6 +59,9 @@ async def test_ready_refuses_remote_callers_even_with_forged_forwarding(
 
 async def test_ready_believes_forwarding_only_from_trusted_proxies(make_settings: SettingsFactory) -> None:
     settings = make_settings(TRUSTED_PROXIES="10.0.0.0/8")
+    # Migrated first: the probe then runs on a database in WAL mode, as on a served instance, and
+    # does not spend its time limit converting a fresh file.
+    await asyncio.to_thread(migrate.upgrade, settings.database_url.get_secret_value())
     async with serve_app(settings, client=("10.1.2.3", 4000)) as (_app, http):
         forged = await http.get("/health/ready", headers={"X-Forwarded-For": "127.0.0.1, 198.51.100.7"})
         assert forged.status_code == 403  # the rightmost untrusted hop is the client
