@@ -15,7 +15,7 @@ from bastion import __version__
 from bastion.api.contract import install_contract
 from bastion.api.deps import check_route_access
 from bastion.api.responses import UTF8JSONResponse
-from bastion.api.routes import admin_blocks, admin_users, api_keys, auth, chat, health, openai_compat
+from bastion.api.routes import admin_blocks, admin_users, api_keys, auth, chat, health, journal, openai_compat
 from bastion.api.routes.docs import OPENAPI_URL, docs_router
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
@@ -170,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_keys.router)
     app.include_router(api_keys.admin_router)
     app.include_router(chat.router)
+    app.include_router(journal.router)
     app.include_router(openai_compat.router)
     if docs:
         app.include_router(docs_router(app))

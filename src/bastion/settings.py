@@ -83,7 +83,6 @@ NOT_IN_THIS_VERSION: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "alert_webhook_url": ("anomaly alerts", _set),
     "retention_days_access": ("access records", _always),
     "retention_days_security": ("security record retention", _always),
-    "max_journal_length": ("journals", _always),
     "injection_action": ("guardrails", _always),
     "profanity_filter": ("guardrails", _always),
 }

@@ -76,6 +76,11 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("GET", "/api/sessions/{session_id}/messages"): P.CHAT_USE,
     ("POST", "/api/sessions/{session_id}/messages"): P.CHAT_USE,
     ("POST", "/api/sessions/{session_id}/voice-chat"): P.VOICE_USE,
+    ("POST", "/api/journal"): P.JOURNAL_USE,
+    ("GET", "/api/journal"): P.JOURNAL_USE,
+    ("GET", "/api/journal/{entry_id}"): P.JOURNAL_USE,
+    ("PUT", "/api/journal/{entry_id}"): P.JOURNAL_USE,
+    ("DELETE", "/api/journal/{entry_id}"): P.JOURNAL_USE,
     ("POST", "/v1/chat/completions"): P.COMPLETIONS_USE,
 }
 
@@ -133,6 +138,7 @@ PARAMS = {
     "prefix": "24",
     "key_id": "0" * 16,
     "session_id": "x" * 24,
+    "entry_id": "e" * 32,
 }
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 FORBIDDEN_IN_RESPONSES = (

@@ -37,6 +37,10 @@ class AuditEvent(StrEnum):
     # Chat (ids only, never content)
     CHAT_SESSION_CREATED = "chat.session_created"
     CHAT_SESSION_DELETED = "chat.session_deleted"
+    # Journals (ids only, never content)
+    JOURNAL_ENTRY_CREATED = "journal.entry_created"
+    JOURNAL_ENTRY_UPDATED = "journal.entry_updated"
+    JOURNAL_ENTRY_DELETED = "journal.entry_deleted"
 
     # API keys and service identities (bastion.auth.api_key_service, bastion.web.mtls)
     API_KEY_CREATED = "api_key.created"

@@ -4,43 +4,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.auth.principal import Principal
 from bastion.chat.models import ChatMessage, ChatSession
+from bastion.ownership import Owner
+
+__all__ = ["ChatRepository", "Owner"]
 
 
-@dataclass(frozen=True, slots=True)
-class Owner:
-    """Who a chat session belongs to.
-
-    A session made with an API key belongs to that key alone (an app's conversations stay the
-    app's); a session made by a signed-in person belongs to that person, seen with a token or
-    cookie and not through any of their keys.
-    """
-
-    user_id: str | None
-    api_key_id: str | None
-
-    @classmethod
-    def of(cls, principal: Principal) -> Owner:
-        return cls(user_id=principal.user_id, api_key_id=principal.api_key_id)
-
-    @property
-    def identity(self) -> str:
-        """The quota and budget identity: the key for key-owned sessions, else the user."""
-        return f"key:{self.api_key_id}" if self.api_key_id is not None else f"user:{self.user_id}"
-
-    def clause(self) -> ColumnElement[bool]:
-        if self.api_key_id is not None:
-            return ChatSession.owner_api_key_id == self.api_key_id
-        if self.user_id is None:  # pragma: no cover - authentication always yields one of the two
-            raise ValueError("an owner needs a user or an API key")
-        return and_(ChatSession.owner_user_id == self.user_id, ChatSession.owner_api_key_id.is_(None))
+def _owned_by(owner: Owner) -> ColumnElement[bool]:
+    return owner.clause_for(ChatSession.owner_user_id, ChatSession.owner_api_key_id)
 
 
 class ChatRepository:
@@ -56,7 +32,7 @@ class ChatRepository:
         self, session_id: str, owner: Owner, *, active_since: datetime
     ) -> ChatSession | None:
         query = select(ChatSession).where(
-            ChatSession.id == session_id, owner.clause(), ChatSession.last_active_at >= active_since
+            ChatSession.id == session_id, _owned_by(owner), ChatSession.last_active_at >= active_since
         )
         return (await self.session.scalars(query)).one_or_none()
 
@@ -65,7 +41,7 @@ class ChatRepository:
     ) -> Sequence[ChatSession]:
         query = (
             select(ChatSession)
-            .where(owner.clause(), ChatSession.last_active_at >= active_since)
+            .where(_owned_by(owner), ChatSession.last_active_at >= active_since)
             .order_by(ChatSession.last_active_at.desc(), ChatSession.id.desc())
             .limit(limit)
         )
@@ -77,7 +53,7 @@ class ChatRepository:
         # Messages go with the session (ON DELETE CASCADE, and explicitly for SQLite connections
         # opened without foreign keys).
         found = await self.session.execute(
-            select(ChatSession.id).where(ChatSession.id == session_id, owner.clause())
+            select(ChatSession.id).where(ChatSession.id == session_id, _owned_by(owner))
         )
         if found.scalar_one_or_none() is None:
             return False

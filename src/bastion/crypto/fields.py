@@ -21,13 +21,24 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bastion.crypto.material import parse_encryption_keys
+from bastion.errors import BastionError
+from bastion.observability.logging import get_logger
 
 VERSION = "v1"
 NONCE_BYTES = 12
+_log = get_logger("bastion.crypto")
 
 
 class DecryptionError(Exception):
     """A stored value could not be opened: unknown key, tampering, or moved from elsewhere."""
+
+
+class UnreadableStoredValue(BastionError):
+    """A stored value failed to open: the client learns nothing more, the operator's log says where."""
+
+    status_code = 500
+    code = "stored_data_unreadable"
+    default_message = "Stored data could not be read; the operator has been alerted"
 
 
 def context(table: str, column: str, row_id: str) -> bytes:
@@ -75,6 +86,26 @@ class FieldCipher:
             return cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad).decode("utf-8")
         except (InvalidTag, binascii.Error, ValueError) as exc:
             raise DecryptionError("value failed authentication") from exc
+
+    def seal(self, plaintext: str, *, table: str, column: str, row_id: str) -> str:
+        """Seal a value bound to its table, column and row."""
+        return self.encrypt(plaintext, aad=context(table, column, row_id))
+
+    def open(self, token: str, *, table: str, column: str, row_id: str) -> str:
+        """Open a value sealed by ``seal`` for the same place.
+
+        A value that fails (tampered, truncated, moved from another row or column, sealed under a
+        key no longer configured) is logged for the operator with its place and key id, and the
+        request ends with a 500 error shape that says nothing more: never a wrong plaintext.
+        """
+        try:
+            return self.decrypt(token, aad=context(table, column, row_id))
+        except DecryptionError as exc:
+            kid = token.split(".", 2)[1] if token.count(".") >= 2 else None
+            _log.error(
+                "stored_value_unreadable", table=table, column=column, row_id=row_id, kid=kid, reason=str(exc)
+            )
+            raise UnreadableStoredValue() from exc
 
     def needs_rotation(self, token: str) -> bool:
         """True when the value was sealed by a key other than the active one."""

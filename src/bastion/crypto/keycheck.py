@@ -32,6 +32,8 @@ CHECK_PLAINTEXT = "bastion encryption key check"
 SEALED_COLUMNS: Sequence[tuple[str, str, str]] = (
     ("chat_messages", "content_ciphertext", "v1.{kid}."),
     ("chat_sessions", "title_ciphertext", "v1.{kid}."),
+    ("journal_entries", "content_ciphertext", "v1.{kid}."),
+    ("journal_entries", "title_ciphertext", "v1.{kid}."),
     ("signing_keys", "private_ciphertext", "{kid}:"),  # auth/keyring.py seals as kid:body
 )
 
@@ -42,6 +44,7 @@ SEALED_COLUMNS: Sequence[tuple[str, str, str]] = (
 SAMPLED_COLUMNS: Sequence[tuple[str, str, tuple[str, ...], str]] = (
     ("chat_sessions", "title_ciphertext", ("id",), "title"),
     ("chat_messages", "content_ciphertext", ("session_id", "id"), "content"),
+    ("journal_entries", "content_ciphertext", ("id",), "content"),
 )
 
 

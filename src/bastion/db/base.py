@@ -24,4 +24,5 @@ def load_models() -> None:
     import bastion.audit.models
     import bastion.auth.models
     import bastion.chat.models
-    import bastion.crypto.models  # noqa: F401
+    import bastion.crypto.models
+    import bastion.journal.models  # noqa: F401

@@ -1,0 +1,145 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Journals: a caller's own entries. Others' entries, and ids that do not exist, are 404 alike.
+
+Entries made with an API key belong to that key; entries made by a signed-in person belong to
+that person (the same ownership as chat sessions, ``bastion.ownership``). Each answer carries the
+entry's version as an ETag; a PUT or DELETE with ``If-Match`` is refused (412) when the entry
+changed since that version was read.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+
+from bastion.api.audit import record_action
+from bastion.api.content_types import require_json
+from bastion.api.deps import get_settings, require
+from bastion.api.ratelimit import rate_limit
+from bastion.api.schemas.journal import EntryList, EntryOut, EntrySummaryOut, EntryWrite
+from bastion.audit.events import AuditEvent
+from bastion.auth.permissions import Permission
+from bastion.auth.principal import Principal
+from bastion.errors import InvalidField
+from bastion.journal.service import EntryChanged, JournalService
+from bastion.ownership import Owner
+from bastion.ratelimit.policies import Policy
+
+JOURNAL_USE = require(Permission.JOURNAL_USE)
+# The permission is checked before anything else runs, the rate limits included: a caller without
+# the journal scope never spends the owner's journal allowance.
+router = APIRouter(prefix="/api/journal", tags=["journal"], dependencies=[Depends(JOURNAL_USE)])
+EntryId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+JournalUser = Annotated[Principal, Depends(JOURNAL_USE)]
+WRITE = Depends(rate_limit(Policy.JOURNAL_CREATE))
+READ = Depends(rate_limit(Policy.JOURNAL_READ))
+IfMatch = Annotated[
+    str | None,
+    Header(
+        max_length=64,
+        description="The entry's ETag as last read: the change is refused (412) if it changed since",
+    ),
+]
+ETAG: dict[str, Any] = {"ETag": {"description": "The entry's version", "schema": {"type": "string"}}}
+CHANGED: dict[int | str, dict[str, Any]] = {412: {"description": EntryChanged.default_message}}
+
+
+def journal_service(request: Request) -> JournalService:
+    return JournalService(
+        sessionmaker=request.app.state.sessionmaker,
+        cipher=request.app.state.cipher,
+        max_length=get_settings(request).max_journal_length,
+    )
+
+
+Service = Annotated[JournalService, Depends(journal_service)]
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def _expected_version(if_match: str | None) -> int | None:
+    """The version an If-Match names (``"3"``, ``W/"3"`` or ``3``); ``*`` or none: any version."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise InvalidField("header.if-match", "etag", "If-Match names an ETag this service gave")
+    return int(value)
+
+
+async def _audit(request: Request, principal: Principal, event: AuditEvent, entry_id: str) -> None:
+    await record_action(request, principal, event, target_type="journal_entry", target_id=entry_id)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(require_json), WRITE],
+    responses={201: {"headers": ETAG}},
+)
+async def create_entry(
+    request: Request, response: Response, body: EntryWrite, principal: JournalUser, service: Service
+) -> EntryOut:
+    view = await service.create(Owner.of(principal), title=body.title, content=body.content)
+    await _audit(request, principal, AuditEvent.JOURNAL_ENTRY_CREATED, view.id)
+    response.headers["ETag"] = _etag(view.version)
+    response.headers["Location"] = f"{router.prefix}/{view.id}"
+    return EntryOut.entry(view)
+
+
+@router.get("", dependencies=[READ])
+async def list_entries(
+    principal: JournalUser,
+    service: Service,
+    after: Annotated[EntryId | None, Query(description="The `next` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> EntryList:
+    page = await service.page(Owner.of(principal), after=after, limit=limit)
+    return EntryList(items=[EntrySummaryOut.of(item) for item in page.items], next=page.next_after)
+
+
+@router.get("/{entry_id}", dependencies=[READ], responses={200: {"headers": ETAG}})
+async def get_entry(
+    entry_id: EntryId, response: Response, principal: JournalUser, service: Service
+) -> EntryOut:
+    view = await service.get(Owner.of(principal), entry_id)
+    response.headers["ETag"] = _etag(view.version)
+    return EntryOut.entry(view)
+
+
+@router.put(
+    "/{entry_id}",
+    dependencies=[Depends(require_json), WRITE],
+    responses={200: {"headers": ETAG}, **CHANGED},
+)
+async def replace_entry(
+    entry_id: EntryId,
+    request: Request,
+    response: Response,
+    body: EntryWrite,
+    principal: JournalUser,
+    service: Service,
+    if_match: IfMatch = None,
+) -> EntryOut:
+    view = await service.update(
+        Owner.of(principal),
+        entry_id,
+        title=body.title,
+        content=body.content,
+        expected_version=_expected_version(if_match),
+    )
+    await _audit(request, principal, AuditEvent.JOURNAL_ENTRY_UPDATED, view.id)
+    response.headers["ETag"] = _etag(view.version)
+    return EntryOut.entry(view)
+
+
+@router.delete("/{entry_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WRITE], responses=CHANGED)
+async def delete_entry(
+    entry_id: EntryId, request: Request, principal: JournalUser, service: Service, if_match: IfMatch = None
+) -> Response:
+    await service.delete(Owner.of(principal), entry_id, expected_version=_expected_version(if_match))
+    await _audit(request, principal, AuditEvent.JOURNAL_ENTRY_DELETED, entry_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Journal queries. Every lookup filters by owner in SQL itself."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bastion.journal.models import JournalEntry
+from bastion.ownership import Owner
+
+
+def _owned_by(owner: Owner) -> ColumnElement[bool]:
+    return owner.clause_for(JournalEntry.owner_user_id, JournalEntry.owner_api_key_id)
+
+
+class JournalRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, entry: JournalEntry) -> JournalEntry:
+        self.session.add(entry)
+        await self.session.flush()
+        return entry
+
+    async def get(self, entry_id: str, owner: Owner) -> JournalEntry | None:
+        query = select(JournalEntry).where(JournalEntry.id == entry_id, _owned_by(owner))
+        return (await self.session.scalars(query)).one_or_none()
+
+    async def page(self, owner: Owner, *, after: JournalEntry | None, limit: int) -> Sequence[JournalEntry]:
+        """Newest first; ``after`` is the last entry of the previous page (ties broken by id)."""
+        query = (
+            select(JournalEntry)
+            .where(_owned_by(owner))
+            .order_by(JournalEntry.created_at.desc(), JournalEntry.id.desc())
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(
+                or_(
+                    JournalEntry.created_at < after.created_at,
+                    (JournalEntry.created_at == after.created_at) & (JournalEntry.id < after.id),
+                )
+            )
+        return (await self.session.scalars(query)).all()
+
+    async def delete(self, entry_id: str, owner: Owner) -> bool:
+        result = await self.session.execute(
+            delete(JournalEntry).where(JournalEntry.id == entry_id, _owned_by(owner))
+        )
+        return bool(getattr(result, "rowcount", 0))

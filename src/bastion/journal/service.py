@@ -1,0 +1,167 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Journal rules: owner-only entries, length limits, titles and content sealed to their row.
+
+An entry is sealed with the field cipher under its own id, so a ciphertext copied to another
+entry (or from title to content) fails to open. Updates carry the entry's version: an edit made
+on a stale copy is refused (412) rather than silently overwriting a newer one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bastion.crypto.fields import FieldCipher
+from bastion.db.session import read_only, unit_of_work
+from bastion.db.types import utcnow
+from bastion.errors import BastionError, InvalidField, NotFound
+from bastion.journal.models import JournalEntry, new_entry_id
+from bastion.journal.repository import JournalRepository
+from bastion.ownership import Owner
+
+TABLE = "journal_entries"
+MAX_PAGE = 100
+MAX_TITLE_CHARS = 200
+
+
+class EntryChanged(BastionError):
+    status_code = 412
+    code = "version_mismatch"
+    default_message = "The entry changed since it was read; fetch it again and reapply the edit"
+
+
+@dataclass(frozen=True, slots=True)
+class EntrySummary:
+    id: str
+    title: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EntryView(EntrySummary):
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPage:
+    """Entries newest first, without their content; ``next_after`` is the cursor of the next page."""
+
+    items: list[EntrySummary]
+    next_after: str | None
+
+
+class JournalService:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        cipher: FieldCipher,
+        max_length: int,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self.cipher = cipher
+        self.max_length = max_length
+        self.clock = clock
+
+    def check(self, title: str | None, content: str) -> None:
+        """Refuse an empty entry, an over-long one, or a blank title (422, naming the field)."""
+        if not content.strip():
+            raise InvalidField("body.content", "blank", "The entry is empty")
+        if len(content) > self.max_length:
+            raise InvalidField(
+                "body.content", "string_too_long", f"String should have at most {self.max_length} characters"
+            )
+        if title is not None and not title.strip():
+            raise InvalidField("body.title", "blank", "A title, when given, has some text")
+
+    async def create(self, owner: Owner, *, title: str | None, content: str) -> EntryView:
+        self.check(title, content)
+        now = self.clock()
+        entry = JournalEntry(
+            id=new_entry_id(),
+            owner_user_id=owner.user_id,
+            owner_api_key_id=owner.api_key_id,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        self._seal(entry, title, content)
+        async with unit_of_work(self._sessionmaker) as db:
+            await JournalRepository(db).add(entry)
+        return self._view(entry)
+
+    async def get(self, owner: Owner, entry_id: str) -> EntryView:
+        async with read_only(self._sessionmaker) as db:
+            return self._view(await self._owned(JournalRepository(db), owner, entry_id))
+
+    async def page(self, owner: Owner, *, after: str | None, limit: int) -> EntryPage:
+        size = min(max(limit, 1), MAX_PAGE)
+        async with read_only(self._sessionmaker) as db:
+            repo = JournalRepository(db)
+            # The cursor is an entry id of this owner's; any other id is an unknown cursor (404).
+            cursor = await self._owned(repo, owner, after) if after is not None else None
+            rows = await repo.page(owner, after=cursor, limit=size)
+            items = [self._summary(row) for row in rows]
+        return EntryPage(items=items, next_after=items[-1].id if len(items) == size else None)
+
+    async def update(
+        self, owner: Owner, entry_id: str, *, title: str | None, content: str, expected_version: int | None
+    ) -> EntryView:
+        self.check(title, content)
+        async with unit_of_work(self._sessionmaker) as db:
+            entry = await self._owned(JournalRepository(db), owner, entry_id)
+            if expected_version is not None and entry.version != expected_version:
+                raise EntryChanged()
+            self._seal(entry, title, content)
+            entry.version += 1
+            entry.updated_at = max(self.clock(), entry.created_at)
+            return self._view(entry)
+
+    async def delete(self, owner: Owner, entry_id: str, *, expected_version: int | None = None) -> None:
+        async with unit_of_work(self._sessionmaker) as db:
+            repo = JournalRepository(db)
+            if expected_version is not None:
+                entry = await self._owned(repo, owner, entry_id)
+                if entry.version != expected_version:
+                    raise EntryChanged()
+            if not await repo.delete(entry_id, owner):
+                raise NotFound("Journal entry not found")
+
+    @staticmethod
+    async def _owned(repo: JournalRepository, owner: Owner, entry_id: str) -> JournalEntry:
+        # Someone else's entry and a made-up id look the same: 404.
+        entry = await repo.get(entry_id, owner)
+        if entry is None:
+            raise NotFound("Journal entry not found")
+        return entry
+
+    def _seal(self, entry: JournalEntry, title: str | None, content: str) -> None:
+        seal = self.cipher.seal
+        entry.title_ciphertext = (
+            seal(title, table=TABLE, column="title", row_id=entry.id) if title is not None else None
+        )
+        entry.content_ciphertext = seal(content, table=TABLE, column="content", row_id=entry.id)
+
+    def _title(self, entry: JournalEntry) -> str | None:
+        if entry.title_ciphertext is None:
+            return None
+        return self.cipher.open(entry.title_ciphertext, table=TABLE, column="title", row_id=entry.id)
+
+    def _summary(self, entry: JournalEntry) -> EntrySummary:
+        return EntrySummary(
+            id=entry.id,
+            title=self._title(entry),
+            version=entry.version,
+            created_at=entry.created_at,
+            updated_at=entry.updated_at,
+        )
+
+    def _view(self, entry: JournalEntry) -> EntryView:
+        content = self.cipher.open(entry.content_ciphertext, table=TABLE, column="content", row_id=entry.id)
+        return EntryView(**asdict(self._summary(entry)), content=content)
