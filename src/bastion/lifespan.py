@@ -56,7 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     log = get_logger("bastion.lifespan")
     database_url = settings.database_url.get_secret_value()
     engine = create_engine(database_url, timeout=settings.database_timeout_seconds)
-    cipher = FieldCipher.from_setting(settings.secret("DATABASE_ENCRYPTION_KEY") or "")
+    cipher = FieldCipher.for_settings(settings)
     try:
         # First, before anything is opened: a key that cannot read the stored data refuses to start.
         await _check_encryption_keys(engine, cipher)

@@ -40,17 +40,17 @@ async def engine(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
 
 async def test_the_right_key_passes_and_is_recorded_once(engine: AsyncEngine) -> None:
     setting = key("k1")
-    first = await check_encryption_keys(engine, FieldCipher.from_setting(setting))
+    first = await check_encryption_keys(engine, FieldCipher.from_setting(setting, environment="test"))
     assert first is not None and first.recorded == ["k1"] and first.verified == []
-    again = await check_encryption_keys(engine, FieldCipher.from_setting(setting))
+    again = await check_encryption_keys(engine, FieldCipher.from_setting(setting, environment="test"))
     assert again is not None and again.recorded == [] and again.verified == ["k1"]
 
 
 async def test_a_different_key_under_the_same_kid_is_refused_by_kid(engine: AsyncEngine) -> None:
-    await check_encryption_keys(engine, FieldCipher.from_setting(key("k1")))
+    await check_encryption_keys(engine, FieldCipher.from_setting(key("k1"), environment="test"))
     wrong = key("k1")
     with pytest.raises(EncryptionKeyRefused) as refused:
-        await check_encryption_keys(engine, FieldCipher.from_setting(wrong))
+        await check_encryption_keys(engine, FieldCipher.from_setting(wrong, environment="test"))
     assert refused.value.different == ["k1"] and refused.value.missing == []
     line = refused.value.one_line()
     assert "'k1'" in line and "DATABASE_ENCRYPTION_KEY" in line and "\n" not in line
@@ -59,7 +59,7 @@ async def test_a_different_key_under_the_same_kid_is_refused_by_kid(engine: Asyn
 
 async def test_a_missing_old_kid_that_data_still_uses_is_refused_by_kid(engine: AsyncEngine) -> None:
     old = key("old_1")  # '_' is a LIKE wildcard: the data search must match it literally
-    await check_encryption_keys(engine, FieldCipher.from_setting(old))
+    await check_encryption_keys(engine, FieldCipher.from_setting(old, environment="test"))
     sealed = seal(b"pem", keys=parse_encryption_keys(old), context="signing_key:rot")
     async with engine.begin() as connection:
         await connection.execute(
@@ -68,21 +68,21 @@ async def test_a_missing_old_kid_that_data_still_uses_is_refused_by_kid(engine: 
             )
         )
     with pytest.raises(EncryptionKeyRefused) as refused:
-        await check_encryption_keys(engine, FieldCipher.from_setting(key("new")))
+        await check_encryption_keys(engine, FieldCipher.from_setting(key("new"), environment="test"))
     assert refused.value.missing == ["old_1"] and refused.value.different == []
     assert "'old_1'" in refused.value.one_line()
 
 
 async def test_a_removed_kid_that_no_data_uses_is_retired(engine: AsyncEngine) -> None:
-    await check_encryption_keys(engine, FieldCipher.from_setting(key("old")))
-    report = await check_encryption_keys(engine, FieldCipher.from_setting(key("new")))
+    await check_encryption_keys(engine, FieldCipher.from_setting(key("old"), environment="test"))
+    report = await check_encryption_keys(engine, FieldCipher.from_setting(key("new"), environment="test"))
     assert report is not None and report.retired == ["old"] and report.recorded == ["new"]
 
 
 async def test_rotation_keeps_the_old_kid_and_records_the_new_one(engine: AsyncEngine) -> None:
     old = key("old")
-    await check_encryption_keys(engine, FieldCipher.from_setting(old))
-    rotated = FieldCipher.from_setting(f"{key('new')},{old}")
+    await check_encryption_keys(engine, FieldCipher.from_setting(old, environment="test"))
+    rotated = FieldCipher.from_setting(f"{key('new')},{old}", environment="test")
     report = await check_encryption_keys(engine, rotated)
     assert report is not None and report.recorded == ["new"] and report.verified == ["old"]
     again = await check_encryption_keys(engine, rotated)
@@ -92,17 +92,23 @@ async def test_rotation_keeps_the_old_kid_and_records_the_new_one(engine: AsyncE
 async def test_concurrent_first_starts_agree_on_one_check_value(engine: AsyncEngine) -> None:
     setting = key("k1")
     reports = await asyncio.gather(
-        *(check_encryption_keys(engine, FieldCipher.from_setting(setting)) for _ in range(4))
+        *(
+            check_encryption_keys(engine, FieldCipher.from_setting(setting, environment="test"))
+            for _ in range(4)
+        )
     )
     assert all(report is not None for report in reports)
-    again = await check_encryption_keys(engine, FieldCipher.from_setting(setting))
+    again = await check_encryption_keys(engine, FieldCipher.from_setting(setting, environment="test"))
     assert again is not None and again.verified == ["k1"]
 
 
 async def test_an_unmigrated_database_is_not_checked(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
-        assert await check_encryption_keys(engine, FieldCipher.from_setting(key("k1"))) is None
+        assert (
+            await check_encryption_keys(engine, FieldCipher.from_setting(key("k1"), environment="test"))
+            is None
+        )
     finally:
         await engine.dispose()
 
@@ -144,7 +150,9 @@ async def test_the_app_starts_after_rotation_and_records_the_new_kid(
             assert (await http.get("/health")).status_code == 200
     engine = create_engine(migrated_database_url)
     try:
-        report = await check_encryption_keys(engine, FieldCipher.from_setting(f"{new},{old}"), record=False)
+        report = await check_encryption_keys(
+            engine, FieldCipher.from_setting(f"{new},{old}", environment="test"), record=False
+        )
     finally:
         await engine.dispose()
     assert report is not None and report.verified == ["new", "old"] and report.recorded == []
@@ -152,7 +160,7 @@ async def test_the_app_starts_after_rotation_and_records_the_new_kid(
 
 async def test_data_sealed_before_check_values_must_open_with_a_new_kid(engine: AsyncEngine) -> None:
     """After an upgrade the first start records each key id: a wrong key must not become the reference."""
-    right = FieldCipher.from_setting(key("k1"))
+    right = FieldCipher.from_setting(key("k1"), environment="test")
     async with engine.begin() as connection:
         await connection.execute(
             insert(ChatSession).values(
@@ -164,7 +172,7 @@ async def test_data_sealed_before_check_values_must_open_with_a_new_kid(engine: 
             )
         )
     with pytest.raises(EncryptionKeyRefused) as refused:
-        await check_encryption_keys(engine, FieldCipher.from_setting(key("k1")))
+        await check_encryption_keys(engine, FieldCipher.from_setting(key("k1"), environment="test"))
     assert refused.value.different == ["k1"]
     report = await check_encryption_keys(engine, right)
     assert report is not None and report.recorded == ["k1"]

@@ -78,7 +78,7 @@ def encryption_keys_or_exit(settings: Settings, *, record: bool = True, unreacha
     migrated) is not refused: `bastion db upgrade` creates it and checks then. Returns whether the
     database was reached; with ``unreachable_ok`` an unreachable database is not an error.
     """
-    cipher = FieldCipher.from_setting(settings.secret("DATABASE_ENCRYPTION_KEY") or "")
+    cipher = FieldCipher.for_settings(settings)
 
     async def verify() -> None:
         engine = create_engine(settings.database_url.get_secret_value())

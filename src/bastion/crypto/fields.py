@@ -1,9 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
 """Field encryption: AES-256-GCM under a keyring of versioned keys, bound to where the value lives.
 
-A stored value looks like ``v1.<kid>.<base64url(nonce || ciphertext || tag)>``. The key id says
+A stored value looks like ``v2.<kid>.<base64url(nonce || ciphertext || tag)>``. The key id says
 which key sealed it, so keys rotate without a flag day: the newest key seals, every listed key
-opens, and ``needs_rotation`` tells a re-encryption job what is still under an old key.
+opens, and ``needs_rotation`` tells a re-encryption job (``bastion db rekey``) what is still under
+an old key.
+
+The AES key of ``v2`` values is derived (HKDF-SHA256) from the configured key and the environment
+name, so a production database can never be opened by a development or test deployment that was
+given the same DATABASE_ENCRYPTION_KEY. ``v1`` values, sealed by earlier versions directly under
+the configured key, still open; ``bastion db rekey`` re-seals them as ``v2``.
+
+Values that must be found by equality without being stored in the clear (e-mail addresses) also
+get a blind index: ``<kid>.<HMAC-SHA256 under a key derived for that purpose>``, one per key id,
+so a lookup tries each configured key's index and a rekey moves rows to the newest.
 
 The associated data names the table, column and row, so a ciphertext copied into another row or
 column by someone with write access to the database fails to open instead of showing one user's
@@ -14,17 +24,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bastion.crypto.material import parse_encryption_keys
 from bastion.errors import BastionError
 from bastion.observability.logging import get_logger
 
-VERSION = "v1"
+if TYPE_CHECKING:
+    from bastion.settings import Settings
+
+VERSION = "v2"  # keys derived per environment
+LEGACY_VERSION = "v1"  # sealed directly under the configured key: opened, never written
+VERSIONS = (VERSION, LEGACY_VERSION)
 NONCE_BYTES = 12
 _log = get_logger("bastion.crypto")
 
@@ -49,18 +69,40 @@ def context(table: str, column: str, row_id: str) -> bytes:
     return f"bastion|{table}|{column}|{row_id}".encode()
 
 
+def derive_key(key: bytes, *, purpose: str, environment: str) -> bytes:
+    """A 256-bit key for one purpose in one environment, from a configured key."""
+    info = f"bastion|{purpose}|{environment}".encode()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
+
+
 class FieldCipher:
     """Seals and opens text fields with the keyring from DATABASE_ENCRYPTION_KEY (newest key first)."""
 
-    def __init__(self, keys: Mapping[str, bytes]) -> None:
+    def __init__(self, keys: Mapping[str, bytes], *, environment: str) -> None:
         if not keys:
             raise ValueError("at least one key is required")
-        self._ciphers = {kid: AESGCM(key) for kid, key in keys.items()}
+        if not environment or "|" in environment:
+            raise ValueError("an environment name is required")
+        self.environment = environment
+        self._ciphers = {
+            kid: AESGCM(derive_key(key, purpose="field-encryption", environment=environment))
+            for kid, key in keys.items()
+        }
+        self._legacy = {kid: AESGCM(key) for kid, key in keys.items()}
+        self._index_keys = {
+            kid: derive_key(key, purpose="blind-index", environment=environment) for kid, key in keys.items()
+        }
         self.active_kid = next(iter(keys))
 
     @classmethod
-    def from_setting(cls, raw: str) -> FieldCipher:
-        return cls(parse_encryption_keys(raw))
+    def from_setting(cls, raw: str, *, environment: str) -> FieldCipher:
+        return cls(parse_encryption_keys(raw), environment=environment)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> FieldCipher:
+        """The cipher of a deployment: DATABASE_ENCRYPTION_KEY under its ENVIRONMENT."""
+        raw = settings.secret("DATABASE_ENCRYPTION_KEY") or ""
+        return cls.from_setting(raw, environment=str(settings.environment))
 
     @property
     def kids(self) -> tuple[str, ...]:
@@ -76,8 +118,8 @@ class FieldCipher:
 
     def decrypt(self, token: str, *, aad: bytes) -> str:
         version, kid, body = self._split(token)
-        cipher = self._ciphers.get(kid)
-        if version != VERSION or cipher is None:
+        cipher = (self._ciphers if version == VERSION else self._legacy).get(kid)
+        if version not in VERSIONS or cipher is None:
             raise DecryptionError("unknown format or key")
         try:
             raw = base64.urlsafe_b64decode(body)
@@ -107,9 +149,23 @@ class FieldCipher:
             )
             raise UnreadableStoredValue() from exc
 
+    def blind_index(self, value: str, *, purpose: str, kid: str | None = None) -> str:
+        """The keyed index of ``value`` under the active key (or ``kid``), as ``<kid>.<hex>``."""
+        kid = self.active_kid if kid is None else kid
+        digest = hmac.new(self._index_keys[kid], f"{purpose}|{value}".encode(), hashlib.sha256).hexdigest()
+        return f"{kid}.{digest}"
+
+    def blind_indexes(self, value: str, *, purpose: str) -> tuple[str, ...]:
+        """The index of ``value`` under every configured key: what a lookup must match."""
+        return tuple(self.blind_index(value, purpose=purpose, kid=kid) for kid in self.kids)
+
     def needs_rotation(self, token: str) -> bool:
-        """True when the value was sealed by a key other than the active one."""
-        return self._split(token)[1] != self.active_kid
+        """True when the value was sealed by a key other than the active one, or in the old format."""
+        version, kid, _ = self._split(token)
+        return version != VERSION or kid != self.active_kid
+
+    def index_needs_rotation(self, index: str) -> bool:
+        return not index.startswith(f"{self.active_kid}.")
 
     def rotate(self, token: str, *, aad: bytes) -> str:
         """Re-seal under the active key (no-op for values already under it)."""

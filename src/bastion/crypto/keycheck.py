@@ -15,37 +15,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import column, exists, insert, inspect, select, table
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import ColumnClause
 
-from bastion.crypto.fields import DecryptionError, FieldCipher, context
+from bastion.crypto.fields import VERSIONS, DecryptionError, FieldCipher, context
 from bastion.crypto.models import EncryptionKeyCheck
+from bastion.crypto.registry import CHAT_MESSAGE_CONTENT, CHAT_SESSION_TITLE, SEALED_FIELDS, SealedField
 from bastion.db.types import utcnow
 from bastion.settings import ConfigurationError
 
 CHECK_PLAINTEXT = "bastion encryption key check"
 
-# Where sealed values live and how each names its key id: (table, column, prefix before the body).
-# Named as strings, not models, so this low-level module does not depend on the features that
-# store ciphertext; a new encrypted column is added here.
-SEALED_COLUMNS: Sequence[tuple[str, str, str]] = (
-    ("chat_messages", "content_ciphertext", "v1.{kid}."),
-    ("chat_sessions", "title_ciphertext", "v1.{kid}."),
-    ("journal_entries", "content_ciphertext", "v1.{kid}."),
-    ("journal_entries", "title_ciphertext", "v1.{kid}."),
-    ("signing_keys", "private_ciphertext", "{kid}:"),  # auth/keyring.py seals as kid:body
-)
-
-
 # Values sealed before check values existed: one of each, under a key id seen for the first time,
 # must open before that key's check value is recorded (else a wrong key at the first start after an
-# upgrade would become the reference). (table, sealed column, id columns, the context's column name.)
-SAMPLED_COLUMNS: Sequence[tuple[str, str, tuple[str, ...], str]] = (
-    ("chat_sessions", "title_ciphertext", ("id",), "title"),
-    ("chat_messages", "content_ciphertext", ("session_id", "id"), "content"),
-    ("journal_entries", "content_ciphertext", ("id",), "content"),
-)
+# upgrade would become the reference). Only these columns held values then.
+SAMPLED_FIELDS: Sequence[SealedField] = (CHAT_SESSION_TITLE, CHAT_MESSAGE_CONTENT)
+# Signing keys are sealed by auth/keyring.py as ``kid:body``.
+SIGNING_KEYS = ("signing_keys", "private_ciphertext")
 
 
 def check_context(kid: str) -> bytes:
@@ -141,14 +129,31 @@ def _opens(cipher: FieldCipher, kid: str, value: str) -> bool:
         return False
 
 
+async def _columns(connection: AsyncConnection) -> dict[str, set[str]]:
+    """The columns of each table there is (an older schema lacks some sealed columns)."""
+
+    def read(sync: Connection) -> dict[str, set[str]]:
+        inspector = inspect(sync)
+        names = inspector.get_table_names()
+        return {name: {c["name"] for c in inspector.get_columns(name)} for name in names}
+
+    return await connection.run_sync(read)
+
+
 async def _still_used(connection: AsyncConnection, kid: str) -> bool:
     # Only run for a key id no longer configured (rare), so an unindexed prefix search is acceptable.
-    for table_name, column_name, prefix in SEALED_COLUMNS:
+    present = await _columns(connection)
+    searches: list[tuple[str, str, str]] = [(*SIGNING_KEYS, f"{kid}:")]
+    for sealed_field in SEALED_FIELDS:
+        searches += [(sealed_field.table, sealed_field.column, f"{v}.{kid}.") for v in VERSIONS]
+        if sealed_field.index_column is not None:
+            searches.append((sealed_field.table, sealed_field.index_column, f"{kid}."))
+    for table_name, column_name, prefix in searches:
+        if column_name not in present.get(table_name, set()):
+            continue
         sealed: ColumnClause[str] = column(column_name)
         query = select(
-            exists()
-            .where(sealed.startswith(prefix.format(kid=kid), autoescape=True))
-            .select_from(table(table_name, sealed))
+            exists().where(sealed.startswith(prefix, autoescape=True)).select_from(table(table_name, sealed))
         )
         if await connection.scalar(query):
             return True
@@ -157,23 +162,27 @@ async def _still_used(connection: AsyncConnection, kid: str) -> bool:
 
 async def _samples_open(connection: AsyncConnection, cipher: FieldCipher, kid: str) -> bool:
     """Whether one stored value of each sampled column sealed under ``kid`` opens (True if none)."""
-    for table_name, column_name, id_columns, context_column in SAMPLED_COLUMNS:
-        sealed: ColumnClause[str] = column(column_name)
-        ids: list[ColumnClause[str]] = [column(name) for name in id_columns]
-        query = (
-            select(sealed, *ids)
-            .select_from(table(table_name, sealed, *ids))
-            .where(sealed.startswith(f"v1.{kid}.", autoescape=True))
-            .limit(1)
-        )
-        row = (await connection.execute(query)).first()
-        if row is None:
+    present = await _columns(connection)
+    for sampled in SAMPLED_FIELDS:
+        if sampled.column not in present.get(sampled.table, set()):
             continue
-        row_id = ":".join(str(part) for part in row[1:])
-        try:
-            cipher.decrypt(row[0], aad=context(table_name, context_column, row_id))
-        except DecryptionError:
-            return False
+        for version in VERSIONS:
+            sealed: ColumnClause[str] = column(sampled.column)
+            ids: list[ColumnClause[str]] = [column(name) for name in sampled.id_columns]
+            query = (
+                select(sealed, *ids)
+                .select_from(table(sampled.table, sealed, *ids))
+                .where(sealed.startswith(f"{version}.{kid}.", autoescape=True))
+                .limit(1)
+            )
+            row = (await connection.execute(query)).first()
+            if row is None:
+                continue
+            row_id = ":".join(str(part) for part in row[1:])
+            try:
+                cipher.decrypt(row[0], aad=context(sampled.table, sampled.name, row_id))
+            except DecryptionError:
+                return False
     return True
 
 

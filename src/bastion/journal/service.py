@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.crypto.fields import FieldCipher
+from bastion.crypto.registry import JOURNAL_CONTENT, JOURNAL_TITLE
 from bastion.db.session import read_only, unit_of_work
 from bastion.db.types import utcnow
 from bastion.errors import BastionError, InvalidField, NotFound
@@ -22,7 +23,6 @@ from bastion.journal.models import JournalEntry, new_entry_id
 from bastion.journal.repository import JournalRepository
 from bastion.ownership import Owner
 
-TABLE = "journal_entries"
 MAX_PAGE = 100
 MAX_TITLE_CHARS = 200
 
@@ -142,16 +142,14 @@ class JournalService:
         return entry
 
     def _seal(self, entry: JournalEntry, title: str | None, content: str) -> None:
-        seal = self.cipher.seal
-        entry.title_ciphertext = (
-            seal(title, table=TABLE, column="title", row_id=entry.id) if title is not None else None
-        )
-        entry.content_ciphertext = seal(content, table=TABLE, column="content", row_id=entry.id)
+        sealed_title = JOURNAL_TITLE.seal(self.cipher, title, entry.id) if title is not None else None
+        entry.title_ciphertext = sealed_title
+        entry.content_ciphertext = JOURNAL_CONTENT.seal(self.cipher, content, entry.id)
 
     def _title(self, entry: JournalEntry) -> str | None:
         if entry.title_ciphertext is None:
             return None
-        return self.cipher.open(entry.title_ciphertext, table=TABLE, column="title", row_id=entry.id)
+        return JOURNAL_TITLE.open(self.cipher, entry.title_ciphertext, entry.id)
 
     def _summary(self, entry: JournalEntry) -> EntrySummary:
         return EntrySummary(
@@ -163,5 +161,5 @@ class JournalService:
         )
 
     def _view(self, entry: JournalEntry) -> EntryView:
-        content = self.cipher.open(entry.content_ciphertext, table=TABLE, column="content", row_id=entry.id)
+        content = JOURNAL_CONTENT.open(self.cipher, entry.content_ciphertext, entry.id)
         return EntryView(**asdict(self._summary(entry)), content=content)

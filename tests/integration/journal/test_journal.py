@@ -267,7 +267,7 @@ async def test_no_plaintext_reaches_the_database(
             for table in ("journal_entries", "chat_sessions", "chat_messages"):
                 rows = await connection.execute(text("SELECT * FROM " + table))  # noqa: S608 - fixed names
                 everything += [dict(row) for row in rows.mappings().all()]
-        assert stored["content_ciphertext"].startswith("v1.") and stored["title_ciphertext"].startswith("v1.")
+        assert stored["content_ciphertext"].startswith("v2.") and stored["title_ciphertext"].startswith("v2.")
         dumped = json.dumps(everything, default=str)
         secrets = (TITLE, CONTENT, "Night worries", message, "knot in my chest", "diagnosis")
         for secret in secrets:

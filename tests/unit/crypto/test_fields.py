@@ -12,7 +12,7 @@ AAD = context("journal_entries", "content", "row-1")
 
 
 def cipher(*raw: str) -> FieldCipher:
-    return FieldCipher.from_setting(",".join(raw))
+    return FieldCipher.from_setting(",".join(raw), environment="test")
 
 
 def test_round_trip_with_unicode_and_fresh_nonces() -> None:
@@ -41,7 +41,7 @@ def test_value_moved_to_another_row_or_column_fails() -> None:
     [
         lambda t: t[:-2] + ("A" if t[-2] != "A" else "B") + t[-1],
         lambda t: t[: len(t) // 2],
-        lambda t: "v2" + t[2:],
+        lambda t: "v1" + t[2:],  # the same body read as the older format
         lambda t: "v1.nokey." + t.split(".", 2)[2],
         lambda t: "garbage",
         lambda t: "v1.x.!!!!",
@@ -82,6 +82,60 @@ def test_a_named_older_key_seals_and_any_listed_key_opens() -> None:
     )
     assert fields.kids == ("new", "old")
     token = fields.encrypt("check", aad=AAD, kid="old")
-    assert token.startswith("v1.old.")
+    assert token.startswith("v2.old.")
     assert fields.decrypt(token, aad=AAD) == "check"
     assert fields.needs_rotation(token)
+
+
+def legacy_seal(setting: str, plaintext: str, aad: bytes) -> str:
+    """A value as earlier versions sealed it: ``v1``, directly under the configured key."""
+    import os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from bastion.crypto.material import parse_encryption_keys
+
+    kid, key = next(iter(parse_encryption_keys(setting).items()))
+    nonce = os.urandom(12)
+    body = base64.urlsafe_b64encode(nonce + AESGCM(key).encrypt(nonce, plaintext.encode(), aad)).decode()
+    return f"v1.{kid}.{body}"
+
+
+def test_values_of_earlier_versions_open_and_are_due_for_rotation() -> None:
+    setting = material.encryption_key()
+    fields = cipher(setting)
+    old = legacy_seal(setting, "written last year", AAD)
+    assert fields.decrypt(old, aad=AAD) == "written last year"
+    assert fields.needs_rotation(old)  # under the active key, but in the older format
+    rotated = fields.rotate(old, aad=AAD)
+    assert rotated.startswith("v2.") and not fields.needs_rotation(rotated)
+    assert fields.decrypt(rotated, aad=AAD) == "written last year"
+
+
+def test_another_environment_cannot_open_values_even_with_the_same_key() -> None:
+    setting = material.encryption_key()
+    production = FieldCipher.from_setting(setting, environment="production")
+    development = FieldCipher.from_setting(setting, environment="development")
+    token = production.encrypt("patient notes", aad=AAD)
+    assert production.decrypt(token, aad=AAD) == "patient notes"
+    with pytest.raises(DecryptionError):
+        development.decrypt(token, aad=AAD)
+    index = production.blind_index("ana@example.com", purpose="users.email")
+    assert index not in development.blind_indexes("ana@example.com", purpose="users.email")
+    with pytest.raises(ValueError):
+        FieldCipher.from_setting(setting, environment="")
+
+
+def test_blind_indexes_find_equal_values_under_every_key_and_nothing_else() -> None:
+    new, old = (f"{kid}:" + material.encryption_key().split(":")[1] for kid in ("new", "old"))
+    before = cipher(old)
+    after = cipher(new, old)
+    stored = before.blind_index("ana@example.com", purpose="users.email")
+    assert stored.startswith("old.") and "ana" not in stored
+    # After the key rotation a lookup matches rows indexed under either key.
+    assert stored in after.blind_indexes("ana@example.com", purpose="users.email")
+    assert after.index_needs_rotation(stored)
+    assert after.blind_index("ana@example.com", purpose="users.email").startswith("new.")
+    assert stored not in after.blind_indexes("ana@example.org", purpose="users.email")
+    # The purpose is keyed in: the same text in another column has another index.
+    assert stored != before.blind_index("ana@example.com", purpose="invitations.email")
