@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from bastion.app import create_app
+from bastion.crypto import material
 from bastion.db import migrate
 from bastion.settings import Settings
 from tests.support.lifespan import STARTUP_SECONDS
@@ -44,11 +45,16 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def make_settings(tmp_path: Path) -> SettingsFactory:
     """``make_settings(REDIS_URL=..., ...)``: test-environment settings with everything in tmp_path."""
 
+    # One encryption key for the whole test: apps started one after the other over the same
+    # database (a restart) open what the first one sealed, e-mail addresses included.
+    encryption_key = material.encryption_key()
+
     def factory(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "environment": "test",
             "var_dir": tmp_path / "var",
             "database_url": f"sqlite+aiosqlite:///{tmp_path / 'bastion.db'}",
+            "database_encryption_key": encryption_key,
         }
         values.update({key.lower(): value for key, value in overrides.items()})
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

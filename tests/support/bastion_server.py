@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import ssl
@@ -13,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bastion.crypto import material
 from tests.support.servers import free_port, wait_for_port
 
 
@@ -21,12 +23,19 @@ def bastion_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "bastion"]
 
 
+@functools.cache
+def _encryption_key(tmp_path: Path) -> str:
+    """One key per deployment directory: every process serving it opens what the others sealed."""
+    return material.encryption_key()
+
+
 def _environment(tmp_path: Path, env: Mapping[str, str] | None) -> dict[str, str]:
     return {
         **os.environ,
         "ENVIRONMENT": "test",
         "VAR_DIR": str(tmp_path / "var"),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bastion.db'}",
+        "DATABASE_ENCRYPTION_KEY": _encryption_key(tmp_path),
         "LOG_LEVEL": "WARNING",
         **(env or {}),
     }

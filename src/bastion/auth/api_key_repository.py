@@ -38,7 +38,9 @@ class ApiKeyRepository:
         )
         return int(await self.session.scalar(query) or 0)
 
-    async def touch(self, key_id: str, *, now: datetime, ip: str | None) -> None:
+    async def touch(self, key_id: str, *, now: datetime, sealed_ip: str | None) -> None:
         await self.session.execute(
-            update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now, last_used_ip=ip)
+            update(ApiKey)
+            .where(ApiKey.id == key_id)
+            .values(last_used_at=now, last_used_ip_ciphertext=sealed_ip)
         )

@@ -34,6 +34,8 @@ from bastion.auth.permissions import ADMIN_ONLY_SCOPES, KEY_SCOPES, SERVICE_ONLY
 from bastion.auth.principal import AuthMethod, Principal, Role
 from bastion.auth.repository import IdentityRepository
 from bastion.auth.service import Context
+from bastion.crypto.fields import FieldCipher
+from bastion.crypto.registry import API_KEY_LAST_IP, API_KEY_NAME
 from bastion.db.session import unit_of_work
 from bastion.db.types import utcnow
 from bastion.errors import Conflict, Forbidden, InvalidField, NotFound
@@ -74,11 +76,11 @@ class KeyView:
     last_used_at: datetime | None
 
     @classmethod
-    def of(cls, key: ApiKey) -> KeyView:
+    def of(cls, key: ApiKey, cipher: FieldCipher) -> KeyView:
         return cls(
             id=key.id,
             user_id=key.user_id,
-            name=key.name,
+            name=API_KEY_NAME.open(cipher, key.name_ciphertext, key.id),
             role=key.role,
             scopes=tuple(key.scopes.split()),
             messages_per_hour=key.messages_per_hour,
@@ -131,11 +133,13 @@ class ApiKeys:
         last_used_seconds: float,
         max_per_user: int,
         default_messages_per_hour: int,
+        cipher: FieldCipher,
         self_service: bool = True,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.cipher = cipher
         self.hasher = hasher
         self.static = static
         self.version = version
@@ -244,7 +248,8 @@ class ApiKeys:
         self._touched[key_id] = moment
         try:
             async with unit_of_work(self.sessionmaker) as session:
-                await ApiKeyRepository(session).touch(key_id, now=now, ip=ip)
+                sealed_ip = API_KEY_LAST_IP.seal(self.cipher, ip, key_id) if ip else None
+                await ApiKeyRepository(session).touch(key_id, now=now, sealed_ip=sealed_ip)
         except Exception as exc:  # usage metadata must never fail a request
             self.log.warning("api_key_touch_failed", error=type(exc).__name__)
 
@@ -315,7 +320,7 @@ class ApiKeys:
                 ApiKey(
                     id=new.key_id,
                     user_id=owner_id,
-                    name=name,
+                    name_ciphertext=API_KEY_NAME.seal(self.cipher, name, new.key_id),
                     role=role,
                     scopes=" ".join(chosen),
                     secret_hash=self.hasher.managed(new.secret),
@@ -324,7 +329,7 @@ class ApiKeys:
                     expires_at=expires_at,
                 )
             )
-            view = KeyView.of(key)
+            view = KeyView.of(key, self.cipher)
         await self._record(
             AuditEvent.API_KEY_CREATED, actor, view, context, {"role": role, "scopes": list(chosen)}
         )
@@ -342,7 +347,7 @@ class ApiKeys:
             owner = actor.user_id
         async with self.sessionmaker() as session:
             keys = await ApiKeyRepository(session).list(user_id=owner, limit=MAX_LISTED_KEYS)
-            return [KeyView.of(key) for key in keys]
+            return [KeyView.of(key, self.cipher) for key in keys]
 
     async def _owned(self, session: AsyncSession, actor: Principal, key_id: str) -> ApiKey:
         key = await ApiKeyRepository(session).get(key_id)
@@ -353,7 +358,7 @@ class ApiKeys:
 
     async def get(self, actor: Principal, key_id: str) -> KeyView:
         async with self.sessionmaker() as session:
-            return KeyView.of(await self._owned(session, actor, key_id))
+            return KeyView.of(await self._owned(session, actor, key_id), self.cipher)
 
     async def revoke(self, actor: Principal, key_id: str, *, context: Context | None = None) -> KeyView:
         """Revoke a key (idempotent); every instance refuses it within a second."""
@@ -365,7 +370,7 @@ class ApiKeys:
                 key.revoked_at = now
                 key.previous_secret_hash = None
                 key.previous_valid_until = None
-            view = KeyView.of(key)
+            view = KeyView.of(key, self.cipher)
         await self._invalidate()
         if first:
             await self._record(AuditEvent.API_KEY_REVOKED, actor, view, context, {})
@@ -385,7 +390,7 @@ class ApiKeys:
             key.previous_valid_until = now + self.grace if self.grace > timedelta(0) else None
             key.secret_hash = self.hasher.managed(new.secret)
             key.rotated_at = now
-            view = KeyView.of(key)
+            view = KeyView.of(key, self.cipher)
         await self._invalidate()
         await self._record(
             AuditEvent.API_KEY_ROTATED,
@@ -471,5 +476,6 @@ def build_api_keys(
         max_per_user=settings.api_key_max_per_user,
         default_messages_per_hour=settings.rate_limit_messages_per_hour,
         self_service=settings.api_key_self_service,
+        cipher=FieldCipher.for_settings(settings),
         clock=clock,
     )

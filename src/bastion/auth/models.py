@@ -22,10 +22,14 @@ def new_id() -> str:
 
 
 class User(Base):
+    """An account. The e-mail address is sealed (``crypto/registry.py`` USER_EMAIL) and found by its
+    blind index, so a copy of the database holds no address in the clear."""
+
     __tablename__ = "users"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    email: Mapped[str] = mapped_column(String(320), nullable=False, unique=True)
+    email_ciphertext: Mapped[str] = mapped_column(Text, nullable=False)
+    email_index: Mapped[str] = mapped_column(String(100), nullable=False, unique=True)
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     role: Mapped[str] = mapped_column(String(16), nullable=False, default="user")
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
@@ -83,15 +87,15 @@ class PasswordResetToken(Base):
 class Invitation(Base):
     """An administrator's invitation to register (REGISTRATION=invite); single use, expiring.
 
-    Only a keyed hash of the invitation code is stored. ``email``, when set, is the only address
-    the invitation registers.
+    Only a keyed hash of the invitation code is stored. The address, when set (sealed), is the only
+    one the invitation registers.
     """
 
     __tablename__ = "invitations"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    email: Mapped[str | None] = mapped_column(String(320))
+    email_ciphertext: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
@@ -130,7 +134,7 @@ class ApiKey(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
-    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    name_ciphertext: Mapped[str] = mapped_column(Text, nullable=False)  # sealed: names can name people
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     scopes: Mapped[str] = mapped_column(String(200), nullable=False)  # space-separated scope names
     secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -142,4 +146,4 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_used_ip: Mapped[str | None] = mapped_column(String(64))
+    last_used_ip_ciphertext: Mapped[str | None] = mapped_column(Text)

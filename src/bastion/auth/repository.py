@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, or_, select, update
@@ -21,8 +22,9 @@ class IdentityRepository:
 
     # -- users -----------------------------------------------------------------------------------
 
-    async def user_by_email(self, email: str) -> User | None:
-        return await self.session.scalar(select(User).where(User.email == email))
+    async def user_by_email_index(self, indexes: Sequence[str]) -> User | None:
+        """The user whose address has one of these blind indexes (one per configured key)."""
+        return await self.session.scalar(select(User).where(User.email_index.in_(indexes)))
 
     async def user_by_id(self, user_id: str) -> User | None:
         return await self.session.get(User, user_id)
@@ -118,18 +120,18 @@ class IdentityRepository:
         self.session.add(invitation)
         await self.session.flush()
 
-    async def consume_invitation(
-        self, token_hash: str, *, email: str, user_id: str | None, now: datetime
-    ) -> bool:
-        """Spend a live invitation for ``email`` (bound to it, or to nobody); False otherwise."""
+    async def live_invitation(self, token_hash: str, *, now: datetime) -> Invitation | None:
+        return await self.session.scalar(
+            select(Invitation).where(
+                Invitation.token_hash == token_hash, Invitation.used_at.is_(None), Invitation.expires_at > now
+            )
+        )
+
+    async def consume_invitation(self, invitation_id: str, *, user_id: str | None, now: datetime) -> bool:
+        """Spend a live invitation; of concurrent callers exactly one gets True."""
         result = await self.session.execute(
             update(Invitation)
-            .where(
-                Invitation.token_hash == token_hash,
-                Invitation.used_at.is_(None),
-                Invitation.expires_at > now,
-                (Invitation.email.is_(None)) | (Invitation.email == email),
-            )
+            .where(Invitation.id == invitation_id, Invitation.used_at.is_(None), Invitation.expires_at > now)
             .values(used_at=now, used_by=user_id)
         )
         return _rowcount(result) == 1

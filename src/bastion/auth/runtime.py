@@ -28,6 +28,7 @@ from bastion.auth.revocation import Denylist, MemoryDenylist, RedisDenylist, Rev
 from bastion.auth.service import IdentityService
 from bastion.auth.throttle import PasswordThrottle, ThrottleRules, attempt_store_for
 from bastion.auth.tokens import AccessTokens, SecretTokens
+from bastion.crypto.fields import FieldCipher
 from bastion.db.types import utcnow
 from bastion.failover import Failover, fail_mode_of
 from bastion.observability.logging import get_logger
@@ -135,6 +136,7 @@ class IdentityRuntime:
         )
         self.mailer = mailer or mailer_for(settings)
         self.audit = AuditService(sessionmaker=sessionmaker, clock=clock)
+        self.cipher = FieldCipher.for_settings(settings)
         self.background: set[asyncio.Task[None]] = set()
         self._maintenance: asyncio.Task[None] | None = None
         self._keyring_loaded = time.monotonic()
@@ -183,6 +185,7 @@ class IdentityRuntime:
             reset_lifetime=timedelta(minutes=self.settings.password_reset_minutes),
             registration=self.settings.registration,
             background=self.background,
+            cipher=self.cipher,
             clock=self.clock,
         )
 

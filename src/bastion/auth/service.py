@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bastion.audit.events import AuditEvent, Outcome
 from bastion.audit.service import AuditService
 from bastion.auth.mailer import Mail, Mailer
-from bastion.auth.models import AuthSession, Invitation, PasswordResetToken, RefreshToken, User
+from bastion.auth.models import AuthSession, Invitation, PasswordResetToken, RefreshToken, User, new_id
 from bastion.auth.passwords import HashingPool
 from bastion.auth.permissions import permissions_for
 from bastion.auth.policy import PasswordPolicy
@@ -28,6 +28,8 @@ from bastion.auth.repository import IdentityRepository
 from bastion.auth.revocation import Revocations
 from bastion.auth.throttle import PasswordThrottle, Refusal
 from bastion.auth.tokens import AccessClaims, AccessTokens, SecretTokens, TokenInvalid
+from bastion.crypto.fields import FieldCipher
+from bastion.crypto.registry import INVITATION_EMAIL, USER_EMAIL
 from bastion.db.session import read_only, unit_of_work
 from bastion.db.types import utcnow
 from bastion.errors import (
@@ -84,6 +86,14 @@ class Registered:
     role: str
 
 
+async def find_user_by_email(
+    sessionmaker: async_sessionmaker[AsyncSession], cipher: FieldCipher, email: str
+) -> User | None:
+    """The account of a normalized address, found by its blind index (for operators' commands)."""
+    async with read_only(sessionmaker) as session:
+        return await IdentityRepository(session).user_by_email_index(USER_EMAIL.lookup(cipher, email))
+
+
 class IdentityService:
     def __init__(
         self,
@@ -103,10 +113,12 @@ class IdentityService:
         reset_url: str = "/reset-password",
         registration: Registration = "open",
         background: set[asyncio.Task[None]] | None = None,
+        cipher: FieldCipher,
         limiter: RateLimiter | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.cipher = cipher
         self.hashing = hashing
         self.policy = policy
         self.access_tokens = access_tokens
@@ -126,6 +138,20 @@ class IdentityService:
         self.log = get_logger("bastion.auth")
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def email_of(self, user: User) -> str:
+        """The user's e-mail address, opened from its sealed column."""
+        return USER_EMAIL.open(self.cipher, user.email_ciphertext, user.id)
+
+    def _new_user(self, email: str, **values: Any) -> User:
+        """A user row with its address sealed to its id and indexed for lookups."""
+        user = User(id=new_id(), **values)
+        user.email_ciphertext = USER_EMAIL.seal(self.cipher, email, user.id)
+        user.email_index = USER_EMAIL.index(self.cipher, email)
+        return user
+
+    async def _user_by_email(self, repo: IdentityRepository, email: str) -> User | None:
+        return await repo.user_by_email_index(USER_EMAIL.lookup(self.cipher, email))
 
     def check_policy(self, password: str, email: str | None) -> None:
         result = self.policy.check(password, email=email)
@@ -242,12 +268,12 @@ class IdentityService:
         password_hash = await self.hashing.hash(password)
         async with unit_of_work(self.sessionmaker) as session:
             repo = IdentityRepository(session)
-            existing = await repo.user_by_email(email)
+            existing = await self._user_by_email(repo, email)
             now = self.clock()
             if existing is None:
                 user = await repo.add_user(
-                    User(
-                        email=email,
+                    self._new_user(
+                        email,
                         password_hash=password_hash,
                         role=Role.USER.value,
                         is_active=True,
@@ -261,11 +287,8 @@ class IdentityService:
                 user_id = None
             # Spent whether or not the address is taken, so an invitation's answer never tells;
             # raised inside the unit of work, a refusal rolls the new account back with it.
-            if self.registration == "invite" and not await repo.consume_invitation(
-                self.secret_tokens.digest(invitation or "", purpose=INVITE_PURPOSE),
-                email=email,
-                user_id=user_id,
-                now=now,
+            if self.registration == "invite" and not await self._spend_invitation(
+                repo, invitation or "", email=email, user_id=user_id, now=now
             ):
                 raise Forbidden(INVALID_INVITATION)
         if user_id is None:
@@ -281,6 +304,21 @@ class IdentityService:
         await self._record(AuditEvent.USER_REGISTERED, context, actor_id=user_id, target_id=user_id)
         return Registered(id=user_id, email=email, role=Role.USER.value)
 
+    async def _spend_invitation(
+        self, repo: IdentityRepository, code: str, *, email: str, user_id: str | None, now: datetime
+    ) -> bool:
+        """Spend a live invitation for ``email`` (bound to it, or to nobody); False otherwise."""
+        invitation = await repo.live_invitation(
+            self.secret_tokens.digest(code, purpose=INVITE_PURPOSE), now=now
+        )
+        if invitation is None:
+            return False
+        if invitation.email_ciphertext is not None:
+            bound = INVITATION_EMAIL.open(self.cipher, invitation.email_ciphertext, invitation.id)
+            if bound != email:
+                return False
+        return await repo.consume_invitation(invitation.id, user_id=user_id, now=now)
+
     @staticmethod
     def _plausible_code(code: str | None) -> bool:
         return code is not None and 0 < len(code) <= 200
@@ -293,12 +331,14 @@ class IdentityService:
         now = self.clock()
         async with unit_of_work(self.sessionmaker) as session:
             invitation = Invitation(
+                id=new_id(),
                 token_hash=self.secret_tokens.digest(code, purpose=INVITE_PURPOSE),
-                email=email,
                 created_by=actor_id,
                 created_at=now,
                 expires_at=now + lifetime,
             )
+            if email is not None:
+                invitation.email_ciphertext = INVITATION_EMAIL.seal(self.cipher, email, invitation.id)
             await IdentityRepository(session).add_invitation(invitation)
             invitation_id = invitation.id
         await self._record(
@@ -387,7 +427,7 @@ class IdentityService:
     async def login(self, email: str, password: str, context: Context) -> TokenPair:
         """Tokens for a correct email and password; one generic failure for everything else."""
         async with read_only(self.sessionmaker) as session:
-            found = await IdentityRepository(session).user_by_email(email)
+            found = await self._user_by_email(IdentityRepository(session), email)
         user = await self.verify_password_attempt(
             email, found, password, context, event=AuditEvent.LOGIN_FAILED, message=LOGIN_FAILED
         )
@@ -553,15 +593,16 @@ class IdentityService:
     async def change_password(self, user_id: str, current: str, new: str, context: Context) -> TokenPair:
         """Change the password; every existing session ends and a new one is returned."""
         found = await self.me(user_id)
-        user = await self.verify_password_attempt(
-            found.email,
+        email = self.email_of(found)
+        await self.verify_password_attempt(
+            email,
             found,
             current,
             context,
             event=AuditEvent.PASSWORD_CHANGED,
             message=WRONG_PASSWORD,
         )
-        self.check_policy(new, user.email)
+        self.check_policy(new, email)
         new_hash = await self.hashing.hash(new)
         now = self.clock()
         async with unit_of_work(self.sessionmaker) as session:
@@ -586,7 +627,7 @@ class IdentityService:
         not tell an existing address from an unknown one.
         """
         async with unit_of_work(self.sessionmaker) as session:
-            user = await IdentityRepository(session).user_by_email(email)
+            user = await self._user_by_email(IdentityRepository(session), email)
         await self._record(
             AuditEvent.PASSWORD_RESET_REQUESTED,
             context,
@@ -594,7 +635,7 @@ class IdentityService:
             outcome=Outcome.SUCCESS if user and user.is_active else Outcome.DENIED,
         )
         if user is not None and user.is_active:
-            self._spawn(self._send_reset(user.id, user.email))
+            self._spawn(self._send_reset(user.id, email))
 
     async def _send_reset(self, user_id: str, address: str) -> None:
         token = self.secret_tokens.generate()
@@ -640,7 +681,8 @@ class IdentityService:
         if stored is None or stored.used_at is not None or stored.expires_at <= now:
             raise Unauthorized(INVALID_TOKEN)
         user = await self.me(stored.user_id)
-        self.check_policy(new_password, user.email)  # before spending the token: a typo can retry
+        email = self.email_of(user)
+        self.check_policy(new_password, email)  # before spending the token: a typo can retry
         new_hash = await self.hashing.hash(new_password)
         async with unit_of_work(self.sessionmaker) as session:
             repo = IdentityRepository(session)
@@ -650,7 +692,7 @@ class IdentityService:
             ended = await repo.revoke_user_sessions(user.id, now=now, reason="password_reset")
         await self._end_sessions(ended, user_wide=True)
         # Proving ownership by mail lifts an account-wide lock, and this client's delay.
-        unlocked = await self.throttle.unlock(user.email, context.ip)
+        unlocked = await self.throttle.unlock(email, context.ip)
         await self._record(
             AuditEvent.PASSWORD_RESET_COMPLETED,
             context,
@@ -698,7 +740,7 @@ class IdentityService:
     async def unlock(self, user_id: str, context: Context, *, actor_id: str | None) -> User:
         """Lift the account-wide lock of ``user_id`` (an administrator); audited either way."""
         user = await self.me(user_id)
-        unlocked = await self.throttle.unlock(user.email)
+        unlocked = await self.throttle.unlock(self.email_of(user))
         await self._record(
             AuditEvent.ACCOUNT_UNLOCKED,
             context,
@@ -715,11 +757,11 @@ class IdentityService:
         now = self.clock()
         async with unit_of_work(self.sessionmaker) as session:
             repo = IdentityRepository(session)
-            if await repo.user_by_email(email) is not None:
+            if await self._user_by_email(repo, email) is not None:
                 raise Conflict("An account with this email already exists")
             user = await repo.add_user(
-                User(
-                    email=email,
+                self._new_user(
+                    email,
                     password_hash=password_hash,
                     role=role.value,
                     is_active=True,

@@ -20,13 +20,13 @@ from redis.asyncio import Redis
 from bastion.auth.api_key_service import ApiKeys, KeyView, build_api_keys
 from bastion.auth.emails import InvalidEmail, normalize_email
 from bastion.auth.principal import AuthMethod, Principal, Role
-from bastion.auth.repository import IdentityRepository
-from bastion.auth.service import Context
-from bastion.cli.common import settings_or_exit
+from bastion.auth.service import Context, find_user_by_email
+from bastion.cli.common import encryption_keys_or_exit, settings_or_exit
 from bastion.cli.users import keys_app
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.db.types import utcnow
 from bastion.errors import BastionError
+from bastion.settings import Settings
 
 T = TypeVar("T")
 OPERATOR = Principal(subject="cli", role=Role.ADMIN, method=AuthMethod.JWT)
@@ -49,8 +49,7 @@ class KeyRole(StrEnum):
 
 
 @asynccontextmanager
-async def _keys() -> AsyncIterator[ApiKeys]:
-    settings = settings_or_exit()
+async def _keys(settings: Settings) -> AsyncIterator[ApiKeys]:
     engine = create_engine(settings.database_url.get_secret_value())
     redis = Redis.from_url(settings.redis_url.get_secret_value()) if settings.redis_url else None
     try:
@@ -62,8 +61,11 @@ async def _keys() -> AsyncIterator[ApiKeys]:
 
 
 def _run(work: Callable[[ApiKeys], Awaitable[T]]) -> T:
+    settings = settings_or_exit()
+    encryption_keys_or_exit(settings, record=False)  # names and owners' addresses are sealed
+
     async def main() -> T:
-        async with _keys() as keys:
+        async with _keys(settings) as keys:
             return await work(keys)
 
     try:
@@ -78,8 +80,7 @@ async def _user_id(keys: ApiKeys, email: str) -> str:
         address = normalize_email(email)
     except InvalidEmail as exc:
         raise BastionError(str(exc)) from None
-    async with keys.sessionmaker() as session:
-        user = await IdentityRepository(session).user_by_email(address)
+    user = await find_user_by_email(keys.sessionmaker, keys.cipher, address)
     if user is None:
         raise BastionError("no account with that email")
     return user.id

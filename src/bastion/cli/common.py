@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.keycheck import EncryptionKeyRefused, check_encryption_keys
+from bastion.db import migrate
 from bastion.db.engine import create_engine
 from bastion.settings import ConfigurationError, Settings, load_settings
 
@@ -98,3 +99,17 @@ def encryption_keys_or_exit(settings: Settings, *, record: bool = True, unreacha
             return False
         _unreachable(_database_location(settings.database_url.get_secret_value()), exc)
     return True
+
+
+def upgrade_or_exit(settings: Settings, revision: str = "head") -> None:
+    """Migrate the database with the deployment's cipher, keys checked before anything is sealed.
+
+    The configured keys are verified against what the database already holds first (without
+    recording new key ids), so a wrong DATABASE_ENCRYPTION_KEY is refused before a migration seals
+    stored rows under it; after the migration the check runs again and records new key ids.
+    """
+    encryption_keys_or_exit(settings, record=False)
+    migrate.upgrade(
+        settings.database_url.get_secret_value(), revision, cipher=FieldCipher.for_settings(settings)
+    )
+    encryption_keys_or_exit(settings)

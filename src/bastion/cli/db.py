@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from bastion.cli.common import database_or_exit, encryption_keys_or_exit, settings_or_exit
+from bastion.cli.common import database_or_exit, settings_or_exit, upgrade_or_exit
+from bastion.crypto.fields import FieldCipher
 from bastion.db import migrate
 
 app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -18,8 +19,7 @@ def upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = 
     """Apply migrations (to the newest by default)."""
     settings = settings_or_exit()
     database_or_exit(settings)
-    migrate.upgrade(settings.database_url.get_secret_value(), revision)
-    encryption_keys_or_exit(settings)
+    upgrade_or_exit(settings, revision)
     typer.echo(f"database at revision {revision}")
 
 
@@ -28,7 +28,9 @@ def downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g
     """Revert migrations down to a revision."""
     settings = settings_or_exit()
     database_or_exit(settings)
-    migrate.downgrade(settings.database_url.get_secret_value(), revision)
+    migrate.downgrade(
+        settings.database_url.get_secret_value(), revision, cipher=FieldCipher.for_settings(settings)
+    )
 
 
 @app.command()

@@ -13,7 +13,7 @@ from sqlalchemy import make_url
 from bastion import __version__
 from bastion.cli import api_keys as _api_keys  # noqa: F401 - registers `bastion keys create|list|revoke|rotate`
 from bastion.cli import blocks, db, guard, secrets, users
-from bastion.cli.common import database_or_exit, encryption_keys_or_exit, settings_or_exit
+from bastion.cli.common import database_or_exit, encryption_keys_or_exit, settings_or_exit, upgrade_or_exit
 from bastion.settings import Settings
 
 app = typer.Typer(help="Bastion: a security-hardened backend for AI chat applications.", no_args_is_help=True)
@@ -82,7 +82,6 @@ def serve(
     import uvicorn
 
     from bastion.cli.tls import hardened_ssl_context
-    from bastion.db import migrate as migrations
     from bastion.observability.logging import configure_logging
     from bastion.web.tls_extension import PROTOCOL as TLS_PROTOCOL
 
@@ -93,8 +92,9 @@ def serve(
         raise typer.Exit(2)
     database_or_exit(settings)
     if migrate if migrate is not None else settings.environment == "development":
-        migrations.upgrade(settings.database_url.get_secret_value())
-    encryption_keys_or_exit(settings)
+        upgrade_or_exit(settings)
+    else:
+        encryption_keys_or_exit(settings)
     if workers > 1 and settings.redis_url is None:
         typer.echo(
             f"warning: {workers} workers without REDIS_URL: in-process limits apply per worker "

@@ -19,12 +19,10 @@ from redis.asyncio import Redis
 from bastion.auth.emails import InvalidEmail, normalize_email
 from bastion.auth.keyring import rotate_signing_key, settings_only_keyring
 from bastion.auth.principal import Role
-from bastion.auth.repository import IdentityRepository
 from bastion.auth.runtime import IdentityRuntime
-from bastion.auth.service import Context
-from bastion.cli.common import settings_or_exit
+from bastion.auth.service import Context, find_user_by_email
+from bastion.cli.common import encryption_keys_or_exit, settings_or_exit
 from bastion.db.engine import create_engine, create_sessionmaker
-from bastion.db.session import unit_of_work
 from bastion.db.types import utcnow
 from bastion.errors import BastionError, PasswordRejected
 from bastion.settings import Settings
@@ -58,6 +56,9 @@ async def _runtime(settings: Settings) -> AsyncIterator[IdentityRuntime]:
 
 def _run(work: Callable[[IdentityRuntime], Awaitable[T]]) -> T:
     settings = settings_or_exit()
+    # Addresses are found by a blind index under DATABASE_ENCRYPTION_KEY: with a wrong key no
+    # account would be found (and create-admin would make a second one), so refuse first.
+    encryption_keys_or_exit(settings, record=False)
 
     async def main() -> T:
         async with _runtime(settings) as runtime:
@@ -82,8 +83,7 @@ def _email(raw: str) -> str:
 
 
 async def _user_id(runtime: IdentityRuntime, email: str) -> str:
-    async with unit_of_work(runtime.sessionmaker) as session:
-        user = await IdentityRepository(session).user_by_email(email)
+    user = await find_user_by_email(runtime.sessionmaker, runtime.cipher, email)
     if user is None:
         raise BastionError("no account with that email")
     return user.id

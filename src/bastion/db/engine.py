@@ -53,6 +53,7 @@ def create_engine(
     echo: bool = False,
     timeout: float | None = None,
     busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    foreign_keys: bool = True,
 ) -> AsyncEngine:
     """An engine for ``url``; SQLite gets its directory created, safe pragmas per connection, a busy
     timeout and writers that take the lock up front (``BEGIN IMMEDIATE``).
@@ -62,6 +63,9 @@ def create_engine(
     statement (client side, so a paused server does not hold a request either), and sets the
     server's statement_timeout. The request then fails as an outage (503, ``bastion.db.errors``)
     and the connection is replaced; ``pool_pre_ping`` drops dead connections once the server is back.
+
+    ``foreign_keys=False`` is for migrations only: SQLite rebuilds a table to alter it, and dropping
+    the old copy with foreign keys enforced would cascade into every table that refers to it.
     """
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
@@ -75,7 +79,7 @@ def create_engine(
         engine = create_async_engine(parsed, **kwargs)
 
         def connect(dbapi_connection: Any, _record: Any) -> None:
-            _sqlite_connect(dbapi_connection, busy_timeout_ms=busy_timeout_ms)
+            _sqlite_connect(dbapi_connection, busy_timeout_ms=busy_timeout_ms, foreign_keys=foreign_keys)
 
         event.listen(engine.sync_engine, "connect", connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
@@ -92,14 +96,14 @@ def create_engine(
     return create_async_engine(parsed, **kwargs)
 
 
-def _sqlite_connect(dbapi_connection: Any, *, busy_timeout_ms: int) -> None:
+def _sqlite_connect(dbapi_connection: Any, *, busy_timeout_ms: int, foreign_keys: bool = True) -> None:
     # The driver's own transaction handling would BEGIN (deferred) behind our back; turn it off
     # so ``_sqlite_begin`` alone decides how each transaction starts.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         # Foreign keys are off in SQLite unless asked for; WAL lets readers work during writes.
-        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")

@@ -60,6 +60,7 @@ def cli_env(settings: Any, **extra: str) -> dict[str, str]:
         "ENVIRONMENT": "test",
         "DATABASE_URL": settings.database_url.get_secret_value(),
         "VAR_DIR": str(settings.var_dir),
+        "DATABASE_ENCRYPTION_KEY": settings.secret("DATABASE_ENCRYPTION_KEY"),
         **{k: str(v) for k, v in CHEAP_HASHING.items()},
     }
     env.update(extra)

@@ -250,10 +250,13 @@ async def test_journal_actions_are_audited_without_content(make_settings: Settin
 async def test_no_plaintext_reaches_the_database(
     database_url: str, make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
-    """On SQLite and PostgreSQL: rows hold ciphertext only (and the SQLite file no trace of text)."""
+    """On SQLite and PostgreSQL: rows hold ciphertext only (and the SQLite file no trace of text):
+    journal and chat text, the account's e-mail address, an API key's name."""
     settings = journal_settings(make_settings, DATABASE_URL=database_url)
     async with identity_app(settings) as (app, http):
         auth = await person(http, "private@example.com")
+        token = auth["Authorization"].removeprefix("Bearer ")
+        await create_key(http, token, name="Hanna's diary app", scopes=["journal"])
         entry = await write(http, auth, title=TITLE)
         session = (await http.post("/api/sessions", json={"title": "Night worries"}, headers=auth)).json()
         message = "My sister does not know about the diagnosis yet."
@@ -264,12 +267,21 @@ async def test_no_plaintext_reaches_the_database(
             query = text("SELECT * FROM journal_entries WHERE id = :id")
             stored = (await connection.execute(query, {"id": entry["id"]})).mappings().one()
             everything = []
-            for table in ("journal_entries", "chat_sessions", "chat_messages"):
+            for table in ("journal_entries", "chat_sessions", "chat_messages", "users", "api_keys"):
                 rows = await connection.execute(text("SELECT * FROM " + table))  # noqa: S608 - fixed names
                 everything += [dict(row) for row in rows.mappings().all()]
         assert stored["content_ciphertext"].startswith("v2.") and stored["title_ciphertext"].startswith("v2.")
         dumped = json.dumps(everything, default=str)
-        secrets = (TITLE, CONTENT, "Night worries", message, "knot in my chest", "diagnosis")
+        secrets = (
+            TITLE,
+            CONTENT,
+            "Night worries",
+            message,
+            "knot in my chest",
+            "diagnosis",
+            "private@example.com",
+            "Hanna's diary app",
+        )
         for secret in secrets:
             assert secret not in dumped
     if database_url.startswith("sqlite"):

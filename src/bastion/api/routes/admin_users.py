@@ -13,7 +13,6 @@ from bastion.api.deps import audit_context, get_settings, identity_service, requ
 from bastion.api.routes.api_keys import api_keys
 from bastion.api.schemas.auth import InvitationOut, InvitationRequest, RoleChange, UserDetail
 from bastion.auth.api_key_service import ApiKeys
-from bastion.auth.models import User
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.auth.service import Context, IdentityService
@@ -31,12 +30,6 @@ Reader = Annotated[Principal, Depends(require(Permission.USERS_READ))]
 UserId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]{1,32}$")]
 
 
-def _detail(user: User) -> UserDetail:
-    return UserDetail(
-        id=user.id, email=user.email, role=user.role, is_active=user.is_active, created_at=user.created_at
-    )
-
-
 def _not_self(admin: Principal, user_id: str) -> None:
     # An admin cannot change their own standing here: no self-escalation, no accidental lock-out.
     if admin.user_id == user_id:
@@ -45,7 +38,7 @@ def _not_self(admin: Principal, user_id: str) -> None:
 
 @router.get("/{user_id}", response_model=UserDetail)
 async def get_user(user_id: UserId, admin: Reader, service: Service) -> UserDetail:
-    return _detail(await service.me(user_id))
+    return UserDetail.of(await service.me(user_id), service)
 
 
 @router.post("/{user_id}/role", response_model=UserDetail)
@@ -53,7 +46,9 @@ async def set_role(
     user_id: UserId, body: RoleChange, admin: Admin, service: Service, context: Ctx, keys: Keys
 ) -> UserDetail:
     _not_self(admin, user_id)
-    detail = _detail(await service.set_role(user_id, body.role, context, actor_id=admin.user_id))
+    detail = UserDetail.of(
+        await service.set_role(user_id, body.role, context, actor_id=admin.user_id), service
+    )
     # Verified keys are cached with their owner's role: a demoted admin's key loses admin now.
     await keys.owner_changed()
     return detail
@@ -62,7 +57,7 @@ async def set_role(
 @router.post("/{user_id}/disable", response_model=UserDetail)
 async def disable(user_id: UserId, admin: Admin, service: Service, context: Ctx, keys: Keys) -> UserDetail:
     _not_self(admin, user_id)
-    detail = _detail(await service.set_active(user_id, False, context, actor_id=admin.user_id))
+    detail = UserDetail.of(await service.set_active(user_id, False, context, actor_id=admin.user_id), service)
     await keys.owner_changed()  # a disabled account's keys stop at once, on every instance
     return detail
 
@@ -70,7 +65,7 @@ async def disable(user_id: UserId, admin: Admin, service: Service, context: Ctx,
 @router.post("/{user_id}/enable", response_model=UserDetail)
 async def enable(user_id: UserId, admin: Admin, service: Service, context: Ctx) -> UserDetail:
     _not_self(admin, user_id)
-    return _detail(await service.set_active(user_id, True, context, actor_id=admin.user_id))
+    return UserDetail.of(await service.set_active(user_id, True, context, actor_id=admin.user_id), service)
 
 
 @router.post("/{user_id}/logout-all", status_code=status.HTTP_204_NO_CONTENT)
@@ -82,7 +77,7 @@ async def logout_all(user_id: UserId, admin: Admin, service: Service, context: C
 @router.post("/{user_id}/unlock", response_model=UserDetail)
 async def unlock(user_id: UserId, admin: Admin, service: Service, context: Ctx) -> UserDetail:
     """Lift the account-wide login lock (audited); the account's own password still applies."""
-    return _detail(await service.unlock(user_id, context, actor_id=admin.user_id))
+    return UserDetail.of(await service.unlock(user_id, context, actor_id=admin.user_id), service)
 
 
 invitations = APIRouter(prefix="/api/admin/invitations", tags=["admin"], dependencies=[Depends(require_json)])

@@ -207,9 +207,7 @@ async def logout_all(
 @router.get("/me", response_model=UserDetail)
 async def me(principal: Reader, service: Service) -> UserDetail:
     user = await service.me(principal.user_id or principal.subject)
-    return UserDetail(
-        id=user.id, email=user.email, role=user.role, is_active=user.is_active, created_at=user.created_at
-    )
+    return UserDetail.of(user, service)
 
 
 @router.post(

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bastion.auth.emails import MAX_EMAIL_LENGTH, InvalidEmail, normalize_email
 from bastion.auth.policy import MAX_PASSWORD_LENGTH
 from bastion.auth.principal import Role
+
+if TYPE_CHECKING:
+    from bastion.auth.models import User
+    from bastion.auth.service import IdentityService
 
 
 def _email(value: str) -> str:
@@ -93,6 +97,17 @@ class UserOut(BaseModel):
 class UserDetail(UserOut):
     is_active: bool
     created_at: datetime
+
+    @classmethod
+    def of(cls, user: User, service: IdentityService) -> UserDetail:
+        """The account as its owner and administrators see it (the address opened from its seal)."""
+        return cls(
+            id=user.id,
+            email=service.email_of(user),
+            role=user.role,
+            is_active=user.is_active,
+            created_at=user.created_at,
+        )
 
 
 class TokenResponse(BaseModel):

@@ -26,11 +26,21 @@ def _run(connection: Connection) -> None:
         context.run_migrations()
 
 
+def _check_foreign_keys(connection: Connection) -> None:
+    """SQLite migrations run without foreign keys enforced (see ``create_engine``): verify after."""
+    if connection.dialect.name != "sqlite":
+        return
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"migration left rows whose foreign keys point nowhere: {broken[:5]}")
+
+
 async def _run_online() -> None:
-    engine = create_engine(context.config.get_main_option("sqlalchemy.url") or "")
+    engine = create_engine(context.config.get_main_option("sqlalchemy.url") or "", foreign_keys=False)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)
+            await connection.run_sync(_check_foreign_keys)
             await connection.commit()
     finally:
         await engine.dispose()
