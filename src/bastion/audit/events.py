@@ -37,6 +37,11 @@ class AuditEvent(StrEnum):
     # Chat (ids only, never content)
     CHAT_SESSION_CREATED = "chat.session_created"
     CHAT_SESSION_DELETED = "chat.session_deleted"
+    # Content guard verdicts other than allow (ids, categories and scores; never the text)
+    GUARD_INPUT_FLAGGED = "guard.input_flagged"
+    GUARD_INPUT_BLOCKED = "guard.input_blocked"
+    GUARD_OUTPUT_FLAGGED = "guard.output_flagged"
+    GUARD_OUTPUT_WITHHELD = "guard.output_withheld"
 
     # API keys and service identities (bastion.auth.api_key_service, bastion.web.mtls)
     API_KEY_CREATED = "api_key.created"
