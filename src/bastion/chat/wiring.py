@@ -30,8 +30,12 @@ def build_screen(state: Any, origin: Origin) -> Screen:
 
 
 def system_prompt(canary: str) -> str:
-    """The chat system prompt, carrying the deployment's canary (its leak is caught in replies)."""
-    return f"{DEFAULT_SYSTEM_PROMPT}\n\n{canary_instruction(canary)}"
+    """The chat system prompt, carrying the deployment's canary (its leak is caught in replies).
+
+    The canary comes first: a model reciting its prompt from the top recites the canary before
+    anything else, so the stream scanner withholds the recital before any of it is sent.
+    """
+    return f"{canary_instruction(canary)}\n\n{DEFAULT_SYSTEM_PROMPT}"
 
 
 def build_chat_service(state: Any, settings: Settings, origin: Origin | None = None) -> ChatService:

