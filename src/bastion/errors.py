@@ -328,6 +328,25 @@ class CsrfRejected(Forbidden):
 # -- request content ---------------------------------------------------------------------------
 
 
+class GuardBlocked(BastionError):
+    """The content guard refused a text (INJECTION_ACTION=block, or an empty or repetitive text).
+
+    The body names the field and the guard's categories, never the text.
+    """
+
+    status_code = 422
+    code = "guard_blocked"
+    default_message = "The content was refused by the content guard"
+
+    def __init__(self, field: str, categories: Sequence[str]) -> None:
+        self.field = field
+        self.categories = list(categories)
+        super().__init__()
+
+    def extra(self) -> dict[str, Any]:
+        return {"field": self.field, "categories": self.categories}
+
+
 class PayloadTooLarge(BastionError):
     status_code = 413
     code = "payload_too_large"

@@ -21,6 +21,7 @@ from bastion.chat.wiring import build_chat_service
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.keycheck import check_encryption_keys
 from bastion.db.engine import backend_name, create_engine, create_sessionmaker
+from bastion.guard import Guard, GuardConfig, new_canary
 from bastion.llm.factory import build_provider
 from bastion.maintenance import Job, Maintenance
 from bastion.observability.logging import get_logger
@@ -84,6 +85,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.http_client = http_client
     app.state.llm = build_provider(settings, http_client=http_client, redis=shared)
     app.state.cipher = cipher
+    # The content guard, built once (rules compiled, classifier loaded) and shared by every request.
+    # The canary is made fresh by each process and never stored or configured: each instance's
+    # system prompt carries its own, and it only has to be recognised in replies to that prompt.
+    app.state.canary = new_canary()
+    app.state.guard = Guard(GuardConfig.from_settings(settings, canary=app.state.canary))
     # Rate limiting: Redis-backed when REDIS_URL is set, in-process otherwise.
     rate_limiting = build_rate_limiting(settings, redis=shared, sessionmaker=app.state.sessionmaker)
     await rate_limiting.start()
@@ -99,6 +105,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database=backend_name(database_url),
         shared_state="redis" if redis is not None else "in-process",
         llm_provider=settings.llm_provider,
+        injection_action=settings.injection_action,
+        profanity_filter=settings.profanity_filter,
     )
     for warning in settings.warnings():  # what `bastion check` reports, said at every start too
         log.warning("configuration_warning", message=warning)

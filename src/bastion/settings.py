@@ -83,8 +83,6 @@ NOT_IN_THIS_VERSION: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "alert_webhook_url": ("anomaly alerts", _set),
     "retention_days_access": ("access records", _always),
     "retention_days_security": ("security record retention", _always),
-    "injection_action": ("guardrails", _always),
-    "profanity_filter": ("guardrails", _always),
 }
 
 
@@ -230,8 +228,10 @@ class Settings(BaseSettings):
     max_history_messages: int = Field(100, ge=1, le=10_000)
     session_ttl_minutes: int = Field(90, ge=1)
 
+    # What a suspected prompt injection or jailbreak gets: allowed and logged (log), allowed,
+    # logged and audited (flag), or refused with a 422 (block). docs/guardrails.md.
     injection_action: Literal["log", "flag", "block"] = "flag"
-    profanity_filter: bool = True
+    profanity_filter: bool = True  # profanity in input and replies is flagged (Content-Warning)
 
     llm_provider: Literal["offline", "openai"] = "offline"
     llm_base_url: str | None = None
@@ -424,6 +424,13 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError("each trusted proxy is an IP address or CIDR") from exc
         return proxies
+
+    @field_validator("injection_action", mode="before")
+    @classmethod
+    def _injection_action(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("log", "flag", "block"):
+            return value.strip().lower()
+        raise ValueError("must be one of log, flag, block")
 
     @field_validator("log_level", mode="before")
     @classmethod

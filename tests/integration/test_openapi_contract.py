@@ -73,3 +73,24 @@ async def test_a_405_names_every_method_of_the_path(make_settings: SettingsFacto
             assert response.status_code == 405, (path, response.text)
             assert response.headers["allow"] == allowed, path
             assert response.json()["detail"]["error"] == "method_not_allowed"
+
+
+GUARDED = (
+    ("POST", "/api/sessions/{session_id}/messages"),
+    ("POST", "/api/sessions/{session_id}/voice-chat"),
+    ("POST", "/v1/chat/completions"),
+)
+
+
+async def test_the_content_guard_answers_are_documented_where_they_happen(document: dict[str, Any]) -> None:
+    detail = document["components"]["schemas"]["ErrorDetail"]["properties"]
+    assert detail["categories"]["type"] == "array" and detail["field"]["type"] == "string"
+    for method, path in INVENTORY:
+        responses = operation(document, method, path)["responses"]
+        guarded = (method, path) in GUARDED
+        assert ("guard_blocked" in responses.get("422", {}).get("description", "")) is guarded, path
+        if "200" in responses:
+            assert ("Content-Warning" in responses["200"].get("headers", {})) is guarded, path
+    for method, path in GUARDED:
+        refusal = operation(document, method, path)["responses"]["422"]
+        assert refusal["content"][JSON]["schema"] == ERROR

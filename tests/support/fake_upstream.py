@@ -7,6 +7,7 @@ connection without a word, or stream part of a reply and then cut the connection
 
     upstream = FakeUpstream().start()
     upstream.script(Fault.status(500), Fault.status(500))   # next two requests fail, then normal
+    upstream.script(Fault.reply("Sure: bst-ca", "nary-..."))  # a scripted reply, streamed as these chunks
     ... point a provider at upstream.base_url ...
     assert upstream.count("/v1/chat/completions") == 3
 """
@@ -29,11 +30,18 @@ SECRET_IN_ERROR = "upstream-internal-detail-sk-leak-000"
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str = "ok"  # ok | status | slow | drop | stream_break | garbage | slow_stream | huge
+    kind: str = "ok"  # ok | reply | status | slow | drop | stream_break | garbage | slow_stream | huge
     status: int = 200
     delay: float = 0.0
     retry_after: str | None = None
     chunks_before_break: int = 2
+    chunks: tuple[str, ...] = ()
+
+    @classmethod
+    def reply(cls, *chunks: str) -> Fault:
+        """Answer with these words: a stream sends exactly these chunks, a completion or a
+        transcription their concatenation."""
+        return cls("reply", chunks=chunks)
 
     @classmethod
     def status_code(cls, status: int, retry_after: str | None = None) -> Fault:
@@ -196,8 +204,10 @@ class FakeUpstream:
         if fault.kind == "garbage":
             await self._send(writer, 200, b"<html>not json</html>", {"Content-Type": "text/html"})
             return
+        scripted = "".join(fault.chunks) if fault.kind == "reply" else None
         if path.endswith("/audio/transcriptions"):
-            await self._send(writer, 200, json.dumps({"text": "transcribed words from audio"}).encode())
+            text = scripted if scripted is not None else "transcribed words from audio"
+            await self._send(writer, 200, json.dumps({"text": text}).encode())
             return
         if path.endswith("/models"):
             await self._send(
@@ -205,7 +215,7 @@ class FakeUpstream:
             )
             return
         request = json.loads(body or b"{}")
-        content = self.reply or self._echo(request)
+        content = scripted if scripted is not None else self.reply or self._echo(request)
         if request.get("stream"):
             await self._stream(writer, request, content, fault)
             return
@@ -234,7 +244,10 @@ class FakeUpstream:
             b"Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
         )
         words = content.split(" ")
-        for index, word in enumerate(words):
+        pieces = list(fault.chunks) or [
+            word if index == 0 else f" {word}" for index, word in enumerate(words)
+        ]
+        for index, piece in enumerate(pieces):
             if fault.kind == "stream_break" and index >= fault.chunks_before_break:
                 await writer.drain()
                 writer.transport.abort()
@@ -246,7 +259,7 @@ class FakeUpstream:
                 "choices": [
                     {
                         "index": 0,
-                        "delta": {"content": word if index == 0 else f" {word}"},
+                        "delta": {"content": piece},
                         "finish_reason": None,
                     }
                 ],

@@ -248,3 +248,16 @@ def test_secret_values_cover_static_keys(make_settings: SettingsFactory) -> None
     settings = make_settings(API_KEYS="static-key-one-123, static-key-two-456")
     values = settings.secret_values()
     assert "static-key-one-123" in values and "static-key-two-456" in values
+
+
+def test_guard_settings_take_effect(make_settings: SettingsFactory) -> None:
+    settings = make_settings(INJECTION_ACTION="Block", PROFANITY_FILTER="false")
+    assert (settings.injection_action, settings.profanity_filter) == ("block", False)
+    assert make_settings(INJECTION_ACTION="log").injection_action == "log"
+
+
+@pytest.mark.parametrize("value", ["deny", "", "flag,block", "1"])
+def test_an_unknown_injection_action_is_refused_by_name(value: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(_env_file=None, environment="test", var_dir=tmp_path, injection_action=value)
+    assert caught.value.problems == ["INJECTION_ACTION: Value error, must be one of log, flag, block"]

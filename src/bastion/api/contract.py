@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from bastion.api.deps import check_route_access
-from bastion.api.responses import UTF8JSONResponse
+from bastion.api.responses import CONTENT_WARNING, UTF8JSONResponse
 from bastion.errors import _STATUS_CODES
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -30,6 +30,15 @@ RATE_HEADERS = {
     "X-RateLimit-Limit": {"schema": {"type": "integer"}},
     "X-RateLimit-Remaining": {"schema": {"type": "integer"}},
     "X-RateLimit-Reset": {"schema": {"type": "integer"}},
+}
+CONTENT_WARNING_HEADER = {
+    CONTENT_WARNING: {
+        "description": (
+            "The content guard flagged the model's reply: its categories, comma-separated "
+            "(e.g. profanity). Streams carry them as content_warning in their last event instead"
+        ),
+        "schema": {"type": "string"},
+    }
 }
 WWW_AUTHENTICATE = {
     "WWW-Authenticate": {"description": "The scheme to authenticate with", "schema": {"type": "string"}}
@@ -66,6 +75,12 @@ ERROR_SCHEMAS: dict[str, Any] = {
             "retry_after": {"type": "integer", "description": "With 429 and 503: seconds to wait"},
             "license": {"type": "string", "description": "LICENSE_URL, when the operator sets one"},
             "fields": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
+            "field": {"type": "string", "description": "With guard_blocked: the refused field"},
+            "categories": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "With guard_blocked: what the content guard found (never the text)",
+            },
         },
         "additionalProperties": True,
     },
@@ -76,7 +91,8 @@ ERROR_SCHEMAS: dict[str, Any] = {
     },
 }
 
-# Answers of the upstream model on the routes that call it.
+# Answers of the upstream model on the routes that call it. Each of them screens its text with the
+# content guard: a refused text is a 422 guard_blocked, a flagged reply has a Content-Warning.
 MODEL_ROUTES = frozenset(
     {
         ("POST", "/api/sessions/{session_id}/messages"),
@@ -105,6 +121,12 @@ def _statuses(method: str, path: str, operation: Mapping[str, Any], access: str)
     return statuses
 
 
+GUARD_REFUSAL = (
+    "The request is invalid (validation_error), or the content guard refused its text "
+    "(guard_blocked, with the field and the categories)"
+)
+
+
 def _error_response(status: int, description: str | None = None) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": description or _STATUS_CODES.get(status, ("error", "The request failed"))[1],
@@ -129,6 +151,8 @@ def complete(document: dict[str, Any], access: Mapping[tuple[str, str], str]) ->
                 continue
             declared = access.get((method.upper(), path), "public")
             responses: dict[str, Any] = operation["responses"]
+            if (method.upper(), path) in MODEL_ROUTES:
+                _document_guard(responses)
             declared_errors = {int(key) for key in responses if key.isdigit() and int(key) >= 400}
             for status in _statuses(method.upper(), path, operation, declared) | declared_errors:
                 key = str(status)
@@ -140,6 +164,14 @@ def complete(document: dict[str, Any], access: Mapping[tuple[str, str], str]) ->
                 elif "content" not in existing:  # declared by the route with a description only
                     responses[key] = _error_response(status, existing.get("description"))
     return document
+
+
+def _document_guard(responses: dict[str, Any]) -> None:
+    """The content guard's answers: the 422 refusal and the Content-Warning of a flagged reply."""
+    responses["422"] = {"description": GUARD_REFUSAL}
+    for key, response in responses.items():
+        if key.startswith("2"):
+            response.setdefault("headers", {}).update(CONTENT_WARNING_HEADER)
 
 
 def install_contract(app: FastAPI) -> None:

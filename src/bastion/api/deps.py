@@ -17,6 +17,7 @@ from bastion.auth.principal import Principal
 from bastion.auth.runtime import IdentityRuntime
 from bastion.auth.service import Context, IdentityService
 from bastion.auth.tokens import AccessClaims
+from bastion.chat.screening import Origin
 from bastion.errors import CsrfRejected, Forbidden, Unauthorized
 from bastion.settings import Settings
 from bastion.web.proxies import client_ip, is_loopback, parse_networks
@@ -146,6 +147,18 @@ def audit_context(request: Request) -> Context:
     request_id = state.get("request_id")
     return Context(
         ip=client_ip(request.scope, trusted), request_id=request_id if isinstance(request_id, str) else None
+    )
+
+
+def guard_origin(request: Request) -> Origin:
+    """Who sent the texts the content guard screens in this request (for its log and audit)."""
+    context = audit_context(request)
+    principal = current_principal(request)
+    return Origin(
+        request_id=context.request_id,
+        ip=context.ip,
+        user_id=principal.user_id if principal else None,
+        api_key_id=principal.api_key_id if principal else None,
     )
 
 

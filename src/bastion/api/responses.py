@@ -1,9 +1,20 @@
 # SPDX-License-Identifier: Apache-2.0
-"""JSON responses that name their character set."""
+"""JSON responses that name their character set, and the Content-Warning header."""
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
+from collections.abc import Sequence
+
+from starlette.responses import JSONResponse, Response
+
+#: Set on a JSON reply whose model text the content guard flagged (profanity, a neutralized
+#: link): the categories, comma-separated. A stream says it in its last event instead.
+CONTENT_WARNING = "Content-Warning"
+
+
+def content_warning(response: Response, categories: Sequence[str]) -> None:
+    if categories:
+        response.headers[CONTENT_WARNING] = ", ".join(categories)
 
 
 class UTF8JSONResponse(JSONResponse):

@@ -41,6 +41,11 @@ class AuditEvent(StrEnum):
     JOURNAL_ENTRY_CREATED = "journal.entry_created"
     JOURNAL_ENTRY_UPDATED = "journal.entry_updated"
     JOURNAL_ENTRY_DELETED = "journal.entry_deleted"
+    # Content guard verdicts other than allow (ids, categories and scores; never the text)
+    GUARD_INPUT_FLAGGED = "guard.input_flagged"
+    GUARD_INPUT_BLOCKED = "guard.input_blocked"
+    GUARD_OUTPUT_FLAGGED = "guard.output_flagged"
+    GUARD_OUTPUT_WITHHELD = "guard.output_withheld"
 
     # API keys and service identities (bastion.auth.api_key_service, bastion.web.mtls)
     API_KEY_CREATED = "api_key.created"

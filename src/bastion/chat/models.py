@@ -27,6 +27,7 @@ def new_message_id() -> str:
 class MessageStatus(StrEnum):
     COMPLETE = "complete"
     INCOMPLETE = "incomplete"  # the stream was cut; what arrived is kept
+    WITHHELD = "withheld"  # the reply leaked (canary, prompt, secret); a replacement is stored
 
 
 class ChatSession(Base):

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Chat rules: sessions with caps and idle expiry, messages persisted before the model is called.
 
+Texts reach the service already screened by the content guard (``chat/screening.py``); replies
+are screened here, before they are sent or stored, so a withheld leak never enters the history.
 The daily token budget reserves the call's worst case before anything is stored (see
 ``chat/budget.py``); what the user wrote is then committed before the provider is asked, so an
 upstream failure never loses it. The reply is committed when it completes; a stream cut short
@@ -11,7 +13,7 @@ sealed with the field cipher, bound to its session and message id.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bastion.chat.budget import BudgetGuard
 from bastion.chat.models import ChatMessage, ChatSession, MessageStatus, new_message_id, new_session_id
 from bastion.chat.repository import ChatRepository, Owner
+from bastion.chat.screening import Reply, Screen
 from bastion.chat.views import MessageView, Page, SessionView, StreamEvent
 from bastion.crypto.fields import FieldCipher, context
 from bastion.db.session import read_only, unit_of_work
@@ -60,6 +63,7 @@ class ChatService:
         limits: ChatLimits,
         quota: SessionQuota,
         budget: BudgetGuard,
+        screen: Screen,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -68,6 +72,7 @@ class ChatService:
         self.cipher = cipher
         self.quota = quota
         self.budget = budget
+        self.screen = screen
         self.limits = limits
         self.system_prompt = system_prompt
         self.clock = clock
@@ -176,16 +181,20 @@ class ChatService:
     async def send(
         self, owner: Owner, session_id: str, content: str, options: GenerationOptions
     ) -> MessageView:
-        """Post a message and return the stored reply. Upstream failures raise after the message is kept."""
+        """Post a screened message and return the stored, screened reply.
+
+        Upstream failures raise after the message is kept.
+        """
         prompt = await self._prompt(owner, session_id, content)
         async with self.budget.completion(owner.identity, prompt, options) as meter:
             await self._store_user_message(owner, session_id, content)
             meter.calling()
             completion = await self.provider.complete(prompt, meter.options)
             meter.finish(completion.usage)
+        reply = await self.screen.check_reply(completion.content, session_id=session_id)
         return await self._store_reply(
             session_id,
-            completion.content,
+            reply,
             status=MessageStatus.COMPLETE,
             usage=completion.usage,
             model=completion.model,
@@ -213,36 +222,36 @@ class ChatService:
     ) -> AsyncIterator[StreamEvent]:
         async with self.budget.completion(owner.identity, prompt, options) as meter:
             await self._store_user_message(owner, session_id, content)
-            produced: list[str] = []
+            # Deltas pass the guard's hold-back scanner: only text known not to leak is sent.
+            screened = self.screen.reply_stream(session_id=session_id)
             usage: Usage | None = None
             stored = False
             meter.calling()
             try:
                 async for chunk in self.provider.stream(prompt, meter.options):
                     if chunk.delta:
-                        produced.append(chunk.delta)
                         meter.produced(chunk.delta)
-                        yield StreamEvent(delta=chunk.delta)
+                        if released := screened.feed(chunk.delta):
+                            yield StreamEvent(delta=released)
                     usage = chunk.usage or usage
                 meter.finish(usage)
+                reply = await screened.finish()
                 message = await self._store_reply(
-                    session_id,
-                    "".join(produced),
-                    status=MessageStatus.COMPLETE,
-                    usage=usage,
-                    model=self.provider.model,
+                    session_id, reply, status=MessageStatus.COMPLETE, usage=usage, model=self.provider.model
                 )
                 stored = True
-                yield StreamEvent(message=message)
-            except StreamInterrupted as interrupted:
-                message = await self._store_partial(session_id, interrupted.produced)
+                yield StreamEvent(delta=reply.unsent, message=message)
+            except StreamInterrupted:
+                reply = await screened.finish()
+                message = await self._store_partial(session_id, reply)
                 stored = True
-                yield StreamEvent(message=message, error="upstream_interrupted")
+                yield StreamEvent(delta=reply.unsent, message=message, error="upstream_interrupted")
             finally:
-                if not stored and produced:
-                    # The client went away mid-stream (or the task was cancelled): keep what was made.
+                if not stored and screened.released:
+                    # The client went away mid-stream (or the task was cancelled): keep what it was
+                    # sent, all of it screened; the held-back rest was never seen by anyone.
                     with anyio.CancelScope(shield=True):
-                        await self._store_partial(session_id, "".join(produced))
+                        await self._store_partial(session_id, Reply(screened.released))
 
     async def transcribe(
         self, owner: Owner, audio: Path, *, filename: str, content_type: str, size: int
@@ -254,10 +263,10 @@ class ChatService:
             meter.finish_at(meter.reserved)
         return transcript
 
-    async def _store_partial(self, session_id: str, text: str) -> MessageView:
+    async def _store_partial(self, session_id: str, reply: Reply) -> MessageView:
         return await self._store_reply(
             session_id,
-            text,
+            reply,
             status=MessageStatus.INCOMPLETE,
             usage=None,
             model=self.provider.model,
@@ -266,18 +275,19 @@ class ChatService:
     async def _store_reply(
         self,
         session_id: str,
-        text: str,
+        reply: Reply,
         *,
         status: MessageStatus,
         usage: Usage | None,
         model: str,
     ) -> MessageView:
+        """Store a screened reply; a withheld one is stored as its replacement, never the leak."""
         now = self.clock()
         async with unit_of_work(self._sessionmaker) as db:
             repo = ChatRepository(db)
             seq = await repo.next_seq(session_id, now=now)
-            message = self._sealed(session_id, seq, "assistant", text, now=now)
-            message.status = status
+            message = self._sealed(session_id, seq, "assistant", reply.text, now=now)
+            message.status = MessageStatus.WITHHELD if reply.withheld else status
             message.provider = self.provider.name
             message.model = model
             if usage is not None:
@@ -297,7 +307,7 @@ class ChatService:
                     session_id, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
                 )
             await repo.add_message(message)
-            return self._message_view(message)
+            return replace(self._message_view(message), warnings=reply.warnings)
 
     # -- sealing -----------------------------------------------------------------------------
 

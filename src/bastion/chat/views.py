@@ -33,6 +33,8 @@ class MessageView:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     offline: bool = False
+    #: the guard's flag categories for a reply just produced (the Content-Warning); not stored
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

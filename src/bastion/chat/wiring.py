@@ -6,9 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from bastion.audit.service import AuditService
 from bastion.chat.budget import BudgetGuard
 from bastion.chat.completions import CompletionService
-from bastion.chat.service import ChatLimits, ChatService
+from bastion.chat.screening import Origin, Screen
+from bastion.chat.service import DEFAULT_SYSTEM_PROMPT, ChatLimits, ChatService
+from bastion.guard import canary_instruction
 from bastion.settings import Settings
 
 
@@ -21,7 +24,21 @@ def build_budget_guard(state: Any, settings: Settings) -> BudgetGuard:
     )
 
 
-def build_chat_service(state: Any, settings: Settings) -> ChatService:
+def build_screen(state: Any, origin: Origin) -> Screen:
+    """The app's one guard, applied to the texts of the request ``origin`` names."""
+    return Screen(guard=state.guard, audit=AuditService(sessionmaker=state.sessionmaker), origin=origin)
+
+
+def system_prompt(canary: str) -> str:
+    """The chat system prompt, carrying the deployment's canary (its leak is caught in replies).
+
+    The canary comes first: a model reciting its prompt from the top recites the canary before
+    anything else, so the stream scanner withholds the recital before any of it is sent.
+    """
+    return f"{canary_instruction(canary)}\n\n{DEFAULT_SYSTEM_PROMPT}"
+
+
+def build_chat_service(state: Any, settings: Settings, origin: Origin | None = None) -> ChatService:
     return ChatService(
         sessionmaker=state.sessionmaker,
         provider=state.llm,
@@ -32,8 +49,15 @@ def build_chat_service(state: Any, settings: Settings) -> ChatService:
         ),
         quota=state.session_quota,
         budget=build_budget_guard(state, settings),
+        screen=build_screen(state, origin or Origin()),
+        system_prompt=system_prompt(state.canary),
     )
 
 
-def build_completion_service(state: Any, settings: Settings) -> CompletionService:
-    return CompletionService(provider=state.llm, budget=build_budget_guard(state, settings))
+def build_completion_service(state: Any, settings: Settings, origin: Origin) -> CompletionService:
+    return CompletionService(
+        provider=state.llm,
+        budget=build_budget_guard(state, settings),
+        screen=build_screen(state, origin),
+        canary_prompt=canary_instruction(state.canary),
+    )

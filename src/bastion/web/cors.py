@@ -19,6 +19,7 @@ DEFAULT_EXPOSED = (
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
+    "Content-Warning",  # the content guard's mark on a flagged reply, for browser chat clients
 )
 _CORS_HEADERS = frozenset(
     {

@@ -11,9 +11,15 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from bastion.guard import canary_instruction, new_canary
+from bastion.llm.base import ChatMessage, Usage
 from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import bearer, identity_app, identity_settings, user_session
 from tests.support.fake_upstream import FakeUpstream
+
+# What the canary instruction Bastion puts first in a /v1 prompt adds to the token estimate (the
+# same for every canary: one word of hex).
+CANARY_TOKENS = Usage.estimate([ChatMessage("system", canary_instruction(new_canary()))], "").prompt_tokens
 
 
 @pytest.fixture

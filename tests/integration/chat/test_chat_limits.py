@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bastion.chat.service import DEFAULT_SYSTEM_PROMPT
+from bastion.chat.wiring import system_prompt
 from bastion.llm.base import ChatMessage, Usage
 from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import assert_error
@@ -103,7 +103,7 @@ async def test_concurrent_streams_never_overspend_the_budget(
         responses = await asyncio.gather(*(stream(s) for s in sessions))
         reservation = (
             Usage.estimate(
-                [ChatMessage("system", DEFAULT_SYSTEM_PROMPT), ChatMessage("user", "hi")], ""
+                [ChatMessage("system", system_prompt(app.state.canary)), ChatMessage("user", "hi")], ""
             ).prompt_tokens
             + cap
         )
@@ -154,7 +154,7 @@ async def test_a_refused_upstream_call_is_not_charged(
         today = await app.state.token_budget.today(await owner_of(http, auth))
         prompt = Usage.estimate(
             [
-                ChatMessage("system", DEFAULT_SYSTEM_PROMPT),
+                ChatMessage("system", system_prompt(app.state.canary)),
                 ChatMessage("user", "hello"),  # the failed message stays in the history
                 ChatMessage("user", content),
             ],

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import assert_error
-from tests.integration.chat.conftest import chat_app, upstream_settings
+from tests.integration.chat.conftest import CANARY_TOKENS, chat_app, upstream_settings
 from tests.support.fake_upstream import FakeUpstream, Fault
 
 URL = "/v1/chat/completions"
@@ -107,15 +107,25 @@ async def test_upstream_failures_through_v1(make_settings: SettingsFactory, upst
         assert ok.json()["model"] == "fake-model"
         upstream.script(Fault.status_code(500))
         assert_error(await http.post(URL, json=body, headers=auth), 502, "upstream_error")
+        # A break before the guard released anything (it holds back the reply's last characters)
+        # is still a plain error; one after some of the reply was sent ends the stream with one.
         upstream.script(Fault.stream_break(after=1))
         broken = await http.post(URL, json={**body, "stream": True}, headers=auth)
+        assert_error(broken, 502, "upstream_error")
+        long_body = {
+            "model": "m",
+            "messages": [{"role": "user", "content": " ".join(f"word{i}" for i in range(100))}],
+        }
+        upstream.script(Fault.stream_break(after=60))
+        broken = await http.post(URL, json={**long_body, "stream": True}, headers=auth)
         events = chunks(broken.text)
-        assert events[-1] != "[DONE]"
+        assert broken.status_code == 200 and events[-1] != "[DONE]"
         assert events[-1]["error"]["code"] == "upstream_error"  # type: ignore[index]
 
 
 async def test_token_budget_applies_to_v1(make_settings: SettingsFactory) -> None:
-    settings = {"RATE_LIMIT_TOKEN_BUDGET_PER_DAY": 60, "LLM_MAX_COMPLETION_TOKENS": 40}
+    # Besides the caller's messages, the prompt carries the canary instruction Bastion puts first.
+    settings = {"RATE_LIMIT_TOKEN_BUDGET_PER_DAY": 60 + CANARY_TOKENS, "LLM_MAX_COMPLETION_TOKENS": 40}
     async with chat_app(make_settings, **settings) as (_app, http, auth):
         body = {"model": "m", "messages": [{"role": "user", "content": "I feel anxious about work today."}]}
         assert (await http.post(URL, json=body, headers=auth)).status_code == 200
@@ -127,7 +137,9 @@ async def test_token_budget_applies_to_v1(make_settings: SettingsFactory) -> Non
 async def test_v1_reserves_the_cap_and_charges_the_reported_usage(
     make_settings: SettingsFactory, upstream: FakeUpstream
 ) -> None:
-    settings = upstream_settings(upstream, RATE_LIMIT_TOKEN_BUDGET_PER_DAY=120, LLM_MAX_COMPLETION_TOKENS=50)
+    settings = upstream_settings(
+        upstream, RATE_LIMIT_TOKEN_BUDGET_PER_DAY=120 + CANARY_TOKENS, LLM_MAX_COMPLETION_TOKENS=50
+    )
     async with chat_app(make_settings, **settings) as (app, http, auth):
         me = (await http.get("/api/auth/me", headers=auth)).json()
         owner = f"user:{me['id']}"
@@ -144,8 +156,8 @@ async def test_v1_reserves_the_cap_and_charges_the_reported_usage(
         assert chunks(streamed.text)[-1] == "[DONE]"
         today = await app.state.token_budget.today(owner)
         assert (today.used, today.reserved) == (4 * reply_usage, 0)
-        # A reservation is the prompt's estimate (5) plus the cap (50): 120 - 4 * 14 = 64 pays for
-        # one more, and then 50 is left.
+        # A reservation is the prompt's estimate (6, and the canary instruction's) plus the cap
+        # (50): 120 - 4 * 14 = 64 pays for one more, and then 50 is left.
         assert (await http.post(URL, json={**body, "stream": True}, headers=auth)).status_code == 200
         calls = upstream.count()
         assert_error(await http.post(URL, json={**body, "stream": True}, headers=auth), 429)

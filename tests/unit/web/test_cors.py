@@ -34,6 +34,7 @@ async def test_allowed_origin_gets_itself_back_with_credentials() -> None:
     assert response.headers["access-control-allow-origin"] == ALLOWED
     assert response.headers["access-control-allow-credentials"] == "true"
     assert "X-Request-ID" in response.headers["access-control-expose-headers"]
+    assert "Content-Warning" in response.headers["access-control-expose-headers"]
     assert response.headers["vary"] == "Origin"
 
 

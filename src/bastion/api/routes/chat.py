@@ -12,8 +12,9 @@ from fastapi.responses import StreamingResponse
 
 from bastion.api.content_types import require_json
 from bastion.api.contract import SSE_EVENT
-from bastion.api.deps import get_settings, require
+from bastion.api.deps import get_settings, guard_origin, require
 from bastion.api.ratelimit import concurrency_limit, rate_limit, request_client_ip
+from bastion.api.responses import content_warning
 from bastion.api.schemas.chat import (
     MessageCreate,
     MessageOut,
@@ -46,7 +47,7 @@ VoiceUser = Annotated[Principal, Depends(require(Permission.VOICE_USE))]
 
 
 def chat_service(request: Request) -> ChatService:
-    return build_chat_service(request.app.state, get_settings(request))
+    return build_chat_service(request.app.state, get_settings(request), guard_origin(request))
 
 
 Service = Annotated[ChatService, Depends(chat_service)]
@@ -131,7 +132,11 @@ def _wants_stream(request: Request, body: MessageCreate) -> bool:
 
 # With `"stream": true` or `Accept: text/event-stream` the answer is a server-sent event stream.
 SSE_ANSWER: dict[str, Any] = {
-    "description": "The reply, or with stream=true an event stream (events delta, done, error)",
+    "description": (
+        "The reply, or with stream=true an event stream (events delta, done, error). A reply the "
+        "content guard withheld has status `withheld` and a replacement text; a stream's `done` "
+        "event carries `content_warning` where a JSON reply has the Content-Warning header"
+    ),
     "content": {"text/event-stream": {"schema": SSE_EVENT}},
 }
 
@@ -152,13 +157,25 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     responses={200: SSE_ANSWER},
 )
 async def post_message(
-    session_id: SessionId, body: MessageCreate, request: Request, principal: ChatUser, service: Service
+    session_id: SessionId,
+    body: MessageCreate,
+    request: Request,
+    response: Response,
+    principal: ChatUser,
+    service: Service,
 ) -> Response | MessageOut:
-    content = _checked_content(body.content, get_settings(request))
+    content = await service.screen.check_input(
+        _checked_content(body.content, get_settings(request)),
+        field="body.content",
+        scan_as="message",
+        session_id=session_id,
+    )
     options = GenerationOptions(max_tokens=body.max_tokens, temperature=body.temperature)
     owner = Owner.of(principal)
     if not _wants_stream(request, body):
-        return MessageOut.of(await service.send(owner, session_id, content, options))
+        reply = await service.send(owner, session_id, content, options)
+        content_warning(response, reply.warnings)
+        return MessageOut.of(reply)
     events = await service.stream(owner, session_id, content, options)
     # Pull the first event before answering: an unknown session or an open breaker is still a
     # plain JSON error, not a 200 stream that fails.
@@ -191,7 +208,11 @@ async def _event_stream(
                 )
                 yield _sse("error", body["detail"])
             if event.message is not None:
-                yield _sse("done", MessageOut.of(event.message).model_dump(mode="json"))
+                done = MessageOut.of(event.message).model_dump(mode="json")
+                if event.message.warnings:
+                    # Headers went out with the first byte: a stream's warning is in its last event.
+                    done["content_warning"] = list(event.message.warnings)
+                yield _sse("done", done)
     except BastionError as exc:
         body = error_body(
             status_code=exc.status_code, code=exc.code, message=exc.message, request_id=request_id_of(request)
@@ -229,7 +250,7 @@ _VOICE_BODY = {
     ],
 )
 async def voice_chat(
-    session_id: SessionId, request: Request, principal: VoiceUser, service: Service
+    session_id: SessionId, request: Request, response: Response, principal: VoiceUser, service: Service
 ) -> VoiceReply:
     """Multipart field ``audio``: wav, webm, mp3, m4a, ogg or opus up to MAX_AUDIO_SIZE_MB."""
     settings = get_settings(request)
@@ -243,6 +264,13 @@ async def voice_chat(
         transcript = await service.transcribe(
             owner, upload.path, filename=filename, content_type=mime, size=upload.size
         )
-    text = _checked_content(transcript.text, settings, field="audio")
+    # The transcript is screened like a typed message before it reaches the model.
+    text = await service.screen.check_input(
+        _checked_content(transcript.text, settings, field="audio"),
+        field="audio",
+        scan_as="transcript",
+        session_id=session_id,
+    )
     reply = await service.send(owner, session_id, text, GenerationOptions())
+    content_warning(response, reply.warnings)
     return VoiceReply(transcript=text, message=MessageOut.of(reply))

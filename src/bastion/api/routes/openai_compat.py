@@ -2,7 +2,8 @@
 """POST /v1/chat/completions: OpenAI-compatible, so existing clients and SDKs work with Bastion keys.
 
 Stateless (the client sends the conversation, nothing is stored), under the same permission,
-rate-limit policies and daily token budget as /api/sessions.
+rate-limit policies, daily token budget and content guard as /api/sessions: the user messages are
+screened on the way in, the reply on the way out (docs/guardrails.md).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from bastion.api.content_types import require_json
 from bastion.api.contract import SSE_EVENT
-from bastion.api.deps import get_settings, require
+from bastion.api.deps import get_settings, guard_origin, require
 from bastion.api.ratelimit import rate_limit
+from bastion.api.responses import content_warning
 from bastion.api.schemas.openai_compat import (
     AssistantMessage,
     ChatCompletion,
@@ -29,7 +31,7 @@ from bastion.api.schemas.openai_compat import (
 )
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
-from bastion.chat.completions import CompletionService
+from bastion.chat.completions import CompletionService, ScreenedChunk
 from bastion.chat.repository import Owner
 from bastion.chat.wiring import build_completion_service
 from bastion.errors import BastionError, InvalidField, error_body, request_id_of
@@ -52,13 +54,15 @@ Caller = Annotated[Principal, Depends(require(Permission.COMPLETIONS_USE))]
 
 
 def completion_service(request: Request) -> CompletionService:
-    return build_completion_service(request.app.state, get_settings(request))
+    return build_completion_service(request.app.state, get_settings(request), guard_origin(request))
 
 
 Service = Annotated[CompletionService, Depends(completion_service)]
 
 
-def _messages(body: ChatCompletionRequest, request: Request) -> list[llm.ChatMessage]:
+async def _messages(
+    body: ChatCompletionRequest, request: Request, service: CompletionService
+) -> list[llm.ChatMessage]:
     settings = get_settings(request)
     if len(body.messages) > settings.max_history_messages + 1:
         raise InvalidField(
@@ -79,6 +83,14 @@ def _messages(body: ChatCompletionRequest, request: Request) -> list[llm.ChatMes
         raise InvalidField(
             "body.messages", "no_user_message", "At least one non-empty user message is required"
         )
+    # The caller's own system and assistant messages are its prompt and its history; what its
+    # users wrote is screened (each once), and the model receives the guard's normalized text.
+    users = [i for i, m in enumerate(out) if m.role == "user" and m.content.strip()]
+    screened = await service.screen.check_inputs(
+        [(f"body.messages.{i}.content", out[i].content) for i in users], scan_as="content"
+    )
+    for index, text in zip(users, screened, strict=True):
+        out[index] = llm.ChatMessage("user", text)
     return out
 
 
@@ -101,9 +113,9 @@ def _usage(usage: Usage) -> CompletionUsage:
     },
 )
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, principal: Caller, service: Service
+    body: ChatCompletionRequest, request: Request, response: Response, principal: Caller, service: Service
 ) -> ChatCompletion | StreamingResponse:
-    messages = _messages(body, request)
+    messages = await _messages(body, request, service)
     options = GenerationOptions(
         max_tokens=body.max_completion_tokens or body.max_tokens, temperature=body.temperature
     )
@@ -111,7 +123,9 @@ async def chat_completions(
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if not body.stream:
-        result = await service.complete(owner, messages, options)
+        screened = await service.complete(owner, messages, options)
+        result = screened.completion
+        content_warning(response, screened.warnings)
         return ChatCompletion(
             id=completion_id,
             created=created,
@@ -141,8 +155,8 @@ async def chat_completions(
 
 
 async def _sse(
-    first: llm.StreamChunk,
-    rest: AsyncIterator[llm.StreamChunk],
+    first: ScreenedChunk,
+    rest: AsyncIterator[ScreenedChunk],
     request: Request,
     *,
     completion_id: str,
@@ -161,7 +175,7 @@ async def _sse(
         }
         return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
-    async def chunks() -> AsyncIterator[llm.StreamChunk]:
+    async def chunks() -> AsyncIterator[ScreenedChunk]:
         yield first
         async for chunk in rest:
             yield chunk
@@ -172,7 +186,10 @@ async def _sse(
             if chunk.delta:
                 yield event([{"index": 0, "delta": {"content": chunk.delta}, "finish_reason": None}])
             if chunk.finish_reason is not None:
-                yield event([{"index": 0, "delta": {}, "finish_reason": chunk.finish_reason}])
+                # Headers went out with the first byte: a flagged reply says so in its last chunk
+                # (an extra field OpenAI clients ignore).
+                warning = {"content_warning": list(chunk.warnings)} if chunk.warnings else {}
+                yield event([{"index": 0, "delta": {}, "finish_reason": chunk.finish_reason}], **warning)
                 if usage and chunk.usage is not None:
                     yield event([], usage=_usage(chunk.usage).model_dump())
     except BastionError as exc:
