@@ -21,6 +21,7 @@ from bastion.auth.api_key_service import ApiKeys, KeyView, build_api_keys
 from bastion.auth.emails import InvalidEmail, normalize_email
 from bastion.auth.principal import AuthMethod, Principal, Role
 from bastion.auth.repository import IdentityRepository
+from bastion.auth.runtime import load_secrets
 from bastion.auth.service import Context
 from bastion.cli.common import settings_or_exit
 from bastion.cli.users import keys_app
@@ -54,7 +55,10 @@ async def _keys() -> AsyncIterator[ApiKeys]:
     engine = create_engine(settings.database_url.get_secret_value())
     redis = Redis.from_url(settings.redis_url.get_secret_value()) if settings.redis_url else None
     try:
-        yield build_api_keys(settings, sessionmaker=create_sessionmaker(engine), redis=redis)
+        sessionmaker = create_sessionmaker(engine)
+        # New and rotated keys are hashed under the current API_KEY_SALT, which may be a rotated one.
+        secrets = await load_secrets(sessionmaker, settings, fallback=True)
+        yield build_api_keys(settings, sessionmaker=sessionmaker, redis=redis, hasher=secrets.key_hasher)
     finally:
         if redis is not None:
             await redis.aclose()

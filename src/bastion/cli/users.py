@@ -20,7 +20,7 @@ from bastion.auth.emails import InvalidEmail, normalize_email
 from bastion.auth.keyring import rotate_signing_key, settings_only_keyring
 from bastion.auth.principal import Role
 from bastion.auth.repository import IdentityRepository
-from bastion.auth.runtime import IdentityRuntime
+from bastion.auth.runtime import IdentityRuntime, load_secrets
 from bastion.auth.service import Context
 from bastion.cli.common import settings_or_exit
 from bastion.db.engine import create_engine, create_sessionmaker
@@ -37,15 +37,18 @@ CLI_CONTEXT = Context(ip=None, request_id="cli")
 
 
 @asynccontextmanager
-async def _runtime(settings: Settings) -> AsyncIterator[IdentityRuntime]:
+async def identity_runtime(settings: Settings) -> AsyncIterator[IdentityRuntime]:
     engine = create_engine(settings.database_url.get_secret_value())
     # The shared state (login locks, revocations) is in Redis when configured: `unlock` must reach it.
     redis = Redis.from_url(settings.redis_url.get_secret_value()) if settings.redis_url is not None else None
+    sessionmaker = create_sessionmaker(engine)
     runtime = IdentityRuntime(
         settings=settings,
-        sessionmaker=create_sessionmaker(engine),
+        sessionmaker=sessionmaker,
         redis=redis,
         keyring=settings_only_keyring(settings, utcnow()),
+        # Invitation codes are hashed under the current SESSION_SECRET, which may be a rotated one.
+        secrets=await load_secrets(sessionmaker, settings, fallback=True),
     )
     try:
         yield runtime
@@ -60,7 +63,7 @@ def _run(work: Callable[[IdentityRuntime], Awaitable[T]]) -> T:
     settings = settings_or_exit()
 
     async def main() -> T:
-        async with _runtime(settings) as runtime:
+        async with identity_runtime(settings) as runtime:
             return await work(runtime)
 
     try:

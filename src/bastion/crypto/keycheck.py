@@ -35,6 +35,7 @@ SEALED_COLUMNS: Sequence[tuple[str, str, str]] = (
     ("journal_entries", "content_ciphertext", "v1.{kid}."),
     ("journal_entries", "title_ciphertext", "v1.{kid}."),
     ("signing_keys", "private_ciphertext", "{kid}:"),  # auth/keyring.py seals as kid:body
+    ("secret_versions", "sealed_value", "v1.{kid}."),  # rotated SESSION_SECRET, CSRF_SECRET, API_KEY_SALT
 )
 
 
