@@ -58,7 +58,11 @@ class Keyring:
             raise ValueError("a keyring needs at least one key")
         self.algorithm = algorithm
         self.grace = grace
-        self.entries = sorted(entries, key=lambda e: (e.created_at, e.kid), reverse=True)
+        # Newest first; a key a rotation superseded (verify_until set) never before one it did not,
+        # even when both were recorded in the same instant.
+        self.entries = sorted(
+            entries, key=lambda e: (e.verify_until is None, e.created_at, e.kid), reverse=True
+        )
         # A key is retired when the next newer key appeared; it verifies for `grace` after that.
         self._retired: dict[str, datetime | None] = {}
         newer: datetime | None = None

@@ -36,6 +36,7 @@ from bastion.rotation.models import SecretVersion
 from bastion.rotation.service import rotate, rotation_warnings, status
 from bastion.settings import Settings
 from tests.integration.auth.helpers import NEW_PASSWORD, PASSWORD
+from tests.support.clock import DateClock
 
 GRACE = timedelta(hours=2)
 INSIDE = timedelta(hours=1)
@@ -50,17 +51,13 @@ LONG_LIVED: dict[str, Any] = {
 }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 6, 1, 12, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+def Clock() -> DateClock:
+    return DateClock(datetime(2026, 6, 1, 12, tzinfo=UTC))
 
 
 @asynccontextmanager
 async def instances(
-    settings: Settings, clock: Clock, count: int = 1
+    settings: Settings, clock: DateClock, count: int = 1
 ) -> AsyncIterator[tuple[async_sessionmaker[AsyncSession], list[IdentityRuntime]]]:
     """``count`` identity runtimes (instances) on one migrated database, sharing the test's clock."""
     url = settings.database_url.get_secret_value()
@@ -79,7 +76,7 @@ async def instances(
         await engine.dispose()
 
 
-async def rotated(runtime: IdentityRuntime, name: str, clock: Clock, **options: Any) -> str:
+async def rotated(runtime: IdentityRuntime, name: str, clock: DateClock, **options: Any) -> str:
     """Rotate ``name`` as the command does, then let the instance reload (its periodic step)."""
     done = await rotate(
         runtime.sessionmaker,
@@ -94,7 +91,7 @@ async def rotated(runtime: IdentityRuntime, name: str, clock: Clock, **options: 
     return done.version
 
 
-async def reset_token(runtime: IdentityRuntime, user_id: str, clock: Clock) -> str:
+async def reset_token(runtime: IdentityRuntime, user_id: str, clock: DateClock) -> str:
     """A password-reset token stored as the mail flow stores it (hashed under SESSION_SECRET)."""
     token = runtime.secret_tokens.generate()
     async with unit_of_work(runtime.sessionmaker) as session:

@@ -15,16 +15,13 @@ from bastion.crypto.grace import Graced, capped, in_grace
 from bastion.rotation.service import rotatable_name
 from bastion.rotation.store import RotationRefused, Version, choose
 from bastion.settings import ConfigurationError, load_settings
+from tests.support.clock import DateClock
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
+def Clock() -> DateClock:
+    return DateClock(T0)
 
 
 def test_graced_verifier_is_active_only_before_its_end() -> None:
@@ -79,13 +76,15 @@ def test_csrf_tokens_of_the_previous_secret_pass_during_grace() -> None:
 
 def test_keyring_honours_a_recorded_end_of_verification() -> None:
     old = KeyEntry("old", "HS256", b"o" * 32, b"o" * 32, T0, verify_until=T0 + timedelta(days=2))
-    legacy = KeyEntry("legacy", "HS256", b"l" * 32, b"l" * 32, T0 - timedelta(days=1))
     new = KeyEntry("new", "HS256", b"n" * 32, b"n" * 32, T0 + timedelta(days=1))
-    ring = Keyring([old, legacy, new], algorithm="HS256", grace=timedelta(days=7))
+    ring = Keyring([old, new], algorithm="HS256", grace=timedelta(days=7))
     assert ring.end_of(new) is None
     assert ring.end_of(old) == T0 + timedelta(days=2)  # recorded by the rotation
-    assert ring.end_of(legacy) == T0 + timedelta(days=7)  # older rows: next newer key + grace
     assert ring.verify_key("old", T0 + timedelta(days=2)) is None
+    # Keys recorded before rotations recorded an end: the next newer key's age plus the grace.
+    legacy = KeyEntry("legacy", "HS256", b"l" * 32, b"l" * 32, T0 - timedelta(days=1))
+    legacy_ring = Keyring([legacy, new], algorithm="HS256", grace=timedelta(days=7))
+    assert legacy_ring.end_of(legacy) == T0 + timedelta(days=8)
 
 
 def test_rotatable_names(make_settings: Any) -> None:
@@ -104,3 +103,9 @@ def test_rotatable_names(make_settings: Any) -> None:
 def test_rotation_settings_are_bounded(name: str, value: int, tmp_path: Any) -> None:
     with pytest.raises(ConfigurationError, match=name):
         load_settings(environment="test", var_dir=tmp_path, _env_file=None, **{name.lower(): value})
+
+
+def test_a_superseded_key_never_signs_even_when_recorded_in_the_same_instant() -> None:
+    superseded = KeyEntry("hs-zzz", "HS256", b"o" * 32, b"o" * 32, T0, verify_until=T0 + timedelta(days=7))
+    rotated = KeyEntry("hs-aaa", "HS256", b"n" * 32, b"n" * 32, T0)
+    assert Keyring([superseded, rotated], algorithm="HS256", grace=timedelta(days=7)).current is rotated
