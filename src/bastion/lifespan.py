@@ -124,7 +124,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.identity = await IdentityRuntime.start(
         settings=settings, sessionmaker=app.state.sessionmaker, redis=shared, limiter=app.state.limiter
     )
-    app.state.api_keys = build_api_keys(settings, sessionmaker=app.state.sessionmaker, redis=shared)
+    identity: IdentityRuntime = app.state.identity
+    # Managed keys are hashed under the current API_KEY_SALT, which the identity runtime reloads.
+    app.state.api_keys = build_api_keys(
+        settings,
+        sessionmaker=app.state.sessionmaker,
+        redis=shared,
+        hasher=lambda: identity.secrets.key_hasher,
+    )
     chat = build_chat_service(app.state, settings)
     maintenance = Maintenance(
         [

@@ -270,6 +270,11 @@ class Settings(BaseSettings):
     jwt_issuer: str = Field("bastion", min_length=1, max_length=200)
     jwt_audience: str = Field("bastion-api", min_length=1, max_length=200)
     jwt_key_grace_days: int = Field(7, ge=0, le=365)  # retired signing keys still verify this long
+    # Secret rotation (docs/secrets.md): `bastion check` and `bastion secrets status` warn about a
+    # secret older than this; a settings value seen for the first time replaces the previous one,
+    # which keeps verifying SECRET_GRACE_DAYS (also `bastion secrets rotate`'s default grace).
+    secret_rotation_days: int = Field(90, ge=1, le=365)
+    secret_grace_days: int = Field(7, ge=0, le=90)
     session_max_days: int = Field(30, ge=1, le=365)  # absolute lifetime of a refresh-token family
     # Ended sessions and revoked tokens this process remembers without Redis (memory bound).
     revocation_max_entries: int = Field(100_000, ge=100, le=10_000_000)

@@ -10,6 +10,7 @@ class AuditEvent(StrEnum):
     SERVICE_STARTED = "service.started"
     CONFIG_CHANGED = "config.changed"
     SECRETS_GENERATED = "secrets.generated"
+    SECRET_ROTATED = "secrets.rotated"  # noqa: S105 - an event name; details name the secret, never its value
     # identity
     USER_REGISTERED = "auth.register"
     LOGIN_SUCCEEDED = "auth.login"
@@ -21,6 +22,7 @@ class AuditEvent(StrEnum):
     REFRESH_REUSE_DETECTED = "auth.refresh_reuse_detected"
     LOGOUT = "auth.logout"
     LOGOUT_ALL = "auth.logout_all"
+    SESSIONS_ENDED_ALL = "auth.sessions_ended_all"  # every user's sessions (emergency rotation)
     PASSWORD_CHANGED = "auth.password_changed"  # noqa: S105
     PASSWORD_RESET_REQUESTED = "auth.password_reset_requested"  # noqa: S105
     PASSWORD_RESET_COMPLETED = "auth.password_reset"  # noqa: S105

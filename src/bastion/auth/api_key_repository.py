@@ -44,3 +44,12 @@ class ApiKeyRepository:
             .where(ApiKey.id == key_id)
             .values(last_used_at=now, last_used_ip_ciphertext=sealed_ip)
         )
+
+    async def rehash(self, key_id: str, *, column: str, old: str, new: str) -> bool:
+        """Replace a hash made under a rotated-out API_KEY_SALT, only if it is still ``old``."""
+        target = ApiKey.secret_hash if column == "secret_hash" else ApiKey.previous_secret_hash
+        result = await self.session.execute(
+            update(ApiKey).where(ApiKey.id == key_id, target == old).values({target: new}),
+            execution_options={"synchronize_session": False},
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)

@@ -9,6 +9,11 @@ and lives at most API_KEY_CACHE_SECONDS. Revocation and rotation bump a shared v
 every instance drops its cache when it sees the version move (within INVALIDATION_POLL_SECONDS),
 so a revoked key stops working everywhere within a second.
 
+A rotation of API_KEY_SALT (``bastion secrets rotate API_KEY_SALT``) leaves the stored hashes under
+the previous salt: during the grace period a key whose hash matches only under the previous salt
+authenticates and its hash is replaced by the one under the current salt (so keys in use survive);
+after the grace period the previous salt is never tried.
+
 Rotation keeps the key id: rate limits, quotas, usage counters and the chat sessions a key owns
 carry over to the new secret. The previous secret verifies until API_KEY_ROTATION_GRACE_DAYS after
 the rotation; rotating again ends the older secret's grace at once.
@@ -35,6 +40,7 @@ from bastion.auth.principal import AuthMethod, Principal, Role
 from bastion.auth.repository import IdentityRepository
 from bastion.auth.service import Context
 from bastion.crypto.fields import FieldCipher
+from bastion.crypto.grace import in_grace
 from bastion.crypto.registry import API_KEY_LAST_IP, API_KEY_NAME
 from bastion.db.session import unit_of_work
 from bastion.db.types import utcnow
@@ -111,6 +117,15 @@ def _deadline(*values: datetime | None) -> datetime | None:
     return min(present) if present else None
 
 
+def _matching_column(key: ApiKey, digest: str) -> str | None:
+    """Which stored hash of ``key`` equals ``digest``: the current secret's, the rotated-out one's."""
+    if api_keys.matches(key.secret_hash, digest):
+        return "secret_hash"
+    if api_keys.matches(key.previous_secret_hash, digest):
+        return "previous_secret_hash"
+    return None
+
+
 def _can_manage(actor: Principal, key: ApiKey) -> bool:
     from bastion.auth.permissions import Permission, granted
 
@@ -124,7 +139,7 @@ class ApiKeys:
         self,
         *,
         sessionmaker: async_sessionmaker[AsyncSession],
-        hasher: KeyHasher,
+        hasher: KeyHasher | Callable[[], KeyHasher],
         static: StaticKeys,
         version: Watched,
         audit: AuditService,
@@ -140,7 +155,12 @@ class ApiKeys:
     ) -> None:
         self.sessionmaker = sessionmaker
         self.cipher = cipher
-        self.hasher = hasher
+        # A callable follows the app's reloaded secrets (API_KEY_SALT rotations reach every instance).
+        if isinstance(hasher, KeyHasher):
+            fixed = hasher
+            self._hasher: Callable[[], KeyHasher] = lambda: fixed
+        else:
+            self._hasher = hasher
         self.static = static
         self.version = version
         self.audit = audit
@@ -155,6 +175,10 @@ class ApiKeys:
         self._cache: dict[bytes, _Cached] = {}
         self._touched: dict[str, float] = {}
         self.log = get_logger("bastion.auth.api_keys")
+
+    @property
+    def hasher(self) -> KeyHasher:
+        return self._hasher()
 
     # -- verification ------------------------------------------------------------------------
 
@@ -189,20 +213,26 @@ class ApiKeys:
         return principal
 
     async def _verify(self, key_id: str, presented: str, now: datetime) -> tuple[Principal, datetime | None]:
-        digest = self.hasher.managed(presented)
+        hasher = self.hasher
+        digest = hasher.managed(presented)
         async with self.sessionmaker() as session:
             key = await ApiKeyRepository(session).get(key_id)
             if key is None:
                 raise KeyRejected("unknown")
             grace_end: datetime | None = None
-            if api_keys.matches(key.secret_hash, digest):
-                pass
-            elif api_keys.matches(key.previous_secret_hash, digest):
+            column = _matching_column(key, digest)
+            stale: str | None = None  # the hash under a rotated-out salt, to replace
+            older = in_grace(hasher.previous) if column is None else None
+            if older is not None and hasher.previous is not None:
+                stale = older.managed(presented)
+                column = _matching_column(key, stale)
+                grace_end = hasher.previous.until
+            if column is None:
+                raise KeyRejected("wrong_secret", key_id)
+            if column == "previous_secret_hash":
                 if key.previous_valid_until is None or key.previous_valid_until <= now:
                     raise KeyRejected("rotated", key_id)
-                grace_end = key.previous_valid_until
-            else:
-                raise KeyRejected("wrong_secret", key_id)
+                grace_end = _deadline(grace_end, key.previous_valid_until)
             if key.revoked_at is not None:
                 raise KeyRejected("revoked", key_id)
             if key.expires_at is not None and key.expires_at <= now:
@@ -210,7 +240,23 @@ class ApiKeys:
             owner = await IdentityRepository(session).user_by_id(key.user_id)
             if owner is None or not owner.is_active:
                 raise KeyRejected("owner_inactive", key_id)
-            return self._principal(key, owner_role=owner.role), _deadline(key.expires_at, grace_end)
+            principal = self._principal(key, owner_role=owner.role)
+        if stale is not None and await self._rehash(key_id, column, stale, digest):
+            # Now stored under the current salt: the salt's grace no longer bounds this key.
+            grace_end = key.previous_valid_until if column == "previous_secret_hash" else None
+        return principal, _deadline(key.expires_at, grace_end)
+
+    async def _rehash(self, key_id: str, column: str, stale: str, digest: str) -> bool:
+        """Store a key's hash under the current API_KEY_SALT after it was verified under the previous."""
+        try:
+            async with unit_of_work(self.sessionmaker) as session:
+                done = await ApiKeyRepository(session).rehash(key_id, column=column, old=stale, new=digest)
+        except Exception as exc:  # the key was verified; the next use retries the re-hash
+            self.log.warning("api_key_rehash_failed", key_id=key_id, error=type(exc).__name__)
+            return False
+        if done:
+            self.log.info("api_key_rehashed", key_id=key_id, column=column)
+        return done
 
     def _principal(self, key: ApiKey, *, owner_role: str) -> Principal:
         scopes = frozenset(key.scopes.split())
@@ -450,18 +496,24 @@ def build_api_keys(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
     redis: Redis | None,
+    hasher: KeyHasher | Callable[[], KeyHasher] | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> ApiKeys:
-    """The app's API keys from settings: the pepper, static keys, the shared revocation version."""
+    """The app's API keys from settings: the pepper, static keys, the shared revocation version.
+
+    ``hasher`` is the managed keys' hasher under the current (possibly rotated) API_KEY_SALT, or
+    a callable returning the latest one; the settings salt when not given. Static keys are never
+    stored, so they are always compared under the settings salt: their ids stay stable.
+    """
     salt = settings.secret("API_KEY_SALT")
     if salt is None:
         raise ValueError("API_KEY_SALT is required")
-    hasher = KeyHasher(salt.encode())
+    settings_hasher = KeyHasher(salt.encode())
     return ApiKeys(
         sessionmaker=sessionmaker,
-        hasher=hasher,
+        hasher=hasher if hasher is not None else settings_hasher,
         static=StaticKeys(
-            hasher,
+            settings_hasher,
             app_keys=api_keys.split_static(settings.secret("API_KEYS")),
             ml_keys=api_keys.split_static(settings.secret("ML_API_KEYS")),
         ),

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from bastion.auth.permissions import scope_permissions
 from bastion.auth.principal import AuthMethod, Principal, Role
+from bastion.crypto.grace import Graced
 
 PREFIX = "bst_"
 MAX_PRESENTED_LENGTH = 256  # anything longer is refused before any hashing
@@ -66,12 +67,17 @@ def well_formed(presented: str) -> bool:
 
 
 class KeyHasher:
-    """HMAC-SHA256 under the API_KEY_SALT pepper, one purpose per use."""
+    """HMAC-SHA256 under the API_KEY_SALT pepper, one purpose per use.
 
-    def __init__(self, pepper: bytes) -> None:
+    ``previous`` is the hasher of the rotated-out salt during its grace period: stored hashes made
+    under it still authenticate (and are re-hashed under the current salt on that use).
+    """
+
+    def __init__(self, pepper: bytes, *, previous: Graced[KeyHasher] | None = None) -> None:
         if len(pepper) < 16:
             raise ValueError("API_KEY_SALT is too short")
         self._pepper = pepper
+        self.previous = previous
 
     def _mac(self, purpose: bytes, value: str) -> bytes:
         return hmac.new(self._pepper, purpose + value.encode("ascii"), hashlib.sha256).digest()

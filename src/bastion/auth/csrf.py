@@ -6,7 +6,8 @@ is set in a cookie JavaScript can read and must come back in the ``X-CSRF-Token`
 state-changing request made with the auth cookies. A cross-site page can neither read the cookie
 nor forge the MAC, and binding it to the login session means a token planted through a sibling
 subdomain's cookie is useless for another session. Bearer requests need no CSRF token: browsers
-never attach an Authorization header on their own.
+never attach an Authorization header on their own. After a rotation of CSRF_SECRET, tokens signed
+with the previous value still pass during the grace period (tried only when the current one fails).
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ import hashlib
 import hmac
 import secrets
 
+from bastion.crypto.grace import Graced, in_grace
+
 HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class CsrfTokens:
-    def __init__(self, *, secret: bytes) -> None:
+    def __init__(self, *, secret: bytes, previous: Graced[CsrfTokens] | None = None) -> None:
         if len(secret) < 16:
             raise ValueError("CSRF_SECRET must be at least 16 bytes")
         self._secret = secret
+        self.previous = previous
 
     def _mac(self, session_id: str, nonce: str) -> str:
         message = f"csrf\x00{session_id}\x00{nonce}".encode()
@@ -42,4 +46,7 @@ class CsrfTokens:
         nonce, _, mac = header.partition(".")
         if not nonce or not mac:
             return False
-        return hmac.compare_digest(mac.encode(), self._mac(session_id, nonce).encode())
+        if hmac.compare_digest(mac.encode(), self._mac(session_id, nonce).encode()):
+            return True
+        older = in_grace(self.previous)
+        return older is not None and hmac.compare_digest(mac.encode(), older._mac(session_id, nonce).encode())

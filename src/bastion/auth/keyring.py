@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.auth.models import SigningKey
 from bastion.crypto import material
+from bastion.crypto.grace import capped
 from bastion.db.session import unit_of_work
 from bastion.db.types import utcnow
 from bastion.settings import Settings
@@ -46,6 +47,7 @@ class KeyEntry:
     signing_key: PrivateKey | bytes
     verify_key: PublicKey | bytes
     created_at: datetime
+    verify_until: datetime | None = None  # set when a rotation superseded it
 
 
 class Keyring:
@@ -56,7 +58,11 @@ class Keyring:
             raise ValueError("a keyring needs at least one key")
         self.algorithm = algorithm
         self.grace = grace
-        self.entries = sorted(entries, key=lambda e: (e.created_at, e.kid), reverse=True)
+        # Newest first; a key a rotation superseded (verify_until set) never before one it did not,
+        # even when both were recorded in the same instant.
+        self.entries = sorted(
+            entries, key=lambda e: (e.verify_until is None, e.created_at, e.kid), reverse=True
+        )
         # A key is retired when the next newer key appeared; it verifies for `grace` after that.
         self._retired: dict[str, datetime | None] = {}
         newer: datetime | None = None
@@ -68,11 +74,20 @@ class Keyring:
     def current(self) -> KeyEntry:
         return self.entries[0]
 
+    def end_of(self, entry: KeyEntry) -> datetime | None:
+        """When ``entry`` stops verifying; None for the key that signs."""
+        if entry is self.current:
+            return None
+        if entry.verify_until is not None:
+            return entry.verify_until
+        retired = self._retired[entry.kid]
+        return retired + self.grace if retired is not None else None
+
     def verify_key(self, kid: str, now: datetime) -> PublicKey | bytes | None:
         for entry in self.entries:
             if entry.kid == kid:
-                retired = self._retired[kid]
-                if retired is not None and now >= retired + self.grace:
+                end = self.end_of(entry)
+                if end is not None and now >= end:
                     return None
                 return entry.verify_key
         return None
@@ -125,13 +140,15 @@ def hs_kid(secret: bytes) -> str:
     return "hs-" + hashlib.sha256(b"bastion.kid:" + secret).hexdigest()[:16]
 
 
-def _entry(kid: str, algorithm: str, secret_or_pem: bytes, created_at: datetime) -> KeyEntry:
+def _entry(
+    kid: str, algorithm: str, secret_or_pem: bytes, created_at: datetime, verify_until: datetime | None = None
+) -> KeyEntry:
     if algorithm == "HS256":
-        return KeyEntry(kid, algorithm, secret_or_pem, secret_or_pem, created_at)
+        return KeyEntry(kid, algorithm, secret_or_pem, secret_or_pem, created_at, verify_until)
     private = serialization.load_pem_private_key(secret_or_pem, password=None)
     if not isinstance(private, ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey):
         raise ValueError(f"key {kid!r} is of an unsupported type")
-    return KeyEntry(kid, algorithm, private, private.public_key(), created_at)
+    return KeyEntry(kid, algorithm, private, private.public_key(), created_at, verify_until)
 
 
 def settings_keys(settings: Settings) -> dict[str, bytes]:
@@ -174,11 +191,11 @@ async def load_keyring(
     sealing: dict[str, bytes] | None = None
     for row in rows:
         if row.kid in configured:
-            entries.append(_entry(row.kid, algorithm, configured[row.kid], row.created_at))
+            entries.append(_entry(row.kid, algorithm, configured[row.kid], row.created_at, row.verify_until))
         elif row.private_ciphertext is not None:
             sealing = sealing or _encryption_keys(settings)
             material_bytes = unseal(row.private_ciphertext, keys=sealing, context=f"signing_key:{row.kid}")
-            entries.append(_entry(row.kid, algorithm, material_bytes, row.created_at))
+            entries.append(_entry(row.kid, algorithm, material_bytes, row.created_at, row.verify_until))
         # A settings key removed from the configuration is gone: it can neither sign nor verify.
     return Keyring(entries, algorithm=algorithm, grace=timedelta(days=settings.jwt_key_grace_days))
 
@@ -197,10 +214,13 @@ async def rotate_signing_key(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     *,
+    grace: timedelta | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> str:
-    """Add a new signing key (it signs from now on; older keys verify during the grace period)."""
+    """Add a new signing key: it signs from now on; the previous one verifies for ``grace``
+    (JWT_KEY_GRACE_DAYS when not given; 0 ends it at once), older ones never longer than that."""
     algorithm = settings.jwt_algorithm
+    grace = timedelta(days=settings.jwt_key_grace_days) if grace is None else grace
     if algorithm == "HS256":
         kid = "hs-" + material.new_kid()
         secret = material.token().encode()
@@ -208,11 +228,15 @@ async def rotate_signing_key(
         kid, pem = next(iter(json.loads(material.signing_keyset(algorithm)).items()))
         secret = pem.encode()
     sealed = seal(secret, keys=_encryption_keys(settings), context=f"signing_key:{kid}")
-    await load_keyring(sessionmaker, settings, clock=clock)  # record settings keys as older
+    ring = await load_keyring(sessionmaker, settings, clock=clock)  # record settings keys as older
+    now = clock()
+    ends = {entry.kid: ring.end_of(entry) for entry in ring.entries}
     async with unit_of_work(sessionmaker) as session:
+        for row in (await session.scalars(select(SigningKey).where(SigningKey.kid.in_(ends)))).all():
+            row.verify_until = capped(ends[row.kid], now + grace)
         session.add(
             SigningKey(
-                kid=kid, algorithm=algorithm, source="rotated", private_ciphertext=sealed, created_at=clock()
+                kid=kid, algorithm=algorithm, source="rotated", private_ciphertext=sealed, created_at=now
             )
         )
     return kid

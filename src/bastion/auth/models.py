@@ -109,7 +109,8 @@ class SigningKey(Base):
     Keys from JWT_PRIVATE_KEYS / SECRET_KEY are recorded here with no private material (only the
     time Bastion first saw them); keys made by ``bastion keys rotate-signing`` carry their private
     half encrypted with DATABASE_ENCRYPTION_KEY (AES-256-GCM). The newest key signs; an older key
-    verifies until JWT_KEY_GRACE_DAYS after the next newer key appeared.
+    verifies until ``verify_until``, set when a rotation superseded it (rows from before that column
+    existed: JWT_KEY_GRACE_DAYS after the next newer key appeared).
     """
 
     __tablename__ = "signing_keys"
@@ -119,6 +120,7 @@ class SigningKey(Base):
     source: Mapped[str] = mapped_column(String(16), nullable=False)
     private_ciphertext: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    verify_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ApiKey(Base):

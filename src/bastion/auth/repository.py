@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.auth.models import AuthSession, Invitation, PasswordResetToken, RefreshToken, User
@@ -75,14 +75,30 @@ class IdentityRepository:
 
     async def revoke_user_sessions(self, user_id: str, *, now: datetime, reason: str) -> list[str]:
         """Revoke every open session of the user; the ids of those this call revoked."""
+        return await self._revoke_open_sessions(AuthSession.user_id == user_id, now=now, reason=reason)
+
+    async def revoke_all_sessions(self, *, now: datetime, reason: str) -> list[str]:
+        """Revoke every open session of every user; the ids of those this call revoked."""
+        return await self._revoke_open_sessions(true(), now=now, reason=reason)
+
+    async def _revoke_open_sessions(
+        self, which: ColumnElement[bool], *, now: datetime, reason: str
+    ) -> list[str]:
         result = await self.session.execute(
             update(AuthSession)
-            .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+            .where(which, AuthSession.revoked_at.is_(None))
             .values(revoked_at=now, revoked_reason=reason)
             .returning(AuthSession.id),
             execution_options={"synchronize_session": False},
         )
         return list(result.scalars().all())
+
+    async def bump_all_token_versions(self, *, now: datetime) -> None:
+        """Every user's token version moves on: every access token issued so far is refused."""
+        await self.session.execute(
+            update(User).values(token_version=User.token_version + 1, updated_at=now),
+            execution_options={"synchronize_session": False},
+        )
 
     # -- password reset tokens -------------------------------------------------------------------
 

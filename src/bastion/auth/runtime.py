@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """What identity shares between requests, built in the lifespan and kept on ``app.state.identity``.
 
-Owns the hashing thread pool, the keyring (reloaded periodically so a rotation on any instance
-reaches all), the denylist and login counters (Redis when configured, memory otherwise), the
+Owns the hashing thread pool, the keyring and the versioned secrets (SESSION_SECRET, CSRF_SECRET,
+API_KEY_SALT; both reloaded periodically so a rotation on any instance reaches all), the denylist
+and login counters (Redis when configured, memory otherwise), the
 mailer, background mail tasks and the maintenance loop that purges expired sessions and tokens.
 """
 
@@ -34,6 +35,8 @@ from bastion.failover import Failover, fail_mode_of
 from bastion.observability.logging import get_logger
 from bastion.ratelimit.service import RateLimiter
 from bastion.ratelimit.storage.redis import fail_fast_client
+from bastion.rotation.store import load_versions
+from bastion.rotation.verifiers import SecretSet
 from bastion.settings import Settings
 
 KEYRING_RELOAD_SECONDS = 60.0
@@ -51,13 +54,6 @@ def throttle_rules(settings: Settings) -> ThrottleRules:
         lock_clients=settings.login_lock_clients,
         lock_seconds=settings.login_lockout_minutes * 60.0,
     )
-
-
-def _secret_bytes(settings: Settings, name: str) -> bytes:
-    value = settings.secret(name)
-    if value is None:
-        raise ValueError(f"{name} is required")
-    return value.encode()
 
 
 def revocations_for(settings: Settings, redis: Redis | None, clock: Callable[[], datetime]) -> Revocations:
@@ -92,6 +88,7 @@ class IdentityRuntime:
         sessionmaker: async_sessionmaker[AsyncSession],
         redis: Redis | None,
         keyring: Keyring,
+        secrets: SecretSet | None = None,
         mailer: Mailer | None = None,
         limiter: RateLimiter | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -101,6 +98,10 @@ class IdentityRuntime:
         self.sessionmaker = sessionmaker
         self.clock = clock
         self.keyring = keyring
+        # Refresh/reset tokens and invitations are hashed under SESSION_SECRET, CSRF tokens signed
+        # with CSRF_SECRET, managed API keys hashed under API_KEY_SALT: current values, plus the
+        # previous ones during a rotation's grace period.
+        self.secrets = secrets if secrets is not None else SecretSet.from_settings(settings, clock)
         self.hashing = HashingPool(
             PasswordHasher(
                 HashParameters(
@@ -121,9 +122,6 @@ class IdentityRuntime:
             lifetime=timedelta(minutes=settings.access_token_minutes),
             clock=clock,
         )
-        # Refresh/reset tokens are hashed under SESSION_SECRET; CSRF tokens are signed with CSRF_SECRET.
-        self.secret_tokens = SecretTokens(key=_secret_bytes(settings, "SESSION_SECRET"))
-        self.csrf = CsrfTokens(secret=_secret_bytes(settings, "CSRF_SECRET"))
         self.revocations = revocations_for(settings, redis, clock)
         # Wall-clock seconds from the runtime's clock: instances sharing Redis agree on "now".
         self.throttle = PasswordThrottle(
@@ -157,16 +155,26 @@ class IdentityRuntime:
             # Not migrated yet: sign with the settings keys; identity routes need `bastion db upgrade`.
             get_logger("bastion.auth").warning("signing_keys_unavailable", hint="run `bastion db upgrade`")
             keyring = settings_only_keyring(settings, clock())
+        secrets = await load_secrets(sessionmaker, settings, clock=clock, fallback=True)
         runtime = cls(
             settings=settings,
             sessionmaker=sessionmaker,
             redis=redis,
             keyring=keyring,
+            secrets=secrets,
             limiter=limiter,
             clock=clock,
         )
         runtime._maintenance = asyncio.create_task(runtime._maintain(), name="bastion-identity-maintenance")
         return runtime
+
+    @property
+    def secret_tokens(self) -> SecretTokens:
+        return self.secrets.session_tokens
+
+    @property
+    def csrf(self) -> CsrfTokens:
+        return self.secrets.csrf
 
     def service(self) -> IdentityService:
         return IdentityService(
@@ -190,7 +198,9 @@ class IdentityRuntime:
         )
 
     async def reload_keyring(self) -> None:
+        """Reload the signing keys and the versioned secrets: rotations made anywhere apply here."""
         self.keyring = await load_keyring(self.sessionmaker, self.settings, clock=self.clock)
+        self.secrets = await load_secrets(self.sessionmaker, self.settings, clock=self.clock)
         self._keyring_loaded = time.monotonic()
 
     async def _maintain(self) -> None:
@@ -220,3 +230,24 @@ class IdentityRuntime:
             await asyncio.wait(set(self.background), timeout=5)
         self.hashing.close()
         await self.revocations.aclose()
+
+
+async def load_secrets(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    fallback: bool = False,
+) -> SecretSet:
+    """The versioned secrets from the ``secret_versions`` table (first sight of settings values recorded).
+
+    With ``fallback`` (startup, commands) a database without the table yet, or unreachable, gives
+    the settings values alone, logged; the periodic reload keeps the last set it had instead.
+    """
+    try:
+        return SecretSet.of(await load_versions(sessionmaker, settings, clock=clock), clock)
+    except DBAPIError:
+        if not fallback:
+            raise
+        get_logger("bastion.auth").warning("secret_versions_unavailable", hint="run `bastion db upgrade`")
+        return SecretSet.from_settings(settings, clock)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -44,6 +44,7 @@ from bastion.errors import (
 from bastion.observability.logging import get_logger
 from bastion.ratelimit.service import RateLimiter
 
+T = TypeVar("T")
 Registration = Literal["open", "invite", "closed"]
 REFRESH_PURPOSE = "refresh"
 RESET_PURPOSE = "reset"
@@ -180,6 +181,17 @@ class IdentityService:
             details=dict(details or {}),
         )
 
+    async def _by_token(
+        self, token: str, purpose: str, lookup: Callable[[str], Awaitable[T | None]]
+    ) -> T | None:
+        """Find a stored token by its keyed hash: under the current SESSION_SECRET, then (only when
+        that finds nothing, and only during a rotation's grace period) under the previous one."""
+        for digest in self.secret_tokens.digests(token, purpose=purpose):
+            found = await lookup(digest)
+            if found is not None:
+                return found
+        return None
+
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)
         self.background.add(task)
@@ -308,8 +320,8 @@ class IdentityService:
         self, repo: IdentityRepository, code: str, *, email: str, user_id: str | None, now: datetime
     ) -> bool:
         """Spend a live invitation for ``email`` (bound to it, or to nobody); False otherwise."""
-        invitation = await repo.live_invitation(
-            self.secret_tokens.digest(code, purpose=INVITE_PURPOSE), now=now
+        invitation = await self._by_token(
+            code, INVITE_PURPOSE, lambda digest: repo.live_invitation(digest, now=now)
         )
         if invitation is None:
             return False
@@ -457,11 +469,10 @@ class IdentityService:
         """
         if not refresh_token or len(refresh_token) > 200:
             raise Unauthorized(INVALID_TOKEN)
-        digest = self.secret_tokens.digest(refresh_token, purpose=REFRESH_PURPOSE)
         now = self.clock()
         async with unit_of_work(self.sessionmaker) as session:
             repo = IdentityRepository(session)
-            stored = await repo.refresh_token_by_hash(digest)
+            stored = await self._by_token(refresh_token, REFRESH_PURPOSE, repo.refresh_token_by_hash)
             if stored is None:
                 raise Unauthorized(INVALID_TOKEN)
             auth_session = await repo.get_session(stored.session_id)
@@ -503,9 +514,9 @@ class IdentityService:
         """The session a refresh token belongs to (for CSRF binding), without spending it."""
         if not refresh_token or len(refresh_token) > 200:
             return None
-        digest = self.secret_tokens.digest(refresh_token, purpose=REFRESH_PURPOSE)
         async with read_only(self.sessionmaker) as session:
-            stored = await IdentityRepository(session).refresh_token_by_hash(digest)
+            repo = IdentityRepository(session)
+            stored = await self._by_token(refresh_token, REFRESH_PURPOSE, repo.refresh_token_by_hash)
         return stored.session_id if stored is not None else None
 
     # -- authentication of requests ----------------------------------------------------------------
@@ -674,10 +685,10 @@ class IdentityService:
         """Set a new password with a single-use reset token; every session of the account ends."""
         if not token or len(token) > 200:
             raise Unauthorized(INVALID_TOKEN)
-        digest = self.secret_tokens.digest(token, purpose=RESET_PURPOSE)
         now = self.clock()
         async with unit_of_work(self.sessionmaker) as session:
-            stored = await IdentityRepository(session).reset_token_by_hash(digest)
+            repo = IdentityRepository(session)
+            stored = await self._by_token(token, RESET_PURPOSE, repo.reset_token_by_hash)
         if stored is None or stored.used_at is not None or stored.expires_at <= now:
             raise Unauthorized(INVALID_TOKEN)
         user = await self.me(stored.user_id)
@@ -774,6 +785,22 @@ class IdentityService:
             AuditEvent.USER_REGISTERED, context, target_id=user.id, details={"role": role.value}
         )
         return user
+
+    async def end_all_sessions(self, context: Context, *, reason: str) -> int:
+        """End every session of every user (incident response): refresh tokens stop at once and
+        every access token is refused from the next request on, on every instance."""
+        now = self.clock()
+        async with unit_of_work(self.sessionmaker) as session:
+            repo = IdentityRepository(session)
+            ended = await repo.revoke_all_sessions(now=now, reason=reason)
+            # The token version is read on every request: a second line that holds on every
+            # instance even when the denylist cannot take this many entries or cannot be written.
+            await repo.bump_all_token_versions(now=now)
+        await self._end_sessions(ended, user_wide=True)
+        await self._record(
+            AuditEvent.SESSIONS_ENDED_ALL, context, details={"sessions": len(ended), "reason": reason}
+        )
+        return len(ended)
 
     async def purge(self, *, keep_revoked: timedelta = timedelta(days=1)) -> dict[str, int]:
         """Delete expired sessions and tokens (run on a schedule)."""

@@ -9,7 +9,8 @@ extensions); every claim Bastion relies on is required; the type is checked in t
 
 Refresh and reset tokens are not JWTs: they are 256-bit random strings stored only as
 HMAC-SHA256 under SESSION_SECRET, with the purpose in the MAC input, so one kind can never be
-presented as the other.
+presented as the other. After a rotation of SESSION_SECRET a token stored under the previous
+value is still found during the grace period (``digests`` yields the current digest first).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import jwt
 
 from bastion.auth.keyring import Keyring
+from bastion.crypto.grace import Graced, in_grace
 from bastion.db.types import utcnow
 
 ACCESS_TYPE = "access"
@@ -211,10 +213,11 @@ class AccessTokens:
 class SecretTokens:
     """Opaque one-purpose tokens: generated here, stored only as their keyed hash."""
 
-    def __init__(self, *, key: bytes) -> None:
+    def __init__(self, *, key: bytes, previous: Graced[SecretTokens] | None = None) -> None:
         if len(key) < 16:
             raise ValueError("the token hashing key must be at least 16 bytes")
         self._key = key
+        self.previous = previous
 
     @staticmethod
     def generate() -> str:
@@ -223,3 +226,10 @@ class SecretTokens:
     def digest(self, token: str, *, purpose: str) -> str:
         """HMAC-SHA256(key, purpose + token), hex: what the database stores and looks up."""
         return hmac.new(self._key, f"{purpose}\x00{token}".encode(), hashlib.sha256).hexdigest()
+
+    def digests(self, token: str, *, purpose: str) -> Iterator[str]:
+        """The digest under the current key, then, during a rotation's grace, under the previous one."""
+        yield self.digest(token, purpose=purpose)
+        older = in_grace(self.previous)
+        if older is not None:
+            yield older.digest(token, purpose=purpose)

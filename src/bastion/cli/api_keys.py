@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from bastion.auth.api_key_service import ApiKeys, KeyView, build_api_keys
 from bastion.auth.emails import InvalidEmail, normalize_email
 from bastion.auth.principal import AuthMethod, Principal, Role
+from bastion.auth.runtime import load_secrets
 from bastion.auth.service import Context, find_user_by_email
 from bastion.cli.common import encryption_keys_or_exit, settings_or_exit
 from bastion.cli.users import keys_app
@@ -53,7 +54,10 @@ async def _keys(settings: Settings) -> AsyncIterator[ApiKeys]:
     engine = create_engine(settings.database_url.get_secret_value())
     redis = Redis.from_url(settings.redis_url.get_secret_value()) if settings.redis_url else None
     try:
-        yield build_api_keys(settings, sessionmaker=create_sessionmaker(engine), redis=redis)
+        sessionmaker = create_sessionmaker(engine)
+        # New and rotated keys are hashed under the current API_KEY_SALT, which may be a rotated one.
+        secrets = await load_secrets(sessionmaker, settings, fallback=True)
+        yield build_api_keys(settings, sessionmaker=sessionmaker, redis=redis, hasher=secrets.key_hasher)
     finally:
         if redis is not None:
             await redis.aclose()

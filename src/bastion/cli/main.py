@@ -50,10 +50,12 @@ def check() -> None:
     warnings = settings.warnings()
     typer.echo(f"environment: {settings.environment}")
     # Read-only: a check records nothing, and does not create a SQLite file that is not there yet.
-    if not _missing_sqlite_file(settings) and not encryption_keys_or_exit(
-        settings, record=False, unreachable_ok=True
-    ):
+    if _missing_sqlite_file(settings):
+        pass
+    elif not encryption_keys_or_exit(settings, record=False, unreachable_ok=True):
         typer.echo("note: the database is not reachable: DATABASE_ENCRYPTION_KEY was not checked against it")
+    else:
+        warnings += secrets.overdue_secrets(settings)  # secrets past SECRET_ROTATION_DAYS
     for warning in warnings:
         typer.echo(f"warning: {warning}")
     typer.echo("ok" if not warnings else f"ok with {len(warnings)} warning(s)")

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from bastion.auth.emails import InvalidEmail, normalize_email
 from bastion.auth.keyring import rotate_signing_key, settings_only_keyring
 from bastion.auth.principal import Role
-from bastion.auth.runtime import IdentityRuntime
+from bastion.auth.runtime import IdentityRuntime, load_secrets
 from bastion.auth.service import Context, find_user_by_email
 from bastion.cli.common import encryption_keys_or_exit, settings_or_exit
 from bastion.db.engine import create_engine, create_sessionmaker
@@ -35,15 +35,18 @@ CLI_CONTEXT = Context(ip=None, request_id="cli")
 
 
 @asynccontextmanager
-async def _runtime(settings: Settings) -> AsyncIterator[IdentityRuntime]:
+async def identity_runtime(settings: Settings) -> AsyncIterator[IdentityRuntime]:
     engine = create_engine(settings.database_url.get_secret_value())
     # The shared state (login locks, revocations) is in Redis when configured: `unlock` must reach it.
     redis = Redis.from_url(settings.redis_url.get_secret_value()) if settings.redis_url is not None else None
+    sessionmaker = create_sessionmaker(engine)
     runtime = IdentityRuntime(
         settings=settings,
-        sessionmaker=create_sessionmaker(engine),
+        sessionmaker=sessionmaker,
         redis=redis,
         keyring=settings_only_keyring(settings, utcnow()),
+        # Invitation codes are hashed under the current SESSION_SECRET, which may be a rotated one.
+        secrets=await load_secrets(sessionmaker, settings, fallback=True),
     )
     try:
         yield runtime
@@ -61,7 +64,7 @@ def _run(work: Callable[[IdentityRuntime], Awaitable[T]]) -> T:
     encryption_keys_or_exit(settings, record=False)
 
     async def main() -> T:
-        async with _runtime(settings) as runtime:
+        async with identity_runtime(settings) as runtime:
             return await work(runtime)
 
     try:

@@ -58,6 +58,8 @@ USER_EMAIL = SealedField("users", "email_ciphertext", "email", index_column="ema
 INVITATION_EMAIL = SealedField("invitations", "email_ciphertext", "email")
 API_KEY_NAME = SealedField("api_keys", "name_ciphertext", "name")
 API_KEY_LAST_IP = SealedField("api_keys", "last_used_ip_ciphertext", "last_used_ip")
+# Rotated SESSION_SECRET, CSRF_SECRET and API_KEY_SALT values (bastion.rotation).
+SECRET_VERSION = SealedField("secret_versions", "sealed_value", "sealed_value")
 
 SEALED_FIELDS: tuple[SealedField, ...] = (
     USER_EMAIL,
@@ -68,4 +70,5 @@ SEALED_FIELDS: tuple[SealedField, ...] = (
     CHAT_MESSAGE_CONTENT,
     JOURNAL_TITLE,
     JOURNAL_CONTENT,
+    SECRET_VERSION,
 )

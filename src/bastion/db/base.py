@@ -25,4 +25,5 @@ def load_models() -> None:
     import bastion.auth.models
     import bastion.chat.models
     import bastion.crypto.models
-    import bastion.journal.models  # noqa: F401
+    import bastion.journal.models
+    import bastion.rotation.models  # noqa: F401
