@@ -4,7 +4,7 @@ and the end of verification of superseded JWT signing keys.
 
 Revision ID: 0009
 Revises: 0008
-Create Date: 2026-12-10
+Create Date: 2026-12-04
 """
 
 from __future__ import annotations
