@@ -129,7 +129,7 @@ def _opens(cipher: FieldCipher, kid: str, value: str) -> bool:
         return False
 
 
-async def _columns(connection: AsyncConnection) -> dict[str, set[str]]:
+async def table_columns(connection: AsyncConnection) -> dict[str, set[str]]:
     """The columns of each table there is (an older schema lacks some sealed columns)."""
 
     def read(sync: Connection) -> dict[str, set[str]]:
@@ -142,7 +142,7 @@ async def _columns(connection: AsyncConnection) -> dict[str, set[str]]:
 
 async def _still_used(connection: AsyncConnection, kid: str) -> bool:
     # Only run for a key id no longer configured (rare), so an unindexed prefix search is acceptable.
-    present = await _columns(connection)
+    present = await table_columns(connection)
     searches: list[tuple[str, str, str]] = [(*SIGNING_KEYS, f"{kid}:")]
     for sealed_field in SEALED_FIELDS:
         searches += [(sealed_field.table, sealed_field.column, f"{v}.{kid}.") for v in VERSIONS]
@@ -162,7 +162,7 @@ async def _still_used(connection: AsyncConnection, kid: str) -> bool:
 
 async def _samples_open(connection: AsyncConnection, cipher: FieldCipher, kid: str) -> bool:
     """Whether one stored value of each sampled column sealed under ``kid`` opens (True if none)."""
-    present = await _columns(connection)
+    present = await table_columns(connection)
     for sampled in SAMPLED_FIELDS:
         if sampled.column not in present.get(sampled.table, set()):
             continue

@@ -252,7 +252,7 @@ async def test_every_instance_reads_the_rotated_value(settings_for: Any) -> None
         assert second.csrf.valid(session_id="session-x", header=token, cookie=token)
         async with sessionmaker() as session:
             row = await session.get(SecretVersion, version)
-        assert row is not None and row.sealed_value is not None and row.sealed_value.startswith("v1.")
+        assert row is not None and row.sealed_value is not None and row.sealed_value.startswith("v2.")
         value = first.secrets.versions["CSRF_SECRET"].current.value
         assert value is not None and value.decode() not in row.sealed_value
 

@@ -52,7 +52,7 @@ async def test_conversation_flow_on_each_backend(
         async with app.state.sessionmaker() as db:
             stored = (await db.scalars(select(ChatMessage.content_ciphertext))).all()
             title = (await db.scalars(select(ChatSession.title_ciphertext))).one()
-        assert all(value.startswith("v1.") and "anxious" not in value for value in stored)
+        assert all(value.startswith("v2.") and "anxious" not in value for value in stored)
         assert title is not None and "Evening" not in title
         deleted = await http.delete(f"/api/sessions/{session['id']}", headers=auth)
         assert deleted.status_code == 204
@@ -236,4 +236,4 @@ async def test_responses_never_carry_ciphertext(make_settings: SettingsFactory) 
     async with chat_app(make_settings) as (_app, http, auth):
         session = await new_session(http, auth, title="t")
         text = (await http.get(f"/api/sessions/{session['id']}", headers=auth)).text
-        assert "ciphertext" not in text and "v1." not in text
+        assert "ciphertext" not in text and "v2." not in text and "v1." not in text

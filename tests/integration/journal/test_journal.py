@@ -324,7 +324,7 @@ async def test_a_ciphertext_moved_to_another_row_fails_loudly(make_settings: Set
         for entry_id, headers in ((mine["id"], attacker), (victims["id"], auth)):
             response = await http.get(f"/api/journal/{entry_id}", headers=headers)
             detail = assert_error(response, 500, "stored_data_unreadable")
-            assert "secret" not in response.text and "v1." not in response.text
+            assert "secret" not in response.text and "v2." not in response.text
             assert set(detail) == {"error", "message", "request_id"}
         # Titles still open; the page (titles only) is unaffected.
         assert (await http.get("/api/journal", headers=attacker)).status_code == 200
