@@ -371,3 +371,32 @@ async def test_listings_never_carry_stored_secrets(matrix: Matrix) -> None:
                 assert leak not in response.text, (path, caller, leak)
     admin_keys = await http.get("/api/admin/keys", headers=who["admin"])
     assert admin_keys.status_code == 200 and created.json()["key"] not in admin_keys.text
+
+
+def test_a_route_that_spends_an_allowance_before_its_permission_stops_the_app() -> None:
+    """A limit resolved before the permission would let a refused caller (a narrow key) exhaust
+    the allowance of the account behind it, e.g. its owner's password changes."""
+    from fastapi import Depends
+
+    from bastion.api.deps import require
+    from bastion.api.ratelimit import concurrency_limit, rate_limit
+    from bastion.ratelimit.policies import Policy
+
+    for limit in (rate_limit(Policy.PASSWORD_CHANGE), concurrency_limit(Policy.VOICE)):
+        app = FastAPI()
+        app.add_api_route(
+            "/spends-first",
+            lambda: None,
+            methods=["POST"],
+            dependencies=[Depends(limit), Depends(require(P.CHAT_USE))],
+        )
+        with pytest.raises(RuntimeError, match="/spends-first"):
+            check_route_access(app.routes)
+    fine = FastAPI()
+    fine.add_api_route(
+        "/checks-first",
+        lambda: None,
+        methods=["POST"],
+        dependencies=[Depends(require(P.CHAT_USE)), Depends(rate_limit(Policy.PASSWORD_CHANGE))],
+    )
+    assert check_route_access(fine.routes) == {("POST", "/checks-first"): P.CHAT_USE.value}

@@ -104,6 +104,21 @@ def route_access(dependant: Dependant) -> set[Require | Public]:
     return found
 
 
+def _spends_before_access(dependant: Dependant) -> bool:
+    """Whether a rate or concurrency limit runs before the access declaration.
+
+    FastAPI resolves a route's dependencies in order: the router's and the decorator's, then the
+    parameters'. A limit resolved first would let a caller the route refuses (403) spend the
+    allowance of the account behind it: a narrow key could exhaust its owner's password changes.
+    """
+    for dependency in dependant.dependencies:
+        if route_access(dependency):
+            return False
+        if getattr(dependency.call, "spends_allowance", False):
+            return True
+    return False
+
+
 def check_route_access(routes: Sequence[BaseRoute], *, strict: bool = True) -> dict[tuple[str, str], str]:
     """Each API route's declared permission (or ``public``); refuses a route with none or several.
 
@@ -121,6 +136,11 @@ def check_route_access(routes: Sequence[BaseRoute], *, strict: bool = True) -> d
             if not strict:  # documenting routes an adopting app added after create_app
                 continue
             raise RuntimeError(f"route {route.path} must declare exactly one permission or public()")
+        if strict and _spends_before_access(dependant):
+            raise RuntimeError(
+                f"route {route.path} spends a rate or concurrency allowance before checking its "
+                "permission: list its require(...) first, so a caller without it spends nothing"
+            )
         (access,) = declared
         value = "public" if isinstance(access, Public) else access.permission.value
         for method in route.methods or ():

@@ -97,6 +97,7 @@ def rate_limit(policy: Policy, *, cost: int = 1) -> Callable[[Request, Response]
         await enforce_limit(request, response, policy, request_identity(request, scope), cost=cost)
 
     dependency.__name__ = f"rate_limit_{policy.value}"
+    dependency.spends_allowance = True  # type: ignore[attr-defined]  # see check_route_access
     return dependency
 
 
@@ -134,4 +135,5 @@ def concurrency_limit(policy: Policy) -> Callable[[Request], AsyncIterator[Lease
             yield lease
 
     dependency.__name__ = f"concurrency_limit_{policy.value}"
+    dependency.spends_allowance = True  # type: ignore[attr-defined]  # see check_route_access
     return dependency

@@ -25,7 +25,8 @@ from bastion.chat.models import ChatMessage, ChatSession, MessageStatus, new_mes
 from bastion.chat.repository import ChatRepository, Owner
 from bastion.chat.screening import Reply, Screen
 from bastion.chat.views import MessageView, Page, SessionView, StreamEvent
-from bastion.crypto.fields import FieldCipher, context
+from bastion.crypto.fields import FieldCipher
+from bastion.crypto.registry import CHAT_MESSAGE_CONTENT, CHAT_SESSION_TITLE
 from bastion.db.session import read_only, unit_of_work
 from bastion.db.types import utcnow
 from bastion.errors import Conflict, NotFound
@@ -103,9 +104,7 @@ class ChatService:
             raise SessionLimitReached("The service has too many active chat sessions; try again later")
         try:
             if title is not None:
-                chat.title_ciphertext = self.cipher.encrypt(
-                    title, aad=context("chat_sessions", "title", chat.id)
-                )
+                chat.title_ciphertext = CHAT_SESSION_TITLE.seal(self.cipher, title, chat.id)
             async with unit_of_work(self._sessionmaker) as db:
                 await ChatRepository(db).add_session(chat)
         except BaseException:
@@ -313,20 +312,18 @@ class ChatService:
 
     def _sealed(self, session_id: str, seq: int, role: str, text: str, *, now: datetime) -> ChatMessage:
         message = ChatMessage(id=new_message_id(), session_id=session_id, seq=seq, role=role, created_at=now)
-        message.content_ciphertext = self.cipher.encrypt(
-            text, aad=context("chat_messages", "content", f"{session_id}:{message.id}")
+        message.content_ciphertext = CHAT_MESSAGE_CONTENT.seal(
+            self.cipher, text, f"{session_id}:{message.id}"
         )
         return message
 
     def _open(self, message: ChatMessage) -> str:
-        return self.cipher.decrypt(
-            message.content_ciphertext,
-            aad=context("chat_messages", "content", f"{message.session_id}:{message.id}"),
-        )
+        row_id = f"{message.session_id}:{message.id}"
+        return CHAT_MESSAGE_CONTENT.open(self.cipher, message.content_ciphertext, row_id)
 
     def _session_view(self, chat: ChatSession) -> SessionView:
         title = (
-            self.cipher.decrypt(chat.title_ciphertext, aad=context("chat_sessions", "title", chat.id))
+            CHAT_SESSION_TITLE.open(self.cipher, chat.title_ciphertext, chat.id)
             if chat.title_ciphertext
             else None
         )

@@ -57,7 +57,8 @@ Runtime = Annotated[IdentityRuntime, Depends(identity_runtime)]
 Ctx = Annotated[Context, Depends(audit_context)]
 Reader = Annotated[Principal, Depends(require(Permission.PROFILE_READ))]
 SessionOwner = Annotated[Principal, Depends(require(Permission.SESSIONS_END))]
-PasswordOwner = Annotated[Principal, Depends(require(Permission.PASSWORD_CHANGE))]
+PASSWORD_CHANGE = require(Permission.PASSWORD_CHANGE)
+PasswordOwner = Annotated[Principal, Depends(PASSWORD_CHANGE)]
 REFRESH_COOKIE_PATH = "/api/auth"
 
 
@@ -213,7 +214,8 @@ async def me(principal: Reader, service: Service) -> UserDetail:
 @router.post(
     "/password",
     response_model=TokenResponse | CookieSessionResponse,
-    dependencies=[Depends(rate_limit(Policy.PASSWORD_CHANGE))],
+    # The permission first: a key (which never holds it) spends none of the owner's allowance.
+    dependencies=[Depends(PASSWORD_CHANGE), Depends(rate_limit(Policy.PASSWORD_CHANGE))],
 )
 async def change_password(
     body: PasswordChangeRequest,

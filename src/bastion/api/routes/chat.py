@@ -42,8 +42,12 @@ from bastion.settings import Settings
 
 router = APIRouter(prefix="/api/sessions", tags=["chat"])
 SessionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-ChatUser = Annotated[Principal, Depends(require(Permission.CHAT_USE))]
-VoiceUser = Annotated[Principal, Depends(require(Permission.VOICE_USE))]
+# Listed first in the routes' dependencies too: the permission is checked before any allowance is
+# spent (check_route_access refuses the other order).
+CHAT_USE = require(Permission.CHAT_USE)
+VOICE_USE = require(Permission.VOICE_USE)
+ChatUser = Annotated[Principal, Depends(CHAT_USE)]
+VoiceUser = Annotated[Principal, Depends(VOICE_USE)]
 
 
 def chat_service(request: Request) -> ChatService:
@@ -66,7 +70,7 @@ def _checked_content(content: str, settings: Settings, *, field: str = "body.con
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(require_json), Depends(rate_limit(Policy.SESSIONS_CREATE))],
+    dependencies=[Depends(CHAT_USE), Depends(require_json), Depends(rate_limit(Policy.SESSIONS_CREATE))],
 )
 async def create_session(
     request: Request, principal: ChatUser, service: Service, body: SessionCreate | None = None
@@ -148,6 +152,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 @router.post(
     "/{session_id}/messages",
     dependencies=[
+        Depends(CHAT_USE),
         Depends(require_json),
         Depends(rate_limit(Policy.MESSAGES)),
         Depends(rate_limit(Policy.MESSAGES_HOURLY)),
@@ -245,6 +250,7 @@ _VOICE_BODY = {
     "/{session_id}/voice-chat",
     openapi_extra=_VOICE_BODY,
     dependencies=[
+        Depends(VOICE_USE),
         Depends(rate_limit(Policy.VOICE)),
         Depends(concurrency_limit(Policy.VOICE)),
     ],

@@ -39,18 +39,21 @@ from bastion.llm import base as llm
 from bastion.llm.base import GenerationOptions, Usage
 from bastion.ratelimit.policies import Policy
 
+# `completions:use`: users hold it by role; keys need the `completions` scope (ML_API_KEYS have it).
+# Checked before the limits: a caller without it spends nothing.
+COMPLETIONS_USE = require(Permission.COMPLETIONS_USE)
 router = APIRouter(
     prefix="/v1",
     tags=["openai-compatible"],
     dependencies=[
+        Depends(COMPLETIONS_USE),
         Depends(require_json),
         Depends(rate_limit(Policy.MESSAGES)),
         Depends(rate_limit(Policy.MESSAGES_HOURLY)),
         Depends(rate_limit(Policy.MESSAGES_USER_HOURLY)),
     ],
 )
-# `completions:use`: users hold it by role; keys need the `completions` scope (ML_API_KEYS have it).
-Caller = Annotated[Principal, Depends(require(Permission.COMPLETIONS_USE))]
+Caller = Annotated[Principal, Depends(COMPLETIONS_USE)]
 
 
 def completion_service(request: Request) -> CompletionService:
