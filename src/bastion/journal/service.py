@@ -1,5 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Journal rules: owner-only entries, length limits, titles and content sealed to their row.
+"""Journal rules: owner-only entries, length limits, the content guard, text sealed to its row.
+
+Titles and content pass the content guard like chat messages do (``chat/screening.py``): what is
+stored is the guard's normalized text; INJECTION_ACTION=block refuses a suspected injection (422,
+nothing written), ``flag`` stores it and audits the verdict.
 
 An entry is sealed with the field cipher under its own id, so a ciphertext copied to another
 entry (or from title to content) fails to open. Updates carry the entry's version: an edit made
@@ -14,6 +18,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bastion.chat.screening import Screen
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.registry import JOURNAL_CONTENT, JOURNAL_TITLE
 from bastion.db.session import read_only, unit_of_work
@@ -62,10 +67,12 @@ class JournalService:
         sessionmaker: async_sessionmaker[AsyncSession],
         cipher: FieldCipher,
         max_length: int,
+        screen: Screen,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._sessionmaker = sessionmaker
         self.cipher = cipher
+        self.screen = screen
         self.max_length = max_length
         self.clock = clock
 
@@ -80,8 +87,15 @@ class JournalService:
         if title is not None and not title.strip():
             raise InvalidField("body.title", "blank", "A title, when given, has some text")
 
-    async def create(self, owner: Owner, *, title: str | None, content: str) -> EntryView:
+    async def _screened(self, title: str | None, content: str) -> tuple[str | None, str]:
+        """Checked, then through the content guard (normalized; ``block`` raises a 422)."""
         self.check(title, content)
+        fields = [("body.content", content)] + ([("body.title", title)] if title is not None else [])
+        screened = await self.screen.check_inputs(fields, scan_as="journal")
+        return (screened[1] if title is not None else None), screened[0]
+
+    async def create(self, owner: Owner, *, title: str | None, content: str) -> EntryView:
+        title, content = await self._screened(title, content)
         now = self.clock()
         entry = JournalEntry(
             id=new_entry_id(),
@@ -113,7 +127,7 @@ class JournalService:
     async def update(
         self, owner: Owner, entry_id: str, *, title: str | None, content: str, expected_version: int | None
     ) -> EntryView:
-        self.check(title, content)
+        title, content = await self._screened(title, content)
         async with unit_of_work(self._sessionmaker) as db:
             entry = await self._owned(JournalRepository(db), owner, entry_id)
             if expected_version is not None and entry.version != expected_version:

@@ -15,12 +15,13 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 
 from bastion.api.audit import record_action
 from bastion.api.content_types import require_json
-from bastion.api.deps import get_settings, require
+from bastion.api.deps import get_settings, guard_origin, require
 from bastion.api.ratelimit import rate_limit
 from bastion.api.schemas.journal import EntryList, EntryOut, EntrySummaryOut, EntryWrite
 from bastion.audit.events import AuditEvent
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
+from bastion.chat.wiring import build_screen
 from bastion.errors import InvalidField
 from bastion.journal.service import EntryChanged, JournalService
 from bastion.ownership import Owner
@@ -50,6 +51,7 @@ def journal_service(request: Request) -> JournalService:
         sessionmaker=request.app.state.sessionmaker,
         cipher=request.app.state.cipher,
         max_length=get_settings(request).max_journal_length,
+        screen=build_screen(request.app.state, guard_origin(request)),
     )
 
 
