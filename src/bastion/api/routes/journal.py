@@ -39,6 +39,7 @@ IfMatch = Annotated[
     str | None,
     Header(
         max_length=64,
+        pattern=r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$',
         description="The entry's ETag as last read: the change is refused (412) if it changed since",
     ),
 ]
