@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,8 +30,10 @@ class JournalRepository:
         query = select(JournalEntry).where(JournalEntry.id == entry_id, _owned_by(owner))
         return (await self.session.scalars(query)).one_or_none()
 
-    async def page(self, owner: Owner, *, after: JournalEntry | None, limit: int) -> Sequence[JournalEntry]:
-        """Newest first; ``after`` is the last entry of the previous page (ties broken by id)."""
+    async def page(
+        self, owner: Owner, *, after: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[JournalEntry]:
+        """Newest first, after the position (creation time, id) of the previous page's last entry."""
         query = (
             select(JournalEntry)
             .where(_owned_by(owner))
@@ -38,10 +41,11 @@ class JournalRepository:
             .limit(limit)
         )
         if after is not None:
+            created_at, entry_id = after
             query = query.where(
                 or_(
-                    JournalEntry.created_at < after.created_at,
-                    (JournalEntry.created_at == after.created_at) & (JournalEntry.id < after.id),
+                    JournalEntry.created_at < created_at,
+                    (JournalEntry.created_at == created_at) & (JournalEntry.id < entry_id),
                 )
             )
         return (await self.session.scalars(query)).all()

@@ -54,10 +54,10 @@ class EntryView(EntrySummary):
 
 @dataclass(frozen=True, slots=True)
 class EntryPage:
-    """Entries newest first, without their content; ``next_after`` is the cursor of the next page."""
+    """Entries newest first, without their content; ``more`` when a next page may follow."""
 
     items: list[EntrySummary]
-    next_after: str | None
+    more: bool
 
 
 class JournalService:
@@ -114,15 +114,17 @@ class JournalService:
         async with read_only(self._sessionmaker) as db:
             return self._view(await self._owned(JournalRepository(db), owner, entry_id))
 
-    async def page(self, owner: Owner, *, after: str | None, limit: int) -> EntryPage:
+    async def page(self, owner: Owner, *, after: tuple[datetime, str] | None, limit: int) -> EntryPage:
+        """A page after the position (creation time, id) of the previous page's last entry.
+
+        A position is not an entry: paging goes on when that entry was deleted meanwhile, and a
+        position from someone else's journal only orders this owner's entries.
+        """
         size = min(max(limit, 1), MAX_PAGE)
         async with read_only(self._sessionmaker) as db:
-            repo = JournalRepository(db)
-            # The cursor is an entry id of this owner's; any other id is an unknown cursor (404).
-            cursor = await self._owned(repo, owner, after) if after is not None else None
-            rows = await repo.page(owner, after=cursor, limit=size)
+            rows = await JournalRepository(db).page(owner, after=after, limit=size)
             items = [self._summary(row) for row in rows]
-        return EntryPage(items=items, next_after=items[-1].id if len(items) == size else None)
+        return EntryPage(items=items, more=len(items) == size)
 
     async def update(
         self, owner: Owner, entry_id: str, *, title: str | None, content: str, expected_version: int | None

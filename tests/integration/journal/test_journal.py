@@ -101,8 +101,6 @@ async def test_only_the_owner_reaches_an_entry(make_settings: SettingsFactory) -
                 assert_error(await http.delete(f"/api/journal/{entry_id}", headers=headers), 404)
                 listed = (await http.get("/api/journal", headers=headers)).json()["items"]
                 assert entry_id not in {item["id"] for item in listed}
-                # A foreign entry id as a page cursor is as unknown as the entry itself.
-                assert_error(await http.get(f"/api/journal?after={entry_id}", headers=headers), 404)
         assert (await http.get(f"/api/journal/{mine['id']}", headers=owner)).json()["content"] == CONTENT
         assert (await http.get(f"/api/journal/{apps['id']}", headers=own_key)).status_code == 200
         # A key without the journal scope is refused before any lookup.
@@ -199,6 +197,13 @@ async def test_pages_walk_every_entry_once_newest_first(make_settings: SettingsF
         listed = (await http.get("/api/journal?limit=100", headers=auth)).json()["items"]
         stamps = [(item["created_at"], item["id"]) for item in listed]
         assert stamps == sorted(stamps, reverse=True)
+        # A cursor is a position, not an entry: paging goes on after that entry is deleted.
+        first = (await http.get("/api/journal?limit=2", headers=auth)).json()
+        await http.delete(f"/api/journal/{first['items'][-1]['id']}", headers=auth)
+        rest = (await http.get(f"/api/journal?limit=100&after={first['next']}", headers=auth)).json()
+        assert [item["id"] for item in rest["items"]] == [item["id"] for item in listed[2:]]
+        for cursor in ("0", written[0], "1." + "g" * 32, "9" * 17 + "." + "a" * 32):
+            assert_error(await http.get(f"/api/journal?after={cursor}", headers=auth), 422)
 
 
 async def test_writes_and_reads_have_their_own_limits(make_settings: SettingsFactory) -> None:

@@ -9,9 +9,11 @@ changed since that version was read.
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from bastion.api.audit import record_action
 from bastion.api.content_types import require_json
@@ -23,7 +25,7 @@ from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.chat.wiring import build_screen
 from bastion.errors import InvalidField
-from bastion.journal.service import EntryChanged, JournalService
+from bastion.journal.service import EntryChanged, EntrySummary, JournalService
 from bastion.ownership import Owner
 from bastion.ratelimit.policies import Policy
 
@@ -35,14 +37,22 @@ EntryId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9
 JournalUser = Annotated[Principal, Depends(JOURNAL_USE)]
 WRITE = Depends(rate_limit(Policy.JOURNAL_CREATE))
 READ = Depends(rate_limit(Policy.JOURNAL_READ))
-IfMatch = Annotated[
-    str | None,
-    Header(
-        max_length=64,
-        pattern=r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$',
-        description="The entry's ETag as last read: the change is refused (412) if it changed since",
-    ),
-]
+IF_MATCH_PATTERN = r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$'
+# Read by ``expected_version`` (a header FastAPI would document as nullable, which clients then
+# send as the text "null"); documented here as what it is.
+IF_MATCH: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "If-Match",
+            "in": "header",
+            "required": False,
+            "description": "The entry's ETag as last read: the change is refused (412) if it changed since",
+            "schema": {"type": "string", "maxLength": 64, "pattern": IF_MATCH_PATTERN},
+        }
+    ]
+}
+EPOCH = datetime(1970, 1, 1)
+CURSOR = r"^[0-9]{1,16}\.[0-9a-f]{32}$"
 ETAG: dict[str, Any] = {"ETag": {"description": "The entry's version", "schema": {"type": "string"}}}
 CHANGED: dict[int | str, dict[str, Any]] = {412: {"description": EntryChanged.default_message}}
 
@@ -63,14 +73,30 @@ def _etag(version: int) -> str:
     return f'"{version}"'
 
 
-def _expected_version(if_match: str | None) -> int | None:
+def expected_version(request: Request) -> int | None:
     """The version an If-Match names (``"3"``, ``W/"3"`` or ``3``); ``*`` or none: any version."""
-    if if_match is None or if_match.strip() == "*":
+    values = request.headers.getlist("if-match")
+    if not values:
         return None
-    value = if_match.strip().removeprefix("W/").strip('"')
-    if not value.isascii() or not value.isdigit() or len(value) > 18:
-        raise InvalidField("header.if-match", "etag", "If-Match names an ETag this service gave")
-    return int(value)
+    if len(values) > 1 or not re.fullmatch(IF_MATCH_PATTERN, values[0]) or len(values[0]) > 64:
+        raise InvalidField("header.if-match", "etag", "If-Match names one ETag this service gave, or *")
+    value = values[0].strip()
+    return None if value == "*" else int(value.removeprefix("W/").strip('"'))
+
+
+ExpectedVersion = Annotated[int | None, Depends(expected_version)]
+
+
+def _cursor(summary: EntrySummary) -> str:
+    micros = summary.created_at.astimezone(UTC).replace(tzinfo=None) - EPOCH
+    return f"{micros // timedelta(microseconds=1)}.{summary.id}"
+
+
+def _position(cursor: str | None) -> tuple[datetime, str] | None:
+    if cursor is None:
+        return None
+    micros, _, entry_id = cursor.partition(".")
+    return (EPOCH + timedelta(microseconds=int(micros))).replace(tzinfo=UTC), entry_id
 
 
 async def _audit(request: Request, principal: Principal, event: AuditEvent, entry_id: str) -> None:
@@ -97,11 +123,12 @@ async def create_entry(
 async def list_entries(
     principal: JournalUser,
     service: Service,
-    after: Annotated[EntryId | None, Query(description="The `next` of the previous page")] = None,
+    after: Annotated[str | None, Query(pattern=CURSOR, description="The `next` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> EntryList:
-    page = await service.page(Owner.of(principal), after=after, limit=limit)
-    return EntryList(items=[EntrySummaryOut.of(item) for item in page.items], next=page.next_after)
+    page = await service.page(Owner.of(principal), after=_position(after), limit=limit)
+    items = [EntrySummaryOut.of(item) for item in page.items]
+    return EntryList(items=items, next=_cursor(page.items[-1]) if page.more else None)
 
 
 @router.get("/{entry_id}", dependencies=[READ], responses={200: {"headers": ETAG}})
@@ -117,6 +144,7 @@ async def get_entry(
     "/{entry_id}",
     dependencies=[Depends(require_json), WRITE],
     responses={200: {"headers": ETAG}, **CHANGED},
+    openapi_extra=IF_MATCH,
 )
 async def replace_entry(
     entry_id: EntryId,
@@ -125,24 +153,30 @@ async def replace_entry(
     body: EntryWrite,
     principal: JournalUser,
     service: Service,
-    if_match: IfMatch = None,
+    expected: ExpectedVersion,
 ) -> EntryOut:
     view = await service.update(
         Owner.of(principal),
         entry_id,
         title=body.title,
         content=body.content,
-        expected_version=_expected_version(if_match),
+        expected_version=expected,
     )
     await _audit(request, principal, AuditEvent.JOURNAL_ENTRY_UPDATED, view.id)
     response.headers["ETag"] = _etag(view.version)
     return EntryOut.entry(view)
 
 
-@router.delete("/{entry_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WRITE], responses=CHANGED)
+@router.delete(
+    "/{entry_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[WRITE],
+    responses=CHANGED,
+    openapi_extra=IF_MATCH,
+)
 async def delete_entry(
-    entry_id: EntryId, request: Request, principal: JournalUser, service: Service, if_match: IfMatch = None
+    entry_id: EntryId, request: Request, principal: JournalUser, service: Service, expected: ExpectedVersion
 ) -> Response:
-    await service.delete(Owner.of(principal), entry_id, expected_version=_expected_version(if_match))
+    await service.delete(Owner.of(principal), entry_id, expected_version=expected)
     await _audit(request, principal, AuditEvent.JOURNAL_ENTRY_DELETED, entry_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
