@@ -15,7 +15,17 @@ from bastion import __version__
 from bastion.api.contract import install_contract
 from bastion.api.deps import check_route_access
 from bastion.api.responses import UTF8JSONResponse
-from bastion.api.routes import admin_blocks, admin_users, api_keys, auth, chat, health, journal, openai_compat
+from bastion.api.routes import (
+    admin_blocks,
+    admin_users,
+    api_keys,
+    auth,
+    chat,
+    health,
+    journal,
+    me,
+    openai_compat,
+)
 from bastion.api.routes.docs import OPENAPI_URL, docs_router
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
@@ -164,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(auth.jwks_router)
     app.include_router(auth.router)
+    app.include_router(me.router)
     app.include_router(admin_users.router)
     app.include_router(admin_users.invitations)
     app.include_router(admin_blocks.router)

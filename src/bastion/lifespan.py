@@ -7,7 +7,6 @@ import asyncio
 import multiprocessing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -17,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.auth.api_key_service import build_api_keys
 from bastion.auth.runtime import IdentityRuntime
-from bastion.chat.wiring import build_chat_service
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.keycheck import check_encryption_keys
 from bastion.db.engine import backend_name, create_engine, create_sessionmaker
@@ -25,6 +23,7 @@ from bastion.guard import Guard, GuardConfig, new_canary
 from bastion.llm.factory import build_provider
 from bastion.maintenance import Job, Maintenance
 from bastion.observability.logging import get_logger
+from bastion.privacy.retention import RetentionPeriods, RetentionPurge
 from bastion.ratelimit.components import build_rate_limiting
 from bastion.ratelimit.storage.redis import fail_fast_client
 from bastion.settings import Settings
@@ -132,16 +131,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis=shared,
         hasher=lambda: identity.secrets.key_hasher,
     )
-    chat = build_chat_service(app.state, settings)
-    maintenance = Maintenance(
-        [
-            Job(
-                "chat_sessions",
-                settings.maintenance_interval_seconds,
-                lambda: chat.purge_expired(retention=timedelta(days=settings.retention_days_app)),
-            )
-        ]
+    # Retention (docs/privacy.md): expired chat sessions, access and security records.
+    retention = RetentionPurge(
+        sessionmaker=app.state.sessionmaker, periods=RetentionPeriods.from_settings(settings)
     )
+    maintenance = Maintenance([Job("retention", settings.maintenance_interval_seconds, retention.run)])
     maintenance.start()
     app.state.maintenance = maintenance
     try:

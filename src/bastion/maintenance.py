@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from bastion.observability.logging import get_logger
@@ -19,7 +19,8 @@ from bastion.observability.logging import get_logger
 class Job:
     name: str
     interval_seconds: float
-    run: Callable[[], Awaitable[int]]
+    #: what one run removed: a count, or a count per kind of data
+    run: Callable[[], Awaitable[int | Mapping[str, int]]]
 
 
 class Maintenance:
@@ -40,13 +41,16 @@ class Maintenance:
             await self.run_once(job)
 
     async def run_once(self, job: Job) -> int:
+        """Run ``job`` once; how many rows it removed in all (0 when it failed)."""
         try:
-            removed = await job.run()
+            result = await job.run()
         except Exception as exc:  # a database hiccup must not end the loop
             self.log.warning("maintenance_failed", job=job.name, error=type(exc).__name__)
             return 0
+        counts = dict(result) if isinstance(result, Mapping) else {"removed": result}
+        removed = sum(counts.values())
         if removed:
-            self.log.info("maintenance_purged", job=job.name, removed=removed)
+            self.log.info("maintenance_purged", job=job.name, **counts)
         return removed
 
     async def aclose(self) -> None:

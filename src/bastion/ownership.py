@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from bastion.auth.principal import Principal
@@ -42,3 +43,19 @@ class Owner:
         if self.user_id is None:  # pragma: no cover - authentication always yields one of the two
             raise ValueError("an owner needs a user or an API key")
         return and_(user_column == self.user_id, key_column.is_(None))
+
+
+def of_account(
+    user_id: str,
+    key_ids: Collection[str],
+    user_column: InstrumentedAttribute[Any],
+    key_column: InstrumentedAttribute[Any],
+) -> ColumnElement[bool]:
+    """Everything an account holds: what the person made and what any of their keys made.
+
+    Key-owned rows carry ``owner_user_id`` too; the key ids are named as well so that a row is
+    never left behind by an owner column a feature forgot to fill.
+    """
+    if not key_ids:
+        return user_column == user_id
+    return or_(user_column == user_id, key_column.in_(list(key_ids)))

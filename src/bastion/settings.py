@@ -70,10 +70,6 @@ def _set(value: Any) -> bool:
     return value is not None
 
 
-def _always(_value: Any) -> bool:
-    return True
-
-
 # Settings whose feature this version does not have yet: setting one is refused (never silently
 # ignored). Each entry goes when its feature lands.
 NOT_IN_THIS_VERSION: dict[str, tuple[str, Callable[[Any], bool]]] = {
@@ -81,8 +77,6 @@ NOT_IN_THIS_VERSION: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "sentry_dsn": ("error tracking", _set),
     "prometheus_port": ("a separate metrics port", _set),
     "alert_webhook_url": ("anomaly alerts", _set),
-    "retention_days_access": ("access records", _always),
-    "retention_days_security": ("security record retention", _always),
 }
 
 
@@ -336,6 +330,7 @@ class Settings(BaseSettings):
     rate_limit_voice: str = "100/hour"  # per API key
     rate_limit_journal_create: str = "20/minute;burst=5"
     rate_limit_journal_read: str = "60/minute;burst=10"
+    rate_limit_export: str = "3/hour"  # per user: an export reads everything the account holds
     rate_limit_max_keys: int = Field(1_000_000, ge=100)  # in-process identities kept (memory bound)
     rate_limit_redis_timeout_seconds: float = Field(0.5, gt=0, le=10)  # per limiter call, fail fast
     # PostgreSQL: the longest a request waits for a connection or a statement before it answers 503.
@@ -384,6 +379,7 @@ class Settings(BaseSettings):
         "rate_limit_voice",
         "rate_limit_journal_create",
         "rate_limit_journal_read",
+        "rate_limit_export",
     )
     @classmethod
     def _rates(cls, value: str) -> str:

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.audit.models import AuditRecord
@@ -42,6 +42,33 @@ class AuditRepository:
         result = await self.session.scalars(query.limit(max(1, min(limit, MAX_PAGE))))
         return result.all()
 
-    async def purge_before(self, cutoff: datetime) -> int:
-        result = await self.session.execute(delete(AuditRecord).where(AuditRecord.created_at < cutoff))
+    async def purge_before(
+        self,
+        cutoff: datetime,
+        *,
+        only: Collection[str] | None = None,
+        excluding: Collection[str] | None = None,
+    ) -> int:
+        """Delete records older than ``cutoff`` (of the ``only`` events, or all but ``excluding``)."""
+        statement = delete(AuditRecord).where(AuditRecord.created_at < cutoff)
+        if only is not None:
+            statement = statement.where(AuditRecord.event.in_(list(only)))
+        if excluding is not None:
+            statement = statement.where(AuditRecord.event.not_in(list(excluding)))
+        result = await self.session.execute(statement)
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    @staticmethod
+    def naming(subjects: Collection[str]) -> ColumnElement[bool]:
+        """Records whose actor or target is one of ``subjects`` (a user id, their key ids)."""
+        names = list(subjects)
+        return or_(AuditRecord.actor_id.in_(names), AuditRecord.target_id.in_(names))
+
+    async def forget_addresses(self, subjects: Collection[str]) -> int:
+        """Clear the client address of every record naming ``subjects``: after an erasure those
+        records keep ids only, and an address is personal data."""
+        result = await self.session.execute(
+            update(AuditRecord).where(self.naming(subjects), AuditRecord.ip.is_not(None)).values(ip=None),
+            execution_options={"synchronize_session": False},
+        )
         return int(getattr(result, "rowcount", 0) or 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.auth.models import ApiKey
@@ -53,3 +53,11 @@ class ApiKeyRepository:
             execution_options={"synchronize_session": False},
         )
         return bool(getattr(result, "rowcount", 0) == 1)
+
+    async def ids_of(self, user_id: str) -> Sequence[str]:
+        """Every key the user ever had, revoked ones included."""
+        return (await self.session.scalars(select(ApiKey.id).where(ApiKey.user_id == user_id))).all()
+
+    async def delete_of(self, user_id: str) -> int:
+        result = await self.session.execute(delete(ApiKey).where(ApiKey.user_id == user_id))
+        return int(getattr(result, "rowcount", 0) or 0)

@@ -9,7 +9,8 @@ A credential grants exactly what it names:
 - a mutual-TLS service identity carries the service role's;
 - an API key (managed or static) carries only what its scopes name, and only what its role holds;
 - a few permissions belong to a person's session alone and no key or service identity ever holds
-  them, whatever its scopes: changing the password and ending sessions (``PERSON_ONLY``).
+  them, whatever its scopes: changing the password, ending sessions, exporting and erasing the
+  account (``PERSON_ONLY``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class Permission(StrEnum):
     PROFILE_READ = "profile:read"  # the account's own details (GET /api/auth/me)
     PASSWORD_CHANGE = "password:change"  # noqa: S105 - a permission name
     SESSIONS_END = "sessions:end"  # log out, log out everywhere
+    ACCOUNT_EXPORT = "account:export"  # everything the account holds, as one document
+    ACCOUNT_ERASE = "account:erase"  # erase the account and everything it holds
     CHAT_USE = "chat:use"
     JOURNAL_USE = "journal:use"
     KEYS_OWN = "keys:own"
@@ -42,6 +45,8 @@ _USER = frozenset(
         Permission.PROFILE_READ,
         Permission.PASSWORD_CHANGE,
         Permission.SESSIONS_END,
+        Permission.ACCOUNT_EXPORT,
+        Permission.ACCOUNT_ERASE,
         Permission.CHAT_USE,
         Permission.JOURNAL_USE,
         Permission.KEYS_OWN,
@@ -77,8 +82,11 @@ ADMIN_PERMISSIONS = frozenset(
 )
 
 # Held only through a person's own session: a leaked key or a service identity can never change
-# the password (and so turn itself into a full session) or end the owner's sessions.
-PERSON_ONLY = frozenset({Permission.PASSWORD_CHANGE, Permission.SESSIONS_END})
+# the password (and so turn itself into a full session), end the owner's sessions, carry off
+# everything the account holds in one request, or erase it.
+PERSON_ONLY = frozenset(
+    {Permission.PASSWORD_CHANGE, Permission.SESSIONS_END, Permission.ACCOUNT_EXPORT, Permission.ACCOUNT_ERASE}
+)
 PERSON_METHODS = frozenset({AuthMethod.JWT, AuthMethod.COOKIE})
 # An account's own routes need an account: a service identity or a static key has none.
 ACCOUNT_PERMISSIONS = PERSON_ONLY | {Permission.PROFILE_READ, Permission.KEYS_OWN}

@@ -152,6 +152,34 @@ class IdentityRepository:
         )
         return _rowcount(result) == 1
 
+    # -- erasure ---------------------------------------------------------------------------------
+
+    async def erase_user(self, user_id: str, *, now: datetime) -> list[str] | None:
+        """Delete the account with its sessions and tokens; None when there is no such account.
+
+        Returns the sessions that could still carry live access tokens (neither revoked nor past
+        their end), for the denylist. Invitations the user spent keep their ids but lose the
+        address they were bound to (the user's). Rows are deleted explicitly, children first, so
+        the result is the same with or without foreign-key cascades (SQLite connections opened
+        without them).
+        """
+        if await self.session.get(User, user_id) is None:
+            return None
+        live = await self.session.scalars(
+            select(AuthSession.id).where(
+                AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None), AuthSession.expires_at > now
+            )
+        )
+        ended = list(live.all())
+        await self.session.execute(delete(RefreshToken).where(RefreshToken.user_id == user_id))
+        await self.session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user_id))
+        await self.session.execute(delete(AuthSession).where(AuthSession.user_id == user_id))
+        await self.session.execute(
+            update(Invitation).where(Invitation.used_by == user_id).values(email_ciphertext=None)
+        )
+        await self.session.execute(delete(User).where(User.id == user_id))
+        return ended
+
     # -- purge -----------------------------------------------------------------------------------
 
     async def purge(self, *, now: datetime, keep_revoked_until: datetime) -> dict[str, int]:

@@ -94,6 +94,7 @@ class IdentityRuntime:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
+        self.redis = redis
         self.limiter = limiter
         self.sessionmaker = sessionmaker
         self.clock = clock

@@ -197,7 +197,7 @@ class IdentityService:
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
-    async def _end_sessions(self, session_ids: Collection[str], *, user_wide: bool = False) -> None:
+    async def end_sessions(self, session_ids: Collection[str], *, user_wide: bool = False) -> None:
         """Refuse every access token of these sessions, on every instance, from the next request.
 
         Called after the database has revoked them. For a user-wide ending the bumped token
@@ -482,7 +482,7 @@ class IdentityService:
                 await IdentityRepository(session).revoke_session(stored.session_id, now=now, reason="reuse")
             try:
                 # Every access token of the family, the thief's and the rightful client's alike.
-                await self._end_sessions([stored.session_id])
+                await self.end_sessions([stored.session_id])
             finally:
                 await self._record(
                     AuditEvent.REFRESH_REUSE_DETECTED,
@@ -565,7 +565,7 @@ class IdentityService:
             repo = IdentityRepository(session)
             for session_id in session_ids:
                 await repo.revoke_session(session_id, now=now, reason="logout")
-        await self._end_sessions(session_ids)
+        await self.end_sessions(session_ids)
         if claims is not None:
             await self.revocations.revoke(claims)
         await self._record(
@@ -583,7 +583,7 @@ class IdentityService:
             if not await repo.update_user(user_id, now=now, bump_version=True):
                 raise NotFound()
             ended = await repo.revoke_user_sessions(user_id, now=now, reason="logout_all")
-        await self._end_sessions(ended, user_wide=True)
+        await self.end_sessions(ended, user_wide=True)
         await self._record(
             AuditEvent.LOGOUT_ALL,
             context,
@@ -626,7 +626,7 @@ class IdentityService:
                 raise NotFound()
             await session.refresh(fresh)
             pair = await self._issue(repo, fresh, None)
-        await self._end_sessions(ended, user_wide=True)
+        await self.end_sessions(ended, user_wide=True)
         await self._record(AuditEvent.PASSWORD_CHANGED, context, actor_id=user_id, target_id=user_id)
         return pair
 
@@ -701,7 +701,7 @@ class IdentityService:
                 raise Unauthorized(INVALID_TOKEN)
             await repo.update_user(user.id, now=now, bump_version=True, password_hash=new_hash)
             ended = await repo.revoke_user_sessions(user.id, now=now, reason="password_reset")
-        await self._end_sessions(ended, user_wide=True)
+        await self.end_sessions(ended, user_wide=True)
         # Proving ownership by mail lifts an account-wide lock, and this client's delay.
         unlocked = await self.throttle.unlock(email, context.ip)
         await self._record(
@@ -725,7 +725,7 @@ class IdentityService:
             previous = user.role
             await repo.update_user(user_id, now=now, bump_version=True, role=role.value)
             ended = await repo.revoke_user_sessions(user_id, now=now, reason="role_changed")
-        await self._end_sessions(ended, user_wide=True)
+        await self.end_sessions(ended, user_wide=True)
         await self._record(
             AuditEvent.ROLE_CHANGED,
             context,
@@ -743,7 +743,7 @@ class IdentityService:
             if not await repo.update_user(user_id, now=now, bump_version=True, is_active=active):
                 raise NotFound()
             ended = [] if active else await repo.revoke_user_sessions(user_id, now=now, reason="disabled")
-        await self._end_sessions(ended, user_wide=True)
+        await self.end_sessions(ended, user_wide=True)
         event = AuditEvent.USER_ENABLED if active else AuditEvent.USER_DISABLED
         await self._record(event, context, actor_id=actor_id, target_id=user_id)
         return await self.me(user_id)
@@ -796,7 +796,7 @@ class IdentityService:
             # The token version is read on every request: a second line that holds on every
             # instance even when the denylist cannot take this many entries or cannot be written.
             await repo.bump_all_token_versions(now=now)
-        await self._end_sessions(ended, user_wide=True)
+        await self.end_sessions(ended, user_wide=True)
         await self._record(
             AuditEvent.SESSIONS_ENDED_ALL, context, details={"sessions": len(ended), "reason": reason}
         )

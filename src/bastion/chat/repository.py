@@ -3,20 +3,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.chat.models import ChatMessage, ChatSession
-from bastion.ownership import Owner
+from bastion.ownership import Owner, of_account
 
 __all__ = ["ChatRepository", "Owner"]
 
 
 def _owned_by(owner: Owner) -> ColumnElement[bool]:
     return owner.clause_for(ChatSession.owner_user_id, ChatSession.owner_api_key_id)
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 class ChatRepository:
@@ -105,11 +109,32 @@ class ChatRepository:
         rows = (await self.session.scalars(query.order_by(ChatMessage.seq.desc()).limit(limit))).all()
         return list(reversed(rows))
 
-    async def purge_idle(self, *, idle_before: datetime) -> int:
-        """Delete sessions idle since before the cutoff, with their messages."""
+    async def purge_idle(self, *, idle_before: datetime) -> tuple[int, int]:
+        """Delete sessions idle since before the cutoff, with their messages: (sessions, messages)."""
         stale = select(ChatSession.id).where(ChatSession.last_active_at < idle_before)
-        await self.session.execute(delete(ChatMessage).where(ChatMessage.session_id.in_(stale)))
-        result = await self.session.execute(
+        messages = await self.session.execute(delete(ChatMessage).where(ChatMessage.session_id.in_(stale)))
+        sessions = await self.session.execute(
             delete(ChatSession).where(ChatSession.last_active_at < idle_before)
         )
-        return int(getattr(result, "rowcount", 0) or 0)
+        return _rowcount(sessions), _rowcount(messages)
+
+    # -- the account as a whole (export, erasure) ---------------------------------------------
+
+    @staticmethod
+    def of_account(user_id: str, key_ids: Collection[str]) -> ColumnElement[bool]:
+        return of_account(user_id, key_ids, ChatSession.owner_user_id, ChatSession.owner_api_key_id)
+
+    async def erase_account(self, user_id: str, key_ids: Collection[str]) -> list[tuple[str, Owner]]:
+        """Delete every session of the account with its messages: (session id, owner) of each, for
+        releasing their quota slots (``Owner.identity``) once committed."""
+        which = self.of_account(user_id, key_ids)
+        rows = (
+            await self.session.execute(
+                select(ChatSession.id, ChatSession.owner_user_id, ChatSession.owner_api_key_id).where(which)
+            )
+        ).all()
+        ids = [row.id for row in rows]
+        if ids:
+            await self.session.execute(delete(ChatMessage).where(ChatMessage.session_id.in_(ids)))
+            await self.session.execute(delete(ChatSession).where(ChatSession.id.in_(ids)))
+        return [(row.id, Owner(user_id=row.owner_user_id, api_key_id=row.owner_api_key_id)) for row in rows]

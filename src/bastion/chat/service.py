@@ -353,14 +353,3 @@ class ChatService:
             completion_tokens=message.completion_tokens,
             offline=message.provider == "offline",
         )
-
-    async def purge_expired(self, *, retention: timedelta) -> int:
-        """Delete sessions (with their messages) idle for longer than ``retention``.
-
-        An idle session stops being reachable after SESSION_TTL_MINUTES; its data is kept for the
-        retention period (RETENTION_DAYS_APP) and then deleted by this scheduled purge.
-        """
-        async with unit_of_work(self._sessionmaker) as db:
-            return await ChatRepository(db).purge_idle(
-                idle_before=self.clock() - max(retention, self.limits.session_ttl)
-            )

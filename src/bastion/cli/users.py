@@ -8,14 +8,19 @@ end up in shell history and in the process list.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 from redis.asyncio import Redis
 
+from bastion.audit.events import AuditEvent
+from bastion.auth.api_key_service import build_api_keys
 from bastion.auth.emails import InvalidEmail, normalize_email
 from bastion.auth.keyring import rotate_signing_key, settings_only_keyring
 from bastion.auth.principal import Role
@@ -25,6 +30,9 @@ from bastion.cli.common import encryption_keys_or_exit, settings_or_exit
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.db.types import utcnow
 from bastion.errors import BastionError, PasswordRejected
+from bastion.privacy.erasure import AccountErasure, Erased
+from bastion.privacy.export import AccountExport
+from bastion.ratelimit.components import build_rate_limiting
 from bastion.settings import Settings
 
 app = typer.Typer(help="User accounts.", no_args_is_help=True)
@@ -195,6 +203,89 @@ def set_role(
 
     _run(work)
     typer.echo(f"role set to {role.value}")
+
+
+@app.command("export")
+def export(
+    email: Annotated[str, typer.Option("--email", help="The account's email.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write to this file (0600) instead of standard output.")
+    ] = None,
+) -> None:
+    """Everything an account holds, as the JSON document of GET /api/me/export (audited).
+
+    Example: bastion users export --email ana@example.org --output ana.json
+    """
+    address = _email(email)
+
+    async def work(rt: IdentityRuntime) -> None:
+        user_id = await _user_id(rt, address)
+        pieces = await AccountExport(identity=rt.service()).document(user_id)
+        await rt.audit.record(
+            AuditEvent.ACCOUNT_EXPORTED,
+            actor_type="operator",
+            target_type="user",
+            target_id=user_id,
+            request_id=CLI_CONTEXT.request_id,
+        )
+        if output is None:
+            async for piece in pieces:
+                sys.stdout.buffer.write(piece)
+            sys.stdout.buffer.write(b"\n")
+            sys.stdout.flush()
+            return
+        descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            async for piece in pieces:
+                file.write(piece)
+
+    _run(work)
+
+
+@app.command("erase")
+def erase(
+    email: Annotated[str, typer.Option("--email", help="The account's email.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm: the account and everything it holds are erased for good.")
+    ] = False,
+) -> None:
+    """Erase an account and everything it holds, as DELETE /api/admin/users/{id} does (audited).
+
+    Example: bastion users erase --email ana@example.org --yes
+    """
+    address = _email(email)
+    if not yes:
+        typer.echo("error: erasure cannot be undone: add --yes to confirm", err=True)
+        raise typer.Exit(2)
+
+    async def work(rt: IdentityRuntime) -> Erased:
+        user_id = await _user_id(rt, address)
+        async with cli_erasure(rt) as erasure:
+            return await erasure.erase(user_id, CLI_CONTEXT, actor_id=None)
+
+    erased = _run(work)
+    typer.echo(
+        f"erased {erased.user_id}: {erased.chat_sessions} chat sessions, {erased.journal_entries} "
+        f"journal entries, {erased.api_keys} API keys, {erased.sessions_ended} sessions ended"
+    )
+
+
+@asynccontextmanager
+async def cli_erasure(rt: IdentityRuntime) -> AsyncIterator[AccountErasure]:
+    """Erasure from a command: through REDIS_URL it reaches what running instances share (the
+    denylist, the key cache version, the session quota); without it those free themselves."""
+    settings, redis = rt.settings, rt.redis
+    keys = build_api_keys(settings, sessionmaker=rt.sessionmaker, redis=redis)
+    limiting = build_rate_limiting(settings, redis=redis, sessionmaker=None) if redis is not None else None
+    try:
+        yield AccountErasure(
+            identity=rt.service(),
+            quota=limiting.sessions if limiting is not None else None,
+            keys_changed=keys.owner_changed,
+        )
+    finally:
+        if limiting is not None:
+            await limiting.aclose()
 
 
 @keys_app.command("rotate-signing")

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.journal.models import JournalEntry
-from bastion.ownership import Owner
+from bastion.ownership import Owner, of_account
 
 
 def _owned_by(owner: Owner) -> ColumnElement[bool]:
@@ -55,3 +55,12 @@ class JournalRepository:
             delete(JournalEntry).where(JournalEntry.id == entry_id, _owned_by(owner))
         )
         return bool(getattr(result, "rowcount", 0))
+
+    @staticmethod
+    def of_account(user_id: str, key_ids: Collection[str]) -> ColumnElement[bool]:
+        return of_account(user_id, key_ids, JournalEntry.owner_user_id, JournalEntry.owner_api_key_id)
+
+    async def erase_account(self, user_id: str, key_ids: Collection[str]) -> int:
+        """Delete every entry the account (the person or any of their keys) wrote."""
+        result = await self.session.execute(delete(JournalEntry).where(self.of_account(user_id, key_ids)))
+        return int(getattr(result, "rowcount", 0) or 0)

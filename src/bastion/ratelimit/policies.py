@@ -17,6 +17,7 @@
 | voice | 100/hour (+ RATE_LIMIT_VOICE_CONCURRENT at once, see leases) | API key (else user, else IP) |
 | journal_create | 20/minute, burst 5 | user (else API key, else IP) |
 | journal_read | 60/minute, burst 10 | user (else API key, else IP) |
+| export | 3/hour | user (a person's session only: the route is PERSON_ONLY) |
 
 Every value comes from settings (``RATE_LIMIT_<POLICY>``), so operators can tune any of them.
 "IP" is the canonical client address, and for an IPv6 client its RATE_LIMIT_IPV6_PREFIX network.
@@ -50,6 +51,7 @@ class Policy(StrEnum):
     VOICE = "voice"
     JOURNAL_CREATE = "journal_create"
     JOURNAL_READ = "journal_read"
+    EXPORT = "export"
 
 
 class Scope(StrEnum):
@@ -137,5 +139,6 @@ def policy_table(settings: Settings) -> dict[Policy, PolicyRule]:
         Policy.VOICE: (Rate.parse(settings.rate_limit_voice), Scope.KEY),
         Policy.JOURNAL_CREATE: (Rate.parse(settings.rate_limit_journal_create), Scope.USER),
         Policy.JOURNAL_READ: (Rate.parse(settings.rate_limit_journal_read), Scope.USER),
+        Policy.EXPORT: (Rate.parse(settings.rate_limit_export), Scope.USER),
     }
     return {policy: PolicyRule(policy, rate, scope) for policy, (rate, scope) in rates.items()}

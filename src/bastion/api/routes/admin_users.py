@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Response, status
 from bastion.api.content_types import require_json
 from bastion.api.deps import audit_context, get_settings, identity_service, require
 from bastion.api.routes.api_keys import api_keys
+from bastion.api.routes.me import Erasure
 from bastion.api.schemas.auth import InvitationOut, InvitationRequest, RoleChange, UserDetail
 from bastion.auth.api_key_service import ApiKeys
 from bastion.auth.permissions import Permission
@@ -71,6 +72,17 @@ async def enable(user_id: UserId, admin: Admin, service: Service, context: Ctx) 
 @router.post("/{user_id}/logout-all", status_code=status.HTTP_204_NO_CONTENT)
 async def logout_all(user_id: UserId, admin: Admin, service: Service, context: Ctx) -> Response:
     await service.logout_all(user_id, context, actor_id=admin.user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def erase(user_id: UserId, admin: Admin, erasure: Erasure, context: Ctx) -> Response:
+    """Erase an account and everything it holds (docs/privacy.md); audited with the admin as actor.
+
+    Not one's own: a person erases their own account with DELETE /api/me and their password.
+    """
+    _not_self(admin, user_id)
+    await erasure.erase(user_id, context, actor_id=admin.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -95,7 +95,7 @@ def _set_cookies(response: Response, request: Request, runtime: IdentityRuntime,
     return csrf
 
 
-def _clear_cookies(response: Response, request: Request, runtime: IdentityRuntime) -> None:
+def clear_cookies(response: Response, request: Request, runtime: IdentityRuntime) -> None:
     secure = _secure(request, runtime)
     response.delete_cookie(ACCESS_COOKIE, path="/", secure=secure, httponly=True, samesite="strict")
     response.delete_cookie(
@@ -191,7 +191,7 @@ async def logout(
         refresh_token = request_cookies(request.scope).get(REFRESH_COOKIE)
     await service.logout(access_claims(request), refresh_token, context)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    _clear_cookies(response, request, runtime)
+    clear_cookies(response, request, runtime)
     return response
 
 
@@ -201,7 +201,7 @@ async def logout_all(
 ) -> Response:
     await service.logout_all(principal.user_id or principal.subject, context)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    _clear_cookies(response, request, runtime)
+    clear_cookies(response, request, runtime)
     return response
 
 
