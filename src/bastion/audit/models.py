@@ -24,6 +24,8 @@ class AuditRecord(Base):
         Index("ix_audit_events_created_at", "created_at"),
         Index("ix_audit_events_event_created_at", "event", "created_at"),
         Index("ix_audit_events_actor_id", "actor_id"),
+        # Export and erasure find a person's records as target too.
+        Index("ix_audit_events_target_id", "target_id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_new_id)
