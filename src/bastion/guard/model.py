@@ -138,16 +138,16 @@ class InjectionModel:
         if len(text) <= WINDOW:
             total = int(gathered.sum(dtype=np.int64))
             return self.bias + self.scale * total / math.sqrt(len(buckets))
-        # Windows are STRIDE-aligned and two strides long. Each order's weights are laid in one row
-        # of a zero-padded (orders x blocks x STRIDE) array, so one sum gives every block's total
-        # and a window is two neighbouring blocks.
+        # Windows are STRIDE-aligned and two strides long. The n-grams of every order starting at
+        # a character are added up at that character (one int32 array), so one reshape-sum gives
+        # every block's total and a window is two neighbouring blocks.
         blocks_count = -(-lengths[0] // STRIDE) + 1
-        rows = np.zeros((len(lengths), blocks_count * STRIDE), dtype=np.int8)
+        at = np.zeros(blocks_count * STRIDE, dtype=np.int32)
         start = 0
-        for row, n in enumerate(lengths):
-            rows[row, :n] = gathered[start : start + n]
+        for n in lengths:
+            at[:n] += gathered[start : start + n]
             start += n
-        blocks = rows.reshape(len(lengths), blocks_count, STRIDE).sum(axis=(0, 2), dtype=np.int64)
+        blocks = at.reshape(blocks_count, STRIDE).sum(axis=1, dtype=np.int64)
         starts = np.arange(0, len(text) - STRIDE, STRIDE)
         index = starts // STRIDE
         sums = (blocks[index] + blocks[index + 1]).astype(np.float64)

@@ -96,15 +96,21 @@ def _instances(
 
 def _design(
     texts: Iterable[str],
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """The sparse design matrix as (row, column, value) triples, one per distinct feature of a row.
+
+    A feature that occurs k times in a text is one entry of value k/sqrt(n): the same product
+    as k entries, with fewer entries for every pass of the optimizer to read.
+    """
     rows: list[npt.NDArray[np.int64]] = []
     cols: list[npt.NDArray[np.int64]] = []
-    vals: list[npt.NDArray[np.float32]] = []
+    vals: list[npt.NDArray[np.float64]] = []
     for row, text in enumerate(texts):
         idx, val = features(text)
-        rows.append(np.full(len(idx), row, dtype=np.int64))
-        cols.append(idx)
-        vals.append(val)
+        distinct, counts = np.unique(idx, return_counts=True)
+        rows.append(np.full(len(distinct), row, dtype=np.int64))
+        cols.append(distinct)
+        vals.append(counts.astype(np.float64) * (float(val[0]) if len(val) else 0.0))
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
 
 
