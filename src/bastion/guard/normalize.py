@@ -59,6 +59,9 @@ _BIDI_CLASS = "[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]"
 _ASCII_CONTROLS = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _ASCII_SPACES = bytes.maketrans(b"\t\n\r\x0b\x0c", b"     ")
 _ASCII_BYTES = bytes(range(0x80))
+_LOWER_SPACES = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ\t\n\r\x0b\x0c", b"abcdefghijklmnopqrstuvwxyz     "
+)
 # Line separators NFKC leaves alone.
 _NEWLINES = ("\u2028", "\u2029", "\x85")
 # Leetspeak is ASCII to ASCII, so it runs as `bytes.translate` over UTF-8.
@@ -202,13 +205,16 @@ class Normalizer:
             if kind is CharKind.ascii_compatible:
                 data = data.replace(ch.encode("utf-8"), unicodedata.normalize("NFKC", ch).encode("ascii"))
             cased = cased or kind is CharKind.cased
-        stripped = data.translate(None, _ASCII_CONTROLS)
-        invisible = len(data) - len(stripped)
+        # one pass gives the lower-case view with controls gone and whitespace as spaces; the
+        # clean text needs a pass of its own only when there were controls to remove
+        low = data.translate(_LOWER_SPACES, _ASCII_CONTROLS)
+        invisible = len(data) - len(low)
+        stripped = data.translate(None, _ASCII_CONTROLS) if invisible else data
         if b"\r" in stripped:
             stripped = stripped.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         stripped = stripped.strip()
         clean = text if stripped is original or stripped == original else stripped.decode("utf-8")
-        lowered_bytes = fold_whitespace(clean.casefold().encode("utf-8") if cased else stripped.lower())
+        lowered_bytes = fold_whitespace(clean.casefold().encode("utf-8")) if cased else _fold_spaces(low)
         lowered = lowered_bytes.decode("utf-8")
         folded_bytes, folded = self._fold_tricks(lowered_bytes, lowered)
         return Normalized(
@@ -266,18 +272,16 @@ class Normalizer:
 
 
 def fold_whitespace(data: bytes) -> bytes:
-    """ASCII whitespace folded to single spaces and the ends stripped, over UTF-8 bytes.
+    """ASCII whitespace folded to single spaces and the ends stripped, over UTF-8 bytes."""
+    return _fold_spaces(data.translate(_ASCII_SPACES))
 
-    One `bytes.translate`, at most two `bytes.replace` and, when runs of spaces remain, one numpy
-    mask: each byte is looked at a fixed number of times, however long the runs.
+
+def _fold_spaces(data: bytes) -> bytes:
+    """Runs of spaces folded to one and the ends stripped.
+
+    When some space follows another, one numpy mask: each byte is looked at a fixed number of
+    times, however long the runs.
     """
-    data = data.translate(_ASCII_SPACES)
-    # `bytes.replace` halves every run of spaces in one C loop, which settles ordinary text (a
-    # double space after a full stop) in a pass or two; longer runs go to the numpy mask.
-    for _ in range(2):
-        if b"  " not in data:
-            return data.strip(b" ")
-        data = data.replace(b"  ", b" ")
     if b"  " in data:
         raw = np.frombuffer(data, dtype=np.uint8)
         space = raw == 0x20
