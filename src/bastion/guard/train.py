@@ -45,8 +45,6 @@ HELD_OUT_SOURCES = (
 
 #: Largest share of benign texts the model alone may flag, measured out of fold (see `train`).
 TARGET_BENIGN_RATE = 0.02
-#: Tuning sources are split into this many folds, by source, to calibrate on unseen sources.
-FOLDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,20 +157,18 @@ def out_of_fold_benign_margins(examples: Sequence[Example], normalizer: Normaliz
     """Benign margins from models that never saw the benign text's source.
 
     A model scores its own training texts far too well: calibrating on them would set a
-    threshold that only holds for texts it has memorized. Each fold leaves out whole sources.
+    threshold that only holds for texts it has memorized. Leave one source out: each benign
+    source is scored by a model trained on every other tuning source, as a new source would be.
     """
-    origins = sorted({e.origin for e in examples})
-    fold_of = {origin: i % FOLDS for i, origin in enumerate(origins)}
     margins: list[float] = []
-    for fold in range(FOLDS):
-        train_part = [e for e in examples if fold_of[e.origin] != fold]
-        texts, labels = _instances(train_part, normalizer)
+    for origin in sorted({e.origin for e in examples if not e.attack}):
+        texts, labels = _instances([e for e in examples if e.origin != origin], normalizer)
         weights, bias = fit(texts, labels)
         model = InjectionModel.from_weights(weights, bias)
         margins += [
             model.margin(normalizer.normalize(e.text).lowered)
             for e in examples
-            if fold_of[e.origin] == fold and not e.attack
+            if e.origin == origin and not e.attack
         ]
     return margins
 
