@@ -6,9 +6,10 @@ into 2^18 buckets (the hashing trick: no vocabulary to ship), each counted and d
 square root of the number of n-grams.
 
 Scoring a text is a fixed number of whole-array numpy operations, whatever its length: the code
-points become one uint32 array, a rolling polynomial hash gives every n-gram's bucket (all orders
-written into one preallocated array), one `take` gathers their weights from the int8 table and
-one sum (or, for long texts, one cumulative sum) adds them up. The weights stay int8 in memory
+points become one uint32 array, a rolling polynomial hash gives each order's buckets (one order at
+a time, in buffers reused from order to order), one `take` per order gathers their weights from
+the int8 table and one sum (or, for long texts, one array of per-character totals) adds them
+up. The weights stay int8 in memory
 (256 KB, one scale): a float32 table four times the size falls out of the CPU cache between
 requests, and the gathers then cost more than all the rest of a scan.
 
