@@ -55,6 +55,8 @@ class PayloadDecoder:
                 return found
             # every matched byte is ASCII (the pattern is made of ASCII classes)
             token = match.group(0)[:MAX_PAYLOAD_CHARS].decode("ascii")
+            if _plain_word(token):
+                continue
             for decode in _decoders_for(token):
                 text = decode(token)
                 if text is not None and _readable(text):
@@ -82,6 +84,14 @@ def _decoders_for(token: str) -> list[Callable[[str], str | None]]:
     if set(token) <= _HEX_DIGITS:
         return [_from_hex, _from_base64] if " " in token or ":" in token else [_from_base64, _from_hex]
     return [_from_base64]
+
+
+def _plain_word(token: str) -> bool:
+    """Lower-case letters joined by hyphens or underscores ("passive-aggressive",
+    "read_task_from_jsonl"): no encoding of readable text looks like that (base64 of 16 or more
+    characters has capitals or digits, hex of text has digits), so it is not decoded."""
+    letters = token.replace("-", "").replace("_", "")
+    return letters.isalpha() and letters.islower()
 
 
 def _readable(text: str) -> bool:
