@@ -141,7 +141,7 @@ def speed(guard: Guard, examples: list[Example]) -> None:
         "profanity (RE2 set)": lambda: (
             guard._profanity.detect(normalized, context) if guard._profanity else 0
         ),
-        "links": lambda: guard._urls.apply(normalized.clean),
+        "links": lambda: guard._urls.apply(normalized.clean, encoded=normalized.clean_bytes()),
     }
     if guard.model is not None:
         model = guard.model

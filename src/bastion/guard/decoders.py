@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Find encoded payloads (base64, hex, URL escapes, Morse, ROT13, reversed text) and decode them.
+"""Find encoded payloads (base64, hex, binary, URL escapes, Morse, ROT13, reversed text) and decode them.
 
 Decoded text is scanned again by the same detectors: "aWdub3JlIGFsbCBwcmV2aW91cyBpbnN0cnVjdGlvbnM="
 is flagged for what it says, not for looking like base64. The candidate patterns run on RE2;
@@ -38,21 +38,25 @@ class PayloadDecoder:
         # RE2 wrapper encodes it again for every search and maps offsets back in Python). Each
         # candidate is then tried with the decoders its alphabet allows.
         self._candidates = re2.compile(
-            rb"[A-Za-z0-9+/_\-]{16,}={0,2}"
+            rb"(?:[01]{8} ?){6,}"
+            rb"|[A-Za-z0-9+/_\-]{16,}={0,2}"
             rb"|(?:[0-9a-fA-F]{2}[ :]?){8,}"
             rb"|(?:\\x[0-9a-fA-F]{2}){6,}"
             rb"|(?:%[0-9a-fA-F]{2}){6,}"
             rb"|(?:[.\-]{1,6}(?: / | {1,3}|/)){5,}[.\-]{1,6}"
         )
 
-    def payloads(self, clean: str, lowered: str) -> list[str]:
-        """Readable texts hidden in `clean` by an encoding, most likely first."""
+    def payloads(self, clean: str | bytes, lowered: str) -> list[str]:
+        """Readable texts hidden in `clean` (a str or its UTF-8) by an encoding, most likely first."""
         found: list[str] = []
-        for match in self._candidates.finditer(clean.encode("utf-8")):
+        data = clean if isinstance(clean, bytes) else clean.encode("utf-8")
+        for match in self._candidates.finditer(data):
             if len(found) >= MAX_PAYLOADS:
                 return found
             # every matched byte is ASCII (the pattern is made of ASCII classes)
             token = match.group(0)[:MAX_PAYLOAD_CHARS].decode("ascii")
+            if _plain_word(token):
+                continue
             for decode in _decoders_for(token):
                 text = decode(token)
                 if text is not None and _readable(text):
@@ -65,11 +69,14 @@ class PayloadDecoder:
 
 
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF :")
+_BINARY_DIGITS = frozenset("01 ")
 
 
 def _decoders_for(token: str) -> list[Callable[[str], str | None]]:
     if token[0] in ".-" and set(token) <= {".", "-", " ", "/"}:
         return [_from_morse]
+    if set(token) <= _BINARY_DIGITS:
+        return [_from_binary, _from_hex]
     if token.startswith("%"):
         return [_from_percent]
     if token.startswith("\\x"):
@@ -77,6 +84,14 @@ def _decoders_for(token: str) -> list[Callable[[str], str | None]]:
     if set(token) <= _HEX_DIGITS:
         return [_from_hex, _from_base64] if " " in token or ":" in token else [_from_base64, _from_hex]
     return [_from_base64]
+
+
+def _plain_word(token: str) -> bool:
+    """Lower-case letters joined by hyphens or underscores ("passive-aggressive",
+    "read_task_from_jsonl"): no encoding of readable text looks like that (base64 of 16 or more
+    characters has capitals or digits, hex of text has digits), so it is not decoded."""
+    letters = token.replace("-", "").replace("_", "")
+    return letters.isalpha() and letters.islower()
 
 
 def _readable(text: str) -> bool:
@@ -108,6 +123,13 @@ def _from_hex(token: str) -> str | None:
         return _utf8(bytes.fromhex(digits[: len(digits) // 2 * 2]))
     except ValueError:
         return None
+
+
+def _from_binary(token: str) -> str | None:
+    bits = token.replace(" ", "")
+    if len(bits) % 8:
+        return None
+    return _utf8(int(bits, 2).to_bytes(len(bits) // 8, "big"))
 
 
 def _from_percent(token: str) -> str | None:

@@ -136,7 +136,7 @@ class Guard:
             return Verdict(Action.block, 1.0, (invalid.category,), normalized.clean, (invalid,))
         findings = list(self.attack_findings(normalized, context))
         clean = normalized.clean
-        links = self._urls.apply(clean)
+        links = self._urls.apply(clean, encoded=normalized.clean_bytes())
         if links.blocked:
             clean = links.text
             findings.append(Finding(Category.unsafe_url, 0.6, f"links:{links.blocked}"))

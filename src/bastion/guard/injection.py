@@ -75,7 +75,7 @@ class EncodedPayloadDetector:
 
     def detect(self, normalized: Normalized, context: ScanContext) -> Sequence[Finding]:
         best = 0.0
-        for payload in self._decoder.payloads(normalized.clean, normalized.lowered):
+        for payload in self._decoder.payloads(normalized.clean_bytes(), normalized.lowered):
             inner = self._normalizer.normalize(payload)
             # text someone encoded is not a user's own request: instructions in it count as
             # they would inside a document

@@ -6,9 +6,10 @@ into 2^18 buckets (the hashing trick: no vocabulary to ship), each counted and d
 square root of the number of n-grams.
 
 Scoring a text is a fixed number of whole-array numpy operations, whatever its length: the code
-points become one uint32 array, a rolling polynomial hash gives every n-gram's bucket (all orders
-written into one preallocated array), one `take` gathers their weights from the int8 table and
-one sum (or, for long texts, one cumulative sum) adds them up. The weights stay int8 in memory
+points become one uint32 array, a rolling polynomial hash gives each order's buckets (one order at
+a time, in buffers reused from order to order), one `take` per order gathers their weights from
+the int8 table and one sum (or, for long texts, one array of per-character totals) adds them
+up. The weights stay int8 in memory
 (256 KB, one scale): a float32 table four times the size falls out of the CPU cache between
 requests, and the gathers then cost more than all the rest of a scan.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -53,33 +55,42 @@ def _codes(text: str) -> CodeArray:
     return np.frombuffer(framed.encode("utf-32-le"), dtype=np.uint32)
 
 
+def _buckets_by_order(codes: CodeArray) -> Iterator[BucketArray]:
+    """Every n-gram's bucket, one order at a time; element i is the n-gram starting at i.
+
+    The buffers are reused from one order to the next (a consumer uses each array before asking
+    for the next): scoring then touches a few arrays the size of the text, not one per order,
+    and leaves the CPU caches to the rule matcher's automaton.
+    """
+    rolling = codes.copy()
+    mixed = np.empty(len(codes), dtype=np.uint32)
+    # written straight as intp: `take` would otherwise convert the indices in a copy
+    buckets = np.empty(len(codes), dtype=np.intp)
+    for n in range(2, ORDERS[-1] + 1):
+        size = len(codes) - n + 1
+        if size <= 0:
+            return
+        # in place: rolling[i] now covers codes[i : i + n] (the last n - 1 entries are stale);
+        # unsigned array arithmetic wraps around silently
+        np.multiply(rolling[:size], _PRIME, out=rolling[:size])
+        np.add(rolling[:size], codes[n - 1 :], out=rolling[:size])
+        if n in ORDERS:
+            np.bitwise_xor(rolling[:size], _SEEDS[n], out=mixed[:size])
+            np.multiply(mixed[:size], _MIX, out=mixed[:size])
+            np.right_shift(mixed[:size], _SHIFT, out=buckets[:size], casting="safe")
+            yield buckets[:size]
+
+
 def hashed_ngrams(text: str) -> tuple[BucketArray, tuple[int, ...]]:
     """The bucket of every n-gram, all orders in one array, and how many there are of each order.
 
     The first block holds the 3-grams, then the 4-grams, then the 5-grams; within a block,
     element i is the n-gram starting at character i of the framed text.
     """
-    codes = _codes(text)
-    lengths = tuple(len(codes) - n + 1 for n in ORDERS if len(codes) >= n)
-    out = np.empty(sum(lengths), dtype=np.uint32)
-    if not lengths:
-        return np.zeros(0, dtype=np.intp), lengths
-    rolling = codes.copy()
-    start = 0
-    with np.errstate(over="ignore"):
-        for n in range(2, ORDERS[len(lengths) - 1] + 1):
-            # in place: rolling[i] now covers codes[i : i + n] (the last n - 1 entries are stale)
-            size = len(codes) - n + 1
-            np.multiply(rolling[:size], _PRIME, out=rolling[:size])
-            np.add(rolling[:size], codes[n - 1 :], out=rolling[:size])
-            if n in ORDERS:
-                np.bitwise_xor(rolling[:size], _SEEDS[n], out=out[start : start + size])
-                start += size
-        np.multiply(out, _MIX, out=out)
-    # written straight as intp: `take` would otherwise convert the indices in a copy
-    buckets = np.empty(len(out), dtype=np.intp)
-    np.right_shift(out, _SHIFT, out=buckets, casting="safe")
-    return buckets, lengths
+    blocks = [order.copy() for order in _buckets_by_order(_codes(text))]
+    if not blocks:
+        return np.zeros(0, dtype=np.intp), ()
+    return np.concatenate(blocks), tuple(len(block) for block in blocks)
 
 
 def ngram_buckets(text: str) -> list[BucketArray]:
@@ -131,28 +142,35 @@ class InjectionModel:
 
     def margin(self, text: str) -> float:
         """The log-odds of the highest-scoring window."""
-        buckets, lengths = hashed_ngrams(text)
-        if not lengths:
+        codes = _codes(text)
+        long = len(text) > WINDOW
+        grams = len(codes) - ORDERS[0] + 1
+        if grams <= 0:
             return self.bias
-        gathered = self.quantized.take(buckets)
-        if len(text) <= WINDOW:
-            total = int(gathered.sum(dtype=np.int64))
-            return self.bias + self.scale * total / math.sqrt(len(buckets))
-        # Windows are STRIDE-aligned and two strides long. Each order's weights are laid in one row
-        # of a zero-padded (orders x blocks x STRIDE) array, so one sum gives every block's total
-        # and a window is two neighbouring blocks.
-        blocks_count = -(-lengths[0] // STRIDE) + 1
-        rows = np.zeros((len(lengths), blocks_count * STRIDE), dtype=np.int8)
-        start = 0
-        for row, n in enumerate(lengths):
-            rows[row, :n] = gathered[start : start + n]
-            start += n
-        blocks = rows.reshape(len(lengths), blocks_count, STRIDE).sum(axis=(0, 2), dtype=np.int64)
-        starts = np.arange(0, len(text) - STRIDE, STRIDE)
-        index = starts // STRIDE
-        sums = (blocks[index] + blocks[index + 1]).astype(np.float64)
-        counts = (np.minimum(starts + WINDOW, lengths[0]) - starts) * len(lengths)
-        return self.bias + self.scale * float(np.max(sums / np.sqrt(counts)))
+        # Windows are STRIDE-aligned and two strides long. The weights of the n-grams of every
+        # order starting at a character are added up at that character (one int32 array), so one
+        # reshape-sum gives every block's total and a window is two neighbouring blocks.
+        blocks_count = -(-grams // STRIDE) + 1
+        at = np.zeros(blocks_count * STRIDE if long else 0, dtype=np.int32)
+        total = count = orders = 0
+        for buckets in _buckets_by_order(codes):
+            gathered = self.quantized.take(buckets)
+            if long:
+                at[: len(gathered)] += gathered
+            else:
+                total += int(gathered.sum(dtype=np.int64))
+            count += len(gathered)
+            orders += 1
+        if not long:
+            return self.bias + self.scale * total / math.sqrt(count)
+        blocks = at.reshape(blocks_count, STRIDE).sum(axis=1, dtype=np.int64).tolist()
+        best = -math.inf
+        # a handful of windows: plain Python beats numpy's per-call cost here
+        for start in range(0, len(text) - STRIDE, STRIDE):
+            block = start // STRIDE
+            n = (min(start + WINDOW, grams) - start) * orders
+            best = max(best, (blocks[block] + blocks[block + 1]) / math.sqrt(n))
+        return self.bias + self.scale * best
 
     def score(self, text: str) -> float:
         """Probability that the text is an injection or jailbreak attempt."""

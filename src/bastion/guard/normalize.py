@@ -58,6 +58,10 @@ _BIDI_CLASS = "[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]"
 #: The ASCII members of the invisible class, for `bytes.translate(None, delete)`.
 _ASCII_CONTROLS = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _ASCII_SPACES = bytes.maketrans(b"\t\n\r\x0b\x0c", b"     ")
+_ASCII_BYTES = bytes(range(0x80))
+_LOWER_SPACES = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ\t\n\r\x0b\x0c", b"abcdefghijklmnopqrstuvwxyz     "
+)
 # Line separators NFKC leaves alone.
 _NEWLINES = ("\u2028", "\u2029", "\x85")
 # Leetspeak is ASCII to ASCII, so it runs as `bytes.translate` over UTF-8.
@@ -118,10 +122,15 @@ class Normalized:
     #: the views as UTF-8, which RE2 scans without encoding them again (filled by the normalizer)
     lowered_utf8: bytes = field(default=b"", repr=False)
     folded_utf8: bytes = field(default=b"", repr=False)
+    clean_utf8: bytes = field(default=b"", repr=False)
 
     def views(self) -> tuple[str, ...]:
         """The distinct detection views, the plain lower-case one first."""
         return (self.lowered,) if self.folded == self.lowered else (self.lowered, self.folded)
+
+    def clean_bytes(self) -> bytes:
+        """The clean text as UTF-8 (kept from normalization when it was done over bytes)."""
+        return self.clean_utf8 or self.clean.encode("utf-8")
 
     def utf8_views(self) -> tuple[bytes, ...]:
         """`views()` as UTF-8."""
@@ -170,36 +179,52 @@ class Normalizer:
         return self._patterns.invisible_chars.sub("", text)
 
     def normalize(self, text: str) -> Normalized:
-        if text.isascii():
-            return self._bytewise(text, ())
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        distinct = np.unique(codes[codes >= 0x80])
-        listed = distinct.tolist()
+        data = text.encode("utf-8")
+        if len(data) == len(text):
+            return self._bytewise(text, data, ())
+        # Deleting every ASCII byte leaves the non-ASCII characters' whole UTF-8 sequences: a
+        # short string to list the distinct ones from (numpy only when it is long).
+        others = data.translate(None, _ASCII_BYTES).decode("utf-8")
+        if len(others) <= _MAX_DISTINCT:
+            listed = sorted({ord(ch) for ch in others})
+        else:
+            codes = np.frombuffer(others.encode("utf-32-le"), dtype=np.uint32)
+            listed = np.unique(codes).tolist()
         if len(listed) <= _MAX_DISTINCT and self._confusable_codes.isdisjoint(listed):
             kinds = [(chr(code), char_kind(code)) for code in listed]
             if all(kind is not CharKind.general for _, kind in kinds):
-                return self._bytewise(text, kinds)
+                return self._bytewise(text, data, kinds)
         return self._general(text)
 
-    def _bytewise(self, text: str, kinds: list[tuple[str, CharKind]] | tuple[()]) -> Normalized:
-        """Texts whose non-ASCII characters are all plain, cased or ASCII-compatible."""
+    def _bytewise(self, text: str, data: bytes, kinds: list[tuple[str, CharKind]] | tuple[()]) -> Normalized:
+        """Texts whose non-ASCII characters are all plain, cased or ASCII-compatible (`data` is
+        the text as UTF-8)."""
         cased = False
+        original = data
         for ch, kind in kinds:
             if kind is CharKind.ascii_compatible:
-                text = text.replace(ch, unicodedata.normalize("NFKC", ch))
+                data = data.replace(ch.encode("utf-8"), unicodedata.normalize("NFKC", ch).encode("ascii"))
             cased = cased or kind is CharKind.cased
-        data = text.encode("utf-8")
-        stripped = data.translate(None, _ASCII_CONTROLS)
-        invisible = len(data) - len(stripped)
+        # one pass gives the lower-case view with controls gone and whitespace as spaces; the
+        # clean text needs a pass of its own only when there were controls to remove
+        low = data.translate(_LOWER_SPACES, _ASCII_CONTROLS)
+        invisible = len(data) - len(low)
+        stripped = data.translate(None, _ASCII_CONTROLS) if invisible else data
         if b"\r" in stripped:
             stripped = stripped.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         stripped = stripped.strip()
-        clean = text if stripped == data else stripped.decode("utf-8")
-        lowered_bytes = fold_whitespace(clean.casefold().encode("utf-8") if cased else stripped.lower())
+        clean = text if stripped is original or stripped == original else stripped.decode("utf-8")
+        lowered_bytes = fold_whitespace(clean.casefold().encode("utf-8")) if cased else _fold_spaces(low)
         lowered = lowered_bytes.decode("utf-8")
         folded_bytes, folded = self._fold_tricks(lowered_bytes, lowered)
         return Normalized(
-            clean, lowered, folded, invisible=invisible, lowered_utf8=lowered_bytes, folded_utf8=folded_bytes
+            clean,
+            lowered,
+            folded,
+            invisible=invisible,
+            lowered_utf8=lowered_bytes,
+            folded_utf8=folded_bytes,
+            clean_utf8=stripped,
         )
 
     def _general(self, text: str) -> Normalized:
@@ -247,12 +272,16 @@ class Normalizer:
 
 
 def fold_whitespace(data: bytes) -> bytes:
-    """ASCII whitespace folded to single spaces and the ends stripped, over UTF-8 bytes.
+    """ASCII whitespace folded to single spaces and the ends stripped, over UTF-8 bytes."""
+    return _fold_spaces(data.translate(_ASCII_SPACES))
 
-    One `bytes.translate` and, when some space follows another, one numpy mask: each byte is
-    looked at a fixed number of times, however long the runs.
+
+def _fold_spaces(data: bytes) -> bytes:
+    """Runs of spaces folded to one and the ends stripped.
+
+    When some space follows another, one numpy mask: each byte is looked at a fixed number of
+    times, however long the runs.
     """
-    data = data.translate(_ASCII_SPACES)
     if b"  " in data:
         raw = np.frombuffer(data, dtype=np.uint8)
         space = raw == 0x20

@@ -45,8 +45,6 @@ HELD_OUT_SOURCES = (
 
 #: Largest share of benign texts the model alone may flag, measured out of fold (see `train`).
 TARGET_BENIGN_RATE = 0.02
-#: Tuning sources are split into this many folds, by source, to calibrate on unseen sources.
-FOLDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,15 +94,21 @@ def _instances(
 
 def _design(
     texts: Iterable[str],
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """The sparse design matrix as (row, column, value) triples, one per distinct feature of a row.
+
+    A feature that occurs k times in a text is one entry of value k/sqrt(n): the same product
+    as k entries, with fewer entries for every pass of the optimizer to read.
+    """
     rows: list[npt.NDArray[np.int64]] = []
     cols: list[npt.NDArray[np.int64]] = []
-    vals: list[npt.NDArray[np.float32]] = []
+    vals: list[npt.NDArray[np.float64]] = []
     for row, text in enumerate(texts):
         idx, val = features(text)
-        rows.append(np.full(len(idx), row, dtype=np.int64))
-        cols.append(idx)
-        vals.append(val)
+        distinct, counts = np.unique(idx, return_counts=True)
+        rows.append(np.full(len(distinct), row, dtype=np.int64))
+        cols.append(distinct)
+        vals.append(counts.astype(np.float64) * (float(val[0]) if len(val) else 0.0))
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
 
 
@@ -153,20 +157,18 @@ def out_of_fold_benign_margins(examples: Sequence[Example], normalizer: Normaliz
     """Benign margins from models that never saw the benign text's source.
 
     A model scores its own training texts far too well: calibrating on them would set a
-    threshold that only holds for texts it has memorized. Each fold leaves out whole sources.
+    threshold that only holds for texts it has memorized. Leave one source out: each benign
+    source is scored by a model trained on every other tuning source, as a new source would be.
     """
-    origins = sorted({e.origin for e in examples})
-    fold_of = {origin: i % FOLDS for i, origin in enumerate(origins)}
     margins: list[float] = []
-    for fold in range(FOLDS):
-        train_part = [e for e in examples if fold_of[e.origin] != fold]
-        texts, labels = _instances(train_part, normalizer)
+    for origin in sorted({e.origin for e in examples if not e.attack}):
+        texts, labels = _instances([e for e in examples if e.origin != origin], normalizer)
         weights, bias = fit(texts, labels)
         model = InjectionModel.from_weights(weights, bias)
         margins += [
             model.margin(normalizer.normalize(e.text).lowered)
             for e in examples
-            if fold_of[e.origin] == fold and not e.attack
+            if e.origin == origin and not e.attack
         ]
     return margins
 

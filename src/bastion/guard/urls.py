@@ -41,7 +41,9 @@ class UrlPolicy:
         )
         self._web = re2.compile(r"(?i)\bhttps?://[^\s\"'<>)\]]+")
 
-    def apply(self, text: str) -> UrlResult:
+    def apply(self, text: str, *, encoded: bytes | None = None) -> UrlResult:
+        """Neutralize the links in `text`; `encoded` is the same text as UTF-8 when the caller has
+        it (the search for links then skips encoding the text again)."""
         blocked = 0
 
         def neutralize(match: object) -> str:
@@ -53,7 +55,7 @@ class UrlPolicy:
             return BLOCKED_MARKER
 
         # RE2's `sub` walks the text in Python even when nothing matches: search first.
-        if self._dangerous.search(text) is not None:
+        if self._dangerous.search(text if encoded is None else encoded) is not None:
             text = self._dangerous.sub(neutralize, text)
         if self.allowed is not None and self._web.search(text) is not None:
 

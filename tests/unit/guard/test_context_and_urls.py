@@ -62,3 +62,12 @@ def test_domain_allow_list(model: InjectionModel) -> None:
     assert "evil.example.net" not in verdict.text and REMOVED_MARKER in verdict.text
     assert UrlPolicy(["example.org"]).host_allowed("https://example.org.evil.net/") is False
     assert UrlPolicy().host_allowed("https://anything.example/") is True
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["see [x](javascript:alert(1)) now", "plain text, data: none here", "Straße java script:alert(1)"],
+)
+def test_links_found_the_same_in_text_and_in_its_utf8(text: str) -> None:
+    policy = UrlPolicy()
+    assert policy.apply(text, encoded=text.encode("utf-8")) == policy.apply(text)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
 from bastion.guard import Category, Guard
@@ -99,3 +101,22 @@ def test_confusables_table_format_is_checked() -> None:
 def test_model_output_is_normalized_the_same_way(guard: Guard) -> None:
     verdict = guard.scan_output("Hello\u200b there\u202e!")
     assert verdict.text == "Hello there!"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain ascii  with   runs of spaces\tand\ttabs\n\nand lines",
+        "curly ’quotes’ and … an ellipsis,  café  and naïve",
+        "Fullwidth ＡＢＣ and ｉｇｎｏｒｅ, “quoted” — dashes",
+        "ÉCOLE Straße İstanbul ΣΟΦΙΑ",
+        "x" + " " * 300 + "y" + "  " * 7 + "z",
+        "日本語のテキスト " * 80 + "and some english",
+    ],
+)
+def test_fast_paths_agree_with_full_unicode_normalization(normalizer: Normalizer, text: str) -> None:
+    result = normalizer.normalize(text)
+    expected = unicodedata.normalize("NFKC", text).strip()
+    assert result.clean == expected
+    assert result.lowered == " ".join(expected.casefold().split())
+    assert result.clean_bytes() == result.clean.encode("utf-8")
