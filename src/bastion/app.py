@@ -23,6 +23,7 @@ from bastion.api.routes import (
     chat,
     health,
     journal,
+    legal,
     me,
     openai_compat,
 )
@@ -172,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(legal.router)
     app.include_router(auth.jwks_router)
     app.include_router(auth.router)
     app.include_router(me.router)

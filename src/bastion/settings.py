@@ -80,6 +80,25 @@ NOT_IN_THIS_VERSION: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
+MAX_TERMS_BYTES = 1_000_000
+TERMS_TYPES = {".txt": "text/plain", ".md": "text/markdown", ".html": "text/html"}
+
+
+def terms_problems(path: Path | None) -> list[str]:
+    """What keeps TERMS_FILE from being served (nothing when unset)."""
+    if path is None:
+        return []
+    if path.suffix.lower() not in TERMS_TYPES:
+        return [f"TERMS_FILE must end in {', '.join(TERMS_TYPES)}"]
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return [f"TERMS_FILE {path} cannot be read ({exc.strerror})"]
+    if not path.is_file() or size > MAX_TERMS_BYTES:
+        return [f"TERMS_FILE {path} must be a file of at most {MAX_TERMS_BYTES} bytes"]
+    return []
+
+
 # Settings earlier versions read, and what replaced them: still set means a choice that no longer
 # takes effect, so it is refused with the new names.
 RETIRED_SETTINGS = {
@@ -248,6 +267,8 @@ class Settings(BaseSettings):
     # Sent as a response header value and in error bodies: an http(s) URL of printable ASCII.
     license_url: str | None = Field(None, pattern=r"^https?://[\x21-\x7e]{1,2040}$")
     license_header: str = Field("X-License", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    # The operator's terms of use, served at /legal/terms (.txt, .md or .html; at most 1 MB).
+    terms_file: Path | None = None
 
     audit_log_sink: str = "db"
     retention_days_app: int = Field(30, ge=1)
@@ -532,6 +553,7 @@ class Settings(BaseSettings):
             # Production judges every secret's strength (below); elsewhere refuse what cannot work.
             if not self.is_production and value is not None and len(value) < MIN_SECRET_CHARS:
                 problems.append(f"{name} is too short: at least {MIN_SECRET_CHARS} characters")
+        problems += terms_problems(self.terms_file)
         if self.llm_provider == "openai":
             if not self.llm_base_url or not self.llm_base_url.startswith(("http://", "https://")):
                 problems.append("LLM_BASE_URL must be an http(s) URL when LLM_PROVIDER=openai")

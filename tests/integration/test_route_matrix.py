@@ -39,6 +39,7 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("GET", "/health"): PUBLIC,
     ("GET", "/health/ready"): P.HEALTH_READ,  # also anonymous callers on this machine
     ("GET", "/.well-known/jwks.json"): PUBLIC,
+    ("GET", "/legal/terms"): PUBLIC,
     ("POST", "/api/auth/register"): PUBLIC,
     ("POST", "/api/auth/login"): PUBLIC,
     ("POST", "/api/auth/refresh"): PUBLIC,
