@@ -33,6 +33,7 @@ def test_the_documented_defaults(make_settings: SettingsFactory) -> None:
         Policy.VOICE: (Rate(100, 3600.0, 100), Scope.KEY),
         Policy.JOURNAL_CREATE: (Rate(20, 60.0, 5), Scope.USER),
         Policy.JOURNAL_READ: (Rate(60, 60.0, 10), Scope.USER),
+        Policy.EXPORT: (Rate(3, 3600.0, 3), Scope.USER),
     }
 
 
