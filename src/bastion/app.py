@@ -27,10 +27,12 @@ from bastion.api.routes import (
     me,
     openai_compat,
 )
+from bastion.api.routes import metrics as metrics_route
 from bastion.api.routes.docs import OPENAPI_URL, docs_router
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
 from bastion.observability.logging import configure_logging
+from bastion.observability.metrics import Metrics
 from bastion.settings import ConfigurationError, Settings, load_settings
 from bastion.web import (
     CORS,
@@ -49,6 +51,7 @@ from bastion.web.api_keys import ApiKeyAuthentication
 from bastion.web.authentication import Authentication
 from bastion.web.blocklist import PrincipalBlocks
 from bastion.web.body_limit import MIB
+from bastion.web.metrics import RequestMetrics
 from bastion.web.mtls import ClientCertificates
 
 # Routes whose bodies may exceed MAX_REQUEST_BODY_BYTES: the audio upload, plus room for the
@@ -77,10 +80,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings)
 
     docs = settings.docs_enabled
+    # The app's own registry (never the process-wide default); the lifespan serves it on
+    # PROMETHEUS_PORT when that is set, GET /metrics always.
+    metrics = Metrics()
     license_url = settings.license_url
     # Listed outermost first. SecurityHeaders sits above the host check and the redirect (not
     # below them) because those answer on their own and their responses need the headers too.
     # 1. RequestContext: every log line and every error body of a request carries its id.
+    # 1b. RequestMetrics: right inside, so every answer (middleware refusals too) is counted and
+    #     timed to its last byte; the route label is known once the router has run further in.
     # 2. ProxyHeaders: resolves client address and scheme (X-Forwarded-* only from TRUSTED_PROXIES)
     #    before anything reads them: HSTS and the https redirect need the scheme, rate limits and
     #    blocklists further in need the client in scope["client"].
@@ -108,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     middleware = [
         Middleware(StartupRefusals),
         Middleware(RequestContext),
+        Middleware(RequestMetrics, metrics=metrics),
         Middleware(ProxyHeaders, trusted_proxies=settings.trusted_proxies),
         Middleware(
             SecurityHeaders,
@@ -171,8 +180,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=OPENAPI_URL if docs else None,
     )
     app.state.settings = settings
+    app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics_route.router)
     app.include_router(legal.router)
     app.include_router(auth.jwks_router)
     app.include_router(auth.router)

@@ -21,8 +21,11 @@ from bastion.crypto.keycheck import check_encryption_keys
 from bastion.db.engine import backend_name, create_engine, create_sessionmaker
 from bastion.guard import Guard, GuardConfig, new_canary
 from bastion.llm.factory import build_provider
+from bastion.llm.metered import MeteredProvider
 from bastion.maintenance import Job, Maintenance
+from bastion.observability.exporter import MetricsExporter
 from bastion.observability.logging import get_logger
+from bastion.observability.metrics import Metrics
 from bastion.privacy.retention import RetentionPeriods, RetentionPurge
 from bastion.ratelimit.components import build_rate_limiting
 from bastion.ratelimit.storage.redis import fail_fast_client
@@ -82,7 +85,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # One pooled client for the model provider; no environment proxies or netrc credentials.
     http_client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
     app.state.http_client = http_client
-    app.state.llm = build_provider(settings, http_client=http_client, redis=shared)
+    # Every model call counted (bastion_model_*): the provider wrapped once, for every service.
+    metrics: Metrics = app.state.metrics
+    app.state.llm = MeteredProvider(build_provider(settings, http_client=http_client, redis=shared), metrics)
     app.state.cipher = cipher
     # The content guard, built once (rules compiled, classifier loaded) and shared by every request.
     # The canary is made fresh by each process and never stored or configured: each instance's
@@ -138,9 +143,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     maintenance = Maintenance([Job("retention", settings.maintenance_interval_seconds, retention.run)])
     maintenance.start()
     app.state.maintenance = maintenance
+    exporter: MetricsExporter | None = None
+    if settings.prometheus_port is not None:
+        exporter = MetricsExporter(
+            metrics, app.state, host=settings.prometheus_host, port=settings.prometheus_port
+        )
+        try:
+            await exporter.start()
+        except BaseException:
+            await maintenance.aclose()
+            raise
+    app.state.metrics_exporter = exporter
     try:
         yield
     finally:
+        if exporter is not None:
+            await exporter.aclose()
         await maintenance.aclose()
         await app.state.llm.aclose()
         await http_client.aclose()

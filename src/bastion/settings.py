@@ -75,7 +75,6 @@ def _set(value: Any) -> bool:
 NOT_IN_THIS_VERSION: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "audit_log_sink": ("audit sinks other than db", lambda value: str(value).strip() != "db"),
     "sentry_dsn": ("error tracking", _set),
-    "prometheus_port": ("a separate metrics port", _set),
     "alert_webhook_url": ("anomaly alerts", _set),
 }
 
@@ -279,7 +278,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     sentry_dsn: SecretStr | None = None
     alert_webhook_url: SecretStr | None = None
+    # A second, unauthenticated listener for the metrics (docs/metrics.md); loopback by default.
     prometheus_port: int | None = Field(None, ge=1, le=65535)
+    prometheus_host: str = Field("127.0.0.1", min_length=1, max_length=255)
 
     # -- identity (accounts, tokens, passwords) ---------------------------------------------------
     jwt_issuer: str = Field("bastion", min_length=1, max_length=200)

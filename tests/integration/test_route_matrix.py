@@ -40,6 +40,7 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("GET", "/health/ready"): P.HEALTH_READ,  # also anonymous callers on this machine
     ("GET", "/.well-known/jwks.json"): PUBLIC,
     ("GET", "/legal/terms"): PUBLIC,
+    ("GET", "/metrics"): P.METRICS_READ,
     ("POST", "/api/auth/register"): PUBLIC,
     ("POST", "/api/auth/login"): PUBLIC,
     ("POST", "/api/auth/refresh"): PUBLIC,

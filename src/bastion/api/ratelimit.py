@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import Request, Response
 
 from bastion.api.deps import current_principal, get_settings
-from bastion.errors import Blocked, request_id_of
+from bastion.errors import Blocked, RateLimited, request_id_of
+from bastion.observability.metrics import metrics_of
 from bastion.ratelimit.algorithm import Rate, RawDecision
 from bastion.ratelimit.leases import ConcurrencyLimiter, Lease
 from bastion.ratelimit.policies import Policy, Scope, identity_for
@@ -78,7 +79,7 @@ async def enforce_limit(
         decision = await limiter.hit(policy, identity, cost, request_id=request_id_of(request), rate=override)
     headers = rate_limit_headers(rate.limit, decision)
     if decision[0] != ALLOWED:
-        raise denial(decision, headers)
+        raise denial(decision, headers, policy=policy, metrics=metrics_of(request.app))
     # A route under several policies reports the tightest one: the fewest requests left.
     current = response.headers.get("X-RateLimit-Remaining")
     if current is None or int(headers["X-RateLimit-Remaining"]) < int(current):
@@ -131,8 +132,15 @@ def concurrency_limit(policy: Policy) -> Callable[[Request], AsyncIterator[Lease
         limiters: dict[Policy, ConcurrencyLimiter] = request.app.state.concurrency
         concurrency = limiters[policy]
         identity = request_identity(request, get_limiter(request).rule(policy).scope)
-        async with concurrency.hold(identity) as lease:
-            yield lease
+        held = False
+        try:
+            async with concurrency.hold(identity) as lease:
+                held = True
+                yield lease
+        except RateLimited:
+            if not held:  # refused a lease; a 429 of the route itself is counted where it is raised
+                metrics_of(request.app).rate_limited(policy.value)
+            raise
 
     dependency.__name__ = f"concurrency_limit_{policy.value}"
     dependency.spends_allowance = True  # type: ignore[attr-defined]  # see check_route_access

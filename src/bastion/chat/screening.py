@@ -27,6 +27,7 @@ from bastion.audit.service import AuditService
 from bastion.errors import GuardBlocked
 from bastion.guard import Action, Direction, Guard, ScanContext, StreamScanner, Verdict
 from bastion.observability.logging import get_logger
+from bastion.observability.metrics import NULL_METRICS, NullMetrics
 
 WITHHELD_REPLY = "This reply was withheld by the content guard. Please ask in another way."
 
@@ -64,8 +65,11 @@ class Reply:
 class Screen:
     """The shared guard applied to one request's texts. Built per request (it names the caller)."""
 
-    def __init__(self, *, guard: Guard, audit: AuditService, origin: Origin) -> None:
+    def __init__(
+        self, *, guard: Guard, audit: AuditService, origin: Origin, metrics: NullMetrics = NULL_METRICS
+    ) -> None:
         self.guard = guard
+        self.metrics = metrics
         self.audit = audit
         self.origin = origin
         self.log = get_logger("bastion.guard")
@@ -109,6 +113,7 @@ class Screen:
             return
         categories = [str(c) for c in verdict.categories]
         score = round(verdict.score, 4)
+        self.metrics.guard_verdict(str(direction), str(verdict.action), categories)
         self.log.warning(
             "guard_verdict",
             direction=str(direction),

@@ -12,6 +12,7 @@ from bastion.chat.completions import CompletionService
 from bastion.chat.screening import Origin, Screen
 from bastion.chat.service import DEFAULT_SYSTEM_PROMPT, ChatLimits, ChatService
 from bastion.guard import canary_instruction
+from bastion.observability.metrics import state_metrics
 from bastion.settings import Settings
 
 
@@ -26,7 +27,12 @@ def build_budget_guard(state: Any, settings: Settings) -> BudgetGuard:
 
 def build_screen(state: Any, origin: Origin) -> Screen:
     """The app's one guard, applied to the texts of the request ``origin`` names."""
-    return Screen(guard=state.guard, audit=AuditService(sessionmaker=state.sessionmaker), origin=origin)
+    return Screen(
+        guard=state.guard,
+        audit=AuditService(sessionmaker=state.sessionmaker),
+        origin=origin,
+        metrics=state_metrics(state),
+    )
 
 
 def system_prompt(canary: str) -> str:

@@ -89,6 +89,14 @@ def serve(
     from bastion.web.tls_extension import PROTOCOL as TLS_PROTOCOL
 
     settings = settings_or_exit()
+    if workers > 1 and settings.prometheus_port is not None:
+        # Each worker has its own registry, and each would try to bind the one PROMETHEUS_PORT.
+        typer.echo(
+            f"PROMETHEUS_PORT serves one process's metrics and cannot be shared by {workers} workers: "
+            "unset it and scrape GET /metrics of each worker, or run one worker per instance",
+            err=True,
+        )
+        raise typer.Exit(2)
     configure_logging(settings)
     if (ssl_certfile is None) != (ssl_keyfile is None):
         typer.echo("--ssl-certfile and --ssl-keyfile go together", err=True)

@@ -36,6 +36,7 @@ from bastion.auth.api_keys import PREFIX
 from bastion.auth.principal import AuthMethod, Principal
 from bastion.errors import BastionError, ServiceUnavailable, Unauthorized
 from bastion.observability.logging import get_logger
+from bastion.observability.metrics import metrics_of
 from bastion.web.authentication import ACCESS_COOKIE, request_cookies
 from bastion.web.errors import send_domain_error
 from bastion.web.proxies import client_ip, parse_networks
@@ -152,6 +153,7 @@ class ApiKeyAuthentication:
 
     async def _failed(self, scope: Scope, runtime: ApiKeys, rejected: KeyRejected, ip: str | None) -> None:
         request_id = scope["state"].get("request_id")
+        metrics_of(scope.get("app")).auth_failure(rejected.reason)
         await runtime.record_rejection(rejected, ip=ip, request_id=request_id, path=scope.get("path", ""))
         limiter = getattr(getattr(scope.get("app"), "state", None), "limiter", None)
         if limiter is None:

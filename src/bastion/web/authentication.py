@@ -26,6 +26,7 @@ from bastion.auth.principal import AuthMethod
 from bastion.auth.tokens import MAX_TOKEN_LENGTH, TokenInvalid
 from bastion.errors import ServiceUnavailable
 from bastion.observability.logging import get_logger
+from bastion.observability.metrics import metrics_of
 from bastion.web.errors import send_domain_error
 from bastion.web.proxies import client_ip, parse_networks
 
@@ -125,6 +126,7 @@ class Authentication:
         self, scope: Scope, identity: Any, reason: str, *, event: AuditEvent = AuditEvent.TOKEN_REJECTED
     ) -> None:
         scope["state"]["auth_error"] = reason
+        metrics_of(scope.get("app")).auth_failure(reason)
         state = scope["state"]
         try:
             await identity.audit.record(

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bastion.auth.principal import Principal
 from bastion.errors import BastionError, Blocked, RateLimited, ServiceUnavailable
 from bastion.observability.logging import get_logger
+from bastion.observability.metrics import NULL_METRICS, NullMetrics, metrics_of
 from bastion.ratelimit.algorithm import Outcome, RawDecision
 from bastion.ratelimit.policies import Policy, identity_for
 from bastion.ratelimit.policies import Scope as IdentityScope
@@ -45,10 +46,13 @@ def rate_limit_headers(limit: int, decision: RawDecision) -> dict[str, str]:
     }
 
 
-def denial(decision: RawDecision, headers: dict[str, str]) -> BastionError:
+def denial(
+    decision: RawDecision, headers: dict[str, str], *, policy: Policy, metrics: NullMetrics = NULL_METRICS
+) -> BastionError:
     """The domain error for a decision (a ``Decision`` or a plain tuple) that did not admit."""
     if decision[_OUTCOME] in (Outcome.BLOCKED, Outcome.NEWLY_BLOCKED):
         return Blocked()
+    metrics.rate_limited(policy.value)
     exc = RateLimited(retry_after=decision[_RETRY_AFTER])
     exc.headers.update(headers)
     return exc
@@ -130,7 +134,7 @@ class RateLimit:
                 decision = await limiter.hit(self.policy, identity, request_id=request_id)
             headers = rate_limit_headers(rule.rate.limit, decision)
             if decision[0] != ALLOWED:
-                raise denial(decision, headers)
+                raise denial(decision, headers, policy=self.policy, metrics=metrics_of(scope.get("app")))
         except BastionError as exc:
             await send_domain_error(scope, send, exc, license_url=self.license_url)
             return

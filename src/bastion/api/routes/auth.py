@@ -45,7 +45,8 @@ from bastion.auth.permissions import Permission
 from bastion.auth.principal import AuthMethod, Principal
 from bastion.auth.runtime import IdentityRuntime
 from bastion.auth.service import Context, IdentityService, TokenPair
-from bastion.errors import CsrfRejected, Unauthorized
+from bastion.errors import CsrfRejected, RateLimited, Unauthorized
+from bastion.observability.metrics import metrics_of
 from bastion.ratelimit.policies import Policy, email_identity
 from bastion.web.authentication import ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE, request_cookies
 
@@ -141,7 +142,14 @@ async def login(
     body: LoginRequest, request: Request, service: Service, runtime: Runtime, context: Ctx
 ) -> TokenResponse | JSONResponse:
     """Tokens for a correct password; throttled per account and client (see docs/identity.md)."""
-    pair = await service.login(body.email, body.password, context)
+    try:
+        pair = await service.login(body.email, body.password, context)
+    except Unauthorized:
+        metrics_of(request.app).auth_failure("bad_credentials")
+        raise
+    except RateLimited:
+        metrics_of(request.app).rate_limited("login_lockout")
+        raise
     return _session_response(pair, cookie=body.mode == "cookie", request=request, runtime=runtime)
 
 
