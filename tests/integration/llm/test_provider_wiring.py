@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from bastion.llm.metered import MeteredProvider
 from bastion.llm.offline import OfflineProvider
 from bastion.llm.openai import OpenAICompatibleProvider
 from bastion.settings import ConfigurationError
@@ -14,7 +15,9 @@ from tests.support.fake_upstream import FakeUpstream, Fault
 
 async def test_offline_by_default(make_settings: SettingsFactory) -> None:
     async with serve_app(make_settings()) as (app, http):
-        assert isinstance(app.state.llm, OfflineProvider)
+        # The provider is wrapped once, to count its calls (bastion_model_calls_total).
+        assert isinstance(app.state.llm, MeteredProvider)
+        assert isinstance(app.state.llm.provider, OfflineProvider)
         assert (await http.get("/health/ready")).json()["model"] == "offline"
 
 
@@ -28,7 +31,8 @@ async def test_openai_compatible_provider_and_breaker_in_readiness(make_settings
             LLM_BREAKER_THRESHOLD=1,
         )
         async with serve_app(settings) as (app, http):
-            provider = app.state.llm
+            assert isinstance(app.state.llm, MeteredProvider)
+            provider = app.state.llm.provider
             assert isinstance(provider, OpenAICompatibleProvider)
             assert (await http.get("/health/ready")).json()["model"] == "closed"
             upstream.script(Fault.status_code(500))
