@@ -20,6 +20,7 @@ import typer
 from redis.asyncio import Redis
 
 from bastion.audit.events import AuditEvent
+from bastion.audit.service import AuditService
 from bastion.auth.api_key_service import build_api_keys
 from bastion.auth.emails import InvalidEmail, normalize_email
 from bastion.auth.keyring import rotate_signing_key, settings_only_keyring
@@ -296,7 +297,17 @@ def rotate_signing() -> None:
     async def main() -> str:
         engine = create_engine(settings.database_url.get_secret_value())
         try:
-            return await rotate_signing_key(create_sessionmaker(engine), settings)
+            sessionmaker = create_sessionmaker(engine)
+            kid = await rotate_signing_key(sessionmaker, settings)
+            await AuditService(sessionmaker=sessionmaker).record(
+                AuditEvent.SIGNING_KEY_ROTATED,
+                actor_type="operator",
+                target_type="signing_key",
+                target_id=kid,
+                request_id=CLI_CONTEXT.request_id,
+                details={"algorithm": settings.jwt_algorithm, "grace_days": settings.jwt_key_grace_days},
+            )
+            return kid
         finally:
             await engine.dispose()
 

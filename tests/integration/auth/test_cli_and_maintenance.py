@@ -144,13 +144,16 @@ async def test_rotate_signing_key_command(make_settings: SettingsFactory) -> Non
         _, old_tokens = await user_session(http, "rotate@example.com")
     rotated = await asyncio.to_thread(run_cli, cli_env(settings, **keys), "keys", "rotate-signing")
     assert rotated.returncode == 0, rotated.stderr
-    async with identity_app(settings, migrate_first=False) as (_app, http):
+    async with identity_app(settings, migrate_first=False) as (app, http):
         kids = {key["kid"] for key in (await http.get("/.well-known/jwks.json")).json()["keys"]}
         assert old_kid in kids and len(kids) == 2
         assert (await http.get("/api/auth/me", headers=bearer(old_tokens["access_token"]))).status_code == 200
         fresh = await login(http, "rotate@example.com")
         new_kid = jwt.get_unverified_header(fresh["access_token"])["kid"]
         assert new_kid != old_kid and new_kid in kids
+        audited = await audit_events(app, AuditEvent.SIGNING_KEY_ROTATED)
+        assert [(row.actor_type, row.target_id) for row in audited] == [("operator", new_kid)]
+        assert "PRIVATE" not in json.dumps(audited[0].details)
 
 
 async def test_rotation_grace_period_with_an_injected_clock(make_settings: SettingsFactory) -> None:
