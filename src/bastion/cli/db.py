@@ -14,6 +14,7 @@ from bastion.cli.common import database_or_exit, encryption_keys_or_exit, settin
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.material import parse_encryption_keys
 from bastion.crypto.rekey import DEFAULT_BATCH, ColumnReport, census, kids_in_use
+from bastion.crypto.rekey import due as count_due
 from bastion.crypto.rekey import rekey as run_rekey
 from bastion.db import migrate
 from bastion.db.engine import create_engine, create_sessionmaker
@@ -71,7 +72,7 @@ def rekey(
         try:
             if check:
                 return _report_census(await census(engine), cipher)
-            total = sum(sum(tally.values()) for tally in (await census(engine)).values())
+            total = await count_due(engine, cipher)  # the bar's length: what this run re-seals
             with typer.progressbar(length=total, label="re-sealing", file=sys.stderr) as bar:
                 reports = await run_rekey(
                     engine,

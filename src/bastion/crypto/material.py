@@ -124,8 +124,10 @@ def parse_encryption_keys(raw: str) -> dict[str, bytes]:
         if not sep:
             kid, encoded = "1", part
         kid = kid.strip()
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", kid):
-            raise ValueError("key ids may use letters, digits, '.', '_' and '-' (at most 32)")
+        # No '.': a sealed value reads ``v2.<kid>.<body>`` and a blind index ``<kid>.<hex>``, so a
+        # dotted key id would make every value it sealed unreadable.
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", kid):
+            raise ValueError("key ids may use letters, digits, '_' and '-' (at most 32)")
         try:
             key = base64.urlsafe_b64decode(encoded.strip() + "=" * (-len(encoded.strip()) % 4))
         except (ValueError, TypeError) as exc:

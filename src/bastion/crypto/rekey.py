@@ -18,10 +18,10 @@ key is removed from DATABASE_ENCRYPTION_KEY only once nothing needs it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, and_, column, or_, select, table, update
+from sqlalchemy import ColumnElement, and_, column, func, or_, select, table, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.expression import ColumnClause, TableClause
 
@@ -32,6 +32,8 @@ from bastion.crypto.registry import SEALED_FIELDS, SealedField
 from bastion.db.session import read_only, unit_of_work
 
 DEFAULT_BATCH = 500
+# Enough of a stored value to read its format and key id (``v2.<kid>.``, ``<kid>.``, ``<kid>:``).
+PREFIX_CHARS = 72
 SIGNING_KEYS = "signing_keys.private_ciphertext"
 
 
@@ -199,6 +201,22 @@ async def _rekey_signing_keys(
     return report
 
 
+async def due(
+    engine: AsyncEngine, cipher: FieldCipher, *, fields: Sequence[SealedField] = SEALED_FIELDS
+) -> int:
+    """How many values a rekey would re-seal now (counted in the database, nothing read out)."""
+    total = 0
+    present = await _present(engine)
+    async with engine.connect() as connection:
+        for sealed in _fields(present, fields):
+            t = _table(sealed)
+            total += int(
+                await connection.scalar(select(func.count()).select_from(t.clause).where(_due(t, cipher)))
+                or 0
+            )
+    return total
+
+
 async def census(
     engine: AsyncEngine, *, fields: Sequence[SealedField] = SEALED_FIELDS
 ) -> dict[str, Counter[str]]:
@@ -210,26 +228,31 @@ async def census(
     counts: dict[str, Counter[str]] = {}
     present = await _present(engine)
     async with engine.connect() as connection:
+
+        async def prefixes(column_: ColumnClause[str], source: TableClause) -> AsyncIterator[str]:
+            # Only the head of each value (its format and key id), streamed: constant memory.
+            query = (
+                select(func.substr(column_, 1, PREFIX_CHARS)).select_from(source).where(column_.is_not(None))
+            )
+            async for (head,) in await connection.stream(query):
+                yield str(head)
+
         for sealed in _fields(present, fields):
             t = _table(sealed)
             tally: Counter[str] = Counter()
-            rows = await connection.execute(select(t.value).select_from(t.clause).where(t.value.is_not(None)))
-            for (stored,) in rows:
-                version, kid, _ = [*str(stored).split(".", 2), "", ""][:3]
+            async for head in prefixes(t.value, t.clause):
+                version, kid, _ = [*head.split(".", 2), "", ""][:3]
                 tally[f"{version}.{kid}"] += 1
             if t.index is not None:
-                indexes = await connection.execute(
-                    select(t.index).select_from(t.clause).where(t.index.is_not(None))
-                )
-                for (index,) in indexes:
-                    tally[f"index {str(index).split('.', 1)[0]}"] += 1
+                async for head in prefixes(t.index, t.clause):
+                    tally[f"index {head.split('.', 1)[0]}"] += 1
             counts[f"{sealed.table}.{sealed.column}"] = tally
         if "private_ciphertext" in present.get("signing_keys", set()):
             private: ColumnClause[str] = column("private_ciphertext")
-            rows = await connection.execute(
-                select(private).select_from(table("signing_keys", private)).where(private.is_not(None))
+            signing = table("signing_keys", private)
+            counts[SIGNING_KEYS] = Counter(
+                [head.partition(":")[0] async for head in prefixes(private, signing)]
             )
-            counts[SIGNING_KEYS] = Counter(str(sealed).partition(":")[0] for (sealed,) in rows)
     return counts
 
 

@@ -139,3 +139,10 @@ def test_blind_indexes_find_equal_values_under_every_key_and_nothing_else() -> N
     assert stored not in after.blind_indexes("ana@example.org", purpose="users.email")
     # The purpose is keyed in: the same text in another column has another index.
     assert stored != before.blind_index("ana@example.com", purpose="invitations.email")
+
+
+def test_a_dotted_key_id_is_refused_since_values_separate_their_parts_with_dots() -> None:
+    body = material.encryption_key().split(":", 1)[1]
+    with pytest.raises(ValueError, match="key ids"):
+        cipher(f"prod.2026:{body}")
+    assert cipher(f"prod-2026:{body}").active_kid == "prod-2026"
