@@ -16,6 +16,7 @@ from bastion.api.contract import install_contract
 from bastion.api.deps import check_route_access
 from bastion.api.responses import UTF8JSONResponse
 from bastion.api.routes import (
+    admin_audit,
     admin_blocks,
     admin_users,
     api_keys,
@@ -29,6 +30,7 @@ from bastion.api.routes import (
 )
 from bastion.api.routes import metrics as metrics_route
 from bastion.api.routes.docs import OPENAPI_URL, docs_router
+from bastion.audit.access import AccessLog
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
 from bastion.observability.logging import configure_logging
@@ -83,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The app's own registry (never the process-wide default); the lifespan serves it on
     # PROMETHEUS_PORT when that is set, GET /metrics always.
     metrics = Metrics()
+    # Request records: the middleware notes each request, the lifespan starts the batch writer.
+    access_log = AccessLog(metrics=metrics, flush_seconds=settings.access_log_flush_seconds)
     license_url = settings.license_url
     # Listed outermost first. SecurityHeaders sits above the host check and the redirect (not
     # below them) because those answer on their own and their responses need the headers too.
@@ -116,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     middleware = [
         Middleware(StartupRefusals),
         Middleware(RequestContext),
-        Middleware(RequestMetrics, metrics=metrics),
+        Middleware(RequestMetrics, metrics=metrics, access_log=access_log),
         Middleware(ProxyHeaders, trusted_proxies=settings.trusted_proxies),
         Middleware(
             SecurityHeaders,
@@ -181,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.access_log = access_log
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
@@ -191,6 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_users.router)
     app.include_router(admin_users.invitations)
     app.include_router(admin_blocks.router)
+    app.include_router(admin_audit.router)
     app.include_router(api_keys.router)
     app.include_router(api_keys.admin_router)
     app.include_router(chat.router)

@@ -14,6 +14,8 @@ from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bastion.audit.access import AccessLog
+from bastion.audit.sinks import build_fanout
 from bastion.auth.api_key_service import build_api_keys
 from bastion.auth.runtime import IdentityRuntime
 from bastion.crypto.fields import FieldCipher
@@ -81,6 +83,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         shared = fail_fast_client(redis, settings.rate_limit_redis_timeout_seconds)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
+    # Every AuditService built on this sessionmaker feeds the same sinks and observers
+    # (AUDIT_LOG_SINK, docs/audit.md); request records go to access_logs in batches.
+    audit = build_fanout(settings, metrics=app.state.metrics).attach(app.state.sessionmaker)
+    app.state.audit = audit
+    access_log: AccessLog = app.state.access_log
+    if settings.access_log:
+        access_log.start(app.state.sessionmaker)
     app.state.redis = redis
     # One pooled client for the model provider; no environment proxies or netrc credentials.
     http_client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
@@ -164,6 +173,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await http_client.aclose()
         await app.state.identity.close()
         await rate_limiting.aclose()
+        await access_log.aclose()
+        await audit.aclose()
         if shared is not None:
             await shared.aclose()
         if redis is not None:

@@ -14,6 +14,7 @@ import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -73,7 +74,6 @@ def _set(value: Any) -> bool:
 # Settings whose feature this version does not have yet: setting one is refused (never silently
 # ignored). Each entry goes when its feature lands.
 NOT_IN_THIS_VERSION: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "audit_log_sink": ("audit sinks other than db", lambda value: str(value).strip() != "db"),
     "sentry_dsn": ("error tracking", _set),
     "alert_webhook_url": ("anomaly alerts", _set),
 }
@@ -270,6 +270,12 @@ class Settings(BaseSettings):
     terms_file: Path | None = None
 
     audit_log_sink: str = "db"
+    audit_log_sink_token: SecretStr | None = None  # bearer token sent to an http(s) collector
+    audit_file_max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    audit_file_backups: int = Field(5, ge=0, le=1000)
+    audit_sink_buffer: int = Field(10_000, ge=100, le=1_000_000)
+    access_log: bool = True  # one access_logs row per request (batched)
+    access_log_flush_seconds: float = Field(1.0, gt=0, le=60)
     retention_days_app: int = Field(30, ge=1)
     retention_days_access: int = Field(90, ge=1)
     retention_days_security: int = Field(365, ge=1)
@@ -465,11 +471,22 @@ class Settings(BaseSettings):
     @field_validator("audit_log_sink")
     @classmethod
     def _audit_sinks(cls, value: str) -> str:
-        for sink in (s.strip() for s in value.split(",")):
-            if sink in ("db", "stdout") or sink.startswith(("file:", "http://", "https://")):
+        sinks = [s.strip() for s in value.split(",") if s.strip()]
+        if not sinks:
+            raise ValueError("name at least one sink: db, stdout, file:PATH or an http(s) URL")
+        for sink in sinks:
+            if sink in ("db", "stdout") or (sink.startswith("file:") and len(sink) > len("file:")):
                 continue
+            if sink.startswith(("http://", "https://")):
+                url = urlsplit(sink)
+                if url.hostname and not url.username and not url.password and not url.query:
+                    continue
+                raise ValueError(
+                    "a collector URL needs a host, and no credentials or query in it "
+                    "(AUDIT_LOG_SINK_TOKEN carries the token)"
+                )
             raise ValueError("each sink is db, stdout, file:PATH or an http(s) URL")
-        return value
+        return ",".join(sinks)
 
     # -- whole-object rules --------------------------------------------------------------------
 
@@ -669,6 +686,23 @@ class Settings(BaseSettings):
                 values.append(raw)
         return [value for value in values if len(value) >= 8]
 
+    def _audit_warnings(self) -> list[str]:
+        found: list[str] = []
+        sinks = self.audit_log_sink.split(",")
+        if "db" not in sinks:
+            found.append(
+                "AUDIT_LOG_SINK has no db: audit records are not chained, GET /api/admin/audit and "
+                "`bastion audit verify` see nothing"
+            )
+        for sink in sinks:
+            if sink.startswith("http://") and urlsplit(sink).hostname not in (
+                "localhost",
+                "127.0.0.1",
+                "::1",
+            ):
+                found.append("AUDIT_LOG_SINK sends audit records over plain http: use an https:// collector")
+        return found
+
     def warnings(self) -> list[str]:
         """Choices that are allowed but deserve an operator's attention (the deploy check)."""
         found: list[str] = [*misspelled_variables()]
@@ -695,6 +729,7 @@ class Settings(BaseSettings):
                 found.append("DATABASE_URL has no ssl= parameter: the database connection is not encrypted")
             if self.redis_url is None:
                 found.append("REDIS_URL is unset: limits and revocations are per process, not shared")
+            found += self._audit_warnings()
             if self.rate_limit_fail_mode == "open":
                 found.append("RATE_LIMIT_FAIL_MODE=open: limits are not enforced while Redis is unreachable")
             if not self.force_https:

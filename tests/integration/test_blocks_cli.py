@@ -94,12 +94,12 @@ async def test_list_and_lift_from_the_command_line(make_settings: SettingsFactor
         )
 
         # Lifts from the command line are in the audit trail, as lifts through the API are.
-        events = await audit_events(app, "ratelimit.client_unblocked")
+        events = await audit_events(app, "client_unblocked")
         assert [(e.actor_type, e.actor_id, e.request_id, e.target_type, e.target_id) for e in events] == [
             ("admin", "cli", "cli", "cidr", "0.0.0.0/0"),
             ("admin", "cli", "cli", "ip", "203.0.113.7"),
         ]
-        assert events[1].ip == "203.0.113.7"
+        assert events[1].ip_address == "203.0.113.7"
 
 
 async def test_without_redis_the_command_says_where_blocks_live(make_settings: SettingsFactory) -> None:

@@ -195,8 +195,8 @@ async def test_audit_records_carry_the_ipv4_form(make_settings: SettingsFactory)
             "/api/auth/login", json={"email": "nobody@example.com", "password": "wrong-1234"}
         )
         assert_error(failed, 401)
-        events = await audit_events(app, "auth.login_failed")
-        assert [event.ip for event in events] == ["203.0.113.7"]
+        events = await audit_events(app, "auth_failure")
+        assert [event.ip_address for event in events] == ["203.0.113.7"]
 
 
 async def test_a_trusted_proxy_forwarding_a_mapped_address_audits_the_ipv4_form(
@@ -210,7 +210,7 @@ async def test_a_trusted_proxy_forwarding_a_mapped_address_audits_the_ipv4_form(
             headers={"X-Forwarded-For": "::ffff:198.51.100.4"},
         )
         assert_error(failed, 401)
-        assert [event.ip for event in await audit_events(app, "auth.login_failed")] == ["198.51.100.4"]
+        assert [event.ip_address for event in await audit_events(app, "auth_failure")] == ["198.51.100.4"]
 
 
 async def test_one_ipv6_prefix_is_one_client_to_the_password_throttle(make_settings: SettingsFactory) -> None:

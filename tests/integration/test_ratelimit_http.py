@@ -156,10 +156,10 @@ async def test_persistent_violations_block_the_client_audited_and_liftable(
             assert (await admin.get("/api/admin/blocks", headers=ADMIN)).json() == {"items": []}
         assert (await http.get("/test/ping")).status_code == 200
         async with app.state.sessionmaker() as session:
-            events = (await session.scalars(select(AuditRecord).order_by(AuditRecord.created_at))).all()
-    assert [(e.event, e.target_type, e.target_id, e.actor_id) for e in events] == [
-        ("ratelimit.client_blocked", "ip", "127.0.0.1", None),
-        ("ratelimit.client_unblocked", "ip", "127.0.0.1", "admin-1"),
+            events = (await session.scalars(select(AuditRecord).order_by(AuditRecord.timestamp))).all()
+    assert [(e.event_type, e.target_type, e.target_id, e.actor_id) for e in events] == [
+        ("client_blocked", "ip", "127.0.0.1", None),
+        ("client_unblocked", "ip", "127.0.0.1", "admin-1"),
     ]
     assert events[0].details["reason"] == "violations"
 
@@ -177,8 +177,8 @@ async def test_route_policy_violations_block_the_client_audited_with_the_request
         assert (await http.get("/test/ping")).status_code == 403  # the block covers every route
         async with app.state.sessionmaker() as session:
             events = (await session.scalars(select(AuditRecord))).all()
-    assert [(e.event, e.target_type, e.target_id, e.request_id) for e in events] == [
-        ("ratelimit.client_blocked", "ip", "127.0.0.1", responses[5].headers["x-request-id"])
+    assert [(e.event_type, e.target_type, e.target_id, e.request_id) for e in events] == [
+        ("client_blocked", "ip", "127.0.0.1", responses[5].headers["x-request-id"])
     ]
     assert events[0].details["reason"] == "violations"
 

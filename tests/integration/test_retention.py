@@ -9,8 +9,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bastion.audit.chain import verify
 from bastion.audit.events import AuditEvent
-from bastion.audit.models import AuditRecord
+from bastion.audit.models import AccessRecord, AuditRecord
+from bastion.audit.repository import AuditRepository
+from bastion.audit.service import new_record
 from bastion.chat.models import ChatMessage, ChatSession
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.privacy.retention import RetentionPeriods, RetentionPurge
@@ -19,7 +22,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)
 PERIODS = RetentionPeriods(app=30 * DAY, access=90 * DAY, security=365 * DAY, session_ttl=timedelta(hours=1))
-KINDS = ("chat_sessions", "chat_messages", "access_records", "security_records")
+KINDS = ("chat_sessions", "chat_messages", "access_records", "security_records", "request_records")
 
 
 async def add_chat(db: AsyncSession, name: str, last_active: datetime) -> None:
@@ -33,18 +36,27 @@ async def add_chat(db: AsyncSession, name: str, last_active: datetime) -> None:
 
 
 def record(event: str, at: datetime) -> AuditRecord:
-    return AuditRecord(created_at=at, event=event, outcome="success", details={})
+    made = new_record(AuditEvent.CONFIG_CHANGED, timestamp=at)
+    made.event_type = event
+    return made
+
+
+def request(at: datetime) -> AccessRecord:
+    return AccessRecord(timestamp=at, method="GET", route="/api/auth/me", status_code=200, latency_ms=1.0)
 
 
 async def test_purge_keeps_what_is_inside_each_window(migrated_database_url: str) -> None:
     engine = create_engine(migrated_database_url)
     sessionmaker = create_sessionmaker(engine)
     try:
-        access, security = AuditEvent.CHAT_SESSION_CREATED.value, AuditEvent.LOGIN_FAILED.value
+        access, security = AuditEvent.CHAT_SESSION_CREATED.value, AuditEvent.AUTH_FAILURE.value
         async with sessionmaker() as db, db.begin():
             await add_chat(db, "inside", NOW - PERIODS.app + MINUTE)
             await add_chat(db, "outside", NOW - PERIODS.app - MINUTE)
-            db.add_all(
+            db.add_all([request(NOW - PERIODS.access + MINUTE), request(NOW - PERIODS.access - MINUTE)])
+            audit = AuditRepository(db)
+            # Appended oldest first, as time writes them: each chain is cut at its start.
+            for made in sorted(
                 [
                     record(access, NOW - PERIODS.access + MINUTE),
                     record(access, NOW - PERIODS.access - MINUTE),
@@ -53,21 +65,28 @@ async def test_purge_keeps_what_is_inside_each_window(migrated_database_url: str
                     record(security, NOW - PERIODS.security - MINUTE),
                     # An event no longer in the vocabulary is kept as a security record.
                     record("legacy.event", NOW - PERIODS.access - MINUTE),
-                    record("legacy.event", NOW - PERIODS.security - MINUTE),
-                ]
-            )
+                    record("legacy.event", NOW - PERIODS.security - 2 * MINUTE),
+                ],
+                key=lambda r: r.timestamp,
+            ):
+                await audit.append(made)
         purge = RetentionPurge(sessionmaker=sessionmaker, periods=PERIODS, clock=lambda: NOW)
         assert await purge.run() == {
             "chat_sessions": 1,
             "chat_messages": 1,
             "access_records": 1,
             "security_records": 2,
+            "request_records": 1,
         }
         assert await purge.run() == dict.fromkeys(KINDS, 0)  # idempotent
         async with sessionmaker() as db:
             assert (await db.scalars(select(ChatSession.id))).all() == ["inside"]
             assert len((await db.scalars(select(ChatMessage.id))).all()) == 1
-            kept = {(r.event, NOW - r.created_at) for r in (await db.scalars(select(AuditRecord))).all()}
+            kept = {
+                (r.event_type, NOW - r.timestamp)
+                for r in (await db.scalars(select(AuditRecord))).all()
+                if r.event_type != "audit_purged"  # the record of each cut, written at NOW
+            }
         assert kept == {
             (access, PERIODS.access - MINUTE),
             (security, PERIODS.access + MINUTE),
@@ -76,7 +95,8 @@ async def test_purge_keeps_what_is_inside_each_window(migrated_database_url: str
         }
         # Two minutes later what was just inside is just outside: only the clock moved.
         later = RetentionPurge(sessionmaker=sessionmaker, periods=PERIODS, clock=lambda: NOW + 2 * MINUTE)
-        assert await later.run() == dict(zip(KINDS, (1, 1, 1, 1), strict=True))
+        assert await later.run() == dict(zip(KINDS, (1, 1, 1, 1, 1), strict=True))
+        assert all(report.intact for report in await verify(sessionmaker))
     finally:
         await engine.dispose()
 

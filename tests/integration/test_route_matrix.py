@@ -60,6 +60,7 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("POST", "/api/admin/users/{user_id}/unlock"): P.USERS_MANAGE,
     ("DELETE", "/api/admin/users/{user_id}"): P.USERS_MANAGE,
     ("POST", "/api/admin/invitations"): P.USERS_MANAGE,
+    ("GET", "/api/admin/audit"): P.AUDIT_READ,
     ("GET", "/api/admin/blocklist"): P.BLOCKLIST_MANAGE,
     ("POST", "/api/admin/blocklist"): P.BLOCKLIST_MANAGE,
     ("DELETE", "/api/admin/blocklist/{kind}/{value}"): P.BLOCKLIST_MANAGE,

@@ -79,7 +79,9 @@ async def enforce_limit(
         decision = await limiter.hit(policy, identity, cost, request_id=request_id_of(request), rate=override)
     headers = rate_limit_headers(rate.limit, decision)
     if decision[0] != ALLOWED:
-        raise denial(decision, headers, policy=policy, metrics=metrics_of(request.app))
+        raise denial(
+            decision, headers, policy=policy, metrics=metrics_of(request.app), state=request.scope["state"]
+        )
     # A route under several policies reports the tightest one: the fewest requests left.
     current = response.headers.get("X-RateLimit-Remaining")
     if current is None or int(headers["X-RateLimit-Remaining"]) < int(current):

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bastion.audit.events import AuditEvent, Outcome
+from bastion.audit.events import AuditEvent, Result
 from bastion.audit.service import AuditService
 from bastion.auth import api_keys
 from bastion.auth.api_key_repository import ApiKeyRepository
@@ -477,17 +477,17 @@ class ApiKeys:
         """Audit a refused key: the reason and the key id when known, never the key."""
         try:
             await self.audit.record(
-                AuditEvent.API_KEY_REJECTED,
-                outcome=Outcome.DENIED,
+                AuditEvent.AUTH_FAILURE,
+                result=Result.FAILURE,
                 target_type="api_key" if rejected.key_id else None,
                 target_id=rejected.key_id,
                 ip=ip,
                 request_id=request_id,
-                details={"reason": rejected.reason, "path": path[:200]},
+                details={"method": "api_key", "reason": rejected.reason, "path": path[:200]},
             )
         except Exception as exc:  # the refusal stands even if the audit store is down
             self.log.warning(
-                "audit_failed", audit_event=str(AuditEvent.API_KEY_REJECTED), error=type(exc).__name__
+                "audit_failed", audit_event=str(AuditEvent.AUTH_FAILURE), error=type(exc).__name__
             )
 
 

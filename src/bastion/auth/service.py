@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bastion.audit.events import AuditEvent, Outcome
+from bastion.audit.events import AuditEvent, Result
 from bastion.audit.service import AuditService
 from bastion.auth.mailer import Mail, Mailer
 from bastion.auth.models import AuthSession, Invitation, PasswordResetToken, RefreshToken, User, new_id
@@ -164,14 +164,14 @@ class IdentityService:
         event: AuditEvent,
         context: Context,
         *,
-        outcome: Outcome = Outcome.SUCCESS,
+        result: Result = Result.SUCCESS,
         actor_id: str | None = None,
         target_id: str | None = None,
         details: dict[str, object] | None = None,
     ) -> None:
         await self.audit.record(
             event,
-            outcome=outcome,
+            result=result,
             actor_type="user" if actor_id else None,
             actor_id=actor_id,
             target_type="user" if target_id else None,
@@ -268,12 +268,12 @@ class IdentityService:
         """
         if self.registration == "closed":
             await self._record(
-                AuditEvent.USER_REGISTERED, context, outcome=Outcome.DENIED, details={"reason": "closed"}
+                AuditEvent.USER_REGISTERED, context, result=Result.FAILURE, details={"reason": "closed"}
             )
             raise Forbidden(REGISTRATION_CLOSED)
         if self.registration == "invite" and not self._plausible_code(invitation):
             await self._record(
-                AuditEvent.USER_REGISTERED, context, outcome=Outcome.DENIED, details={"reason": "invitation"}
+                AuditEvent.USER_REGISTERED, context, result=Result.FAILURE, details={"reason": "invitation"}
             )
             raise Forbidden(INVALID_INVITATION)
         self.check_policy(password, email)
@@ -307,7 +307,7 @@ class IdentityService:
             await self._record(
                 AuditEvent.USER_REGISTERED,
                 context,
-                outcome=Outcome.DENIED,
+                result=Result.FAILURE,
                 target_id=existing.id if existing else None,
                 details={"reason": "exists"},
             )
@@ -393,16 +393,20 @@ class IdentityService:
         ``Unauthorized(message)``. A correct one restarts the consecutive-failure counts.
         """
         target = user.id if user is not None else None
-        actor = target if event is not AuditEvent.LOGIN_FAILED else None
+        actor = target if event is not AuditEvent.AUTH_FAILURE else None
         verdict = await self.throttle.check(email, context.ip)
         if not verdict.allowed:
             await self._record(
                 event,
                 context,
-                outcome=Outcome.DENIED,
+                result=Result.FAILURE,
                 actor_id=actor,
                 target_id=target,
-                details={"reason": str(verdict.refusal), "retry_after": verdict.retry_after},
+                details={
+                    "method": "password",
+                    "reason": str(verdict.refusal),
+                    "retry_after": verdict.retry_after,
+                },
             )
             why = TOO_MANY_ATTEMPTS if verdict.refusal is not Refusal.CLIENT_BLOCKED else None
             raise RateLimited(why, retry_after=verdict.retry_after)
@@ -421,16 +425,20 @@ class IdentityService:
         await self._record(
             event,
             context,
-            outcome=Outcome.FAILURE,
+            result=Result.FAILURE,
             actor_id=actor,
             target_id=target,
-            details={"reason": "disabled" if ok else "bad_credentials", "wait": counted.wait},
+            details={
+                "method": "password",
+                "reason": "disabled" if ok else "bad_credentials",
+                "wait": counted.wait,
+            },
         )
         if counted.locked_for:
             await self._record(
                 AuditEvent.ACCOUNT_LOCKED,
                 context,
-                outcome=Outcome.DENIED,
+                result=Result.FAILURE,
                 target_id=target,
                 details={"seconds": counted.locked_for},
             )
@@ -441,7 +449,7 @@ class IdentityService:
         async with read_only(self.sessionmaker) as session:
             found = await self._user_by_email(IdentityRepository(session), email)
         user = await self.verify_password_attempt(
-            email, found, password, context, event=AuditEvent.LOGIN_FAILED, message=LOGIN_FAILED
+            email, found, password, context, event=AuditEvent.AUTH_FAILURE, message=LOGIN_FAILED
         )
         # Hashing is slow on purpose: done before the write transaction, which it would hold open.
         rehash = self.hashing.needs_rehash(user.password_hash)
@@ -453,7 +461,7 @@ class IdentityService:
                 user.password_hash = new_hash
             pair = await self._issue(repo, user, None)
         await self._record(
-            AuditEvent.LOGIN_SUCCEEDED,
+            AuditEvent.AUTH_SUCCESS,
             context,
             actor_id=user.id,
             target_id=user.id,
@@ -487,7 +495,7 @@ class IdentityService:
                 await self._record(
                     AuditEvent.REFRESH_REUSE_DETECTED,
                     context,
-                    outcome=Outcome.DENIED,
+                    result=Result.FAILURE,
                     target_id=stored.user_id,
                     details={"session_id": stored.session_id},
                 )
@@ -643,7 +651,7 @@ class IdentityService:
             AuditEvent.PASSWORD_RESET_REQUESTED,
             context,
             target_id=user.id if user else None,
-            outcome=Outcome.SUCCESS if user and user.is_active else Outcome.DENIED,
+            result=Result.SUCCESS if user and user.is_active else Result.FAILURE,
         )
         if user is not None and user.is_active:
             self._spawn(self._send_reset(user.id, email))

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bastion.audit.events import AuditEvent, Outcome
+from bastion.audit.events import AuditEvent, Result
 from bastion.audit.service import AuditService
 from bastion.errors import GuardBlocked
 from bastion.guard import Action, Direction, Guard, ScanContext, StreamScanner, Verdict
@@ -131,7 +131,7 @@ class Screen:
             return
         await self.audit.record(
             event,
-            outcome=Outcome.DENIED if verdict.blocked else Outcome.SUCCESS,
+            result=Result.FAILURE if verdict.blocked else Result.SUCCESS,
             actor_type="api_key" if self.origin.api_key_id else "user",
             actor_id=self.origin.api_key_id or self.origin.user_id,
             target_type="chat_session" if session_id else None,

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import NoReturn
+import os
+from pathlib import Path
+from typing import IO, Any, NoReturn
 
 import typer
 from sqlalchemy import make_url, text
@@ -113,3 +115,12 @@ def upgrade_or_exit(settings: Settings, revision: str = "head") -> None:
         settings.database_url.get_secret_value(), revision, cipher=FieldCipher.for_settings(settings)
     )
     encryption_keys_or_exit(settings)
+
+
+def private_output(path: Path, mode: str = "w") -> IO[Any]:
+    """``path`` opened for writing (truncated), created readable by its owner only: exports hold
+    personal data and audit records."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if "b" in mode:
+        return os.fdopen(descriptor, mode)
+    return os.fdopen(descriptor, mode, encoding="utf-8", newline="")

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from bastion.audit.events import AuditEvent, Result
+from bastion.audit.service import AuditService
 from bastion.cli.common import database_or_exit, encryption_keys_or_exit, settings_or_exit, upgrade_or_exit
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.material import parse_encryption_keys
@@ -73,15 +75,26 @@ def rekey(
             if check:
                 return _report_census(await census(engine), cipher)
             total = await count_due(engine, cipher)  # the bar's length: what this run re-seals
+            sessionmaker = create_sessionmaker(engine)
             with typer.progressbar(length=total, label="re-sealing", file=sys.stderr) as bar:
                 reports = await run_rekey(
                     engine,
-                    create_sessionmaker(engine),
+                    sessionmaker,
                     cipher,
                     raw_keys=raw_keys,
                     batch_size=batch_size,
                     progress=lambda _name, done: bar.update(done),
                 )
+            await AuditService(sessionmaker=sessionmaker).record(
+                AuditEvent.DATABASE_REKEYED,
+                result=Result.FAILURE if any(r.unreadable for r in reports.values()) else Result.SUCCESS,
+                actor_type="operator",
+                details={
+                    "key_id": cipher.active_kid,
+                    "resealed": sum(r.resealed for r in reports.values()),
+                    "unreadable": sum(len(r.unreadable) for r in reports.values()),
+                },
+            )
             return _report_rekey(reports)
         finally:
             await engine.dispose()

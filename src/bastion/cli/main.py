@@ -12,11 +12,12 @@ from sqlalchemy import make_url
 
 from bastion import __version__
 from bastion.cli import api_keys as _api_keys  # noqa: F401 - registers `bastion keys create|list|revoke|rotate`
-from bastion.cli import blocks, db, guard, retention, secrets, users
+from bastion.cli import audit, blocks, db, guard, retention, secrets, users
 from bastion.cli.common import database_or_exit, encryption_keys_or_exit, settings_or_exit, upgrade_or_exit
 from bastion.settings import Settings
 
 app = typer.Typer(help="Bastion: a security-hardened backend for AI chat applications.", no_args_is_help=True)
+app.add_typer(audit.app, name="audit")
 app.add_typer(blocks.app, name="blocks")
 app.add_typer(db.app, name="db")
 app.add_typer(guard.app, name="guard")

@@ -8,7 +8,6 @@ end up in shell history and in the process list.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -27,7 +26,7 @@ from bastion.auth.keyring import rotate_signing_key, settings_only_keyring
 from bastion.auth.principal import Role
 from bastion.auth.runtime import IdentityRuntime, load_secrets
 from bastion.auth.service import Context, find_user_by_email
-from bastion.cli.common import encryption_keys_or_exit, settings_or_exit
+from bastion.cli.common import encryption_keys_or_exit, private_output, settings_or_exit
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.db.types import utcnow
 from bastion.errors import BastionError, PasswordRejected
@@ -235,8 +234,7 @@ def export(
             sys.stdout.buffer.write(b"\n")
             sys.stdout.flush()
             return
-        descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as file:
+        with private_output(output, "wb") as file:
             async for piece in pieces:
                 file.write(piece)
 

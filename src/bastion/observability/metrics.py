@@ -61,6 +61,12 @@ class NullMetrics:
     def model_tokens(self, provider: str, *, prompt: int, completion: int) -> None:
         """Tokens a model call used."""
 
+    def delivery_backlog(self, kind: str, size: int) -> None:
+        """Documents waiting in a background delivery (audit sink, access records)."""
+
+    def delivery_dropped(self, kind: str, reason: str, count: int) -> None:
+        """Documents a background delivery or an audit sink could not keep."""
+
 
 NULL_METRICS = NullMetrics()
 
@@ -117,6 +123,18 @@ class Metrics(NullMetrics):
         self.model_tokens_total = Counter(
             "bastion_model_tokens", "Tokens used by model calls", ("provider", "kind"), registry=r
         )
+        self.delivery_backlog_size = Gauge(
+            "bastion_delivery_backlog",
+            "Documents waiting in a background delivery (audit sinks, access records)",
+            ("kind",),
+            registry=r,
+        )
+        self.delivery_drops = Counter(
+            "bastion_delivery_dropped",
+            "Documents an audit sink or background delivery could not keep",
+            ("kind", "reason"),
+            registry=r,
+        )
         # Sampled by ``sample`` just before each scrape: both need an await, which a collector
         # (called synchronously by the exposition code) cannot do.
         self.breaker_state = Gauge(
@@ -167,6 +185,12 @@ class Metrics(NullMetrics):
             self.model_tokens_total.labels(name, "prompt").inc(prompt)
         if completion:
             self.model_tokens_total.labels(name, "completion").inc(completion)
+
+    def delivery_backlog(self, kind: str, size: int) -> None:
+        self.delivery_backlog_size.labels(_bounded(kind)).set(size)
+
+    def delivery_dropped(self, kind: str, reason: str, count: int) -> None:
+        self.delivery_drops.labels(_bounded(kind), _bounded(reason)).inc(count)
 
     async def sample(self, state: Any) -> None:
         """Read the gauges that need an await (breaker state, active sessions) before a scrape.

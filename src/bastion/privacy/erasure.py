@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bastion.audit.events import AuditEvent, Outcome
-from bastion.audit.models import AuditRecord
+from bastion.audit.events import AuditEvent
 from bastion.audit.repository import AuditRepository
+from bastion.audit.service import new_record
+from bastion.audit.sinks import fanout_of
 from bastion.auth.api_key_repository import ApiKeyRepository
 from bastion.auth.repository import IdentityRepository
 from bastion.auth.service import WRONG_PASSWORD, Context, IdentityService
@@ -96,11 +97,10 @@ class AccountErasure:
             audit = AuditRepository(session)
             await audit.forget_addresses([user_id, *key_ids])
             erased = Erased(user_id, len(chats), entries, removed_keys, len(ended))
-            await audit.add(
-                AuditRecord(
-                    created_at=now,
-                    event=str(AuditEvent.ACCOUNT_ERASED),
-                    outcome=str(Outcome.SUCCESS),
+            record = await audit.append(
+                new_record(
+                    AuditEvent.ACCOUNT_ERASED,
+                    timestamp=now,
                     actor_type="user" if actor_id else "operator",
                     actor_id=actor_id,
                     target_type="user",
@@ -115,6 +115,7 @@ class AccountErasure:
                     },
                 )
             )
+        await fanout_of(self.identity.sessionmaker).publish(record)
         await self._after_commit(ended, chats, bool(key_ids))
         return erased
 

@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from bastion.audit.models import AuditRecord
 from bastion.audit.repository import AuditRepository
+from bastion.audit.sinks import document
 from bastion.auth.api_key_repository import ApiKeyRepository
 from bastion.auth.api_key_service import KeyView
 from bastion.auth.models import ApiKey, User
@@ -58,7 +59,6 @@ MESSAGE_COLUMNS = (
     "completion_tokens",
     "created_at",
 )
-AUDIT_COLUMNS = tuple(c.key for c in AuditRecord.__table__.columns)
 
 
 def _plain(row: object, columns: tuple[str, ...]) -> dict[str, Any]:
@@ -181,9 +181,9 @@ class AccountExport:
 
     async def _audit(self, subjects: Iterable[str]) -> AsyncIterator[dict[str, Any]]:
         statement = select(AuditRecord).where(AuditRepository.naming(list(subjects)))
-        async for page in self._pages(statement, (AuditRecord.created_at, AuditRecord.id)):
+        async for page in self._pages(statement, (AuditRecord.timestamp, AuditRecord.id)):
             for record in page:
-                yield _plain(record, AUDIT_COLUMNS)
+                yield document(record)
 
     def _opened(self, field: SealedField, token: str | None, row_id: str) -> str | None:
         return field.open(self.cipher, token, row_id) if token else None

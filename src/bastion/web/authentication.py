@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bastion.audit.events import AuditEvent, Outcome
+from bastion.audit.events import AuditEvent, Result
 from bastion.auth.csrf import HEADER as CSRF_HEADER
 from bastion.auth.csrf import SAFE_METHODS
 from bastion.auth.principal import AuthMethod
@@ -123,7 +123,7 @@ class Authentication:
         state["access_claims"] = claims
 
     async def _refuse(
-        self, scope: Scope, identity: Any, reason: str, *, event: AuditEvent = AuditEvent.TOKEN_REJECTED
+        self, scope: Scope, identity: Any, reason: str, *, event: AuditEvent = AuditEvent.AUTH_FAILURE
     ) -> None:
         scope["state"]["auth_error"] = reason
         metrics_of(scope.get("app")).auth_failure(reason)
@@ -131,10 +131,10 @@ class Authentication:
         try:
             await identity.audit.record(
                 event,
-                outcome=Outcome.DENIED,
+                result=Result.FAILURE,
                 ip=client_ip(scope, self.trusted),
                 request_id=state.get("request_id"),
-                details={"reason": reason, "path": scope.get("path", "")[:200]},
+                details={"method": "token", "reason": reason, "path": scope.get("path", "")[:200]},
             )
         except Exception as exc:  # the refusal stands even if the audit store is down
             self.log.warning("audit_failed", audit_event=str(event), error=type(exc).__name__)

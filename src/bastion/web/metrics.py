@@ -7,7 +7,9 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion.audit.access import AccessLog
 from bastion.observability.metrics import UNMATCHED, NullMetrics
+from bastion.ratelimit.audit import ViolationAudit
 
 
 class RequestMetrics:
@@ -16,13 +18,16 @@ class RequestMetrics:
     The route label is the matched route's template (``/api/sessions/{session_id}``), read from
     ``scope["route"]`` after the app has answered; a request no route matched (a 404, or one
     answered by the middleware before routing: a global 429, a bad key's 401) is ``unmatched``,
-    so client-chosen paths never become series. Recorded when the app returns, which for a
+    so client-chosen paths never become series. The same facts, with who asked, become the
+    request's access record (``AccessLog``). Recorded when the app returns, which for a
     streamed reply is after its last chunk (or the client going away).
     """
 
-    def __init__(self, app: ASGIApp, *, metrics: NullMetrics) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: NullMetrics, access_log: AccessLog | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
+        self.violations = ViolationAudit()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,4 +47,9 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED
-            self.metrics.request(scope["method"], template, status, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.request(scope["method"], template, status, elapsed)
+            if self.access_log is not None:
+                self.access_log.note(scope["method"], template, status, elapsed, scope.get("state") or {})
+            if status == 429:
+                await self.violations.seen(scope)

@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bastion.audit.events import AuditEvent, Outcome
+from bastion.audit.events import AuditEvent, Result
 from bastion.auth.mtls import ServiceIdentities, service_principal
 from bastion.observability.logging import get_logger
 from bastion.web.proxies import is_trusted, parse_networks
@@ -84,11 +84,15 @@ class ClientCertificates:
         state = scope["state"]
         try:
             await identity.audit.record(
-                AuditEvent.SERVICE_IDENTITY_REJECTED,
-                outcome=Outcome.DENIED,
+                AuditEvent.AUTH_FAILURE,
+                result=Result.FAILURE,
                 ip=state.get("client_ip"),
                 request_id=state.get("request_id"),
-                details={"reason": reason, "path": scope.get("path", "")[:200]},
+                details={
+                    "method": "client_certificate",
+                    "reason": reason,
+                    "path": scope.get("path", "")[:200],
+                },
             )
         except Exception as exc:  # the refusal stands even if the audit store is down
             self.log.warning("audit_failed", error=type(exc).__name__)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -47,12 +48,23 @@ def rate_limit_headers(limit: int, decision: RawDecision) -> dict[str, str]:
 
 
 def denial(
-    decision: RawDecision, headers: dict[str, str], *, policy: Policy, metrics: NullMetrics = NULL_METRICS
+    decision: RawDecision,
+    headers: dict[str, str],
+    *,
+    policy: Policy,
+    metrics: NullMetrics = NULL_METRICS,
+    state: dict[str, Any] | None = None,
 ) -> BastionError:
-    """The domain error for a decision (a ``Decision`` or a plain tuple) that did not admit."""
+    """The domain error for a decision (a ``Decision`` or a plain tuple) that did not admit.
+
+    A 429 names its policy in the request's ``state`` (``rate_limited``), where the audit of
+    violations (``bastion.ratelimit.audit.ViolationAudit``) finds it once the answer is sent.
+    """
     if decision[_OUTCOME] in (Outcome.BLOCKED, Outcome.NEWLY_BLOCKED):
         return Blocked()
     metrics.rate_limited(policy.value)
+    if state is not None:
+        state["rate_limited"] = policy.value
     exc = RateLimited(retry_after=decision[_RETRY_AFTER])
     exc.headers.update(headers)
     return exc
@@ -134,7 +146,13 @@ class RateLimit:
                 decision = await limiter.hit(self.policy, identity, request_id=request_id)
             headers = rate_limit_headers(rule.rate.limit, decision)
             if decision[0] != ALLOWED:
-                raise denial(decision, headers, policy=self.policy, metrics=metrics_of(scope.get("app")))
+                raise denial(
+                    decision,
+                    headers,
+                    policy=self.policy,
+                    metrics=metrics_of(scope.get("app")),
+                    state=scope["state"],
+                )
         except BastionError as exc:
             await send_domain_error(scope, send, exc, license_url=self.license_url)
             return

@@ -12,6 +12,7 @@ import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion.audit.context import CURRENT, RequestFacts
 from bastion.observability.logging import get_logger
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -53,10 +54,12 @@ class RequestContext:
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
+        facts = CURRENT.set(RequestFacts(scope, started))
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
+                CURRENT.reset(facts)
                 self._log(scope, status, time.perf_counter() - started)
 
     def _request_id(self, scope: Scope) -> str:

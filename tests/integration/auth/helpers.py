@@ -100,7 +100,7 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
 
 async def audit_events(app: FastAPI, event: str | None = None) -> list[AuditRecord]:
     async with app.state.sessionmaker() as session:
-        query = select(AuditRecord).order_by(AuditRecord.created_at)
+        query = select(AuditRecord).order_by(AuditRecord.timestamp)
         if event is not None:
-            query = query.where(AuditRecord.event == event)
+            query = query.where(AuditRecord.event_type == event)
         return list((await session.scalars(query)).all())

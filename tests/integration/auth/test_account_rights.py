@@ -108,9 +108,9 @@ async def test_export_holds_everything_and_no_secret(settings_for: Callable[...,
         entries = {e["content"]: e for e in document["journal_entries"]}
         assert set(entries) == {texts["journal"], texts["key_journal"]}
         assert entries[texts["journal"]]["title"] == texts["journal_title"]
-        events = {e["event"] for e in document["audit_events"]}
-        assert {"auth.register", "auth.login", "api_key.created", "chat.session_created"} <= events
-        assert "journal.entry_created" in events and "privacy.account_exported" in events
+        events = {e["event_type"] for e in document["audit_events"]}
+        assert {"user_registered", "auth_success", "api_key_created", "chat_session_created"} <= events
+        assert "journal_entry_created" in events and "account_exported" in events
         assert all(
             user_id in (e["actor_id"], e["target_id"]) or made["key_id"] in (e["actor_id"], e["target_id"])
             for e in document["audit_events"]
@@ -235,7 +235,7 @@ async def test_erasure_leaves_nothing_of_the_user(settings_for: Callable[..., An
         for body in ({}, {"password": ""}, {"password": 5}, {"password": PASSWORD, "extra": 1}):
             assert_error(await http.request("DELETE", "/api/me", json=body, headers=auth), 422)
         assert_error(await erase_me(http, WRONG, auth), 401)
-        [failed] = [r for r in await audit_events(app, AuditEvent.ACCOUNT_ERASED) if r.outcome == "failure"]
+        [failed] = [r for r in await audit_events(app, AuditEvent.ACCOUNT_ERASED) if r.result == "failure"]
         assert failed.target_id == user_id and WRONG not in json.dumps(failed.details)
         assert (await http.get("/api/auth/me", headers=auth)).status_code == 200  # nothing erased yet
 
@@ -264,7 +264,10 @@ async def test_erasure_leaves_nothing_of_the_user(settings_for: Callable[..., An
                 assert secret not in value, (table, column)
             for ident in (user_id, made["key_id"]):
                 if ident in value:
-                    assert table == "audit_events" or (table, column) == ("invitations", "used_by"), (
+                    assert table in ("audit_logs", "access_logs") or (table, column) == (
+                        "invitations",
+                        "used_by",
+                    ), (
                         table,
                         column,
                     )
@@ -274,10 +277,10 @@ async def test_erasure_leaves_nothing_of_the_user(settings_for: Callable[..., An
             )
             records = (await db.scalars(select(AuditRecord).where(naming))).all()
             invitation = (await db.scalars(select(Invitation))).one()
-        assert records and all(r.ip is None for r in records)
+        assert records and all(r.ip_address is None for r in records)
         assert invitation.used_by == user_id and invitation.email_ciphertext is None
-        [done] = [r for r in records if r.event == AuditEvent.ACCOUNT_ERASED and r.outcome == "success"]
-        assert done.actor_id == user_id and done.target_id == user_id and done.ip is None
+        [done] = [r for r in records if r.event_type == AuditEvent.ACCOUNT_ERASED and r.result == "success"]
+        assert done.actor_id == user_id and done.target_id == user_id and done.ip_address is None
         assert done.details == {"chat_sessions": 2, "journal_entries": 2, "api_keys": 1, "sessions_ended": 2}
 
         # The other user's data is untouched.
@@ -335,7 +338,7 @@ async def test_admin_erasure(settings_for: Callable[..., Any]) -> None:
         assert_error(await http.get("/api/auth/me", headers=bearer(tokens["access_token"])), 401)
         assert_error(await http.get("/api/journal", headers=made["key"]), 401)
         [done] = await audit_events(app, AuditEvent.ACCOUNT_ERASED)
-        assert done.actor_id == admin_id and done.target_id == user_id and done.ip == "127.0.0.1"
+        assert done.actor_id == admin_id and done.target_id == user_id and done.ip_address == "127.0.0.1"
         async with app.state.sessionmaker() as db:
             assert (await db.get(User, user_id)) is None
             assert (await db.scalars(select(ChatSession))).all() == []

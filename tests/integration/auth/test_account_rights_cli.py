@@ -48,7 +48,7 @@ async def test_operators_export_erase_and_purge(make_settings: SettingsFactory, 
         assert f"erased {user_id}" in erased.stdout and "1 journal entries" in erased.stdout
         async with app.state.sessionmaker() as db:
             assert (await db.scalars(select(User).where(User.id == user_id))).all() == []
-        [done] = [r for r in await audit_events(app, "privacy.account_erased") if r.outcome == "success"]
+        [done] = [r for r in await audit_events(app, "account_erased") if r.result == "success"]
         assert done.actor_type == "operator" and done.target_id == user_id and done.request_id == "cli"
 
         purged = await asyncio.to_thread(run_cli, env, "purge", "--format", "json")
@@ -57,6 +57,7 @@ async def test_operators_export_erase_and_purge(make_settings: SettingsFactory, 
             "access_records": 0,
             "chat_messages": 0,
             "chat_sessions": 0,
+            "request_records": 0,
             "security_records": 0,
         }
         text = await asyncio.to_thread(run_cli, env, "purge")

@@ -79,5 +79,5 @@ async def test_failed_logins_block_the_address(make_settings: SettingsFactory) -
         assert (
             await http.post("/api/auth/login", json=good, headers={"X-Forwarded-For": "192.0.2.7"})
         ).status_code == 200
-        blocked = await audit_events(app, "ratelimit.client_blocked")
+        blocked = await audit_events(app, "client_blocked")
         assert len(blocked) == 1 and "203.0.113.66" in str(blocked[0].details) + str(blocked[0].target_id)

@@ -108,7 +108,7 @@ async def test_password_reset_by_mail(make_settings: SettingsFactory, smtp: tupl
         )
         assert_error(again, 401)
         assert len(inbox.messages) == 1  # nothing was sent for the unknown address
-        events = [r.event for r in await audit_events(app)]
+        events = [r.event_type for r in await audit_events(app)]
         assert AuditEvent.PASSWORD_RESET_REQUESTED in events and AuditEvent.PASSWORD_RESET_COMPLETED in events
         assert all(token not in str(r.details) for r in await audit_events(app))
 

@@ -49,7 +49,7 @@ async def test_closed_registration_refuses_everyone(settings_for: Any) -> None:
             await http.post("/api/auth/login", json={"email": "newcomer@example.com", "password": PASSWORD}),
             401,
         )
-        denied = [e for e in await audit_events(app, "auth.register") if e.outcome == "denied"]
+        denied = [e for e in await audit_events(app, "user_registered") if e.result == "failure"]
         assert len(denied) == 2 and all(e.details == {"reason": "closed"} for e in denied)
 
 
@@ -81,7 +81,7 @@ async def test_invite_only_registration(settings_for: Any) -> None:
         # Only administrators invite.
         _, user = await login_pair(http, "friend@example.com")
         assert_error(await http.post("/api/admin/invitations", json={}, headers=bearer(user)), 403)
-        created = await audit_events(app, "auth.invitation_created")
+        created = await audit_events(app, "invitation_created")
         assert len(created) == 2 and all("code" not in str(e.details) for e in created)
 
 

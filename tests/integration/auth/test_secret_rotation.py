@@ -232,11 +232,11 @@ async def test_emergency_rotation_ends_every_session(settings_for: Any) -> None:
                 await service.authenticate(pair.access_token, AuthMethod.JWT)
         assert (await service.login("one@example.com", PASSWORD, Context())).access_token
         async with sessionmaker() as session:
-            records = (await session.scalars(select(AuditRecord).order_by(AuditRecord.created_at))).all()
-        rotations = [r for r in records if r.event == AuditEvent.SECRET_ROTATED]
+            records = (await session.scalars(select(AuditRecord).order_by(AuditRecord.timestamp))).all()
+        rotations = [r for r in records if r.event_type == AuditEvent.SECRET_ROTATED]
         assert len(rotations) == 1 and rotations[0].target_id == "SESSION_SECRET"
         assert rotations[0].details["emergency"] is True and rotations[0].details["sessions_ended"] == 2
-        assert any(r.event == AuditEvent.SESSIONS_ENDED_ALL for r in records)
+        assert any(r.event_type == AuditEvent.SESSIONS_ENDED_ALL for r in records)
         secret = runtime.secrets.versions["SESSION_SECRET"].current.value
         assert secret is not None and all(secret.decode() not in str(r.details) for r in records)
 

@@ -115,9 +115,9 @@ async def test_rotate_status_and_the_deploy_check(make_settings: SettingsFactory
             events = (await session.scalars(select(AuditRecord))).all()
     finally:
         await engine.dispose()
-    rotations = [r for r in events if r.event == AuditEvent.SECRET_ROTATED]
+    rotations = [r for r in events if r.event_type == AuditEvent.SECRET_ROTATED]
     assert sorted(r.target_id or "" for r in rotations) == ["API_KEY_SALT", "SESSION_SECRET"]
-    assert any(r.event == AuditEvent.SESSIONS_ENDED_ALL for r in events)
+    assert any(r.event_type == AuditEvent.SESSIONS_ENDED_ALL for r in events)
     assert not any(value in str(r.details) for r in events for value in SECRETS.values())
 
     checked = await cli(env, "check")

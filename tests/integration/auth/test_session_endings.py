@@ -53,9 +53,9 @@ async def refused_as_revoked(app: FastAPI, http: httpx.AsyncClient, *tokens: str
     """Every token answers 401, and the session denylist is what refused it."""
     identity = app.state.identity
     for token in tokens:
-        before = len(await audit_events(app, AuditEvent.TOKEN_REJECTED))
+        before = len(await audit_events(app, AuditEvent.AUTH_FAILURE))
         assert_error(await me(http, token), 401)
-        rejections = await audit_events(app, AuditEvent.TOKEN_REJECTED)
+        rejections = await audit_events(app, AuditEvent.AUTH_FAILURE)
         assert len(rejections) == before + 1
         assert rejections[-1].details["reason"] == "revoked", rejections[-1].details
         assert await identity.revocations.refused(identity.access_tokens.verify(token))

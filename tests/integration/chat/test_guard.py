@@ -160,7 +160,7 @@ def assert_no_text(record_or_line: Any, *texts: str) -> None:
 
 
 async def guard_rows(app: FastAPI) -> list[Any]:
-    return [r for r in await audit_events(app) if r.event.startswith("guard.")]
+    return [r for r in await audit_events(app) if r.event_type.startswith("guard_")]
 
 
 # -- input -----------------------------------------------------------------------------------------
@@ -185,9 +185,9 @@ async def test_block_refuses_with_the_error_shape_and_stores_nothing(
         spent_on_transcription = today.used if surface == "voice" else 0
         assert (today.used, today.reserved) == (spent_on_transcription, 0)
         [row] = await guard_rows(chat.app)
-        assert (row.event, row.outcome, row.request_id) == (
-            "guard.input_blocked",
-            "denied",
+        assert (row.event_type, row.result, row.request_id) == (
+            "guard_input_blocked",
+            "failure",
             refused.headers["x-request-id"],
         )
         assert row.target_id == (None if surface.startswith("v1") else chat.session_id)
@@ -216,7 +216,7 @@ async def test_flag_passes_the_normalized_text_and_audits_without_it(
             stored = await chat.stored()
             assert stored[0]["content"] == received
         [row] = await guard_rows(chat.app)
-        assert (row.event, row.outcome) == ("guard.input_flagged", "success")
+        assert (row.event_type, row.result) == ("guard_input_flagged", "success")
         assert row.details["action"] == "flag" and row.details["direction"] == "input"
         assert "prompt_injection" in row.details["categories"] and 0.5 <= row.details["score"] <= 1
         assert_no_text(row.details, HOMOGLYPH_INJECTION)
@@ -296,7 +296,7 @@ async def test_a_canary_leak_is_withheld_and_replaced(
                 "withheld",
             )
         [row] = await guard_rows(chat.app)
-        assert (row.event, row.outcome) == ("guard.output_withheld", "denied")
+        assert (row.event_type, row.result) == ("guard_output_withheld", "failure")
         assert row.details["categories"] == ["canary_leak"] and row.details["direction"] == "output"
         assert chat.canary not in json.dumps(row.details)
 
@@ -327,7 +327,7 @@ async def test_a_flagged_reply_carries_a_content_warning(
         else:
             assert got.status == "complete"
         [row] = await guard_rows(chat.app)
-        assert row.event == "guard.output_flagged" and row.details["categories"] == ["profanity"]
+        assert row.event_type == "guard_output_flagged" and row.details["categories"] == ["profanity"]
         assert_no_text(row.details, PROFANE_REPLY)
         clean = answer(surface, await chat.send(surface, "Thanks.", reply=("You are welcome.",)))
         assert clean.warning is None
@@ -416,4 +416,4 @@ async def test_every_kind_of_leak_is_withheld_before_any_of_it_is_sent(
         for piece in SECRET_PIECES[kind]:
             assert piece not in response.text, (piece, response.text)
         [row] = await guard_rows(chat.app)
-        assert row.event == "guard.output_withheld"
+        assert row.event_type == "guard_output_withheld"

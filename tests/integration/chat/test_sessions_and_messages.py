@@ -57,10 +57,10 @@ async def test_conversation_flow_on_each_backend(
         deleted = await http.delete(f"/api/sessions/{session['id']}", headers=auth)
         assert deleted.status_code == 204
         audited = await audit_events(app)
-        chat_events = [(r.event, r.target_id) for r in audited if r.event.startswith("chat.")]
+        chat_events = [(r.event_type, r.target_id) for r in audited if r.event_type.startswith("chat_")]
         assert chat_events == [
-            ("chat.session_created", session["id"]),
-            ("chat.session_deleted", session["id"]),
+            ("chat_session_created", session["id"]),
+            ("chat_session_deleted", session["id"]),
         ]
         assert all("Evening" not in str(r.details) for r in audited)
         assert_error(await http.get(f"/api/sessions/{session['id']}", headers=auth), 404)

@@ -238,16 +238,16 @@ async def test_journal_actions_are_audited_without_content(make_settings: Settin
             rows = (
                 (
                     await connection.execute(
-                        text("SELECT * FROM audit_events WHERE event LIKE 'journal.%' ORDER BY created_at")
+                        text("SELECT * FROM audit_logs WHERE event_type LIKE 'journal_%' ORDER BY timestamp")
                     )
                 )
                 .mappings()
                 .all()
             )
-        assert [(row["event"], row["target_id"]) for row in rows] == [
-            ("journal.entry_created", entry["id"]),
-            ("journal.entry_updated", entry["id"]),
-            ("journal.entry_deleted", entry["id"]),
+        assert [(row["event_type"], row["target_id"]) for row in rows] == [
+            ("journal_entry_created", entry["id"]),
+            ("journal_entry_updated", entry["id"]),
+            ("journal_entry_deleted", entry["id"]),
         ]
         dumped = json.dumps([dict(row) for row in rows], default=str)
         for secret in (TITLE, CONTENT, "second thoughts"):
@@ -384,7 +384,7 @@ async def test_entries_pass_the_content_guard(make_settings: SettingsFactory) ->
             rows = (
                 (
                     await connection.execute(
-                        text("SELECT * FROM audit_events WHERE event = 'guard.input_flagged'")
+                        text("SELECT * FROM audit_logs WHERE event_type = 'guard_input_flagged'")
                     )
                 )
                 .mappings()

@@ -73,7 +73,7 @@ async def test_a_key_is_shown_once_works_and_is_listed_without_its_secret(
         assert row is not None and key not in (row.secret_hash, row.previous_secret_hash)
         assert len(row.secret_hash) == 64
 
-        events = await audit_events(app, "api_key.created")
+        events = await audit_events(app, "api_key_created")
         assert len(events) == 1 and events[0].target_id == created["id"]
         assert key not in str(events[0].details)
 
@@ -93,8 +93,8 @@ async def test_revoked_keys_are_refused_at_once(make_settings: SettingsFactory) 
         assert_error(
             await http.post(f"/api/keys/{created['id']}/rotate", headers=bearer(tokens["access_token"])), 409
         )
-        assert len(await audit_events(app, "api_key.revoked")) == 1
-        rejected = await audit_events(app, "api_key.rejected")
+        assert len(await audit_events(app, "api_key_revoked")) == 1
+        rejected = await audit_events(app, "auth_failure")
         assert rejected and rejected[-1].details["reason"] == "revoked"
         assert rejected[-1].target_id == created["id"]
         assert created["key"] not in str([event.details for event in rejected])
@@ -129,7 +129,7 @@ async def test_rotation_keeps_the_old_secret_for_the_grace_period_then_stops(
         clock.advance(hours=2)
         assert_error(await http.get("/api/sessions", headers=key_header(old)), 401)
         assert (await http.get(f"/api/sessions/{session['id']}", headers=key_header(new))).status_code == 200
-        rejected = await audit_events(app, "api_key.rejected")
+        rejected = await audit_events(app, "auth_failure")
         assert rejected[-1].details["reason"] == "rotated"
 
         # Rotating again ends the previous secret's grace at once.
@@ -140,7 +140,7 @@ async def test_rotation_keeps_the_old_secret_for_the_grace_period_then_stops(
         assert_error(await http.get("/api/sessions", headers=key_header(new)), 401)
         assert (await http.get("/api/sessions", headers=key_header(second))).status_code == 200
         assert (await http.get("/api/sessions", headers=key_header(third))).status_code == 200
-        assert len(await audit_events(app, "api_key.rotated")) == 3
+        assert len(await audit_events(app, "api_key_rotated")) == 3
 
 
 async def test_expired_keys_are_refused_even_from_the_cache(make_settings: SettingsFactory) -> None:
@@ -153,7 +153,7 @@ async def test_expired_keys_are_refused_even_from_the_cache(make_settings: Setti
         assert (await http.get("/api/sessions", headers=key_header(created["key"]))).status_code == 200
         clock.advance(minutes=61)
         assert_error(await http.get("/api/sessions", headers=key_header(created["key"])), 401)
-        assert (await audit_events(app, "api_key.rejected"))[-1].details["reason"] == "expired"
+        assert (await audit_events(app, "auth_failure"))[-1].details["reason"] == "expired"
         # An expiry in the past is refused at creation.
         past = (clock.now - timedelta(days=400)).isoformat()
         response = await http.post(

@@ -85,8 +85,8 @@ async def test_addresses_and_networks_are_blocked_until_expiry_or_lifted(
             assert (await http.delete("/api/admin/blocks/ip/198.51.100.9", headers=admin)).status_code == 204
             assert_error(await single.get("/api/auth/me"), 401)
 
-        placed_events = await audit_events(app, "ratelimit.client_blocked")
-        lifted_events = await audit_events(app, "ratelimit.client_unblocked")
+        placed_events = await audit_events(app, "client_blocked")
+        lifted_events = await audit_events(app, "client_unblocked")
         assert {event.target_type for event in placed_events} == {"cidr", "ip"}
         assert all(event.actor_type == "admin" for event in placed_events + lifted_events)
         assert len(lifted_events) == 2
@@ -124,7 +124,7 @@ async def test_blocked_keys_and_users_are_refused_before_any_route_work(
         clock.advance(601)
         assert (await http.get("/api/sessions", headers=user)).status_code == 200
         assert (await http.get("/api/sessions", headers=key_header(key))).status_code == 200
-        events = await audit_events(app, "ratelimit.client_blocked")
+        events = await audit_events(app, "client_blocked")
         assert [(event.target_type, event.target_id) for event in events] == [
             ("key", key_id),
             ("user", user_id),
@@ -235,9 +235,9 @@ async def test_blocks_that_could_lock_out_the_administrators_need_force(
                 "/api/admin/blocklist", json={"kind": kind, "value": value, "force": True}, headers=admin
             )
             assert forced.status_code == 201, forced.text
-        events = await audit_events(app, "ratelimit.client_blocked")
-        assert [(event.outcome, event.actor_type) for event in events] == [
-            ("denied", "admin"),
+        events = await audit_events(app, "client_blocked")
+        assert [(event.result, event.actor_type) for event in events] == [
+            ("failure", "admin"),
             ("success", "admin"),
         ]
         assert set(events[0].details["refused"]) == risks and "forced" not in events[0].details

@@ -64,7 +64,7 @@ async def test_every_bad_key_gets_the_same_401_and_is_audited_without_the_key(
         assert_error(raw, 401, "unauthorized")
         latin = await http.get("/api/sessions", headers=[(b"X-API-Key", b"bst_\xff\xfe")])
         assert_error(latin, 401, "unauthorized")
-        events = await audit_events(app, "api_key.rejected")
+        events = await audit_events(app, "auth_failure")
         assert len(events) >= 11
         reasons = {event.details["reason"] for event in events}
         assert {"malformed", "unknown", "wrong_secret"} <= reasons

@@ -6,13 +6,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 
+from bastion.api.audit import record_action
 from bastion.api.content_types import require_json
 from bastion.api.deps import audit_context, get_settings, identity_service, require
 from bastion.api.routes.api_keys import api_keys
 from bastion.api.routes.me import Erasure
 from bastion.api.schemas.auth import InvitationOut, InvitationRequest, RoleChange, UserDetail
+from bastion.audit.events import AuditEvent
 from bastion.auth.api_key_service import ApiKeys
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
@@ -38,8 +40,11 @@ def _not_self(admin: Principal, user_id: str) -> None:
 
 
 @router.get("/{user_id}", response_model=UserDetail)
-async def get_user(user_id: UserId, admin: Reader, service: Service) -> UserDetail:
-    return UserDetail.of(await service.me(user_id), service)
+async def get_user(user_id: UserId, admin: Reader, service: Service, request: Request) -> UserDetail:
+    detail = UserDetail.of(await service.me(user_id), service)
+    # Reading someone's account (their e-mail, role, standing) is itself audited.
+    await record_action(request, admin, AuditEvent.ADMIN_USER_READ, target_type="user", target_id=user_id)
+    return detail
 
 
 @router.post("/{user_id}/role", response_model=UserDetail)

@@ -8,11 +8,11 @@ in the OpenAPI document, they are never instantiated for an answer.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from bastion.api.schemas.api_keys import KeyOut
+from bastion.api.schemas.audit import AuditRecordOut
 from bastion.api.schemas.auth import Password, Strict
 
 
@@ -75,18 +75,7 @@ class ExportJournalEntry(Closed):
     updated_at: datetime
 
 
-class ExportAuditEvent(Closed):
-    id: str
-    created_at: datetime
-    event: str
-    outcome: str
-    actor_type: str | None
-    actor_id: str | None
-    target_type: str | None
-    target_id: str | None
-    ip: str | None
-    request_id: str | None
-    details: dict[str, Any]
+ExportAuditEvent = AuditRecordOut
 
 
 class AccountExportDocument(Closed):

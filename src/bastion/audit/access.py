@@ -1,0 +1,132 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Access records: one row per request in ``access_logs``, written in batches off the request path.
+
+The request path only appends a tuple to a bounded buffer (``note``); a background task inserts
+what accumulated every ACCESS_LOG_FLUSH_SECONDS in one transaction. A database that cannot take
+a batch keeps it for the next attempt while the buffer has room; beyond that, records are dropped,
+counted (``bastion_delivery_dropped_total{kind="access"}``) and logged. Probes (``/health``,
+``/health/ready``, ``/metrics``) are not recorded: they would be most of the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bastion.audit.models import AccessRecord, new_id
+from bastion.db.session import unit_of_work
+from bastion.db.types import utcnow
+from bastion.observability.logging import get_logger
+from bastion.observability.metrics import NULL_METRICS, NullMetrics
+
+UNRECORDED_ROUTES = frozenset({"/health", "/health/ready", "/metrics"})
+KIND = "access"
+
+
+class AccessLog:
+    def __init__(
+        self,
+        *,
+        max_buffer: int = 20_000,
+        flush_seconds: float = 1.0,
+        batch_size: int = 1000,
+        metrics: NullMetrics = NULL_METRICS,
+    ) -> None:
+        self.max_buffer = max_buffer
+        self.flush_seconds = flush_seconds
+        self.batch_size = batch_size
+        self.metrics = metrics
+        self.buffer: deque[tuple[Any, ...]] = deque()
+        self.written = 0
+        self.dropped = 0
+        self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.log = get_logger("bastion.access_log")
+
+    def note(self, method: str, route: str, status: int, seconds: float, state: dict[str, Any]) -> None:
+        """Keep one finished request (called by the request metrics middleware)."""
+        if self._sessionmaker is None or route in UNRECORDED_ROUTES:
+            return
+        if len(self.buffer) >= self.max_buffer:
+            self._drop(1)
+            return
+        principal = state.get("principal")
+        self.buffer.append(
+            (
+                utcnow(),
+                method[:8],
+                route,
+                status,
+                round(seconds * 1000, 3),
+                getattr(principal, "user_id", None),
+                getattr(principal, "api_key_id", None),
+                state.get("client_ip"),
+                state.get("request_id"),
+            )
+        )
+
+    def _drop(self, count: int) -> None:
+        self.dropped += count
+        self.metrics.delivery_dropped(KIND, "buffer_full", count)
+        if self.dropped == count or self.dropped % 1000 < count:  # the first drop, then every 1000th
+            self.log.error("access_records_dropped", count=count, total=self.dropped)
+
+    def start(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="access-log")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            await self.flush()
+
+    async def flush(self) -> int:
+        """Insert what is buffered, a batch at a time; returns how many rows were written."""
+        written = 0
+        while self.buffer and self._sessionmaker is not None:
+            rows = [self.buffer.popleft() for _ in range(min(self.batch_size, len(self.buffer)))]
+            try:
+                async with unit_of_work(self._sessionmaker) as session:
+                    await session.execute(insert(AccessRecord), [_row(values) for values in rows])
+            except Exception as exc:
+                self.log.warning("access_records_deferred", count=len(rows), error=type(exc).__name__)
+                room = self.max_buffer - len(self.buffer)
+                self.buffer.extendleft(reversed(rows[:room]))
+                if len(rows) > room:
+                    self._drop(len(rows) - room)
+                break
+            written += len(rows)
+        self.written += written
+        self.metrics.delivery_backlog(KIND, len(self.buffer))
+        return written
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+        self._sessionmaker = None
+
+
+def _row(values: tuple[Any, ...]) -> dict[str, Any]:
+    timestamp: datetime
+    timestamp, method, route, status, latency, user_id, key_id, ip, request_id = values
+    return {
+        "id": new_id(),
+        "timestamp": timestamp,
+        "method": method,
+        "route": route,
+        "status_code": status,
+        "latency_ms": latency,
+        "user_id": user_id,
+        "api_key_id": key_id,
+        "ip_address": ip,
+        "request_id": request_id,
+    }
