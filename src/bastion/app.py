@@ -12,10 +12,12 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from bastion import __version__
+from bastion.alerts import AnomalyDetector
 from bastion.api.contract import install_contract
 from bastion.api.deps import check_route_access
 from bastion.api.responses import UTF8JSONResponse
 from bastion.api.routes import (
+    admin_alerts,
     admin_blocks,
     admin_users,
     api_keys,
@@ -83,6 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The app's own registry (never the process-wide default); the lifespan serves it on
     # PROMETHEUS_PORT when that is set, GET /metrics always.
     metrics = Metrics()
+    # The anomaly detector sees every finished request (RequestMetrics below) and every audit
+    # record; the lifespan connects it to Redis, the database and ALERT_WEBHOOK_URL.
+    anomaly = AnomalyDetector(settings, metrics=metrics)
     license_url = settings.license_url
     # Listed outermost first. SecurityHeaders sits above the host check and the redirect (not
     # below them) because those answer on their own and their responses need the headers too.
@@ -116,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     middleware = [
         Middleware(StartupRefusals),
         Middleware(RequestContext),
-        Middleware(RequestMetrics, metrics=metrics),
+        Middleware(RequestMetrics, metrics=metrics, observer=anomaly),
         Middleware(ProxyHeaders, trusted_proxies=settings.trusted_proxies),
         Middleware(
             SecurityHeaders,
@@ -181,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.anomaly = anomaly
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
@@ -191,6 +197,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_users.router)
     app.include_router(admin_users.invitations)
     app.include_router(admin_blocks.router)
+    app.include_router(admin_alerts.router)
     app.include_router(api_keys.router)
     app.include_router(api_keys.admin_router)
     app.include_router(chat.router)

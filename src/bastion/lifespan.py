@@ -14,6 +14,8 @@ from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bastion.alerts.detector import AnomalyDetector
+from bastion.alerts.feed import ObservedAuditService
 from bastion.auth.api_key_service import build_api_keys
 from bastion.auth.runtime import IdentityRuntime
 from bastion.crypto.fields import FieldCipher
@@ -129,6 +131,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings=settings, sessionmaker=app.state.sessionmaker, redis=shared, limiter=app.state.limiter
     )
     identity: IdentityRuntime = app.state.identity
+    anomaly: AnomalyDetector = app.state.anomaly
+    await anomaly.start(redis=shared, sessionmaker=app.state.sessionmaker, http_client=http_client)
+    # Interim feed until the rebuilt audit log feeds every record: the identity service's
+    # records (failed and successful sign-ins) reach the detectors through its audit service.
+    identity.audit = ObservedAuditService(identity.audit, anomaly)
     # Managed keys are hashed under the current API_KEY_SALT, which the identity runtime reloads.
     app.state.api_keys = build_api_keys(
         settings,
@@ -152,6 +159,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await exporter.start()
         except BaseException:
             await maintenance.aclose()
+            await anomaly.aclose()
             raise
     app.state.metrics_exporter = exporter
     try:
@@ -160,6 +168,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if exporter is not None:
             await exporter.aclose()
         await maintenance.aclose()
+        await anomaly.aclose()
         await app.state.llm.aclose()
         await http_client.aclose()
         await app.state.identity.close()

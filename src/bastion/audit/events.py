@@ -60,6 +60,10 @@ class AuditEvent(StrEnum):
     ACCOUNT_EXPORTED = "privacy.account_exported"
     ACCOUNT_ERASED = "privacy.account_erased"
 
+    # Anomaly detection (bastion.alerts): the alert's id, kind and subject, never what caused it
+    ALERT_RAISED = "alert.raised"
+    ALERT_ACKNOWLEDGED = "alert.acknowledged"
+
 
 class Outcome(StrEnum):
     SUCCESS = "success"
@@ -128,6 +132,8 @@ RECORD_KINDS: dict[AuditEvent, RecordKind] = {
     # An export hands over everything the account holds: kept as long as a sign-in.
     AuditEvent.ACCOUNT_EXPORTED: RecordKind.SECURITY,
     AuditEvent.ACCOUNT_ERASED: RecordKind.SECURITY,
+    AuditEvent.ALERT_RAISED: RecordKind.SECURITY,
+    AuditEvent.ALERT_ACKNOWLEDGED: RecordKind.SECURITY,
 }
 
 

@@ -61,6 +61,12 @@ class NullMetrics:
     def model_tokens(self, provider: str, *, prompt: int, completion: int) -> None:
         """Tokens a model call used."""
 
+    def alert_raised(self, kind: str) -> None:
+        """An anomaly detector raised an alert of ``kind``."""
+
+    def alert_webhook_dropped(self, reason: str) -> None:
+        """An alert that never reached ALERT_WEBHOOK_URL (``queue_full``, ``gave_up``, ...)."""
+
 
 NULL_METRICS = NullMetrics()
 
@@ -117,6 +123,15 @@ class Metrics(NullMetrics):
         self.model_tokens_total = Counter(
             "bastion_model_tokens", "Tokens used by model calls", ("provider", "kind"), registry=r
         )
+        self.alerts_raised = Counter(
+            "bastion_alerts_raised", "Alerts raised by the anomaly detectors, by kind", ("kind",), registry=r
+        )
+        self.alert_webhook_drops = Counter(
+            "bastion_alert_webhook_drops",
+            "Alerts that never reached ALERT_WEBHOOK_URL, by reason",
+            ("reason",),
+            registry=r,
+        )
         # Sampled by ``sample`` just before each scrape: both need an await, which a collector
         # (called synchronously by the exposition code) cannot do.
         self.breaker_state = Gauge(
@@ -167,6 +182,12 @@ class Metrics(NullMetrics):
             self.model_tokens_total.labels(name, "prompt").inc(prompt)
         if completion:
             self.model_tokens_total.labels(name, "completion").inc(completion)
+
+    def alert_raised(self, kind: str) -> None:
+        self.alerts_raised.labels(_bounded(kind)).inc()
+
+    def alert_webhook_dropped(self, reason: str) -> None:
+        self.alert_webhook_drops.labels(_bounded(reason)).inc()
 
     async def sample(self, state: Any) -> None:
         """Read the gauges that need an await (breaker state, active sessions) before a scrape.

@@ -10,13 +10,13 @@ changed since that version was read.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from bastion.api.audit import record_action
 from bastion.api.content_types import require_json
+from bastion.api.cursors import CURSOR, cursor_of, position
 from bastion.api.deps import get_settings, guard_origin, require
 from bastion.api.ratelimit import rate_limit
 from bastion.api.schemas.journal import EntryList, EntryOut, EntrySummaryOut, EntryWrite
@@ -25,7 +25,7 @@ from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.chat.wiring import build_screen
 from bastion.errors import InvalidField
-from bastion.journal.service import EntryChanged, EntrySummary, JournalService
+from bastion.journal.service import EntryChanged, JournalService
 from bastion.ownership import Owner
 from bastion.ratelimit.policies import Policy
 
@@ -51,8 +51,6 @@ IF_MATCH: dict[str, Any] = {
         }
     ]
 }
-EPOCH = datetime(1970, 1, 1)
-CURSOR = r"^[0-9]{1,16}\.[0-9a-f]{32}$"
 ETAG: dict[str, Any] = {"ETag": {"description": "The entry's version", "schema": {"type": "string"}}}
 CHANGED: dict[int | str, dict[str, Any]] = {412: {"description": EntryChanged.default_message}}
 
@@ -87,18 +85,6 @@ def expected_version(request: Request) -> int | None:
 ExpectedVersion = Annotated[int | None, Depends(expected_version)]
 
 
-def _cursor(summary: EntrySummary) -> str:
-    micros = summary.created_at.astimezone(UTC).replace(tzinfo=None) - EPOCH
-    return f"{micros // timedelta(microseconds=1)}.{summary.id}"
-
-
-def _position(cursor: str | None) -> tuple[datetime, str] | None:
-    if cursor is None:
-        return None
-    micros, _, entry_id = cursor.partition(".")
-    return (EPOCH + timedelta(microseconds=int(micros))).replace(tzinfo=UTC), entry_id
-
-
 async def _audit(request: Request, principal: Principal, event: AuditEvent, entry_id: str) -> None:
     await record_action(request, principal, event, target_type="journal_entry", target_id=entry_id)
 
@@ -126,9 +112,10 @@ async def list_entries(
     after: Annotated[str | None, Query(pattern=CURSOR, description="The `next` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> EntryList:
-    page = await service.page(Owner.of(principal), after=_position(after), limit=limit)
+    page = await service.page(Owner.of(principal), after=position(after), limit=limit)
     items = [EntrySummaryOut.of(item) for item in page.items]
-    return EntryList(items=items, next=_cursor(page.items[-1]) if page.more else None)
+    last = page.items[-1] if page.more else None
+    return EntryList(items=items, next=cursor_of(last.created_at, last.id) if last is not None else None)
 
 
 @router.get("/{entry_id}", dependencies=[READ], responses={200: {"headers": ETAG}})
