@@ -79,6 +79,10 @@ class WebhookSender:
         except asyncio.QueueFull:
             self._dropped("queue_full", alert)
 
+    async def flush(self) -> None:
+        """Wait until every queued alert has been delivered or dropped."""
+        await self.queue.join()
+
     def _dropped(self, reason: str, alert: dict[str, Any]) -> None:
         self.stats["dropped"] += 1
         self.metrics.alert_webhook_dropped(reason)

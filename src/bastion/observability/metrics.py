@@ -34,6 +34,7 @@ OTHER = "other"
 _LABEL = re.compile(r"[a-z][a-z0-9_]{0,39}")
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 SAMPLE_TIMEOUT_SECONDS = 2.0
+WEBHOOK_DROP_REASONS = ("queue_full", "gave_up", "refused", "shutdown")
 
 
 def _bounded(value: str) -> str:
@@ -132,6 +133,14 @@ class Metrics(NullMetrics):
             ("reason",),
             registry=r,
         )
+        # Every kind and reason from the start, at 0: a first alert changes a value, never the
+        # set of series (and "none yet" is visible as 0 rather than as a missing series).
+        from bastion.alerts.rules import AlertKind  # here: bastion.alerts imports this module
+
+        for kind in AlertKind:
+            self.alerts_raised.labels(str(kind))
+        for reason in WEBHOOK_DROP_REASONS:
+            self.alert_webhook_drops.labels(reason)
         # Sampled by ``sample`` just before each scrape: both need an await, which a collector
         # (called synchronously by the exposition code) cannot do.
         self.breaker_state = Gauge(
