@@ -12,10 +12,12 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from bastion import __version__
+from bastion.alerts import AnomalyDetector
 from bastion.api.contract import install_contract
 from bastion.api.deps import check_route_access
 from bastion.api.responses import UTF8JSONResponse
 from bastion.api.routes import (
+    admin_alerts,
     admin_audit,
     admin_blocks,
     admin_users,
@@ -87,6 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     # Request records: the middleware notes each request, the lifespan starts the batch writer.
     access_log = AccessLog(metrics=metrics, flush_seconds=settings.access_log_flush_seconds)
+    # The anomaly detector sees every finished request (RequestMetrics below) and every audit
+    # record; the lifespan connects it to Redis, the database and ALERT_WEBHOOK_URL.
+    anomaly = AnomalyDetector(settings, metrics=metrics)
     license_url = settings.license_url
     # Listed outermost first. SecurityHeaders sits above the host check and the redirect (not
     # below them) because those answer on their own and their responses need the headers too.
@@ -120,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     middleware = [
         Middleware(StartupRefusals),
         Middleware(RequestContext),
-        Middleware(RequestMetrics, metrics=metrics, access_log=access_log),
+        Middleware(RequestMetrics, metrics=metrics, access_log=access_log, observer=anomaly),
         Middleware(ProxyHeaders, trusted_proxies=settings.trusted_proxies),
         Middleware(
             SecurityHeaders,
@@ -186,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.access_log = access_log
+    app.state.anomaly = anomaly
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
@@ -197,6 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_users.invitations)
     app.include_router(admin_blocks.router)
     app.include_router(admin_audit.router)
+    app.include_router(admin_alerts.router)
     app.include_router(api_keys.router)
     app.include_router(api_keys.admin_router)
     app.include_router(chat.router)

@@ -14,6 +14,8 @@ from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bastion.alerts.detector import AnomalyDetector
+from bastion.alerts.feed import audit_observer
 from bastion.audit.access import AccessLog
 from bastion.audit.sinks import build_fanout
 from bastion.auth.api_key_service import build_api_keys
@@ -138,6 +140,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings=settings, sessionmaker=app.state.sessionmaker, redis=shared, limiter=app.state.limiter
     )
     identity: IdentityRuntime = app.state.identity
+    anomaly: AnomalyDetector = app.state.anomaly
+    await anomaly.start(redis=shared, sessionmaker=app.state.sessionmaker, http_client=http_client)
+    # Every audit record, once stored, reaches the detectors.
+    audit.observers.append(audit_observer(anomaly))
     # Managed keys are hashed under the current API_KEY_SALT, which the identity runtime reloads.
     app.state.api_keys = build_api_keys(
         settings,
@@ -161,6 +167,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await exporter.start()
         except BaseException:
             await maintenance.aclose()
+            await anomaly.aclose()
             raise
     app.state.metrics_exporter = exporter
     try:
@@ -169,6 +176,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if exporter is not None:
             await exporter.aclose()
         await maintenance.aclose()
+        await anomaly.aclose()
         await app.state.llm.aclose()
         await http_client.aclose()
         await app.state.identity.close()

@@ -46,6 +46,7 @@ SECRET_FIELDS = (
     "REDIS_URL",
     "SENTRY_DSN",
     "ALERT_WEBHOOK_URL",
+    "ALERT_WEBHOOK_SECRET",
 )
 DEV_SECRETS_FILE = "secrets.json"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -75,7 +76,6 @@ def _set(value: Any) -> bool:
 # ignored). Each entry goes when its feature lands.
 NOT_IN_THIS_VERSION: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "sentry_dsn": ("error tracking", _set),
-    "alert_webhook_url": ("anomaly alerts", _set),
 }
 
 
@@ -284,6 +284,35 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     sentry_dsn: SecretStr | None = None
     alert_webhook_url: SecretStr | None = None
+
+    # -- anomaly detection and alerts (bastion.alerts, docs/alerts.md) ---------------------------
+    # Each detector alerts when its count goes above the threshold within its window (0: off).
+    alert_auth_failures: int = Field(10, ge=0)  # failed authentications per client address or account
+    alert_auth_failure_window_seconds: int = Field(300, ge=1, le=7 * 24 * 3600)
+    alert_rate_limit_violations: int = Field(100, ge=0)  # 429 answers per client address
+    alert_rate_limit_window_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
+    alert_server_errors: int = Field(10, ge=0)  # 5xx answers, all clients together
+    alert_server_error_window_seconds: int = Field(60, ge=1, le=7 * 24 * 3600)
+    alert_key_refusals: int = Field(20, ge=0)  # 401 and 429 answers to one API key
+    alert_key_refusal_window_seconds: int = Field(300, ge=1, le=7 * 24 * 3600)
+    alert_prompt_extraction: int = Field(5, ge=0)  # prompt-extraction verdicts per key, account or address
+    alert_prompt_extraction_window_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
+    alert_session_creations: int = Field(200, ge=0)  # chat sessions created, all callers together
+    alert_session_creation_window_seconds: int = Field(300, ge=1, le=7 * 24 * 3600)
+    # A key's tokens in the current hour above FACTOR x its baseline (a weighted mean of its earlier
+    # active hours, the latest weighing BASELINE_WEIGHT), once the hour reaches MIN_TOKENS (0: off).
+    alert_token_usage_factor: float = Field(5.0, ge=0, le=1000)
+    alert_token_usage_min_tokens: int = Field(10_000, ge=1)
+    alert_token_baseline_weight: float = Field(0.3, gt=0, le=1)
+    alert_admin_new_network: bool = True  # an administrator signing in from a network not seen before
+    alert_queue_size: int = Field(1000, ge=1, le=100_000)  # alerts waiting to be stored and sent
+    # Each alert is POSTed here as JSON; signed with HMAC-SHA256 when ALERT_WEBHOOK_SECRET is set.
+    alert_webhook_secret: SecretStr | None = None
+    alert_webhook_allow_http: bool = False  # production refuses a plain-http ALERT_WEBHOOK_URL unless true
+    alert_webhook_timeout_seconds: float = Field(5.0, gt=0, le=60)  # per attempt
+    alert_webhook_max_attempts: int = Field(6, ge=1, le=20)
+    alert_webhook_backoff_seconds: float = Field(1.0, gt=0, le=300)  # first retry; doubles, with jitter
+    alert_webhook_queue_size: int = Field(1000, ge=1, le=100_000)
     # A second, unauthenticated listener for the metrics (docs/metrics.md); loopback by default.
     prometheus_port: int | None = Field(None, ge=1, le=65535)
     prometheus_host: str = Field("127.0.0.1", min_length=1, max_length=255)
@@ -586,6 +615,7 @@ class Settings(BaseSettings):
                 for kid, key in keys.items():
                     if len(set(key)) < 16:
                         problems.append(f"DATABASE_ENCRYPTION_KEY key {kid!r} is too weak: not random bytes")
+        problems += self._webhook_problems()
         if self.login_lock_clients > self.login_lock_failures:
             problems.append("LOGIN_LOCK_CLIENTS cannot exceed LOGIN_LOCK_FAILURES (no lock could happen)")
         if self.login_delay_max_seconds < self.login_delay_seconds:
@@ -624,6 +654,28 @@ class Settings(BaseSettings):
                     "REDIS_URL is malformed: use redis://[:password@]host:port/db, rediss:// or unix://"
                 )
         return problems
+
+    def _webhook_problems(self) -> list[str]:
+        """ALERT_WEBHOOK_URL: an absolute http(s) URL, https in production unless explicitly allowed."""
+        secret = self.secret("ALERT_WEBHOOK_SECRET")
+        if secret is not None and len(secret) < MIN_SECRET_CHARS:
+            return [f"ALERT_WEBHOOK_SECRET is too short: at least {MIN_SECRET_CHARS} characters"]
+        url = self.secret("ALERT_WEBHOOK_URL")
+        if url is None:
+            return []
+        try:
+            parsed = urlsplit(url)
+            valid = parsed.scheme in ("http", "https") and bool(parsed.hostname)
+        except ValueError:
+            valid = False
+        if not valid:
+            return ["ALERT_WEBHOOK_URL must be an absolute http(s) URL"]
+        if parsed.scheme == "http" and self.is_production and not self.alert_webhook_allow_http:
+            return [
+                "ALERT_WEBHOOK_URL is plain http: alerts would cross the network unencrypted "
+                "(use https, or set ALERT_WEBHOOK_ALLOW_HTTP=true for a receiver on a private network)"
+            ]
+        return []
 
     def _unavailable(self) -> list[str]:
         """Settings whose feature is not in this version: refused rather than silently ignored."""

@@ -69,6 +69,8 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("POST", "/api/admin/blocks"): P.BLOCKLIST_MANAGE,
     ("DELETE", "/api/admin/blocks/{kind}/{value}"): P.BLOCKLIST_MANAGE,
     ("DELETE", "/api/admin/blocks/{kind}/{address}/{prefix}"): P.BLOCKLIST_MANAGE,
+    ("GET", "/api/admin/alerts"): P.ALERTS_MANAGE,
+    ("POST", "/api/admin/alerts/{alert_id}/acknowledge"): P.ALERTS_MANAGE,
     ("GET", "/api/admin/keys"): P.KEYS_MANAGE,
     ("POST", "/api/keys"): P.KEYS_OWN,
     ("GET", "/api/keys"): P.KEYS_OWN,
@@ -121,7 +123,15 @@ HOLDS: dict[str, frozenset[str]] = {
     "service key monitoring": frozenset({P.HEALTH_READ, P.METRICS_READ}),
     "service key completions": frozenset({P.COMPLETIONS_USE}),
     "admin key": frozenset(
-        {P.USERS_READ, P.USERS_MANAGE, P.KEYS_MANAGE, P.KEYS_OWN, P.BLOCKLIST_MANAGE, P.AUDIT_READ}
+        {
+            P.USERS_READ,
+            P.USERS_MANAGE,
+            P.KEYS_MANAGE,
+            P.KEYS_OWN,
+            P.BLOCKLIST_MANAGE,
+            P.AUDIT_READ,
+            P.ALERTS_MANAGE,
+        }
     ),
     "static API_KEYS key": frozenset({P.CHAT_USE, P.JOURNAL_USE, P.VOICE_USE, P.COMPLETIONS_USE}),
     "static ML_API_KEYS key": frozenset({P.COMPLETIONS_USE}),
@@ -147,6 +157,7 @@ PARAMS = {
     "key_id": "0" * 16,
     "session_id": "x" * 24,
     "entry_id": "e" * 32,
+    "alert_id": "a" * 32,
 }
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 FORBIDDEN_IN_RESPONSES = (

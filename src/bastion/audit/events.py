@@ -66,6 +66,10 @@ class AuditEvent(StrEnum):
     ACCOUNT_EXPORTED = "account_exported"
     ACCOUNT_ERASED = "account_erased"
 
+    # Anomaly detection (bastion.alerts): the alert's id, kind and subject, never what caused it
+    ALERT_RAISED = "alert_raised"
+    ALERT_ACKNOWLEDGED = "alert_acknowledged"
+
     # The audit log itself: retention cut the oldest records of a chain (the new anchor in details)
     AUDIT_PURGED = "audit_purged"
     AUDIT_EXPORTED = "audit_exported"
@@ -138,6 +142,8 @@ RECORD_KINDS: dict[AuditEvent, RecordKind] = {
     # An export hands over everything the account holds: kept as long as a sign-in.
     AuditEvent.ACCOUNT_EXPORTED: RecordKind.SECURITY,
     AuditEvent.ACCOUNT_ERASED: RecordKind.SECURITY,
+    AuditEvent.ALERT_RAISED: RecordKind.SECURITY,
+    AuditEvent.ALERT_ACKNOWLEDGED: RecordKind.SECURITY,
     AuditEvent.AUDIT_PURGED: RecordKind.SECURITY,
     AuditEvent.AUDIT_EXPORTED: RecordKind.SECURITY,
 }

@@ -34,6 +34,7 @@ class Permission(StrEnum):
     KEYS_MANAGE = "keys:manage"
     BLOCKLIST_MANAGE = "blocklist:manage"
     AUDIT_READ = "audit:read"
+    ALERTS_MANAGE = "alerts:manage"  # list and acknowledge anomaly alerts
     HEALTH_READ = "health:read"
     METRICS_READ = "metrics:read"
     VOICE_USE = "voice:use"
@@ -78,6 +79,7 @@ ADMIN_PERMISSIONS = frozenset(
         Permission.KEYS_MANAGE,
         Permission.BLOCKLIST_MANAGE,
         Permission.AUDIT_READ,
+        Permission.ALERTS_MANAGE,
     }
 )
 

@@ -16,6 +16,7 @@ import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
+from typing import Protocol
 
 import anyio
 
@@ -71,8 +72,17 @@ class Meter:
         return self._estimate()
 
 
+class UsageObserver(Protocol):
+    """What watches each key's token usage for anomalies (``bastion.alerts.AnomalyDetector``)."""
+
+    async def observe_tokens(self, *, api_key_id: str | None, user_id: str | None, tokens: int) -> None: ...
+
+
 class BudgetGuard:
-    """Reserves and settles the token budget around each model call."""
+    """Reserves and settles the token budget around each model call.
+
+    What each call really spent is also shown to ``observer`` (the anomaly detector), per owner.
+    """
 
     def __init__(
         self,
@@ -80,8 +90,10 @@ class BudgetGuard:
         *,
         max_completion_tokens: int = 1024,
         transcription_tokens_per_mb: int = 1000,
+        observer: UsageObserver | None = None,
     ) -> None:
         self.budget = budget
+        self.observer = observer
         self.max_completion_tokens = max_completion_tokens
         self.transcription_tokens_per_mb = transcription_tokens_per_mb
         self.log = get_logger("bastion.chat.budget")
@@ -127,7 +139,20 @@ class BudgetGuard:
         finally:
             # Shielded: a client hanging up cancels the request, and the settlement must still run.
             with anyio.CancelScope(shield=True):
-                await self._settle(reservation, meter.spent(failed=failed))
+                spent = meter.spent(failed=failed)
+                await self._settle(reservation, spent)
+                if self.observer is not None and spent > 0:
+                    await self._observe(self.observer, owner, spent)
+
+    @staticmethod
+    async def _observe(observer: UsageObserver, owner: str, tokens: int) -> None:
+        # ``owner`` is the budget identity: ``key:<id>`` for key-owned calls, else ``user:<id>``.
+        kind, _, value = owner.partition(":")
+        await observer.observe_tokens(
+            api_key_id=value if kind == "key" else None,
+            user_id=value if kind == "user" else None,
+            tokens=tokens,
+        )
 
     async def _settle(self, reservation: Reservation, tokens: int) -> None:
         try:

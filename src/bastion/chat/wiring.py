@@ -22,6 +22,7 @@ def build_budget_guard(state: Any, settings: Settings) -> BudgetGuard:
         state.token_budget,
         max_completion_tokens=settings.llm_max_completion_tokens,
         transcription_tokens_per_mb=settings.transcription_tokens_per_mb,
+        observer=getattr(state, "anomaly", None),
     )
 
 

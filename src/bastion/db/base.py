@@ -21,6 +21,7 @@ class Base(DeclarativeBase):
 
 def load_models() -> None:
     """Import every module that defines tables, so ``Base.metadata`` knows them all."""
+    import bastion.alerts.models
     import bastion.audit.models
     import bastion.auth.models
     import bastion.chat.models

@@ -34,6 +34,7 @@ OTHER = "other"
 _LABEL = re.compile(r"[a-z][a-z0-9_]{0,39}")
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 SAMPLE_TIMEOUT_SECONDS = 2.0
+WEBHOOK_DROP_REASONS = ("queue_full", "gave_up", "refused", "shutdown")
 
 
 def _bounded(value: str) -> str:
@@ -66,6 +67,12 @@ class NullMetrics:
 
     def delivery_dropped(self, kind: str, reason: str, count: int) -> None:
         """Documents a background delivery or an audit sink could not keep."""
+
+    def alert_raised(self, kind: str) -> None:
+        """An anomaly detector raised an alert of ``kind``."""
+
+    def alert_webhook_dropped(self, reason: str) -> None:
+        """An alert that never reached ALERT_WEBHOOK_URL (``queue_full``, ``gave_up``, ...)."""
 
 
 NULL_METRICS = NullMetrics()
@@ -135,6 +142,23 @@ class Metrics(NullMetrics):
             ("kind", "reason"),
             registry=r,
         )
+        self.alerts_raised = Counter(
+            "bastion_alerts_raised", "Alerts raised by the anomaly detectors, by kind", ("kind",), registry=r
+        )
+        self.alert_webhook_drops = Counter(
+            "bastion_alert_webhook_drops",
+            "Alerts that never reached ALERT_WEBHOOK_URL, by reason",
+            ("reason",),
+            registry=r,
+        )
+        # Every kind and reason from the start, at 0: a first alert changes a value, never the
+        # set of series (and "none yet" is visible as 0 rather than as a missing series).
+        from bastion.alerts.rules import AlertKind  # here: bastion.alerts imports this module
+
+        for kind in AlertKind:
+            self.alerts_raised.labels(str(kind))
+        for reason in WEBHOOK_DROP_REASONS:
+            self.alert_webhook_drops.labels(reason)
         # Sampled by ``sample`` just before each scrape: both need an await, which a collector
         # (called synchronously by the exposition code) cannot do.
         self.breaker_state = Gauge(
@@ -191,6 +215,12 @@ class Metrics(NullMetrics):
 
     def delivery_dropped(self, kind: str, reason: str, count: int) -> None:
         self.delivery_drops.labels(_bounded(kind), _bounded(reason)).inc(count)
+
+    def alert_raised(self, kind: str) -> None:
+        self.alerts_raised.labels(_bounded(kind)).inc()
+
+    def alert_webhook_dropped(self, reason: str) -> None:
+        self.alert_webhook_drops.labels(_bounded(reason)).inc()
 
     async def sample(self, state: Any) -> None:
         """Read the gauges that need an await (breaker state, active sessions) before a scrape.

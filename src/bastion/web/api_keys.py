@@ -140,6 +140,8 @@ class ApiKeyAuthentication:
             try:
                 principal = await runtime.authenticate(presented, ip=ip)
             except KeyRejected as rejected:
+                # For the anomaly detector (repeated refusals of one key): alerted on, never blocked.
+                state["rejected_api_key_id"] = rejected.key_id
                 await self._failed(scope, runtime, rejected, ip)
                 raise Unauthorized(INVALID_KEY) from None
             state["api_key_principal"] = principal

@@ -143,7 +143,7 @@ async def test_an_inserted_record_is_named(sessionmaker: async_sessionmaker[Asyn
         await session.execute(
             text(
                 "INSERT INTO audit_logs (id, timestamp, event_type, result, anomaly_flags, details, "
-                "chain, seq, prev_hash, hash) SELECT 'f' || substr(id, 2), timestamp, event_type, result, "
+                "chain, seq, prev_hash, hash) SELECT substr(id, 1, 31) || 'x', timestamp, event_type, result, "
                 "anomaly_flags, details, chain, 4, hash, hash FROM audit_logs WHERE id = :source"
             ),
             {"source": ids[2]},
@@ -151,7 +151,7 @@ async def test_an_inserted_record_is_named(sessionmaker: async_sessionmaker[Asyn
         await session.execute(text("UPDATE audit_chain_heads SET seq = seq + 1 WHERE chain = 'security'"))
     _access, security = await verify(sessionmaker)
     assert not security.intact
-    assert security.broken_record == "f" + ids[2][1:]
+    assert security.broken_record == ids[2][:31] + "x"
 
 
 async def test_records_removed_at_the_end_are_noticed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:

@@ -114,9 +114,8 @@ async def list_entries(
 ) -> EntryList:
     page = await service.page(Owner.of(principal), after=position(after), limit=limit)
     items = [EntrySummaryOut.of(item) for item in page.items]
-    return EntryList(
-        items=items, next=cursor_of(page.items[-1].created_at, page.items[-1].id) if page.more else None
-    )
+    last = page.items[-1] if page.more else None
+    return EntryList(items=items, next=cursor_of(last.created_at, last.id) if last is not None else None)
 
 
 @router.get("/{entry_id}", dependencies=[READ], responses={200: {"headers": ETAG}})
