@@ -143,8 +143,8 @@ async def test_an_inserted_record_is_named(sessionmaker: async_sessionmaker[Asyn
         await session.execute(
             text(
                 "INSERT INTO audit_logs (id, timestamp, event_type, result, anomaly_flags, details, "
-                "chain, seq, prev_hash, hash) SELECT substr(id, 1, 31) || 'x', timestamp, event_type, result, "
-                "anomaly_flags, details, chain, 4, hash, hash FROM audit_logs WHERE id = :source"
+                "chain, seq, prev_hash, hash) SELECT substr(id, 1, 31) || 'x', timestamp, event_type, "
+                "result, anomaly_flags, details, chain, 4, hash, hash FROM audit_logs WHERE id = :source"
             ),
             {"source": ids[2]},
         )
