@@ -35,9 +35,10 @@ from bastion.api.routes.docs import OPENAPI_URL, docs_router
 from bastion.audit.access import AccessLog
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
+from bastion.observability.errortracking import start_error_tracking
 from bastion.observability.logging import configure_logging
 from bastion.observability.metrics import Metrics
-from bastion.settings import ConfigurationError, Settings, load_settings
+from bastion.settings import ConfigurationError, Settings, load_settings, prometheus_multiproc_dir
 from bastion.web import (
     CORS,
     BodyLimit,
@@ -82,11 +83,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             print(exc.render(), file=sys.stderr)
             raise SystemExit(2) from None
     configure_logging(settings)
+    # Process-wide like logging: this is the one call every serving process makes (each worker
+    # builds its app here); the app reports with its own client (docs/error-tracking.md).
+    error_tracker = start_error_tracking(settings)
 
     docs = settings.docs_enabled
     # The app's own registry (never the process-wide default); the lifespan serves it on
     # PROMETHEUS_PORT when that is set, GET /metrics always.
-    metrics = Metrics()
+    # With several workers (PROMETHEUS_MULTIPROC_DIR, set by `bastion serve`) its scrapes show
+    # the merge of every worker's values.
+    metrics = Metrics(multiprocess_dir=prometheus_multiproc_dir())
     # Request records: the middleware notes each request, the lifespan starts the batch writer.
     access_log = AccessLog(metrics=metrics, flush_seconds=settings.access_log_flush_seconds)
     # The anomaly detector sees every finished request (RequestMetrics below) and every audit
@@ -159,7 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout_seconds=settings.request_body_timeout_seconds,
             license_url=license_url,
         ),
-        Middleware(UnhandledErrors, license_url=license_url),
+        Middleware(UnhandledErrors, license_url=license_url, error_tracker=error_tracker),
         Middleware(
             ClientCertificates,
             identities=settings.mtls_service_identities,
@@ -192,6 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.access_log = access_log
     app.state.anomaly = anomaly
+    app.state.error_tracker = error_tracker
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics_route.router)

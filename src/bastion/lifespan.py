@@ -27,9 +27,10 @@ from bastion.guard import Guard, GuardConfig, new_canary
 from bastion.llm.factory import build_provider
 from bastion.llm.metered import MeteredProvider
 from bastion.maintenance import Job, Maintenance
+from bastion.observability.errortracking import ErrorTracker
 from bastion.observability.exporter import MetricsExporter
 from bastion.observability.logging import get_logger
-from bastion.observability.metrics import Metrics
+from bastion.observability.metrics import WORKER_SAMPLE_SECONDS, Metrics
 from bastion.privacy.retention import RetentionPeriods, RetentionPurge
 from bastion.ratelimit.components import build_rate_limiting
 from bastion.ratelimit.storage.redis import fail_fast_client
@@ -155,11 +156,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     retention = RetentionPurge(
         sessionmaker=app.state.sessionmaker, periods=RetentionPeriods.from_settings(settings)
     )
-    maintenance = Maintenance([Job("retention", settings.maintenance_interval_seconds, retention.run)])
+    jobs = [Job("retention", settings.maintenance_interval_seconds, retention.run)]
+    if metrics.workers is not None:
+        # Several workers: the supervisor's PROMETHEUS_PORT listener cannot sample the gauges,
+        # so each worker keeps its reading fresh in the shared files (a merged "most recent"
+        # gauge shows nothing until some worker has sampled it: the first reading is taken now).
+        async def sample_gauges() -> int:
+            await metrics.sample(app.state)
+            return 0
+
+        await sample_gauges()
+        jobs.append(Job("metrics_sample", WORKER_SAMPLE_SECONDS, sample_gauges))
+    maintenance = Maintenance(jobs)
     maintenance.start()
     app.state.maintenance = maintenance
     exporter: MetricsExporter | None = None
-    if settings.prometheus_port is not None:
+    # With several workers `bastion serve` itself listens on PROMETHEUS_PORT, once for all.
+    if settings.prometheus_port is not None and metrics.workers is None:
         exporter = MetricsExporter(
             metrics, app.state, host=settings.prometheus_host, port=settings.prometheus_port
         )
@@ -188,4 +201,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if redis is not None:
             await redis.aclose()
         await engine.dispose()
+        metrics.close()
+        error_tracker: ErrorTracker | None = getattr(app.state, "error_tracker", None)
+        if error_tracker is not None:
+            await asyncio.to_thread(error_tracker.flush)  # what is queued, before the process ends
         log.info("shutdown")

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -74,9 +74,7 @@ def _set(value: Any) -> bool:
 
 # Settings whose feature this version does not have yet: setting one is refused (never silently
 # ignored). Each entry goes when its feature lands.
-NOT_IN_THIS_VERSION: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "sentry_dsn": ("error tracking", _set),
-}
+NOT_IN_THIS_VERSION: dict[str, tuple[str, Callable[[Any], bool]]] = {}
 
 
 MAX_TERMS_BYTES = 1_000_000
@@ -282,7 +280,10 @@ class Settings(BaseSettings):
 
     enable_json_logging: bool = True
     log_level: str = "INFO"
+    # Error tracking (docs/error-tracking.md): a Sentry DSN, https in production unless
+    # SENTRY_ALLOW_HTTP (a relay on the same host or a private network) says plain http is meant.
     sentry_dsn: SecretStr | None = None
+    sentry_allow_http: bool = False
     alert_webhook_url: SecretStr | None = None
 
     # -- anomaly detection and alerts (bastion.alerts, docs/alerts.md) ---------------------------
@@ -653,6 +654,8 @@ class Settings(BaseSettings):
                 problems.append(
                     "REDIS_URL is malformed: use redis://[:password@]host:port/db, rediss:// or unix://"
                 )
+        if (dsn := self.secret("SENTRY_DSN")) is not None:
+            problems += self._sentry_dsn_problems(dsn)
         return problems
 
     def _webhook_problems(self) -> list[str]:
@@ -674,6 +677,22 @@ class Settings(BaseSettings):
             return [
                 "ALERT_WEBHOOK_URL is plain http: alerts would cross the network unencrypted "
                 "(use https, or set ALERT_WEBHOOK_ALLOW_HTTP=true for a receiver on a private network)"
+            ]
+        return []
+
+    def _sentry_dsn_problems(self, dsn: str) -> list[str]:
+        # sentry-sdk's own parser, so what passes here is what the SDK will open; imported only
+        # when a DSN is set.
+        from sentry_sdk.utils import BadDsn, Dsn
+
+        try:
+            parsed = Dsn(dsn)
+        except (BadDsn, ValueError):
+            return ["SENTRY_DSN is not a Sentry DSN: use https://PUBLIC_KEY@HOST/PROJECT_ID"]
+        if parsed.scheme == "http" and self.is_production and not self.sentry_allow_http:
+            return [
+                "SENTRY_DSN must be https in production (error reports would cross the network in "
+                "clear text); set SENTRY_ALLOW_HTTP=true for a relay on this host or a private network"
             ]
         return []
 
@@ -726,7 +745,11 @@ class Settings(BaseSettings):
     # -- derived values ------------------------------------------------------------------------
 
     def secret_values(self) -> list[str]:
-        """Every configured secret value, for scrubbing logs."""
+        """Every configured secret value, for scrubbing logs and error reports.
+
+        The passwords inside DATABASE_URL and REDIS_URL count on their own too: a driver's error
+        message may quote one without the rest of the URL.
+        """
         values: list[str] = []
         for name in SECRET_FIELDS:
             raw = self.secret(name)
@@ -736,6 +759,8 @@ class Settings(BaseSettings):
                 values.extend(part.strip() for part in raw.split(",") if part.strip())
             else:
                 values.append(raw)
+            if name in ("DATABASE_URL", "REDIS_URL") and (password := _url_password(raw)):
+                values += {password, unquote(password)}  # as written, and as a driver shows it
         return [value for value in values if len(value) >= 8]
 
     def _audit_warnings(self) -> list[str]:
@@ -792,6 +817,8 @@ class Settings(BaseSettings):
                 found.append(
                     "LLM_BASE_URL is plain http: prompts and the API key cross the network unencrypted"
                 )
+            if (self.secret("SENTRY_DSN") or "").startswith("http://"):
+                found.append("SENTRY_DSN is plain http (SENTRY_ALLOW_HTTP): error reports are not encrypted")
             if any(o.startswith("http://") for o in self.allowed_origins):
                 found.append("ALLOWED_ORIGINS includes a plain-http origin")
             if self.docs_enabled:
@@ -799,6 +826,29 @@ class Settings(BaseSettings):
                     "ENABLE_DOCS=true: /docs, /redoc and /openapi.json describe every route publicly"
                 )
         return found
+
+
+def _url_password(url: str) -> str | None:
+    """The password part of ``scheme://user:password@host/...`` as written (percent-encoded), if any."""
+    try:
+        return urlsplit(url).password or None
+    except ValueError:
+        return None
+
+
+# prometheus_client's own variable: the library reads it when it is first imported, to decide
+# whether metric values live in memory or in per-process files (multiprocess mode). So it comes
+# from the process environment only (a .env file is read too late for the library), and it is not
+# a setting: `bastion serve --workers N` sets it for its workers (docs/metrics.md).
+PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prometheus_multiproc_dir(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The directory of prometheus_client's multiprocess mode for this process, when it has one."""
+    present = environ if environ is not None else os.environ
+    # The library still honours the deprecated lower-case spelling.
+    value = present.get(PROMETHEUS_MULTIPROC_DIR) or present.get(PROMETHEUS_MULTIPROC_DIR.lower())
+    return Path(value) if value else None
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -28,7 +28,7 @@ CASES = [
     ),
     ({"DATABASE_URL": "::not a url::"}, "DATABASE_URL is not a database URL"),
     ({"AUDIT_LOG_SINK": "stdout"}, "AUDIT_LOG_SINK is not available in this version"),
-    ({"SENTRY_DSN": "https://key@sentry.example.org/1"}, "SENTRY_DSN is not available in this version"),
+    ({"SENTRY_DSN": "ftp://key@sentry.example.org/1"}, "SENTRY_DSN is not a Sentry DSN"),
     ({"INJECTION_ACTION": "deny"}, "INJECTION_ACTION: Value error, must be one of log, flag, block"),
     ({"LICENSE_URL": "https://example.org/terms\r\nX-Evil: 1"}, "LICENSE_URL"),
     ({"LOGIN_MAX_FAILURES": "5"}, "LOGIN_MAX_FAILURES no longer exists: use LOGIN_DELAY_AFTER_FAILURES"),

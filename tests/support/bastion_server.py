@@ -70,6 +70,22 @@ def bastion_serve(
         yield port
 
 
+def run_bastion(
+    tmp_path: Path, *args: str, env: Mapping[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run one ``bastion`` command against the deployment ``bastion_serve(tmp_path, env=env)`` serves."""
+    return subprocess.run(
+        [*bastion_command(), *args],
+        env=_environment(tmp_path, env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).parents[2],
+    )
+
+
 @contextlib.contextmanager
 def uvicorn_serve(
     tmp_path: Path, app: str = "tests.support.echo_app:create", *, env: Mapping[str, str] | None = None

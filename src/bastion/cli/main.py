@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +18,7 @@ from bastion import __version__
 from bastion.cli import api_keys as _api_keys  # noqa: F401 - registers `bastion keys create|list|revoke|rotate`
 from bastion.cli import audit, blocks, db, guard, retention, secrets, users
 from bastion.cli.common import database_or_exit, encryption_keys_or_exit, settings_or_exit, upgrade_or_exit
-from bastion.settings import Settings
+from bastion.settings import PROMETHEUS_MULTIPROC_DIR, Settings
 
 app = typer.Typer(help="Bastion: a security-hardened backend for AI chat applications.", no_args_is_help=True)
 app.add_typer(audit.app, name="audit")
@@ -90,14 +94,6 @@ def serve(
     from bastion.web.tls_extension import PROTOCOL as TLS_PROTOCOL
 
     settings = settings_or_exit()
-    if workers > 1 and settings.prometheus_port is not None:
-        # Each worker has its own registry, and each would try to bind the one PROMETHEUS_PORT.
-        typer.echo(
-            f"PROMETHEUS_PORT serves one process's metrics and cannot be shared by {workers} workers: "
-            "unset it and scrape GET /metrics of each worker, or run one worker per instance",
-            err=True,
-        )
-        raise typer.Exit(2)
     configure_logging(settings)
     if (ssl_certfile is None) != (ssl_keyfile is None):
         typer.echo("--ssl-certfile and --ssl-keyfile go together", err=True)
@@ -114,29 +110,73 @@ def serve(
             err=True,
         )
     cert_reqs = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
-    uvicorn.run(
-        "bastion.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        ssl_certfile=ssl_certfile,
-        ssl_keyfile=ssl_keyfile,
-        ssl_ca_certs=ssl_ca_certs,
-        ssl_cert_reqs=cert_reqs[ssl_cert_reqs.value],
-        # TLS 1.2+ with ECDHE+AEAD suites only: uvicorn builds the context, we restrict it.
-        ssl_context_factory=hardened_ssl_context if ssl_certfile else None,
-        # uvicorn does not fill in the ASGI TLS extension; this protocol adds the verified client
-        # certificate to each request's scope, for mutual-TLS service identities.
-        http=TLS_PROTOCOL if ssl_certfile else "auto",
-        uds=uds,
-        # Bastion writes its own redacted access log; uvicorn's would print raw query strings.
-        access_log=False,
-        server_header=False,
-        # Forwarded headers are believed only from TRUSTED_PROXIES, by Bastion itself.
-        proxy_headers=False,
-        log_config=None,
-    )
+    with _worker_metrics(settings, workers):
+        uvicorn.run(
+            "bastion.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            ssl_ca_certs=ssl_ca_certs,
+            ssl_cert_reqs=cert_reqs[ssl_cert_reqs.value],
+            # TLS 1.2+ with ECDHE+AEAD suites only: uvicorn builds the context, we restrict it.
+            ssl_context_factory=hardened_ssl_context if ssl_certfile else None,
+            # uvicorn does not fill in the ASGI TLS extension; this protocol adds the verified client
+            # certificate to each request's scope, for mutual-TLS service identities.
+            http=TLS_PROTOCOL if ssl_certfile else "auto",
+            uds=uds,
+            # Bastion writes its own redacted access log; uvicorn's would print raw query strings.
+            access_log=False,
+            server_header=False,
+            # Forwarded headers are believed only from TRUSTED_PROXIES, by Bastion itself.
+            proxy_headers=False,
+            log_config=None,
+        )
+
+
+@contextlib.contextmanager
+def _worker_metrics(settings: Settings, workers: int) -> Iterator[None]:
+    """With several workers: one metrics directory for all of them, and PROMETHEUS_PORT served here.
+
+    prometheus_client reads PROMETHEUS_MULTIPROC_DIR when a process first imports it, so it is
+    put in the environment before uvicorn spawns the workers (fresh interpreters that inherit it).
+    The directory is new and empty for each run (an inherited one is replaced: counts of another
+    run must not add to this one's) and removed when the server stops. The PROMETHEUS_PORT
+    listener binds here, once, before any worker starts, and serves the merge of every worker.
+    """
+    if workers == 1:
+        yield
+        return
+    from bastion.observability.exporter import ExporterThread, MetricsExporter
+    from bastion.observability.multiprocess import new_directory
+
+    directory = new_directory()
+    os.environ[PROMETHEUS_MULTIPROC_DIR] = str(directory)
+    listener: ExporterThread | None = None
+    try:
+        if settings.prometheus_port is not None:
+            from bastion.observability.multiprocess import WorkerFiles
+
+            exporter = MetricsExporter(
+                WorkerFiles(directory), None, host=settings.prometheus_host, port=settings.prometheus_port
+            )
+            listener = ExporterThread(exporter)
+            try:
+                listener.start()
+            except OSError as exc:
+                typer.echo(
+                    f"PROMETHEUS_PORT {settings.prometheus_host}:{settings.prometheus_port} cannot be "
+                    f"opened ({exc.strerror})",
+                    err=True,
+                )
+                raise typer.Exit(2) from None
+        yield
+    finally:
+        if listener is not None:
+            listener.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @app.command("nginx-config")

@@ -5,15 +5,20 @@ A minimal HTTP/1.0 answerer on the app's own event loop, started and stopped by 
 ``GET /metrics`` (or ``/``) gets the exposition, anything else a 404, and every connection is
 closed after one answer. Running on the loop (not prometheus_client's thread server) lets a
 scrape sample the gauges that need an await, as GET /metrics on the main port does.
+
+With several workers the listener belongs to ``bastion serve``'s supervising process instead
+(``ExporterThread``): one socket bound once, serving the merge of every worker's files, where a
+listener per worker would each try to bind the one port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 from bastion.observability.logging import get_logger
-from bastion.observability.metrics import CONTENT_TYPE_LATEST, Metrics
+from bastion.observability.metrics import CONTENT_TYPE_LATEST, Exposition
 
 MAX_REQUEST_HEAD_BYTES = 8192
 READ_TIMEOUT_SECONDS = 5.0
@@ -22,7 +27,7 @@ READ_TIMEOUT_SECONDS = 5.0
 class MetricsExporter:
     """Serves ``metrics`` on ``host:port`` while started."""
 
-    def __init__(self, metrics: Metrics, state: Any, *, host: str, port: int) -> None:
+    def __init__(self, metrics: Exposition, state: Any, *, host: str, port: int) -> None:
         self.metrics = metrics
         self.state = state
         self.host = host
@@ -73,3 +78,36 @@ class MetricsExporter:
             pass  # a slow, oversized or vanished scraper gets nothing
         finally:
             writer.close()
+
+
+class ExporterThread:
+    """A ``MetricsExporter`` on an event loop of its own thread, for a process that runs no loop.
+
+    ``start`` binds before it returns (a port in use raises ``OSError`` there, in the caller);
+    ``stop`` closes the listener and ends the thread.
+    """
+
+    def __init__(self, exporter: MetricsExporter) -> None:
+        self.exporter = exporter
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="bastion-metrics", daemon=True)
+
+    def start(self) -> None:
+        try:
+            self._loop.run_until_complete(self.exporter.start())
+        except BaseException:
+            self._loop.close()
+            raise
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if not self._thread.is_alive():
+            return
+        closing = asyncio.run_coroutine_threadsafe(self.exporter.aclose(), self._loop)
+        try:
+            closing.result(timeout)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+            if not self._thread.is_alive():
+                self._loop.close()

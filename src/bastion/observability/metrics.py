@@ -9,20 +9,34 @@ clients send.
 
 Code that counts something asks for ``metrics_of(app)``, which is ``NULL_METRICS`` (every method a
 no-op) when the app has none, so services and middleware work unchanged in unit tests.
+
+Under ``bastion serve --workers N`` the values live in per-worker files and every scrape merges
+them (``bastion.observability.multiprocess``); the registry per app stays as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from bastion.observability.logging import get_logger
+from bastion.observability.multiprocess import WorkerFiles, in_multiprocess_mode
 
-__all__ = ["CONTENT_TYPE_LATEST", "NULL_METRICS", "Metrics", "NullMetrics", "metrics_of", "state_metrics"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "NULL_METRICS",
+    "Exposition",
+    "Metrics",
+    "NullMetrics",
+    "metrics_of",
+    "state_metrics",
+]
 
 # 1 ms to 30 s: a health check at the bottom, a long model reply at the top.
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -35,6 +49,21 @@ _LABEL = re.compile(r"[a-z][a-z0-9_]{0,39}")
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 SAMPLE_TIMEOUT_SECONDS = 2.0
 WEBHOOK_DROP_REASONS = ("queue_full", "gave_up", "refused", "shutdown")
+# With several workers, each samples the gauges this often as well as before the scrapes it
+# answers: the PROMETHEUS_PORT listener runs in the supervising process, which cannot sample.
+WORKER_SAMPLE_SECONDS = 15.0
+# Sampled gauges: with several workers, the value most recently sampled by a live worker. The
+# sampled state is shared (Redis) in a multi-worker deployment, so the freshest reading is the
+# true one; summing or taking the maximum of stale readings would not be.
+SAMPLED: Literal["livemostrecent"] = "livemostrecent"
+
+
+class Exposition(Protocol):
+    """What a metrics listener serves: gauges sampled on demand, then the text exposition."""
+
+    async def sample(self, state: Any) -> None: ...
+
+    def render(self) -> bytes: ...
 
 
 def _bounded(value: str) -> str:
@@ -92,8 +121,14 @@ def state_metrics(state: Any) -> NullMetrics:
 class Metrics(NullMetrics):
     """The app's registry and every metric Bastion exports (docs/metrics.md)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, multiprocess_dir: Path | None = None) -> None:
+        """``multiprocess_dir``: PROMETHEUS_MULTIPROC_DIR, when this process is one of several workers."""
+        if multiprocess_dir is not None and not in_multiprocess_mode():
+            # The variable was set after prometheus_client was imported: this process's values
+            # are in memory and would be missing from the merge.
+            raise RuntimeError("PROMETHEUS_MULTIPROC_DIR must be set before the process starts")
         self.registry = CollectorRegistry(auto_describe=True)
+        self.workers = WorkerFiles(multiprocess_dir) if multiprocess_dir is not None else None
         r = self.registry
         self.requests = Counter(
             "bastion_requests", "HTTP requests answered", ("method", "route", "status"), registry=r
@@ -135,6 +170,7 @@ class Metrics(NullMetrics):
             "Documents waiting in a background delivery (audit sinks, access records)",
             ("kind",),
             registry=r,
+            multiprocess_mode="livesum",  # with several workers: what all live workers hold
         )
         self.delivery_drops = Counter(
             "bastion_delivery_dropped",
@@ -166,9 +202,13 @@ class Metrics(NullMetrics):
             "Circuit breaker of the model provider: 0 closed, 1 half-open, 2 open",
             ("provider",),
             registry=r,
+            multiprocess_mode=SAMPLED,
         )
         self.active_sessions = Gauge(
-            "bastion_chat_sessions_active", "Chat sessions holding a slot of the session quota", registry=r
+            "bastion_chat_sessions_active",
+            "Chat sessions holding a slot of the session quota",
+            registry=r,
+            multiprocess_mode=SAMPLED,
         )
         # The request path's children, looked up once per label set instead of through
         # ``labels()`` (a lock and a validation) on every request.
@@ -246,5 +286,12 @@ class Metrics(NullMetrics):
                 self.active_sessions.set(active)
 
     def render(self) -> bytes:
-        """The registry in the text exposition format (``CONTENT_TYPE_LATEST``)."""
+        """The text exposition (``CONTENT_TYPE_LATEST``): of every worker when there are several."""
+        if self.workers is not None:
+            return self.workers.render()
         return generate_latest(self.registry)
+
+    def close(self) -> None:
+        """The app stopped: with several workers, this one's sampled gauges leave the merge."""
+        if self.workers is not None:
+            self.workers.forget(os.getpid())

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Scrubbing of credentials from anything headed for a log: keys, headers, query strings, exception text."""
+"""Scrubbing of credentials from anything headed for a log or an error report: keys, headers, query
+strings, exception text."""
 
 from __future__ import annotations
 
@@ -108,7 +109,12 @@ class Redactor:
             return match.group(0)
         return f"{match['name']}{match['q']}{REDACTED}{match['q']}"
 
-    def value(self, value: Any, *, depth: int = 0) -> Any:
+    def value(self, value: Any, *, depth: int = 0, keep: tuple[type, ...] = ()) -> Any:
+        """``value`` with every string in it scrubbed, and every entry under a sensitive name replaced.
+
+        Other objects become their scrubbed text, except instances of ``keep`` (an error report's
+        timestamps), which are returned as they are. Nesting deeper than 8 levels is replaced whole.
+        """
         if depth > 8:
             return REDACTED
         if isinstance(value, str):
@@ -120,15 +126,36 @@ class Redactor:
                 k: (
                     REDACTED
                     if isinstance(k, str) and self.is_sensitive(k)
-                    else self.value(v, depth=depth + 1)
+                    else self.value(v, depth=depth + 1, keep=keep)
                 )
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple):
-            return [self.value(v, depth=depth + 1) for v in value]
-        if isinstance(value, int | float | bool) or value is None:
+            return [self.value(v, depth=depth + 1, keep=keep) for v in value]
+        if isinstance(value, (int, float, bool, *keep)) or value is None:
             return value
         return self.text(str(value))
+
+    def headers(self, headers: Any, *, allowed: Iterable[str]) -> dict[str, str]:
+        """Only the ``allowed`` headers (names matched case-insensitively), their values scrubbed.
+
+        For reports that leave the process: every other header is dropped whole rather than
+        judged by name, so a credential in a header nobody thought of is never sent.
+        """
+        keep = {_norm(name) for name in allowed}
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        kept: dict[str, str] = {}
+        try:
+            for name, value in pairs:
+                if isinstance(name, str) and _norm(name) in keep and not self.is_sensitive(name):
+                    kept[name] = self.text(str(value))
+        except (TypeError, ValueError):  # not name/value pairs: nothing is kept
+            return {}
+        return kept
+
+    def url(self, value: str) -> str:
+        """``value`` without its query string and fragment, the rest scrubbed."""
+        return self.text(value.split("?", 1)[0].split("#", 1)[0])
 
     def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         """structlog processor."""

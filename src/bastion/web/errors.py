@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.db.errors import unavailable
 from bastion.errors import BastionError, error_bytes
 from bastion.observability.logging import get_logger
+
+if TYPE_CHECKING:
+    from bastion.observability.errortracking import ErrorTracker
 
 JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
 
@@ -76,11 +80,17 @@ class UnhandledErrors:
 
     An outage of the database (``bastion.db.errors.unavailable``) is not a bug: it answers 503 with
     Retry-After and the error shape, logged as a warning without a traceback.
+
+    With SENTRY_DSN set, each unhandled exception (never an outage) is also reported to Sentry,
+    scrubbed (``bastion.observability.errortracking``).
     """
 
-    def __init__(self, app: ASGIApp, *, license_url: str | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, license_url: str | None = None, error_tracker: ErrorTracker | None = None
+    ) -> None:
         self.app = app
         self.license_url = license_url
+        self.error_tracker = error_tracker
         self.log = get_logger("bastion.errors")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -110,6 +120,8 @@ class UnhandledErrors:
                     await send_domain_error(scope, send, outage, license_url=self.license_url)
                 return
             self.log.exception("unhandled_exception", path=scope.get("path"), response_started=started)
+            if self.error_tracker is not None:
+                self.error_tracker.capture(exc)  # SENTRY_DSN: scrubbed, sent in the background
             if started:
                 return
             request_id = (scope.get("state") or {}).get("request_id")

@@ -151,7 +151,7 @@ class RateLimit:
                     headers,
                     policy=self.policy,
                     metrics=metrics_of(scope.get("app")),
-                    state=scope["state"],
+                    state=scope.get("state"),
                 )
         except BastionError as exc:
             await send_domain_error(scope, send, exc, license_url=self.license_url)

@@ -3,19 +3,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from prometheus_client import REGISTRY
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
-from typer.testing import CliRunner
 
-from bastion.cli import app as cli
 from bastion.llm.base import ChatMessage, GenerationOptions, StreamChunk, StreamInterrupted
 from bastion.llm.metered import MeteredProvider
 from bastion.llm.offline import OfflineProvider
 from bastion.observability.metrics import NULL_METRICS, Metrics, metrics_of
+from bastion.observability.multiprocess import WorkerFiles
 
 
 def total(metrics: Metrics, name: str, **labels: str) -> float:
@@ -86,9 +90,29 @@ async def test_interrupted_and_abandoned_streams_are_told_apart() -> None:
     assert total(metrics, "bastion_model_calls_total", outcome="abandoned") == 1
 
 
-def test_serve_refuses_prometheus_port_with_several_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ENVIRONMENT", "test")
-    monkeypatch.setenv("PROMETHEUS_PORT", "9100")
-    result = CliRunner().invoke(cli, ["serve", "--workers", "2"])
-    assert result.exit_code == 2
-    assert "PROMETHEUS_PORT" in result.output and "2 workers" in result.output
+def test_an_app_refuses_multiprocess_mode_the_library_did_not_start_in(tmp_path: Path) -> None:
+    # PROMETHEUS_MULTIPROC_DIR was not in this test process's environment at import.
+    with pytest.raises(RuntimeError, match="PROMETHEUS_MULTIPROC_DIR"):
+        Metrics(multiprocess_dir=tmp_path)
+
+
+def _worker_file(directory: Path, kind: str, pid: int, metric: str, value: float) -> None:
+    """One worker's file as prometheus_client's multiprocess mode writes it."""
+    values = MmapedDict(str(directory / f"{kind}_{pid}.db"))
+    values.write_value(mmap_key(metric, metric, [], [], "help"), value, 1.0)
+    values.close()
+
+
+def test_a_dead_workers_counts_stay_and_its_sampled_gauges_go(tmp_path: Path) -> None:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead, alive = int(finished.stdout), os.getpid()
+    for pid, count in ((dead, 5), (alive, 7)):
+        _worker_file(tmp_path, "counter", pid, "bastion_requests_total", count)
+        _worker_file(tmp_path, "gauge_livemostrecent", pid, "bastion_chat_sessions_active", count)
+    files = WorkerFiles(tmp_path)
+    text = files.render().decode()
+    assert not (tmp_path / f"gauge_livemostrecent_{dead}.db").exists()
+    assert (tmp_path / f"gauge_livemostrecent_{alive}.db").exists()
+    found = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert found["bastion_requests_total"] == 12  # the dead worker's requests still count
+    assert found["bastion_chat_sessions_active"] == 7  # only a live worker's reading
