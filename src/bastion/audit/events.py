@@ -11,6 +11,7 @@ class AuditEvent(StrEnum):
     CONFIG_CHANGED = "config.changed"
     SECRETS_GENERATED = "secrets.generated"
     SECRET_ROTATED = "secrets.rotated"  # noqa: S105 - an event name; details name the secret, never its value
+    CONTENT_SIGNING_KEY_ROTATED = "secrets.content_signing_key_rotated"
     # identity
     USER_REGISTERED = "auth.register"
     LOGIN_SUCCEEDED = "auth.login"
@@ -89,6 +90,7 @@ RECORD_KINDS: dict[AuditEvent, RecordKind] = {
     AuditEvent.CONFIG_CHANGED: RecordKind.SECURITY,
     AuditEvent.SECRETS_GENERATED: RecordKind.SECURITY,
     AuditEvent.SECRET_ROTATED: RecordKind.SECURITY,
+    AuditEvent.CONTENT_SIGNING_KEY_ROTATED: RecordKind.SECURITY,
     AuditEvent.USER_REGISTERED: RecordKind.SECURITY,
     AuditEvent.LOGIN_SUCCEEDED: RecordKind.SECURITY,
     AuditEvent.LOGIN_FAILED: RecordKind.SECURITY,
