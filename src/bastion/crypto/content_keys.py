@@ -23,7 +23,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -151,8 +151,12 @@ class ContentKeys:
         if not live and create:
             try:
                 async with unit_of_work(self.sessionmaker) as session:
-                    generation = (await session.scalar(select(func.max(ContentSigningKey.generation)))) or 0
-                    session.add(_new_row(self.cipher, generation + 1, now))
+                    # Looked at again inside the write: an instance that made one meanwhile wins
+                    # (here, or by the unique generation when both write at once).
+                    current = (await session.scalars(select(ContentSigningKey))).all()
+                    if not _live(current, now):
+                        generation = max((row.generation for row in current), default=0) + 1
+                        session.add(_new_row(self.cipher, generation, now))
             except IntegrityError:
                 pass  # another instance made it first: use theirs
             live = _live(await _rows(self.sessionmaker), now)
