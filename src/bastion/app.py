@@ -138,7 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             api_key_header=settings.api_key_header,
             microphone_paths=settings.microphone_paths,
             x_xss_protection=settings.x_xss_protection,
-            extra_headers=[(settings.license_header, license_url)] if license_url else [],
+            extra_headers=settings.license_headers,
         ),
         Middleware(
             HeaderLimits,

@@ -7,11 +7,12 @@ import asyncio
 import multiprocessing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.alerts.detector import AnomalyDetector
@@ -19,7 +20,8 @@ from bastion.alerts.feed import audit_observer
 from bastion.audit.access import AccessLog
 from bastion.audit.sinks import build_fanout
 from bastion.auth.api_key_service import build_api_keys
-from bastion.auth.runtime import IdentityRuntime
+from bastion.auth.runtime import KEYRING_RELOAD_SECONDS, IdentityRuntime
+from bastion.crypto.content_keys import ContentKeys
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.keycheck import check_encryption_keys
 from bastion.db.engine import backend_name, create_engine, create_sessionmaker
@@ -37,6 +39,22 @@ from bastion.ratelimit.storage.redis import fail_fast_client
 from bastion.settings import Settings
 
 KEY_CHECK_SECONDS = 10.0
+
+
+async def _content_keys(app: FastAPI, settings: Settings, cipher: FieldCipher) -> ContentKeys:
+    """The keys that sign model replies: those already in the database are published at once;
+    the first one is made when the first reply is signed."""
+    keys = ContentKeys(
+        sessionmaker=app.state.sessionmaker,
+        cipher=cipher,
+        grace=timedelta(days=settings.content_key_grace_days),
+    )
+    try:
+        await keys.reload()
+    except (DBAPIError, OSError, TimeoutError) as exc:
+        # Not migrated yet, or the database is down: the first signed reply (or the next reload) retries.
+        get_logger("bastion.lifespan").warning("content_keys_unavailable", reason=type(exc).__name__)
+    return keys
 
 
 async def _check_encryption_keys(engine: AsyncEngine, cipher: FieldCipher) -> None:
@@ -156,7 +174,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     retention = RetentionPurge(
         sessionmaker=app.state.sessionmaker, periods=RetentionPeriods.from_settings(settings)
     )
-    jobs = [Job("retention", settings.maintenance_interval_seconds, retention.run)]
+    # Replies are signed with content keys every instance reads from the database each minute.
+    app.state.content_keys = content_keys = await _content_keys(app, settings, cipher)
+    jobs = [
+        Job("retention", settings.maintenance_interval_seconds, retention.run),
+        Job("content_keys", KEYRING_RELOAD_SECONDS, content_keys.reload),
+    ]
     if metrics.workers is not None:
         # Several workers: the supervisor's PROMETHEUS_PORT listener cannot sample the gauges,
         # so each worker keeps its reading fresh in the shared files (a merged "most recent"
@@ -174,7 +197,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # With several workers `bastion serve` itself listens on PROMETHEUS_PORT, once for all.
     if settings.prometheus_port is not None and metrics.workers is None:
         exporter = MetricsExporter(
-            metrics, app.state, host=settings.prometheus_host, port=settings.prometheus_port
+            metrics,
+            app.state,
+            host=settings.prometheus_host,
+            port=settings.prometheus_port,
+            extra_headers=settings.license_headers,
         )
         try:
             await exporter.start()

@@ -77,6 +77,54 @@ def _set(value: Any) -> bool:
 NOT_IN_THIS_VERSION: dict[str, tuple[str, Callable[[Any], bool]]] = {}
 
 
+# Response headers Bastion (or the HTTP layer) sets itself: LICENSE_HEADER may not be one of them,
+# or the license link would replace, or sit beside, a header clients and browsers rely on.
+RESPONSE_HEADERS = frozenset(
+    {
+        "allow",
+        "cache-control",
+        "connection",
+        "content-disposition",
+        "content-encoding",
+        "content-language",
+        "content-length",
+        "content-location",
+        "content-security-policy",
+        "content-security-policy-report-only",
+        "content-type",
+        "content-warning",
+        "date",
+        "etag",
+        "expires",
+        "keep-alive",
+        "last-modified",
+        "link",
+        "location",
+        "permissions-policy",
+        "pragma",
+        "referrer-policy",
+        "retry-after",
+        "server",
+        "set-cookie",
+        "strict-transport-security",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "vary",
+        "www-authenticate",
+        "x-accel-buffering",
+        "x-content-signature",
+        "x-content-type-options",
+        "x-csrf-token",
+        "x-frame-options",
+        "x-permitted-cross-domain-policies",
+        "x-powered-by",
+        "x-request-id",
+        "x-xss-protection",
+    }
+)
+RESPONSE_HEADER_PREFIXES = ("access-control-", "cross-origin-", "x-ratelimit-", "sec-", "proxy-")
+
 MAX_TERMS_BYTES = 1_000_000
 TERMS_TYPES = {".txt": "text/plain", ".md": "text/markdown", ".html": "text/html"}
 
@@ -322,6 +370,9 @@ class Settings(BaseSettings):
     jwt_issuer: str = Field("bastion", min_length=1, max_length=200)
     jwt_audience: str = Field("bastion-api", min_length=1, max_length=200)
     jwt_key_grace_days: int = Field(7, ge=0, le=365)  # retired signing keys still verify this long
+    # After `bastion keys rotate-content-signing`, the previous content key's public half stays in
+    # the JWKS this long, so replies it signed still verify (docs/signatures.md).
+    content_key_grace_days: int = Field(30, ge=0, le=3650)
     # Secret rotation (docs/secrets.md): `bastion check` and `bastion secrets status` warn about a
     # secret older than this; a settings value seen for the first time replaces the previous one,
     # which keeps verifying SECRET_GRACE_DAYS (also `bastion secrets rotate`'s default grace).
@@ -483,6 +534,26 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError("each trusted proxy is an IP address or CIDR") from exc
         return proxies
+
+    @property
+    def license_headers(self) -> list[tuple[str, str]]:
+        """``[(LICENSE_HEADER, LICENSE_URL)]`` when LICENSE_URL is set: added to every response."""
+        return [(self.license_header, self.license_url)] if self.license_url else []
+
+    @field_validator("license_header")
+    @classmethod
+    def _license_header_is_free(cls, value: str) -> str:
+        lowered = value.lower()
+        if lowered in RESPONSE_HEADERS or lowered.startswith(RESPONSE_HEADER_PREFIXES):
+            raise ValueError(f"{value} is a header Bastion sets itself; choose another name (e.g. X-License)")
+        return value
+
+    @field_validator("license_url")
+    @classmethod
+    def _license_url_has_a_host(cls, value: str | None) -> str | None:
+        if value is not None and not value.split("://", 1)[1].split("/", 1)[0].strip("@:"):
+            raise ValueError("must be an absolute http(s) URL with a host")
+        return value
 
     @field_validator("injection_action", mode="before")
     @classmethod

@@ -91,6 +91,27 @@ async def test_the_content_guard_answers_are_documented_where_they_happen(docume
         assert ("guard_blocked" in responses.get("422", {}).get("description", "")) is guarded, path
         if "200" in responses:
             assert ("Content-Warning" in responses["200"].get("headers", {})) is guarded, path
+            # Model replies, and only they, are signed.
+            assert ("X-Content-Signature" in responses["200"].get("headers", {})) is guarded, path
     for method, path in GUARDED:
         refusal = operation(document, method, path)["responses"]["422"]
         assert refusal["content"][JSON]["schema"] == ERROR
+
+
+async def test_the_license_header_is_documented_on_every_answer_when_set(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = identity_settings(
+        make_settings, LICENSE_URL="https://example.org/terms", LICENSE_HEADER="X-Terms"
+    )
+    async with identity_app(settings) as (app, _http):
+        licensed = app.openapi()
+    for method, path in INVENTORY:
+        for status, response in operation(licensed, method, path)["responses"].items():
+            assert "X-Terms" in response.get("headers", {}), (method, path, status)
+
+
+async def test_no_license_header_is_documented_when_unset(document: dict[str, Any]) -> None:
+    for method, path in INVENTORY:
+        for response in operation(document, method, path)["responses"].values():
+            assert "X-License" not in response.get("headers", {}), (method, path)

@@ -19,6 +19,7 @@ from fastapi.openapi.utils import get_openapi
 
 from bastion.api.deps import check_route_access
 from bastion.api.responses import CONTENT_WARNING, UTF8JSONResponse
+from bastion.crypto.signatures import HEADER as SIGNATURE_HEADER
 from bastion.errors import _STATUS_CODES
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -40,9 +41,22 @@ CONTENT_WARNING_HEADER = {
         "schema": {"type": "string"},
     }
 }
+CONTENT_SIGNATURE_HEADER = {
+    SIGNATURE_HEADER: {
+        "description": (
+            "Ed25519 signature of this exact body, the request id, key id and time: "
+            "`v1;kid=content-<16 hex>;t=<unix seconds>;rid=<X-Request-ID>;sha256=<hex>;sig=<base64url>`. "
+            "Public keys are in /.well-known/jwks.json (docs/signatures.md). A stream carries it in its "
+            "last event instead"
+        ),
+        "schema": {"type": "string"},
+    }
+}
 WWW_AUTHENTICATE = {
     "WWW-Authenticate": {"description": "The scheme to authenticate with", "schema": {"type": "string"}}
 }
+
+LICENSE_LINK = {"description": "LICENSE_URL: the operator's license terms", "schema": {"type": "string"}}
 
 # One server-sent event as clients parse it (the schema of a `text/event-stream` answer).
 SSE_EVENT: dict[str, Any] = {
@@ -139,8 +153,13 @@ def _error_response(status: int, description: str | None = None) -> dict[str, An
     return response
 
 
-def complete(document: dict[str, Any], access: Mapping[tuple[str, str], str]) -> dict[str, Any]:
-    """Add every error answer to every operation; the one error schema replaces FastAPI's."""
+def complete(
+    document: dict[str, Any], access: Mapping[tuple[str, str], str], *, license_header: str | None = None
+) -> dict[str, Any]:
+    """Add every error answer to every operation; the one error schema replaces FastAPI's.
+
+    With ``license_header`` (LICENSE_URL is set) every answer documents that header too.
+    """
     components = document.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
@@ -163,15 +182,19 @@ def complete(document: dict[str, Any], access: Mapping[tuple[str, str], str]) ->
                     )
                 elif "content" not in existing:  # declared by the route with a description only
                     responses[key] = _error_response(status, existing.get("description"))
+            if license_header is not None:
+                for response in responses.values():
+                    response.setdefault("headers", {})[license_header] = LICENSE_LINK
     return document
 
 
 def _document_guard(responses: dict[str, Any]) -> None:
-    """The content guard's answers: the 422 refusal and the Content-Warning of a flagged reply."""
+    """The content guard's answers (the 422 refusal, the Content-Warning of a flagged reply) and the
+    signature of every model reply."""
     responses["422"] = {"description": GUARD_REFUSAL}
     for key, response in responses.items():
         if key.startswith("2"):
-            response.setdefault("headers", {}).update(CONTENT_WARNING_HEADER)
+            response.setdefault("headers", {}).update({**CONTENT_WARNING_HEADER, **CONTENT_SIGNATURE_HEADER})
 
 
 def install_contract(app: FastAPI) -> None:
@@ -186,7 +209,11 @@ def install_contract(app: FastAPI) -> None:
                 routes=app.routes,
                 servers=app.servers,
             )
-            app.openapi_schema = complete(document, check_route_access(app.routes, strict=False))
+            settings = getattr(app.state, "settings", None)
+            license_header = settings.license_header if settings and settings.license_url else None
+            app.openapi_schema = complete(
+                document, check_route_access(app.routes, strict=False), license_header=license_header
+            )
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

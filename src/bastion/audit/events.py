@@ -17,6 +17,7 @@ class AuditEvent(StrEnum):
     SECRETS_GENERATED = "secrets_generated"
     SECRET_ROTATED = "secret_rotated"  # noqa: S105 - an event name; details name the secret, never its value
     DATABASE_REKEYED = "database_rekeyed"
+    CONTENT_SIGNING_KEY_ROTATED = "content_signing_key_rotated"
     # identity
     USER_REGISTERED = "user_registered"
     AUTH_SUCCESS = "auth_success"
@@ -104,6 +105,7 @@ RECORD_KINDS: dict[AuditEvent, RecordKind] = {
     AuditEvent.SECRETS_GENERATED: RecordKind.SECURITY,
     AuditEvent.SECRET_ROTATED: RecordKind.SECURITY,
     AuditEvent.DATABASE_REKEYED: RecordKind.SECURITY,
+    AuditEvent.CONTENT_SIGNING_KEY_ROTATED: RecordKind.SECURITY,
     AuditEvent.USER_REGISTERED: RecordKind.SECURITY,
     AuditEvent.AUTH_SUCCESS: RecordKind.SECURITY,
     AuditEvent.AUTH_FAILURE: RecordKind.SECURITY,

@@ -28,6 +28,7 @@ import jwt
 
 from bastion.auth.keyring import Keyring
 from bastion.crypto.grace import Graced, in_grace
+from bastion.crypto.signatures import is_content_kid
 from bastion.db.types import utcnow
 
 ACCESS_TYPE = "access"
@@ -141,6 +142,10 @@ class AccessTokens:
         kid = header.get("kid")
         if not isinstance(kid, str) or len(kid) > 64:
             raise TokenInvalid("unknown_key")
+        if is_content_kid(kid):
+            # A key that signs model replies is published in the same JWKS but never vouches for
+            # an identity, even if one were ever loaded into this keyring.
+            raise TokenInvalid("key_purpose")
         now = self.clock()
         key = ring.verify_key(kid, now)
         if key is None:

@@ -16,7 +16,7 @@ from sqlalchemy import make_url
 
 from bastion import __version__
 from bastion.cli import api_keys as _api_keys  # noqa: F401 - registers `bastion keys create|list|revoke|rotate`
-from bastion.cli import audit, blocks, db, guard, retention, secrets, users
+from bastion.cli import audit, blocks, db, guard, retention, secrets, signatures, users
 from bastion.cli.common import database_or_exit, encryption_keys_or_exit, settings_or_exit, upgrade_or_exit
 from bastion.settings import PROMETHEUS_MULTIPROC_DIR, Settings
 
@@ -29,6 +29,7 @@ app.add_typer(secrets.app, name="secrets")
 app.add_typer(users.app, name="users")
 app.add_typer(users.keys_app, name="keys")
 app.command("purge")(retention.purge)
+app.command("verify-signature")(signatures.verify_signature)
 
 
 class CertReqs(StrEnum):
@@ -160,7 +161,11 @@ def _worker_metrics(settings: Settings, workers: int) -> Iterator[None]:
             from bastion.observability.multiprocess import WorkerFiles
 
             exporter = MetricsExporter(
-                WorkerFiles(directory), None, host=settings.prometheus_host, port=settings.prometheus_port
+                WorkerFiles(directory),
+                None,
+                host=settings.prometheus_host,
+                port=settings.prometheus_port,
+                extra_headers=settings.license_headers,
             )
             listener = ExporterThread(exporter)
             try:

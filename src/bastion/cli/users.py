@@ -17,6 +17,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.audit.events import AuditEvent
 from bastion.audit.service import AuditService
@@ -287,30 +288,48 @@ async def cli_erasure(rt: IdentityRuntime) -> AsyncIterator[AccountErasure]:
             await limiting.aclose()
 
 
-@keys_app.command("rotate-signing")
-def rotate_signing() -> None:
-    """Add a new JWT signing key: it signs from now on; older keys verify for JWT_KEY_GRACE_DAYS."""
-    settings = settings_or_exit()
+def rotate_audited(
+    settings: Settings,
+    rotate: Callable[[async_sessionmaker[AsyncSession]], Awaitable[str]],
+    *,
+    event: AuditEvent,
+    target_type: str,
+    details: dict[str, object],
+) -> str:
+    """Run one key rotation against the database and audit it; the new key id."""
 
     async def main() -> str:
         engine = create_engine(settings.database_url.get_secret_value())
         try:
             sessionmaker = create_sessionmaker(engine)
-            kid = await rotate_signing_key(sessionmaker, settings)
+            kid = await rotate(sessionmaker)
             await AuditService(sessionmaker=sessionmaker).record(
-                AuditEvent.SIGNING_KEY_ROTATED,
+                event,
                 actor_type="operator",
-                target_type="signing_key",
+                target_type=target_type,
                 target_id=kid,
                 request_id=CLI_CONTEXT.request_id,
-                details={"algorithm": settings.jwt_algorithm, "grace_days": settings.jwt_key_grace_days},
+                details=details,
             )
             return kid
         finally:
             await engine.dispose()
 
+    return asyncio.run(main())
+
+
+@keys_app.command("rotate-signing")
+def rotate_signing() -> None:
+    """Add a new JWT signing key: it signs from now on; older keys verify for JWT_KEY_GRACE_DAYS."""
+    settings = settings_or_exit()
     try:
-        kid = asyncio.run(main())
+        kid = rotate_audited(
+            settings,
+            lambda sessionmaker: rotate_signing_key(sessionmaker, settings),
+            event=AuditEvent.SIGNING_KEY_ROTATED,
+            target_type="signing_key",
+            details={"algorithm": settings.jwt_algorithm, "grace_days": settings.jwt_key_grace_days},
+        )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -170,6 +170,8 @@ def parse_signing_keyset(raw: str, algorithm: str) -> dict[str, str]:
     for kid, pem in data.items():
         if not isinstance(pem, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", kid):
             raise ValueError("key ids must be short identifiers and keys PEM strings")
+        if kid.startswith("content-"):  # the form of content-signing key ids (docs/signatures.md)
+            raise ValueError(f"key id {kid!r} is reserved: 'content-' names the keys that sign replies")
         try:
             key = serialization.load_pem_private_key(pem.encode(), password=None)
         except (ValueError, TypeError) as exc:

@@ -60,6 +60,8 @@ API_KEY_NAME = SealedField("api_keys", "name_ciphertext", "name")
 API_KEY_LAST_IP = SealedField("api_keys", "last_used_ip_ciphertext", "last_used_ip")
 # Rotated SESSION_SECRET, CSRF_SECRET and API_KEY_SALT values (bastion.rotation).
 SECRET_VERSION = SealedField("secret_versions", "sealed_value", "sealed_value")
+# Ed25519 private keys that sign model replies (bastion.crypto.content_keys), PEM.
+CONTENT_SIGNING_KEY = SealedField("content_signing_keys", "private_ciphertext", "private_key", ("kid",))
 
 SEALED_FIELDS: tuple[SealedField, ...] = (
     USER_EMAIL,
@@ -71,4 +73,5 @@ SEALED_FIELDS: tuple[SealedField, ...] = (
     JOURNAL_TITLE,
     JOURNAL_CONTENT,
     SECRET_VERSION,
+    CONTENT_SIGNING_KEY,
 )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from bastion.observability.logging import get_logger
@@ -27,8 +28,18 @@ READ_TIMEOUT_SECONDS = 5.0
 class MetricsExporter:
     """Serves ``metrics`` on ``host:port`` while started."""
 
-    def __init__(self, metrics: Exposition, state: Any, *, host: str, port: int) -> None:
+    def __init__(
+        self,
+        metrics: Exposition,
+        state: Any,
+        *,
+        host: str,
+        port: int,
+        extra_headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
         self.metrics = metrics
+        # Operator headers (LICENSE_HEADER: LICENSE_URL), validated by the settings, as on the main port.
+        self.extra = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in extra_headers)
         self.state = state
         self.host = host
         self.port = port
@@ -70,7 +81,9 @@ class MetricsExporter:
                 + content_type
                 + b"\r\nContent-Length: "
                 + str(len(body)).encode()
-                + b"\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+                + b"\r\nCache-Control: no-store\r\nConnection: close\r\n"
+                + self.extra
+                + b"\r\n"
                 + (b"" if method == b"HEAD" else body)
             )
             await writer.drain()

@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import assert_error
 from tests.integration.chat.conftest import CANARY_TOKENS, chat_app, upstream_settings
+from tests.support.content_signatures import signed_part
 from tests.support.fake_upstream import FakeUpstream, Fault
 
 URL = "/v1/chat/completions"
@@ -17,7 +18,7 @@ URL = "/v1/chat/completions"
 
 def chunks(text: str) -> list[object]:
     out: list[object] = []
-    for block in text.strip().split("\n\n"):
+    for block in signed_part(text).strip().split("\n\n"):
         data = block.removeprefix("data: ")
         out.append(data if data == "[DONE]" else json.loads(data))
     return out

@@ -14,11 +14,12 @@ from bastion.chat.models import ChatMessage, ChatSession
 from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import assert_error, audit_events
 from tests.integration.chat.conftest import chat_app, new_session, other_user
+from tests.support.content_signatures import signed_part
 
 
 def sse_events(text: str) -> list[tuple[str, dict[str, object]]]:
     events = []
-    for block in text.strip().split("\n\n"):
+    for block in signed_part(text).strip().split("\n\n"):
         lines = dict(line.split(": ", 1) for line in block.splitlines())
         events.append((lines["event"], json.loads(lines["data"])))
     return events
@@ -184,7 +185,7 @@ async def test_idle_sessions_expire(make_settings: SettingsFactory) -> None:
         assert (await http.get("/api/sessions", headers=auth)).json()["items"] == []
 
         # Expired but within RETENTION_DAYS_APP: kept; past it, the scheduled purge deletes it.
-        [job] = app.state.maintenance.jobs
+        [job] = [j for j in app.state.maintenance.jobs if j.name == "retention"]
         assert await app.state.maintenance.run_once(job) == 0
         async with app.state.sessionmaker() as db, db.begin():
             await db.execute(

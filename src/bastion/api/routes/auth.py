@@ -45,6 +45,7 @@ from bastion.auth.permissions import Permission
 from bastion.auth.principal import AuthMethod, Principal
 from bastion.auth.runtime import IdentityRuntime
 from bastion.auth.service import Context, IdentityService, TokenPair
+from bastion.crypto.content_keys import ContentKeys
 from bastion.errors import CsrfRejected, RateLimited, Unauthorized
 from bastion.observability.metrics import metrics_of
 from bastion.ratelimit.policies import Policy, email_identity
@@ -277,8 +278,10 @@ async def password_reset_confirm(body: PasswordResetConfirm, service: Service, c
 
 
 @jwks_router.get("/.well-known/jwks.json", dependencies=[Depends(public)])
-async def jwks(runtime: Runtime) -> JSONResponse:
-    """Public verification keys (none for HS256: a shared secret is never published)."""
-    return JSONResponse(
-        runtime.keyring.jwks(runtime.clock()), headers={"Cache-Control": "public, max-age=300"}
-    )
+async def jwks(runtime: Runtime, request: Request) -> JSONResponse:
+    """Public verification keys: the access tokens' (none for HS256: a shared secret is never
+    published), then the content-signing keys of model replies (key ids ``content-...``)."""
+    now = runtime.clock()
+    content: ContentKeys = request.app.state.content_keys
+    keys = runtime.keyring.jwks(now)["keys"] + content.jwks(now)
+    return JSONResponse({"keys": keys}, headers={"Cache-Control": "public, max-age=300"})

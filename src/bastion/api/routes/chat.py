@@ -25,6 +25,7 @@ from bastion.api.schemas.chat import (
     VoiceReply,
 )
 from bastion.api.schemas.types import Instant, PositiveInt64
+from bastion.api.signing import SignedJSONResponse, Signer, reply_signer, signed_stream
 from bastion.audit.events import AuditEvent
 from bastion.audit.service import AuditService
 from bastion.auth.permissions import Permission
@@ -159,6 +160,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
         Depends(rate_limit(Policy.MESSAGES_USER_HOURLY)),
     ],
     response_model=MessageOut,
+    response_class=SignedJSONResponse,
     responses={200: SSE_ANSWER},
 )
 async def post_message(
@@ -168,6 +170,7 @@ async def post_message(
     response: Response,
     principal: ChatUser,
     service: Service,
+    signer: Signer,
 ) -> Response | MessageOut:
     content = await service.screen.check_input(
         _checked_content(body.content, get_settings(request)),
@@ -186,7 +189,7 @@ async def post_message(
     # plain JSON error, not a 200 stream that fails.
     first = await anext(events)
     return StreamingResponse(
-        _event_stream(first, events, request),
+        signed_stream(_event_stream(first, events, request), signer, comment=False),
         media_type="text/event-stream; charset=utf-8",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -253,7 +256,9 @@ _VOICE_BODY = {
         Depends(VOICE_USE),
         Depends(rate_limit(Policy.VOICE)),
         Depends(concurrency_limit(Policy.VOICE)),
+        Depends(reply_signer),
     ],
+    response_class=SignedJSONResponse,
 )
 async def voice_chat(
     session_id: SessionId, request: Request, response: Response, principal: VoiceUser, service: Service

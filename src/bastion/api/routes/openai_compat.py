@@ -29,6 +29,7 @@ from bastion.api.schemas.openai_compat import (
     Choice,
     CompletionUsage,
 )
+from bastion.api.signing import SignedJSONResponse, Signer, signed_stream
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.chat.completions import CompletionService, ScreenedChunk
@@ -108,6 +109,7 @@ def _usage(usage: Usage) -> CompletionUsage:
 @router.post(
     "/chat/completions",
     response_model=ChatCompletion,
+    response_class=SignedJSONResponse,
     responses={
         200: {
             "description": "A completion, or with stream=true chat.completion.chunk events ending in [DONE]",
@@ -116,7 +118,12 @@ def _usage(usage: Usage) -> CompletionUsage:
     },
 )
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, response: Response, principal: Caller, service: Service
+    body: ChatCompletionRequest,
+    request: Request,
+    response: Response,
+    principal: Caller,
+    service: Service,
+    signer: Signer,
 ) -> ChatCompletion | StreamingResponse:
     messages = await _messages(body, request, service)
     options = GenerationOptions(
@@ -142,16 +149,13 @@ async def chat_completions(
     first = await anext(chunks)  # errors before the first chunk are plain JSON errors
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     model = request.app.state.llm.model
+    stream = _sse(
+        first, chunks, request, completion_id=completion_id, created=created, model=model, usage=include_usage
+    )
     return StreamingResponse(
-        _sse(
-            first,
-            chunks,
-            request,
-            completion_id=completion_id,
-            created=created,
-            model=model,
-            usage=include_usage,
-        ),
+        # The signature is an SSE comment after [DONE]: the OpenAI SDK stops at [DONE] and every
+        # SSE parser skips comments, so no client sees an event it does not know.
+        signed_stream(stream, signer, comment=True),
         media_type="text/event-stream; charset=utf-8",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
