@@ -27,8 +27,9 @@ from bastion.alerts.networks import AdminNetworks
 from bastion.alerts.rules import AlertKind, Rule, Rules
 from bastion.alerts.service import AlertService, Raised
 from bastion.alerts.signals import Signal, SignalKind, is_extraction, kind_of
-from bastion.alerts.webhook import WebhookSender
+from bastion.alerts.webhook import webhook_courier
 from bastion.db.types import utcnow
+from bastion.observability.delivery import Courier
 from bastion.observability.logging import get_logger
 from bastion.observability.metrics import NullMetrics
 from bastion.settings import Settings
@@ -63,7 +64,7 @@ class AnomalyDetector:
         self.counters = Counters(None)
         self.alerts: AlertService | None = None
         self.networks: AdminNetworks | None = None
-        self.webhook: WebhookSender | None = None
+        self.webhook: Courier | None = None
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=settings.alert_queue_size)
         self.stats = {"errors": 0, "dropped": 0}
         self.log = get_logger("bastion.alerts")
@@ -82,7 +83,7 @@ class AnomalyDetector:
         self.counters = Counters(redis)
         url = settings.secret("ALERT_WEBHOOK_URL")
         if url is not None:
-            self.webhook = WebhookSender(
+            self.webhook = webhook_courier(
                 url=url,
                 client=http_client,
                 metrics=self.metrics,
@@ -92,7 +93,6 @@ class AnomalyDetector:
                 backoff=settings.alert_webhook_backoff_seconds,
                 queue_size=settings.alert_webhook_queue_size,
             )
-            self.webhook.start()
         self.alerts = AlertService(
             sessionmaker=sessionmaker, metrics=self.metrics, webhook=self.webhook, clock=self.wall_clock
         )

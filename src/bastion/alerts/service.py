@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bastion.alerts.models import Alert, new_alert_id
 from bastion.alerts.repository import ACKNOWLEDGED, OPEN, AlertRepository
 from bastion.alerts.rules import SEVERITIES, AlertKind
-from bastion.alerts.webhook import WebhookSender
 from bastion.audit.events import AuditEvent
 from bastion.audit.service import AuditService
 from bastion.db.session import read_only, unit_of_work
 from bastion.db.types import utcnow
+from bastion.observability.delivery import Courier
 from bastion.observability.logging import get_logger
 from bastion.observability.metrics import NullMetrics
 
@@ -68,7 +68,7 @@ class AlertService:
         *,
         sessionmaker: async_sessionmaker[AsyncSession],
         metrics: NullMetrics,
-        webhook: WebhookSender | None = None,
+        webhook: Courier | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessionmaker = sessionmaker
@@ -109,7 +109,7 @@ class AlertService:
             "alert_raised", alert_id=alert.id, kind=alert.kind, subject=alert.subject, count=alert.count
         )
         if self.webhook is not None:
-            self.webhook.send(as_payload(alert))
+            self.webhook.offer(as_payload(alert))
         try:
             await self.audit.record(
                 AuditEvent.ALERT_RAISED,

@@ -4,8 +4,9 @@
 The request path only appends a tuple to a bounded buffer (``note``); a background task inserts
 what accumulated every ACCESS_LOG_FLUSH_SECONDS in one transaction. A database that cannot take
 a batch keeps it for the next attempt while the buffer has room; beyond that, records are dropped,
-counted (``bastion_delivery_dropped_total{kind="access"}``) and logged. Probes (``/health``,
-``/health/ready``, ``/metrics``) are not recorded: they would be most of the table.
+counted (``bastion_delivery_dropped_total{kind="access", reason="queue_full"}``) and logged.
+Probes (``/health``, ``/health/ready``, ``/metrics``) are not recorded: they would be most of the
+table.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class AccessLog:
 
     def _drop(self, count: int) -> None:
         self.dropped += count
-        self.metrics.delivery_dropped(KIND, "buffer_full", count)
+        self.metrics.delivery_dropped(KIND, "queue_full", count)
         if self.dropped == count or self.dropped % 1000 < count:  # the first drop, then every 1000th
             self.log.error("access_records_dropped", count=count, total=self.dropped)
 

@@ -48,7 +48,6 @@ OTHER = "other"
 _LABEL = re.compile(r"[a-z][a-z0-9_]{0,39}")
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 SAMPLE_TIMEOUT_SECONDS = 2.0
-WEBHOOK_DROP_REASONS = ("queue_full", "gave_up", "refused", "shutdown")
 # With several workers, each samples the gauges this often as well as before the scrapes it
 # answers: the PROMETHEUS_PORT listener runs in the supervising process, which cannot sample.
 WORKER_SAMPLE_SECONDS = 15.0
@@ -99,9 +98,6 @@ class NullMetrics:
 
     def alert_raised(self, kind: str) -> None:
         """An anomaly detector raised an alert of ``kind``."""
-
-    def alert_webhook_dropped(self, reason: str) -> None:
-        """An alert that never reached ALERT_WEBHOOK_URL (``queue_full``, ``gave_up``, ...)."""
 
 
 NULL_METRICS = NullMetrics()
@@ -181,20 +177,12 @@ class Metrics(NullMetrics):
         self.alerts_raised = Counter(
             "bastion_alerts_raised", "Alerts raised by the anomaly detectors, by kind", ("kind",), registry=r
         )
-        self.alert_webhook_drops = Counter(
-            "bastion_alert_webhook_drops",
-            "Alerts that never reached ALERT_WEBHOOK_URL, by reason",
-            ("reason",),
-            registry=r,
-        )
-        # Every kind and reason from the start, at 0: a first alert changes a value, never the
-        # set of series (and "none yet" is visible as 0 rather than as a missing series).
+        # Every kind from the start, at 0: a first alert changes a value, never the set of series
+        # (and "none yet" is visible as 0 rather than as a missing series).
         from bastion.alerts.rules import AlertKind  # here: bastion.alerts imports this module
 
         for kind in AlertKind:
             self.alerts_raised.labels(str(kind))
-        for reason in WEBHOOK_DROP_REASONS:
-            self.alert_webhook_drops.labels(reason)
         # Sampled by ``sample`` just before each scrape: both need an await, which a collector
         # (called synchronously by the exposition code) cannot do.
         self.breaker_state = Gauge(
@@ -258,9 +246,6 @@ class Metrics(NullMetrics):
 
     def alert_raised(self, kind: str) -> None:
         self.alerts_raised.labels(_bounded(kind)).inc()
-
-    def alert_webhook_dropped(self, reason: str) -> None:
-        self.alert_webhook_drops.labels(_bounded(reason)).inc()
 
     async def sample(self, state: Any) -> None:
         """Read the gauges that need an await (breaker state, active sessions) before a scrape.

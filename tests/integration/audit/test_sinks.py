@@ -185,7 +185,7 @@ async def test_a_collector_that_is_down_then_failing_gets_everything_once_it_ans
         await until(lambda: len(collector.records) == 5)
         assert [r["id"] for r in collector.records] == [m.id for m in made]
         await fanout.aclose()
-    assert series(metrics, "bastion_delivery_dropped_total", kind="audit", reason="undeliverable") == 0
+    assert series(metrics, "bastion_delivery_dropped_total", kind="audit", reason="gave_up") == 0
 
 
 async def test_a_slow_collector_holds_up_nothing_and_a_full_buffer_is_counted(
@@ -203,7 +203,7 @@ async def test_a_slow_collector_holds_up_nothing_and_a_full_buffer_is_counted(
         for _ in range(25):
             await audit.record(AuditEvent.AUTH_SUCCESS)
         assert not collector.release.is_set() and collector.records == []
-        dropped = series(metrics, "bastion_delivery_dropped_total", kind="audit", reason="buffer_full")
+        dropped = series(metrics, "bastion_delivery_dropped_total", kind="audit", reason="queue_full")
         assert dropped == 15 and the_courier.dropped == 15  # 10 buffered, the rest counted
         assert all(report.intact and report.records in (0, 26) for report in await verify(sessionmaker))
         collector.release.set()
