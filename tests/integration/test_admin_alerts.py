@@ -84,7 +84,13 @@ async def test_failed_logins_raise_an_alert_admins_list_page_and_acknowledge(
         again = await http.post(url, headers=bearer(token))
         assert again.status_code == 200 and again.json() == acknowledged.json()
         assert len(await audit_events(app, "alert_acknowledged")) == 1
-        assert len(await audit_events(app, "alert_raised")) == 2
+        raised = await audit_events(app, "alert_raised")
+        assert sorted(flag for r in raised for flag in r.anomaly_flags) == sorted(
+            ["auth_failures_account", by_ip["kind"]]
+        )
+        assert {r.ip_address for r in raised if by_ip["kind"] in r.anomaly_flags} == {
+            by_ip["subject"].removeprefix("ip:")
+        }
         still_open = await listed(app, http, token, "?status=open")
         assert [item["kind"] for item in still_open["items"]] == ["auth_failures_account"]
         done = await listed(app, http, token, "?status=acknowledged")

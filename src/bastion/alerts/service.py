@@ -115,6 +115,12 @@ class AlertService:
                 AuditEvent.ALERT_RAISED,
                 target_type="alert",
                 target_id=alert.id,
+                # The kind as a flag (WHERE anomaly_flags LIKE '%auth_failures%'), and the address
+                # in its column when the subject is one, so the runbook's query by address finds it.
+                anomaly_flags=[alert.kind],
+                ip=alert.subject[3:]
+                if alert.subject.startswith("ip:") and "/" not in alert.subject
+                else None,
                 details={
                     "kind": alert.kind,
                     "severity": alert.severity,
