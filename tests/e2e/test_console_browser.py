@@ -274,6 +274,28 @@ def test_changes_carry_the_csrf_token_and_work_from_the_keyboard(console: Consol
     assert console.problems() == []
 
 
+def test_an_expired_access_cookie_is_renewed_and_sign_out_ends_the_session(console: Console) -> None:
+    driver = console.driver
+    console.open("overview")  # signed in by the first test
+    console.ready()
+    # As when the access token's lifetime is over: the first data call answers 401, the page
+    # renews the session through the refresh cookie (with its CSRF token) and carries on.
+    driver.delete_cookie("bastion_access")
+    console.open("keys")
+    console.ready()
+    console.wait(lambda d: "console-seed-key" in d.find_element(By.ID, "keys-table").text, "the keys")
+    assert driver.get_cookie("bastion_access") is not None
+    driver.get_log("browser")  # the 401 before the renewal is expected
+    assert console.problems() == []
+    driver.find_element(By.ID, "sign-out").click()
+    console.wait(lambda d: d.find_element(By.ID, "sign-in").is_displayed(), "the sign-in form again")
+    assert driver.get_cookie("bastion_access") is None
+    assert driver.find_element(By.CSS_SELECTOR, "#keys-table tbody").text == ""
+    sign_in(console, ADMIN)
+    console.ready()
+    assert console.problems() == []
+
+
 def test_the_violation_listener_catches_inline_code(console: Console) -> None:
     """The check is not vacuous: inline code put into a console page is refused, and seen.
 

@@ -16,6 +16,7 @@ const PAGES = { overview, alerts, audit, users, keys, blocklist, "rate-limits": 
 
 function showSignIn(message) {
   byId("sign-in").hidden = false;
+  byId("sign-in-submit").disabled = false;
   byId("sign-out").hidden = true;
   byId("who-name").textContent = "";
   status(message, "info");
@@ -39,6 +40,7 @@ async function start() {
   byId("sign-out").hidden = false;
   if (me.role !== "admin") {
     byId("sign-in").hidden = false;
+    byId("sign-in-submit").disabled = false;
     status("This account is not an administrator: sign in with an administrator account.", "error");
     return;
   }
