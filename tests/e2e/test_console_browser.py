@@ -27,7 +27,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.wait import WebDriverWait
 
 from bastion.console import PAGES
-from tests.e2e.conftest import bastion_server, run_bastion
+from tests.e2e.conftest import SCREENSHOTS, bastion_server, run_bastion
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "Correct-Horse-9x!"
@@ -111,6 +111,7 @@ class Console:
         self.driver.set_window_size(1280, max(800, min(int(height) + 120, 4000)))
         assert self.driver.save_screenshot(str(path)), path
         print(f"screenshot: {path}")
+        SCREENSHOTS.append(path)
         return path
 
 
