@@ -41,6 +41,8 @@ ENV = {
     "ARGON2_TIME_COST": "1",
     "RATE_LIMIT_LOGIN": "1000/minute",
     "RATE_LIMIT_PER_MINUTE": "100000",
+    # One refused sign-in raises an alert, so the alerts page has one to show and acknowledge.
+    "ALERT_AUTH_FAILURES": "1",
 }
 # Collects securitypolicyviolation events of every document from its first script on.
 CSP_LISTENER = """
@@ -237,7 +239,7 @@ def test_sign_in_then_every_page_without_csp_violations_or_errors(console: Conso
     checks = {
         "overview": lambda: overview(console, console.seeded),
         "alerts": lambda: console.wait(
-            lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts-table tbody tr"), "the alerts table"
+            lambda d: "auth_failures_" in d.find_element(By.ID, "alerts-table").text, "the raised alert"
         ),
         "audit": lambda: console.wait(
             lambda d: "auth_failure" in d.find_element(By.ID, "audit-table").text, "audit records"
@@ -295,6 +297,20 @@ def test_changes_carry_the_csrf_token_and_work_from_the_keyboard(console: Consol
     console.wait(lambda d: "198.51.100.9" not in d.find_element(By.ID, table).text, "the block lifted")
     assert "lifted" in console.text("status")
     # The same change without the header is refused: the page's token is what lets it through.
+    # Acknowledge an alert: its button, reached with the keyboard.
+    console.open("alerts")
+    console.ready()
+    acknowledge = console.wait(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts-table button"), "an alert to acknowledge"
+    )[0]
+    label = acknowledge.get_attribute("aria-label")
+    acknowledge.send_keys(Keys.ENTER)
+    console.wait(lambda d: "acknowledged." in d.find_element(By.ID, "status").text, "the acknowledgement")
+    assert not [
+        b
+        for b in driver.find_elements(By.CSS_SELECTOR, "#alerts-table button")
+        if b.get_attribute("aria-label") == label
+    ]
     refused = driver.execute_async_script(
         """const done = arguments[arguments.length - 1];
         fetch("/api/admin/blocklist", {method: "POST", headers: {"Content-Type": "application/json"},
