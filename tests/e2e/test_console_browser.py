@@ -72,7 +72,6 @@ def _chromium() -> tuple[str, str]:
 class Console:
     url: str
     driver: webdriver.Chrome
-    workdir: Path
     seeded: dict[str, str]
 
     def open(self, page: str, query: str = "") -> None:
@@ -100,7 +99,8 @@ class Console:
             message = str(entry.get("message", ""))
             if entry.get("level") != "SEVERE":
                 continue
-            if entry.get("source") == "network" and any(part in message for part in EXPECTED_NETWORK_ERRORS):
+            expected = any(part in message for part in EXPECTED_NETWORK_ERRORS) and "status of 404" in message
+            if entry.get("source") == "network" and expected:
                 continue
             found.append(f"console: {message}")
         return found
@@ -172,7 +172,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
         try:
             driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_LISTENER})
-            yield Console(url, driver, workdir, seeded)
+            yield Console(url, driver, seeded)
         finally:
             driver.quit()
 
