@@ -311,6 +311,21 @@ def test_changes_carry_the_csrf_token_and_work_from_the_keyboard(console: Consol
         for b in driver.find_elements(By.CSS_SELECTOR, "#alerts-table button")
         if b.get_attribute("aria-label") == label
     ]
+    # Revoke a key: the page asks first; the key stays listed, revoked.
+    console.open("keys")
+    console.ready()
+    revoke = console.wait(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "button[aria-label='Revoke key console-seed-key']"),
+        "the key",
+    )[0]
+    revoke.click()
+    prompt = console.wait(lambda d: d.switch_to.alert, "the confirmation")
+    assert "console-seed-key" in prompt.text
+    prompt.accept()
+    console.wait(lambda d: "revoked" in d.find_element(By.ID, "keys-table").text, "the key revoked")
+    with httpx.Client(base_url=console.url, timeout=10) as http:
+        refused_key = http.get("/api/sessions", headers={"X-API-Key": console.seeded["secret"]})
+        assert refused_key.status_code == 401
     refused = driver.execute_async_script(
         """const done = arguments[arguments.length - 1];
         fetch("/api/admin/blocklist", {method: "POST", headers: {"Content-Type": "application/json"},
