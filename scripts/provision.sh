@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Makes sure the servers the test suite runs against are installed: PostgreSQL, Redis and nginx.
+# Makes sure the servers the test suite runs against are installed: PostgreSQL, Redis and nginx,
+# and the headless browser the admin console tests drive: Chromium and its chromedriver.
 # Installs them with apt-get when they are missing and this user may (root, or sudo without a
 # password). Set BASTION_NO_INSTALL=1 to forbid installing; the suite then fails loudly instead.
 set -euo pipefail
@@ -16,6 +17,9 @@ fi
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # nginx: the end-to-end test of the generated reverse-proxy config runs the real one.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+# chromium + chromium-driver: the admin console's browser tests (tests/e2e/test_console_browser.py).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 for extra in ${BASTION_EXTRA_PACKAGES:-}; do
   dpkg -s "$extra" >/dev/null 2>&1 || missing+=("$extra")
 done

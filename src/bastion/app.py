@@ -33,6 +33,7 @@ from bastion.api.routes import (
 from bastion.api.routes import metrics as metrics_route
 from bastion.api.routes.docs import OPENAPI_URL, docs_router
 from bastion.audit.access import AccessLog
+from bastion.console import console_router
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
 from bastion.observability.errortracking import start_error_tracking
@@ -216,6 +217,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat.router)
     app.include_router(journal.router)
     app.include_router(openai_compat.router)
+    # The admin console's pages and assets: public (they hold no data; every figure on them comes
+    # from the admin API with the administrator's session).
+    app.include_router(console_router())
     if docs:
         app.include_router(docs_router(app))
     # Every route declares one permission (or public): a route that forgot refuses to start.

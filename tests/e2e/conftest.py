@@ -93,3 +93,15 @@ def workdir(tmp_path: Path) -> Path:
 
 def get(url: str, **kwargs: object) -> httpx.Response:
     return httpx.get(url, timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+# Screenshots the browser tests took, listed at the end of the run (passing tests' output is
+# captured, and the paths belong in the report whatever the outcome).
+SCREENSHOTS: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if SCREENSHOTS:
+        terminalreporter.section("screenshots")
+        for path in SCREENSHOTS:
+            terminalreporter.write_line(str(path))

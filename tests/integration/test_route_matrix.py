@@ -91,6 +91,14 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("DELETE", "/api/journal/{entry_id}"): P.JOURNAL_USE,
     ("POST", "/v1/chat/completions"): P.COMPLETIONS_USE,
 }
+# The admin console's pages and assets: HTML and static files, so not in the OpenAPI document.
+# Public on purpose: they hold no data; every figure on them comes from the admin routes above,
+# called with the administrator's session.
+CONSOLE: dict[tuple[str, str], str] = {
+    ("GET", "/admin"): PUBLIC,
+    ("GET", "/admin/{name}"): PUBLIC,
+    ("GET", "/admin/static/{name}"): PUBLIC,
+}
 
 # What each kind of credential holds, written out rather than computed by the code under test.
 PERSON = frozenset(
@@ -307,6 +315,30 @@ def test_a_route_without_a_declared_permission_stops_the_app() -> None:
     fine = FastAPI()
     fine.add_api_route("/ok", lambda: None, methods=["GET"], dependencies=[Depends(public)])
     assert check_route_access(fine.routes) == {("GET", "/ok"): "public"}
+
+
+async def test_the_console_is_declared_public_and_the_same_for_every_credential(matrix: Matrix) -> None:
+    declared = check_route_access(matrix.app.routes)
+    console = {route: access for route, access in declared.items() if route[1].split("/")[1] == "admin"}
+    assert console == CONSOLE
+    shells = set()
+    for name, caller in matrix.callers.items():
+        http = matrix.client(caller)
+        home = await call(http, "GET", "/admin", caller.headers)
+        assert (home.status_code, home.headers["location"]) == (303, "/admin/overview"), name
+        page = await call(http, "GET", "/admin/audit", caller.headers)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), name
+        # Its one script runs with this answer's CSP nonce; apart from the nonce the page is the same
+        # for every caller: it holds no data and names no one.
+        nonce = page.headers["content-security-policy"].split("'nonce-")[1].split("'")[0]
+        assert page.text.count(f'nonce="{nonce}"') == 1, name
+        shells.add(page.text.replace(nonce, "NONCE"))
+        script = await call(http, "GET", "/admin/static/console.js", caller.headers)
+        assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+        assert (await call(http, "GET", "/admin/nothing-here", caller.headers)).status_code == 404
+        assert (await call(http, "GET", "/admin/static/shell.html", caller.headers)).status_code == 404
+    assert len(shells) == 1
+    assert "matrix-admin@example.com" not in shells.pop()
 
 
 async def test_every_route_for_every_credential(matrix: Matrix) -> None:
