@@ -63,7 +63,7 @@ class BlockIn(BaseModel):
     force: bool = False
 
 
-def _out(block: Block) -> BlockOut:
+def block_out(block: Block) -> BlockOut:
     return BlockOut(
         kind=block.kind,
         value=block.value,
@@ -102,7 +102,7 @@ def get_blocklist(request: Request) -> Blocklist:
 @routes.get("", response_model=BlockList)
 async def list_blocks(request: Request) -> BlockList:
     blocks = await get_blocklist(request).list()
-    return BlockList(items=[_out(block) for block in blocks])
+    return BlockList(items=[block_out(block) for block in blocks])
 
 
 @routes.post(
@@ -122,7 +122,7 @@ async def place_block(body: BlockIn, request: Request, admin: Admin) -> BlockOut
         caller=Caller(ip=request_client_ip(request), principal=admin),
         force=body.force,
     )
-    return _out(block)
+    return block_out(block)
 
 
 async def _lift(request: Request, identity: str, admin: Principal) -> Response:
