@@ -46,6 +46,10 @@ class AuditEvent(StrEnum):
     RATE_LIMIT_STATE_READ = "rate_limit_state_read"
     RATE_LIMIT_RESET = "rate_limit_reset"
     SECRETS_STATUS_READ = "secrets_status_read"
+    AUDIT_QUERIED = "audit_queried"  # the audit log searched (the filters, never the records)
+    BLOCKLIST_READ = "blocklist_read"
+    ALERTS_READ = "alerts_read"
+    ADMIN_KEYS_READ = "admin_keys_read"  # every account's API keys listed
 
     # Rate limiting and abuse control (bastion.ratelimit)
     RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
@@ -137,6 +141,10 @@ RECORD_KINDS: dict[AuditEvent, RecordKind] = {
     AuditEvent.RATE_LIMIT_STATE_READ: RecordKind.SECURITY,
     AuditEvent.RATE_LIMIT_RESET: RecordKind.SECURITY,
     AuditEvent.SECRETS_STATUS_READ: RecordKind.SECURITY,
+    AuditEvent.AUDIT_QUERIED: RecordKind.SECURITY,
+    AuditEvent.BLOCKLIST_READ: RecordKind.SECURITY,
+    AuditEvent.ALERTS_READ: RecordKind.SECURITY,
+    AuditEvent.ADMIN_KEYS_READ: RecordKind.SECURITY,
     AuditEvent.RATE_LIMIT_EXCEEDED: RecordKind.SECURITY,
     AuditEvent.CLIENT_BLOCKED: RecordKind.SECURITY,
     AuditEvent.CLIENT_UNBLOCKED: RecordKind.SECURITY,

@@ -225,3 +225,20 @@ async def test_secrets_status_shows_ages_never_values(make_settings: SettingsFac
         assert read.target_type == "secrets"
         _, person = await user_session(http, "nosy@example.com")
         assert_error(await http.get("/api/admin/secrets", headers=bearer(person["access_token"])), 403)
+
+
+async def test_admin_reads_are_audited_and_the_audit_search_takes_only_dates(
+    make_settings: SettingsFactory,
+) -> None:
+    async with identity_app(identity_settings(make_settings)) as (app, http):
+        admin = await _admin(app, http)
+        for path in ("/api/admin/blocklist", "/api/admin/alerts", "/api/admin/keys", "/api/admin/audit"):
+            assert (await http.get(path, headers=admin)).status_code == 200, path
+        for event in ("blocklist_read", "alerts_read", "admin_keys_read", "audit_queried"):
+            [record] = await audit_events(app, event)
+            assert record.actor_type == "user" and record.details["count"] >= 0, event
+        # A bare number is not a date-time, whatever pydantic would make of it.
+        for value in ("0.5", "1700000000"):
+            assert_error(await http.get("/api/admin/audit", params={"until": value}, headers=admin), 422)
+        since = {"since": "2026-01-31T12:00:00Z"}
+        assert (await http.get("/api/admin/audit", params=since, headers=admin)).status_code == 200
