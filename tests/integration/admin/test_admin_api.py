@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from bastion.auth.principal import Role
@@ -49,7 +50,7 @@ async def _pages(http: httpx.AsyncClient, path: str, headers: dict[str, str], **
 
 
 async def test_admins_list_filter_page_and_find_users_by_exact_email(
-    make_settings: SettingsFactory, database_url: str
+    make_settings: SettingsFactory, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = identity_settings(make_settings, DATABASE_URL=database_url)
     async with identity_app(settings) as (app, http):
@@ -78,6 +79,10 @@ async def test_admins_list_filter_page_and_find_users_by_exact_email(
             await http.get("/api/admin/users", params={"email": "Person3@Example.COM"}, headers=admin)
         ).json()
         assert [user["id"] for user in found["items"]] == [ids[3]] and found["next"] is None
+        # The address searched for stays out of the access log, as it is sealed in the database.
+        logged = capsys.readouterr()
+        assert "/api/admin/users" in logged.out + logged.err
+        assert "person3" not in (logged.out + logged.err).lower()
         nobody = await http.get("/api/admin/users", params={"email": "nobody@example.com"}, headers=admin)
         assert nobody.json() == {"items": [], "next": None}
         # A fragment is not an address: sealed addresses cannot be searched by substring.
