@@ -7,6 +7,7 @@ the refusal of every other credential is the route matrix's (test_route_matrix.p
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -156,10 +157,41 @@ async def test_admins_count_list_and_end_active_chat_sessions(
         assert len(await audit_events(app, "admin_sessions_read")) == 5  # one per page
 
 
-async def test_admins_inspect_and_reset_one_identitys_rate_limits(make_settings: SettingsFactory) -> None:
+async def test_an_admin_and_the_owner_ending_one_session_at_once_free_one_slot(
+    make_settings: SettingsFactory, database_url: str
+) -> None:
+    settings = identity_settings(make_settings, DATABASE_URL=database_url, MAX_SESSIONS_PER_API_KEY=1)
+    async with identity_app(settings) as (app, http):
+        admin = await _admin(app, http)
+        _, tokens = await user_session(http, "racer@example.com")
+        owner = bearer(tokens["access_token"])
+        for _ in range(5):
+            session = (await http.post("/api/sessions", json={}, headers=owner)).json()["id"]
+            answers = await asyncio.gather(
+                http.delete(f"/api/admin/sessions/{session}", headers=admin),
+                http.delete(f"/api/sessions/{session}", headers=owner),
+            )
+            statuses = sorted(answer.status_code for answer in answers)
+            # Ended once (whoever came second finds nothing, or both saw it and both ended it).
+            assert statuses in ([204, 404], [204, 204]), [a.text for a in answers]
+            counts = (await http.get("/api/admin/sessions", headers=admin)).json()["counts"]
+            assert counts["total"] == 0 == counts["slots_held"]
+        # The one slot is free: the owner (capped at one) starts again.
+        assert (await http.post("/api/sessions", json={}, headers=owner)).status_code == 201
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def shared_state(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The limiter in process, then on the run's Redis (the storage every instance shares)."""
+    return {} if request.param == "memory" else {"REDIS_URL": request.getfixturevalue("redis_url")}
+
+
+async def test_admins_inspect_and_reset_one_identitys_rate_limits(
+    make_settings: SettingsFactory, shared_state: dict[str, str]
+) -> None:
     # One login per six minutes, ten at once: nothing refills while the test runs.
     settings = identity_settings(
-        make_settings, RATE_LIMIT_LOGIN="10/hour;burst=10", RATE_LIMIT_BLOCK_AUTH_FAILURES=50
+        make_settings, RATE_LIMIT_LOGIN="10/hour;burst=10", RATE_LIMIT_BLOCK_AUTH_FAILURES=50, **shared_state
     )
     async with identity_app(settings) as (app, http):
         admin = await _admin(app, http)

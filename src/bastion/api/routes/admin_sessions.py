@@ -100,7 +100,7 @@ async def list_active_sessions(
             slots_held=counts.slots_held,
             max_total=settings.max_total_sessions,
             max_per_owner=settings.max_sessions_per_api_key,
-            busiest_owners=[OwnerCount(owner=who_, active=n) for who_, n in counts.busiest],
+            busiest_owners=[OwnerCount(owner=identity, active=n) for identity, n in counts.busiest],
             owner_active=counts.owner_active,
         ),
         items=[ActiveSessionOut.model_validate(row, from_attributes=True) for row in rows],
