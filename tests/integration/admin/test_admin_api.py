@@ -8,6 +8,8 @@ the refusal of every other credential is the route matrix's (test_route_matrix.p
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -104,14 +106,22 @@ async def test_admins_list_filter_page_and_find_users_by_exact_email(
         assert all("person3" not in str(r.details).lower() for r in reads)  # never the address
 
 
-async def test_admins_count_list_and_end_active_chat_sessions(
-    make_settings: SettingsFactory, database_url: str
-) -> None:
-    settings = identity_settings(make_settings, DATABASE_URL=database_url, MAX_SESSIONS_PER_API_KEY=2)
+@asynccontextmanager
+async def chat_deployment(
+    make_settings: SettingsFactory, database_url: str, *, cap: int
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, dict[str, str], str, dict[str, str]]]:
+    """An app whose owners may hold ``cap`` sessions: (app, client, admin, owner's id, owner)."""
+    settings = identity_settings(make_settings, DATABASE_URL=database_url, MAX_SESSIONS_PER_API_KEY=cap)
     async with identity_app(settings) as (app, http):
         admin = await _admin(app, http)
         owner_id, tokens = await user_session(http, "chatter@example.com")
-        owner = bearer(tokens["access_token"])
+        yield app, http, admin, owner_id, bearer(tokens["access_token"])
+
+
+async def test_admins_count_list_and_end_active_chat_sessions(
+    make_settings: SettingsFactory, database_url: str
+) -> None:
+    async with chat_deployment(make_settings, database_url, cap=2) as (app, http, admin, owner_id, owner):
         other_id, other_tokens = await user_session(http, "other@example.com")
         created = [
             (await http.post("/api/sessions", json={"title": "my private title"}, headers=owner)).json()["id"]
@@ -160,11 +170,7 @@ async def test_admins_count_list_and_end_active_chat_sessions(
 async def test_an_admin_and_the_owner_ending_one_session_at_once_free_one_slot(
     make_settings: SettingsFactory, database_url: str
 ) -> None:
-    settings = identity_settings(make_settings, DATABASE_URL=database_url, MAX_SESSIONS_PER_API_KEY=1)
-    async with identity_app(settings) as (app, http):
-        admin = await _admin(app, http)
-        _, tokens = await user_session(http, "racer@example.com")
-        owner = bearer(tokens["access_token"])
+    async with chat_deployment(make_settings, database_url, cap=1) as (_app, http, admin, _id, owner):
         for _ in range(5):
             session = (await http.post("/api/sessions", json={}, headers=owner)).json()["id"]
             answers = await asyncio.gather(
