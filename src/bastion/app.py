@@ -20,6 +20,9 @@ from bastion.api.routes import (
     admin_alerts,
     admin_audit,
     admin_blocks,
+    admin_rate_limits,
+    admin_secrets,
+    admin_sessions,
     admin_users,
     api_keys,
     auth,
@@ -29,6 +32,7 @@ from bastion.api.routes import (
     legal,
     me,
     openai_compat,
+    root,
 )
 from bastion.api.routes import metrics as metrics_route
 from bastion.api.routes.docs import OPENAPI_URL, docs_router
@@ -201,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.anomaly = anomaly
     app.state.error_tracker = error_tracker
     install_error_handlers(app)
+    app.include_router(root.router)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
     app.include_router(legal.router)
@@ -212,11 +217,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_blocks.router)
     app.include_router(admin_audit.router)
     app.include_router(admin_alerts.router)
+    app.include_router(admin_sessions.router)
+    app.include_router(admin_rate_limits.router)
+    app.include_router(admin_secrets.router)
     app.include_router(api_keys.router)
     app.include_router(api_keys.admin_router)
     app.include_router(chat.router)
     app.include_router(journal.router)
     app.include_router(openai_compat.router)
+    app.include_router(openai_compat.models_router)
     # The admin console's pages and assets: public (they hold no data; every figure on them comes
     # from the admin API with the administrator's session).
     app.include_router(console_router())

@@ -79,6 +79,11 @@ def test_async_sdk_on_the_offline_model(workdir: Path) -> None:
         async def run() -> str:
             client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0)
             try:
+                # A client that lists the models first finds the offline model, as a user.
+                listed = [model async for model in client.models.list()]
+                assert [(m.id, m.object, m.owned_by) for m in listed] == [
+                    ("bastion-offline-1", "model", "bastion")
+                ]
                 stream = await client.chat.completions.create(
                     model="offline", messages=[{"role": "user", "content": "I feel lonely."}], stream=True
                 )
@@ -101,8 +106,17 @@ def test_sdk_with_a_bastion_api_key(workdir: Path, upstream: FakeUpstream) -> No
             )
             assert created.status_code == 201, created.text
             key = created.json()["key"]
+            chat_only = http.post(
+                "/api/keys",
+                json={"name": "chat", "scopes": ["chat"]},
+                headers={"Authorization": f"Bearer {token}"},
+            ).json()["key"]
         assert key.startswith("bst_")
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+        # GET /v1/models names the configured model (LLM_MODEL), under the key's completions scope.
+        assert [model.id for model in client.models.list()] == ["fake-model"]
+        with pytest.raises(openai.PermissionDeniedError):
+            openai.OpenAI(base_url=f"{url}/v1", api_key=chat_only, max_retries=0).models.list()
         reply = client.chat.completions.create(
             model="fake-model", messages=[{"role": "user", "content": "via key"}]
         )

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import pytest
 
+from bastion.db import migrate
 from tests.conftest import SettingsFactory
 from tests.integration.ratelimit_serving import serve_limited
 from tests.support.clock import FakeClock
 
 ADMIN = {"X-Test-Principal": "admin"}
+
+
+@pytest.fixture(autouse=True)
+def audit_store(make_settings: SettingsFactory) -> None:
+    """The database the audit records of admin actions (listing the blocks too) are written to."""
+    migrate.upgrade(make_settings().database_url.get_secret_value())
 
 
 async def test_anonymous_callers_get_401_and_users_403(make_settings: SettingsFactory) -> None:

@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel, Field
 from starlette.responses import HTMLResponse
 
+from bastion import __version__
 from bastion.api.content_types import require_json
 from bastion.app import create_app
 from bastion.crypto import material
@@ -391,3 +392,24 @@ async def test_the_license_link_is_on_every_response(make_settings: SettingsFact
         assert missing.json()["detail"]["license"] == terms
     async with hardened(make_settings(), base_url="http://localhost") as http:
         assert "x-license" not in (await http.get("/test/ok")).headers
+
+
+async def test_the_root_answers_scanners_with_every_header(
+    tmp_path: Path, make_settings: SettingsFactory
+) -> None:
+    """Host scanners start at ``/``: a small JSON document, every header, no version."""
+    async with hardened(production_settings(tmp_path)) as http:
+        production = await http.get("/", headers={"Accept": "text/html,*/*;q=0.8"})
+    async with hardened(make_settings()) as http:
+        development = await http.get("/")
+    assert production.status_code == 200 == development.status_code
+    assert production.json() == {"service": "Bastion", "links": {"health": "/health"}}
+    assert development.json() == {
+        "service": "Bastion",
+        "links": {"health": "/health", "docs": "/docs", "openapi": "/openapi.json"},
+    }
+    for response in (production, development):
+        assert_security_headers(response)
+        assert response.headers["content-type"] == "application/json; charset=utf-8"
+        assert __version__ not in response.text and "version" not in response.text
+        assert assert_a_plus(response) == 120

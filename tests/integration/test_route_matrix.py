@@ -36,6 +36,7 @@ from tests.integration.auth.helpers import (
 PUBLIC = "public"
 # (method, path) -> the permission the route declares, or public.
 INVENTORY: dict[tuple[str, str], str] = {
+    ("GET", "/"): PUBLIC,
     ("GET", "/health"): PUBLIC,
     ("GET", "/health/ready"): P.HEALTH_READ,  # also anonymous callers on this machine
     ("GET", "/.well-known/jwks.json"): PUBLIC,
@@ -52,6 +53,7 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("POST", "/api/auth/password"): P.PASSWORD_CHANGE,
     ("POST", "/api/auth/password-reset"): PUBLIC,
     ("POST", "/api/auth/password-reset/confirm"): PUBLIC,
+    ("GET", "/api/admin/users"): P.USERS_READ,
     ("GET", "/api/admin/users/{user_id}"): P.USERS_READ,
     ("POST", "/api/admin/users/{user_id}/role"): P.USERS_MANAGE,
     ("POST", "/api/admin/users/{user_id}/disable"): P.USERS_MANAGE,
@@ -71,6 +73,11 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("DELETE", "/api/admin/blocks/{kind}/{address}/{prefix}"): P.BLOCKLIST_MANAGE,
     ("GET", "/api/admin/alerts"): P.ALERTS_MANAGE,
     ("POST", "/api/admin/alerts/{alert_id}/acknowledge"): P.ALERTS_MANAGE,
+    ("GET", "/api/admin/sessions"): P.CHAT_SESSIONS_MANAGE,
+    ("DELETE", "/api/admin/sessions/{session_id}"): P.CHAT_SESSIONS_MANAGE,
+    ("GET", "/api/admin/rate-limits/{identity}"): P.RATE_LIMITS_MANAGE,
+    ("DELETE", "/api/admin/rate-limits/{identity}"): P.RATE_LIMITS_MANAGE,
+    ("GET", "/api/admin/secrets"): P.SECRETS_READ,
     ("GET", "/api/admin/keys"): P.KEYS_MANAGE,
     ("POST", "/api/keys"): P.KEYS_OWN,
     ("GET", "/api/keys"): P.KEYS_OWN,
@@ -90,6 +97,7 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("PUT", "/api/journal/{entry_id}"): P.JOURNAL_USE,
     ("DELETE", "/api/journal/{entry_id}"): P.JOURNAL_USE,
     ("POST", "/v1/chat/completions"): P.COMPLETIONS_USE,
+    ("GET", "/v1/models"): P.COMPLETIONS_USE,
 }
 # The admin console's pages and assets: HTML and static files, so not in the OpenAPI document.
 # Public on purpose: they hold no data; every figure on them comes from the admin routes above,
@@ -139,6 +147,9 @@ HOLDS: dict[str, frozenset[str]] = {
             P.BLOCKLIST_MANAGE,
             P.AUDIT_READ,
             P.ALERTS_MANAGE,
+            P.CHAT_SESSIONS_MANAGE,
+            P.RATE_LIMITS_MANAGE,
+            P.SECRETS_READ,
         }
     ),
     "static API_KEYS key": frozenset({P.CHAT_USE, P.JOURNAL_USE, P.VOICE_USE, P.COMPLETIONS_USE}),
@@ -166,6 +177,7 @@ PARAMS = {
     "session_id": "x" * 24,
     "entry_id": "e" * 32,
     "alert_id": "a" * 32,
+    "identity": "ip:192.0.2.1",
 }
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 FORBIDDEN_IN_RESPONSES = (

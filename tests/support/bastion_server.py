@@ -29,7 +29,8 @@ def _encryption_key(tmp_path: Path) -> str:
     return material.encryption_key()
 
 
-def _environment(tmp_path: Path, env: Mapping[str, str] | None) -> dict[str, str]:
+def deployment_environment(tmp_path: Path, env: Mapping[str, str] | None) -> dict[str, str]:
+    """The environment of a deployment in ``tmp_path``: its database, key and var dir, plus ``env``."""
     return {
         **os.environ,
         "ENVIRONMENT": "test",
@@ -66,7 +67,7 @@ def bastion_serve(
     """Run ``bastion serve`` on a free loopback port until the block ends; yields the port."""
     port = free_port()
     command = [*bastion_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *args]
-    with _running(command, port, _environment(tmp_path, env), tmp_path / f"bastion-{port}.log"):
+    with _running(command, port, deployment_environment(tmp_path, env), tmp_path / f"bastion-{port}.log"):
         yield port
 
 
@@ -76,7 +77,7 @@ def run_bastion(
     """Run one ``bastion`` command against the deployment ``bastion_serve(tmp_path, env=env)`` serves."""
     return subprocess.run(
         [*bastion_command(), *args],
-        env=_environment(tmp_path, env),
+        env=deployment_environment(tmp_path, env),
         input=stdin,
         capture_output=True,
         text=True,
@@ -106,7 +107,7 @@ def uvicorn_serve(
         "--no-access-log",
         "--no-proxy-headers",
     ]
-    with _running(command, port, _environment(tmp_path, env), tmp_path / f"uvicorn-{port}.log"):
+    with _running(command, port, deployment_environment(tmp_path, env), tmp_path / f"uvicorn-{port}.log"):
         yield port
 
 

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1)
 CURSOR = r"^[0-9]{1,16}\.[0-9a-f]{32}$"
+# Rows whose ids are random URL-safe text (chat sessions) rather than 32 hex digits.
+ID_CURSOR = r"^[0-9]{1,16}\.[A-Za-z0-9_-]{1,64}$"
 
 
 def cursor_of(created_at: datetime, row_id: str) -> str:

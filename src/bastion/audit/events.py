@@ -40,6 +40,16 @@ class AuditEvent(StrEnum):
     INVITATION_CREATED = "invitation_created"
     # An administrator read someone else's account (ids only)
     ADMIN_USER_READ = "admin_user_read"
+    # The admin API's other reads and actions (ids and counts, never content or values)
+    ADMIN_SESSIONS_READ = "admin_sessions_read"
+    ADMIN_SESSION_ENDED = "admin_session_ended"
+    RATE_LIMIT_STATE_READ = "rate_limit_state_read"
+    RATE_LIMIT_RESET = "rate_limit_reset"
+    SECRETS_STATUS_READ = "secrets_status_read"
+    AUDIT_QUERIED = "audit_queried"  # the audit log searched (the filters, never the records)
+    BLOCKLIST_READ = "blocklist_read"
+    ALERTS_READ = "alerts_read"
+    ADMIN_KEYS_READ = "admin_keys_read"  # every account's API keys listed
 
     # Rate limiting and abuse control (bastion.ratelimit)
     RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
@@ -126,6 +136,15 @@ RECORD_KINDS: dict[AuditEvent, RecordKind] = {
     AuditEvent.CSRF_REJECTED: RecordKind.SECURITY,
     AuditEvent.INVITATION_CREATED: RecordKind.SECURITY,
     AuditEvent.ADMIN_USER_READ: RecordKind.SECURITY,
+    AuditEvent.ADMIN_SESSIONS_READ: RecordKind.SECURITY,
+    AuditEvent.ADMIN_SESSION_ENDED: RecordKind.SECURITY,
+    AuditEvent.RATE_LIMIT_STATE_READ: RecordKind.SECURITY,
+    AuditEvent.RATE_LIMIT_RESET: RecordKind.SECURITY,
+    AuditEvent.SECRETS_STATUS_READ: RecordKind.SECURITY,
+    AuditEvent.AUDIT_QUERIED: RecordKind.SECURITY,
+    AuditEvent.BLOCKLIST_READ: RecordKind.SECURITY,
+    AuditEvent.ALERTS_READ: RecordKind.SECURITY,
+    AuditEvent.ADMIN_KEYS_READ: RecordKind.SECURITY,
     AuditEvent.RATE_LIMIT_EXCEEDED: RecordKind.SECURITY,
     AuditEvent.CLIENT_BLOCKED: RecordKind.SECURITY,
     AuditEvent.CLIENT_UNBLOCKED: RecordKind.SECURITY,

@@ -35,6 +35,9 @@ class Permission(StrEnum):
     BLOCKLIST_MANAGE = "blocklist:manage"
     AUDIT_READ = "audit:read"
     ALERTS_MANAGE = "alerts:manage"  # list and acknowledge anomaly alerts
+    CHAT_SESSIONS_MANAGE = "chat_sessions:manage"  # everyone's active chat sessions: count, list, end
+    RATE_LIMITS_MANAGE = "rate_limits:manage"  # one identity's limiter state: inspect, reset
+    SECRETS_READ = "secrets:read"
     HEALTH_READ = "health:read"
     METRICS_READ = "metrics:read"
     VOICE_USE = "voice:use"
@@ -80,6 +83,9 @@ ADMIN_PERMISSIONS = frozenset(
         Permission.BLOCKLIST_MANAGE,
         Permission.AUDIT_READ,
         Permission.ALERTS_MANAGE,
+        Permission.CHAT_SESSIONS_MANAGE,
+        Permission.RATE_LIMITS_MANAGE,
+        Permission.SECRETS_READ,
     }
 )
 

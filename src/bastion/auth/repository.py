@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.auth.models import AuthSession, Invitation, PasswordResetToken, RefreshToken, User
@@ -28,6 +28,32 @@ class IdentityRepository:
 
     async def user_by_id(self, user_id: str) -> User | None:
         return await self.session.get(User, user_id)
+
+    async def page_users(
+        self,
+        *,
+        role: str | None,
+        active: bool | None,
+        email_indexes: Sequence[str] | None,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> Sequence[User]:
+        """Accounts newest first, after the keyset position ``before`` (creation time, id).
+
+        ``email_indexes`` narrows to the one account with that address (its blind indexes): the
+        addresses are sealed, so no other search over them is possible.
+        """
+        query = select(User).order_by(User.created_at.desc(), User.id.desc()).limit(limit)
+        if role is not None:
+            query = query.where(User.role == role)
+        if active is not None:
+            query = query.where(User.is_active.is_(active))
+        if email_indexes is not None:
+            query = query.where(User.email_index.in_(email_indexes))
+        if before is not None:
+            at, last_id = before
+            query = query.where(or_(User.created_at < at, and_(User.created_at == at, User.id < last_id)))
+        return (await self.session.scalars(query)).all()
 
     async def add_user(self, user: User) -> User:
         self.session.add(user)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -606,6 +606,23 @@ class IdentityService:
         if user is None:
             raise NotFound()
         return user
+
+    async def list_users(
+        self,
+        *,
+        role: Role | None = None,
+        active: bool | None = None,
+        email: str | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> Sequence[User]:
+        """Accounts newest first, keyset-paged; ``email`` (normalized) finds its one account by the
+        blind index. Substring search over addresses is impossible: they are stored sealed."""
+        indexes = USER_EMAIL.lookup(self.cipher, email) if email is not None else None
+        async with read_only(self.sessionmaker) as session:
+            return await IdentityRepository(session).page_users(
+                role=role, active=active, email_indexes=indexes, before=before, limit=limit
+            )
 
     # -- passwords ---------------------------------------------------------------------------------
 

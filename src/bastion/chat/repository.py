@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.chat.models import ChatMessage, ChatSession
@@ -108,6 +108,62 @@ class ChatRepository:
             query = query.where(ChatMessage.seq < before_seq)
         rows = (await self.session.scalars(query.order_by(ChatMessage.seq.desc()).limit(limit))).all()
         return list(reversed(rows))
+
+    # -- every owner's sessions (the admin API; ids, owners and counts, never titles) ---------------
+
+    async def owner_of(self, session_id: str) -> Owner | None:
+        row = (
+            await self.session.execute(
+                select(ChatSession.owner_user_id, ChatSession.owner_api_key_id).where(
+                    ChatSession.id == session_id
+                )
+            )
+        ).one_or_none()
+        return None if row is None else Owner(user_id=row.owner_user_id, api_key_id=row.owner_api_key_id)
+
+    async def page_active(
+        self,
+        *,
+        active_since: datetime,
+        owner: Owner | None,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> Sequence[ChatSession]:
+        """Active sessions newest first (creation time, id), after the keyset position ``before``."""
+        query = (
+            select(ChatSession)
+            .where(ChatSession.last_active_at >= active_since)
+            .order_by(ChatSession.created_at.desc(), ChatSession.id.desc())
+            .limit(limit)
+        )
+        if owner is not None:
+            query = query.where(_owned_by(owner))
+        if before is not None:
+            at, last_id = before
+            query = query.where(
+                or_(ChatSession.created_at < at, and_(ChatSession.created_at == at, ChatSession.id < last_id))
+            )
+        return (await self.session.scalars(query)).all()
+
+    async def count_active(self, *, active_since: datetime, owner: Owner | None = None) -> int:
+        query = select(func.count()).select_from(ChatSession)
+        query = query.where(ChatSession.last_active_at >= active_since)
+        if owner is not None:
+            query = query.where(_owned_by(owner))
+        return int(await self.session.scalar(query) or 0)
+
+    async def busiest_owners(self, *, active_since: datetime, limit: int) -> list[tuple[Owner, int]]:
+        """The owners holding the most active sessions, most first."""
+        count = func.count().label("active")
+        query = (
+            select(ChatSession.owner_user_id, ChatSession.owner_api_key_id, count)
+            .where(ChatSession.last_active_at >= active_since)
+            .group_by(ChatSession.owner_user_id, ChatSession.owner_api_key_id)
+            .order_by(count.desc(), ChatSession.owner_api_key_id, ChatSession.owner_user_id)
+            .limit(limit)
+        )
+        rows = (await self.session.execute(query)).all()
+        return [(Owner(user_id=row[0], api_key_id=row[1]), int(row[2])) for row in rows]
 
     async def purge_idle(self, *, idle_before: datetime) -> tuple[int, int]:
         """Delete sessions idle since before the cutoff, with their messages: (sessions, messages)."""

@@ -35,6 +35,9 @@ _SENSITIVE_NAMES = (
     "signature",
     "sig",
     "key",
+    # Not a credential but personal data the database keeps sealed: an address searched for
+    # (``GET /api/admin/users?email=``) stays out of the access log and error reports.
+    "email",
 )
 _SENSITIVE_PARTS = ("password", "passwd", "secret", "api-key", "apikey", "private-key", "credential")
 _NAME = r"[A-Za-z0-9_.\-]*"

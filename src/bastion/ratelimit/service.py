@@ -30,7 +30,7 @@ from bastion.ratelimit.algorithm import Decision, Outcome, Rate
 from bastion.ratelimit.escalation import Escalation
 from bastion.ratelimit.policies import Policy, PolicyRule, ip_identity, policy_table
 from bastion.ratelimit.storage import LimiterStorage, MemoryStorage, create_storage
-from bastion.ratelimit.storage.base import Block
+from bastion.ratelimit.storage.base import Block, IdentityState
 from bastion.ratelimit.storage.memory import DecideFn
 from bastion.settings import Settings
 
@@ -333,6 +333,21 @@ class RateLimiter:
     async def list_blocks(self, limit: int = MAX_LISTED_BLOCKS, *, kind: str | None = None) -> list[Block]:
         now = self._clock()
         return await self.run(lambda s: s.list_blocks(now, max(1, min(limit, MAX_LISTED_BLOCKS)), kind))
+
+    # -- one identity's state (the admin API) ---------------------------------------------------
+
+    async def inspect(self, identity: str) -> tuple[IdentityState, float]:
+        """The identity's buckets under every policy, its escalation counters and its block,
+        with the ``now`` they were read at."""
+        now = self._clock()
+        names = [rule.name for rule in self.rules.values()]
+        return await self.run(lambda s: s.inspect(identity, names, now)), now
+
+    async def reset(self, identity: str) -> None:
+        """Refill the identity's allowance under every policy and forget its strikes, violations
+        and authentication failures. A block in force stays: lift it through the blocklist."""
+        names = [rule.name for rule in self.rules.values()]
+        await self.run(lambda s: s.reset(identity, names))
 
     async def _notify(self, notice: BlockNotice) -> None:
         if self.on_block is None:

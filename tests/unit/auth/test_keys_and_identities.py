@@ -72,6 +72,10 @@ def test_key_permissions_need_both_scope_and_role() -> None:
         "keys:own",
         "blocklist:manage",
         "audit:read",
+        "alerts:manage",
+        "chat_sessions:manage",
+        "rate_limits:manage",
+        "secrets:read",
     }
 
 

@@ -17,6 +17,7 @@ def redactor() -> Redactor:
     ("text", "secret"),
     [
         ("GET /x?token=abc123def&page=2", "abc123def"),
+        ("GET /api/admin/users?email=person%40example.com&limit=5", "person%40example.com"),
         ("GET /x?page=2&api_key=zzz999yyy", "zzz999yyy"),
         ("/reset?access_token=tok-1234567", "tok-1234567"),
         ("password=hunter2hunter2", "hunter2hunter2"),

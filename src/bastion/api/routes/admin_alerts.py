@@ -89,6 +89,8 @@ Service = Annotated[AlertService, Depends(alert_service)]
 
 @router.get("", response_model=AlertList)
 async def list_alerts(
+    request: Request,
+    admin: Admin,
     service: Service,
     status: Literal["open", "acknowledged"] | None = None,
     kind: AlertKind | None = None,
@@ -97,6 +99,14 @@ async def list_alerts(
 ) -> AlertList:
     page = await service.page(status=status, kind=kind, after=position(after), limit=limit)
     last = page.items[-1] if page.more else None
+    await record_action(
+        request,
+        admin,
+        AuditEvent.ALERTS_READ,
+        target_type="alerts",
+        target_id="list",
+        details={"status": status, "kind": kind, "count": len(page.items)},
+    )
     return AlertList(
         items=[AlertOut.of(alert) for alert in page.items],
         next=cursor_of(last.created_at, last.id) if last is not None else None,

@@ -23,8 +23,10 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
+from bastion.api.audit import record_action
 from bastion.api.deps import require
 from bastion.api.ratelimit import request_client_ip
+from bastion.audit.events import AuditEvent
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.errors import NotFound, request_id_of
@@ -63,7 +65,7 @@ class BlockIn(BaseModel):
     force: bool = False
 
 
-def _out(block: Block) -> BlockOut:
+def block_out(block: Block) -> BlockOut:
     return BlockOut(
         kind=block.kind,
         value=block.value,
@@ -100,9 +102,17 @@ def get_blocklist(request: Request) -> Blocklist:
 
 
 @routes.get("", response_model=BlockList)
-async def list_blocks(request: Request) -> BlockList:
+async def list_blocks(request: Request, admin: Admin) -> BlockList:
     blocks = await get_blocklist(request).list()
-    return BlockList(items=[_out(block) for block in blocks])
+    await record_action(
+        request,
+        admin,
+        AuditEvent.BLOCKLIST_READ,
+        target_type="blocklist",
+        target_id="list",
+        details={"count": len(blocks)},
+    )
+    return BlockList(items=[block_out(block) for block in blocks])
 
 
 @routes.post(
@@ -122,7 +132,7 @@ async def place_block(body: BlockIn, request: Request, admin: Admin) -> BlockOut
         caller=Caller(ip=request_client_ip(request), principal=admin),
         force=body.force,
     )
-    return _out(block)
+    return block_out(block)
 
 
 async def _lift(request: Request, identity: str, admin: Principal) -> Response:

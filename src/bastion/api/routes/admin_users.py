@@ -1,25 +1,34 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Administration of accounts: roles, disable/enable, unlock, forced logout, invitations. Admins only."""
+"""Administration of accounts: list, roles, disable/enable, unlock, forced logout, invitations. Admins only.
+
+``GET /api/admin/users`` lists accounts newest first, filtered by ``role`` and ``active`` and paged by
+keyset (``next`` goes back as ``after``). ``email`` finds the one account with that exact address
+(normalized as at registration) through its blind index: addresses are stored sealed, so a
+substring or prefix search is impossible by design (docs/admin-api.md).
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from pydantic import BaseModel
 
 from bastion.api.audit import record_action
 from bastion.api.content_types import require_json
+from bastion.api.cursors import CURSOR, cursor_of, position
 from bastion.api.deps import audit_context, get_settings, identity_service, require
 from bastion.api.routes.api_keys import api_keys
 from bastion.api.routes.me import Erasure
 from bastion.api.schemas.auth import InvitationOut, InvitationRequest, RoleChange, UserDetail
 from bastion.audit.events import AuditEvent
 from bastion.auth.api_key_service import ApiKeys
+from bastion.auth.emails import MAX_EMAIL_LENGTH, InvalidEmail, normalize_email
 from bastion.auth.permissions import Permission
-from bastion.auth.principal import Principal
+from bastion.auth.principal import Principal, Role
 from bastion.auth.service import Context, IdentityService
-from bastion.errors import Forbidden
+from bastion.errors import Forbidden, InvalidField
 from bastion.settings import Settings
 
 router = APIRouter(prefix="/api/admin/users", tags=["admin"], dependencies=[Depends(require_json)])
@@ -37,6 +46,57 @@ def _not_self(admin: Principal, user_id: str) -> None:
     # An admin cannot change their own standing here: no self-escalation, no accidental lock-out.
     if admin.user_id == user_id:
         raise Forbidden("Administrators cannot change their own account here")
+
+
+class UserPage(BaseModel):
+    items: list[UserDetail]
+    next: str | None = None
+
+
+@router.get("", response_model=UserPage)
+async def list_users(
+    admin: Reader,
+    service: Service,
+    request: Request,
+    role: Role | None = None,
+    active: bool | None = None,
+    email: Annotated[
+        str | None, Query(max_length=MAX_EMAIL_LENGTH, description="Exact address (blind index)")
+    ] = None,
+    after: Annotated[str | None, Query(pattern=CURSOR, description="The `next` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> UserPage:
+    address = None
+    if email is not None:
+        try:
+            address = normalize_email(email)
+        except InvalidEmail as exc:
+            raise InvalidField("query.email", "value_error", str(exc)) from None
+    users = await service.list_users(
+        role=role, active=active, email=address, before=position(after), limit=limit + 1
+    )
+    more = len(users) > limit
+    users = users[:limit]
+    page = UserPage(
+        items=[UserDetail.of(user, service) for user in users],
+        next=cursor_of(users[-1].created_at, users[-1].id) if more else None,
+    )
+    # Listing accounts shows their addresses: audited as a read of user data, with the filters
+    # and how many were shown (never the address searched for).
+    await record_action(
+        request,
+        admin,
+        AuditEvent.ADMIN_USER_READ,
+        target_type="users",
+        target_id="list",
+        details={
+            "role": role,
+            "active": active,
+            "by_email": email is not None,
+            "count": len(page.items),
+        },
+    )
+    return page
 
 
 @router.get("/{user_id}", response_model=UserDetail)

@@ -12,9 +12,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 
+from bastion.api.audit import record_action
 from bastion.api.content_types import require_json
 from bastion.api.deps import audit_context, require
 from bastion.api.schemas.api_keys import KeyCreate, KeyCreated, KeyList, KeyOut
+from bastion.audit.events import AuditEvent
 from bastion.auth.api_key_service import ApiKeys, KeyView
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
@@ -107,8 +109,18 @@ async def rotate_key(key_id: KeyId, actor: Manager, keys: Keys, context: Ctx) ->
 
 @admin_router.get("", response_model=KeyList)
 async def list_all_keys(
+    request: Request,
     actor: Annotated[Principal, Depends(require(Permission.KEYS_MANAGE))],
     keys: Keys,
     user_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{1,32}$")] = None,
 ) -> KeyList:
-    return KeyList(items=[_out(view) for view in await keys.list(actor, everyone=True, user_id=user_id)])
+    items = [_out(view) for view in await keys.list(actor, everyone=True, user_id=user_id)]
+    await record_action(
+        request,
+        actor,
+        AuditEvent.ADMIN_KEYS_READ,
+        target_type="api_keys",
+        target_id=user_id or "all",
+        details={"count": len(items)},
+    )
+    return KeyList(items=items)

@@ -28,6 +28,8 @@ from bastion.api.schemas.openai_compat import (
     ChatCompletionRequest,
     Choice,
     CompletionUsage,
+    Model,
+    ModelList,
 )
 from bastion.api.signing import SignedJSONResponse, Signer, signed_stream
 from bastion.auth.permissions import Permission
@@ -55,6 +57,15 @@ router = APIRouter(
     ],
 )
 Caller = Annotated[Principal, Depends(COMPLETIONS_USE)]
+# Listing the model spends no message allowance: only the global per-client limit applies.
+models_router = APIRouter(prefix="/v1", tags=["openai-compatible"], dependencies=[Depends(COMPLETIONS_USE)])
+
+
+@models_router.get("/models", response_model=ModelList)
+async def list_models(request: Request) -> ModelList:
+    """The one model Bastion serves (LLM_MODEL, or the offline model's name), so that OpenAI
+    clients that list models before they complete find it."""
+    return ModelList(data=[Model(id=request.app.state.llm.model)])
 
 
 def completion_service(request: Request) -> CompletionService:

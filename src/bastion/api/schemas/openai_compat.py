@@ -70,3 +70,19 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: CompletionUsage
     system_fingerprint: str | None = None
+
+
+class Model(BaseModel):
+    """One entry of ``GET /v1/models``, in OpenAI's shape."""
+
+    id: str
+    object: Literal["model"] = "model"
+    # OpenAI's creation time of the model; Bastion does not know when the upstream's model was
+    # made, and 0 (the epoch) says so rather than inventing a date.
+    created: int = 0
+    owned_by: str = "bastion"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]

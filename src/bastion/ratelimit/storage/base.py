@@ -64,6 +64,28 @@ class BudgetSettlement:
     reserved: int
 
 
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    """One policy's bucket for one identity: its theoretical arrival time and escalated penalty."""
+
+    tat: float
+    penalty_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityState:
+    """What the limiter holds on one identity, as of ``now`` (``inspect``).
+
+    ``buckets`` names only the buckets not yet full again (a full bucket holds no state);
+    ``violations`` and ``auth_failures`` count within their live windows (0 once lapsed).
+    """
+
+    buckets: dict[str, BucketState]
+    violations: int
+    auth_failures: int
+    block: Block | None
+
+
 class LimiterStorage(Protocol):
     """Atomic primitives for rate limits, escalation, blocks, leases, slots and budgets."""
 
@@ -105,6 +127,17 @@ class LimiterStorage(Protocol):
 
     async def list_blocks(self, now: float, limit: int, kind: str | None = None) -> list[Block]:
         """Blocks in force, soonest to expire first, at most ``limit`` (only of ``kind`` if given)."""
+        ...
+
+    async def inspect(self, identity: str, buckets: Sequence[str], now: float) -> IdentityState:
+        """Read, without changing anything, the identity's state in ``buckets``, its escalation
+        counters and its block: one atomic read."""
+        ...
+
+    async def reset(self, identity: str, buckets: Sequence[str]) -> None:
+        """Forget the identity's state in ``buckets`` and its escalation counters (strikes,
+        violations, authentication failures), atomically: its allowances are full again. A block
+        in force stays (lifting one is the blocklist's, and audited as such)."""
         ...
 
     async def acquire_slots(

@@ -16,7 +16,14 @@ from typing import Protocol
 
 from bastion.ratelimit.algorithm import EPSILON, Decision, Outcome, RawDecision
 from bastion.ratelimit.escalation import Escalation, penalty
-from bastion.ratelimit.storage.base import Block, BudgetResult, BudgetSettlement, SlotResult
+from bastion.ratelimit.storage.base import (
+    Block,
+    BucketState,
+    BudgetResult,
+    BudgetSettlement,
+    IdentityState,
+    SlotResult,
+)
 from bastion.ratelimit.storage.bounded import BoundedTable, KeyBudget
 
 DEFAULT_MAX_KEYS = 1_000_000
@@ -225,6 +232,28 @@ class MemoryStorage:
         current = self.blocks.data.get(identity)
         self._place(identity, now, now + escalation.block_seconds, "auth_failures")
         return current is None or current.until <= now
+
+    # -- one identity's state (the admin API) ---------------------------------------------------
+
+    async def inspect(self, identity: str, buckets: Sequence[str], now: float) -> IdentityState:
+        found: dict[str, BucketState] = {}
+        for bucket in buckets:
+            table = self.buckets.get(bucket)
+            state = table.data.get(identity) if table is not None else None
+            # [tat, penalty_until, strikes, strikes_expire]: full again once both have passed.
+            if state is not None and max(state[0], state[1]) > now:
+                found[bucket] = BucketState(state[0], state[1])
+        abuse = self.abuse.data.get(identity)
+        violations = int(abuse[0]) if abuse is not None and abuse[1] > now else 0
+        failures = int(abuse[2]) if abuse is not None and abuse[3] > now else 0
+        return IdentityState(found, violations, failures, await self.blocked(identity, now))
+
+    async def reset(self, identity: str, buckets: Sequence[str]) -> None:
+        for bucket in buckets:
+            table = self.buckets.get(bucket)
+            if table is not None:
+                table.discard(identity)
+        self.abuse.discard(identity)
 
     # -- blocks ------------------------------------------------------------------------------
 

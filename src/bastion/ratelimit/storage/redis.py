@@ -36,7 +36,14 @@ from redis.exceptions import NoScriptError
 
 from bastion.ratelimit.algorithm import Decision, Outcome
 from bastion.ratelimit.escalation import Escalation
-from bastion.ratelimit.storage.base import Block, BudgetResult, BudgetSettlement, SlotResult
+from bastion.ratelimit.storage.base import (
+    Block,
+    BucketState,
+    BudgetResult,
+    BudgetSettlement,
+    IdentityState,
+    SlotResult,
+)
 from bastion.ratelimit.storage.scripts import SCRIPTS
 
 DEFAULT_PREFIX = "bastion:rl:"
@@ -178,6 +185,42 @@ class RedisStorage:
             await self._add_to_index(identity, now + escalation.block_seconds)
             return True
         return False
+
+    # -- one identity's state (the admin API) ---------------------------------------------------
+
+    def _bucket_keys(self, identity: str, buckets: Sequence[str]) -> list[str]:
+        tagged = f"{self.prefix}{{{identity}}}"
+        return [f"{tagged}:b:{bucket}" for bucket in buckets]
+
+    async def inspect(self, identity: str, buckets: Sequence[str], now: float) -> IdentityState:
+        abuse_key, block_key = self._keys(identity)
+        # One MULTI/EXEC: every key carries the identity's hash tag, so this is one slot and one
+        # consistent snapshot.
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.mget([*self._bucket_keys(identity, buckets), block_key])
+            pipe.hmget(abuse_key, ["v", "ve", "af", "afe"])
+            values, abuse = await pipe.execute()
+        found: dict[str, BucketState] = {}
+        for bucket, value in zip(buckets, values[:-1], strict=True):
+            if value is None:
+                continue
+            # "tat" or "tat penalty_until strikes strikes_expire", as the decide script writes it.
+            parts = _text(value).split(" ")
+            tat, penalty_until = float(parts[0]), float(parts[1]) if len(parts) > 1 else 0.0
+            if max(tat, penalty_until) > now:
+                found[bucket] = BucketState(tat, penalty_until)
+        v, ve, af, afe = (float(_text(item)) if item is not None else 0.0 for item in abuse)
+        return IdentityState(
+            found,
+            int(v) if ve > now else 0,
+            int(af) if afe > now else 0,
+            self._block(identity, values[-1], now),
+        )
+
+    async def reset(self, identity: str, buckets: Sequence[str]) -> None:
+        abuse_key, _ = self._keys(identity)
+        # One DEL of keys in one slot: atomic, and the block key is not among them.
+        await self.redis.delete(*self._bucket_keys(identity, buckets), abuse_key)
 
     # -- blocks ------------------------------------------------------------------------------
 
