@@ -27,7 +27,7 @@ CASES = [
         "DATABASE_URL scheme 'mysql+aiomysql' is not supported",
     ),
     ({"DATABASE_URL": "::not a url::"}, "DATABASE_URL is not a database URL"),
-    ({"AUDIT_LOG_SINK": "stdout"}, "AUDIT_LOG_SINK is not available in this version"),
+    ({"AUDIT_LOG_SINK": "db,kafka"}, "AUDIT_LOG_SINK: Value error, each sink is db, stdout"),
     ({"SENTRY_DSN": "ftp://key@sentry.example.org/1"}, "SENTRY_DSN is not a Sentry DSN"),
     ({"INJECTION_ACTION": "deny"}, "INJECTION_ACTION: Value error, must be one of log, flag, block"),
     ({"LICENSE_URL": "https://example.org/terms\r\nX-Evil: 1"}, "LICENSE_URL"),
