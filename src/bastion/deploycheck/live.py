@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -58,11 +60,23 @@ REQUIRED_HEADERS = (
 HSTS_MIN_SECONDS = 31_536_000  # one year, what preload lists and scanners ask
 FOREIGN_ORIGIN = "https://deploy-check.invalid"  # .invalid never resolves: nobody owns it
 EXPOSED_DOCS = ("/docs", "/redoc", "/openapi.json")
-# Offered one group at a time over TLS 1.2: suites without forward secrecy or without AEAD.
-WEAK_SUITES = {
-    "without AEAD (CBC, RC4, 3DES)": "ALL:!AEAD:@SECLEVEL=0",
-    "without forward secrecy": "kRSA:@SECLEVEL=0",
+# Offered one group at a time over TLS 1.2: suites without AEAD, and suites without forward
+# secrecy, told apart by the fields OpenSSL reports for each suite it knows.
+WEAK_SUITES: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "without AEAD (CBC, RC4, 3DES)": lambda suite: not suite["aead"],
+    "without forward secrecy": lambda suite: suite["kea"] == "kx-rsa",
+    "without server authentication": lambda suite: suite["auth"] == "auth-null",
 }
+
+
+def _weak_suites(weak: Callable[[dict[str, Any]], bool]) -> str:
+    """An OpenSSL cipher string of every TLS 1.2 suite this OpenSSL knows that ``weak`` picks."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    names = [
+        suite["name"] for suite in context.get_ciphers() if suite["protocol"] != "TLSv1.3" and weak(suite)
+    ]
+    return ":".join(names) + ":@SECLEVEL=0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +115,7 @@ def probe(target: Target) -> list[Finding]:
         found.append(_finding("live-plain-http", f"{base} is served over plain http"))
     else:
         found += _redirect(target, parts.hostname, verify)
-        found += _tls(parts.hostname, parts.port or 443, target.timeout)
+        found += tls_findings(parts.hostname, parts.port or 443, target.timeout)
     return found
 
 
@@ -155,7 +169,8 @@ def _redirect(target: Target, host: str, verify: ssl.SSLContext | bool) -> Itera
     http_url = target.http_url or f"http://{host}"
     try:
         with httpx.Client(verify=verify, timeout=target.timeout) as client:
-            response = client.get(http_url.rstrip("/") + "/health")
+            # `/`, not /health: a loopback probe of /health is answered without a redirect.
+            response = client.get(http_url.rstrip("/") + "/")
     except httpx.ConnectError:
         return  # nothing listens for plain http: nothing to downgrade to (HSTS covers the name)
     except httpx.HTTPError as exc:
@@ -184,23 +199,27 @@ def _handshake(host: str, port: int, timeout: float, context: ssl.SSLContext) ->
         return None
 
 
-def _tls(host: str, port: int, timeout: float) -> Iterator[Finding]:
+def tls_findings(host: str, port: int, timeout: float = 10.0) -> Iterator[Finding]:
+    """TLS 1.0 and 1.1, and TLS 1.2 suites without AEAD or forward secrecy, offered one at a time."""
     for version in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        try:
-            # Let this client really offer the old protocol, so a refusal is the server's.
-            context.set_ciphers("ALL:@SECLEVEL=0")
-            context.minimum_version = context.maximum_version = version
-        except (ValueError, ssl.SSLError):
-            continue
-        accepted = _handshake(host, port, timeout, context)
+        # Let this client really offer the old protocol, so a refusal is the server's. Python warns
+        # that these versions are deprecated: offering one is the point of the probe.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            try:
+                context.set_ciphers("ALL:@SECLEVEL=0")
+                context.minimum_version = context.maximum_version = version
+            except (ValueError, ssl.SSLError):
+                continue
+            accepted = _handshake(host, port, timeout, context)
         if accepted is not None:
             yield _finding("live-tls-old-protocol", f"the listener accepts {accepted[0]}")
-    for what, suites in WEAK_SUITES.items():
+    for what, weak in WEAK_SUITES.items():
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
         try:
-            context.set_ciphers(suites)
+            context.set_ciphers(_weak_suites(weak))
         except ssl.SSLError:
             continue
         accepted = _handshake(host, port, timeout, context)

@@ -457,5 +457,5 @@ def _llm_http(context: Context) -> Iterator[str]:
 
 @add("openai-key-unused", LOW, "unset OPENAI_API_KEY, or set LLM_PROVIDER=openai", scope=Scope.ALWAYS)
 def _unused_key(context: Context) -> Iterator[str]:
-    if context.settings.llm_provider == "offline" and context.settings.openai_api_key is not None:
+    if context.settings.llm_provider == "offline" and context.settings.secret("OPENAI_API_KEY") is not None:
         yield "OPENAI_API_KEY is set but LLM_PROVIDER=offline: the key is unused"
