@@ -12,10 +12,9 @@ from __future__ import annotations
 import socket
 import ssl
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -62,14 +61,14 @@ FOREIGN_ORIGIN = "https://deploy-check.invalid"  # .invalid never resolves: nobo
 EXPOSED_DOCS = ("/docs", "/redoc", "/openapi.json")
 # Offered one group at a time over TLS 1.2: suites without AEAD, and suites without forward
 # secrecy, told apart by the fields OpenSSL reports for each suite it knows.
-WEAK_SUITES: dict[str, Callable[[dict[str, Any]], bool]] = {
+WEAK_SUITES: dict[str, Callable[[Mapping[str, object]], bool]] = {
     "without AEAD (CBC, RC4, 3DES)": lambda suite: not suite["aead"],
     "without forward secrecy": lambda suite: suite["kea"] == "kx-rsa",
     "without server authentication": lambda suite: suite["auth"] == "auth-null",
 }
 
 
-def _weak_suites(weak: Callable[[dict[str, Any]], bool]) -> str:
+def _weak_suites(weak: Callable[[Mapping[str, object]], bool]) -> str:
     """An OpenSSL cipher string of every TLS 1.2 suite this OpenSSL knows that ``weak`` picks."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.set_ciphers("ALL:@SECLEVEL=0")
