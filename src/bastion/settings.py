@@ -12,11 +12,12 @@ import json
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -29,6 +30,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bastion.crypto import material
+
+if TYPE_CHECKING:
+    from bastion.deploycheck.registry import Check, Finding
 
 Environment = Literal["development", "test", "production"]
 
@@ -224,6 +228,9 @@ class Settings(BaseSettings):
         extra="ignore",
         validate_default=True,
     )
+
+    # Secrets filled in by Bastion itself (development and test), for the deploy check.
+    _generated: set[str] = PrivateAttr(default_factory=set)
 
     environment: Environment = "development"
     debug: bool = False
@@ -599,7 +606,8 @@ class Settings(BaseSettings):
             self.rate_limit_fail_mode = "closed" if self.environment == "production" else "open"
         if not self.database_url.get_secret_value():
             self.database_url = SecretStr(f"sqlite+aiosqlite:///{self.var_dir / 'bastion.db'}")
-        problems = self.problems()
+        # Auditing (`bastion check --deploy`): what production refuses becomes findings to report.
+        problems = self._format_problems() if AUDITING.get() else self.problems()
         if problems:
             heading = (
                 "Bastion refuses to start in production" if self.is_production else "Bastion cannot start"
@@ -632,35 +640,8 @@ class Settings(BaseSettings):
         problems = self._format_problems()
         if not self.is_production:
             return problems
-        if self.debug:
-            problems.append("DEBUG must be false in production")
-        if "*" in self.allowed_origins:
-            problems.append("ALLOWED_ORIGINS must list explicit origins in production, not '*'")
-        if not self.require_api_key:
-            problems.append("REQUIRE_API_KEY must be true in production")
-        if "*" in self.allowed_hosts:
-            problems.append("ALLOWED_HOSTS must list explicit host names in production, not '*'")
-        for name in self.required_secrets():
-            if self.secret(name) is None:
-                problems.append(
-                    f"{name} is missing (generate one with `bastion secrets generate --single {name}`)"
-                )
-        # Identity: hash costs may be lowered for tests, never for production.
-        if (self.argon2_memory_kib, self.argon2_time_cost) < (19_456, 2) or self.bcrypt_rounds < 12:
-            problems.append("ARGON2_MEMORY_KIB/ARGON2_TIME_COST/BCRYPT_ROUNDS are below the safe minimum")
-        if self.smtp_host and self.smtp_security == "none":
-            problems.append("SMTP_SECURITY=none sends password-reset mail in clear text")
-        for name in ("SECRET_KEY", "SESSION_SECRET", "CSRF_SECRET", "API_KEY_SALT"):
-            value = self.secret(name)
-            if value is not None and (why := material.weakness(value)):
-                problems.append(f"{name} is too weak: it {why}")
-        # Static API keys are bearer secrets too: each one as strong as a generated secret.
-        for name in ("API_KEYS", "ML_API_KEYS"):
-            keys = [part.strip() for part in (self.secret(name) or "").split(",") if part.strip()]
-            for position, key in enumerate(keys, start=1):
-                if why := material.weakness(key):
-                    problems.append(f"{name} key #{position} is too weak: it {why}")
-        return problems
+        # Each refusal is a check of the deploy check's registry (bastion.deploycheck.rules).
+        return problems + [finding.message for finding in self.findings(lambda check: check.refuses)]
 
     def _format_problems(self) -> list[str]:
         problems: list[str] = [*self._url_problems(), *self._unavailable(), *retired_variables()]
@@ -781,6 +762,7 @@ class Settings(BaseSettings):
         for name, value in generated.items():
             if self.secret(name) is None:
                 setattr(self, name.lower(), SecretStr(value))
+                self._generated.add(name)
 
     def _persisted_dev_secrets(self) -> dict[str, str]:
         """Secrets generated once into VAR_DIR (mode 0600) and reused on every restart."""
@@ -834,69 +816,32 @@ class Settings(BaseSettings):
                 values += {password, unquote(password)}  # as written, and as a driver shows it
         return [value for value in values if len(value) >= 8]
 
-    def _audit_warnings(self) -> list[str]:
-        found: list[str] = []
-        sinks = self.audit_log_sink.split(",")
-        if "db" not in sinks:
-            found.append(
-                "AUDIT_LOG_SINK has no db: audit records are not chained, GET /api/admin/audit and "
-                "`bastion audit verify` see nothing"
-            )
-        for sink in sinks:
-            if sink.startswith("http://") and urlsplit(sink).hostname not in (
-                "localhost",
-                "127.0.0.1",
-                "::1",
-            ):
-                found.append("AUDIT_LOG_SINK sends audit records over plain http: use an https:// collector")
-        return found
+    def findings(self, select: Callable[[Check], bool], **context: Any) -> list[Finding]:
+        """What the checks chosen by ``select`` find in these settings (bastion.deploycheck)."""
+        from bastion.deploycheck.registry import Context
+        from bastion.deploycheck.rules import CHECKS
+
+        return CHECKS.run(Context(self, **context), select=select)
 
     def warnings(self) -> list[str]:
-        """Choices that are allowed but deserve an operator's attention (the deploy check)."""
-        found: list[str] = [*misspelled_variables()]
-        url = self.database_url.get_secret_value()
-        if self.llm_provider == "offline" and self.openai_api_key is not None:
-            found.append("OPENAI_API_KEY is set but LLM_PROVIDER=offline: the key is unused")
-        if self.require_api_key and self.registration == "open" and self.api_key_self_service:
-            found.append(
-                "REQUIRE_API_KEY=true with REGISTRATION=open and API_KEY_SELF_SERVICE=true: anyone can "
-                "register and mint a key; set REGISTRATION=invite or closed, or API_KEY_SELF_SERVICE=false"
-            )
-        budget = self.rate_limit_token_budget_per_day
-        if budget is not None and budget < self.llm_max_completion_tokens:
-            found.append(
-                "RATE_LIMIT_TOKEN_BUDGET_PER_DAY is below LLM_MAX_COMPLETION_TOKENS: each call reserves "
-                "its prompt plus that cap, so only callers asking for fewer tokens are ever served"
-            )
-        if self.is_production:
-            if url.startswith("sqlite"):
-                found.append(
-                    "DATABASE_URL is SQLite: a single file on one node; use PostgreSQL in production"
-                )
-            elif "ssl=" not in url and "sslmode=" not in url:
-                found.append("DATABASE_URL has no ssl= parameter: the database connection is not encrypted")
-            if self.redis_url is None:
-                found.append("REDIS_URL is unset: limits and revocations are per process, not shared")
-            found += self._audit_warnings()
-            if self.rate_limit_fail_mode == "open":
-                found.append("RATE_LIMIT_FAIL_MODE=open: limits are not enforced while Redis is unreachable")
-            if not self.force_https:
-                found.append("FORCE_HTTPS is false: make sure TLS is terminated in front of Bastion")
-            if self.llm_provider == "offline":
-                found.append("LLM_PROVIDER=offline: replies come from the development model")
-            elif (self.llm_base_url or "").startswith("http://"):
-                found.append(
-                    "LLM_BASE_URL is plain http: prompts and the API key cross the network unencrypted"
-                )
-            if (self.secret("SENTRY_DSN") or "").startswith("http://"):
-                found.append("SENTRY_DSN is plain http (SENTRY_ALLOW_HTTP): error reports are not encrypted")
-            if any(o.startswith("http://") for o in self.allowed_origins):
-                found.append("ALLOWED_ORIGINS includes a plain-http origin")
-            if self.docs_enabled:
-                found.append(
-                    "ENABLE_DOCS=true: /docs, /redoc and /openapi.json describe every route publicly"
-                )
-        return found
+        """Choices that are allowed but deserve an operator's attention, said at every start.
+
+        These are the deploy check's findings that apply to this environment; `bastion check`
+        shows every check's findings whatever the environment.
+        """
+        from bastion.deploycheck.registry import Scope
+
+        def applies(check: Check) -> bool:
+            if check.refuses or check.scope is Scope.AUDIT:
+                return False
+            return check.scope is Scope.ALWAYS or self.is_production
+
+        return [finding.message for finding in self.findings(applies)]
+
+    @property
+    def generated_secrets(self) -> frozenset[str]:
+        """Secrets Bastion generated itself (development and test), not supplied by the deployment."""
+        return frozenset(self._generated)
 
 
 def _url_password(url: str) -> str | None:
@@ -920,6 +865,11 @@ def prometheus_multiproc_dir(environ: Mapping[str, str] | None = None) -> Path |
     # The library still honours the deprecated lower-case spelling.
     value = present.get(PROMETHEUS_MULTIPROC_DIR) or present.get(PROMETHEUS_MULTIPROC_DIR.lower())
     return Path(value) if value else None
+
+
+# Set while `bastion check --deploy` loads the settings: production refusals are reported as the
+# deploy check's findings (with their ids) instead of stopping the command. Never set by serve.
+AUDITING: ContextVar[bool] = ContextVar("bastion_settings_auditing", default=False)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy import make_url
 
 from bastion import __version__
 from bastion.cli import api_keys as _api_keys  # noqa: F401 - registers `bastion keys create|list|revoke|rotate`
-from bastion.cli import audit, blocks, db, guard, retention, secrets, signatures, users
+from bastion.cli import audit, blocks, check, db, guard, health, retention, secrets, signatures, users
 from bastion.cli.common import database_or_exit, encryption_keys_or_exit, settings_or_exit, upgrade_or_exit
 from bastion.settings import PROMETHEUS_MULTIPROC_DIR, Settings
 
@@ -29,6 +28,8 @@ app.add_typer(secrets.app, name="secrets")
 app.add_typer(users.app, name="users")
 app.add_typer(users.keys_app, name="keys")
 app.command("purge")(retention.purge)
+app.command("check")(check.check)
+app.command("healthcheck")(health.healthcheck)
 app.command("verify-signature")(signatures.verify_signature)
 
 
@@ -42,30 +43,6 @@ class CertReqs(StrEnum):
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
-
-
-def _missing_sqlite_file(settings: Settings) -> bool:
-    url = make_url(settings.database_url.get_secret_value())
-    database = url.database or ""
-    return url.get_backend_name() == "sqlite" and not (database and Path(database).exists())
-
-
-@app.command()
-def check() -> None:
-    """Deploy check: refuse what production must never run with, and list risky choices."""
-    settings = settings_or_exit()
-    warnings = settings.warnings()
-    typer.echo(f"environment: {settings.environment}")
-    # Read-only: a check records nothing, and does not create a SQLite file that is not there yet.
-    if _missing_sqlite_file(settings):
-        pass
-    elif not encryption_keys_or_exit(settings, record=False, unreachable_ok=True):
-        typer.echo("note: the database is not reachable: DATABASE_ENCRYPTION_KEY was not checked against it")
-    else:
-        warnings += secrets.overdue_secrets(settings)  # secrets past SECRET_ROTATION_DAYS
-    for warning in warnings:
-        typer.echo(f"warning: {warning}")
-    typer.echo("ok" if not warnings else f"ok with {len(warnings)} warning(s)")
 
 
 @app.command()

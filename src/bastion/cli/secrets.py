@@ -125,14 +125,13 @@ async def _status(settings: Settings) -> list[SecretStatus]:
         await engine.dispose()
 
 
-def overdue_secrets(settings: Settings) -> list[str]:
-    """The deploy check's warnings about secrets past SECRET_ROTATION_DAYS; none when the database
-    cannot tell (unreachable, or not migrated yet). Reads only."""
+def secret_statuses(settings: Settings) -> list[SecretStatus] | None:
+    """Every secret's age for the deploy check; None when the database cannot tell (unreachable,
+    or not migrated yet). Reads only."""
     try:
-        found = asyncio.run(_status(settings))
+        return asyncio.run(_status(settings))
     except (OSError, TimeoutError, SQLAlchemyError, RotationRefused, ValueError):
-        return []
-    return rotation_warnings(found, utcnow(), settings.secret_rotation_days)
+        return None
 
 
 @app.command("rotate")

@@ -9,6 +9,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.web.errors import send_error
 from bastion.web.hosts import host_name
+from bastion.web.proxies import client_ip, is_loopback
+
+# Probes that may stay on plain http: a container runtime or orchestrator checking its own
+# instance over loopback (`bastion healthcheck`). Only from a loopback peer, only these reads.
+LOOPBACK_PROBES = frozenset({("GET", "/health"), ("HEAD", "/health")})
 
 
 class HTTPSRedirect:
@@ -18,6 +23,10 @@ class HTTPSRedirect:
     redirected in a loop and an untrusted client cannot skip the redirect with X-Forwarded-Proto.
     The target host is the request's Host, which must already have passed ``TrustedHosts``:
     this layer never builds a URL from an unchecked name (no open redirect).
+
+    GET /health from a loopback client (after trusted-proxy resolution, so a request forwarded by a
+    local proxy counts as its real client) is answered instead: the probe of a container's own
+    instance has no TLS to go to, and /health says nothing but "up".
     """
 
     def __init__(self, app: ASGIApp, *, enabled: bool = True, https_port: int = 443) -> None:
@@ -27,6 +36,9 @@ class HTTPSRedirect:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.enabled or scope["type"] != "http" or scope.get("scheme") != "http":
+            await self.app(scope, receive, send)
+            return
+        if (scope.get("method"), scope.get("path")) in LOOPBACK_PROBES and is_loopback(client_ip(scope, ())):
             await self.app(scope, receive, send)
             return
         host = None

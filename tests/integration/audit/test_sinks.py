@@ -229,5 +229,7 @@ def test_the_sink_setting_is_parsed_and_checked(tmp_path: Path) -> None:
     plain = Settings(_env_file=None, environment="test", audit_log_sink="stdout,http://collector.example/")  # type: ignore[call-arg]
     assert not build_fanout(plain).to_database
     # What the deploy check and every production start report for such a choice.
-    warnings = " ".join(plain._audit_warnings())
+    found = plain.findings(lambda check: check.id.startswith("audit-"))
+    assert {finding.id for finding in found} == {"audit-db-missing", "audit-http-sink"}
+    warnings = " ".join(finding.message for finding in found)
     assert "no db" in warnings and "plain http" in warnings

@@ -58,3 +58,31 @@ async def test_malformed_host_is_refused_not_redirected() -> None:
         response = await http.get("/", headers={"Host": "evil.com/x"})
     assert response.status_code == 400
     assert "location" not in response.headers
+
+
+async def test_a_loopback_health_probe_is_answered_not_redirected() -> None:
+    # The container's own probe (`bastion healthcheck`) has no TLS to go to.
+    app = HTTPSRedirect(responder())
+    async with client_for(app, base_url="http://localhost", client=("127.0.0.1", 5000)) as local:
+        assert (await local.get("/health")).status_code == 200
+        assert (await local.head("/health")).status_code == 200
+        # Only that read: everything else from loopback is still redirected.
+        assert (await local.post("/health")).status_code == 308
+        assert (await local.get("/health/ready")).status_code == 308
+        assert (await local.get("/api/auth/me")).status_code == 308
+    async with client_for(app, base_url="http://localhost", client=("::1", 5000)) as local6:
+        assert (await local6.get("/health")).status_code == 200
+    async with client_for(app, base_url="http://api.example.org") as remote:
+        assert (await remote.get("/health")).status_code == 308
+
+
+async def test_a_forwarded_health_request_is_judged_by_its_real_client() -> None:
+    # Behind a proxy on this machine (TRUSTED_PROXIES=127.0.0.1) ProxyHeaders resolves the client
+    # from X-Forwarded-For: a remote client's plain-http /health is redirected.
+    from bastion.web import ProxyHeaders
+
+    app = ProxyHeaders(HTTPSRedirect(responder()), trusted_proxies=["127.0.0.1"])
+    async with client_for(app, base_url="http://localhost", client=("127.0.0.1", 5000)) as proxied:
+        forwarded = await proxied.get("/health", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert forwarded.status_code == 308
+        assert (await proxied.get("/health")).status_code == 200
