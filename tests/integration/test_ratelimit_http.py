@@ -156,7 +156,10 @@ async def test_persistent_violations_block_the_client_audited_and_liftable(
             assert (await admin.get("/api/admin/blocks", headers=ADMIN)).json() == {"items": []}
         assert (await http.get("/test/ping")).status_code == 200
         async with app.state.sessionmaker() as session:
-            events = (await session.scalars(select(AuditRecord).order_by(AuditRecord.timestamp))).all()
+            records = (await session.scalars(select(AuditRecord).order_by(AuditRecord.timestamp))).all()
+    # The first 429 of the minute is audited once; the block and its lifting are audited each.
+    assert [r.details["policy"] for r in records if r.event_type == "rate_limit_exceeded"] == ["global"]
+    events = [r for r in records if r.event_type in ("client_blocked", "client_unblocked")]
     assert [(e.event_type, e.target_type, e.target_id, e.actor_id) for e in events] == [
         ("client_blocked", "ip", "127.0.0.1", None),
         ("client_unblocked", "ip", "127.0.0.1", "admin-1"),
@@ -176,7 +179,10 @@ async def test_route_policy_violations_block_the_client_audited_with_the_request
         assert_error(responses[5], 403, "blocked")
         assert (await http.get("/test/ping")).status_code == 403  # the block covers every route
         async with app.state.sessionmaker() as session:
-            events = (await session.scalars(select(AuditRecord))).all()
+            records = (await session.scalars(select(AuditRecord).order_by(AuditRecord.timestamp))).all()
+    [violation] = [r for r in records if r.event_type == "rate_limit_exceeded"]
+    assert violation.request_id == responses[3].headers["x-request-id"] and violation.status_code == 429
+    events = [r for r in records if r.event_type == "client_blocked"]
     assert [(e.event_type, e.target_type, e.target_id, e.request_id) for e in events] == [
         ("client_blocked", "ip", "127.0.0.1", responses[5].headers["x-request-id"])
     ]
