@@ -484,6 +484,7 @@ class ApiKeys:
                 ip=ip,
                 request_id=request_id,
                 details={"method": "api_key", "reason": rejected.reason, "path": path[:200]},
+                status_code=401,
             )
         except Exception as exc:  # the refusal stands even if the audit store is down
             self.log.warning(

@@ -168,10 +168,12 @@ class IdentityService:
         actor_id: str | None = None,
         target_id: str | None = None,
         details: dict[str, object] | None = None,
+        status_code: int | None = None,
     ) -> None:
         await self.audit.record(
             event,
             result=result,
+            status_code=status_code,
             actor_type="user" if actor_id else None,
             actor_id=actor_id,
             target_type="user" if target_id else None,
@@ -407,6 +409,7 @@ class IdentityService:
                     "reason": str(verdict.refusal),
                     "retry_after": verdict.retry_after,
                 },
+                status_code=429,
             )
             why = TOO_MANY_ATTEMPTS if verdict.refusal is not Refusal.CLIENT_BLOCKED else None
             raise RateLimited(why, retry_after=verdict.retry_after)
@@ -433,6 +436,7 @@ class IdentityService:
                 "reason": "disabled" if ok else "bad_credentials",
                 "wait": counted.wait,
             },
+            status_code=401 if event is AuditEvent.AUTH_FAILURE else None,
         )
         if counted.locked_for:
             await self._record(

@@ -72,6 +72,8 @@ async def test_actions_record_their_events_with_request_facts_and_no_secrets(
         login_failure = next(r for r in failures if r.details["method"] == "password")
         assert login_failure.result == "failure" and login_failure.ip_address == "203.0.113.9"
         assert (login_failure.method, login_failure.route) == ("POST", "/api/auth/login")
+        assert login_failure.status_code == 401
+        assert next(r for r in failures if r.details["method"] == "api_key").status_code == 401
         assert login_failure.request_id and login_failure.latency_ms is not None
         assert by_type["auth_success"][-1].actor_id == user_id
         assert by_type["api_key_created"][0].target_id == key["id"]
