@@ -21,17 +21,12 @@ from bastion.audit.events import AuditEvent
 from bastion.audit.models import AuditRecord
 from bastion.audit.service import AuditService
 from bastion.audit.sinks import DOCUMENT_FIELDS, build_fanout, document
-from bastion.cli.common import database_or_exit, private_output, settings_or_exit
+from bastion.cli.common import Output, database_or_exit, private_output, settings_or_exit
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.db.pages import keyset_pages
 from bastion.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Check and export the audit log.")
-
-
-class Output(StrEnum):
-    text = "text"
-    json = "json"
 
 
 class ExportFormat(StrEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -17,6 +18,13 @@ from bastion.crypto.keycheck import EncryptionKeyRefused, check_encryption_keys
 from bastion.db import migrate
 from bastion.db.engine import create_engine
 from bastion.settings import ConfigurationError, Settings, load_settings
+
+
+class Output(StrEnum):
+    """``--format`` of commands whose output is data: lines for people, JSON for scripts."""
+
+    text = "text"
+    json = "json"
 
 
 def settings_or_exit() -> Settings:

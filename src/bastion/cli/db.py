@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""`bastion db`: schema migrations."""
+"""`bastion db`: schema migrations, re-encryption, and (in ``cli.backups``) backups."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import typer
 
 from bastion.audit.events import AuditEvent, Result
 from bastion.audit.service import AuditService
+from bastion.cli import backups
 from bastion.cli.common import database_or_exit, encryption_keys_or_exit, settings_or_exit, upgrade_or_exit
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.material import parse_encryption_keys
@@ -21,7 +22,9 @@ from bastion.crypto.rekey import rekey as run_rekey
 from bastion.db import migrate
 from bastion.db.engine import create_engine, create_sessionmaker
 
-app = typer.Typer(help="Database schema and stored encryption.", no_args_is_help=True)
+app = typer.Typer(help="Database schema, stored encryption, backups.", no_args_is_help=True)
+app.command()(backups.backup)
+app.command()(backups.restore)
 
 
 @app.command()
