@@ -202,7 +202,7 @@ def nginx_config(
     ssl_trusted_certificate: Annotated[
         str | None, typer.Option(help="Issuer chain for OCSP stapling verification.")
     ] = "/etc/letsencrypt/live/{domain}/chain.pem",
-    listen: Annotated[str, typer.Option(help="Address nginx listens on.")] = "0.0.0.0",  # noqa: S104
+    listen: Annotated[str, typer.Option(help="Address nginx listens on.")] = "0.0.0.0",  # noqa: S104 # nosec B104 # nginx faces the public
     http_port: Annotated[int, typer.Option(min=1, max=65535)] = 80,
     https_port: Annotated[int, typer.Option(min=1, max=65535)] = 443,
     resolver: Annotated[str, typer.Option(help="DNS resolvers for OCSP stapling.")] = "1.1.1.1 9.9.9.9",
