@@ -10,12 +10,15 @@ after a shebang. Data (data/, tests/data/), documentation and lock files are not
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
+from repository import tracked_files
+
 HEADER = "SPDX-License-Identifier: Apache-2.0"
-SUFFIXES = frozenset({".py", ".pyi", ".sh", ".toml", ".yaml", ".yml", ".mako", ".cfg", ".ini", ".js", ".css", ".html"})
+SUFFIXES = frozenset(
+    {".py", ".pyi", ".sh", ".toml", ".yaml", ".yml", ".mako", ".cfg", ".ini", ".js", ".css", ".html"}
+)
 NAMES = frozenset({"Makefile", "Dockerfile"})
 NOT_SOURCE = ("data/", "tests/data/")
 
@@ -40,13 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path.cwd())
     root: Path = parser.parse_args(argv).root.resolve()
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True  # noqa: S607
-    ).stdout.decode()
     missing = [
-        name
-        for name in sorted(filter(None, listed.split("\0")))
-        if (root / name).is_file() and is_source(root / name, name) and not has_header(root / name)
+        name for name in tracked_files(root) if is_source(root / name, name) and not has_header(root / name)
     ]
     for name in missing:
         print(f"{name}: does not start with '# {HEADER}'", file=sys.stderr)

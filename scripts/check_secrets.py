@@ -13,19 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from detect_secrets.core import baseline
 from detect_secrets.core.secrets_collection import SecretsCollection
-
-
-def tracked_files(root: Path) -> list[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True  # noqa: S607
-    ).stdout.decode()
-    return [name for name in listed.split("\0") if name and (root / name).is_file()]
+from repository import tracked_files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,10 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     known = baseline.load(baseline.load_from_file(args.baseline), args.baseline)
     found = SecretsCollection()
     found.scan_files(*tracked_files(root))
-    new = found - known
+    new = sorted(found - known, key=lambda item: (item[0], item[1].line_number or 0))
     if not new:
         return 0
-    for filename, secret in sorted(new, key=lambda item: (item[0], item[1].line_number or 0)):
+    for filename, secret in new:
         print(f"{filename}:{secret.line_number}: {secret.type}", file=sys.stderr)
     print(
         f"check-secrets: {len(new)} finding(s) not in {args.baseline}: remove the secret, or if it is "
