@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -194,3 +195,16 @@ async def test_a_value_that_fails_to_open_is_named_and_left_alone(make_settings:
     assert checked.returncode == 0, checked.stderr
     assert "key id 'new': active" in checked.stdout
     assert "key id 'old': still protects stored values" in checked.stdout
+    as_json = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "bastion", "db", "rekey", "--check", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    counted = json.loads(as_json.stdout)
+    assert counted["key_ids"] == {"new": "active", "old": "in_use"} and counted["legacy_values"] == 0
+    assert all(isinstance(count, int) for tally in counted["columns"].values() for count in tally.values())

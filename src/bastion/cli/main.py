@@ -40,7 +40,10 @@ class CertReqs(StrEnum):
 
 @app.command()
 def version() -> None:
-    """Print the version."""
+    """Print the version.
+
+    Example: bastion version
+    """
     typer.echo(__version__)
 
 
@@ -52,7 +55,10 @@ def _missing_sqlite_file(settings: Settings) -> bool:
 
 @app.command()
 def check() -> None:
-    """Deploy check: refuse what production must never run with, and list risky choices."""
+    """Deploy check: refuse what production must never run with, and list risky choices.
+
+    Example: ENVIRONMENT=production bastion check
+    """
     settings = settings_or_exit()
     warnings = settings.warnings()
     typer.echo(f"environment: {settings.environment}")
@@ -85,7 +91,10 @@ def serve(
         typer.Option("--migrate/--no-migrate", help="Apply migrations first (default in development)."),
     ] = None,
 ) -> None:
-    """Run the service with uvicorn."""
+    """Run the service with uvicorn.
+
+    Example: bastion serve --workers 4 --uds /run/bastion/bastion.sock
+    """
     import ssl
 
     import uvicorn
@@ -212,7 +221,10 @@ def nginx_config(
     temp_dir: Annotated[str | None, typer.Option(help="Directory for nginx's temporary files.")] = None,
     user: Annotated[str | None, typer.Option(help="User the nginx workers run as.")] = None,
 ) -> None:
-    """Write a hardened nginx reverse-proxy config (TLS 1.2/1.3, HSTS, http->https) for Bastion."""
+    """Write a hardened nginx reverse-proxy config (TLS 1.2/1.3, HSTS, http->https) for Bastion.
+
+    Example: bastion nginx-config --domain chat.example.org --output /etc/nginx/conf.d/bastion.conf
+    """
     from bastion.app import voice_body_bytes
     from bastion.cli.nginx import NginxConfigError, NginxOptions, render
 

@@ -22,7 +22,10 @@ def purge(
     output: Annotated[Output, typer.Option("--format", help="text or json.")] = Output.text,
 ) -> None:
     """Delete expired chat sessions and messages (RETENTION_DAYS_APP), access records
-    (RETENTION_DAYS_ACCESS) and security records (RETENTION_DAYS_SECURITY); print the counts."""
+    (RETENTION_DAYS_ACCESS) and security records (RETENTION_DAYS_SECURITY); print the counts.
+
+    Example: bastion purge --format json
+    """
     settings = settings_or_exit()
     database_or_exit(settings)
 
