@@ -8,7 +8,6 @@ The operator acts as an administrator. Revocation and rotation bump the shared v
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -24,7 +23,7 @@ from bastion.auth.models import User
 from bastion.auth.principal import AuthMethod, Principal, Role
 from bastion.auth.runtime import load_secrets
 from bastion.auth.service import Context, find_user_by_email
-from bastion.cli.common import Output, encryption_keys_or_exit, refusal, settings_or_exit, table
+from bastion.cli.common import Output, encryption_keys_or_exit, refusal, settings_or_exit, show_rows
 from bastion.cli.users import keys_app
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.db.types import utcnow
@@ -181,12 +180,7 @@ def list_keys(
         return await keys.list(OPERATOR, everyone=True, user_id=owner)
 
     rows = [_row(view) for view in _run(work)]
-    if output is Output.json:
-        typer.echo(json.dumps(rows, indent=2))
-    elif rows:
-        typer.echo(table(_HEADERS, rows))
-    else:
-        typer.echo("no API keys")
+    show_rows(_HEADERS, rows, as_json=output is Output.json, empty="no API keys")
 
 
 @keys_app.command("revoke")

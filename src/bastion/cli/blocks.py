@@ -11,7 +11,6 @@ server's memory, out of this command's reach: it says so and exits 2.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from typing import Annotated, TypeVar
 import typer
 from redis.asyncio import Redis
 
-from bastion.cli.common import settings_or_exit, table
+from bastion.cli.common import settings_or_exit, show_rows
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.errors import ServiceUnavailable
 from bastion.ratelimit.blocklist import Blocklist, normalize
@@ -112,12 +111,7 @@ def list_blocks(
     Example: bastion blocks list --format json
     """
     rows = [_row(block) for block in _run(lambda blocklist: blocklist.list())]
-    if output is Format.json:
-        typer.echo(json.dumps(rows, indent=2))
-    elif rows:
-        typer.echo(table(_HEADERS, rows))
-    else:
-        typer.echo("no blocks in force")
+    show_rows(_HEADERS, rows, as_json=output is Format.json, empty="no blocks in force")
 
 
 @app.command("lift")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -133,6 +134,14 @@ def private_output(path: Path, mode: str = "w") -> IO[Any]:
     if "b" in mode:
         return os.fdopen(descriptor, mode)
     return os.fdopen(descriptor, mode, encoding="utf-8", newline="")
+
+
+def show_rows(headers: dict[str, str], rows: list[dict[str, str]], *, as_json: bool, empty: str) -> None:
+    """Print data rows: a JSON list for scripts, or a table with a header line (``empty`` when none)."""
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        typer.echo(table(headers, rows) if rows else empty)
 
 
 def table(headers: dict[str, str], rows: list[dict[str, str]]) -> str:
