@@ -5,11 +5,12 @@
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY src ./src
+# The dependencies from the hashed lock file (the versions every machine runs), then Bastion alone.
 RUN python -m venv /opt/bastion \
- && /opt/bastion/bin/pip install --upgrade pip \
- && /opt/bastion/bin/pip install .
+ && /opt/bastion/bin/pip install --require-hashes -r requirements.lock \
+ && /opt/bastion/bin/pip install --no-deps .
 
 FROM python:3.11-slim AS runtime
 ENV PATH=/opt/bastion/bin:$PATH \

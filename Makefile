@@ -5,13 +5,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every machine installs the same versions: the dependencies from the hashed lock file, then
+# Bastion itself without resolving anything (`make lock` regenerates the locks from pyproject.toml).
+LOCK := requirements-dev.lock
 
-.PHONY: serve test install lint typecheck bench clean guard-model
+.PHONY: serve test install check lint typecheck security lock bench clean guard-model
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,7 +22,7 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/bastion serve
 
-test: $(STAMP)
+test: check
 	scripts/provision.sh
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
@@ -29,6 +32,23 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The repository's guards, run before the suite by `make test` (and so by .ci/run); docs/ci.md.
+check: lint typecheck security
+	$(BIN)/python scripts/check_license_headers.py
+	$(BIN)/python scripts/check_lock.py
+
+# No medium or high bandit finding (each exception is justified inline with `# nosec`), and no
+# secret that .secrets.baseline does not list.
+security: $(STAMP)
+	$(BIN)/bandit --quiet --recursive src scripts bench --severity-level medium
+	$(BIN)/python scripts/check_secrets.py
+
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
+		--no-emit-find-links --extra dev --output-file requirements-dev.lock pyproject.toml
 
 # Retrain the shipped prompt-injection classifier from data/guard-eval and data/guard-bastion (deterministic).
 guard-model: $(STAMP)

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
+import json
 from typing import Any
 
 import httpx
@@ -20,6 +18,7 @@ from bastion.crypto.rekey import census, kids_in_use, rekey
 from bastion.db.engine import create_engine, create_sessionmaker
 from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import bearer, identity_app, identity_settings, login, user_session
+from tests.integration.auth.test_cli_and_maintenance import run_cli
 from tests.integration.keys.helpers import create_key
 
 ROOMY = {"RATE_LIMIT_JOURNAL_CREATE": "1000/minute", "RATE_LIMIT_JOURNAL_READ": "1000/minute"}
@@ -164,33 +163,21 @@ async def test_a_value_that_fails_to_open_is_named_and_left_alone(make_settings:
         await engine.dispose()
     # The command says so and exits 1; --check lists what each key id protects.
     env = {
-        **os.environ,
         "ENVIRONMENT": "test",
         "DATABASE_URL": url,
         "VAR_DIR": str(settings.var_dir),
         "DATABASE_ENCRYPTION_KEY": f"{new},{old}",
     }
-    run = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "bastion", "db", "rekey"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    run = await asyncio.to_thread(run_cli, env, "db", "rekey")
     assert run.returncode == 1, run.stderr
     assert "unreadable" in run.stdout and made[1]["entry"] in run.stdout
     assert "entry 1" not in run.stdout + run.stderr
-    checked = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "bastion", "db", "rekey", "--check"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    checked = await asyncio.to_thread(run_cli, env, "db", "rekey", "--check")
     assert checked.returncode == 0, checked.stderr
     assert "key id 'new': active" in checked.stdout
     assert "key id 'old': still protects stored values" in checked.stdout
+    as_json = await asyncio.to_thread(run_cli, env, "db", "rekey", "--check", "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    counted = json.loads(as_json.stdout)
+    assert counted["key_ids"] == {"new": "active", "old": "in_use"} and counted["legacy_values"] == 0
+    assert all(isinstance(count, int) for tally in counted["columns"].values() for count in tally.values())

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Every route against every kind of credential (OWASP API5) and a committed inventory (API9).
 
 The inventory is the reviewed list of what the service exposes and the one permission each route

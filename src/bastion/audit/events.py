@@ -17,6 +17,9 @@ class AuditEvent(StrEnum):
     SECRETS_GENERATED = "secrets_generated"
     SECRET_ROTATED = "secret_rotated"  # noqa: S105 - an event name; details name the secret, never its value
     DATABASE_REKEYED = "database_rekeyed"
+    # `bastion db backup|restore`: the archive's key id, size and checksum, never its path or content
+    DATABASE_BACKED_UP = "database_backed_up"
+    DATABASE_RESTORED = "database_restored"
     CONTENT_SIGNING_KEY_ROTATED = "content_signing_key_rotated"
     # identity
     USER_REGISTERED = "user_registered"
@@ -115,6 +118,8 @@ RECORD_KINDS: dict[AuditEvent, RecordKind] = {
     AuditEvent.SECRETS_GENERATED: RecordKind.SECURITY,
     AuditEvent.SECRET_ROTATED: RecordKind.SECURITY,
     AuditEvent.DATABASE_REKEYED: RecordKind.SECURITY,
+    AuditEvent.DATABASE_BACKED_UP: RecordKind.SECURITY,
+    AuditEvent.DATABASE_RESTORED: RecordKind.SECURITY,
     AuditEvent.CONTENT_SIGNING_KEY_ROTATED: RecordKind.SECURITY,
     AuditEvent.USER_REGISTERED: RecordKind.SECURITY,
     AuditEvent.AUTH_SUCCESS: RecordKind.SECURITY,

@@ -19,10 +19,11 @@ from redis.asyncio import Redis
 
 from bastion.auth.api_key_service import ApiKeys, KeyView, build_api_keys
 from bastion.auth.emails import InvalidEmail, normalize_email
+from bastion.auth.models import User
 from bastion.auth.principal import AuthMethod, Principal, Role
 from bastion.auth.runtime import load_secrets
 from bastion.auth.service import Context, find_user_by_email
-from bastion.cli.common import encryption_keys_or_exit, settings_or_exit
+from bastion.cli.common import Output, encryption_keys_or_exit, refusal, settings_or_exit, show_rows
 from bastion.cli.users import keys_app
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.db.types import utcnow
@@ -64,7 +65,7 @@ async def _keys(settings: Settings) -> AsyncIterator[ApiKeys]:
         await engine.dispose()
 
 
-def _run(work: Callable[[ApiKeys], Awaitable[T]]) -> T:
+def _run(work: Callable[[ApiKeys], Awaitable[T]], *, action: str = "") -> T:
     settings = settings_or_exit()
     encryption_keys_or_exit(settings, record=False)  # names and owners' addresses are sealed
 
@@ -75,36 +76,60 @@ def _run(work: Callable[[ApiKeys], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except BastionError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
+        typer.echo(f"error: {action}{refusal(exc)}", err=True)
         raise typer.Exit(1) from None
 
 
-async def _user_id(keys: ApiKeys, email: str) -> str:
+async def _owner(keys: ApiKeys, email: str) -> User:
     try:
         address = normalize_email(email)
     except InvalidEmail as exc:
         raise BastionError(str(exc)) from None
     user = await find_user_by_email(keys.sessionmaker, keys.cipher, address)
     if user is None:
-        raise BastionError("no account with that email")
-    return user.id
+        raise BastionError(f"no account with the email {address}")
+    return user
 
 
-def _line(view: KeyView) -> str:
-    state = "revoked" if view.revoked_at else "active"
-    return "\t".join(
-        (
-            view.id,
-            view.name,
-            view.user_id,
-            view.role,
-            ",".join(view.scopes),
-            state,
-            view.created_at.isoformat(timespec="seconds"),
-            view.last_used_at.isoformat(timespec="seconds") if view.last_used_at else "-",
-            view.expires_at.isoformat(timespec="seconds") if view.expires_at else "-",
+def _why_not(scopes: list[KeyScope], role: KeyRole, owner: User, email: str) -> str | None:
+    """Why the combination is refused, naming the scope or role at fault, before the service is asked."""
+    if KeyScope.admin in scopes and role is KeyRole.service:
+        return "--scope admin is for user keys of administrators, not --role service keys"
+    if KeyScope.admin in scopes and owner.role != Role.ADMIN.value:
+        return (
+            f"--scope admin is for administrators' keys, and {email} has the role {owner.role!r} "
+            f"(`bastion users set-role --email {email} admin` first, if that is intended)"
         )
-    )
+    if KeyScope.monitoring in scopes and role is not KeyRole.service:
+        return "--scope monitoring is for service keys: add --role service"
+    return None
+
+
+_HEADERS = {
+    "id": "ID",
+    "name": "NAME",
+    "user_id": "OWNER",
+    "role": "ROLE",
+    "scopes": "SCOPES",
+    "state": "STATE",
+    "created_at": "CREATED",
+    "last_used_at": "LAST USED",
+    "expires_at": "EXPIRES",
+}
+
+
+def _row(view: KeyView) -> dict[str, str]:
+    return {
+        "id": view.id,
+        "name": view.name,
+        "user_id": view.user_id,
+        "role": view.role,
+        "scopes": ",".join(view.scopes),
+        "state": "revoked" if view.revoked_at else "active",
+        "created_at": view.created_at.isoformat(timespec="seconds"),
+        "last_used_at": view.last_used_at.isoformat(timespec="seconds") if view.last_used_at else "-",
+        "expires_at": view.expires_at.isoformat(timespec="seconds") if view.expires_at else "-",
+    }
 
 
 @keys_app.command("create")
@@ -116,9 +141,15 @@ def create(
     expires_days: Annotated[int | None, typer.Option(min=1, max=3650, help="Expire after N days.")] = None,
     messages_per_hour: Annotated[int | None, typer.Option(min=1, max=1_000_000)] = None,
 ) -> None:
-    """Create an API key; the key is printed once, on standard output."""
+    """Create an API key; the key is printed once, on standard output.
+
+    Example: bastion keys create --email ana@example.com --name ci --scope chat --expires-days 90
+    """
 
     async def work(keys: ApiKeys) -> str:
+        owner = await _owner(keys, email)
+        if reason := _why_not(scope, role, owner, email):
+            raise BastionError(reason)
         created = await keys.create(
             OPERATOR,
             name=name,
@@ -126,41 +157,51 @@ def create(
             role=role.value,
             expires_at=utcnow() + timedelta(days=expires_days) if expires_days else None,
             messages_per_hour=messages_per_hour,
-            user_id=await _user_id(keys, email),
+            user_id=owner.id,
             context=CLI_CONTEXT,
         )
         return created.secret
 
-    typer.echo(_run(work))
+    typer.echo(_run(work, action="keys create refused: "))
 
 
 @keys_app.command("list")
 def list_keys(
     email: Annotated[str | None, typer.Option("--email", help="Only this account's keys.")] = None,
+    output: Annotated[Output, typer.Option("--format", help="text or json.")] = Output.text,
 ) -> None:
-    """List keys (never their secrets): id, name, owner, role, scopes, state, created, last used, expires."""
+    """List keys (never their secrets): id, name, owner, role, scopes, state, created, last used, expires.
+
+    Example: bastion keys list --email ana@example.com --format json
+    """
 
     async def work(keys: ApiKeys) -> list[KeyView]:
-        owner = await _user_id(keys, email) if email else None
+        owner = (await _owner(keys, email)).id if email else None
         return await keys.list(OPERATOR, everyone=True, user_id=owner)
 
-    for view in _run(work):
-        typer.echo(_line(view))
+    rows = [_row(view) for view in _run(work)]
+    show_rows(_HEADERS, rows, as_json=output is Output.json, empty="no API keys")
 
 
 @keys_app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
-    """Revoke a key; running instances refuse it within a second (with REDIS_URL)."""
-    view = _run(lambda keys: keys.revoke(OPERATOR, key_id, context=CLI_CONTEXT))
+    """Revoke a key; running instances refuse it within a second (with REDIS_URL).
+
+    Example: bastion keys revoke 3f2a9c1d5e6b7a80
+    """
+    view = _run(lambda keys: keys.revoke(OPERATOR, key_id, context=CLI_CONTEXT), action="keys revoke: ")
     typer.echo(f"revoked {view.id}")
 
 
 @keys_app.command("rotate")
 def rotate(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
-    """Give a key a new secret (printed once); the old one works until the grace period ends."""
+    """Give a key a new secret (printed once); the old one works until the grace period ends.
+
+    Example: bastion keys rotate 3f2a9c1d5e6b7a80
+    """
 
     async def work(keys: ApiKeys) -> str:
         created = await keys.rotate(OPERATOR, key_id, context=CLI_CONTEXT)
         return created.secret
 
-    typer.echo(_run(work))
+    typer.echo(_run(work, action="keys rotate: "))

@@ -21,17 +21,12 @@ from bastion.audit.events import AuditEvent
 from bastion.audit.models import AuditRecord
 from bastion.audit.service import AuditService
 from bastion.audit.sinks import DOCUMENT_FIELDS, build_fanout, document
-from bastion.cli.common import database_or_exit, private_output, settings_or_exit
+from bastion.cli.common import Output, database_or_exit, private_output, settings_or_exit
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.db.pages import keyset_pages
 from bastion.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Check and export the audit log.")
-
-
-class Output(StrEnum):
-    text = "text"
-    json = "json"
 
 
 class ExportFormat(StrEnum):
@@ -61,7 +56,10 @@ def _run(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
 def verify_command(
     output: Annotated[Output, typer.Option("--format", help="text or json.")] = Output.text,
 ) -> None:
-    """Check every audit chain from its anchor to its head; exit 1 naming the first broken record."""
+    """Check every audit chain from its anchor to its head; exit 1 naming the first broken record.
+
+    Example: bastion audit verify --format json
+    """
     settings = settings_or_exit()
     database_or_exit(settings)
     reports: list[ChainReport] = _run(settings, verify)
@@ -125,7 +123,10 @@ def export_command(
         Path | None, typer.Option("--output", "-o", help="File to write (default stdout).")
     ] = None,
 ) -> None:
-    """Write the audit records of a time range, oldest first, as JSON lines or CSV (audited)."""
+    """Write the audit records of a time range, oldest first, as JSON lines or CSV (audited).
+
+    Example: bastion audit export --since 2026-12-01T00:00:00Z --format csv -o december.csv
+    """
     settings = settings_or_exit()
     database_or_exit(settings)
     start, end = _when(since, "--since"), _when(until, "--until")

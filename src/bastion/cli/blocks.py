@@ -11,7 +11,6 @@ server's memory, out of this command's reach: it says so and exits 2.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from typing import Annotated, TypeVar
 import typer
 from redis.asyncio import Redis
 
-from bastion.cli.common import settings_or_exit
+from bastion.cli.common import settings_or_exit, show_rows
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.errors import ServiceUnavailable
 from bastion.ratelimit.blocklist import Blocklist, normalize
@@ -103,25 +102,16 @@ def _row(block: Block) -> dict[str, str]:
 _HEADERS = {"kind": "KIND", "value": "VALUE", "reason": "REASON", "created_at": "CREATED", "until": "UNTIL"}
 
 
-def _table(rows: list[dict[str, str]]) -> str:
-    headers = _HEADERS
-    widths = {name: max([len(title), *(len(row[name]) for row in rows)]) for name, title in headers.items()}
-    lines = [headers, *rows]
-    return "\n".join("  ".join(line[name].ljust(widths[name]) for name in headers).rstrip() for line in lines)
-
-
 @app.command("list")
 def list_blocks(
     output: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
 ) -> None:
-    """List the blocks in force: kind, value, reason, when placed, until when."""
+    """List the blocks in force: kind, value, reason, when placed, until when.
+
+    Example: bastion blocks list --format json
+    """
     rows = [_row(block) for block in _run(lambda blocklist: blocklist.list())]
-    if output is Format.json:
-        typer.echo(json.dumps(rows, indent=2))
-    elif rows:
-        typer.echo(_table(rows))
-    else:
-        typer.echo("no blocks in force")
+    show_rows(_HEADERS, rows, as_json=output is Format.json, empty="no blocks in force")
 
 
 @app.command("lift")
@@ -129,7 +119,10 @@ def lift(
     kind: Annotated[BlockKind, typer.Argument(help="ip, cidr, key or user.")],
     value: Annotated[str, typer.Argument(help="The address, network, key id or user id.")],
 ) -> None:
-    """Lift a block (audited, actor `cli`); running instances stop enforcing it within a second."""
+    """Lift a block (audited, actor `cli`); running instances stop enforcing it within a second.
+
+    Example: bastion blocks lift ip 203.0.113.7
+    """
     try:
         identity = normalize(kind.value, value)
     except ValueError as exc:

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -16,7 +18,15 @@ from bastion.crypto.fields import FieldCipher
 from bastion.crypto.keycheck import EncryptionKeyRefused, check_encryption_keys
 from bastion.db import migrate
 from bastion.db.engine import create_engine
+from bastion.errors import BastionError, InvalidField
 from bastion.settings import ConfigurationError, Settings, load_settings
+
+
+class Output(StrEnum):
+    """``--format`` of commands whose output is data: lines for people, JSON for scripts."""
+
+    text = "text"
+    json = "json"
 
 
 def settings_or_exit() -> Settings:
@@ -124,3 +134,26 @@ def private_output(path: Path, mode: str = "w") -> IO[Any]:
     if "b" in mode:
         return os.fdopen(descriptor, mode)
     return os.fdopen(descriptor, mode, encoding="utf-8", newline="")
+
+
+def show_rows(headers: dict[str, str], rows: list[dict[str, str]], *, as_json: bool, empty: str) -> None:
+    """Print data rows: a JSON list for scripts, or a table with a header line (``empty`` when none)."""
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        typer.echo(table(headers, rows) if rows else empty)
+
+
+def table(headers: dict[str, str], rows: list[dict[str, str]]) -> str:
+    """Rows as aligned columns under a header line; ``headers`` maps each row key to its title."""
+    widths = {name: max([len(title), *(len(row[name]) for row in rows)]) for name, title in headers.items()}
+    lines = [headers, *rows]
+    return "\n".join("  ".join(line[name].ljust(widths[name]) for name in headers).rstrip() for line in lines)
+
+
+def refusal(exc: BastionError) -> str:
+    """Why the service refused, in full: a refused field names the rule it broke, not only
+    "the request is invalid"."""
+    if isinstance(exc, InvalidField):
+        return exc.detail_message
+    return exc.message

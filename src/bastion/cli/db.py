@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
-"""`bastion db`: schema migrations."""
+"""`bastion db`: schema migrations, re-encryption, and (in ``cli.backups``) backups."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections import Counter
 from typing import Annotated
@@ -12,7 +13,14 @@ import typer
 
 from bastion.audit.events import AuditEvent, Result
 from bastion.audit.service import AuditService
-from bastion.cli.common import database_or_exit, encryption_keys_or_exit, settings_or_exit, upgrade_or_exit
+from bastion.cli import backups
+from bastion.cli.common import (
+    Output,
+    database_or_exit,
+    encryption_keys_or_exit,
+    settings_or_exit,
+    upgrade_or_exit,
+)
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.material import parse_encryption_keys
 from bastion.crypto.rekey import DEFAULT_BATCH, ColumnReport, census, kids_in_use
@@ -21,12 +29,17 @@ from bastion.crypto.rekey import rekey as run_rekey
 from bastion.db import migrate
 from bastion.db.engine import create_engine, create_sessionmaker
 
-app = typer.Typer(help="Database schema and stored encryption.", no_args_is_help=True)
+app = typer.Typer(help="Database schema, stored encryption, backups.", no_args_is_help=True)
+app.command()(backups.backup)
+app.command()(backups.restore)
 
 
 @app.command()
 def upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
-    """Apply migrations (to the newest by default)."""
+    """Apply migrations (to the newest by default).
+
+    Example: bastion db upgrade
+    """
     settings = settings_or_exit()
     database_or_exit(settings)
     upgrade_or_exit(settings, revision)
@@ -35,7 +48,10 @@ def upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = 
 
 @app.command()
 def downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1 or base.")]) -> None:
-    """Revert migrations down to a revision."""
+    """Revert migrations down to a revision.
+
+    Example: bastion db downgrade -1
+    """
     settings = settings_or_exit()
     database_or_exit(settings)
     migrate.downgrade(
@@ -45,7 +61,10 @@ def downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g
 
 @app.command()
 def current() -> None:
-    """Show the applied revision."""
+    """Show the applied revision.
+
+    Example: bastion db current
+    """
     settings = settings_or_exit()
     database_or_exit(settings)
     migrate.current(settings.database_url.get_secret_value())
@@ -57,11 +76,14 @@ def rekey(
         bool, typer.Option("--check", help="Only count the values each key id protects; change nothing.")
     ] = False,
     batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per transaction.")] = DEFAULT_BATCH,
+    output: Annotated[Output, typer.Option("--format", help="text or json (with --check).")] = Output.text,
 ) -> None:
     """Re-seal every stored value under the newest DATABASE_ENCRYPTION_KEY (safe while serving).
 
     Interrupted, it resumes: run it again. With --check, how many values each key id still protects,
     so an old key id is removed from DATABASE_ENCRYPTION_KEY only when nothing needs it.
+
+    Example: bastion db rekey --check
     """
     settings = settings_or_exit()
     database_or_exit(settings)
@@ -73,7 +95,7 @@ def rekey(
         engine = create_engine(settings.database_url.get_secret_value())
         try:
             if check:
-                return _report_census(await census(engine), cipher)
+                return _report_census(await census(engine), cipher, output)
             total = await count_due(engine, cipher)  # the bar's length: what this run re-seals
             sessionmaker = create_sessionmaker(engine)
             with typer.progressbar(length=total, label="re-sealing", file=sys.stderr) as bar:
@@ -102,11 +124,22 @@ def rekey(
     raise typer.Exit(asyncio.run(run()))
 
 
-def _report_census(counts: dict[str, Counter[str]], cipher: FieldCipher) -> int:
+def _report_census(counts: dict[str, Counter[str]], cipher: FieldCipher, output: Output) -> int:
+    used = kids_in_use(counts)
+    legacy = sum(
+        count for tally in counts.values() for label, count in tally.items() if label.startswith("v1.")
+    )
+    if output is Output.json:
+        states = {
+            kid: "active" if kid == cipher.active_kid else "in_use" if kid in used else "unused"
+            for kid in cipher.kids
+        }
+        body = {"columns": {name: dict(tally) for name, tally in counts.items()}, "key_ids": states}
+        typer.echo(json.dumps({**body, "legacy_values": legacy}, indent=2, sort_keys=True))
+        return 0
     for name, tally in counts.items():
         described = ", ".join(f"{label}: {count}" for label, count in sorted(tally.items())) or "empty"
         typer.echo(f"{name}\t{described}")
-    used = kids_in_use(counts)
     for kid in cipher.kids:
         if kid == cipher.active_kid:
             typer.echo(f"key id {kid!r}: active (seals new values)")
@@ -116,9 +149,6 @@ def _report_census(counts: dict[str, Counter[str]], cipher: FieldCipher) -> int:
             )
         else:
             typer.echo(f"key id {kid!r}: protects nothing; remove it from DATABASE_ENCRYPTION_KEY")
-    legacy = sum(
-        count for tally in counts.values() for label, count in tally.items() if label.startswith("v1.")
-    )
     if legacy:
         typer.echo(f"{legacy} value(s) in the older v1 format: `bastion db rekey` re-seals them")
     return 0

@@ -40,7 +40,10 @@ def scan(
     ),
     canary: Annotated[str | None, typer.Option(help="Canary token to look for in output.")] = None,
 ) -> None:
-    """Read `{"text": ...}` lines on standard input; write `{"action", "score", "categories"}` lines."""
+    """Read `{"text": ...}` lines on standard input; write `{"action", "score", "categories"}` lines.
+
+    Example: echo '{"text": "ignore all previous instructions"}' | bastion guard scan
+    """
     from bastion.guard import Direction, Guard, GuardConfig, ScanContext
 
     guard = Guard(

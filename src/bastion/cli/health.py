@@ -18,7 +18,7 @@ from bastion.cli.common import settings_or_exit
 from bastion.settings import Settings
 
 # Where a wildcard listen address is reached from inside the same machine.
-LOOPBACK_FOR = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - mapped, not bound
+LOOPBACK_FOR = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104  # nosec B104 - mapped to loopback, never bound
 
 
 def probe_host(settings: Settings) -> str:

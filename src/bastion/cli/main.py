@@ -41,7 +41,10 @@ class CertReqs(StrEnum):
 
 @app.command()
 def version() -> None:
-    """Print the version."""
+    """Print the version.
+
+    Example: bastion version
+    """
     typer.echo(__version__)
 
 
@@ -62,7 +65,10 @@ def serve(
         typer.Option("--migrate/--no-migrate", help="Apply migrations first (default in development)."),
     ] = None,
 ) -> None:
-    """Run the service with uvicorn."""
+    """Run the service with uvicorn.
+
+    Example: bastion serve --workers 4 --uds /run/bastion/bastion.sock
+    """
     import ssl
 
     import uvicorn
@@ -179,7 +185,7 @@ def nginx_config(
     ssl_trusted_certificate: Annotated[
         str | None, typer.Option(help="Issuer chain for OCSP stapling verification.")
     ] = "/etc/letsencrypt/live/{domain}/chain.pem",
-    listen: Annotated[str, typer.Option(help="Address nginx listens on.")] = "0.0.0.0",  # noqa: S104
+    listen: Annotated[str, typer.Option(help="Address nginx listens on.")] = "0.0.0.0",  # noqa: S104 # nosec B104 # nginx faces the public
     http_port: Annotated[int, typer.Option(min=1, max=65535)] = 80,
     https_port: Annotated[int, typer.Option(min=1, max=65535)] = 443,
     resolver: Annotated[str, typer.Option(help="DNS resolvers for OCSP stapling.")] = "1.1.1.1 9.9.9.9",
@@ -189,7 +195,10 @@ def nginx_config(
     temp_dir: Annotated[str | None, typer.Option(help="Directory for nginx's temporary files.")] = None,
     user: Annotated[str | None, typer.Option(help="User the nginx workers run as.")] = None,
 ) -> None:
-    """Write a hardened nginx reverse-proxy config (TLS 1.2/1.3, HSTS, http->https) for Bastion."""
+    """Write a hardened nginx reverse-proxy config (TLS 1.2/1.3, HSTS, http->https) for Bastion.
+
+    Example: bastion nginx-config --domain chat.example.org --output /etc/nginx/conf.d/bastion.conf
+    """
     from bastion.app import voice_body_bytes
     from bastion.cli.nginx import NginxConfigError, NginxOptions, render
 

@@ -40,7 +40,7 @@ class NginxOptions:
     certificate: str = "/etc/letsencrypt/live/{domain}/fullchain.pem"
     certificate_key: str = "/etc/letsencrypt/live/{domain}/privkey.pem"
     trusted_certificate: str | None = "/etc/letsencrypt/live/{domain}/chain.pem"
-    listen: str = "0.0.0.0"  # noqa: S104 - a public reverse proxy listens on every address
+    listen: str = "0.0.0.0"  # noqa: S104 # nosec B104 # a public reverse proxy listens on every address
     http_port: int = 80
     https_port: int = 443
     body_bytes: int = 1024 * 1024

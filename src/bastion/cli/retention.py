@@ -9,26 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 
-from bastion.cli.common import database_or_exit, settings_or_exit
+from bastion.cli.common import Output, database_or_exit, settings_or_exit
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.privacy.retention import RetentionPeriods, RetentionPurge
 
 
-class Format(StrEnum):
-    text = "text"
-    json = "json"
-
-
 def purge(
-    output: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text,
+    output: Annotated[Output, typer.Option("--format", help="text or json.")] = Output.text,
 ) -> None:
     """Delete expired chat sessions and messages (RETENTION_DAYS_APP), access records
-    (RETENTION_DAYS_ACCESS) and security records (RETENTION_DAYS_SECURITY); print the counts."""
+    (RETENTION_DAYS_ACCESS) and security records (RETENTION_DAYS_SECURITY); print the counts.
+
+    Example: bastion purge --format json
+    """
     settings = settings_or_exit()
     database_or_exit(settings)
 
@@ -43,7 +40,7 @@ def purge(
             await engine.dispose()
 
     counts = asyncio.run(main())
-    if output is Format.json:
+    if output is Output.json:
         typer.echo(json.dumps(counts, sort_keys=True))
         return
     for kind, count in counts.items():

@@ -72,7 +72,10 @@ def generate(
         ),
     ] = None,
 ) -> None:
-    """Print fresh secrets for every setting that needs one, or write them as files."""
+    """Print fresh secrets for every setting that needs one, or write them as files.
+
+    Example: bastion secrets generate --output-dir /run/secrets/bastion
+    """
     if single is not None:
         name = single.upper()
         if name not in material.GENERATORS:
@@ -196,7 +199,10 @@ def rotate_command(
 def status_command(
     fmt: Annotated[StatusFormat, typer.Option("--format", help="text or json.")] = StatusFormat.text,
 ) -> None:
-    """Each secret's source, version id, age and the grace end of its previous value; never a value."""
+    """Each secret's source, version id, age and the grace end of its previous value; never a value.
+
+    Example: bastion secrets status --format json
+    """
     settings = settings_or_exit()
     found = _with_database(settings, _status)
     now = utcnow()

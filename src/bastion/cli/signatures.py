@@ -139,7 +139,10 @@ def verify_signature(
         typer.Option(help="JWKS URL or file (default: the keys in the configured database)."),
     ] = None,
 ) -> None:
-    """Check the signature of a saved model reply: prints `valid ...` (exit 0) or why not (exit 1)."""
+    """Check the signature of a saved model reply: prints `valid ...` (exit 0) or why not (exit 1).
+
+    Example: bastion verify-signature reply.http --jwks https://chat.example.org/.well-known/jwks.json
+    """
     path = response or body
     if path is None or (response is not None and body is not None):
         _fail("give a saved response, or --body (with --signature for a JSON reply)")
@@ -177,7 +180,10 @@ def rotate_content_signing(
         ),
     ] = None,
 ) -> None:
-    """Add a new content-signing key for model replies; the previous one stays published for the grace."""
+    """Add a new content-signing key for model replies; the previous one stays published for the grace.
+
+    Example: bastion keys rotate-content-signing --grace-days 30
+    """
     settings = settings_or_exit()
     days = settings.content_key_grace_days if grace_days is None else grace_days
 

@@ -27,7 +27,7 @@ from bastion.auth.keyring import rotate_signing_key, settings_only_keyring
 from bastion.auth.principal import Role
 from bastion.auth.runtime import IdentityRuntime, load_secrets
 from bastion.auth.service import Context, find_user_by_email
-from bastion.cli.common import encryption_keys_or_exit, private_output, settings_or_exit
+from bastion.cli.common import encryption_keys_or_exit, private_output, refusal, settings_or_exit
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.db.types import utcnow
 from bastion.errors import BastionError, PasswordRejected
@@ -82,7 +82,7 @@ def _run(work: Callable[[IdentityRuntime], Awaitable[T]]) -> T:
         typer.echo("password refused: " + "; ".join(exc.messages), err=True)
         raise typer.Exit(1) from None
     except BastionError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
+        typer.echo(f"error: {refusal(exc)}", err=True)
         raise typer.Exit(1) from None
 
 
@@ -103,7 +103,10 @@ async def _user_id(runtime: IdentityRuntime, email: str) -> str:
 
 @app.command("create-admin")
 def create_admin(email: Annotated[str, typer.Option("--email", help="The administrator's email.")]) -> None:
-    """Create an administrator; the password is asked twice (prompt and confirmation)."""
+    """Create an administrator; the password is asked twice (prompt and confirmation).
+
+    Example: bastion users create-admin --email admin@example.org
+    """
     _create(email, Role.ADMIN)
 
 
@@ -148,7 +151,10 @@ def invite(
 
 @app.command()
 def disable(email: Annotated[str, typer.Option("--email")]) -> None:
-    """Disable an account: every session ends at once."""
+    """Disable an account: every session ends at once.
+
+    Example: bastion users disable --email ana@example.org
+    """
     address = _email(email)
 
     async def work(rt: IdentityRuntime) -> None:
@@ -160,7 +166,10 @@ def disable(email: Annotated[str, typer.Option("--email")]) -> None:
 
 @app.command()
 def enable(email: Annotated[str, typer.Option("--email")]) -> None:
-    """Re-enable a disabled account."""
+    """Re-enable a disabled account.
+
+    Example: bastion users enable --email ana@example.org
+    """
     address = _email(email)
 
     async def work(rt: IdentityRuntime) -> None:
@@ -175,7 +184,10 @@ def unlock(
     email: Annotated[str | None, typer.Option("--email", help="The account's email.")] = None,
     user_id: Annotated[str | None, typer.Option("--id", help="The account's id.")] = None,
 ) -> None:
-    """Lift an account's login lock (audited). Reaches running instances through REDIS_URL only."""
+    """Lift an account's login lock (audited). Reaches running instances through REDIS_URL only.
+
+    Example: bastion users unlock --email ana@example.org
+    """
     if (email is None) == (user_id is None):
         typer.echo("error: give exactly one of --email and --id", err=True)
         raise typer.Exit(2)
@@ -196,7 +208,10 @@ def set_role(
     email: Annotated[str, typer.Option("--email")],
     role: Annotated[Role, typer.Option("--role", help="user, admin or service.")],
 ) -> None:
-    """Change an account's role (its sessions end; the new role applies from the next login)."""
+    """Change an account's role (its sessions end; the new role applies from the next login).
+
+    Example: bastion users set-role --email ana@example.org --role admin
+    """
     address = _email(email)
 
     async def work(rt: IdentityRuntime) -> None:
@@ -320,7 +335,10 @@ def rotate_audited(
 
 @keys_app.command("rotate-signing")
 def rotate_signing() -> None:
-    """Add a new JWT signing key: it signs from now on; older keys verify for JWT_KEY_GRACE_DAYS."""
+    """Add a new JWT signing key: it signs from now on; older keys verify for JWT_KEY_GRACE_DAYS.
+
+    Example: bastion keys rotate-signing
+    """
     settings = settings_or_exit()
     try:
         kid = rotate_audited(

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
+import subprocess
 
 from bastion.db import migrate
 from tests.conftest import SettingsFactory
@@ -68,3 +70,52 @@ async def test_keys_commands(make_settings: SettingsFactory) -> None:
             "30",
         )
         assert service.returncode == 0 and service.stdout.startswith("bst_")
+
+
+async def test_refusals_name_the_scope_or_role_and_why_and_lists_have_headers(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = identity_settings(make_settings)
+    await asyncio.to_thread(migrate.upgrade, settings.database_url.get_secret_value())
+    env = cli_env(settings, API_KEY_SALT=secrets.token_urlsafe(32))
+    async with identity_app(settings, migrate_first=False) as (_app, http):
+        user_id, _ = await user_session(http, "owner@example.com")
+
+    async def keys(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(run_cli, env, "keys", *args)
+
+    base = ("create", "--email", "owner@example.com", "--name", "k")
+    refusals = {
+        (
+            "--scope",
+            "admin",
+        ): "--scope admin is for administrators' keys, and owner@example.com has the role 'user'",
+        ("--scope", "admin", "--role", "service"): "--scope admin is for user keys of administrators",
+        ("--scope", "monitoring"): "--scope monitoring is for service keys: add --role service",
+    }
+    for extra, reason in refusals.items():
+        refused = await keys(*base, *extra)
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert refused.stderr.startswith(f"error: keys create refused: {reason}"), refused.stderr
+    unknown = await keys("create", "--email", "nobody@example.com", "--name", "k", "--scope", "chat")
+    assert "keys create refused: no account with the email nobody@example.com" in unknown.stderr
+
+    assert (await keys("list")).stdout.strip() == "no API keys"
+    created = await keys(*base, "--scope", "chat", "--scope", "journal")
+    assert created.returncode == 0, created.stderr
+    header, row = (await keys("list")).stdout.splitlines()
+    assert header.split() == [
+        "ID",
+        "NAME",
+        "OWNER",
+        "ROLE",
+        "SCOPES",
+        "STATE",
+        "CREATED",
+        "LAST",
+        "USED",
+        "EXPIRES",
+    ]
+    assert row.split()[:6] == [created.stdout.split("_")[1], "k", user_id, "user", "chat,journal", "active"]
+    (listed,) = json.loads((await keys("list", "--format", "json")).stdout)
+    assert listed["scopes"] == "chat,journal" and listed["user_id"] == user_id and listed["expires_at"] == "-"
