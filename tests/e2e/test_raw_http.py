@@ -155,15 +155,16 @@ def test_spoofed_forwarding_from_an_untrusted_peer_is_ignored(port: int) -> None
 
 
 def test_untrusted_proxy_forwarding_is_not_believed(tmp_path: Path) -> None:
-    # Bastion trusts only 10.0.0.0/8: our loopback connection's X-Forwarded-For must not make the
-    # remote address look local, so the local-only readiness check stays closed to it.
+    # Bastion trusts only 10.0.0.0/8: our loopback connection's X-Forwarded-Proto must not make the
+    # plain-http request look like https, so it is redirected. (Not /health: a loopback peer's
+    # plain-http probe of /health is answered, for container healthchecks.)
     env = {"TRUSTED_PROXIES": "10.0.0.0/8", "FORCE_HTTPS": "true"}
     with bastion_serve(tmp_path, env=env) as serving:
         response = exchange(
             serving,
-            b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\n"
+            b"GET /api/auth/me HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\n"
             b"Connection: close\r\n\r\n",
         )
     assert response.status == 308
-    assert response.header("location") == "https://localhost/health"
+    assert response.header("location") == "https://localhost/api/auth/me"
     assert response.header("x-frame-options") == "DENY"
