@@ -6,6 +6,7 @@ Through the whole app: blocks, limits and the audit trail, on the in-process sto
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from bastion.db import migrate
 from bastion.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import assert_error, audit_events, identity_app, identity_settings
@@ -48,6 +50,8 @@ class Served:
 
 @asynccontextmanager
 async def served(settings: Settings, clock: FakeClock) -> AsyncIterator[Served]:
+    # Migrated: blocks placed and listed are audited.
+    await asyncio.to_thread(migrate.upgrade, settings.database_url.get_secret_value())
     app, asgi = build(settings)
     async with LifespanManager(asgi, startup_timeout=STARTUP_SECONDS) as manager:
         app.state.limiter.clock = clock
