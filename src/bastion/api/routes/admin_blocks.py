@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from bastion.api.audit import record_action
+from bastion.api.content_types import require_json
 from bastion.api.deps import require
 from bastion.api.ratelimit import request_client_ip
 from bastion.audit.events import AuditEvent
@@ -35,7 +36,10 @@ from bastion.ratelimit.lockout import Caller
 from bastion.ratelimit.storage.base import Block
 
 Admin = Annotated[Principal, Depends(require(Permission.BLOCKLIST_MANAGE))]
-routes = APIRouter(tags=["admin"], dependencies=[Depends(require(Permission.BLOCKLIST_MANAGE))])
+# require_json: like every JSON route, a text/plain or form body (a cross-site form) is a 415.
+routes = APIRouter(
+    tags=["admin"], dependencies=[Depends(require(Permission.BLOCKLIST_MANAGE)), Depends(require_json)]
+)
 
 BlockKind = Literal["ip", "cidr", "key", "user"]
 # Ids of keys and users; IPs are checked (and normalized) separately.
