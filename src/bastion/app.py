@@ -61,6 +61,7 @@ from bastion.web.api_keys import ApiKeyAuthentication
 from bastion.web.authentication import Authentication
 from bastion.web.blocklist import PrincipalBlocks
 from bastion.web.body_limit import MIB
+from bastion.web.json_bodies import StrictJsonBodies
 from bastion.web.metrics import RequestMetrics
 from bastion.web.mtls import ClientCertificates
 
@@ -131,6 +132,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     #     service identity), ApiKeyAuthentication (managed and static keys; answers 401 for a bad
     #     key and enforces REQUIRE_API_KEY), then Authentication (JWT bearer or cookie).
     # 12. PrincipalBlocks: blocked API keys and users get 403 once they are known, before routing.
+    # 13. StrictJsonBodies: a JSON body with duplicate names, NaN, non-UTF-8 text or deep nesting
+    #     is a 400 before FastAPI's lenient parser reads it (after the blocks: a blocked caller
+    #     learns nothing about its body).
     # 0. StartupRefusals: a refusal while starting (a wrong DATABASE_ENCRYPTION_KEY) is logged as
     #    one line instead of a traceback; it only looks at lifespan messages.
     middleware = [
@@ -186,6 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         Middleware(Authentication, trusted_proxies=settings.trusted_proxies, license_url=license_url),
         Middleware(PrincipalBlocks, license_url=license_url),
+        Middleware(StrictJsonBodies, license_url=license_url),
     ]
     app = FastAPI(
         title="Bastion",

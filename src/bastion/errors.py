@@ -199,6 +199,11 @@ def error_response(
     return UTF8JSONResponse(body, status_code=status_code, headers=dict(headers or {}))
 
 
+# A field path names members the client sent (an unexpected one is named as sent): cut short,
+# so a refusal is never a magnified copy of a body of long member names.
+MAX_FIELD_PATH_CHARS = 200
+
+
 def _field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     """Name the field and the rule, never the submitted value (a rejected password stays unsaid)."""
     fields = []
@@ -206,7 +211,7 @@ def _field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
         loc = [str(part) for part in error.get("loc", ())]
         fields.append(
             {
-                "field": ".".join(loc),
+                "field": ".".join(loc)[:MAX_FIELD_PATH_CHARS],
                 "rule": str(error.get("type", "invalid")),
                 "message": str(error.get("msg", "Invalid value")),
             }

@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bastion.crypto import material
+from bastion.outbound import host_problems, is_metadata_host, url_problems
 
 if TYPE_CHECKING:
     from bastion.deploycheck.registry import Check, Finding
@@ -137,8 +138,10 @@ def terms_problems(path: Path | None) -> list[str]:
     """What keeps TERMS_FILE from being served (nothing when unset)."""
     if path is None:
         return []
-    if path.suffix.lower() not in TERMS_TYPES:
-        return [f"TERMS_FILE must end in {', '.join(TERMS_TYPES)}"]
+    # The file a link points to too: terms.txt -> /etc/passwd or /proc/self/environ is refused.
+    suffixes = {path.suffix.lower(), Path(os.path.realpath(path)).suffix.lower()}
+    if not suffixes <= TERMS_TYPES.keys():
+        return [f"TERMS_FILE must end in {', '.join(TERMS_TYPES)} (and so must a file it links to)"]
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -586,13 +589,12 @@ class Settings(BaseSettings):
             if sink in ("db", "stdout") or (sink.startswith("file:") and len(sink) > len("file:")):
                 continue
             if sink.startswith(("http://", "https://")):
-                url = urlsplit(sink)
-                if url.hostname and not url.username and not url.password and not url.query:
+                # No credentials or query in it: AUDIT_LOG_SINK_TOKEN carries the token.
+                if refused := url_problems("a collector URL", sink):
+                    raise ValueError("; ".join(refused))
+                if not urlsplit(sink).query:
                     continue
-                raise ValueError(
-                    "a collector URL needs a host, and no credentials or query in it "
-                    "(AUDIT_LOG_SINK_TOKEN carries the token)"
-                )
+                raise ValueError("a collector URL takes no query (AUDIT_LOG_SINK_TOKEN carries the token)")
             raise ValueError("each sink is db, stdout, file:PATH or an http(s) URL")
         return ",".join(sinks)
 
@@ -654,9 +656,13 @@ class Settings(BaseSettings):
             if not self.is_production and value is not None and len(value) < MIN_SECRET_CHARS:
                 problems.append(f"{name} is too short: at least {MIN_SECRET_CHARS} characters")
         problems += terms_problems(self.terms_file)
+        if self.smtp_host is not None:
+            problems += host_problems("SMTP_HOST", self.smtp_host)
         if self.llm_provider == "openai":
             if not self.llm_base_url or not self.llm_base_url.startswith(("http://", "https://")):
                 problems.append("LLM_BASE_URL must be an http(s) URL when LLM_PROVIDER=openai")
+            else:  # OPENAI_API_KEY carries the credential; the model server is never a metadata service
+                problems += url_problems("LLM_BASE_URL", self.llm_base_url)
             if not self.llm_model:
                 problems.append("LLM_MODEL is required when LLM_PROVIDER=openai")
         if (raw := self.secret("DATABASE_ENCRYPTION_KEY")) is not None:
@@ -725,6 +731,8 @@ class Settings(BaseSettings):
             valid = False
         if not valid:
             return ["ALERT_WEBHOOK_URL must be an absolute http(s) URL"]
+        if refused := url_problems("ALERT_WEBHOOK_URL", url):  # ALERT_WEBHOOK_SECRET signs instead
+            return refused
         if parsed.scheme == "http" and self.is_production and not self.alert_webhook_allow_http:
             return [
                 "ALERT_WEBHOOK_URL is plain http: alerts would cross the network unencrypted "
@@ -741,6 +749,8 @@ class Settings(BaseSettings):
             parsed = Dsn(dsn)
         except (BadDsn, ValueError):
             return ["SENTRY_DSN is not a Sentry DSN: use https://PUBLIC_KEY@HOST/PROJECT_ID"]
+        if is_metadata_host(parsed.host or ""):
+            return ["SENTRY_DSN points at a link-local or cloud metadata address; refused"]
         if parsed.scheme == "http" and self.is_production and not self.sentry_allow_http:
             return [
                 "SENTRY_DSN must be https in production (error reports would cross the network in "

@@ -382,9 +382,15 @@ class ApiKeys:
         return Created(view, new.secret)
 
     async def list(
-        self, actor: Principal, *, everyone: bool = False, user_id: str | None = None
+        self,
+        actor: Principal,
+        *,
+        everyone: bool = False,
+        user_id: str | None = None,
+        limit: int = MAX_LISTED_KEYS,
     ) -> list[KeyView]:
-        """The actor's keys; with ``everyone`` (admins), all keys or one user's."""
+        """The actor's newest keys, at most ``limit`` (never above MAX_LISTED_KEYS); with
+        ``everyone`` (admins), all keys or one user's."""
         if everyone:
             owner = user_id
         elif actor.user_id is None:
@@ -392,7 +398,7 @@ class ApiKeys:
         else:
             owner = actor.user_id
         async with self.sessionmaker() as session:
-            keys = await ApiKeyRepository(session).list(user_id=owner, limit=MAX_LISTED_KEYS)
+            keys = await ApiKeyRepository(session).list(user_id=owner, limit=min(limit, MAX_LISTED_KEYS))
             return [KeyView.of(key, self.cipher) for key in keys]
 
     async def _owned(self, session: AsyncSession, actor: Principal, key_id: str) -> ApiKey:

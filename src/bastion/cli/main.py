@@ -75,6 +75,7 @@ def serve(
 
     from bastion.cli.tls import hardened_ssl_context
     from bastion.observability.logging import configure_logging
+    from bastion.web.header_deadline import PROTOCOL as HEADER_DEADLINE_PROTOCOL
     from bastion.web.tls_extension import PROTOCOL as TLS_PROTOCOL
 
     settings = settings_or_exit()
@@ -109,7 +110,9 @@ def serve(
             ssl_context_factory=hardened_ssl_context if ssl_certfile else None,
             # uvicorn does not fill in the ASGI TLS extension; this protocol adds the verified client
             # certificate to each request's scope, for mutual-TLS service identities.
-            http=TLS_PROTOCOL if ssl_certfile else "auto",
+            # Both close a connection whose headers are not complete within HEADER_TIMEOUT_SECONDS
+            # (uvicorn itself waits for ever: slowloris).
+            http=TLS_PROTOCOL if ssl_certfile else HEADER_DEADLINE_PROTOCOL,
             uds=uds,
             # Bastion writes its own redacted access log; uvicorn's would print raw query strings.
             access_log=False,

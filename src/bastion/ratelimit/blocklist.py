@@ -113,8 +113,8 @@ class Blocklist:
             await self._changed()
         return lifted
 
-    async def list(self) -> list[Block]:
-        return await self.limiter.list_blocks()
+    async def list(self, limit: int = MAX_LISTED_BLOCKS) -> list[Block]:
+        return await self.limiter.list_blocks(limit)
 
     async def _changed(self) -> None:
         await self.version.bump()

@@ -24,7 +24,7 @@ def route_pattern(template: str) -> re.Pattern[str]:
     return re.compile(rf"^{regex}/?$")
 
 
-def _is_json(content_type: bytes | None) -> bool:
+def is_json_type(content_type: bytes | None) -> bool:
     if content_type is None:
         return False
     mime = content_type.split(b";", 1)[0].strip().lower()
@@ -68,7 +68,7 @@ class BodyLimit:
 
     def limit_for(self, path: str, content_type: bytes | None) -> int:
         limit = next((lim for pattern, lim in self.routes if pattern.match(path)), self.max_body_bytes)
-        if self.json_max_bytes is not None and _is_json(content_type):
+        if self.json_max_bytes is not None and is_json_type(content_type):
             limit = min(limit, self.json_max_bytes)
         return limit
 

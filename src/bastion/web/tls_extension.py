@@ -22,9 +22,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bastion.auth.mtls import certificate_subject
+from bastion.web.header_deadline import DeadlineHttpToolsProtocol
 
 # TLS version numbers as the ASGI TLS extension spells them.
 _VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
@@ -75,7 +75,7 @@ class TLSH11Protocol(H11Protocol):
         _install(self, transport)
 
 
-class TLSHttpToolsProtocol(HttpToolsProtocol):
+class TLSHttpToolsProtocol(DeadlineHttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         _install(self, transport)

@@ -19,11 +19,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from bastion.api.audit import record_action
+from bastion.api.content_types import require_json
 from bastion.api.deps import require
 from bastion.api.ratelimit import request_client_ip
 from bastion.audit.events import AuditEvent
@@ -32,10 +33,14 @@ from bastion.auth.principal import Principal
 from bastion.errors import NotFound, request_id_of
 from bastion.ratelimit.blocklist import PERMANENT_SECONDS, Blocklist, normalize
 from bastion.ratelimit.lockout import Caller
+from bastion.ratelimit.service import MAX_LISTED_BLOCKS
 from bastion.ratelimit.storage.base import Block
 
 Admin = Annotated[Principal, Depends(require(Permission.BLOCKLIST_MANAGE))]
-routes = APIRouter(tags=["admin"], dependencies=[Depends(require(Permission.BLOCKLIST_MANAGE))])
+# require_json: like every JSON route, a text/plain or form body (a cross-site form) is a 415.
+routes = APIRouter(
+    tags=["admin"], dependencies=[Depends(require(Permission.BLOCKLIST_MANAGE)), Depends(require_json)]
+)
 
 BlockKind = Literal["ip", "cidr", "key", "user"]
 # Ids of keys and users; IPs are checked (and normalized) separately.
@@ -102,8 +107,15 @@ def get_blocklist(request: Request) -> Blocklist:
 
 
 @routes.get("", response_model=BlockList)
-async def list_blocks(request: Request, admin: Admin) -> BlockList:
-    blocks = await get_blocklist(request).list()
+async def list_blocks(
+    request: Request,
+    admin: Admin,
+    # A page larger than the bound is refused (422) rather than silently cut.
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LISTED_BLOCKS, description="At most this many blocks, soonest to end first")
+    ] = MAX_LISTED_BLOCKS,
+) -> BlockList:
+    blocks = await get_blocklist(request).list(limit)
     await record_action(
         request,
         admin,

@@ -17,7 +17,7 @@ from bastion.api.content_types import require_json
 from bastion.api.deps import audit_context, require
 from bastion.api.schemas.api_keys import KeyCreate, KeyCreated, KeyList, KeyOut
 from bastion.audit.events import AuditEvent
-from bastion.auth.api_key_service import ApiKeys, KeyView
+from bastion.auth.api_key_service import MAX_LISTED_KEYS, ApiKeys, KeyView
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.auth.service import Context
@@ -76,9 +76,13 @@ async def create_key(body: KeyCreate, actor: Manager, keys: Keys, context: Ctx) 
     return KeyCreated(**_out(created.key).model_dump(), key=created.secret)
 
 
+# Newest first; a page larger than the bound is refused (422) rather than silently cut.
+PageSize = Annotated[int, Query(ge=1, le=MAX_LISTED_KEYS, description="At most this many keys, newest first")]
+
+
 @router.get("", response_model=KeyList)
-async def list_keys(actor: Manager, keys: Keys) -> KeyList:
-    return KeyList(items=[_out(view) for view in await keys.list(actor)])
+async def list_keys(actor: Manager, keys: Keys, limit: PageSize = MAX_LISTED_KEYS) -> KeyList:
+    return KeyList(items=[_out(view) for view in await keys.list(actor, limit=limit)])
 
 
 @router.get("/{key_id}", response_model=KeyOut)
@@ -113,8 +117,9 @@ async def list_all_keys(
     actor: Annotated[Principal, Depends(require(Permission.KEYS_MANAGE))],
     keys: Keys,
     user_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{1,32}$")] = None,
+    limit: PageSize = MAX_LISTED_KEYS,
 ) -> KeyList:
-    items = [_out(view) for view in await keys.list(actor, everyone=True, user_id=user_id)]
+    items = [_out(view) for view in await keys.list(actor, everyone=True, user_id=user_id, limit=limit)]
     await record_action(
         request,
         actor,

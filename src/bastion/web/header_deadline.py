@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A deadline for request headers: uvicorn has none, so a slowloris client holds a connection forever.
+
+uvicorn (0.54 here) times out idle keep-alive connections, and Bastion's BodyLimit times out slow
+bodies, but nothing bounds the time a client takes to send its request line and headers: a
+connection that sends half a header, or nothing at all, stays open until the client leaves. A few
+thousand of them exhaust the process's file descriptors. This subclass of uvicorn's own protocol
+gives each request HEADER_TIMEOUT_SECONDS from its connection (or from its first byte, on a
+kept-alive connection) to finish its headers, then closes the connection; a request whose
+headers are complete is not affected, however long the application takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+HEADER_TIMEOUT_SECONDS = 10.0
+
+
+class DeadlineHttpToolsProtocol(HttpToolsProtocol):
+    header_timeout = HEADER_TIMEOUT_SECONDS
+    _header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_header_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_deadline()
+        super().on_headers_complete()
+
+    def _arm_header_deadline(self) -> None:
+        self._disarm_header_deadline()
+        self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+# What `bastion serve` passes to uvicorn for plain HTTP.
+PROTOCOL = "bastion.web.header_deadline:DeadlineHttpToolsProtocol"
