@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Structured logging: JSON lines (or console), a request id on every line, secrets redacted.
 
+Every string in an event is scanned by the redactor unless it is ``Own`` (text Bastion wrote
+itself, or already scrubbed), so a line whose fields are Bastion's own costs no scan.
+
 Library loggers (uvicorn, SQLAlchemy, Alembic) are routed through the same processors, so their
 lines are redacted and carry the request id too.
 """
@@ -37,14 +40,17 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
     app in the same process, as tests do) replaces the previous configuration.
     """
     redactor = redactor_for(settings)
+    # The redactor runs before the processors that add the logger name, level and timestamp: those
+    # are the chain's own text and need no scan. Exceptions are rendered before it, so their
+    # messages (untrusted text) are scrubbed.
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_logger_name,
-        structlog.stdlib.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
         structlog.processors.format_exc_info,
         redactor,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any
     if settings.enable_json_logging:
