@@ -292,7 +292,7 @@ def served(command: list[str], env: dict[str, str], port: int) -> Iterator[subpr
 
 def wrk(port: int, seconds: float) -> float:
     out = subprocess.run(
-        ["wrk", "-t1", "-c16", f"-d{seconds}s", f"http://127.0.0.1:{port}/health"],
+        ["wrk", "-t1", "-c16", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/health"],
         capture_output=True,
         check=True,
         text=True,

@@ -13,7 +13,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.audit.context import CURRENT, RequestFacts
-from bastion.observability.logging import get_logger
+from bastion.observability.logging import bound_logger
 from bastion.observability.metrics import UNMATCHED
 from bastion.observability.redaction import REDACTED, Own, Redactor
 
@@ -49,7 +49,6 @@ class RequestContext:
         self.app = app
         self.trust_client_id = trust_client_id
         self.redactor = redactor or Redactor()
-        self.log = get_logger("bastion.access")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,8 +88,9 @@ class RequestContext:
         return new_request_id()
 
     def _log(self, scope: Scope, status: int, elapsed: float) -> None:
+        log = bound_logger("bastion.access")
         level = _INFO if status < 500 else 40
-        if not self.log.isEnabledFor(level):
+        if not log.isEnabledFor(level):
             return
         text = self.redactor.text
         method = scope.get("method") or ""
@@ -107,12 +107,12 @@ class RequestContext:
         query = scope.get("query_string", b"")
         if query:
             fields["query"] = Own(text(query.decode("latin-1")))
-        if self.log.isEnabledFor(_DEBUG):
+        if log.isEnabledFor(_DEBUG):
             fields["headers"] = self._headers(scope)
         if level == _INFO:
-            self.log.info(_EVENT, **fields)
+            log.info(_EVENT, **fields)
         else:
-            self.log.error(_EVENT, **fields)
+            log.error(_EVENT, **fields)
 
     @staticmethod
     def _client(scope: Scope) -> Own | None:
