@@ -12,7 +12,8 @@ Run: ``.venv/bin/python bench/access_log.py [--calls 20000] [--requests 3000] [-
 2. In-process ``GET /health`` (httpx ASGITransport): ``create_app`` with default logging (INFO,
    JSON lines to ``/dev/null``) against a bare FastAPI app with one ``/health`` route.
 3. Served on loopback, one worker each, under ``wrk`` (when it is installed): ``bastion serve``
-   (LOG_LEVEL=INFO, and LOG_LEVEL=WARNING: no access line) against uvicorn serving the bare app.
+   (LOG_LEVEL=INFO; INFO with the baseline revision's code; LOG_LEVEL=WARNING: no access line)
+   against uvicorn serving the bare app.
    With ``--py-spy``, the INFO server is profiled during one extra wrk run and the share of
    samples under each part of the request path is printed.
 
@@ -305,49 +306,56 @@ def wrk(port: int, seconds: float) -> float:
 def profile(py_spy: str, pid: int, port: int, seconds: float) -> None:
     """Samples the served Bastion during one wrk run; prints the share of samples under each part."""
     out = Path(tempfile.mkdtemp(prefix="bastion-bench-profile-")) / "stacks.txt"
+    command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(out)]
     spy = subprocess.Popen(
-        [py_spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(out), "--rate", "250"],
+        [*command, "--rate", "250", "--duration", str(round(seconds))],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(1)
-    wrk(port, seconds)
-    spy.terminate()
-    spy.wait(timeout=30)
-    parts = {
-        "access line (RequestContext._log)": "_log (bastion/web/request_context.py",
-        "  redactor (Redactor.__call__ / text)": "(bastion/observability/redaction.py",
-        "  stdlib logging handler + JSON render": "(logging/__init__.py",
-        "RequestMetrics + access records": "(bastion/web/metrics.py",
-        "rate limit layer": "(bastion/web/ratelimit.py",
-        "authentication layers": "(bastion/web/authentication.py",
-        "security headers": "(bastion/web/security_headers.py",
-        "FastAPI routing + endpoint": "(fastapi/routing.py",
-        "uvicorn HTTP protocol (parse, write)": "(uvicorn/protocols/http/",
-        "asyncio event loop": "(asyncio/",
-    }
-    total = 0
+    wrk(port, seconds + 2)  # py-spy writes its file when its --duration is over
+    spy.wait(timeout=60)
+    # Each sample of the event loop's thread goes to the deepest Bastion function on its stack (the
+    # library code it called counts as its cost), or, with none, to the package running.
+    frame = re.compile(r"^(?P<function>.+) \((?P<file>[^:()]+)(?::\d+)?\)$")
     counts: collections.Counter[str] = collections.Counter()
     for raw in out.read_text().splitlines():
         stack, _, number = raw.rpartition(" ")
-        total += int(number)
-        for name, marker in parts.items():
-            if marker in stack:
-                counts[name] += int(number)
-    print(f"   profile of served Bastion /health under wrk ({total} samples; a sample counts for every part")
-    print("   on its stack, so nested parts overlap):")
-    for name in parts:
-        print(f"     {name:40} {100 * counts[name] / max(total, 1):5.1f}%")
+        if "(asyncio/runners.py" not in stack:
+            continue  # idle worker threads
+        frames = [found for part in stack.split(";") if (found := frame.match(part.strip()))]
+        ours = [n for n, found in enumerate(frames) if found["file"].startswith("bastion/")]
+        if not ours:
+            where = f"{frames[-1]['file'].split('/')[0]} (no Bastion frame)" if frames else "unknown"
+        else:
+            deepest = frames[ours[-1]]
+            where = f"{deepest['function']} ({deepest['file']})"
+            if ours[-1] + 1 < len(frames):  # the library it was calling: the endpoint, the socket, ...
+                where += f" -> {frames[ours[-1] + 1]['file'].split('/')[0]}"
+        counts[where] += int(number)
+    total = sum(counts.values())
+    print(f"   profile of served Bastion /health under wrk: {total} samples of the event loop's thread,")
+    print("   each to the deepest Bastion function on its stack -> the package it was calling:")
+    for where, count in counts.most_common(14):
+        print(f"     {100 * count / total:5.1f}%  {where}")
     print(f"   raw stacks: {out}")
 
 
-def served_load(seconds: float, rounds: int, py_spy: str | None) -> None:
+def baseline_source(rev: str) -> Path:
+    """A copy of revision ``rev``'s ``src``, to serve the baseline with ``PYTHONPATH``."""
+    root = Path(tempfile.mkdtemp(prefix="bastion-bench-baseline-src-"))
+    archive = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    return root / "src"
+
+
+def served_load(rev: str, seconds: float, rounds: int, py_spy: str | None) -> None:
     if shutil.which("wrk") is None:
         print("3. served under wrk: skipped, wrk is not installed (apt-get install wrk)")
         return
     root = Path(tempfile.mkdtemp(prefix="bastion-bench-served-"))
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("LOG_", "DATABASE_", "REDIS_"))}
-    ports = {name: free_port() for name in ("bare", "bastion INFO", "bastion WARNING")}
+    names = ("bare", "bastion INFO", f"bastion INFO {rev}", "bastion WARNING")
+    ports = {name: free_port() for name in names}
     python = sys.executable
     bastion = str(Path(python).with_name("bastion"))
     commands: dict[str, tuple[list[str], dict[str, str]]] = {
@@ -356,16 +364,19 @@ def served_load(seconds: float, rounds: int, py_spy: str | None) -> None:
             base_env,
         )
     }
-    for level in ("INFO", "WARNING"):
-        name = f"bastion {level}"
+    for name in names[1:]:
+        directory = root / name.replace(" ", "-")
         env = {
             **base_env,
             "ENVIRONMENT": "development",
-            "LOG_LEVEL": level,
-            "DATABASE_URL": f"sqlite+aiosqlite:///{root / f'{level}.db'}",
-            "VAR_DIR": str(root / level),
+            "LOG_LEVEL": name.split()[1],
+            "DATABASE_URL": f"sqlite+aiosqlite:///{directory / 'bench.db'}",
+            "VAR_DIR": str(directory),
             "RATE_LIMIT_PER_MINUTE": "10000000",
         }
+        if name.endswith(rev):  # the same server, its code taken from the baseline revision
+            env["PYTHONPATH"] = str(baseline_source(rev))
+        directory.mkdir()
         commands[name] = ([bastion, "serve", "--port", str(ports[name]), "--migrate"], env)
     rates: dict[str, list[float]] = {name: [] for name in commands}
     print(
@@ -380,7 +391,7 @@ def served_load(seconds: float, rounds: int, py_spy: str | None) -> None:
         bare = statistics.median(rates["bare"])
         for name in commands:
             rate = statistics.median(rates[name])
-            print(f"   {name:16} {rate:8.0f} req/s  {rate / bare:.2f}x bare")
+            print(f"   {name:24} {rate:8.0f} req/s  {rate / bare:.2f}x bare")
         if py_spy:
             profile(py_spy, processes["bastion INFO"].pid, ports["bastion INFO"], seconds)
 
@@ -420,4 +431,4 @@ if __name__ == "__main__":
     else:
         access_lines(args.baseline, args.calls, args.rounds)
         asyncio.run(in_process(args.requests, args.rounds))
-        served_load(args.wrk_seconds, args.rounds, args.py_spy)
+        served_load(args.baseline, args.wrk_seconds, args.rounds, args.py_spy)

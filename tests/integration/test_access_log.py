@@ -13,7 +13,7 @@ from bastion.db import migrate
 from tests.conftest import SettingsFactory
 from tests.support.logs import access_lines, logged_lines
 
-JWT = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJl"
+JWT = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJl"  # pragma: allowlist secret
 KEY = "bst_pub123_Zq8Xv7Wn6Ms5Lr4Kp3"  # pragma: allowlist secret
 CONFIGURED = "sk-live-configured-secret-0002"  # pragma: allowlist secret
 
