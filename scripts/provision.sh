@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Makes sure the servers the test suite runs against are installed: PostgreSQL, Redis and nginx,
-# and the headless browser the admin console tests drive: Chromium and its chromedriver.
+# the headless browser the admin console tests drive (Chromium and its chromedriver), and wrk for
+# the benchmarks.
 # Installs them with apt-get when they are missing and this user may (root, or sudo without a
 # password). Set BASTION_NO_INSTALL=1 to forbid installing; the suite then fails loudly instead.
 set -euo pipefail
@@ -20,6 +21,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 # chromium + chromium-driver: the admin console's browser tests (tests/e2e/test_console_browser.py).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# wrk: the load generator of bench/access_log.py (served Bastion against a bare app on loopback).
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 for extra in ${BASTION_EXTRA_PACKAGES:-}; do
   dpkg -s "$extra" >/dev/null 2>&1 || missing+=("$extra")
 done

@@ -41,7 +41,7 @@ from bastion.console import console_router
 from bastion.errors import install_error_handlers
 from bastion.lifespan import lifespan
 from bastion.observability.errortracking import start_error_tracking
-from bastion.observability.logging import configure_logging
+from bastion.observability.logging import configure_logging, redactor_for
 from bastion.observability.metrics import Metrics
 from bastion.settings import ConfigurationError, Settings, load_settings, prometheus_multiproc_dir
 from bastion.web import (
@@ -139,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     #    one line instead of a traceback; it only looks at lifespan messages.
     middleware = [
         Middleware(StartupRefusals),
-        Middleware(RequestContext),
+        Middleware(RequestContext, redactor=redactor_for(settings)),
         Middleware(RequestMetrics, metrics=metrics, access_log=access_log, observer=anomaly),
         Middleware(ProxyHeaders, trusted_proxies=settings.trusted_proxies),
         Middleware(

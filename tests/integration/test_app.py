@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 
 import httpx
 import pytest
@@ -14,9 +12,9 @@ from pydantic import BaseModel, Field
 
 from bastion.app import create_app
 from bastion.db import migrate
-from bastion.observability.logging import configure_logging
 from tests.conftest import SettingsFactory, serve_app
 from tests.support.lifespan import STARTUP_SECONDS
+from tests.support.logs import access_lines, logged_lines
 
 
 def assert_error_shape(response: httpx.Response, status: int, code: str) -> dict[str, object]:
@@ -206,24 +204,21 @@ async def test_secrets_in_headers_query_and_exceptions_never_reach_the_log(
     async def echo_crash(token: str) -> None:
         raise ValueError(f"bad token {token} with key {api_key} and {configured}")
 
-    stream = io.StringIO()
-    configure_logging(settings, stream=stream)
-    from asgi_lifespan import LifespanManager
+    answers: list[httpx.Response] = []
 
-    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
-        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
-            headers = {
-                "Authorization": f"Bearer {bearer}",
-                "X-API-Key": api_key,
-                "Cookie": f"session={cookie}",
-            }
-            await http.get(f"/health?token={query_secret}&page=1", headers=headers)
-            crashed = await http.get(f"/probe/echo-crash?token={query_secret}", headers=headers)
-            assert crashed.status_code == 500
-    output = stream.getvalue()
-    lines = [json.loads(line) for line in output.splitlines()]
-    access = [line for line in lines if line.get("event") == "request"]
+    async def calls(http: httpx.AsyncClient) -> None:
+        headers = {
+            "Authorization": f"Bearer {bearer}",
+            "X-API-Key": api_key,
+            "Cookie": f"session={cookie}",
+        }
+        await http.get(f"/health?token={query_secret}&page=1", headers=headers)
+        answers.append(await http.get(f"/probe/echo-crash?token={query_secret}", headers=headers))
+
+    output, lines = await logged_lines(app, settings, calls)
+    [crashed] = answers
+    assert crashed.status_code == 500
+    access = access_lines(lines)
     assert len(access) == 2
     assert all(line["request_id"] for line in access)
     assert access[0]["query"] == "token=[REDACTED]&page=1"

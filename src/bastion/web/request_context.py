@@ -13,11 +13,18 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.audit.context import CURRENT, RequestFacts
-from bastion.observability.logging import get_logger
+from bastion.observability.logging import bound_logger
+from bastion.observability.metrics import UNMATCHED
+from bastion.observability.redaction import REDACTED, Own, Redactor
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A client-sent id is kept for tracing only when it cannot smuggle anything into logs.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{8,64}$")
+# Methods logged as they are; any other token a client sent is untrusted text.
+_METHODS = {m: Own(m) for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+_EVENT = Own("request")
+_DEBUG = 10
+_INFO = 20
 
 
 def new_request_id() -> str:
@@ -27,14 +34,21 @@ def new_request_id() -> str:
 class RequestContext:
     """Assigns each request an id (``scope["state"]["request_id"]``, ``X-Request-ID``) and logs it.
 
-    The access line has method, path, redacted query, status, duration and client address; never
-    bodies. Request headers are logged (redacted) only at DEBUG level.
+    The access line has method, route template, path, redacted query, status, duration and client
+    address; never bodies. Request headers are logged (redacted) only at DEBUG level.
+
+    Only what a client chose is scanned for secrets, once, here: the query string, a path that is
+    not its route's template, an unusual method, header names and values at DEBUG, a client-sent
+    request id (kept only when the scan leaves it unchanged). Everything else on the line is
+    Bastion's own (``Own``) and passes the log's redactor unscanned.
     """
 
-    def __init__(self, app: ASGIApp, *, trust_client_id: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, *, trust_client_id: bool = True, redactor: Redactor | None = None
+    ) -> None:
         self.app = app
         self.trust_client_id = trust_client_id
-        self.log = get_logger("bastion.access")
+        self.redactor = redactor or Redactor()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,7 +69,7 @@ class RequestContext:
             await send(message)
 
         facts = CURRENT.set(RequestFacts(scope, started))
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        with structlog.contextvars.bound_contextvars(request_id=Own(request_id)):
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
@@ -67,26 +81,56 @@ class RequestContext:
             for name, value in scope.get("headers", ()):
                 if name == b"x-request-id":
                     candidate: str = value.decode("latin-1")
-                    if _SAFE_ID.fullmatch(candidate):
+                    # A client's own credential sent as its trace id is not logged either.
+                    if _SAFE_ID.fullmatch(candidate) and self.redactor.text(candidate) == candidate:
                         return candidate
                     break
         return new_request_id()
 
     def _log(self, scope: Scope, status: int, elapsed: float) -> None:
-        client = scope.get("client")
+        log = bound_logger("bastion.access")
+        level = _INFO if status < 500 else 40
+        if not log.isEnabledFor(level):
+            return
+        text = self.redactor.text
+        method = scope.get("method") or ""
+        route = getattr(scope.get("route"), "path", None)
+        path = scope.get("path") or ""
         fields: dict[str, Any] = {
-            "method": scope.get("method"),
-            "path": scope.get("path"),
+            "method": _METHODS.get(method) or Own(text(method)),
+            "route": Own(route or UNMATCHED),
+            "path": Own(path if path == route else text(path)),
             "status": status,
             "duration_ms": round(elapsed * 1000, 2),
-            "client": client[0] if client else None,
+            "client": self._client(scope),
         }
         query = scope.get("query_string", b"")
         if query:
-            fields["query"] = query.decode("latin-1")
-        if self.log.isEnabledFor(10):  # DEBUG
-            fields["headers"] = {
-                name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers", ())
-            }
-        level = "error" if status >= 500 else "info"
-        getattr(self.log, level)("request", **fields)
+            fields["query"] = Own(text(query.decode("latin-1")))
+        if log.isEnabledFor(_DEBUG):
+            fields["headers"] = self._headers(scope)
+        if level == _INFO:
+            log.info(_EVENT, **fields)
+        else:
+            log.error(_EVENT, **fields)
+
+    @staticmethod
+    def _client(scope: Scope) -> Own | None:
+        # ProxyHeaders' answer is a canonical address (parsed, never a header's raw text); without
+        # it, the peer address the server itself read from the socket.
+        resolved = (scope.get("state") or {}).get("client_ip")
+        if isinstance(resolved, str):
+            return Own(resolved)
+        client = scope.get("client")
+        return Own(client[0]) if client and client[0] else None
+
+    def _headers(self, scope: Scope) -> dict[str, str]:
+        redactor = self.redactor
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope.get("headers", ()):
+            name = redactor.text(raw_name.decode("latin-1"))
+            if redactor.is_sensitive(name):
+                headers[name] = Own(REDACTED)
+            else:
+                headers[name] = Own(redactor.text(raw_value.decode("latin-1")))
+        return headers

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.observability.redaction import REDACTED, Redactor
+from bastion.observability.redaction import REDACTED, Own, Redactor
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlLXZhbHVl"
 
@@ -65,3 +65,38 @@ def test_event_dicts_redact_sensitive_keys_at_any_depth(redactor: Redactor) -> N
     assert out["password"] == REDACTED
     assert out["items"] == [{"refresh_token": REDACTED}]
     assert out["count"] == 3 and out["request_id"] == "id-1"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        (f"next=/x&monkey={JWT}", JWT),
+        ("redirect=postgresql://u:pa55word@db/x", "pa55word"),
+        ('{"monkey": "bst_ab12cd_SECRETPART123"}', "SECRETPART123"),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+        ("note=s3cr3t-configured-value", "s3cr3t-configured-value"),
+    ],
+)
+def test_credentials_inside_harmless_pairs_are_scrubbed(redactor: Redactor, text: str, secret: str) -> None:
+    out = redactor.text(text)
+    assert secret not in out and REDACTED in out
+
+
+@pytest.mark.parametrize("unit", ["a.", "eyJ-", "a.b", "'a':\"", "key=", "key=a&", "bearer ", "x://"])
+def test_long_hostile_text_is_scrubbed_in_one_pass(redactor: Redactor, unit: str) -> None:
+    # Text built to make a backtracking matcher retry at every position; RE2 reads it once.
+    text = unit * 20_000
+    out = redactor.text(text)
+    assert out == text or REDACTED in out
+
+
+def test_own_text_is_written_unscanned_and_everything_else_is_scanned(redactor: Redactor) -> None:
+    event = {"event": Own("request"), "route": Own("/token={token}"), "query": "token=abc123def", "n": 1}
+    out = redactor(None, "info", event)
+    assert out == {"event": "request", "route": "/token={token}", "query": f"token={REDACTED}", "n": 1}
+
+
+def test_structlog_bookkeeping_passes_through(redactor: Redactor) -> None:
+    record = object()
+    out = redactor(None, "info", {"event": "x", "_record": record, "_from_structlog": True})
+    assert out["_record"] is record and out["_from_structlog"] is True

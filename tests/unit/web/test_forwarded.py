@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import io
+import json
 
 import pytest
 
+from bastion.observability.logging import configure_logging
 from bastion.web import ProxyHeaders, RequestContext
+from tests.conftest import SettingsFactory
 from tests.unit.web.apps import client_for, responder
 
 SPOOF = {"X-Forwarded-For": "203.0.113.99", "X-Forwarded-Proto": "https"}
@@ -123,22 +126,11 @@ async def test_ipv6_peers_are_written_one_way() -> None:
     assert seen["client_ip"] == "2001:db8::1"
 
 
-class AccessLog:
-    """Stands in for the access logger: keeps each line's fields."""
-
-    def __init__(self) -> None:
-        self.lines: list[dict[str, Any]] = []
-
-    def isEnabledFor(self, level: int) -> bool:
-        return False
-
-    def info(self, event: str, **fields: Any) -> None:
-        self.lines.append({"event": event, **fields})
-
-
-async def test_the_access_log_records_the_ipv4_form() -> None:
+async def test_the_access_log_records_the_ipv4_form(make_settings: SettingsFactory) -> None:
+    stream = io.StringIO()
+    configure_logging(make_settings(), stream=stream)
     app = RequestContext(ProxyHeaders(responder()))
-    app.log = log = AccessLog()  # type: ignore[assignment]
     async with client_for(app, base_url="http://testserver", client=("::ffff:203.0.113.7", 5000)) as http:
         await http.get("/")
-    assert [line["client"] for line in log.lines] == ["203.0.113.7"]
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["client"] for line in lines if line["event"] == "request"] == ["203.0.113.7"]

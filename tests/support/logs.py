@@ -1,0 +1,35 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Running requests against an app and reading back the JSON lines it logged."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from bastion.observability.logging import configure_logging
+from bastion.settings import Settings
+from tests.support.lifespan import STARTUP_SECONDS
+
+
+async def logged_lines(
+    app: FastAPI, settings: Settings, calls: Callable[[httpx.AsyncClient], Awaitable[None]]
+) -> tuple[str, list[dict[str, Any]]]:
+    """Everything logged while ``calls`` ran against ``app``: the raw output and its parsed lines."""
+    stream = io.StringIO()
+    configure_logging(settings, stream=stream)
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+            await calls(http)
+    output = stream.getvalue()
+    return output, [json.loads(line) for line in output.splitlines()]
+
+
+def access_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [line for line in lines if line.get("event") == "request"]
