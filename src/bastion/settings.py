@@ -467,6 +467,9 @@ class Settings(BaseSettings):
     # -- API keys, blocklist and service identities (bastion.auth.api_keys, bastion.auth.mtls) ---
     api_key_rotation_grace_days: float = Field(7.0, ge=0, le=365)  # a rotated-out secret works this long
     api_key_cache_seconds: float = Field(30.0, ge=0, le=3600)  # verified keys kept in memory (0: never)
+    # Verified access tokens and their users kept in memory (bastion.auth.cache; 0: never). Changes
+    # made through Bastion reach every instance within INVALIDATION_POLL_SECONDS; this bounds the rest.
+    auth_cache_seconds: float = Field(1.0, ge=0, le=60)
     api_key_last_used_seconds: int = Field(60, ge=1, le=86_400)  # last_used_at written at most this often
     api_key_max_per_user: int = Field(100, ge=1, le=100_000)
     # How often each instance checks the shared revocation and blocklist versions (Redis): a

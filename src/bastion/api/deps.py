@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -23,14 +24,23 @@ from bastion.settings import Settings
 from bastion.web.proxies import client_ip, is_loopback, parse_networks
 
 
-def get_settings(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
+async def get_settings(request: Request) -> Settings:
+    """The dependency form of ``settings_of``.
+
+    Every dependency is ``async``: FastAPI runs a plain ``def`` dependency in a worker thread, a
+    thread hop on every request for what is an attribute read (``check_route_access`` refuses them).
+    """
+    return settings_of(request)
+
+
 def require_local(request: Request) -> None:
     """Only callers on this machine (the resolved client, not a forwarded claim from an untrusted peer)."""
-    trusted = parse_networks(get_settings(request).trusted_proxies)
+    trusted = parse_networks(settings_of(request).trusted_proxies)
     if not is_loopback(client_ip(request.scope, trusted)):
         raise Forbidden()
 
@@ -65,7 +75,7 @@ class Require:
     permission: Permission
     or_local: bool = False
 
-    def __call__(self, request: Request) -> Principal | None:
+    async def __call__(self, request: Request) -> Principal | None:
         principal = current_principal(request)
         if principal is None and self.or_local:
             require_local(request)
@@ -80,7 +90,7 @@ class Require:
 class Public:
     """The declaration of a route anyone may call (its own limits and checks still apply)."""
 
-    def __call__(self) -> None:
+    async def __call__(self) -> None:
         return None
 
 
@@ -119,6 +129,31 @@ def _spends_before_access(dependant: Dependant) -> bool:
     return False
 
 
+def _runs_in_thread(call: Callable[..., object] | None) -> bool:
+    """Whether FastAPI would run this dependency in a worker thread (a plain ``def``, a class)."""
+    if call is None:
+        return False
+    target = inspect.unwrap(call)
+    if inspect.isclass(target):
+        return True
+    if not inspect.isroutine(target):
+        target = getattr(target, "__call__", None)  # noqa: B004 - a callable instance's method
+    return not (inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target))
+
+
+def threaded_dependencies(dependant: Dependant) -> list[str]:
+    """The names of a route's dependencies (its endpoint included) that run in a worker thread."""
+    found: list[str] = []
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        if _runs_in_thread(current.call):
+            call = current.call
+            found.append(getattr(call, "__qualname__", type(call).__qualname__))
+        pending.extend(current.dependencies)
+    return found
+
+
 def check_route_access(routes: Sequence[BaseRoute], *, strict: bool = True) -> dict[tuple[str, str], str]:
     """Each API route's declared permission (or ``public``); refuses a route with none or several.
 
@@ -136,6 +171,11 @@ def check_route_access(routes: Sequence[BaseRoute], *, strict: bool = True) -> d
             if not strict:  # documenting routes an adopting app added after create_app
                 continue
             raise RuntimeError(f"route {route.path} must declare exactly one permission or public()")
+        if strict and (threaded := threaded_dependencies(dependant)):
+            raise RuntimeError(
+                f"route {route.path} has plain `def` dependencies ({', '.join(sorted(set(threaded)))}): "
+                "FastAPI runs each in a worker thread on every request; make them `async def`"
+            )
         if strict and _spends_before_access(dependant):
             raise RuntimeError(
                 f"route {route.path} spends a rate or concurrency allowance before checking its "
@@ -151,18 +191,27 @@ def check_route_access(routes: Sequence[BaseRoute], *, strict: bool = True) -> d
 # -- identity ------------------------------------------------------------------------------------
 
 
-def identity_runtime(request: Request) -> IdentityRuntime:
+def identity_of(request: Request) -> IdentityRuntime:
     runtime: IdentityRuntime = request.app.state.identity
     return runtime
 
 
-def identity_service(request: Request) -> IdentityService:
-    """A service built for this request from the app's shared collaborators."""
-    return identity_runtime(request).service()
+async def identity_runtime(request: Request) -> IdentityRuntime:
+    return identity_of(request)
 
 
-def audit_context(request: Request) -> Context:
-    trusted = parse_networks(get_settings(request).trusted_proxies)
+async def identity_service(request: Request) -> IdentityService:
+    """The app's identity service (built once, ``IdentityRuntime.service``)."""
+    return identity_of(request).service()
+
+
+async def audit_context(request: Request) -> Context:
+    return context_of(request)
+
+
+def context_of(request: Request) -> Context:
+    """Who is asking, for the audit trail: the resolved client address and the request id."""
+    trusted = parse_networks(settings_of(request).trusted_proxies)
     state = request.scope.get("state") or {}
     request_id = state.get("request_id")
     return Context(
@@ -172,7 +221,7 @@ def audit_context(request: Request) -> Context:
 
 def guard_origin(request: Request) -> Origin:
     """Who sent the texts the content guard screens in this request (for its log and audit)."""
-    context = audit_context(request)
+    context = context_of(request)
     principal = current_principal(request)
     return Origin(
         request_id=context.request_id,

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import Request, Response
 
-from bastion.api.deps import current_principal, get_settings
+from bastion.api.deps import current_principal, settings_of
 from bastion.errors import Blocked, RateLimited, request_id_of
 from bastion.observability.metrics import metrics_of
 from bastion.ratelimit.algorithm import Rate, RawDecision
@@ -37,7 +37,7 @@ def request_client_ip(request: Request) -> str | None:
     ip = state.get("client_ip")
     if isinstance(ip, str):
         return ip
-    return client_ip(request.scope, parse_networks(get_settings(request).trusted_proxies))
+    return client_ip(request.scope, parse_networks(settings_of(request).trusted_proxies))
 
 
 def request_identity(request: Request, scope: Scope) -> str:

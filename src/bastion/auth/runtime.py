@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.audit.service import AuditService
+from bastion.auth.cache import AuthCache
 from bastion.auth.csrf import CsrfTokens
 from bastion.auth.keyring import Keyring, load_keyring, settings_only_keyring
 from bastion.auth.mailer import Mailer, mailer_for
@@ -32,6 +33,7 @@ from bastion.auth.tokens import AccessTokens, SecretTokens
 from bastion.crypto.fields import FieldCipher
 from bastion.db.types import utcnow
 from bastion.failover import Failover, fail_mode_of
+from bastion.invalidation import Watched, version_counter
 from bastion.observability.logging import get_logger
 from bastion.ratelimit.service import RateLimiter
 from bastion.ratelimit.storage.redis import fail_fast_client
@@ -124,6 +126,13 @@ class IdentityRuntime:
             clock=clock,
         )
         self.revocations = revocations_for(settings, redis, clock)
+        self.cache = AuthCache(
+            Watched(
+                version_counter(redis, "identity", fail_mode=fail_mode_of(settings)),
+                interval=settings.invalidation_poll_seconds,
+            ),
+            ttl_seconds=settings.auth_cache_seconds,
+        )
         # Wall-clock seconds from the runtime's clock: instances sharing Redis agree on "now".
         self.throttle = PasswordThrottle(
             store=attempt_store_for(
@@ -138,7 +147,15 @@ class IdentityRuntime:
         self.cipher = FieldCipher.for_settings(settings)
         self.background: set[asyncio.Task[None]] = set()
         self._maintenance: asyncio.Task[None] | None = None
+        self._service: IdentityService | None = None
         self._keyring_loaded = time.monotonic()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # The service is built from these collaborators: replacing one (reloaded secrets, an
+        # embedding app's own mailer) rebuilds it on next use.
+        object.__setattr__(self, name, value)
+        if not name.startswith("_"):
+            object.__setattr__(self, "_service", None)
 
     @classmethod
     async def start(
@@ -178,6 +195,12 @@ class IdentityRuntime:
         return self.secrets.csrf
 
     def service(self) -> IdentityService:
+        """The identity service, built once (and again after a reload changed the secrets)."""
+        if self._service is None:
+            self._service = self._build_service()
+        return self._service
+
+    def _build_service(self) -> IdentityService:
         return IdentityService(
             sessionmaker=self.sessionmaker,
             hashing=self.hashing,
@@ -195,6 +218,7 @@ class IdentityRuntime:
             registration=self.settings.registration,
             background=self.background,
             cipher=self.cipher,
+            cache=self.cache,
             clock=self.clock,
         )
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.audit.events import AuditEvent, Result
 from bastion.audit.service import AuditService
+from bastion.auth.cache import AuthCache
 from bastion.auth.mailer import Mail, Mailer
 from bastion.auth.models import AuthSession, Invitation, PasswordResetToken, RefreshToken, User, new_id
 from bastion.auth.passwords import HashingPool
@@ -116,9 +117,12 @@ class IdentityService:
         background: set[asyncio.Task[None]] | None = None,
         cipher: FieldCipher,
         limiter: RateLimiter | None = None,
+        cache: AuthCache | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessionmaker = sessionmaker
+        # Without one: nothing is kept between calls (every authentication verifies in full).
+        self.cache = cache if cache is not None else AuthCache(ttl_seconds=0)
         self.cipher = cipher
         self.hashing = hashing
         self.policy = policy
@@ -215,6 +219,20 @@ class IdentityService:
             self.log.warning(
                 "session_denylist_unavailable", sessions=len(session_ids), enforced_by="token_version"
             )
+        finally:
+            await self.credentials_changed()
+
+    async def credentials_changed(self) -> None:
+        """Every instance forgets the credentials and users it verified (``bastion.auth.cache``).
+
+        Called after the database (and the denylist) hold the change. When the shared version
+        cannot be moved (Redis down) this instance has already dropped its own cache and the
+        others re-verify within AUTH_CACHE_SECONDS; the failure is logged.
+        """
+        try:
+            await self.cache.changed()
+        except ServiceUnavailable:
+            self.log.error("auth_cache_version_unavailable", within_seconds=self.cache.ttl_seconds)
 
     async def _issue(self, repo: IdentityRepository, user: User, session_id: str | None) -> TokenPair:
         """A new refresh token (in a new session unless ``session_id``) and an access token."""
@@ -539,14 +557,23 @@ class IdentityService:
         The role comes from the database, not the token, so a role change applies on the next
         request. A token whose session ended (any of the endings below) is refused by the session
         denylist, on every instance; the token version is a second line for user-wide endings.
+        A verified token is kept in the cache (``bastion.auth.cache``) until any of these change
+        or AUTH_CACHE_SECONDS pass: the next requests with it read neither Redis nor the database.
         """
+        cache = self.cache
+        # ServiceUnavailable when the shared version cannot be read in closed mode.
+        await cache.refresh()
+        key = cache.credential_key(method.value, token) if cache.enabled else b""
+        generation = cache.generation
+        now = self.clock()
+        if cache.enabled and (found := cache.tokens.get(key, now)) is not None:
+            return found
         claims = self.access_tokens.verify(token)
         # One round trip for the token and its session (ServiceUnavailable when it cannot be
         # known and the fail mode is closed: such a token is never accepted).
         if await self.revocations.refused(claims):
             raise TokenInvalid("revoked")
-        async with read_only(self.sessionmaker) as session:
-            user = await IdentityRepository(session).user_by_id(claims.subject)
+        user = await self._user(claims.subject, now)
         if user is None or not user.is_active:
             raise TokenInvalid("no_user")
         if user.token_version != claims.token_version:
@@ -559,7 +586,21 @@ class IdentityService:
             scopes=frozenset(p.value for p in permissions_for(role)),
             user_id=user.id,
         )
+        if cache.generation == generation:  # nothing was revoked while this one was verified
+            cache.tokens.put(key, (principal, claims), deadline=claims.expires_at)
         return principal, claims
+
+    async def _user(self, user_id: str, now: datetime) -> User | None:
+        """The user's row, from the cache when it holds it (rows of users that do not exist are not kept)."""
+        cache = self.cache
+        user = cache.users.get(user_id, now)
+        if user is None:
+            generation = cache.generation
+            async with read_only(self.sessionmaker) as session:
+                user = await IdentityRepository(session).user_by_id(user_id)
+            if user is not None and cache.generation == generation:
+                cache.users.put(user_id, user)
+        return user
 
     # -- sessions ----------------------------------------------------------------------------------
 
@@ -605,8 +646,8 @@ class IdentityService:
         )
 
     async def me(self, user_id: str) -> User:
-        async with read_only(self.sessionmaker) as session:
-            user = await IdentityRepository(session).user_by_id(user_id)
+        await self.cache.refresh()
+        user = await self._user(user_id, self.clock())
         if user is None:
             raise NotFound()
         return user

@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bastion.auth.runtime import revocations_for
+from bastion.invalidation import FailoverVersionCounter, Watched, version_counter
 from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import assert_error, bearer, identity_app, identity_settings, user_session
 from tests.support.servers import RedisServer, free_port
@@ -31,7 +32,12 @@ async def test_closed_a_token_whose_revocation_cannot_be_checked_is_refused_with
         _, tokens = await user_session(http, "closed@example.com")
         identity = app.state.identity
         dead = Redis(host="127.0.0.1", port=free_port())
+        # One Redis holds both the denylist and the version that tells whether a cached token
+        # was revoked since: both are unreachable.
         identity.revocations = revocations_for(settings, dead, identity.clock)
+        counter = version_counter(dead, "identity", fail_mode="closed")
+        assert isinstance(counter, FailoverVersionCounter)
+        identity.cache.version = Watched(counter, interval=settings.invalidation_poll_seconds)
         try:
             for _ in range(2):  # the first meets the refused connection, the second the skip window
                 assert_unavailable(await http.get("/api/auth/me", headers=bearer(tokens["access_token"])))
@@ -39,7 +45,11 @@ async def test_closed_a_token_whose_revocation_cannot_be_checked_is_refused_with
             assert_unavailable(await http.post("/api/auth/logout", headers=bearer(tokens["access_token"])))
             # Requests without a token do not depend on the denylist.
             assert (await http.get("/.well-known/jwks.json")).status_code == 200
-            assert identity.revocations.failover.stats["refused_unavailable"] >= 3
+            refused = (
+                identity.revocations.failover.stats["refused_unavailable"]
+                + counter.failover.stats["refused_unavailable"]
+            )
+            assert refused >= 3
         finally:
             await identity.revocations.aclose()
             await dead.aclose()

@@ -77,7 +77,7 @@ class AlertList(BaseModel):
     next: str | None = None
 
 
-def alert_service(request: Request) -> AlertService:
+async def alert_service(request: Request) -> AlertService:
     detector: AnomalyDetector = request.app.state.anomaly
     if detector.alerts is None:  # between startup and shutdown only
         raise ServiceUnavailable("Alerts are not available", retry_after=1)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from bastion.api.audit import record_action
-from bastion.api.deps import get_settings, require
+from bastion.api.deps import require, settings_of
 from bastion.audit.events import AuditEvent
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
@@ -47,7 +47,7 @@ class SecretsStatus(BaseModel):
 
 @router.get("", response_model=SecretsStatus)
 async def secrets_status(request: Request, admin: Admin) -> SecretsStatus:
-    settings = get_settings(request)
+    settings = settings_of(request)
     found = await status(request.app.state.sessionmaker, settings)
     now = utcnow()
     period = settings.secret_rotation_days

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from bastion.api.audit import record_action
 from bastion.api.cursors import ID_CURSOR, cursor_of, position
-from bastion.api.deps import get_settings, require
+from bastion.api.deps import require, settings_of
 from bastion.api.routes.chat import SessionId
 from bastion.audit.events import AuditEvent
 from bastion.auth.permissions import Permission
@@ -34,10 +34,10 @@ Admin = Annotated[Principal, Depends(MANAGE)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such chat session"}}
 
 
-def session_administration(request: Request) -> SessionAdministration:
+async def session_administration(request: Request) -> SessionAdministration:
     state = request.app.state
     return SessionAdministration(
-        chat=build_chat_service(state, get_settings(request)), sessionmaker=state.sessionmaker
+        chat=build_chat_service(state, settings_of(request)), sessionmaker=state.sessionmaker
     )
 
 
@@ -93,7 +93,7 @@ async def list_active_sessions(
     rows = await service.page(owner=who, before=position(after), limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    settings = get_settings(request)
+    settings = settings_of(request)
     page = ActiveSessionPage(
         counts=SessionCountsOut(
             total=counts.total,

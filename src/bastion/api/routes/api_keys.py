@@ -29,7 +29,7 @@ KeyId = Annotated[str, Path(min_length=16, max_length=16, pattern=r"^[0-9a-f]{16
 Ctx = Annotated[Context, Depends(audit_context)]
 
 
-def api_keys(request: Request) -> ApiKeys:
+async def api_keys(request: Request) -> ApiKeys:
     runtime: ApiKeys = request.app.state.api_keys
     return runtime
 

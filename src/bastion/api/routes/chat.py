@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from bastion.api.content_types import require_json
 from bastion.api.contract import SSE_EVENT
-from bastion.api.deps import get_settings, guard_origin, require
+from bastion.api.deps import guard_origin, require, settings_of
 from bastion.api.ratelimit import concurrency_limit, rate_limit, request_client_ip
 from bastion.api.responses import content_warning
 from bastion.api.schemas.chat import (
@@ -51,8 +51,8 @@ ChatUser = Annotated[Principal, Depends(CHAT_USE)]
 VoiceUser = Annotated[Principal, Depends(VOICE_USE)]
 
 
-def chat_service(request: Request) -> ChatService:
-    return build_chat_service(request.app.state, get_settings(request), guard_origin(request))
+async def chat_service(request: Request) -> ChatService:
+    return build_chat_service(request.app.state, settings_of(request), guard_origin(request))
 
 
 Service = Annotated[ChatService, Depends(chat_service)]
@@ -173,7 +173,7 @@ async def post_message(
     signer: Signer,
 ) -> Response | MessageOut:
     content = await service.screen.check_input(
-        _checked_content(body.content, get_settings(request)),
+        _checked_content(body.content, settings_of(request)),
         field="body.content",
         scan_as="message",
         session_id=session_id,
@@ -264,7 +264,7 @@ async def voice_chat(
     session_id: SessionId, request: Request, response: Response, principal: VoiceUser, service: Service
 ) -> VoiceReply:
     """Multipart field ``audio``: wav, webm, mp3, m4a, ogg or opus up to MAX_AUDIO_SIZE_MB."""
-    settings = get_settings(request)
+    settings = settings_of(request)
     owner = Owner.of(principal)
     await service.get_session(owner, session_id)  # 404 before reading any of the upload
     cap = settings.max_audio_size_mb * 1024 * 1024

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from bastion.api.audit import record_action
 from bastion.api.content_types import require_json
 from bastion.api.cursors import CURSOR, cursor_of, position
-from bastion.api.deps import get_settings, guard_origin, require
+from bastion.api.deps import guard_origin, require, settings_of
 from bastion.api.ratelimit import rate_limit
 from bastion.api.schemas.journal import EntryList, EntryOut, EntrySummaryOut, EntryWrite
 from bastion.audit.events import AuditEvent
@@ -55,11 +55,11 @@ ETAG: dict[str, Any] = {"ETag": {"description": "The entry's version", "schema":
 CHANGED: dict[int | str, dict[str, Any]] = {412: {"description": EntryChanged.default_message}}
 
 
-def journal_service(request: Request) -> JournalService:
+async def journal_service(request: Request) -> JournalService:
     return JournalService(
         sessionmaker=request.app.state.sessionmaker,
         cipher=request.app.state.cipher,
-        max_length=get_settings(request).max_journal_length,
+        max_length=settings_of(request).max_journal_length,
         screen=build_screen(request.app.state, guard_origin(request)),
     )
 
@@ -71,7 +71,7 @@ def _etag(version: int) -> str:
     return f'"{version}"'
 
 
-def expected_version(request: Request) -> int | None:
+async def expected_version(request: Request) -> int | None:
     """The version an If-Match names (``"3"``, ``W/"3"`` or ``3``); ``*`` or none: any version."""
     values = request.headers.getlist("if-match")
     if not values:

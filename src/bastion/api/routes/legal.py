@@ -11,7 +11,7 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from bastion.api.deps import get_settings, public
+from bastion.api.deps import public, settings_of
 from bastion.errors import NotFound
 from bastion.settings import MAX_TERMS_BYTES, TERMS_TYPES
 
@@ -57,7 +57,7 @@ def read_terms(path: Path) -> bytes | None:
 )
 async def terms(request: Request) -> Response:
     """Read on each request, so an edited file is served without a restart."""
-    path = get_settings(request).terms_file
+    path = settings_of(request).terms_file
     if path is None:
         raise NotFound(NO_TERMS)
     body = await anyio.to_thread.run_sync(read_terms, path)

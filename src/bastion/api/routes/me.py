@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from bastion.api.audit import record_action
 from bastion.api.content_types import require_json
-from bastion.api.deps import audit_context, identity_runtime, identity_service, require
+from bastion.api.deps import audit_context, identity_of, require
 from bastion.api.ratelimit import rate_limit
 from bastion.api.routes.auth import clear_cookies
 from bastion.api.schemas.privacy import AccountExportDocument, EraseRequest
@@ -33,14 +33,14 @@ ERASE = require(Permission.ACCOUNT_ERASE)
 Ctx = Annotated[Context, Depends(audit_context)]
 
 
-def account_export(request: Request) -> AccountExport:
-    return AccountExport(identity=identity_service(request))
+async def account_export(request: Request) -> AccountExport:
+    return AccountExport(identity=identity_of(request).service())
 
 
-def account_erasure(request: Request) -> AccountErasure:
+async def account_erasure(request: Request) -> AccountErasure:
     """Erasure with the app's denylist, session quota and key cache."""
     return AccountErasure(
-        identity=identity_service(request),
+        identity=identity_of(request).service(),
         quota=request.app.state.session_quota,
         keys_changed=request.app.state.api_keys.owner_changed,
     )
@@ -94,5 +94,5 @@ async def erase(
     """
     await erasure.erase_own(principal.user_id or principal.subject, body.password, context)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    clear_cookies(response, request, identity_runtime(request))
+    clear_cookies(response, request, identity_of(request))
     return response

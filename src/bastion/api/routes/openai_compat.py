@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from bastion.api.content_types import require_json
 from bastion.api.contract import SSE_EVENT
-from bastion.api.deps import get_settings, guard_origin, require
+from bastion.api.deps import guard_origin, require, settings_of
 from bastion.api.ratelimit import rate_limit
 from bastion.api.responses import content_warning
 from bastion.api.schemas.openai_compat import (
@@ -68,8 +68,8 @@ async def list_models(request: Request) -> ModelList:
     return ModelList(data=[Model(id=request.app.state.llm.model)])
 
 
-def completion_service(request: Request) -> CompletionService:
-    return build_completion_service(request.app.state, get_settings(request), guard_origin(request))
+async def completion_service(request: Request) -> CompletionService:
+    return build_completion_service(request.app.state, settings_of(request), guard_origin(request))
 
 
 Service = Annotated[CompletionService, Depends(completion_service)]
@@ -78,7 +78,7 @@ Service = Annotated[CompletionService, Depends(completion_service)]
 async def _messages(
     body: ChatCompletionRequest, request: Request, service: CompletionService
 ) -> list[llm.ChatMessage]:
-    settings = get_settings(request)
+    settings = settings_of(request)
     if len(body.messages) > settings.max_history_messages + 1:
         raise InvalidField(
             "body.messages", "too_long", f"At most {settings.max_history_messages + 1} messages per request"

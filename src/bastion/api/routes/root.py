@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from bastion.api.deps import get_settings, public
+from bastion.api.deps import public, settings_of
 from bastion.api.routes.docs import OPENAPI_URL
 
 router = APIRouter(tags=["health"], dependencies=[Depends(public)])
@@ -32,6 +32,6 @@ class Root(BaseModel):
 
 @router.get("/", response_model=Root, response_model_exclude_none=True)
 async def root(request: Request) -> Root:
-    if get_settings(request).docs_enabled:
+    if settings_of(request).docs_enabled:
         return Root(links=Links(docs="/docs", openapi=OPENAPI_URL))
     return Root(links=Links())
