@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -97,9 +97,9 @@ class Public:
 public = Public()
 
 
-def require(permission: Permission) -> Callable[[Request], Principal]:
+def require(permission: Permission) -> Callable[[Request], Awaitable[Principal]]:
     """``Depends(require(Permission.USERS_MANAGE))``: the caller, who holds the permission."""
-    return cast(Callable[[Request], Principal], Require(permission))
+    return cast(Callable[[Request], Awaitable[Principal]], Require(permission))
 
 
 def route_access(dependant: Dependant) -> set[Require | Public]:

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -45,9 +46,9 @@ def principal(role: Role, method: AuthMethod = AuthMethod.JWT, **extra: Any) -> 
     return Principal(subject="x", role=role, method=method, **extra)
 
 
-def outcome(dependency: Callable[[Request], Principal], state: dict[str, Any]) -> str:
+def outcome(dependency: Callable[[Request], Awaitable[Principal]], state: dict[str, Any]) -> str:
     try:
-        dependency(request_with(state))
+        asyncio.run(dependency(request_with(state)))
     except Unauthorized:
         return "401"
     except CsrfRejected:

@@ -1,0 +1,157 @@
+# SPDX-License-Identifier: Apache-2.0
+"""An authenticated request reads neither the database nor the denylist once its token was
+verified, and every change that refuses a token still applies on the very next request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
+
+from bastion.auth.principal import AuthMethod, Role
+from bastion.auth.service import Context
+from tests.conftest import SettingsFactory
+from tests.integration.auth.helpers import (
+    NEW_PASSWORD,
+    PASSWORD,
+    assert_error,
+    bearer,
+    identity_app,
+    identity_settings,
+    login,
+    user_session,
+)
+
+
+@contextmanager
+def statements(app: FastAPI) -> Iterator[list[str]]:
+    """Every SQL statement the app's engine runs meanwhile."""
+    engine = app.state.engine.sync_engine
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def denylist_checks(app: FastAPI) -> Iterator[list[str]]:
+    revocations = app.state.identity.revocations
+    original = revocations.refused
+    seen: list[str] = []
+
+    async def counted(claims: Any) -> bool:
+        seen.append(claims.jti)
+        return bool(await original(claims))
+
+    revocations.refused = counted
+    try:
+        yield seen
+    finally:
+        revocations.refused = original
+
+
+async def no_reads_once_verified(make_settings: SettingsFactory, **overrides: Any) -> None:
+    settings = identity_settings(make_settings, ACCESS_LOG=False, AUTH_CACHE_SECONDS=60, **overrides)
+    async with identity_app(settings) as (app, http):
+        _, tokens = await user_session(http, "cached@example.com")
+        headers = bearer(tokens["access_token"])
+        with statements(app) as seen, denylist_checks(app) as checks:
+            for _ in range(20):
+                me = await http.get("/api/auth/me", headers=headers)
+                assert me.status_code == 200 and me.json()["email"] == "cached@example.com"
+        assert [s for s in seen if "users" in s] == [], seen
+        assert checks == []
+
+
+async def test_a_verified_token_costs_no_database_read_and_no_denylist_check(
+    make_settings: SettingsFactory,
+) -> None:
+    await no_reads_once_verified(make_settings)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_the_same_on_postgresql_and_redis(
+    make_settings: SettingsFactory, postgres_url: str, redis_url: str
+) -> None:
+    await no_reads_once_verified(make_settings, DATABASE_URL=postgres_url, REDIS_URL=redis_url)
+
+
+async def test_every_ending_applies_on_the_next_request(make_settings: SettingsFactory) -> None:
+    settings = identity_settings(make_settings, AUTH_CACHE_SECONDS=60)
+    async with identity_app(settings) as (app, http):
+        service = app.state.identity.service()
+        user_id, tokens = await user_session(http, "ending@example.com")
+        headers = bearer(tokens["access_token"])
+        assert (await http.get("/api/auth/me", headers=headers)).json()["role"] == "user"
+
+        # A role change: the next request sees the new role (and the old token is ended).
+        await service.set_role(user_id, Role.ADMIN, Context(), actor_id=None)
+        assert_error(await http.get("/api/auth/me", headers=headers), 401)
+        tokens = await login(http, "ending@example.com")
+        headers = bearer(tokens["access_token"])
+        assert (await http.get("/api/auth/me", headers=headers)).json()["role"] == "admin"
+
+        # Disabled.
+        await service.set_active(user_id, False, Context(), actor_id=None)
+        assert_error(await http.get("/api/auth/me", headers=headers), 401)
+        await service.set_active(user_id, True, Context(), actor_id=None)
+
+        # A password change ends the other sessions.
+        other = bearer((await login(http, "ending@example.com"))["access_token"])
+        assert (await http.get("/api/auth/me", headers=other)).status_code == 200
+        mine = bearer((await login(http, "ending@example.com"))["access_token"])
+        changed = await http.post(
+            "/api/auth/password",
+            json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+            headers=mine,
+        )
+        assert changed.status_code == 200, changed.text
+        assert_error(await http.get("/api/auth/me", headers=other), 401)
+
+        # A logout ends the token at once.
+        fresh = bearer((await login(http, "ending@example.com", NEW_PASSWORD))["access_token"])
+        assert (await http.get("/api/auth/me", headers=fresh)).status_code == 200
+        assert (await http.post("/api/auth/logout", headers=fresh)).status_code == 204
+        assert_error(await http.get("/api/auth/me", headers=fresh), 401)
+
+        # Erasure.
+        last = bearer((await login(http, "ending@example.com", NEW_PASSWORD))["access_token"])
+        assert (await http.get("/api/auth/me", headers=last)).status_code == 200
+        erased = await http.request("DELETE", "/api/me", json={"password": NEW_PASSWORD}, headers=last)
+        assert erased.status_code == 204, erased.text
+        assert_error(await http.get("/api/auth/me", headers=last), 401)
+
+
+async def test_a_token_verified_while_its_session_ended_is_not_kept(make_settings: SettingsFactory) -> None:
+    settings = identity_settings(make_settings, AUTH_CACHE_SECONDS=60)
+    async with identity_app(settings) as (app, http):
+        _, tokens = await user_session(http, "race@example.com")
+        identity = app.state.identity
+        service = identity.service()
+        cache = identity.cache
+        cache.clear()
+        original = identity.revocations.refused
+
+        async def logout_meanwhile(claims: Any) -> bool:
+            refused = bool(await original(claims))
+            await service.logout(claims, None, Context())  # the ending lands mid-verification
+            return refused
+
+        identity.revocations.refused = logout_meanwhile
+        try:
+            await service.authenticate(tokens["access_token"], AuthMethod.JWT)
+        finally:
+            identity.revocations.refused = original
+        assert cache.tokens.data == {}
+        assert_error(await http.get("/api/auth/me", headers=bearer(tokens["access_token"])), 401)
