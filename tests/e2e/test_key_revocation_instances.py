@@ -23,20 +23,29 @@ pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 FACTORY = "bastion.app:create_app"
 
 
-@asynccontextmanager
-async def two_instances(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, ...]]:
-    """Two uvicorn processes of one deployment (database, Redis, secrets shared); a client each."""
+def deployment(tmp_path: Path, redis_url: str | None) -> dict[str, str]:
+    """The environment every process of one deployment shares (database, Redis, secrets)."""
     env = {
         "ENVIRONMENT": "test",
         "VAR_DIR": str(tmp_path / "var"),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bastion.db'}",
-        "REDIS_URL": redis_url,
         # Both instances sign, verify and hash with the same secrets, as a real deployment's would.
         **material.generate_all(),
         "API_KEY_SALT": secrets.token_urlsafe(32),
         "LOG_LEVEL": "WARNING",
         **{name: str(value) for name, value in CHEAP_HASHING.items()},
     }
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+@asynccontextmanager
+async def two_instances(
+    tmp_path: Path, redis_url: str | None, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[httpx.AsyncClient, ...]]:
+    """Two uvicorn processes of one deployment (database, Redis, secrets shared); a client each."""
+    env = env if env is not None else deployment(tmp_path, redis_url)
     await asyncio.to_thread(migrate.upgrade, env["DATABASE_URL"])
     with uvicorn_process(FACTORY, env) as first_url, uvicorn_process(FACTORY, env) as second_url:
         async with (
