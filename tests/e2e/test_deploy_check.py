@@ -65,6 +65,7 @@ WEAK = {
     "PROMETHEUS_HOST": "0.0.0.0",  # noqa: S104 - the weakness under test
     "AUDIT_LOG_SINK": "stdout",
     "RETENTION_DAYS_ACCESS": "5000",
+    "AUTH_CACHE_SECONDS": "30",
 }
 WEAK_IDS = {
     "debug-on",
@@ -82,6 +83,7 @@ WEAK_IDS = {
     "rate-limit-fail-open",
     "audit-db-missing",
     "retention-long",
+    "auth-cache-long",
     "injection-action-log",
     "llm-offline",
     "openai-key-unused",

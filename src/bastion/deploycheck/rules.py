@@ -315,6 +315,20 @@ def _redis_missing(context: Context) -> Iterator[str]:
 
 
 @add(
+    "auth-cache-long",
+    MEDIUM,
+    "set AUTH_CACHE_SECONDS to 1 (the default) or less",
+)
+def _auth_cache_long(context: Context) -> Iterator[str]:
+    seconds = context.settings.auth_cache_seconds
+    if seconds > 1:
+        yield (
+            f"AUTH_CACHE_SECONDS={seconds:g}: a disabled account or an ended session made by a command "
+            f"without Redis, or on another worker, stays accepted up to {seconds:g} s"
+        )
+
+
+@add(
     "workers-without-redis",
     HIGH,
     "set REDIS_URL, or run one worker",
