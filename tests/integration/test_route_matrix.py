@@ -305,6 +305,10 @@ async def test_the_inventory_is_exactly_what_is_exposed(matrix: Matrix) -> None:
     assert {route: declared[route] for route in INVENTORY} == INVENTORY
 
 
+async def nothing() -> None:
+    return None
+
+
 def test_a_route_without_a_declared_permission_stops_the_app() -> None:
     from fastapi import APIRouter, Depends
 
@@ -312,21 +316,21 @@ def test_a_route_without_a_declared_permission_stops_the_app() -> None:
 
     app = FastAPI()
     undeclared = APIRouter()
-    undeclared.add_api_route("/open", lambda: None, methods=["GET"])
+    undeclared.add_api_route("/open", nothing, methods=["GET"])
     app.include_router(undeclared)
     with pytest.raises(RuntimeError, match="/open"):
         check_route_access(app.routes)
     twice = FastAPI()
     twice.add_api_route(
         "/two",
-        lambda: None,
+        nothing,
         methods=["GET"],
         dependencies=[Depends(require(P.CHAT_USE)), Depends(require(P.VOICE_USE))],
     )
     with pytest.raises(RuntimeError, match="/two"):
         check_route_access(twice.routes)
     fine = FastAPI()
-    fine.add_api_route("/ok", lambda: None, methods=["GET"], dependencies=[Depends(public)])
+    fine.add_api_route("/ok", nothing, methods=["GET"], dependencies=[Depends(public)])
     assert check_route_access(fine.routes) == {("GET", "/ok"): "public"}
 
 
@@ -450,7 +454,7 @@ def test_a_route_that_spends_an_allowance_before_its_permission_stops_the_app() 
         app = FastAPI()
         app.add_api_route(
             "/spends-first",
-            lambda: None,
+            nothing,
             methods=["POST"],
             dependencies=[Depends(limit), Depends(require(P.CHAT_USE))],
         )
@@ -459,8 +463,27 @@ def test_a_route_that_spends_an_allowance_before_its_permission_stops_the_app() 
     fine = FastAPI()
     fine.add_api_route(
         "/checks-first",
-        lambda: None,
+        nothing,
         methods=["POST"],
         dependencies=[Depends(require(P.CHAT_USE)), Depends(rate_limit(Policy.PASSWORD_CHANGE))],
     )
     assert check_route_access(fine.routes) == {("POST", "/checks-first"): P.CHAT_USE.value}
+
+
+def test_a_plain_def_dependency_stops_the_app() -> None:
+    """FastAPI runs a plain ``def`` dependency (or endpoint) in a worker thread on every request."""
+    from fastapi import APIRouter, Depends
+
+    from bastion.api.deps import check_route_access, public
+
+    def threaded() -> None:
+        return None
+
+    for dependencies, endpoint in (
+        ([Depends(public), Depends(threaded)], nothing),
+        ([Depends(public)], threaded),
+    ):
+        router = APIRouter()
+        router.add_api_route("/slow", endpoint, methods=["GET"], dependencies=dependencies)
+        with pytest.raises(RuntimeError, match="plain `def` dependencies"):
+            check_route_access(router.routes)

@@ -26,6 +26,7 @@ from bastion.auth.service import Context
 from bastion.crypto import material
 from bastion.db import migrate
 from bastion.db.engine import create_engine, create_sessionmaker
+from bastion.db.session import unit_of_work
 from bastion.errors import Unauthorized
 from bastion.settings import Settings
 from tests.conftest import SettingsFactory
@@ -253,7 +254,9 @@ async def test_purge_runs_on_a_schedule_in_the_app(make_settings: SettingsFactor
     settings = identity_settings(make_settings, AUTH_PURGE_INTERVAL_SECONDS=1)
     async with identity_app(settings) as (app, http):
         _, tokens = await user_session(http, "scheduled@example.com")
-        async with app.state.sessionmaker() as session, session.begin():
+        # A write transaction as the app's own (SQLite's write lock taken first): the scheduled
+        # purge and the access log write meanwhile.
+        async with unit_of_work(app.state.sessionmaker) as session:
             stored = (await session.scalars(select(RefreshToken))).one()
             stored.expires_at = datetime.now(UTC) - timedelta(seconds=1)
         for _ in range(100):
