@@ -29,9 +29,6 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from bastion.ratelimit.algorithm import Decision, Outcome
@@ -45,6 +42,9 @@ from bastion.ratelimit.storage.base import (
     SlotResult,
 )
 from bastion.ratelimit.storage.scripts import SCRIPTS
+from bastion.redis_client import RedisClient, fail_fast_client
+
+__all__ = ["DEFAULT_PREFIX", "RedisStorage", "fail_fast_client"]
 
 DEFAULT_PREFIX = "bastion:rl:"
 _ALLOWED = int(Outcome.ALLOWED)
@@ -59,17 +59,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def fail_fast_client(redis: Redis, timeout: float) -> Redis:
-    """A client for the same server as ``redis`` whose every connect, read and write gives up
-    after ``timeout`` seconds. It owns its own pool; close it with ``aclose``."""
-    pool = redis.connection_pool
-    kwargs = dict(pool.connection_kwargs)
-    # No retries with backoff either: the fail mode is the answer to an unreachable Redis, and a
-    # retry loop would hold every request for its whole backoff schedule first.
-    kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
-    return Redis.from_pool(ConnectionPool(connection_class=pool.connection_class, **kwargs))
-
-
 class RedisStorage:
     """Storage on a shared Redis: limits hold across every instance using it."""
 
@@ -77,7 +66,7 @@ class RedisStorage:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         prefix: str = DEFAULT_PREFIX,
         owns_client: bool = False,
