@@ -1,17 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
 """The one way Bastion connects to Redis: a single server or a Redis Cluster, from REDIS_URL.
 
-A single server is ``redis://[[user]:password@]host:port/db``, ``rediss://`` (TLS) or ``unix://``,
-as redis-py reads them. A Cluster is the same URL with ``+cluster`` in its scheme and every seed
-node in the host part, comma-separated::
+A single server is ``redis://host:port/db``, ``rediss://`` (TLS) or ``unix://``, as redis-py reads
+them. A Cluster is the same URL with ``+cluster`` in its scheme and every seed node in the host
+part, comma-separated::
 
-    redis+cluster://:PASSWORD@10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000
-    rediss+cluster://user:PASSWORD@node-a:6380,node-b:6380      (TLS to every node)
+    redis+cluster://10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000
+    rediss+cluster://node-a:6380,node-b:6380      (TLS to every node)
 
-One seed is enough to discover the cluster; several let the client start while one is down. The
-credentials, TLS and query options (``?ssl_cert_reqs=...``, ...) apply to every node, and a
-Cluster has only database 0. Keys are Cluster-safe everywhere: whatever one script or transaction
-touches shares one hash tag (``{...}``), so one decision is still one round trip to one node.
+Credentials go before the first node as in any Redis URL (``user:password@``). One seed is enough
+to discover the cluster; several let the client start while one is down. The credentials, TLS and
+query options (``?ssl_cert_reqs=...``, ...) apply to every node, and a Cluster has only database 0.
+
+Keys are Cluster-safe everywhere: whatever one script or transaction touches shares one hash tag
+(``{...}``), so one decision is still one round trip to one node.
 """
 
 from __future__ import annotations

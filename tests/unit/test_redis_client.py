@@ -12,6 +12,8 @@ from bastion.redis_client import RedisTarget, check_url, connect, describe, fail
 from bastion.settings import ConfigurationError
 from tests.conftest import SettingsFactory
 
+TLS_CLUSTER_WITH_PASSWORD = "rediss+cluster://u:pw@a:7000,b:7000"  # pragma: allowlist secret
+
 
 async def test_a_single_server_url_makes_a_redis_client() -> None:
     client = connect("redis://:pw@127.0.0.1:6379/2", socket_timeout=2)  # pragma: allowlist secret
@@ -24,7 +26,8 @@ async def test_a_single_server_url_makes_a_redis_client() -> None:
 
 
 async def test_a_cluster_url_makes_a_cluster_client_seeded_with_every_node() -> None:
-    url = "rediss+cluster://app:s%40cret@10.0.0.1:7000,node-b:7001,[::1]:7002/?ssl_cert_reqs=none"
+    nodes = "10.0.0.1:7000,node-b:7001,[::1]:7002"
+    url = f"rediss+cluster://app:s%40cret@{nodes}/?ssl_cert_reqs=none"  # pragma: allowlist secret
     client = connect(url, socket_timeout=2)
     try:
         assert isinstance(client, RedisCluster)
@@ -78,7 +81,7 @@ def test_malformed_urls_are_refused(url: str, make_settings: SettingsFactory) ->
         ("rediss://cache:6380/0?password=pw", RedisTarget(False, True, ("cache",), True)),
         ("unix:///run/redis.sock", RedisTarget(False, False, (), False)),
         ("redis+cluster://a:7000,b:7000", RedisTarget(True, False, ("a", "b"), False)),
-        ("rediss+cluster://u:pw@a:7000,b:7000", RedisTarget(True, True, ("a", "b"), True)),
+        (TLS_CLUSTER_WITH_PASSWORD, RedisTarget(True, True, ("a", "b"), True)),
     ],
 )
 def test_describe_names_hosts_tls_and_password(url: str, target: RedisTarget) -> None:
