@@ -35,7 +35,7 @@ from bastion.observability.metrics import WORKER_SAMPLE_SECONDS, Metrics
 from bastion.privacy.retention import RetentionPeriods, RetentionPurge
 from bastion.ratelimit.components import build_rate_limiting
 from bastion.ratelimit.storage.redis import fail_fast_client
-from bastion.redis_client import RedisClient
+from bastion.redis_client import RedisClient, is_cluster
 from bastion.redis_client import connect as connect_redis
 from bastion.settings import Settings
 
@@ -138,7 +138,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         "startup",
         environment=settings.environment,
         database=backend_name(database_url),
-        shared_state="redis" if redis is not None else "in-process",
+        shared_state="in-process" if redis is None else "redis-cluster" if is_cluster(redis) else "redis",
         llm_provider=settings.llm_provider,
         injection_action=settings.injection_action,
         profanity_filter=settings.profanity_filter,

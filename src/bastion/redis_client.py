@@ -80,6 +80,10 @@ def is_cluster_url(url: str) -> bool:
     return url.partition("://")[0].lower() in CLUSTER_SCHEMES
 
 
+def is_cluster(client: RedisClient) -> bool:
+    return isinstance(client, RedisCluster)
+
+
 def _split_cluster(url: str) -> tuple[SplitResult, str, list[tuple[str, int]]]:
     """The URL's parts, its ``user:password`` (or ""), and its seed nodes."""
     parts = urlsplit(url)

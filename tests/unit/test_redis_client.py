@@ -87,3 +87,9 @@ def test_malformed_urls_are_refused(url: str, make_settings: SettingsFactory) ->
 def test_describe_names_hosts_tls_and_password(url: str, target: RedisTarget) -> None:
     check_url(url)
     assert describe(url) == target
+
+
+def test_a_cluster_password_is_scrubbed_like_a_single_servers(make_settings: SettingsFactory) -> None:
+    url = "redis+cluster://:cluster%2Fpassword-1@127.0.0.1:7000,127.0.0.1:7001"  # pragma: allowlist secret
+    values = make_settings(REDIS_URL=url).secret_values()
+    assert {"cluster%2Fpassword-1", "cluster/password-1"} <= set(values)
