@@ -16,6 +16,8 @@ else
 fi
 [ -n "$pg_bindir" ] && [ -x "$pg_bindir/initdb" ] && [ -x "$pg_bindir/postgres" ] || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# redis-cli (redis-tools): `--cluster create` joins the test run's three-master Redis Cluster.
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 # nginx: the end-to-end test of the generated reverse-proxy config runs the real one.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 # chromium + chromium-driver: the admin console's browser tests (tests/e2e/test_console_browser.py).

@@ -2,7 +2,8 @@
 """Shared fixtures: settings built in one line, real PostgreSQL and Redis, an app with its lifespan.
 
 The PostgreSQL and Redis servers are started once per run on random loopback ports (or taken from
-BASTION_TEST_POSTGRES_URL / BASTION_TEST_REDIS_URL when set) and stopped at the end.
+BASTION_TEST_POSTGRES_URL / BASTION_TEST_REDIS_URL when set) and stopped at the end; so is a
+three-master Redis Cluster (BASTION_TEST_REDIS_CLUSTER_URL), for the suites that run on both.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from bastion.crypto import material
 from bastion.db import migrate
 from bastion.settings import Settings
 from tests.support.lifespan import STARTUP_SECONDS
-from tests.support.servers import PostgresServer, RedisServer, free_port
+from tests.support.servers import PostgresServer, RedisClusterServers, RedisServer, free_port
 
 SettingsFactory = Callable[..., Settings]
 
@@ -93,6 +94,19 @@ def redis_server() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of the run's three-master Redis Cluster (``redis+cluster://``), started on first use."""
+    if url := os.environ.get("BASTION_TEST_REDIS_CLUSTER_URL"):
+        yield url
+        return
+    cluster = RedisClusterServers(root=tmp_path_factory.mktemp("redis-cluster")).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def dedicated_redis() -> Iterator[RedisServer]:
     """A Redis of this test's own, which the test may stop (outages) without touching the run's."""
@@ -103,17 +117,51 @@ def dedicated_redis() -> Iterator[RedisServer]:
         server.stop()
 
 
-@pytest.fixture
-async def dead_redis() -> AsyncIterator[Any]:
-    """A fail-fast client for a port nothing listens on: every call is refused at once (outages
-    of one component while the rest of the app keeps its in-process state)."""
-    from redis.asyncio import Redis
+@pytest.fixture(params=[pytest.param("single"), pytest.param("cluster", marks=pytest.mark.redis_cluster)])
+def dedicated_shared_redis(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[RedisServer | RedisClusterServers]:
+    """A Redis, then a three-master Redis Cluster, of this test's own, which it may stop (an outage)
+    and start again (``url``, ``stop()``, ``start()``)."""
+    if request.param == "single":
+        yield request.getfixturevalue("dedicated_redis")
+        return
+    cluster = RedisClusterServers(root=tmp_path / "redis-cluster").start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
+
+@pytest.fixture(params=["single", "cluster"])
+async def dead_redis(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """A fail-fast client for a port nothing listens on, as a single Redis and as a Redis Cluster:
+    every call is refused at once (outages of one component while the rest of the app keeps its
+    in-process state). A Cluster client raises its own errors (no node reachable), not only
+    connection errors, and each component's fail mode must meet those too."""
     from bastion.ratelimit.storage.redis import fail_fast_client
+    from bastion.redis_client import connect
 
-    client = fail_fast_client(Redis(host="127.0.0.1", port=free_port()), 0.5)
+    scheme = "redis" if request.param == "single" else "redis+cluster"
+    client = fail_fast_client(connect(f"{scheme}://127.0.0.1:{free_port()}"), 0.5)
     try:
         yield client
+    finally:
+        await client.aclose()
+
+
+async def empty_redis(url: str) -> None:
+    """Delete every key of the Redis (or every master of the Redis Cluster) at ``url``."""
+    from redis.asyncio.cluster import RedisCluster
+
+    from bastion.redis_client import connect
+
+    client = connect(url)
+    try:
+        if isinstance(client, RedisCluster):
+            await client.flushall(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            await client.flushdb()
     finally:
         await client.aclose()
 
@@ -121,14 +169,45 @@ async def dead_redis() -> AsyncIterator[Any]:
 @pytest.fixture
 async def redis_url(redis_server: str) -> AsyncIterator[str]:
     """The run's Redis, emptied before each test."""
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(redis_server)
-    try:
-        await client.flushdb()
-    finally:
-        await client.aclose()
+    await empty_redis(redis_server)
     yield redis_server
+
+
+@pytest.fixture
+async def redis_cluster_url(redis_cluster_server: str) -> AsyncIterator[str]:
+    """The run's Redis Cluster, every master emptied before each test."""
+    await empty_redis(redis_cluster_server)
+    yield redis_cluster_server
+
+
+# The backends of a shared-state contract suite: in process, the run's Redis, its Redis Cluster.
+REDIS_BACKENDS = (
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("cluster", marks=(pytest.mark.redis, pytest.mark.redis_cluster)),
+)
+BACKENDS = ("memory", *REDIS_BACKENDS)
+
+
+def backend_redis_url(request: pytest.FixtureRequest, *, emptied: bool = True) -> str | None:
+    """For a fixture parametrized by BACKENDS: the URL of its Redis (None for memory).
+
+    ``emptied`` goes through the emptying fixture, which an async fixture cannot request (it
+    runs inside the event loop): those pass ``emptied=False`` and ``await empty_redis(url)``.
+    """
+    if request.param == "memory":
+        return None
+    if emptied:
+        name = "redis_url" if request.param == "redis" else "redis_cluster_url"
+    else:
+        name = "redis_server" if request.param == "redis" else "redis_cluster_server"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture(params=REDIS_BACKENDS)
+def each_redis_url(request: pytest.FixtureRequest) -> str:
+    """The run's single Redis, then its three-master Cluster, emptied: a test taking this runs
+    against both."""
+    return str(backend_redis_url(request))
 
 
 async def _admin_execute(admin_url: str, statement: str) -> None:

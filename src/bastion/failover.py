@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Literal, TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from bastion.errors import ServiceUnavailable
 from bastion.observability.logging import get_logger
@@ -28,8 +28,9 @@ from bastion.settings import Settings
 S = TypeVar("S")
 T = TypeVar("T")
 FailMode = Literal["open", "closed"]
-# What a store raises when it cannot answer: Redis errors, sockets, our own timeout.
-STORAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+# What a store raises when it cannot answer: Redis errors, sockets, our own timeout, and a Redis
+# Cluster client's own (no node reachable, a slot no node serves), which are not RedisErrors.
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 
 def fail_mode_of(settings: Settings) -> FailMode:

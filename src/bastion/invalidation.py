@@ -22,9 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from redis.asyncio import Redis
-
 from bastion.failover import FailMode, Failover
+from bastion.redis_client import RedisClient
 
 DEFAULT_PREFIX = "bastion:version:"
 
@@ -54,7 +53,7 @@ class MemoryVersionCounter:
 
 
 class RedisVersionCounter:
-    def __init__(self, redis: Redis, name: str, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, redis: RedisClient, name: str, *, prefix: str = DEFAULT_PREFIX) -> None:
         self.redis = redis
         self.key = f"{prefix}{name}"
 
@@ -80,7 +79,7 @@ class FailoverVersionCounter:
 
 
 def version_counter(
-    redis: Redis | None, name: str, *, fail_mode: FailMode = "closed", retry_interval: float = 1.0
+    redis: RedisClient | None, name: str, *, fail_mode: FailMode = "closed", retry_interval: float = 1.0
 ) -> VersionCounter:
     """The shared counter ``name`` under ``fail_mode`` when there is Redis, in process otherwise."""
     if redis is None:

@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
-from redis.asyncio import Redis
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -36,6 +35,8 @@ from bastion.observability.metrics import WORKER_SAMPLE_SECONDS, Metrics
 from bastion.privacy.retention import RetentionPeriods, RetentionPurge
 from bastion.ratelimit.components import build_rate_limiting
 from bastion.ratelimit.storage.redis import fail_fast_client
+from bastion.redis_client import RedisClient, is_cluster
+from bastion.redis_client import connect as connect_redis
 from bastion.settings import Settings
 
 KEY_CHECK_SECONDS = 10.0
@@ -89,13 +90,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except BaseException:
         await engine.dispose()
         raise
-    redis: Redis | None = None
+    redis: RedisClient | None = None
     # What request-path components share (throttle, breaker, version counters): the same server
     # with RATE_LIMIT_REDIS_TIMEOUT_SECONDS timeouts and no retries, so an outage meets each
     # component's fail mode (docs/failure-modes.md) quickly. Its pool reconnects when Redis returns.
-    shared: Redis | None = None
+    shared: RedisClient | None = None
     if settings.redis_url is not None:
-        redis = Redis.from_url(
+        redis = connect_redis(
             settings.redis_url.get_secret_value(),
             socket_connect_timeout=2,
             socket_timeout=2,
@@ -137,7 +138,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         "startup",
         environment=settings.environment,
         database=backend_name(database_url),
-        shared_state="redis" if redis is not None else "in-process",
+        shared_state="in-process" if redis is None else "redis-cluster" if is_cluster(redis) else "redis",
         llm_provider=settings.llm_provider,
         injection_action=settings.injection_action,
         profanity_filter=settings.profanity_filter,

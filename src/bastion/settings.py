@@ -25,12 +25,13 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
-from redis.connection import parse_url as parse_redis_url
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bastion.crypto import material
 from bastion.outbound import host_problems, is_metadata_host, url_problems
+from bastion.redis_client import URL_FORMS as REDIS_URL_FORMS
+from bastion.redis_client import check_url as check_redis_url
 
 if TYPE_CHECKING:
     from bastion.deploycheck.registry import Check, Finding
@@ -710,11 +711,9 @@ class Settings(BaseSettings):
                 )
         if self.redis_url is not None:
             try:
-                parse_redis_url(self.redis_url.get_secret_value())  # type: ignore[no-untyped-call]
+                check_redis_url(self.redis_url.get_secret_value())
             except ValueError:
-                problems.append(
-                    "REDIS_URL is malformed: use redis://[:password@]host:port/db, rediss:// or unix://"
-                )
+                problems.append(f"REDIS_URL is malformed: use {REDIS_URL_FORMS}")
         if (dsn := self.secret("SENTRY_DSN")) is not None:
             problems += self._sentry_dsn_problems(dsn)
         return problems

@@ -29,12 +29,12 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.redis
-async def test_two_instances_never_admit_more_than_one_limit(tmp_path: Path, redis_url: str) -> None:
+async def test_two_instances_never_admit_more_than_one_limit(tmp_path: Path, each_redis_url: str) -> None:
+    """On one Redis and on a Redis Cluster alike."""
     rate, burst, period = 10, 5, 60.0  # one request per 6 s, five at once
     env = base_env(
         tmp_path,
-        REDIS_URL=redis_url,
+        REDIS_URL=each_redis_url,
         RATE_LIMIT_LOGIN=f"{rate}/minute;burst={burst}",
         RATE_LIMIT_PER_MINUTE="100000",
         RATE_LIMIT_BLOCK_VIOLATIONS="0",

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
-from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,6 +19,7 @@ from bastion.db import migrate
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.observability.metrics import Metrics
 from bastion.ratelimit.storage.redis import fail_fast_client
+from bastion.redis_client import connect
 from bastion.settings import Settings
 from tests.support.clock import FakeClock
 
@@ -62,7 +62,7 @@ async def started(
     if migrate_first:
         await asyncio.to_thread(migrate.upgrade, url)
     engine = create_engine(url)
-    redis = Redis.from_url(redis_url) if redis_url is not None else None
+    redis = connect(redis_url) if redis_url is not None else None
     shared = fail_fast_client(redis, 0.5) if redis is not None else None
     http = httpx.AsyncClient(trust_env=False)
     metrics = Metrics()

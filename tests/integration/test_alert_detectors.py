@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bastion.alerts import AnomalyDetector
-from tests.conftest import SettingsFactory
+from tests.conftest import BACKENDS, SettingsFactory, backend_redis_url
 from tests.integration.alerts_support import signal, started
 from tests.support.clock import FakeClock
 
@@ -63,9 +63,9 @@ CASES: dict[str, tuple[Feed, str, str, int]] = {
 }
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=BACKENDS)
 def shared_state(request: pytest.FixtureRequest) -> str | None:
-    return request.getfixturevalue("redis_url") if request.param == "redis" else None
+    return backend_redis_url(request)
 
 
 def kinds(alerts: list[Any]) -> list[tuple[str, str]]:
@@ -136,10 +136,10 @@ async def test_a_threshold_of_zero_turns_a_detector_off(make_settings: SettingsF
         assert await stack.alerts() == []
 
 
-@pytest.mark.redis
 async def test_instances_sharing_redis_cross_a_threshold_together(
-    make_settings: SettingsFactory, redis_url: str
+    make_settings: SettingsFactory, each_redis_url: str
 ) -> None:
+    redis_url = each_redis_url
     clock = FakeClock()
     settings = make_settings()
     async with (

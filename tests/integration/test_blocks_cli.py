@@ -7,7 +7,6 @@ import asyncio
 import json
 
 import httpx
-import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
@@ -39,8 +38,11 @@ async def _until_status(http: httpx.AsyncClient, headers: dict[str, str], status
     return response
 
 
-@pytest.mark.redis
-async def test_list_and_lift_from_the_command_line(make_settings: SettingsFactory, redis_url: str) -> None:
+async def test_list_and_lift_from_the_command_line(
+    make_settings: SettingsFactory, each_redis_url: str
+) -> None:
+    """On one Redis and on a Redis Cluster: the command line connects as the server does."""
+    redis_url = each_redis_url
     settings = identity_settings(make_settings, REDIS_URL=redis_url)
     env = cli_env(settings, REDIS_URL=redis_url)
     async with identity_app(settings) as (app, http):

@@ -12,6 +12,7 @@ from redis.crc import key_slot
 from bastion.ratelimit.algorithm import Outcome, Rate
 from bastion.ratelimit.escalation import Escalation
 from bastion.ratelimit.storage import RedisStorage
+from bastion.redis_client import RedisClient, connect
 from tests.support.clock import FakeClock
 from tests.support.redis_counting import counting_client, round_trips
 
@@ -21,8 +22,9 @@ LOGIN = Rate.parse("5/minute;burst=3")
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    redis = Redis.from_url(redis_url)
+async def client(each_redis_url: str) -> AsyncIterator[RedisClient]:
+    """A client of the single Redis, then of the Redis Cluster."""
+    redis = connect(each_redis_url)
     try:
         yield redis
     finally:
@@ -34,8 +36,9 @@ async def _command_calls(redis: Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
 
 
-async def test_each_decision_is_exactly_one_round_trip(client: Redis, redis_url: str) -> None:
+async def test_each_decision_is_exactly_one_round_trip(redis_url: str) -> None:
     counted = counting_client(redis_url)
+    client = Redis.from_url(redis_url)
     try:
         storage = RedisStorage(counted)
         clock = FakeClock()
@@ -53,9 +56,10 @@ async def test_each_decision_is_exactly_one_round_trip(client: Redis, redis_url:
         assert "eval" not in calls and "script|load" not in calls
     finally:
         await counted.aclose()
+        await client.aclose()
 
 
-async def test_state_expires_once_the_bucket_is_full_again(client: Redis) -> None:
+async def test_state_expires_once_the_bucket_is_full_again(client: RedisClient) -> None:
     storage = RedisStorage(client)
     clock = FakeClock()
     for _ in range(2):
@@ -68,7 +72,7 @@ async def test_state_expires_once_the_bucket_is_full_again(client: Redis) -> Non
     assert 23_000 < ttl_ms <= 24_000  # two requests = two 12 s intervals to refill
 
 
-async def test_every_key_a_script_touches_shares_one_cluster_slot(client: Redis) -> None:
+async def test_every_key_a_script_touches_shares_one_cluster_slot(client: RedisClient) -> None:
     storage = RedisStorage(client)
     clock = FakeClock()
     escalation = Escalation(violation_threshold=2)
@@ -82,7 +86,7 @@ async def test_every_key_a_script_touches_shares_one_cluster_slot(client: Redis)
         assert await client.pttl(key) > 0  # nothing lives forever
 
 
-async def test_a_forgotten_script_is_reloaded(client: Redis) -> None:
+async def test_a_forgotten_script_is_reloaded(client: RedisClient) -> None:
     storage = RedisStorage(client)
     clock = FakeClock()
     await storage.load_scripts()
@@ -94,9 +98,9 @@ async def test_a_forgotten_script_is_reloaded(client: Redis) -> None:
     assert decision.remaining == 2
 
 
-async def test_two_clients_share_one_limit(redis_url: str) -> None:
+async def test_two_clients_share_one_limit(each_redis_url: str) -> None:
     clock = FakeClock()
-    first, second = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    first, second = connect(each_redis_url), connect(each_redis_url)
     try:
         a, b = RedisStorage(first), RedisStorage(second)
         outcomes = []

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The lifespan's Redis client against the real server, including an outage."""
+"""The lifespan's Redis client against the real server (and a Redis Cluster), including an outage."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from tests.support.servers import RedisServer
 pytestmark = pytest.mark.redis
 
 
-async def test_ready_checks_redis(make_settings: SettingsFactory, redis_url: str) -> None:
-    async with serve_app(make_settings(REDIS_URL=redis_url)) as (app, http):
+async def test_ready_checks_redis(make_settings: SettingsFactory, each_redis_url: str) -> None:
+    async with serve_app(make_settings(REDIS_URL=each_redis_url)) as (app, http):
         assert await app.state.redis.ping() is True
         response = await http.get("/health/ready")
     assert response.status_code == 200
@@ -37,8 +37,8 @@ async def test_ready_reports_a_redis_outage_without_a_500(make_settings: Setting
         server.stop()
 
 
-async def test_wrong_redis_password_is_not_ready(make_settings: SettingsFactory, redis_url: str) -> None:
-    wrong = redis_url.replace("redis://:", "redis://:wrong")
+async def test_wrong_redis_password_is_not_ready(make_settings: SettingsFactory, each_redis_url: str) -> None:
+    wrong = each_redis_url.replace("://:", "://:wrong", 1)
     async with serve_app(make_settings(REDIS_URL=wrong)) as (_app, http):
         response = await http.get("/health/ready")
     assert response.status_code == 503

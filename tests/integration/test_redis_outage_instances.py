@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Redis stopped under traffic from two instances sharing it, in both fail modes: every answer is
-2xx, 401, 403, 429 or 503 with the error shape (never a 500), and traffic recovers without a
-restart once Redis is back."""
+"""Redis (a single server, then every node of a Redis Cluster) stopped under traffic from two
+instances sharing it, in both fail modes: every answer is 2xx, 401, 403, 429 or 503 with the error
+shape (never a 500), and traffic recovers without a restart once Redis is back."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from bastion.db import migrate
 from tests.conftest import SettingsFactory, serve_app
 from tests.integration.auth.helpers import PASSWORD, bearer, identity_settings, user_session
-from tests.support.servers import RedisServer
+from tests.support.servers import RedisClusterServers, RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -71,8 +71,9 @@ def healthy(responses: list[httpx.Response]) -> bool:
 
 @pytest.mark.parametrize("mode", ["closed", "open"])
 async def test_two_instances_ride_out_a_redis_outage(
-    mode: str, make_settings: SettingsFactory, dedicated_redis: RedisServer
+    mode: str, make_settings: SettingsFactory, dedicated_shared_redis: RedisServer | RedisClusterServers
 ) -> None:
+    dedicated_redis = dedicated_shared_redis  # a single Redis, then a Redis Cluster
     settings = identity_settings(
         make_settings,
         REDIS_URL=dedicated_redis.url,

@@ -155,6 +155,7 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: secrets.token_hex(16))
     process: subprocess.Popen[bytes] | None = None
+    options: tuple[str, ...] = ()  # more redis-server options (a Cluster node's)
 
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
@@ -175,6 +176,7 @@ class RedisServer:
                 self.password,
                 "--protected-mode",
                 "yes",
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -190,6 +192,116 @@ class RedisServer:
         if self.process is not None:
             _stop(self.process)
             self.process = None
+
+
+@dataclass
+class RedisClusterServers:
+    """A Redis Cluster of ``masters`` masters and no replicas on loopback, sharing one password.
+
+    Each node keeps its cluster state (nodes.conf) in its own folder under ``root``, and its
+    cluster bus on a port of its own. Started, the cluster covers every slot and says
+    ``cluster_state:ok``. With ``tls``, clients and the cluster bus speak only TLS, under a test
+    CA whose certificate is ``root / "ca.pem"`` (``rediss+cluster://`` with ``ssl_ca_certs``).
+    """
+
+    root: Path
+    masters: int = 3
+    password: str = field(default_factory=lambda: secrets.token_hex(16))
+    nodes: list[RedisServer] = field(default_factory=list)
+    tls: bool = False
+
+    def _tls_options(self, port: int) -> tuple[str, ...]:
+        from tests.support.pki import TestCA
+
+        files = self.root
+        if not (files / "ca.pem").exists():
+            ca = TestCA(files)
+            ca.issue("node", "127.0.0.1")
+            # The cluster bus authenticates its peers whatever tls-auth-clients says: each node
+            # presents a client certificate to the others.
+            ca.issue("peer", "cluster-node", client=True)
+        pairs = {
+            "port": "0",
+            "tls-port": str(port),
+            "tls-cluster": "yes",
+            "tls-auth-clients": "no",
+            "tls-cert-file": str(files / "node.pem"),
+            "tls-key-file": str(files / "node-key.pem"),
+            "tls-client-cert-file": str(files / "peer.pem"),
+            "tls-client-key-file": str(files / "peer-key.pem"),
+            "tls-ca-cert-file": str(files / "ca.pem"),
+        }
+        return tuple(item for name, value in pairs.items() for item in (f"--{name}", value))
+
+    def _cli(self, cli: str) -> list[str]:
+        tls = ["--tls", "--cacert", str(self.root / "ca.pem")] if self.tls else []
+        return [cli, *tls, "--no-auth-warning", "-a", self.password]
+
+    def start(self, *, timeout: float = 60.0) -> RedisClusterServers:
+        """Create the cluster, or start its stopped nodes again (they remember it: an outage ends)."""
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is not installed: run scripts/provision.sh (make test does)")
+        if self.nodes:
+            for node in self.nodes:
+                node.start()
+            self._wait_until_ok(cli, timeout)
+            return self
+        try:
+            for index in range(self.masters):
+                folder = self.root / f"node{index}"
+                folder.mkdir(parents=True, exist_ok=True)
+                port = free_port()
+                options = ("--cluster-enabled", "yes", "--cluster-port", str(free_port()))
+                options += ("--cluster-config-file", "nodes.conf", "--dir", str(folder))
+                options += self._tls_options(port) if self.tls else ()
+                self.nodes.append(RedisServer(port=port, password=self.password, options=options).start())
+            addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+            create = ["--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"]
+            subprocess.run(
+                [*self._cli(cli), *create],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=timeout,
+            )
+            self._wait_until_ok(cli, timeout)
+        except BaseException:
+            self.stop()
+            self.nodes.clear()
+            raise
+        return self
+
+    def _wait_until_ok(self, cli: str, timeout: float) -> None:
+        # Every node must agree: a node that has not yet heard of every slot's owner answers
+        # CLUSTERDOWN, and a client that happened to ask it first would see an outage.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [
+                subprocess.run(
+                    [*self._cli(cli), "-p", str(node.port), "cluster", "info"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                ).stdout
+                for node in self.nodes
+            ]
+            if all("cluster_state:ok" in state for state in states):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the Redis Cluster did not reach cluster_state:ok within {timeout}s")
+
+    @property
+    def url(self) -> str:
+        seeds = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+        if self.tls:
+            return f"rediss+cluster://:{self.password}@{seeds}?ssl_ca_certs={self.root / 'ca.pem'}"
+        return f"redis+cluster://:{self.password}@{seeds}"
+
+    def stop(self) -> None:
+        """Stop every node (``start`` brings the same cluster back)."""
+        for node in self.nodes:
+            node.stop()
 
 
 @contextlib.contextmanager

@@ -19,13 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
-
 from bastion.alerts.rules import TokenRule
 from bastion.failover import Failover
 from bastion.ratelimit.storage.base import LimiterStorage
 from bastion.ratelimit.storage.memory import MemoryStorage
 from bastion.ratelimit.storage.redis import RedisStorage
+from bastion.redis_client import RedisClient
 
 PREFIX = "bastion:alerts:"
 # The budget primitive caps what it charges at a limit; counts never come near this one.
@@ -139,7 +138,7 @@ class MemoryAlertStore(_Counts):
 
 
 class RedisAlertStore(_Counts):
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         super().__init__(RedisStorage(redis, prefix=PREFIX))
         self.redis = redis
         # redis-py's Script: EVALSHA, loading the script again after NOSCRIPT (a Redis restart).
@@ -157,7 +156,7 @@ class RedisAlertStore(_Counts):
 class Counters:
     """The detectors' state: shared in Redis when there is one, with an in-process fallback."""
 
-    def __init__(self, redis: Redis | None) -> None:
+    def __init__(self, redis: RedisClient | None) -> None:
         self.fallback = MemoryAlertStore()
         primary: AlertStore = RedisAlertStore(redis) if redis is not None else self.fallback
         self.failover: Failover[AlertStore] = Failover(

@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.addresses import counted_as
@@ -32,6 +31,7 @@ from bastion.db.types import utcnow
 from bastion.observability.delivery import Courier
 from bastion.observability.logging import get_logger
 from bastion.observability.metrics import NullMetrics
+from bastion.redis_client import RedisClient
 from bastion.settings import Settings
 
 Job = Callable[[], Awaitable[None]]
@@ -75,7 +75,7 @@ class AnomalyDetector:
     async def start(
         self,
         *,
-        redis: Redis | None,
+        redis: RedisClient | None,
         sessionmaker: async_sessionmaker[AsyncSession],
         http_client: httpx.AsyncClient,
     ) -> None:

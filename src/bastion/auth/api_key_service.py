@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.audit.events import AuditEvent, Result
@@ -48,6 +47,7 @@ from bastion.errors import Conflict, Forbidden, InvalidField, NotFound
 from bastion.failover import fail_mode_of
 from bastion.invalidation import Watched, version_counter
 from bastion.observability.logging import get_logger
+from bastion.redis_client import RedisClient
 from bastion.settings import Settings
 
 KEY_ROLES = ("user", "service")
@@ -502,7 +502,7 @@ def build_api_keys(
     settings: Settings,
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
-    redis: Redis | None,
+    redis: RedisClient | None,
     hasher: KeyHasher | Callable[[], KeyHasher] | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> ApiKeys:

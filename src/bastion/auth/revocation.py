@@ -33,12 +33,11 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from redis.asyncio import Redis
-
 from bastion.auth.tokens import LEEWAY_SECONDS, AccessClaims
 from bastion.failover import Failover
 from bastion.observability.logging import get_logger
 from bastion.ratelimit.storage.bounded import BoundedTable
+from bastion.redis_client import RedisClient
 
 KEY_PREFIX = "bastion:auth:deny:"
 # An access token is accepted up to LEEWAY_SECONDS past its expiry; a further margin covers clock
@@ -125,7 +124,7 @@ class MemoryDenylist:
 class RedisDenylist:
     """The shared denylist: one SET per entry (with its expiry), one EXISTS per check."""
 
-    def __init__(self, redis: Redis, *, prefix: str = KEY_PREFIX, owns_client: bool = False) -> None:
+    def __init__(self, redis: RedisClient, *, prefix: str = KEY_PREFIX, owns_client: bool = False) -> None:
         self.redis = redis
         self.prefix = prefix
         self.owns_client = owns_client

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from redis.asyncio import Redis
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,6 +36,7 @@ from bastion.invalidation import Watched, version_counter
 from bastion.observability.logging import get_logger
 from bastion.ratelimit.service import RateLimiter
 from bastion.ratelimit.storage.redis import fail_fast_client
+from bastion.redis_client import RedisClient
 from bastion.rotation.store import load_versions
 from bastion.rotation.verifiers import SecretSet
 from bastion.settings import Settings
@@ -58,7 +58,9 @@ def throttle_rules(settings: Settings) -> ThrottleRules:
     )
 
 
-def revocations_for(settings: Settings, redis: Redis | None, clock: Callable[[], datetime]) -> Revocations:
+def revocations_for(
+    settings: Settings, redis: RedisClient | None, clock: Callable[[], datetime]
+) -> Revocations:
     """The denylist: Redis (through a fail-fast client) when configured, this process otherwise.
 
     Checked on every authenticated request, so a Redis call gives up after
@@ -88,7 +90,7 @@ class IdentityRuntime:
         *,
         settings: Settings,
         sessionmaker: async_sessionmaker[AsyncSession],
-        redis: Redis | None,
+        redis: RedisClient | None,
         keyring: Keyring,
         secrets: SecretSet | None = None,
         mailer: Mailer | None = None,
@@ -163,7 +165,7 @@ class IdentityRuntime:
         *,
         settings: Settings,
         sessionmaker: async_sessionmaker[AsyncSession],
-        redis: Redis | None,
+        redis: RedisClient | None,
         limiter: RateLimiter | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> IdentityRuntime:

@@ -15,7 +15,6 @@ from enum import StrEnum
 from typing import Annotated, TypeVar
 
 import typer
-from redis.asyncio import Redis
 
 from bastion.auth.api_key_service import ApiKeys, KeyView, build_api_keys
 from bastion.auth.emails import InvalidEmail, normalize_email
@@ -28,6 +27,7 @@ from bastion.cli.users import keys_app
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.db.types import utcnow
 from bastion.errors import BastionError
+from bastion.redis_client import connect as connect_redis
 from bastion.settings import Settings
 
 T = TypeVar("T")
@@ -53,7 +53,7 @@ class KeyRole(StrEnum):
 @asynccontextmanager
 async def _keys(settings: Settings) -> AsyncIterator[ApiKeys]:
     engine = create_engine(settings.database_url.get_secret_value())
-    redis = Redis.from_url(settings.redis_url.get_secret_value()) if settings.redis_url else None
+    redis = connect_redis(settings.redis_url.get_secret_value()) if settings.redis_url else None
     try:
         sessionmaker = create_sessionmaker(engine)
         # New and rotated keys are hashed under the current API_KEY_SALT, which may be a rotated one.

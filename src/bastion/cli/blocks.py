@@ -18,7 +18,6 @@ from enum import StrEnum
 from typing import Annotated, TypeVar
 
 import typer
-from redis.asyncio import Redis
 
 from bastion.cli.common import settings_or_exit, show_rows
 from bastion.db.engine import create_engine, create_sessionmaker
@@ -26,6 +25,7 @@ from bastion.errors import ServiceUnavailable
 from bastion.ratelimit.blocklist import Blocklist, normalize
 from bastion.ratelimit.components import build_rate_limiting
 from bastion.ratelimit.storage.base import Block
+from bastion.redis_client import connect as connect_redis
 from bastion.settings import Settings
 
 app = typer.Typer(help="The blocklist in the shared store (REDIS_URL).", no_args_is_help=True)
@@ -54,7 +54,7 @@ class Format(StrEnum):
 
 @asynccontextmanager
 async def _blocklist(settings: Settings, redis_url: str) -> AsyncIterator[Blocklist]:
-    redis = Redis.from_url(redis_url)
+    redis = connect_redis(redis_url)
     engine = create_engine(settings.database_url.get_secret_value())
     # Fail closed: an unreachable Redis must be an error here, never an empty in-memory list.
     closed = settings.model_copy(update={"rate_limit_fail_mode": "closed"})

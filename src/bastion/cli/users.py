@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.audit.events import AuditEvent
@@ -34,6 +33,7 @@ from bastion.errors import BastionError, PasswordRejected
 from bastion.privacy.erasure import AccountErasure, Erased
 from bastion.privacy.export import AccountExport
 from bastion.ratelimit.components import build_rate_limiting
+from bastion.redis_client import connect as connect_redis
 from bastion.settings import Settings
 
 app = typer.Typer(help="User accounts.", no_args_is_help=True)
@@ -47,7 +47,7 @@ CLI_CONTEXT = Context(ip=None, request_id="cli")
 async def identity_runtime(settings: Settings) -> AsyncIterator[IdentityRuntime]:
     engine = create_engine(settings.database_url.get_secret_value())
     # The shared state (login locks, revocations) is in Redis when configured: `unlock` must reach it.
-    redis = Redis.from_url(settings.redis_url.get_secret_value()) if settings.redis_url is not None else None
+    redis = connect_redis(settings.redis_url.get_secret_value()) if settings.redis_url is not None else None
     sessionmaker = create_sessionmaker(engine)
     runtime = IdentityRuntime(
         settings=settings,

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bastion.crypto import material
 from bastion.deploycheck.registry import Context, Registry, Scope, Severity
+from bastion.redis_client import RedisTarget
+from bastion.redis_client import describe as describe_redis_url
 from bastion.settings import GENERATED_SECRETS, misspelled_variables
 
 CHECKS = Registry()
@@ -342,28 +344,42 @@ def _workers(context: Context) -> Iterator[str]:
         )
 
 
-def _redis_parts(context: Context) -> tuple[str, str | None, bool] | None:
+def _redis_target(context: Context) -> RedisTarget | None:
+    """Where REDIS_URL points when any of it (any Cluster node) is beyond this machine."""
     if context.settings.redis_url is None:
         return None
-    parsed = urlsplit(context.settings.redis_url.get_secret_value())
-    if parsed.scheme == "unix" or _is_local(parsed.hostname):
+    target = describe_redis_url(context.settings.redis_url.get_secret_value())
+    if all(_is_local(host) for host in target.hosts):
         return None
-    password = parsed.password or parse_qs(parsed.query).get("password", [None])[0]
-    return parsed.scheme, parsed.hostname, bool(password)
+    return target
+
+
+def _remote_hosts(target: RedisTarget) -> str:
+    return ", ".join(host for host in target.hosts if not _is_local(host))
 
 
 @add("redis-no-auth", HIGH, "run Redis with requirepass (or an ACL user) and put it in REDIS_URL")
 def _redis_auth(context: Context) -> Iterator[str]:
-    parts = _redis_parts(context)
-    if parts is not None and not parts[2]:
-        yield f"REDIS_URL names {parts[1]} without a password: anyone on that network can change limits"
+    target = _redis_target(context)
+    if target is not None and not target.has_password:
+        yield (
+            f"REDIS_URL names {_remote_hosts(target)} without a password: "
+            "anyone on that network can change limits"
+        )
 
 
-@add("redis-no-tls", MEDIUM, "use rediss:// (Redis with tls-port) in REDIS_URL")
+@add(
+    "redis-no-tls",
+    MEDIUM,
+    "use rediss:// (Redis with tls-port) in REDIS_URL, rediss+cluster:// for a Cluster (TLS to every node)",
+)
 def _redis_tls(context: Context) -> Iterator[str]:
-    parts = _redis_parts(context)
-    if parts is not None and parts[0] != "rediss":
-        yield f"REDIS_URL reaches {parts[1]} without TLS: the password and every key cross the network"
+    target = _redis_target(context)
+    if target is not None and not target.tls:
+        yield (
+            f"REDIS_URL reaches {_remote_hosts(target)} without TLS: "
+            "the password and every key cross the network"
+        )
 
 
 @add(

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from redis.asyncio import Redis
-
 from bastion.failover import Failover
 from bastion.llm.breaker import (
     BreakerConfig,
@@ -29,6 +27,7 @@ from bastion.llm.breaker import (
     record_failure,
     record_success,
 )
+from bastion.redis_client import RedisClient
 
 
 class BreakerStore(Protocol):
@@ -107,7 +106,7 @@ return 1
 class RedisBreakerStore:
     """Breakers shared by every instance through Redis."""
 
-    def __init__(self, redis: Redis, *, prefix: str = "bastion:breaker") -> None:
+    def __init__(self, redis: RedisClient, *, prefix: str = "bastion:breaker") -> None:
         self.redis = redis
         self.prefix = prefix
         self._acquire = redis.register_script(_ACQUIRE)
@@ -150,7 +149,7 @@ class FailoverBreakerStore:
         self.failover = failover
 
     @classmethod
-    def over(cls, redis: Redis, *, retry_interval: float = 1.0) -> FailoverBreakerStore:
+    def over(cls, redis: RedisClient, *, retry_interval: float = 1.0) -> FailoverBreakerStore:
         """Redis state with a ``MemoryBreakerStore`` fallback, always open (never a 503)."""
         failover: Failover[BreakerStore] = Failover(
             RedisBreakerStore(redis),

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import httpx
-from redis.asyncio import Redis
 
 from bastion.llm.base import Provider
 from bastion.llm.breaker import BreakerConfig
@@ -12,16 +11,19 @@ from bastion.llm.breaker_store import BreakerStore, FailoverBreakerStore, Memory
 from bastion.llm.offline import OfflineProvider
 from bastion.llm.openai import OpenAICompatibleProvider
 from bastion.llm.retry import RetryPolicy
+from bastion.redis_client import RedisClient
 from bastion.settings import Settings
 
 
-def breaker_store(redis: Redis | None) -> BreakerStore:
+def breaker_store(redis: RedisClient | None) -> BreakerStore:
     """Shared through Redis when there is one, so every instance opens and closes together; in
     process while Redis cannot answer (``FailoverBreakerStore``: never a 503 for breaker state)."""
     return FailoverBreakerStore.over(redis) if redis is not None else MemoryBreakerStore()
 
 
-def build_provider(settings: Settings, *, http_client: httpx.AsyncClient, redis: Redis | None) -> Provider:
+def build_provider(
+    settings: Settings, *, http_client: httpx.AsyncClient, redis: RedisClient | None
+) -> Provider:
     if settings.llm_provider == "offline":
         return OfflineProvider()
     if not settings.llm_base_url or not settings.llm_model:  # settings validation refuses this earlier

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.addresses import parse_networks
@@ -19,6 +18,7 @@ from bastion.ratelimit.leases import ConcurrencyLimiter
 from bastion.ratelimit.policies import Policy
 from bastion.ratelimit.quotas import SessionQuota, TokenBudget
 from bastion.ratelimit.service import Clock, RateLimiter
+from bastion.redis_client import RedisClient
 from bastion.settings import Settings
 
 
@@ -49,7 +49,7 @@ class RateLimiting:
 def build_rate_limiting(
     settings: Settings,
     *,
-    redis: Redis | None,
+    redis: RedisClient | None,
     sessionmaker: async_sessionmaker[AsyncSession] | None,
     clock: Clock = time.time,
 ) -> RateLimiting:

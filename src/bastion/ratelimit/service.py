@@ -21,8 +21,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from redis.asyncio import Redis
-
 from bastion.addresses import DEFAULT_IPV6_PREFIX
 from bastion.failover import STORAGE_ERRORS, FailMode, Failover, fail_mode_of
 from bastion.observability.logging import get_logger
@@ -32,6 +30,7 @@ from bastion.ratelimit.policies import Policy, PolicyRule, ip_identity, policy_t
 from bastion.ratelimit.storage import LimiterStorage, MemoryStorage, create_storage
 from bastion.ratelimit.storage.base import Block, IdentityState
 from bastion.ratelimit.storage.memory import DecideFn
+from bastion.redis_client import RedisClient
 from bastion.settings import Settings
 
 T = TypeVar("T")
@@ -141,7 +140,7 @@ class RateLimiter:
         cls,
         settings: Settings,
         *,
-        redis: Redis | None = None,
+        redis: RedisClient | None = None,
         clock: Clock = time.time,
         on_block: BlockListener | None = None,
     ) -> RateLimiter:

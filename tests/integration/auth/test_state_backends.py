@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""One contract for the denylist and password-attempt stores, run on memory and on the real Redis."""
+"""One contract for the denylist and password-attempt stores, run on memory, on the real Redis
+and on a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from bastion.auth.revocation import MemoryDenylist, RedisDenylist
@@ -20,6 +20,8 @@ from bastion.auth.throttle import (
     ThrottleRules,
     account_key,
 )
+from bastion.redis_client import connect
+from tests.conftest import BACKENDS, backend_redis_url
 
 # Small numbers so the contract shows every rule: delays after 2 failures, a lock at 4 failures
 # from at least 2 clients, a client refused after 3 failures over all accounts.
@@ -45,10 +47,10 @@ class FakeMonotonic:
         return self.now
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=BACKENDS)
 def backend_url(request: pytest.FixtureRequest) -> str | None:
-    """None for the memory backends, else the URL of the run's Redis."""
-    return None if request.param == "memory" else str(request.getfixturevalue("redis_server"))
+    """None for the memory backends, else the URL of the run's Redis or Redis Cluster, emptied."""
+    return backend_redis_url(request)
 
 
 @pytest.fixture
@@ -56,8 +58,7 @@ async def backends(backend_url: str | None) -> AsyncIterator[dict[str, Any]]:
     if backend_url is None:
         yield {"denylist": MemoryDenylist(), "attempts": MemoryAttemptStore()}
         return
-    client = Redis.from_url(backend_url)
-    await client.flushdb()
+    client = connect(backend_url)
     try:
         yield {"denylist": RedisDenylist(client), "attempts": RedisAttemptStore(client)}
     finally:
@@ -92,7 +93,7 @@ async def test_session_denylist_entries_expire_with_the_token_lifetime(
         assert table["s:sid-1"] - denylist.clock() == pytest.approx(1860, abs=1)
         assert table["j:jti-1"] - denylist.clock() == pytest.approx(90, abs=1)
         return
-    client = Redis.from_url(backend_url)
+    client = connect(backend_url)
     try:
         session_key, token_key = denylist.session_key("sid-1"), denylist.token_key("jti-1", "sid-1")
         assert 1850 <= await client.ttl(session_key) <= 1860
@@ -229,8 +230,8 @@ async def test_full_memory_store_refuses_newcomers_rather_than_forget_a_lock() -
     assert (await throttle.check("new@example.com", "203.0.113.1")).allowed
 
 
-@pytest.mark.redis
-async def test_app_keeps_revocations_and_lockouts_in_redis(make_settings: Any, redis_url: str) -> None:
+async def test_app_keeps_revocations_and_lockouts_in_redis(make_settings: Any, each_redis_url: str) -> None:
+    redis_url = each_redis_url
     from tests.integration.auth.helpers import (
         PASSWORD,
         assert_error,
@@ -252,9 +253,10 @@ async def test_app_keeps_revocations_and_lockouts_in_redis(make_settings: Any, r
             await http.post(
                 "/api/auth/login", json={"email": "shared@example.com", "password": "Wrong-pass-1!"}
             )
-    client = Redis.from_url(redis_url)
+    client = connect(redis_url)
     try:
-        keys = {key.decode() for key in await client.keys("bastion:auth:*")}
+        # SCAN, not KEYS: a Cluster client asks every master (KEYS would ask one node).
+        keys = {key.decode() async for key in client.scan_iter("bastion:auth:*")}
     finally:
         await client.aclose()
     assert any(key.startswith("bastion:auth:deny:") for key in keys)

@@ -13,7 +13,7 @@ import pytest
 
 from bastion.chat.wiring import system_prompt
 from bastion.llm.base import ChatMessage, Usage
-from tests.conftest import SettingsFactory
+from tests.conftest import BACKENDS, SettingsFactory, backend_redis_url
 from tests.integration.auth.helpers import assert_error
 from tests.integration.chat.conftest import chat_app, new_session, upstream_settings
 from tests.integration.chat.test_sessions_and_messages import sse_events
@@ -72,12 +72,11 @@ async def owner_of(http: httpx.AsyncClient, auth: dict[str, str]) -> str:
     return f"user:{me['id']}"
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=BACKENDS)
 def shared_state(request: pytest.FixtureRequest) -> dict[str, str]:
-    """No REDIS_URL (in-process budget), then the run's Redis, emptied."""
-    if request.param == "memory":
-        return {}
-    return {"REDIS_URL": request.getfixturevalue("redis_url")}
+    """No REDIS_URL (in-process budget), then the run's Redis, then its Redis Cluster, emptied."""
+    url = backend_redis_url(request)
+    return {} if url is None else {"REDIS_URL": url}
 
 
 async def test_concurrent_streams_never_overspend_the_budget(

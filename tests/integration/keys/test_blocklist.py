@@ -174,11 +174,10 @@ async def test_a_single_address_network_is_an_address_block(make_settings: Setti
             assert_error(await inside.get("/api/auth/me"), 403, "blocked")
 
 
-@pytest.mark.redis
 async def test_network_blocks_reach_every_instance_through_redis(
-    make_settings: SettingsFactory, redis_url: str
+    make_settings: SettingsFactory, each_redis_url: str
 ) -> None:
-    settings = identity_settings(make_settings, REDIS_URL=redis_url)
+    settings = identity_settings(make_settings, REDIS_URL=each_redis_url)
     async with (
         identity_app(settings) as (first, http),
         serve_app(settings, client=("203.0.113.50", 1)) as (_, other),

@@ -6,21 +6,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
 from bastion.llm.breaker import BreakerConfig, State
 from bastion.llm.breaker_store import BreakerStore, MemoryBreakerStore, RedisBreakerStore
+from bastion.redis_client import connect
+from tests.conftest import BACKENDS, backend_redis_url, empty_redis
 
 CONFIG = BreakerConfig(failure_threshold=3, recovery_seconds=10, half_open_probes=2)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[BreakerStore]:
-    if request.param == "memory":
+    url = backend_redis_url(request, emptied=False)
+    if url is None:
         yield MemoryBreakerStore()
         return
-    redis = Redis.from_url(request.getfixturevalue("redis_server"))
-    await redis.flushdb()
+    await empty_redis(url)
+    redis = connect(url)
     try:
         yield RedisBreakerStore(redis)
     finally:
@@ -72,9 +74,8 @@ async def test_breakers_are_independent_by_name(store: BreakerStore) -> None:
     assert (await store.acquire("b", CONFIG, 1)).allowed
 
 
-@pytest.mark.redis
-async def test_redis_state_is_shared_between_instances(redis_url: str) -> None:
-    one, two = Redis.from_url(redis_url), Redis.from_url(redis_url)
+async def test_redis_state_is_shared_between_instances(each_redis_url: str) -> None:
+    one, two = connect(each_redis_url), connect(each_redis_url)
     try:
         first, second = RedisBreakerStore(one), RedisBreakerStore(two)
         for _ in range(3):

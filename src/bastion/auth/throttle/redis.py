@@ -8,9 +8,8 @@ absolute values from the caller's clock; key expiry only cleans up.
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from bastion.auth.throttle.base import LEVEL_TTL_SECONDS, MAX_LOCK_SECONDS, Failure, ThrottleRules, Waits
+from bastion.redis_client import RedisClient
 
 KEY_PREFIX = "bastion:auth:login:"
 
@@ -80,7 +79,7 @@ def _tag(key: str) -> str:
 class RedisAttemptStore:
     """Shared by every instance; one atomic round trip per method."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
         self._waits = redis.register_script(_WAITS)
         self._failure = redis.register_script(_ACCOUNT_FAILURE)

@@ -14,14 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from bastion.addresses import DEFAULT_IPV6_PREFIX, counted_as
 from bastion.auth.throttle.base import AttemptStore, Refusal, ThrottleRules, account_key, client_key
 from bastion.auth.throttle.failover import FailoverAttemptStore
 from bastion.auth.throttle.memory import DEFAULT_MAX_KEYS, MemoryAttemptStore
 from bastion.auth.throttle.redis import RedisAttemptStore
 from bastion.failover import FailMode, Failover
+from bastion.redis_client import RedisClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +40,7 @@ class FailureOutcome:
 
 
 def attempt_store_for(
-    redis: Redis | None,
+    redis: RedisClient | None,
     *,
     max_keys: int = DEFAULT_MAX_KEYS,
     fail_mode: FailMode = "closed",

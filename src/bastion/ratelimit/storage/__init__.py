@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from bastion.ratelimit.storage.base import (
     Block,
     BudgetResult,
@@ -14,6 +12,8 @@ from bastion.ratelimit.storage.base import (
 )
 from bastion.ratelimit.storage.memory import DEFAULT_MAX_KEYS, MemoryStorage
 from bastion.ratelimit.storage.redis import RedisStorage, fail_fast_client
+from bastion.redis_client import URL_FORMS, RedisClient, is_cluster_url
+from bastion.redis_client import connect as connect_redis
 
 __all__ = [
     "Block",
@@ -30,11 +30,12 @@ __all__ = [
 def create_storage(
     url: str | None,
     *,
-    redis: Redis | None = None,
+    redis: RedisClient | None = None,
     max_keys: int = DEFAULT_MAX_KEYS,
     timeout: float = 0.5,
 ) -> LimiterStorage:
-    """The storage for a URL: ``memory://`` (or none) in process, ``redis://``/``rediss://`` shared.
+    """The storage for a URL: ``memory://`` (or none) in process, a Redis URL shared
+    (``redis://``, ``rediss://``, ``unix://``, or a Cluster's ``redis+cluster://``).
 
     With an existing client (the lifespan's), the storage talks to the same server through a
     fail-fast sibling client whose socket timeouts are ``timeout`` seconds.
@@ -43,9 +44,9 @@ def create_storage(
         return RedisStorage(fail_fast_client(redis, timeout), owns_client=True)
     if url is None or url == "" or url.startswith("memory://"):
         return MemoryStorage(max_keys=max_keys)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(("redis://", "rediss://", "unix://")) or is_cluster_url(url):
         return RedisStorage(
-            fail_fast_client(Redis.from_url(url), timeout),
+            fail_fast_client(connect_redis(url), timeout),
             owns_client=True,
         )
-    raise ValueError("a limiter storage URL is memory://, redis://, rediss:// or unix://")
+    raise ValueError(f"a limiter storage URL is memory:// or a Redis URL ({URL_FORMS})")

@@ -29,9 +29,6 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from bastion.ratelimit.algorithm import Decision, Outcome
@@ -45,6 +42,9 @@ from bastion.ratelimit.storage.base import (
     SlotResult,
 )
 from bastion.ratelimit.storage.scripts import SCRIPTS
+from bastion.redis_client import RedisClient, fail_fast_client
+
+__all__ = ["DEFAULT_PREFIX", "RedisStorage", "fail_fast_client"]
 
 DEFAULT_PREFIX = "bastion:rl:"
 _ALLOWED = int(Outcome.ALLOWED)
@@ -59,17 +59,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def fail_fast_client(redis: Redis, timeout: float) -> Redis:
-    """A client for the same server as ``redis`` whose every connect, read and write gives up
-    after ``timeout`` seconds. It owns its own pool; close it with ``aclose``."""
-    pool = redis.connection_pool
-    kwargs = dict(pool.connection_kwargs)
-    # No retries with backoff either: the fail mode is the answer to an unreachable Redis, and a
-    # retry loop would hold every request for its whole backoff schedule first.
-    kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
-    return Redis.from_pool(ConnectionPool(connection_class=pool.connection_class, **kwargs))
-
-
 class RedisStorage:
     """Storage on a shared Redis: limits hold across every instance using it."""
 
@@ -77,7 +66,7 @@ class RedisStorage:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         prefix: str = DEFAULT_PREFIX,
         owns_client: bool = False,
@@ -195,11 +184,13 @@ class RedisStorage:
     async def inspect(self, identity: str, buckets: Sequence[str], now: float) -> IdentityState:
         abuse_key, block_key = self._keys(identity)
         # One MULTI/EXEC: every key carries the identity's hash tag, so this is one slot and one
-        # consistent snapshot.
+        # consistent snapshot. A GET per key rather than one MGET: a Cluster pipeline refuses
+        # MGET (redis-py cannot route it), and inside MULTI the GETs cost no extra round trip.
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.mget([*self._bucket_keys(identity, buckets), block_key])
+            for key in (*self._bucket_keys(identity, buckets), block_key):
+                pipe.get(key)
             pipe.hmget(abuse_key, ["v", "ve", "af", "afe"])
-            values, abuse = await pipe.execute()
+            *values, abuse = await pipe.execute()
         found: dict[str, BucketState] = {}
         for bucket, value in zip(buckets, values[:-1], strict=True):
             if value is None:
