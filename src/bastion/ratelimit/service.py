@@ -321,6 +321,11 @@ class RateLimiter:
         now = self._clock()
         return await self.run(lambda s: s.blocked(identity, now))
 
+    async def blocked_any(self, identities: Sequence[str]) -> Block | None:
+        """The first block in force on any of ``identities``: one storage call."""
+        now = self._clock()
+        return await self.run(lambda s: s.blocked_any(identities, now))
+
     async def block(
         self,
         identity: str,

@@ -202,6 +202,17 @@ async def test_blocks_are_listed_kept_and_lifted(storage: LimiterStorage, clock:
     assert await storage.list_blocks(clock(), 100) == []
 
 
+async def test_any_of_several_identities_can_be_found_blocked(
+    storage: LimiterStorage, clock: FakeClock
+) -> None:
+    now = clock()
+    assert await storage.blocked_any(["key:k1", "user:u1"], now) is None
+    await storage.block("user:u1", now, now + 50.0, "manual")
+    found = await storage.blocked_any(["key:k1", "user:u1"], now)
+    assert found is not None and (found.identity, found.until) == ("user:u1", pytest.approx(now + 50.0))
+    assert await storage.blocked_any(["key:k1", "user:u1"], now + 50.0) is None
+
+
 async def test_blocks_are_listed_by_kind(storage: LimiterStorage, clock: FakeClock) -> None:
     now = clock()
     for index in range(5):

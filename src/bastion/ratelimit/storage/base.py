@@ -202,6 +202,10 @@ class LimiterStorage(Protocol):
         """The block in force on an identity, if any."""
         ...
 
+    async def blocked_any(self, identities: Sequence[str], now: float) -> Block | None:
+        """The first block in force on any of ``identities``, looked up together (one round trip)."""
+        ...
+
     async def list_blocks(self, now: float, limit: int, kind: str | None = None) -> list[Block]:
         """Blocks in force, soonest to expire first, at most ``limit`` (only of ``kind`` if given)."""
         ...

@@ -284,6 +284,13 @@ class MemoryStorage:
         block = self.blocks.data.get(identity)
         return block if block is not None and block.until > now else None
 
+    async def blocked_any(self, identities: Sequence[str], now: float) -> Block | None:
+        for identity in identities:
+            block = await self.blocked(identity, now)
+            if block is not None:
+                return block
+        return None
+
     async def list_blocks(self, now: float, limit: int, kind: str | None = None) -> list[Block]:
         live = sorted(
             (b for b in self.blocks.data.values() if b.until > now and (kind is None or b.kind == kind)),

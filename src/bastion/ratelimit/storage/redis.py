@@ -358,6 +358,18 @@ class RedisStorage:
         _, block_key = self._keys(identity)
         return self._block(identity, await self.redis.get(block_key), now)
 
+    async def blocked_any(self, identities: Sequence[str], now: float) -> Block | None:
+        # One GET per identity in one pipeline: each in its own identity's slot (Cluster-safe).
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for identity in identities:
+                pipe.get(self._keys(identity)[1])
+            values = await pipe.execute()
+        for identity, value in zip(identities, values, strict=True):
+            block = self._block(identity, value, now)
+            if block is not None:
+                return block
+        return None
+
     async def list_blocks(self, now: float, limit: int, kind: str | None = None) -> list[Block]:
         index = self._index if kind is None else self._kind_index(kind)
         await self.redis.zremrangebyscore(index, "-inf", now)
