@@ -125,6 +125,7 @@ class RouteLimits:
     def __init__(self, request: Request, response: Response, policies: Sequence[Policy]) -> None:
         self.request = request
         self.response = response
+        self.request_id = request_id_of(request)
         limiter = get_limiter(request)
         self._planned = [
             (policy, *_allowance(request, policy, request_identity(request, limiter.rule(policy).scope)))

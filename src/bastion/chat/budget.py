@@ -86,8 +86,10 @@ class LimitGate(Protocol):
 
     ``begin`` hands over the limits to decide (and marks them spent: the route does not spend
     them again if the call fails later); ``decided`` raises when one refused, else records the
-    answer (the X-RateLimit-* headers).
+    answer (the X-RateLimit-* headers). ``request_id`` goes with any block a refusal places.
     """
+
+    request_id: str | None
 
     def begin(self) -> Sequence[LimitCall]: ...
 
@@ -164,7 +166,10 @@ class BudgetGuard:
             return await self.budget.reserve(owner, tokens)
         call, resets_at = self.budget.reservation_call(owner, tokens)
         limits = gate.begin() if gate is not None else ()
-        admission = await self.budget.limiter.admit(limits, budget=call, renewal=renewal)
+        request_id = gate.request_id if gate is not None else None
+        admission = await self.budget.limiter.admit(
+            limits, budget=call, renewal=renewal, request_id=request_id
+        )
         if gate is not None:
             gate.decided(admission.decisions)  # a refused limit raises here, holding nothing
         return self.budget.reservation(owner, tokens, call, admission.budget, resets_at)
