@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import SettingsFactory
 from tests.integration.chat.conftest import chat_app, new_session, upstream_settings
 from tests.integration.keys.helpers import create_key, key_header
-from tests.support.db_counting import recording_transactions
+from tests.support.db_counting import Transaction, recording_transactions
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_counting import recording_round_trips
 
@@ -56,6 +56,7 @@ async def test_a_message_takes_two_round_trips_and_two_transactions(
         "DATABASE_URL": postgres_url,
         "RATE_LIMIT_TOKEN_BUDGET_PER_DAY": 100_000,
     }
+    db_now: list[list[Transaction]] = []
     async with chat_app(make_settings, **settings) as (app, http, auth):
         if credential == "api_key":
             token = auth["Authorization"].removeprefix("Bearer ")
@@ -64,10 +65,30 @@ async def test_a_message_takes_two_round_trips_and_two_transactions(
         # The breaker's clean reading is reused for 0.25 s of the provider's clock: held still, so
         # the count does not depend on how fast this machine runs.
         app.state.llm.provider.clock = lambda: 1_000_000.0
+        # What is open on the database when the model is called: nothing of the chat's.
+        open_at_call: list[list[Transaction]] = []
+        provider = app.state.llm
+        complete, stream_reply = provider.complete, provider.stream
+
+        def opened() -> list[Transaction]:
+            current = db_now[-1] if db_now else []
+            return [t for t in current if t.outcome == "open" and not t.touches("access_logs")]
+
+        async def complete_noting(*args: Any) -> Any:
+            open_at_call.append(opened())
+            return await complete(*args)
+
+        def stream_noting(*args: Any) -> Any:
+            open_at_call.append(opened())
+            return stream_reply(*args)
+
+        provider.complete, provider.stream = complete_noting, stream_noting
         url = f"/api/sessions/{sid}/messages"
         await http.post(url, json={"content": "warm up", "stream": stream}, headers=auth)
+        open_at_call.clear()
         for n in range(3):
             with recording_round_trips() as trips, recording_transactions(app.state.engine) as db:
+                db_now.append(db)
                 body = {"content": f"hello {n}", "stream": stream}
                 response = await http.post(url, json=body, headers=auth)
             assert response.status_code == 200, response.text
@@ -86,8 +107,14 @@ async def test_a_message_takes_two_round_trips_and_two_transactions(
             ):
                 assert part in " ".join(admission) + " ", (part, admission)
             assert "budget:" in settlement[0] and "alerts:" in settlement[1]
-            # The chat path's transactions: one before the model call, one after. Authentication's
-            # read of the account (a user token) is a third until it comes from its cache.
-            assert db.count("begin") <= (2 if credential == "api_key" else 3), db
+            # The chat path's transactions: one before the model call (committed before it), one
+            # after. Not counted: the access log's batch writer, and authentication's read of the
+            # account (a user token) until it comes from its cache.
+            chat = [t for t in db if t.touches("chat_messages") or t.touches("chat_sessions")]
+            assert len(chat) == 2 and all(t.outcome == "commit" for t in chat), chat
+            assert open_at_call == [[]], open_at_call
+            others = [t for t in db if t not in chat and not t.touches("access_logs")]
+            assert all(t.touches("users") for t in others) and len(others) <= 1, others
+            open_at_call.clear()
         history = (await http.get(url, headers=auth)).json()["items"]
         assert len(history) == 8  # every message and reply stored
