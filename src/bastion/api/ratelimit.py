@@ -7,6 +7,9 @@
 The identity is the authenticated principal's user or API key when the policy counts per user or
 key (``scope["state"]["principal"]``), and the trusted-proxy-resolved client IP otherwise (for an
 IPv6 client, its RATE_LIMIT_IPV6_PREFIX network).
+
+A route that calls the model names its policies with ``route_limits`` instead: they are decided in
+the same round trip as the call's token budget (``RouteLimits``, a ``chat.budget.LimitGate``).
 """
 
 from __future__ import annotations
