@@ -12,6 +12,7 @@ from redis.crc import key_slot
 from bastion.ratelimit.algorithm import Outcome, Rate
 from bastion.ratelimit.escalation import Escalation
 from bastion.ratelimit.storage import RedisStorage
+from bastion.ratelimit.storage.base import BudgetCall, LimitCall, SlotRenewal
 from bastion.redis_client import RedisClient, connect
 from tests.support.clock import FakeClock
 from tests.support.redis_counting import counting_client, round_trips
@@ -96,6 +97,25 @@ async def test_a_forgotten_script_is_reloaded(client: RedisClient) -> None:
     )
     assert decision.outcome == Outcome.ALLOWED
     assert decision.remaining == 2
+
+
+async def test_an_admission_after_a_restart_spends_each_allowance_once(client: Redis) -> None:
+    # Every script forgotten: each is loaded and run again by itself, the others never twice.
+    storage = RedisStorage(client)
+    clock = FakeClock()
+    calls = [
+        LimitCall(identity, "login", LOGIN.interval, LOGIN.tolerance) for identity in ("user:u1", "key:k1")
+    ]
+    budget = BudgetCall("budget:{key:k1}:day", 10, 100, clock() + 3600)
+    renewal = SlotRenewal(("slots:{sessions}:key:k1",), "s1", clock() + 60)
+    await storage.acquire_slots(renewal.keys, (5,), "s1", clock(), clock() + 60)
+    await client.script_flush()
+    admitted = await storage.admit(calls, budget, renewal, clock(), Escalation())
+    assert [d.remaining for d in admitted.decisions if d is not None] == [2, 2]
+    assert admitted.budget is not None and admitted.budget.remaining == 90 and admitted.renewed
+    await client.script_flush()
+    settled = await storage.settle_budget(budget.key, 10, 4, 100, clock(), budget.expires_at)
+    assert (settled.used, settled.reserved) == (4, 0)
 
 
 async def test_two_clients_share_one_limit(each_redis_url: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from bastion.alerts.rules import TokenRule
 from bastion.failover import Failover
-from bastion.ratelimit.storage.base import LimiterStorage
+from bastion.ratelimit.storage.base import LimiterStorage, ScriptCall
 from bastion.ratelimit.storage.memory import MemoryStorage
 from bastion.ratelimit.storage.redis import RedisStorage
 from bastion.redis_client import RedisClient
@@ -145,9 +145,18 @@ class RedisAlertStore(_Counts):
         self._usage = redis.register_script(USAGE_SCRIPT)
 
     async def usage(self, subject: str, hour: int, tokens: int, rule: TokenRule) -> Usage:
+        call = self.usage_call(subject, hour, tokens, rule)
+        return self.usage_of(await self._usage(keys=call.keys, args=call.args))
+
+    @staticmethod
+    def usage_call(subject: str, hour: int, tokens: int, rule: TokenRule) -> ScriptCall:
+        """``usage`` as a script call, to send with another component's (a ``Rider``)."""
         key = f"{PREFIX}{{{subject}}}:tokens"
         args = (hour, tokens, rule.factor, rule.min_tokens, rule.weight, USAGE_TTL_SECONDS)
-        reply: Any = await self._usage(keys=[key], args=args)
+        return ScriptCall(USAGE_SCRIPT, (key,), args)
+
+    @staticmethod
+    def usage_of(reply: Any) -> Usage:
         fire, used, baseline, hours = reply
         text = baseline.decode() if isinstance(baseline, bytes) else str(baseline)
         return Usage(bool(int(fire)), int(used), float(text), int(hours))
@@ -172,6 +181,14 @@ class Counters:
     @property
     def shared(self) -> bool:
         return self.failover.primary is not self.fallback
+
+    def usage_call(self, subject: str, now: float, tokens: int, rule: TokenRule) -> ScriptCall | None:
+        """``usage`` as a script to send with another call, or None when the counters are not in
+        Redis right now (in process, or failing over): then call ``usage``."""
+        primary = self.failover.primary
+        if not isinstance(primary, RedisAlertStore) or self.failover.current() is not primary:
+            return None
+        return primary.usage_call(subject, int(now // 3600), tokens, rule)
 
     async def count(self, key: str, now: float, window: int) -> int:
         """Count one event in the fixed window of ``window`` seconds that holds ``now``."""

@@ -21,9 +21,9 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.addresses import counted_as
-from bastion.alerts.counters import Counters
+from bastion.alerts.counters import Counters, RedisAlertStore, Usage
 from bastion.alerts.networks import AdminNetworks
-from bastion.alerts.rules import AlertKind, Rule, Rules
+from bastion.alerts.rules import AlertKind, Rule, Rules, TokenRule
 from bastion.alerts.service import AlertService, Raised
 from bastion.alerts.signals import Signal, SignalKind, is_extraction, kind_of
 from bastion.alerts.webhook import webhook_courier
@@ -31,6 +31,7 @@ from bastion.db.types import utcnow
 from bastion.observability.delivery import Courier
 from bastion.observability.logging import get_logger
 from bastion.observability.metrics import NullMetrics
+from bastion.ratelimit.storage.base import Rider
 from bastion.redis_client import RedisClient
 from bastion.settings import Settings
 
@@ -239,6 +240,31 @@ class AnomalyDetector:
         except Exception as exc:
             self._failed("request", exc)
 
+    def token_rider(self, *, api_key_id: str | None, user_id: str | None, tokens: int) -> Rider | None:
+        """``observe_tokens`` as a script to send with the budget's settlement (one round trip for
+        both), or None when it cannot ride (counters not in Redis now): then call ``observe_tokens``."""
+        rule = self.rules.tokens
+        subject = self._caller(api_key_id, user_id, None)
+        if tokens <= 0 or not rule.enabled or subject is None:
+            return None
+        call = self.counters.usage_call(subject, self.clock(), tokens, rule)
+        if call is None:
+            return None
+
+        def done(reply: Any) -> None:
+            if isinstance(reply, Exception):
+                self._failed("tokens", reply)
+                return
+            self._tokens_counted(subject, rule, RedisAlertStore.usage_of(reply))
+
+        return Rider(call, done)
+
+    def _tokens_counted(self, subject: str, rule: TokenRule, usage: Usage) -> None:
+        if usage.fire:
+            threshold = int(rule.factor * usage.baseline)
+            details = {"baseline": round(usage.baseline, 1), "factor": rule.factor, "hours": usage.hours}
+            self._raise(Raised(AlertKind.TOKEN_USAGE, subject, usage.used, threshold, 3600, details))
+
     async def observe_tokens(self, *, api_key_id: str | None, user_id: str | None, tokens: int) -> None:
         """Model tokens a key (or, without a key, an account) just spent."""
         rule = self.rules.tokens
@@ -252,7 +278,4 @@ class AnomalyDetector:
         except Exception as exc:
             self._failed("tokens", exc)
             return
-        if usage.fire:
-            threshold = int(rule.factor * usage.baseline)
-            details = {"baseline": round(usage.baseline, 1), "factor": rule.factor, "hours": usage.hours}
-            self._raise(Raised(AlertKind.TOKEN_USAGE, subject, usage.used, threshold, 3600, details))
+        self._tokens_counted(subject, rule, usage)

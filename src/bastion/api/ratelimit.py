@@ -7,21 +7,25 @@
 The identity is the authenticated principal's user or API key when the policy counts per user or
 key (``scope["state"]["principal"]``), and the trusted-proxy-resolved client IP otherwise (for an
 IPv6 client, its RATE_LIMIT_IPV6_PREFIX network).
+
+A route that calls the model names its policies with ``route_limits`` instead: they are decided in
+the same round trip as the call's token budget (``RouteLimits``, a ``chat.budget.LimitGate``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from fastapi import Request, Response
 
 from bastion.api.deps import current_principal, settings_of
 from bastion.errors import Blocked, RateLimited, request_id_of
 from bastion.observability.metrics import metrics_of
-from bastion.ratelimit.algorithm import Rate, RawDecision
+from bastion.ratelimit.algorithm import Decision, Rate, RawDecision
 from bastion.ratelimit.leases import ConcurrencyLimiter, Lease
 from bastion.ratelimit.policies import Policy, Scope, identity_for
 from bastion.ratelimit.service import RateLimiter
+from bastion.ratelimit.storage.base import LimitCall
 from bastion.web.proxies import client_ip, parse_networks
 from bastion.web.ratelimit import ALLOWED, NEWLY_BLOCKED, denial, rate_limit_headers
 
@@ -46,6 +50,34 @@ def request_identity(request: Request, scope: Scope) -> str:
     return identity_for(scope, current_principal(request), request_client_ip(request), ipv6_prefix)
 
 
+def _allowance(request: Request, policy: Policy, identity: str) -> tuple[str, Rate, Rate | None]:
+    """Whose allowance ``policy`` spends, at which rate, and the caller's own rate if it has one."""
+    rate = get_limiter(request).rule(policy).rate
+    principal = current_principal(request)
+    if principal is not None and principal.rate_overrides and identity.startswith(("key:", "user:")):
+        # The key's own allowance (e.g. its messages per hour), counted in the same bucket. An
+        # allowance an administrator raised above the default takes the key out of its owner's
+        # shared budget: its own (administrator-chosen) allowance is its budget there too.
+        limit = dict(principal.rate_overrides).get(policy.value)
+        if limit is not None:
+            override = Rate(limit, rate.period, limit)
+            return (f"key:{principal.api_key_id}" if principal.api_key_id else identity), override, override
+    return identity, rate, None
+
+
+def _answer(request: Request, response: Response, policy: Policy, limit: int, decision: RawDecision) -> None:
+    """Raise the 429/403 of a refusal; or set the X-RateLimit-* headers of the tightest policy."""
+    headers = rate_limit_headers(limit, decision)
+    if decision[0] != ALLOWED:
+        raise denial(
+            decision, headers, policy=policy, metrics=metrics_of(request.app), state=request.scope["state"]
+        )
+    # A route under several policies reports the tightest one: the fewest requests left.
+    current = response.headers.get("X-RateLimit-Remaining")
+    if current is None or int(headers["X-RateLimit-Remaining"]) < int(current):
+        response.headers.update(headers)
+
+
 async def enforce_limit(
     request: Request, response: Response, policy: Policy, identity: str, *, cost: int = 1
 ) -> None:
@@ -56,18 +88,7 @@ async def enforce_limit(
     Raises 429/403 like ``rate_limit``; on success sets the X-RateLimit-* headers.
     """
     limiter = get_limiter(request)
-    rate = limiter.rule(policy).rate
-    override = None
-    principal = current_principal(request)
-    if principal is not None and principal.rate_overrides and identity.startswith(("key:", "user:")):
-        # The key's own allowance (e.g. its messages per hour), counted in the same bucket. An
-        # allowance an administrator raised above the default takes the key out of its owner's
-        # shared budget: its own (administrator-chosen) allowance is its budget there too.
-        limit = dict(principal.rate_overrides).get(policy.value)
-        if limit is not None:
-            override = rate = Rate(limit, rate.period, limit)
-            if principal.api_key_id:
-                identity = f"key:{principal.api_key_id}"
+    identity, rate, override = _allowance(request, policy, identity)
     decide = limiter.decider(policy) if override is None else None
     decision: RawDecision
     if decide is not None:
@@ -77,15 +98,7 @@ async def enforce_limit(
             await limiter.announce_violation_block(identity, request_id=request_id_of(request))
     else:
         decision = await limiter.hit(policy, identity, cost, request_id=request_id_of(request), rate=override)
-    headers = rate_limit_headers(rate.limit, decision)
-    if decision[0] != ALLOWED:
-        raise denial(
-            decision, headers, policy=policy, metrics=metrics_of(request.app), state=request.scope["state"]
-        )
-    # A route under several policies reports the tightest one: the fewest requests left.
-    current = response.headers.get("X-RateLimit-Remaining")
-    if current is None or int(headers["X-RateLimit-Remaining"]) < int(current):
-        response.headers.update(headers)
+    _answer(request, response, policy, rate.limit, decision)
 
 
 def rate_limit(policy: Policy, *, cost: int = 1) -> Callable[[Request, Response], Awaitable[None]]:
@@ -100,6 +113,58 @@ def rate_limit(policy: Policy, *, cost: int = 1) -> Callable[[Request, Response]
         await enforce_limit(request, response, policy, request_identity(request, scope), cost=cost)
 
     dependency.__name__ = f"rate_limit_{policy.value}"
+    dependency.spends_allowance = True  # type: ignore[attr-defined]  # see check_route_access
+    return dependency
+
+
+class RouteLimits:
+    """A route's policies, decided with its model call's budget in one round trip (a ``LimitGate``
+    for ``BudgetGuard``): what ``rate_limit`` dependencies would spend one call each.
+
+    A request that fails before its admission (an unknown session, a refused message) spends them
+    anyway with ``spend``, so every attempt costs allowance as under ``rate_limit``.
+    """
+
+    def __init__(self, request: Request, response: Response, policies: Sequence[Policy]) -> None:
+        self.request = request
+        self.response = response
+        self.request_id = request_id_of(request)
+        limiter = get_limiter(request)
+        self._planned = [
+            (policy, *_allowance(request, policy, request_identity(request, limiter.rule(policy).scope)))
+            for policy in policies
+        ]
+        self.used = False
+
+    def begin(self) -> list[LimitCall]:
+        self.used = True
+        limiter = get_limiter(self.request)
+        return [
+            limiter.limit_call(policy, identity, rate=override)
+            for policy, identity, _, override in self._planned
+        ]
+
+    def decided(self, decisions: Sequence[Decision | None]) -> None:
+        for (policy, _, rate, _), decision in zip(self._planned, decisions, strict=True):
+            if decision is not None:
+                _answer(self.request, self.response, policy, rate.limit, decision)
+
+    async def spend(self) -> None:
+        """Spend the allowances now, unless the admission already did (429/403 when refused)."""
+        if self.used:
+            return
+        self.used = True
+        for policy, identity, _, _ in self._planned:
+            await enforce_limit(self.request, self.response, policy, identity)
+
+
+def route_limits(*policies: Policy) -> Callable[[Request, Response], RouteLimits]:
+    """A dependency giving the handler ``policies`` to decide with its model call (``RouteLimits``)."""
+
+    def dependency(request: Request, response: Response) -> RouteLimits:
+        return RouteLimits(request, response, policies)
+
+    dependency.__name__ = "route_limits_" + "_".join(policy.value for policy in policies)
     dependency.spends_allowance = True  # type: ignore[attr-defined]  # see check_route_access
     return dependency
 

@@ -23,7 +23,9 @@ import anyio
 from bastion.errors import RateLimited, ServiceUnavailable
 from bastion.llm.base import ChatMessage, GenerationOptions, Usage, estimate_tokens
 from bastion.observability.logging import get_logger
+from bastion.ratelimit.algorithm import Decision
 from bastion.ratelimit.quotas import Reservation, TokenBudget
+from bastion.ratelimit.storage.base import LimitCall, Rider, SlotRenewal
 
 MEGABYTE = 1024 * 1024
 
@@ -72,10 +74,36 @@ class Meter:
         return self._estimate()
 
 
+def _caller(owner: str) -> dict[str, str | None]:
+    """A budget identity (``key:<id>`` for key-owned calls, else ``user:<id>``) as the observer's
+    ``api_key_id`` and ``user_id``."""
+    kind, _, value = owner.partition(":")
+    return {"api_key_id": value if kind == "key" else None, "user_id": value if kind == "user" else None}
+
+
+class LimitGate(Protocol):
+    """The route's rate limits, decided in the same round trip as a call's budget reservation.
+
+    ``begin`` hands over the limits to decide (and marks them spent: the route does not spend
+    them again if the call fails later); ``decided`` raises when one refused, else records the
+    answer (the X-RateLimit-* headers). ``request_id`` goes with any block a refusal places.
+    """
+
+    request_id: str | None
+
+    def begin(self) -> Sequence[LimitCall]: ...
+
+    def decided(self, decisions: Sequence[Decision | None]) -> None: ...
+
+
 class UsageObserver(Protocol):
     """What watches each key's token usage for anomalies (``bastion.alerts.AnomalyDetector``)."""
 
     async def observe_tokens(self, *, api_key_id: str | None, user_id: str | None, tokens: int) -> None: ...
+
+    def token_rider(self, *, api_key_id: str | None, user_id: str | None, tokens: int) -> Rider | None:
+        """``observe_tokens`` sent with the settlement in one round trip, when it can be."""
+        ...
 
 
 class BudgetGuard:
@@ -108,23 +136,56 @@ class BudgetGuard:
         return max(1, math.ceil(size * self.transcription_tokens_per_mb / MEGABYTE))
 
     def completion(
-        self, owner: str, prompt: Sequence[ChatMessage], options: GenerationOptions
+        self,
+        owner: str,
+        prompt: Sequence[ChatMessage],
+        options: GenerationOptions,
+        *,
+        gate: LimitGate | None = None,
+        renewal: SlotRenewal | None = None,
     ) -> AbstractAsyncContextManager[Meter]:
-        """Meter a chat completion: reserve the prompt's estimate plus the completion cap."""
+        """Meter a chat completion: reserve the prompt's estimate plus the completion cap.
+
+        With a ``gate`` (the route's limits) and a ``renewal`` (the session's slot), all three are
+        decided in one round trip (``RateLimiter.admit``); a refused limit holds no tokens.
+        """
         cap = self.completion_cap(options)
         base = Usage.estimate(prompt, "").prompt_tokens
-        return self._metered(owner, replace(options, max_tokens=cap), reserve=base + cap, base=base)
+        options = replace(options, max_tokens=cap)
+        return self._metered(owner, options, reserve=base + cap, base=base, gate=gate, renewal=renewal)
 
     def transcription(self, owner: str, size: int) -> AbstractAsyncContextManager[Meter]:
         """Meter a transcription of ``size`` bytes of audio."""
         cost = self.transcription_cost(size)
         return self._metered(owner, GenerationOptions(), reserve=cost, base=cost)
 
+    async def _reserve(
+        self, owner: str, tokens: int, gate: LimitGate | None, renewal: SlotRenewal | None
+    ) -> Reservation:
+        if gate is None and renewal is None:
+            return await self.budget.reserve(owner, tokens)
+        call, resets_at = self.budget.reservation_call(owner, tokens)
+        limits = gate.begin() if gate is not None else ()
+        request_id = gate.request_id if gate is not None else None
+        admission = await self.budget.limiter.admit(
+            limits, budget=call, renewal=renewal, request_id=request_id
+        )
+        if gate is not None:
+            gate.decided(admission.decisions)  # a refused limit raises here, holding nothing
+        return self.budget.reservation(owner, tokens, call, admission.budget, resets_at)
+
     @asynccontextmanager
     async def _metered(
-        self, owner: str, options: GenerationOptions, *, reserve: int, base: int
+        self,
+        owner: str,
+        options: GenerationOptions,
+        *,
+        reserve: int,
+        base: int,
+        gate: LimitGate | None = None,
+        renewal: SlotRenewal | None = None,
     ) -> AsyncIterator[Meter]:
-        reservation = await self.budget.reserve(owner, reserve)
+        reservation = await self._reserve(owner, reserve, gate, renewal)
         if not reservation.granted:
             raise TokenBudgetExhausted(
                 retry_after=max(1.0, reservation.resets_at - self.budget.limiter.clock())
@@ -140,23 +201,19 @@ class BudgetGuard:
             # Shielded: a client hanging up cancels the request, and the settlement must still run.
             with anyio.CancelScope(shield=True):
                 spent = meter.spent(failed=failed)
-                await self._settle(reservation, spent)
-                if self.observer is not None and spent > 0:
-                    await self._observe(self.observer, owner, spent)
+                # The settlement and the anomaly detector's count of the tokens: one round trip.
+                rider = self._rider(self.observer, owner, spent) if self.observer is not None else None
+                await self._settle(reservation, spent, rider)
+                if self.observer is not None and spent > 0 and (rider is None or not rider.ran):
+                    await self.observer.observe_tokens(**_caller(owner), tokens=spent)
 
     @staticmethod
-    async def _observe(observer: UsageObserver, owner: str, tokens: int) -> None:
-        # ``owner`` is the budget identity: ``key:<id>`` for key-owned calls, else ``user:<id>``.
-        kind, _, value = owner.partition(":")
-        await observer.observe_tokens(
-            api_key_id=value if kind == "key" else None,
-            user_id=value if kind == "user" else None,
-            tokens=tokens,
-        )
+    def _rider(observer: UsageObserver, owner: str, tokens: int) -> Rider | None:
+        return observer.token_rider(**_caller(owner), tokens=tokens) if tokens > 0 else None
 
-    async def _settle(self, reservation: Reservation, tokens: int) -> None:
+    async def _settle(self, reservation: Reservation, tokens: int, rider: Rider | None) -> None:
         try:
-            settled = await self.budget.settle(reservation, tokens)
+            settled = await self.budget.settle(reservation, tokens, (rider,) if rider is not None else ())
         except ServiceUnavailable:
             # Fail closed: the reservation stays charged in the unreachable storage until it
             # resets; the reply already produced is not thrown away for it.

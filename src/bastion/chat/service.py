@@ -13,6 +13,7 @@ sealed with the field cipher, bound to its session and message id.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bastion.chat.budget import BudgetGuard
+from bastion.chat.budget import BudgetGuard, LimitGate, Meter
 from bastion.chat.models import ChatMessage, ChatSession, MessageStatus, new_message_id, new_session_id
 from bastion.chat.repository import ChatRepository, Owner
 from bastion.chat.screening import Reply, Screen
@@ -148,45 +149,63 @@ class ChatService:
         next_before = items[0].seq if len(items) == size and items[0].seq > 1 else None
         return Page(items=items, next_before=next_before)
 
-    async def _prompt(self, owner: Owner, session_id: str, content: str) -> list[llm.ChatMessage]:
-        """The prompt for a new message: the system prompt, recent history and the message itself.
-
-        Read before anything is stored, so the budget can be reserved for it first.
-        """
+    async def _prompt(self, repo: ChatRepository, session_id: str, content: str) -> list[llm.ChatMessage]:
+        """The prompt for a new message: the system prompt, recent history and the message itself."""
         prompt = [llm.ChatMessage("system", self.system_prompt)]
         history = self.limits.max_history_messages - 1
-        async with read_only(self._sessionmaker) as db:
-            repo = ChatRepository(db)
-            await self._owned(repo, owner, session_id)
-            recent = await repo.recent_messages(session_id, limit=history) if history > 0 else []
-            for row in recent:
-                if row.role in ("user", "assistant"):
-                    prompt.append(llm.ChatMessage(row.role, self._open(row)))  # type: ignore[arg-type]
+        recent = await repo.recent_messages(session_id, limit=history) if history > 0 else []
+        for row in recent:
+            if row.role in ("user", "assistant"):
+                prompt.append(llm.ChatMessage(row.role, self._open(row)))  # type: ignore[arg-type]
         prompt.append(llm.ChatMessage("user", content))
         return prompt
 
-    async def _store_user_message(self, owner: Owner, session_id: str, content: str) -> MessageView:
-        """Store the user's message in its own transaction, before the model is asked."""
+    async def _begin_call(
+        self,
+        stack: AsyncExitStack,
+        owner: Owner,
+        session_id: str,
+        content: str,
+        options: GenerationOptions,
+        gate: LimitGate | None,
+    ) -> tuple[list[llm.ChatMessage], Meter]:
+        """The message's one transaction before the model is asked: read the prompt, admit the
+        call, store the user's message.
+
+        The admission (the route's limits, the budget's worst case for this prompt, the session's
+        quota slot) is one Redis round trip made inside the transaction, before anything is
+        written, so a refusal stores nothing. The budget's meter is entered on ``stack``, which
+        settles it however the call ends; the transaction is committed before the model is called.
+        """
         now = self.clock()
         async with unit_of_work(self._sessionmaker) as db:
             repo = ChatRepository(db)
             await self._owned(repo, owner, session_id)
+            prompt = await self._prompt(repo, session_id, content)
+            renewal = self.quota.renewal(session_id, owner=owner.identity)
+            meter = await stack.enter_async_context(
+                self.budget.completion(owner.identity, prompt, options, gate=gate, renewal=renewal)
+            )
             seq = await repo.next_seq(session_id, now=now)
-            message = await repo.add_message(self._sealed(session_id, seq, "user", content, now=now))
-            view = self._message_view(message)
-        await self.quota.touch(session_id, owner=owner.identity)
-        return view
+            await repo.add_message(self._sealed(session_id, seq, "user", content, now=now))
+        return prompt, meter
 
     async def send(
-        self, owner: Owner, session_id: str, content: str, options: GenerationOptions
+        self,
+        owner: Owner,
+        session_id: str,
+        content: str,
+        options: GenerationOptions,
+        *,
+        gate: LimitGate | None = None,
     ) -> MessageView:
         """Post a screened message and return the stored, screened reply.
 
+        ``gate``: the route's rate limits, decided with the budget (see ``_begin_call``).
         Upstream failures raise after the message is kept.
         """
-        prompt = await self._prompt(owner, session_id, content)
-        async with self.budget.completion(owner.identity, prompt, options) as meter:
-            await self._store_user_message(owner, session_id, content)
+        async with AsyncExitStack() as stack:
+            prompt, meter = await self._begin_call(stack, owner, session_id, content, options, gate)
             meter.calling()
             completion = await self.provider.complete(prompt, meter.options)
             meter.finish(completion.usage)
@@ -199,28 +218,33 @@ class ChatService:
             model=completion.model,
         )
 
-    async def stream(
-        self, owner: Owner, session_id: str, content: str, options: GenerationOptions
+    def stream(
+        self,
+        owner: Owner,
+        session_id: str,
+        content: str,
+        options: GenerationOptions,
+        *,
+        gate: LimitGate | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Post a message and stream the reply.
 
-        An unknown session raises here; a refused budget and errors before the first chunk (breaker
-        open) raise from the first ``__anext__``, so the caller can still answer with a plain error
-        response. The budget's reservation lives inside the stream, settled however it ends.
+        An unknown session, a refused limit or budget and errors before the first chunk (breaker
+        open) raise from the first ``__anext__``, so the caller can still answer with a plain
+        error response. The budget's reservation lives inside the stream, settled however it ends.
         """
-        prompt = await self._prompt(owner, session_id, content)
-        return self._stream_reply(owner, session_id, content, prompt, options)
+        return self._stream_reply(owner, session_id, content, options, gate)
 
     async def _stream_reply(
         self,
         owner: Owner,
         session_id: str,
         content: str,
-        prompt: list[llm.ChatMessage],
         options: GenerationOptions,
+        gate: LimitGate | None,
     ) -> AsyncIterator[StreamEvent]:
-        async with self.budget.completion(owner.identity, prompt, options) as meter:
-            await self._store_user_message(owner, session_id, content)
+        async with AsyncExitStack() as stack:
+            prompt, meter = await self._begin_call(stack, owner, session_id, content, options, gate)
             # Deltas pass the guard's hold-back scanner: only text known not to leak is sent.
             screened = self.screen.reply_stream(session_id=session_id)
             usage: Usage | None = None

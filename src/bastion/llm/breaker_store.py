@@ -61,10 +61,13 @@ class MemoryBreakerStore:
 
 
 # KEYS[1] = breaker hash. ARGV: now, threshold, recovery seconds, half-open probes, ttl ms.
+# Returns {allowed, retry_after}, plus a third element 1 when no state is recorded at all (closed,
+# no failures counted): the one answer an instance may reuse for a moment.
 _ACQUIRE = """
 local s = redis.call('HMGET', KEYS[1], 'state', 'failures', 'since', 'probes')
-local state = s[1] or 'closed'
-if state == 'closed' then return {1, '0'} end
+if not s[1] then return {1, '0', 1} end
+local state = s[1]
+if state == 'closed' then return {1, '0', 0} end
 local now = tonumber(ARGV[1])
 local recovery = tonumber(ARGV[3])
 local since = tonumber(s[3]) or 0
@@ -104,13 +107,25 @@ return 1
 
 
 class RedisBreakerStore:
-    """Breakers shared by every instance through Redis."""
+    """Breakers shared by every instance through Redis.
 
-    def __init__(self, redis: RedisClient, *, prefix: str = "bastion:breaker") -> None:
+    A clean reading (closed, no failure counted) is reused for ``fresh_for`` seconds of the
+    callers' clock, and a success after a clean reading has nothing to reset: while the provider
+    is healthy, a breaker costs an instance one round trip per ``fresh_for``, not two per call.
+    Any other state (failures counted, open, half-open) is read on every call, so probes stay
+    counted across instances; a breaker another instance opened is seen within ``fresh_for``, and
+    each call that meanwhile fails here is recorded as ever (and ends the reuse at once).
+    """
+
+    def __init__(
+        self, redis: RedisClient, *, prefix: str = "bastion:breaker", fresh_for: float = 0.25
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.fresh_for = fresh_for
         self._acquire = redis.register_script(_ACQUIRE)
         self._failure = redis.register_script(_FAILURE)
+        self._clean_until: dict[str, float] = {}
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}:{{{name}}}"
@@ -128,13 +143,24 @@ class RedisBreakerStore:
         ]
 
     async def acquire(self, name: str, config: BreakerConfig, now: float) -> Decision:
-        allowed, retry_after = await self._acquire(keys=[self._key(name)], args=self._args(config, now))
+        clean_until = self._clean_until.get(name)
+        if clean_until is not None and now < clean_until:
+            return Decision(True, 0.0)
+        reply = await self._acquire(keys=[self._key(name)], args=self._args(config, now))
+        allowed, retry_after = reply[0], reply[1]
+        if len(reply) > 2 and int(reply[2]):
+            self._clean_until[name] = now + self.fresh_for
+        else:
+            self._clean_until.pop(name, None)
         return Decision(bool(allowed), float(retry_after))
 
     async def success(self, name: str, config: BreakerConfig, now: float) -> None:
+        if name in self._clean_until:
+            return  # the reading was clean: no failure or probe to clear
         await self.redis.delete(self._key(name))
 
     async def failure(self, name: str, config: BreakerConfig, now: float) -> None:
+        self._clean_until.pop(name, None)
         await self._failure(keys=[self._key(name)], args=self._args(config, now))
 
     async def state(self, name: str) -> State:

@@ -9,11 +9,12 @@ session abandoned without ``release`` frees its slot once idle for the TTL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bastion.ratelimit.service import RateLimiter
-from bastion.ratelimit.storage.base import BudgetSettlement
+from bastion.ratelimit.storage.base import BudgetCall, BudgetResult, BudgetSettlement, Rider, SlotRenewal
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,10 @@ class SessionQuota:
         )
         counts = result.counts
         return SessionSlot(result.acquired, counts[0] if owner is not None else None, counts[-1])
+
+    def renewal(self, session_id: str, *, owner: str | None) -> SlotRenewal:
+        """``touch`` as part of an admission (``RateLimiter.admit``)."""
+        return SlotRenewal(self._keys(owner), session_id, self.limiter.clock() + self.idle_ttl)
 
     async def touch(self, session_id: str, *, owner: str | None) -> bool:
         """Keep an active session's slot for another idle TTL; False when it had lapsed."""
@@ -104,17 +109,42 @@ class TokenBudget:
 
         With no budget configured everything is granted (``remaining`` is -1, meaning unlimited).
         """
+        call, resets_at = self.reservation_call(owner, tokens)
+        if call is None:
+            return self.reservation(owner, tokens, None, None, resets_at)
+        now = self.limiter.clock()
+        result = await self.limiter.run(
+            lambda s: s.reserve_budget(call.key, tokens, call.limit, now, call.expires_at)
+        )
+        return self.reservation(owner, tokens, call, result, resets_at)
+
+    def reservation_call(self, owner: str, tokens: int) -> tuple[BudgetCall | None, float]:
+        """``reserve``'s storage call (None: no budget configured) and when today's budget resets,
+        for reserving with other decisions in one ``RateLimiter.admit``."""
         if tokens < 0:
             raise ValueError("tokens must not be negative")
-        key, now, resets_at = self._today(owner)
-        limit = self.per_day
-        if limit is None:
-            return Reservation(owner, None, tokens, True, -1, resets_at)
-        result = await self.limiter.run(lambda s: s.reserve_budget(key, tokens, limit, now, resets_at))
-        return Reservation(owner, key, tokens, result.allowed, result.remaining, resets_at)
+        key, _now, resets_at = self._today(owner)
+        if self.per_day is None:
+            return None, resets_at
+        return BudgetCall(key, tokens, self.per_day, resets_at), resets_at
 
-    async def settle(self, reservation: Reservation, tokens: int) -> BudgetSettlement | None:
-        """Replace a granted reservation by the ``tokens`` the call really spent (None: unlimited)."""
+    @staticmethod
+    def reservation(
+        owner: str, tokens: int, call: BudgetCall | None, result: BudgetResult | None, resets_at: float
+    ) -> Reservation:
+        """The ``Reservation`` a storage answer to ``reservation_call`` stands for."""
+        if call is None or result is None:
+            return Reservation(owner, None, tokens, True, -1, resets_at)
+        return Reservation(owner, call.key, tokens, result.allowed, result.remaining, resets_at)
+
+    async def settle(
+        self, reservation: Reservation, tokens: int, riders: Sequence[Rider] = ()
+    ) -> BudgetSettlement | None:
+        """Replace a granted reservation by the ``tokens`` the call really spent (None: unlimited).
+
+        ``riders`` (other components' scripts) go in the same round trip when the storage can
+        take them; those it did not run are left with ``ran`` false.
+        """
         if tokens < 0:
             raise ValueError("tokens must not be negative")
         key, limit = reservation.key, self.per_day
@@ -122,7 +152,9 @@ class TokenBudget:
             return None
         now = self.limiter.clock()
         held, expires_at = reservation.amount, reservation.resets_at
-        return await self.limiter.run(lambda s: s.settle_budget(key, held, tokens, limit, now, expires_at))
+        return await self.limiter.run(
+            lambda s: s.settle_budget(key, held, tokens, limit, now, expires_at, riders)
+        )
 
     async def today(self, owner: str) -> BudgetSettlement | None:
         """``owner``'s totals for today: tokens charged and tokens held (None: unlimited)."""

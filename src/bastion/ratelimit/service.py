@@ -28,7 +28,14 @@ from bastion.ratelimit.algorithm import Decision, Outcome, Rate
 from bastion.ratelimit.escalation import Escalation
 from bastion.ratelimit.policies import Policy, PolicyRule, ip_identity, policy_table
 from bastion.ratelimit.storage import LimiterStorage, MemoryStorage, create_storage
-from bastion.ratelimit.storage.base import Block, IdentityState
+from bastion.ratelimit.storage.base import (
+    Admission,
+    Block,
+    BudgetCall,
+    IdentityState,
+    LimitCall,
+    SlotRenewal,
+)
 from bastion.ratelimit.storage.memory import DecideFn
 from bastion.redis_client import RedisClient
 from bastion.settings import Settings
@@ -230,6 +237,32 @@ class RateLimiter:
             await self._violation_block(identity, now + self.escalation.block_seconds, request_id)
         return decision
 
+    def limit_call(
+        self, policy: Policy, identity: str, *, cost: int = 1, rate: Rate | None = None
+    ) -> LimitCall:
+        """``hit``'s arguments, for deciding with others in one ``admit``."""
+        rule = self.rules[policy]
+        if rate is None:
+            return LimitCall(identity, rule.name, rule.interval, rule.tolerance, cost)
+        return LimitCall(identity, rule.name, rate.interval, rate.tolerance, cost)
+
+    async def admit(
+        self,
+        limits: Sequence[LimitCall],
+        *,
+        budget: BudgetCall | None = None,
+        renewal: SlotRenewal | None = None,
+        request_id: str | None = None,
+    ) -> Admission:
+        """Decide ``limits``, reserve ``budget`` and renew slots together: one atomic storage call
+        per hash slot, one round trip in all (``LimiterStorage.admit``), under the fail mode."""
+        now = self._clock()
+        admission = await self.run(lambda s: s.admit(limits, budget, renewal, now, self.escalation))
+        for call, decision in zip(limits, admission.decisions, strict=True):
+            if decision is not None and decision[0] == _NEWLY_BLOCKED:
+                await self._violation_block(call.identity, now + self.escalation.block_seconds, request_id)
+        return admission
+
     async def announce_violation_block(self, identity: str, *, request_id: str | None = None) -> None:
         """Log and announce the block a ``NEWLY_BLOCKED`` decision from ``decider`` just placed."""
         # The in-process table holds the block placed with the decision's own clock reading.
@@ -286,6 +319,11 @@ class RateLimiter:
     async def blocked(self, identity: str) -> Block | None:
         now = self._clock()
         return await self.run(lambda s: s.blocked(identity, now))
+
+    async def blocked_any(self, identities: Sequence[str]) -> Block | None:
+        """The first block in force on any of ``identities``: one storage call."""
+        now = self._clock()
+        return await self.run(lambda s: s.blocked_any(identities, now))
 
     async def block(
         self,

@@ -5,7 +5,7 @@ The address and network blocks are enforced further out, by ``RateLimit``, befor
 Key and user blocks need the caller, so this layer sits right inside the authentication layers,
 before routing: a blocked key or user is refused before any route work, on every route. It checks
 the key that was presented (even when a user's token made the user the caller), the caller's key
-and the caller's user: one block lookup each.
+and the caller's user, all in one lookup (one round trip).
 """
 
 from __future__ import annotations
@@ -45,10 +45,8 @@ class PrincipalBlocks:
                 refusal: Blocked | ServiceUnavailable | None = None
                 if isinstance(limiter, RateLimiter):
                     try:
-                        for name in names:
-                            if await limiter.blocked(name) is not None:
-                                refusal = Blocked()
-                                break
+                        if await limiter.blocked_any(names) is not None:
+                            refusal = Blocked()
                     except ServiceUnavailable as exc:  # fail closed, as the limiter's mode says
                         refusal = exc
                 if refusal is not None:

@@ -11,6 +11,7 @@ from bastion.llm.breaker import BreakerConfig, State
 from bastion.llm.breaker_store import BreakerStore, MemoryBreakerStore, RedisBreakerStore
 from bastion.redis_client import connect
 from tests.conftest import BACKENDS, backend_redis_url, empty_redis
+from tests.support.redis_counting import recording_round_trips
 
 CONFIG = BreakerConfig(failure_threshold=3, recovery_seconds=10, half_open_probes=2)
 
@@ -83,6 +84,26 @@ async def test_redis_state_is_shared_between_instances(each_redis_url: str) -> N
         assert not (await second.acquire("p", CONFIG, 1)).allowed
         ttl = await one.pttl("bastion:breaker:{p}")
         assert 0 < ttl <= 600_000  # the state expires on its own
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+@pytest.mark.redis
+async def test_a_clean_reading_is_reused_for_a_moment_only(redis_url: str) -> None:
+    one, two = connect(redis_url), connect(redis_url)
+    try:
+        first, second = RedisBreakerStore(one, fresh_for=0.25), RedisBreakerStore(two)
+        assert (await first.acquire("p", CONFIG, 1)).allowed
+        with recording_round_trips() as trips:
+            assert (await first.acquire("p", CONFIG, 1.1)).allowed
+            await first.success("p", CONFIG, 1.2)  # nothing recorded: nothing to reset
+        assert trips == []
+        for _ in range(3):
+            await second.failure("p", CONFIG, 1.2)
+        # Opened by another instance: seen once the reading is older than fresh_for.
+        assert not (await first.acquire("p", CONFIG, 1.3)).allowed
+        assert not (await first.acquire("p", CONFIG, 1.31)).allowed
     finally:
         await one.aclose()
         await two.aclose()

@@ -10,6 +10,7 @@ import pytest
 from bastion.ratelimit.algorithm import Decision, Outcome, Rate
 from bastion.ratelimit.escalation import Escalation
 from bastion.ratelimit.storage import BudgetResult, BudgetSettlement, LimiterStorage
+from bastion.ratelimit.storage.base import BudgetCall, LimitCall, SlotRenewal
 from tests.support.clock import FakeClock
 
 LOGIN = Rate.parse("5/minute;burst=3")  # one request per 12 s, three at once
@@ -201,6 +202,17 @@ async def test_blocks_are_listed_kept_and_lifted(storage: LimiterStorage, clock:
     assert await storage.list_blocks(clock(), 100) == []
 
 
+async def test_any_of_several_identities_can_be_found_blocked(
+    storage: LimiterStorage, clock: FakeClock
+) -> None:
+    now = clock()
+    assert await storage.blocked_any(["key:k1", "user:u1"], now) is None
+    await storage.block("user:u1", now, now + 50.0, "manual")
+    found = await storage.blocked_any(["key:k1", "user:u1"], now)
+    assert found is not None and (found.identity, found.until) == ("user:u1", pytest.approx(now + 50.0))
+    assert await storage.blocked_any(["key:k1", "user:u1"], now + 50.0) is None
+
+
 async def test_blocks_are_listed_by_kind(storage: LimiterStorage, clock: FakeClock) -> None:
     now = clock()
     for index in range(5):
@@ -350,4 +362,70 @@ async def test_concurrent_reservations_never_hold_more_than_the_budget(
         *(storage.reserve_budget(key, 100, 300, now, now + 3600) for _ in range(12))
     )
     assert sum(r.allowed for r in results) == 3
+    assert await storage.settle_budget(key, 0, 0, 300, now, now + 3600) == BudgetSettlement(0, 0, 300)
+
+
+# -- admission (limits, budget and slots together) ------------------------------------------------
+
+MESSAGES = Rate.parse("2/minute")
+SLOTS = ("slots:{sessions}:key:k1", "slots:{sessions}:total")
+
+
+def limit_calls(*identities: str) -> list[LimitCall]:
+    return [
+        LimitCall(identity, f"b{i}", MESSAGES.interval, MESSAGES.tolerance)
+        for i, identity in enumerate(identities)
+    ]
+
+
+async def test_an_admission_decides_limits_then_reserves_and_renews(
+    storage: LimiterStorage, clock: FakeClock
+) -> None:
+    now, key = clock(), "budget:{key:k1}:day"
+    await storage.acquire_slots(SLOTS, (5, 5), "s1", now, now + 60)
+    renewal = SlotRenewal(SLOTS, "s1", now + 600)
+    calls = limit_calls("user:u1", "key:k1", "user:u1")
+    admitted = await storage.admit(calls, BudgetCall(key, 600, 1000, now + 3600), renewal, now, NO_BLOCKS)
+    assert [d is not None and d.allowed for d in admitted.decisions] == [True, True, True]
+    assert admitted.decisions[0] is not None and admitted.decisions[0].remaining == 1
+    assert (admitted.budget, admitted.renewed, admitted.refused) == (BudgetResult(True, 400), True, None)
+    clock.advance(100.0)  # the slot was renewed: it outlives its first expiry
+    assert await storage.count_slots(SLOTS[0], clock()) == 1
+
+
+async def test_a_refused_limit_holds_no_budget(storage: LimiterStorage, clock: FakeClock) -> None:
+    now = clock()
+    budget = BudgetCall("budget:{key:k1}:day", 100, 1000, now + 3600)
+    for identities in (("key:k1", "user:u1"), ("user:u1", "key:k1")):
+        await storage.admit(limit_calls(*identities), None, None, now, NO_BLOCKS)
+        await storage.admit(limit_calls(*identities), None, None, now, NO_BLOCKS)
+    # Every bucket is empty now: refused in the budget's own slot and in another one alike.
+    for identities in (("key:k1", "user:u1"), ("user:u1", "key:k1")):
+        refused = await storage.admit(limit_calls(*identities), budget, None, now, NO_BLOCKS)
+        assert refused.refused == 0 and refused.budget is not None and not refused.budget.allowed
+    assert await storage.settle_budget(budget.key, 0, 0, 1000, now, now + 3600) == BudgetSettlement(0, 0, 0)
+
+
+async def test_an_identity_stops_at_its_first_refusal(storage: LimiterStorage, clock: FakeClock) -> None:
+    now = clock()
+    tight = LimitCall("user:u1", "tight", 60.0, 0.0)
+    loose = LimitCall("user:u1", "loose", MESSAGES.interval, MESSAGES.tolerance)
+    await storage.admit([tight], None, None, now, NO_BLOCKS)
+    refused = await storage.admit([tight, loose], None, None, now, NO_BLOCKS)
+    assert refused.refused == 0 and refused.decisions[1] is None
+    # The loose bucket was not spent by the refused admission.
+    assert (
+        await storage.decide("user:u1", "loose", now, MESSAGES.interval, MESSAGES.tolerance, 1, NO_BLOCKS)
+    ).remaining == 1
+
+
+async def test_concurrent_admissions_never_hold_more_than_the_budget(
+    storage: LimiterStorage, clock: FakeClock
+) -> None:
+    now, key = clock(), "budget:{key:k1}:day"
+    wide = [LimitCall("key:k1", "wide", 0.001, 1.0)]
+    results = await asyncio.gather(
+        *(storage.admit(wide, BudgetCall(key, 100, 300, now + 3600), None, now, NO_BLOCKS) for _ in range(12))
+    )
+    assert sum(r.budget is not None and r.budget.allowed for r in results) == 3
     assert await storage.settle_budget(key, 0, 0, 300, now, now + 3600) == BudgetSettlement(0, 0, 300)

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from bastion.api.content_types import require_json
 from bastion.api.contract import SSE_EVENT
 from bastion.api.deps import guard_origin, require, settings_of
-from bastion.api.ratelimit import concurrency_limit, rate_limit, request_client_ip
+from bastion.api.ratelimit import RouteLimits, concurrency_limit, rate_limit, request_client_ip, route_limits
 from bastion.api.responses import content_warning
 from bastion.api.schemas.chat import (
     MessageCreate,
@@ -150,15 +150,14 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
 
 
+# The message policies are decided together with the call's token budget and the session's
+# quota slot, in one round trip (``RouteLimits``, ``ChatService._begin_call``).
+MESSAGE_LIMITS = route_limits(Policy.MESSAGES, Policy.MESSAGES_HOURLY, Policy.MESSAGES_USER_HOURLY)
+
+
 @router.post(
     "/{session_id}/messages",
-    dependencies=[
-        Depends(CHAT_USE),
-        Depends(require_json),
-        Depends(rate_limit(Policy.MESSAGES)),
-        Depends(rate_limit(Policy.MESSAGES_HOURLY)),
-        Depends(rate_limit(Policy.MESSAGES_USER_HOURLY)),
-    ],
+    dependencies=[Depends(CHAT_USE), Depends(require_json)],
     response_model=MessageOut,
     response_class=SignedJSONResponse,
     responses={200: SSE_ANSWER},
@@ -169,25 +168,32 @@ async def post_message(
     request: Request,
     response: Response,
     principal: ChatUser,
+    limits: Annotated[RouteLimits, Depends(MESSAGE_LIMITS)],
     service: Service,
     signer: Signer,
 ) -> Response | MessageOut:
-    content = await service.screen.check_input(
-        _checked_content(body.content, settings_of(request)),
-        field="body.content",
-        scan_as="message",
-        session_id=session_id,
-    )
-    options = GenerationOptions(max_tokens=body.max_tokens, temperature=body.temperature)
-    owner = Owner.of(principal)
-    if not _wants_stream(request, body):
-        reply = await service.send(owner, session_id, content, options)
-        content_warning(response, reply.warnings)
-        return MessageOut.of(reply)
-    events = await service.stream(owner, session_id, content, options)
-    # Pull the first event before answering: an unknown session or an open breaker is still a
-    # plain JSON error, not a 200 stream that fails.
-    first = await anext(events)
+    try:
+        content = await service.screen.check_input(
+            _checked_content(body.content, settings_of(request)),
+            field="body.content",
+            scan_as="message",
+            session_id=session_id,
+        )
+        options = GenerationOptions(max_tokens=body.max_tokens, temperature=body.temperature)
+        owner = Owner.of(principal)
+        if not _wants_stream(request, body):
+            reply = await service.send(owner, session_id, content, options, gate=limits)
+            content_warning(response, reply.warnings)
+            return MessageOut.of(reply)
+        events = service.stream(owner, session_id, content, options, gate=limits)
+        # Pull the first event before answering: an unknown session, a refusal or an open breaker
+        # is still a plain JSON error, not a 200 stream that fails.
+        first = await anext(events)
+    except BastionError:
+        # Refused before its admission (an empty or screened-out message, an unknown session):
+        # the attempt still spends the caller's allowance, and a caller over it gets the 429.
+        await limits.spend()
+        raise
     return StreamingResponse(
         signed_stream(_event_stream(first, events, request), signer, comment=False),
         media_type="text/event-stream; charset=utf-8",

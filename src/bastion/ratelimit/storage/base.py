@@ -13,9 +13,10 @@ Keys are built from an *identity* (``ip:203.0.113.9``, ``key:<id>``, ``user:<id>
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bastion.ratelimit.algorithm import Decision
 from bastion.ratelimit.escalation import Escalation
@@ -62,6 +63,82 @@ class BudgetSettlement:
     charged: int
     used: int
     reserved: int
+
+
+@dataclass(frozen=True, slots=True)
+class LimitCall:
+    """One rate decision of an ``admit``: ``cost`` from ``identity``'s bucket of one policy."""
+
+    identity: str
+    bucket: str
+    interval: float
+    tolerance: float
+    cost: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCall:
+    """The budget reservation of an ``admit``; ``key`` carries its owner identity's hash tag."""
+
+    key: str
+    amount: int
+    limit: int
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRenewal:
+    """The slot renewal of an ``admit`` (``renew_slots``'s arguments)."""
+
+    keys: tuple[str, ...]
+    member: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The answer of ``admit``.
+
+    ``decisions`` follow the calls' order; None for a call left undecided because an earlier call
+    of the same identity refused. ``budget`` is None when none was asked, and not granted when a
+    limit refused (nothing is then held). ``renewed`` is None when no renewal was asked.
+    """
+
+    decisions: tuple[Decision | None, ...]
+    budget: BudgetResult | None
+    renewed: bool | None
+
+    @property
+    def refused(self) -> int | None:
+        """The index of the first call that did not admit, if any."""
+        for index, decision in enumerate(self.decisions):
+            if decision is not None and not decision.allowed:
+                return index
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    """One script to run by EVALSHA: its source (for its SHA1 and for NOSCRIPT), keys, arguments."""
+
+    source: str
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+
+
+@dataclass(slots=True)
+class Rider:
+    """A script of another component sent in the same round trip as a storage call (e.g. the
+    anomaly detector's token count with the budget's settlement); ``done`` gets its reply, or
+    the exception it met, once it ran. ``ran`` tells the component whether to make its own call."""
+
+    call: ScriptCall
+    done: Callable[[Any], None]
+    ran: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +202,10 @@ class LimiterStorage(Protocol):
         """The block in force on an identity, if any."""
         ...
 
+    async def blocked_any(self, identities: Sequence[str], now: float) -> Block | None:
+        """The first block in force on any of ``identities``, looked up together (one round trip)."""
+        ...
+
     async def list_blocks(self, now: float, limit: int, kind: str | None = None) -> list[Block]:
         """Blocks in force, soonest to expire first, at most ``limit`` (only of ``kind`` if given)."""
         ...
@@ -173,7 +254,14 @@ class LimiterStorage(Protocol):
         ...
 
     async def settle_budget(
-        self, key: str, reserved: int, actual: int, limit: int, now: float, expires_at: float
+        self,
+        key: str,
+        reserved: int,
+        actual: int,
+        limit: int,
+        now: float,
+        expires_at: float,
+        riders: Sequence[Rider] = (),
     ) -> BudgetSettlement:
         """Release a reservation of ``reserved`` and charge ``actual`` in its place.
 
@@ -182,6 +270,26 @@ class LimiterStorage(Protocol):
         once, ``used`` never exceeds the limit by more than one reservation. A settlement after
         ``expires_at`` (the budget's period is over) changes nothing. ``reserved=0, actual=0``
         reads the totals without writing.
+
+        ``riders`` go in the same round trip where the storage has one (Redis); a storage that
+        cannot run them leaves them unrun (``Rider.ran``) for their components to run.
+        """
+        ...
+
+    async def admit(
+        self,
+        limits: Sequence[LimitCall],
+        budget: BudgetCall | None,
+        renewal: SlotRenewal | None,
+        now: float,
+        escalation: Escalation,
+    ) -> Admission:
+        """What a model call needs before it starts, decided together (Redis: one round trip).
+
+        Decides ``limits`` in order, each atomic as ``decide``; after a refusal the identity's later
+        calls are not decided (others may be: they live in other hash slots). ``budget`` is
+        reserved, as ``reserve_budget``, only when every limit admitted: a refusal holds no
+        tokens. ``renewal`` renews the slots as ``renew_slots``, whatever the other answers.
         """
         ...
 

@@ -17,11 +17,16 @@ from typing import Protocol
 from bastion.ratelimit.algorithm import EPSILON, Decision, Outcome, RawDecision
 from bastion.ratelimit.escalation import Escalation, penalty
 from bastion.ratelimit.storage.base import (
+    Admission,
     Block,
     BucketState,
+    BudgetCall,
     BudgetResult,
     BudgetSettlement,
     IdentityState,
+    LimitCall,
+    Rider,
+    SlotRenewal,
     SlotResult,
 )
 from bastion.ratelimit.storage.bounded import BoundedTable, KeyBudget
@@ -279,6 +284,13 @@ class MemoryStorage:
         block = self.blocks.data.get(identity)
         return block if block is not None and block.until > now else None
 
+    async def blocked_any(self, identities: Sequence[str], now: float) -> Block | None:
+        for identity in identities:
+            block = await self.blocked(identity, now)
+            if block is not None:
+                return block
+        return None
+
     async def list_blocks(self, now: float, limit: int, kind: str | None = None) -> list[Block]:
         live = sorted(
             (b for b in self.blocks.data.values() if b.until > now and (kind is None or b.kind == kind)),
@@ -362,7 +374,14 @@ class MemoryStorage:
         return BudgetResult(True, left - amount)
 
     async def settle_budget(
-        self, key: str, reserved: int, actual: int, limit: int, now: float, expires_at: float
+        self,
+        key: str,
+        reserved: int,
+        actual: int,
+        limit: int,
+        now: float,
+        expires_at: float,
+        riders: Sequence[Rider] = (),  # never run in process: their components call on their own
     ) -> BudgetSettlement:
         if expires_at <= now:
             return BudgetSettlement(0, 0, 0)
@@ -380,6 +399,42 @@ class MemoryStorage:
             # A full table of live budgets: the charge cannot be recorded (as with a refused reserve).
             return BudgetSettlement(0, 0, 0)
         return BudgetSettlement(charge, used, rest)
+
+    # -- admission -----------------------------------------------------------------------------
+
+    async def admit(
+        self,
+        limits: Sequence[LimitCall],
+        budget: BudgetCall | None,
+        renewal: SlotRenewal | None,
+        now: float,
+        escalation: Escalation,
+    ) -> Admission:
+        # Plain calls with no suspension between them: the whole admission is one atomic step.
+        decisions: list[Decision | None] = []
+        refused: set[str] = set()
+        for call in limits:
+            if call.identity in refused:
+                decisions.append(None)
+                continue
+            decision = self.decide_now(
+                call.identity, call.bucket, now, call.interval, call.tolerance, call.cost, escalation
+            )
+            if not decision.allowed:
+                refused.add(call.identity)
+            decisions.append(decision)
+        reserved: BudgetResult | None = None
+        if budget is not None:
+            if refused:
+                reserved = BudgetResult(False, 0)
+            else:
+                reserved = await self.reserve_budget(
+                    budget.key, budget.amount, budget.limit, now, budget.expires_at
+                )
+        renewed = None
+        if renewal is not None:
+            renewed = await self.renew_slots(renewal.keys, renewal.member, now, renewal.expires_at)
+        return Admission(tuple(decisions), reserved, renewed)
 
     async def aclose(self) -> None:
         self.slots.clear()

@@ -34,11 +34,17 @@ from redis.exceptions import NoScriptError
 from bastion.ratelimit.algorithm import Decision, Outcome
 from bastion.ratelimit.escalation import Escalation
 from bastion.ratelimit.storage.base import (
+    Admission,
     Block,
     BucketState,
+    BudgetCall,
     BudgetResult,
     BudgetSettlement,
     IdentityState,
+    LimitCall,
+    Rider,
+    ScriptCall,
+    SlotRenewal,
     SlotResult,
 )
 from bastion.ratelimit.storage.scripts import SCRIPTS
@@ -57,6 +63,31 @@ def _sha(source: str) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def run_scripts(redis: RedisClient, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Run ``calls`` in one round trip: a pipeline without MULTI, so Cluster-safe as long as each
+    script keeps to one hash slot. Each reply is the script's, or the error it alone met; a
+    script Redis had forgotten (NOSCRIPT: it did not run) is loaded and run once more by itself,
+    never the others, which did run. A connection failure raises."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for call in calls:
+            pipe.evalsha(call.sha, len(call.keys), *call.keys, *call.args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    for index, reply in enumerate(replies):
+        if isinstance(reply, NoScriptError):
+            call = calls[index]
+            await redis.script_load(call.source)
+            replies[index] = await redis.evalsha(call.sha, len(call.keys), *call.keys, *call.args)
+    return replies
+
+
+def _decision_of(reply: Any) -> Decision:
+    """A DECIDE reply as a ``Decision``."""
+    if type(reply) is int:  # admitted: remaining << 33 | reset in milliseconds
+        return Decision(_ALLOWED, reply >> 33, 0.0, (reply & _RESET_MASK) / 1000.0)
+    parts = _text(reply).split(" ")
+    return Decision(int(parts[0]), int(parts[1]), float(parts[2]), float(parts[3]))
 
 
 class RedisStorage:
@@ -100,6 +131,17 @@ class RedisStorage:
         if name == "decide":
             self._decide_sha = self._shas[name]
         return await self.redis.evalsha(self._shas[name], len(keys), *keys, *args)
+
+    async def _eval_many(self, calls: Sequence[tuple[str, Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """Several of this storage's scripts in one round trip (see ``run_scripts``)."""
+        replies = await run_scripts(
+            self.redis,
+            [ScriptCall(self._sources[name], tuple(keys), tuple(args)) for name, keys, args in calls],
+        )
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def _keys(self, identity: str) -> tuple[str, str]:
         tagged = f"{self.prefix}{{{identity}}}"
@@ -151,13 +193,60 @@ class RedisStorage:
         except NoScriptError:
             keys = (f"{tagged}:b:{bucket}", f"{tagged}:a", f"{tagged}:x")
             reply = await self._reload_and_eval("decide", keys, packed)
-        if type(reply) is int:  # admitted: remaining << 33 | reset in milliseconds
-            return Decision(_ALLOWED, reply >> 33, 0.0, (reply & _RESET_MASK) / 1000.0)
-        parts = _text(reply).split(" ")
-        decision = Decision(int(parts[0]), int(parts[1]), float(parts[2]), float(parts[3]))
+        decision = _decision_of(reply)
         if decision.outcome == Outcome.NEWLY_BLOCKED:
             await self._add_to_index(identity, now + escalation.block_seconds)
         return decision
+
+    async def admit(
+        self,
+        limits: Sequence[LimitCall],
+        budget: BudgetCall | None,
+        renewal: SlotRenewal | None,
+        now: float,
+        escalation: Escalation,
+    ) -> Admission:
+        # One ADMIT script per identity (one hash slot each), the budget in its owner's: the
+        # budget key carries the owner identity as its hash tag.
+        groups: dict[str, list[int]] = {}
+        for index, call in enumerate(limits):
+            groups.setdefault(call.identity, []).append(index)
+        owner = budget.key.partition("{")[2].partition("}")[0] if budget is not None else None
+        if owner is not None:
+            groups.setdefault(owner, [])
+        calls: list[tuple[str, Sequence[str], Sequence[Any]]] = []
+        for identity, indexes in groups.items():
+            tagged = f"{self.prefix}{{{identity}}}"
+            keys = [f"{tagged}:b:{limits[i].bucket}" for i in indexes] + [f"{tagged}:a", f"{tagged}:x"]
+            args: list[Any] = [len(indexes)]
+            for i in indexes:
+                call = limits[i]
+                constants = self._constants(call.interval, call.tolerance, escalation)
+                args.append(f"{now!r} {call.cost} {constants}")
+            if budget is not None and identity == owner:
+                keys.append(self.prefix + budget.key)
+                args += [budget.amount, budget.limit, repr(now), repr(budget.expires_at)]
+            calls.append(("admit", keys, args))
+        if renewal is not None:
+            keys = [self.prefix + key for key in renewal.keys]
+            calls.append(("renew_slots", keys, [repr(now), repr(renewal.expires_at), renewal.member]))
+        replies = await self._eval_many(calls)
+        decisions: list[Decision | None] = [None] * len(limits)
+        reserved: BudgetResult | None = None
+        for (identity, indexes), reply in zip(groups.items(), replies, strict=False):
+            for i, decided in zip(indexes, reply[1:], strict=False):
+                decision = decisions[i] = _decision_of(decided)
+                if decision.outcome == Outcome.NEWLY_BLOCKED:
+                    await self._add_to_index(identity, now + escalation.block_seconds)
+            if identity == owner:
+                reserved = BudgetResult(bool(int(reply[0][0])), int(reply[0][1]))
+        refused = any(d is not None and not d.allowed for d in decisions)
+        if budget is not None and reserved is not None and reserved.allowed and refused:
+            # Refused in another identity's slot after this one reserved: nothing is held.
+            await self.settle_budget(budget.key, budget.amount, 0, budget.limit, now, budget.expires_at)
+            reserved = BudgetResult(False, 0)
+        renewed = bool(int(replies[-1])) if renewal is not None else None
+        return Admission(tuple(decisions), reserved, renewed)
 
     async def record_auth_failure(self, identity: str, now: float, escalation: Escalation) -> bool:
         if escalation.auth_failure_threshold <= 0:
@@ -260,6 +349,18 @@ class RedisStorage:
         _, block_key = self._keys(identity)
         return self._block(identity, await self.redis.get(block_key), now)
 
+    async def blocked_any(self, identities: Sequence[str], now: float) -> Block | None:
+        # One GET per identity in one pipeline: each in its own identity's slot (Cluster-safe).
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for identity in identities:
+                pipe.get(self._keys(identity)[1])
+            values = await pipe.execute()
+        for identity, value in zip(identities, values, strict=True):
+            block = self._block(identity, value, now)
+            if block is not None:
+                return block
+        return None
+
     async def list_blocks(self, now: float, limit: int, kind: str | None = None) -> list[Block]:
         index = self._index if kind is None else self._kind_index(kind)
         await self.redis.zremrangebyscore(index, "-inf", now)
@@ -309,11 +410,28 @@ class RedisStorage:
         return BudgetResult(bool(int(result[0])), int(result[1]))
 
     async def settle_budget(
-        self, key: str, reserved: int, actual: int, limit: int, now: float, expires_at: float
+        self,
+        key: str,
+        reserved: int,
+        actual: int,
+        limit: int,
+        now: float,
+        expires_at: float,
+        riders: Sequence[Rider] = (),
     ) -> BudgetSettlement:
-        result = await self._eval(
-            "settle_budget", (self.prefix + key,), reserved, actual, limit, now, expires_at
-        )
+        """``riders``: other components' scripts, sent in the same round trip (see ``Rider``)."""
+        args = (reserved, actual, limit, now, expires_at)
+        if not riders:
+            result = await self._eval("settle_budget", (self.prefix + key,), *args)
+            return BudgetSettlement(int(result[0]), int(result[1]), int(result[2]))
+        calls = [ScriptCall(self._sources["settle_budget"], (self.prefix + key,), args)]
+        replies = await run_scripts(self.redis, calls + [rider.call for rider in riders])
+        for rider, reply in zip(riders, replies[1:], strict=True):
+            rider.ran = True
+            rider.done(reply)
+        result = replies[0]
+        if isinstance(result, Exception):
+            raise result
         return BudgetSettlement(int(result[0]), int(result[1]), int(result[2]))
 
     async def aclose(self) -> None:

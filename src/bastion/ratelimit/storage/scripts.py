@@ -307,6 +307,37 @@ return {charge, used, rest}
 """
 )
 
+# Everything one identity's hash slot holds for the admission of a model call, in one script:
+# that identity's rate decisions (each exactly DECIDE), stopping at the first refusal, then the
+# budget reservation (exactly RESERVE_BUDGET) when every decision admitted.
+# KEYS: the n buckets, then abuse and block, then the budget hash (when one is reserved).
+# ARGV: n, DECIDE's packed argument per bucket, then RESERVE_BUDGET's four arguments (budget).
+# Returns {budget, decision...}: budget is {granted, remaining} ({0, 0} after a refusal, 0 when
+# none was asked), each decision DECIDE's reply; decisions after a refusal are left out.
+ADMIT = (
+    "local function decide(KEYS, ARGV)\n"
+    + DECIDE
+    + "\nend\nlocal function reserve(KEYS, ARGV)\n"
+    + RESERVE_BUDGET
+    + """
+end
+local n = tonumber(ARGV[1])
+local out = {0}
+for i = 1, n do
+  local reply = decide({KEYS[i], KEYS[n + 1], KEYS[n + 2]}, {ARGV[1 + i]})
+  out[i + 1] = reply
+  if type(reply) ~= 'number' then
+    if #KEYS > n + 2 then out[1] = {0, 0} end
+    return out
+  end
+end
+if #KEYS > n + 2 then
+  out[1] = reserve({KEYS[n + 3]}, {ARGV[n + 2], ARGV[n + 3], ARGV[n + 4], ARGV[n + 5]})
+end
+return out
+"""
+)
+
 SCRIPTS = {
     "decide": DECIDE,
     "auth_failure": AUTH_FAILURE,
@@ -316,4 +347,5 @@ SCRIPTS = {
     "renew_slots": RENEW_SLOTS,
     "reserve_budget": RESERVE_BUDGET,
     "settle_budget": SETTLE_BUDGET,
+    "admit": ADMIT,
 }
