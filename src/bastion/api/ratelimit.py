@@ -158,10 +158,10 @@ class RouteLimits:
             await enforce_limit(self.request, self.response, policy, identity)
 
 
-def route_limits(*policies: Policy) -> Callable[[Request, Response], RouteLimits]:
+def route_limits(*policies: Policy) -> Callable[[Request, Response], Awaitable[RouteLimits]]:
     """A dependency giving the handler ``policies`` to decide with its model call (``RouteLimits``)."""
 
-    def dependency(request: Request, response: Response) -> RouteLimits:
+    async def dependency(request: Request, response: Response) -> RouteLimits:
         return RouteLimits(request, response, policies)
 
     dependency.__name__ = "route_limits_" + "_".join(policy.value for policy in policies)
