@@ -293,6 +293,13 @@ def served(command: list[str], env: dict[str, str], port: int) -> Iterator[subpr
 
 def wrk(port: int, seconds: float, path: str = "/health", headers: dict[str, str] | None = None) -> float:
     """Requests per second of ``GET path`` under ``wrk -t1 -c16``; any non-2xx answer is an error."""
+    return wrk_figures(port, seconds, path, headers)[0]
+
+
+def wrk_figures(
+    port: int, seconds: float, path: str = "/health", headers: dict[str, str] | None = None
+) -> tuple[float, int]:
+    """``wrk``'s requests per second and number of requests answered."""
     header_args = [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")]
     out = subprocess.run(
         ["wrk", "-t1", "-c16", f"-d{seconds:g}s", *header_args, f"http://127.0.0.1:{port}{path}"],
@@ -303,8 +310,9 @@ def wrk(port: int, seconds: float, path: str = "/health", headers: dict[str, str
     if "Non-2xx or 3xx responses" in out:
         raise RuntimeError(f"GET {path} on port {port} answered errors under load:\n{out}")
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert found, out
-    return float(found.group(1))
+    answered = re.search(r"(\d+) requests in", out)
+    assert found and answered, out
+    return float(found.group(1)), int(answered.group(1))
 
 
 def profile(py_spy: str, pid: int, port: int, seconds: float) -> None:

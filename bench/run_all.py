@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import shutil
 import statistics
@@ -48,7 +49,7 @@ import baseline_app
 import guard
 import proxy
 import ratelimit
-from access_log import bastion_env, contextmanager_all, free_port, wrk
+from access_log import bastion_env, contextmanager_all, free_port, wrk, wrk_figures
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.servers import RedisServer
 
@@ -57,7 +58,9 @@ from bastion.guard.train import load_examples
 from bastion.web.header_deadline import PROTOCOL as HEADER_DEADLINE_PROTOCOL
 
 HERE = Path(__file__).resolve().parent
-PASSWORD = "Correct-Horse-9x!"  # noqa: S105 - a benchmark account
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+APP = "bastion.app:create_app"
+PASSWORD = "Correct-Horse-9x!"  # noqa: S105  # pragma: allowlist secret - a benchmark account
 MESSAGES_PER_SESSION = 20  # a fresh session now and then: the history sent upstream stays short
 
 
@@ -70,14 +73,26 @@ class Row:
     target: str = ""
 
 
-def rate(value: float) -> str:
-    return f"{value:,.0f} req/s"
+@dataclass(frozen=True)
+class Served:
+    """Medians over the rounds: requests per second, and the server's CPU time per request."""
+
+    rate: float
+    cpu_ms: float | None
+
+    def __str__(self) -> str:
+        cpu = "" if self.cpu_ms is None else f", {self.cpu_ms:.2f} ms CPU"
+        return f"{self.rate:,.0f} req/s{cpu}"
 
 
-def ratio_row(measure: str, ours: float, base: float, base_name: str, target: float | None = None) -> Row:
-    ratio = ours / base
+def ratio_row(measure: str, ours: Served, base: Served, base_name: str, target: float | None = None) -> Row:
+    """Throughput ratio (judged against ``target``), and the same ratio from CPU time per request."""
+    ratio = ours.rate / base.rate
     judged = "" if target is None else f">= {target:g}x: {'met' if ratio >= target else 'NOT MET'}"
-    return Row(measure, rate(ours), f"{base_name} {rate(base)}", f"{ratio:.2f}x", judged)
+    shown = f"{ratio:.2f}x"
+    if ours.cpu_ms and base.cpu_ms:
+        shown += f" (CPU {base.cpu_ms / ours.cpu_ms:.2f}x)"
+    return Row(measure, str(ours), f"{base_name} {base}", shown, judged)
 
 
 # 1. served under wrk -------------------------------------------------------------------------
@@ -109,35 +124,32 @@ def granian_command(port: int) -> list[str]:
     return [
         *(granian, "--interface", "asgi", "--factory", "--loop", "uvloop", "--workers", "1"),
         *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"),
-        "bastion.app:create_app",
+        APP,
     ]
 
 
-def asyncio_loop_command(port: int) -> list[str]:
-    """``bastion serve``'s uvicorn and protocol on the standard asyncio loop instead of uvloop."""
-    return [
-        *(
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "--loop",
-            "asyncio",
-            "--http",
-            HEADER_DEADLINE_PROTOCOL,
-        ),
-        *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"),
-        *("--no-proxy-headers", "--no-server-header", "bastion.app:create_app"),
-    ]
+def uvicorn_command(port: int, loop: str) -> list[str]:
+    """The app factory under uvicorn's own command, with ``bastion serve``'s protocol and options."""
+    options = ["--factory", "--loop", loop, "--http", HEADER_DEADLINE_PROTOCOL, "--no-access-log"]
+    options += ["--no-proxy-headers", "--no-server-header", "--log-level", "warning"]
+    return [sys.executable, "-m", "uvicorn", *options, "--host", "127.0.0.1", "--port", str(port), APP]
+
+
+@dataclass(frozen=True)
+class Fleet:
+    ports: dict[str, int]
+    pids: dict[str, int]
+    credentials: dict[str, Credentials]  # on the Bastions
+    secret: str  # the baselines' JWT secret
 
 
 @contextmanager
-def servers(root: Path, upstream_url: str) -> Iterator[tuple[dict[str, int], dict[str, Credentials], str]]:
-    """Every served contender, started at once; yields their ports, Bastions' credentials, JWT secret."""
+def servers(root: Path, upstream_url: str) -> Iterator[Fleet]:
+    """Every served contender, started at once."""
     python = sys.executable
     bastion = str(Path(python).with_name("bastion"))
     secret = secrets.token_hex(32)
-    names = ("bare", "bastion", "granian", "asyncio", "hand-written", "slowapi")
+    names = ("bare", "bastion", "granian", "uvloop", "asyncio", "hand-written", "slowapi")
     ports = {name: free_port() for name in names}
     chat = {
         **proxy.upstream_env(upstream_url),
@@ -145,9 +157,9 @@ def servers(root: Path, upstream_url: str) -> Iterator[tuple[dict[str, int], dic
         "MAX_SESSIONS_PER_API_KEY": "100000",
         "MAX_TOTAL_SESSIONS": "100000",
     }
-    envs = {name: bastion_env(root / name, **chat) for name in ("bastion", "granian", "asyncio")}
-    # These two run the app factory alone: the schema is applied first, as `bastion serve --migrate` does.
-    for name in ("granian", "asyncio"):
+    envs = {name: bastion_env(root / name, **chat) for name in ("bastion", "granian", "uvloop", "asyncio")}
+    # These run the app factory alone: the schema is applied first, as `bastion serve --migrate` does.
+    for name in ("granian", "uvloop", "asyncio"):
         subprocess.run([bastion, "db", "upgrade"], env=envs[name], check=True, capture_output=True)
     baseline = [python, str(HERE / "baseline_app.py"), "--secret", secret]
     commands: dict[str, tuple[list[str], dict[str, str]]] = {
@@ -157,7 +169,8 @@ def servers(root: Path, upstream_url: str) -> Iterator[tuple[dict[str, int], dic
         ),
         "bastion": ([bastion, "serve", "--port", str(ports["bastion"]), "--migrate"], envs["bastion"]),
         "granian": (granian_command(ports["granian"]), envs["granian"]),
-        "asyncio": (asyncio_loop_command(ports["asyncio"]), envs["asyncio"]),
+        "uvloop": (uvicorn_command(ports["uvloop"], "uvloop"), envs["uvloop"]),
+        "asyncio": (uvicorn_command(ports["asyncio"], "asyncio"), envs["asyncio"]),
         "hand-written": (
             [*baseline, "--port", str(ports["hand-written"]), "--database", str(root / "hand.db")],
             access_log.outside_env(),
@@ -167,19 +180,51 @@ def servers(root: Path, upstream_url: str) -> Iterator[tuple[dict[str, int], dic
             access_log.outside_env(),
         ),
     }
-    with contextmanager_all(commands, ports):
+    with contextmanager_all(commands, ports) as processes:
         credentials = {name: enrol(ports[name]) for name in ("bastion", "granian")}
-        yield ports, credentials, secret
+        yield Fleet(ports, {name: process.pid for name, process in processes.items()}, credentials, secret)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and its descendants (a server's workers), from /proc.
+
+    On a shared machine a server's requests per second also depend on how much of a core it got;
+    its CPU time per request does not, so each served row shows both. None off Linux.
+    """
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile, or no /proc
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, ...
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    if pid not in times:
+        return None
+    tree, total = [pid], 0.0
+    while tree:
+        current = tree.pop()
+        total += times[current]
+        tree.extend(child for child, parent in parents.items() if parent == current)
+    return total
 
 
 def served_rows(
-    ports: dict[str, int], credentials: dict[str, Credentials], secret: str, seconds: float, rounds: int
+    ports: dict[str, int],
+    pids: dict[str, int],
+    credentials: dict[str, Credentials],
+    secret: str,
+    seconds: float,
+    rounds: int,
 ) -> list[Row]:
     bearer = baseline_app.token(secret)
     probes: dict[str, tuple[str, str, dict[str, str]]] = {
         "bare /health": ("bare", "/health", {}),
         "hand-written /me": ("hand-written", "/me", {"Authorization": f"Bearer {bearer}"}),
         "slowapi /me": ("slowapi", "/me", {"Authorization": f"Bearer {bearer}"}),
+        "uvloop /health": ("uvloop", "/health", {}),
         "asyncio /health": ("asyncio", "/health", {}),
     }
     for server in ("bastion", "granian"):
@@ -190,10 +235,19 @@ def served_rows(
     for server, path, headers in probes.values():
         wrk(ports[server], 1, path, headers)  # warm up, and fail early on a wrong answer
     rates: dict[str, list[float]] = {name: [] for name in probes}
+    cpu: dict[str, list[float]] = {name: [] for name in probes}
     for _ in range(rounds):
         for name, (server, path, headers) in probes.items():
-            rates[name].append(wrk(ports[server], seconds, path, headers))
-    m = {name: statistics.median(values) for name, values in rates.items()}
+            before = cpu_seconds(pids[server])
+            answered_rate, answered = wrk_figures(ports[server], seconds, path, headers)
+            after = cpu_seconds(pids[server])
+            rates[name].append(answered_rate)
+            if before is not None and after is not None:
+                cpu[name].append((after - before) / answered * 1000)
+    m = {
+        name: Served(statistics.median(rates[name]), statistics.median(cpu[name]) if cpu[name] else None)
+        for name in probes
+    }
     return [
         ratio_row("Bastion `GET /health`", m["bastion /health"], m["bare /health"], "bare FastAPI", 0.80),
         ratio_row(
@@ -228,10 +282,13 @@ def served_rows(
             "granian: Bastion `GET /api/sessions`", m["granian /sessions"], m["bastion /sessions"], "uvicorn"
         ),
         ratio_row(
-            "uvicorn on the asyncio loop: Bastion `GET /health`",
+            "`uvicorn --factory`, asyncio loop: `GET /health`",
             m["asyncio /health"],
-            m["bastion /health"],
-            "on uvloop",
+            m["uvloop /health"],
+            "the same on uvloop",
+        ),
+        ratio_row(
+            "`bastion serve`: `GET /health`", m["bastion /health"], m["uvloop /health"], "`uvicorn --factory`"
         ),
     ]
 
@@ -403,17 +460,21 @@ def main() -> None:
     messages = args.messages or (150 if args.quick else 600)
     rows: list[Row] = []
     root = Path(tempfile.mkdtemp(prefix="bastion-bench-all-"))
-    with FakeUpstream() as upstream, servers(root, upstream.base_url) as (ports, credentials, secret):
+    with FakeUpstream() as upstream, servers(root, upstream.base_url) as fleet:
         if shutil.which("wrk") is None:
             rows.append(Row("served rows", "skipped: wrk is not installed (scripts/provision.sh)", "", ""))
         else:
             rows += step(
                 f"served, wrk {seconds:g} s x {rounds} rounds",
-                lambda: served_rows(ports, credentials, secret, seconds, rounds),
+                lambda: served_rows(
+                    fleet.ports, fleet.pids, fleet.credentials, fleet.secret, seconds, rounds
+                ),
             )
         rows += step(
             f"chat message x {messages}",
-            lambda: chat_rows(ports["bastion"], credentials["bastion"].token, upstream.base_url, messages),
+            lambda: chat_rows(
+                fleet.ports["bastion"], fleet.credentials["bastion"].token, upstream.base_url, messages
+            ),
         )
     rows += step("limiter", lambda: asyncio.run(limiter_rows(args.quick)))
     rows += step("guard", lambda: guard_rows(args.quick))
@@ -428,14 +489,10 @@ def main() -> None:
 
 
 def _cpus() -> int:
-    import os
-
     return os.cpu_count() or 0
 
 
 def _load() -> str:
-    import os
-
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
