@@ -315,7 +315,14 @@ def wrk_figures(
     return float(found.group(1)), int(answered.group(1))
 
 
-def profile(py_spy: str, pid: int, port: int, seconds: float) -> None:
+def profile(
+    py_spy: str,
+    pid: int,
+    port: int,
+    seconds: float,
+    path: str = "/health",
+    headers: dict[str, str] | None = None,
+) -> None:
     """Samples the served Bastion during one wrk run; prints the share of samples under each part."""
     out = Path(tempfile.mkdtemp(prefix="bastion-bench-profile-")) / "stacks.txt"
     command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(out)]
@@ -324,7 +331,7 @@ def profile(py_spy: str, pid: int, port: int, seconds: float) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wrk(port, seconds + 2)  # py-spy writes its file when its --duration is over
+    wrk(port, seconds + 2, path, headers)  # py-spy writes its file when its --duration is over
     spy.wait(timeout=60)
     # Each sample of the event loop's thread goes to the deepest Bastion function on its stack (the
     # library code it called counts as its cost), or, with none, to the package running.
@@ -345,7 +352,7 @@ def profile(py_spy: str, pid: int, port: int, seconds: float) -> None:
                 where += f" -> {frames[ours[-1] + 1]['file'].split('/')[0]}"
         counts[where] += int(number)
     total = sum(counts.values())
-    print(f"   profile of served Bastion /health under wrk: {total} samples of the event loop's thread,")
+    print(f"   profile of served Bastion {path} under wrk: {total} samples of the event loop's thread,")
     print("   each to the deepest Bastion function on its stack -> the package it was calling:")
     for where, count in counts.most_common(14):
         print(f"     {100 * count / total:5.1f}%  {where}")

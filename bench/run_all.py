@@ -293,6 +293,13 @@ def served_rows(
     ]
 
 
+def profiles(py_spy: str, fleet: Fleet, seconds: float) -> None:
+    """Where the served Bastion's time goes on ``/health`` and on an authenticated read."""
+    token = {"Authorization": f"Bearer {fleet.credentials['bastion'].token}"}
+    for path, headers in (("/health", {}), ("/api/auth/me", token)):
+        access_log.profile(py_spy, fleet.pids["bastion"], fleet.ports["bastion"], seconds, path, headers)
+
+
 # 2. a chat message -------------------------------------------------------------------------------
 
 
@@ -454,6 +461,9 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=float, default=None)
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--messages", type=int, default=None)
+    parser.add_argument(
+        "--py-spy", default=None, help="py-spy executable: profile the served Bastion's reads under wrk"
+    )
     args = parser.parse_args()
     seconds = args.wrk_seconds or (1.0 if args.quick else 3.0)
     rounds = args.rounds or (2 if args.quick else 5)
@@ -470,6 +480,8 @@ def main() -> None:
                     fleet.ports, fleet.pids, fleet.credentials, fleet.secret, seconds, rounds
                 ),
             )
+        if args.py_spy and shutil.which("wrk"):
+            profiles(args.py_spy, fleet, seconds)
         rows += step(
             f"chat message x {messages}",
             lambda: chat_rows(
