@@ -2,15 +2,17 @@
 """Every benchmark, one table: each Bastion figure beside a baseline measured in the same run.
 
 Run: ``make bench`` (``.venv/bin/python bench/run_all.py [--quick] [--wrk-seconds 3] [--rounds 5]
-[--messages 600]``); ``--quick`` is a short run for a look (1 s wrk runs, 2 rounds, 150 messages),
-whose ratios are noisier.
+[--messages 600] [--py-spy PATH]``); ``--quick`` is a short run for a look (1 s wrk runs, 2 rounds,
+150 messages), whose ratios are noisier; ``--py-spy`` adds profiles of the served Bastion.
 
 1. Served on loopback, one worker each, under ``wrk -t1 -c16`` in interleaved rounds (medians):
    ``bastion serve`` (uvicorn, SQLite, in-process limiter, default INFO logging with the access
    log on) and the same app under granian, beside a bare FastAPI app (``bench/access_log.py``),
    the hand-written FastAPI + PyJWT + per-request database read app and the same with slowapi
-   (``bench/baseline_app.py``). ``GET /health``; ``GET /api/auth/me`` with a user's bearer token
-   (``/me`` on the baselines); ``GET /api/sessions`` with an API key.
+   (``bench/baseline_app.py``), and under uvicorn's own command on uvloop and on asyncio.
+   ``GET /health``; ``GET /api/auth/me`` with a user's bearer token (``/me`` on the baselines);
+   ``GET /api/sessions`` with an API key. Requests per second, and each server's CPU time per
+   request (steadier than throughput on a loaded machine).
 2. A chat message (``POST /api/sessions/{id}/messages``) through the served Bastion to the fake
    upstream (``tests/support/fake_upstream.py``), alternating with the same completion asked of the
    upstream directly, one keep-alive client: the latency Bastion adds at p50 and p99.
