@@ -50,6 +50,11 @@ lock: $(STAMP)
 	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
 		--no-emit-find-links --extra dev --output-file requirements-dev.lock pyproject.toml
 
+# Every benchmark, one table of ratios against baselines measured in the same run (docs/performance.md).
+# `make bench BENCH_ARGS=--quick` for a short look. Needs wrk and redis-server (scripts/provision.sh).
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
 # Retrain the shipped prompt-injection classifier from data/guard-eval and data/guard-bastion (deterministic).
 guard-model: $(STAMP)
 	$(BIN)/python -m bastion.guard.train --data data/guard-eval data/guard-bastion --out src/bastion/guard/data/injection-model.npz

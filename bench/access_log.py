@@ -291,19 +291,38 @@ def served(command: list[str], env: dict[str, str], port: int) -> Iterator[subpr
         process.wait(timeout=30)
 
 
-def wrk(port: int, seconds: float) -> float:
+def wrk(port: int, seconds: float, path: str = "/health", headers: dict[str, str] | None = None) -> float:
+    """Requests per second of ``GET path`` under ``wrk -t1 -c16``; any non-2xx answer is an error."""
+    return wrk_figures(port, seconds, path, headers)[0]
+
+
+def wrk_figures(
+    port: int, seconds: float, path: str = "/health", headers: dict[str, str] | None = None
+) -> tuple[float, int]:
+    """``wrk``'s requests per second and number of requests answered."""
+    header_args = [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")]
     out = subprocess.run(
-        ["wrk", "-t1", "-c16", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/health"],
+        ["wrk", "-t1", "-c16", f"-d{seconds:g}s", *header_args, f"http://127.0.0.1:{port}{path}"],
         capture_output=True,
         check=True,
         text=True,
     ).stdout
+    if "Non-2xx or 3xx responses" in out:
+        raise RuntimeError(f"GET {path} on port {port} answered errors under load:\n{out}")
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert found, out
-    return float(found.group(1))
+    answered = re.search(r"(\d+) requests in", out)
+    assert found and answered, out
+    return float(found.group(1)), int(answered.group(1))
 
 
-def profile(py_spy: str, pid: int, port: int, seconds: float) -> None:
+def profile(
+    py_spy: str,
+    pid: int,
+    port: int,
+    seconds: float,
+    path: str = "/health",
+    headers: dict[str, str] | None = None,
+) -> None:
     """Samples the served Bastion during one wrk run; prints the share of samples under each part."""
     out = Path(tempfile.mkdtemp(prefix="bastion-bench-profile-")) / "stacks.txt"
     command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(out)]
@@ -312,7 +331,7 @@ def profile(py_spy: str, pid: int, port: int, seconds: float) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wrk(port, seconds + 2)  # py-spy writes its file when its --duration is over
+    wrk(port, seconds + 2, path, headers)  # py-spy writes its file when its --duration is over
     spy.wait(timeout=60)
     # Each sample of the event loop's thread goes to the deepest Bastion function on its stack (the
     # library code it called counts as its cost), or, with none, to the package running.
@@ -333,7 +352,7 @@ def profile(py_spy: str, pid: int, port: int, seconds: float) -> None:
                 where += f" -> {frames[ours[-1] + 1]['file'].split('/')[0]}"
         counts[where] += int(number)
     total = sum(counts.values())
-    print(f"   profile of served Bastion /health under wrk: {total} samples of the event loop's thread,")
+    print(f"   profile of served Bastion {path} under wrk: {total} samples of the event loop's thread,")
     print("   each to the deepest Bastion function on its stack -> the package it was calling:")
     for where, count in counts.most_common(14):
         print(f"     {100 * count / total:5.1f}%  {where}")
@@ -348,12 +367,32 @@ def baseline_source(rev: str) -> Path:
     return root / "src"
 
 
+def outside_env() -> dict[str, str]:
+    """This process's environment without Bastion's settings that a served benchmark sets itself."""
+    own = ("LOG_", "DATABASE_", "REDIS_", "RATE_LIMIT", "LLM_", "ENVIRONMENT", "VAR_DIR")
+    return {k: v for k, v in os.environ.items() if not k.startswith(own)}
+
+
+def bastion_env(directory: Path, **values: str) -> dict[str, str]:
+    """A served Bastion's environment: development, SQLite in ``directory``, the global limit lifted."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return {
+        **outside_env(),
+        "ENVIRONMENT": "development",
+        "LOG_LEVEL": "INFO",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{directory / 'bench.db'}",
+        "VAR_DIR": str(directory),
+        "RATE_LIMIT_PER_MINUTE": "10000000",
+        **values,
+    }
+
+
 def served_load(rev: str, seconds: float, rounds: int, py_spy: str | None) -> None:
     if shutil.which("wrk") is None:
         print("3. served under wrk: skipped, wrk is not installed (apt-get install wrk)")
         return
     root = Path(tempfile.mkdtemp(prefix="bastion-bench-served-"))
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("LOG_", "DATABASE_", "REDIS_"))}
+    base_env = outside_env()
     names = ("bare", "bastion INFO", f"bastion INFO {rev}", "bastion WARNING")
     ports = {name: free_port() for name in names}
     python = sys.executable
@@ -365,18 +404,9 @@ def served_load(rev: str, seconds: float, rounds: int, py_spy: str | None) -> No
         )
     }
     for name in names[1:]:
-        directory = root / name.replace(" ", "-")
-        env = {
-            **base_env,
-            "ENVIRONMENT": "development",
-            "LOG_LEVEL": name.split()[1],
-            "DATABASE_URL": f"sqlite+aiosqlite:///{directory / 'bench.db'}",
-            "VAR_DIR": str(directory),
-            "RATE_LIMIT_PER_MINUTE": "10000000",
-        }
+        env = bastion_env(root / name.replace(" ", "-"), LOG_LEVEL=name.split()[1])
         if name.endswith(rev):  # the same server, its code taken from the baseline revision
             env["PYTHONPATH"] = str(baseline_source(rev))
-        directory.mkdir()
         commands[name] = ([bastion, "serve", "--port", str(ports[name]), "--migrate"], env)
     rates: dict[str, list[float]] = {name: [] for name in commands}
     print(

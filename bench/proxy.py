@@ -31,9 +31,26 @@ PASSWORD = "Correct-Horse-9x!"  # noqa: S105 - a throwaway account of the benchm
 BODY = {"model": "fake-model", "messages": [{"role": "user", "content": "a short benchmark prompt"}]}
 
 
-def timed_post(client: httpx.Client, url: str, headers: dict[str, str]) -> float:
+def upstream_env(base_url: str) -> dict[str, str]:
+    """Bastion's settings for a served instance in front of the upstream at ``base_url``."""
+    return {
+        "LLM_PROVIDER": "openai",
+        "LLM_BASE_URL": base_url,
+        "LLM_MODEL": "fake-model",
+        # The benchmark measures latency, not the limits: lift them out of the way.
+        "RATE_LIMIT_PER_MINUTE": "100000000",
+        "RATE_LIMIT_MESSAGES": "100000000/minute",
+        "RATE_LIMIT_MESSAGES_PER_HOUR": "100000000",
+        "RATE_LIMIT_REGISTER": "1000/minute",
+        "RATE_LIMIT_LOGIN": "1000/minute",
+    }
+
+
+def timed_post(
+    client: httpx.Client, url: str, headers: dict[str, str], body: dict[str, object] = BODY
+) -> float:
     started = time.perf_counter()
-    response = client.post(url, json=BODY, headers=headers)
+    response = client.post(url, json=body, headers=headers)
     elapsed = time.perf_counter() - started
     response.raise_for_status()
     return elapsed
@@ -74,19 +91,7 @@ def main() -> None:
             for key, value in os.environ.items()
             if not key.startswith(("RATE_LIMIT", "LLM_", "DATABASE_URL", "REDIS_URL"))
         }
-        env.update(
-            ENVIRONMENT="development",
-            LLM_PROVIDER="openai",
-            LLM_BASE_URL=upstream.base_url,
-            LLM_MODEL="fake-model",
-            LOG_LEVEL="WARNING",
-            # The benchmark measures latency, not the limits: lift them out of the way.
-            RATE_LIMIT_PER_MINUTE="100000000",
-            RATE_LIMIT_MESSAGES="100000000/minute",
-            RATE_LIMIT_MESSAGES_PER_HOUR="100000000",
-            RATE_LIMIT_REGISTER="1000/minute",
-            RATE_LIMIT_LOGIN="1000/minute",
-        )
+        env.update(ENVIRONMENT="development", LOG_LEVEL="WARNING", **upstream_env(upstream.base_url))
         server = subprocess.Popen(
             [sys.executable, "-m", "bastion", "serve", "--port", str(port)],
             cwd=workdir,

@@ -113,6 +113,10 @@ def serve(
             # Both close a connection whose headers are not complete within HEADER_TIMEOUT_SECONDS
             # (uvicorn itself waits for ever: slowloris).
             http=TLS_PROTOCOL if ssl_certfile else HEADER_DEADLINE_PROTOCOL,
+            # Named, not "auto": auto falls back to the asyncio loop without a word when uvloop is
+            # missing, so a deployment could run a server other than the one measured
+            # (docs/performance.md). Both protocols above are httptools'.
+            loop="uvloop",
             uds=uds,
             # Bastion writes its own redacted access log; uvicorn's would print raw query strings.
             access_log=False,
