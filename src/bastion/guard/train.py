@@ -3,6 +3,7 @@
 
     python -m bastion.guard.train --data data/guard-eval data/guard-bastion \
         --out src/bastion/guard/data/injection-model.npz
+    python -m bastion.guard.train --cross-validate   # grouped by source, tuning sources only
 
 The data is split by `source` (the repository and file an item came from): the model is trained,
 and its threshold chosen, on the tuning sources only; the held-out sources below are never seen
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,13 +185,69 @@ def train(*directories: Path) -> InjectionModel:
     return InjectionModel.from_weights(weights, bias - shift, version=f"hash18-ngram345-{digest}")
 
 
+#: Folds of `cross_validate`: tuning sources are dealt out to them in the order of their digest.
+FOLDS = 5
+
+
+def _fold(origin: str) -> int:
+    return int(hashlib.sha256(origin.encode("utf-8")).hexdigest(), 16)
+
+
+def cross_validate(*directories: Path, folds: int = FOLDS, l2: float = 3e-5) -> dict[str, float]:
+    """The whole detector (rules and classifier) on tuning sources a model never saw.
+
+    The tuning sources are dealt out to `folds` folds; each fold's texts are scored by a model
+    trained on the other folds, calibrated as `train` calibrates (at `TARGET_BENIGN_RATE` of
+    these out-of-fold benign margins) and combined with the rules by noisy-OR, as the guard
+    combines them. Held-out sources are not read. Returns recall per attack label and the
+    false-positive rate per benign kind, for the combined detector and for the rules alone.
+    """
+    from bastion.guard.guard import Guard, GuardConfig
+    from bastion.guard.rules import noisy_or
+
+    normalizer = Normalizer()
+    examples = [e for e in load_examples(*directories) if not e.held_out]
+    origins = sorted({e.origin for e in examples}, key=_fold)
+    fold_of = {origin: i % folds for i, origin in enumerate(origins)}
+    margins: dict[int, float] = {}
+    for fold in range(folds):
+        texts, labels = _instances([e for e in examples if fold_of[e.origin] != fold], normalizer)
+        weights, bias = fit(texts, labels, l2=l2)
+        model = InjectionModel.from_weights(weights, bias)
+        for i, e in enumerate(examples):
+            if fold_of[e.origin] == fold:
+                margins[i] = model.margin(normalizer.normalize(e.text).lowered)
+    shift = bias_shift([margins[i] for i, e in enumerate(examples) if not e.attack], TARGET_BENIGN_RATE)
+    rules = Guard(GuardConfig(use_model=False, profanity_filter=False))
+    hits: dict[str, list[tuple[bool, bool]]] = {}
+    for i, e in enumerate(examples):
+        rule_score = rules.attack_score(e.text)
+        model_score = 1.0 / (1.0 + math.exp(-min(max(margins[i] - shift, -30.0), 30.0)))
+        combined = noisy_or((rule_score, model_score)) >= 0.5
+        kind = e.label if e.attack else ("tricky" if e.file.startswith("benign_tricky") else "benign")
+        hits.setdefault(kind, []).append((combined, rule_score >= 0.5))
+    figures: dict[str, float] = {}
+    for kind, pairs in sorted(hits.items()):
+        figures[kind] = sum(c for c, _ in pairs) / len(pairs)
+        figures[f"{kind} (rules only)"] = sum(r for _, r in pairs) / len(pairs)
+    return figures
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
         "--data", type=Path, nargs="+", default=[Path("data/guard-eval"), Path("data/guard-bastion")]
     )
     parser.add_argument("--out", type=Path, default=Path("src/bastion/guard/data/injection-model.npz"))
+    parser.add_argument(
+        "--cross-validate", action="store_true", help="print grouped cross-validation figures, write nothing"
+    )
     args = parser.parse_args(argv)
+    if args.cross_validate:
+        for name, value in cross_validate(*args.data).items():
+            metric = "FPR" if name.startswith(("benign", "tricky")) else "recall"
+            print(f"{name:28} {metric:6} {value:.3f}")
+        return
     model = train(*args.data)
     data = model.to_bytes()
     args.out.parent.mkdir(parents=True, exist_ok=True)
