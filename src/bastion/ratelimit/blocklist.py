@@ -8,19 +8,33 @@ each instance keeps the (small) list of network blocks in memory and reloads it 
 shared blocklist version moves; an instance reads that version at most every
 INVALIDATION_POLL_SECONDS. Per request that is a walk over a handful of networks, never a scan of
 the store.
+
+Whether an API key or a user is blocked is asked on every authenticated request; the answer is
+kept in memory for at most ``ANSWER_SECONDS`` (and never past the block's own end). Every block
+placed or lifted on a key or a user, by an administrator or automatically (violations, failed
+authentications), moves the shared blocklist version through the limiter's notices: this instance
+forgets its answers at once, every other within INVALIDATION_POLL_SECONDS. A block written to the
+store by some other road is seen within ``ANSWER_SECONDS``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bastion.addresses import Network, canonical_network, parse_address
 from bastion.errors import BlockRefused, ServiceUnavailable
 from bastion.invalidation import Watched
 from bastion.ratelimit.lockout import Caller, explain, lockout_risks
-from bastion.ratelimit.service import MAX_LISTED_BLOCKS, STORAGE_ERRORS, RateLimiter
+from bastion.ratelimit.service import (
+    MAX_LISTED_BLOCKS,
+    STORAGE_ERRORS,
+    BlockListener,
+    BlockNotice,
+    RateLimiter,
+)
 from bastion.ratelimit.storage.base import Block
 
 REFRESH_ERRORS: tuple[type[BaseException], ...] = (*STORAGE_ERRORS, ServiceUnavailable)
@@ -28,6 +42,10 @@ REFRESH_ERRORS: tuple[type[BaseException], ...] = (*STORAGE_ERRORS, ServiceUnava
 PERMANENT_SECONDS = 10 * 365 * 24 * 3600
 # Ids of API keys and users.
 _ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# How long an answer to "is this key or user blocked?" is kept, and how many are kept.
+ANSWER_SECONDS = 1.0
+MAX_ANSWERS = 50_000
+PRINCIPAL_KINDS = ("key:", "user:")
 
 
 def normalize(kind: str, value: str) -> str:
@@ -70,13 +88,75 @@ class NetworkBlock:
 class Blocklist:
     """Places, lifts and checks blocks; keeps every instance's network cache in step."""
 
-    def __init__(self, limiter: RateLimiter, version: Watched, *, protected: Sequence[Network] = ()) -> None:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        version: Watched,
+        *,
+        protected: Sequence[Network] = (),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limiter = limiter
         self.version = version
         # The trusted proxies: blocking one shuts out every client behind it.
         self.protected = tuple(protected)
+        self.monotonic = monotonic
         self._networks: tuple[NetworkBlock, ...] = ()
         self._loaded = False
+        # Answers for the key and user identities of a request: (kept until, on this process's
+        # monotonic clock; the end of the block found, on the limiter's clock, or None: not blocked).
+        self._answers: dict[tuple[str, ...], tuple[float, float | None]] = {}
+        self._generation = 0
+
+    def listener(self, inner: BlockListener | None = None) -> BlockListener:
+        """The limiter's block listener: ``inner`` (the audit), after telling every instance that
+        a key's or a user's block was placed or lifted."""
+
+        async def notice(event: BlockNotice) -> None:
+            if event.action != "refused" and event.identity.startswith(PRINCIPAL_KINDS):
+                self._forget()
+                try:
+                    await self.version.bump()
+                except REFRESH_ERRORS as exc:  # the others see it within ANSWER_SECONDS
+                    self.limiter.log.warning("blocklist_version_not_moved", error=type(exc).__name__)
+            if inner is not None:
+                await inner(event)
+
+        return notice
+
+    def _forget(self) -> None:
+        self._answers.clear()
+        self._generation += 1
+
+    async def _sync(self) -> None:
+        """Follow the shared version: forget the answers and reload the networks when it moved."""
+        if await self.version.changed() or not self._loaded:
+            self._forget()
+            await self._reload()
+
+    async def principal_blocked(self, identities: Sequence[str]) -> bool:
+        """Whether any of a request's key and user identities is blocked (see the module notes).
+
+        When the shared version cannot be read, the store is asked directly, under the limiter's
+        fail mode (closed: ``ServiceUnavailable``)."""
+        try:
+            await self._sync()
+        except REFRESH_ERRORS:
+            self._forget()
+            return await self.limiter.blocked_any(identities) is not None
+        key = tuple(identities)
+        now = self.monotonic()
+        known = self._answers.get(key)
+        # A kept block counts until its own end, read on the limiter's clock like the store's.
+        if known is not None and now < known[0] and (known[1] is None or self.limiter.clock() < known[1]):
+            return known[1] is not None
+        generation = self._generation
+        block = await self.limiter.blocked_any(identities)
+        if generation == self._generation:  # nothing was placed or lifted meanwhile
+            if len(self._answers) >= MAX_ANSWERS:
+                self._answers.clear()
+            self._answers[key] = (now + ANSWER_SECONDS, block.until if block is not None else None)
+        return block is not None
 
     async def block(
         self,
@@ -134,8 +214,7 @@ class Blocklist:
     async def network_blocked(self, ip: str | None) -> bool:
         """Whether ``ip`` falls in a blocked network (in-memory; one GET per poll interval)."""
         try:
-            if await self.version.changed() or not self._loaded:
-                await self._reload()
+            await self._sync()
         except REFRESH_ERRORS as exc:
             # The shared store is unreachable: keep enforcing the last networks seen.
             self.limiter.log.warning("blocklist_refresh_failed", error=type(exc).__name__)

@@ -55,6 +55,16 @@ def build_rate_limiting(
 ) -> RateLimiting:
     on_block = audit_blocks(AuditService(sessionmaker=sessionmaker)) if sessionmaker is not None else None
     limiter = RateLimiter.from_settings(settings, redis=redis, clock=clock, on_block=on_block)
+    blocklist = Blocklist(
+        limiter,
+        Watched(
+            version_counter(redis, "blocklist", fail_mode=fail_mode_of(settings)),
+            interval=settings.invalidation_poll_seconds,
+        ),
+        protected=parse_networks(settings.trusted_proxies),
+    )
+    # Every block placed or lifted on a key or a user reaches every instance's cached answers.
+    limiter.on_block = blocklist.listener(on_block)
     return RateLimiting(
         limiter=limiter,
         concurrency={
@@ -72,12 +82,5 @@ def build_rate_limiting(
             idle_ttl=settings.session_ttl_minutes * 60.0,
         ),
         tokens=TokenBudget(limiter, per_day=settings.rate_limit_token_budget_per_day),
-        blocklist=Blocklist(
-            limiter,
-            Watched(
-                version_counter(redis, "blocklist", fail_mode=fail_mode_of(settings)),
-                interval=settings.invalidation_poll_seconds,
-            ),
-            protected=parse_networks(settings.trusted_proxies),
-        ),
+        blocklist=blocklist,
     )

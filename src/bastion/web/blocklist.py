@@ -5,7 +5,8 @@ The address and network blocks are enforced further out, by ``RateLimit``, befor
 Key and user blocks need the caller, so this layer sits right inside the authentication layers,
 before routing: a blocked key or user is refused before any route work, on every route. It checks
 the key that was presented (even when a user's token made the user the caller), the caller's key
-and the caller's user, all in one lookup (one round trip).
+and the caller's user, all in one lookup (one round trip), whose answer the blocklist keeps for a
+moment (``Blocklist.principal_blocked``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.auth.principal import Principal
 from bastion.errors import Blocked, ServiceUnavailable
+from bastion.ratelimit.blocklist import Blocklist
 from bastion.ratelimit.service import RateLimiter
 from bastion.web.errors import send_domain_error
 
@@ -41,14 +43,19 @@ class PrincipalBlocks:
             state = scope.get("state") or {}
             names = identities(state)
             if names:
-                limiter = getattr(getattr(scope.get("app"), "state", None), "limiter", None)
+                app_state = getattr(scope.get("app"), "state", None)
+                limiter = getattr(app_state, "limiter", None)
+                blocklist = getattr(app_state, "blocklist", None)
                 refusal: Blocked | ServiceUnavailable | None = None
-                if isinstance(limiter, RateLimiter):
-                    try:
-                        if await limiter.blocked_any(names) is not None:
+                try:
+                    if isinstance(blocklist, Blocklist):
+                        # Answered from memory, kept in step with every instance.
+                        if await blocklist.principal_blocked(names):
                             refusal = Blocked()
-                    except ServiceUnavailable as exc:  # fail closed, as the limiter's mode says
-                        refusal = exc
+                    elif isinstance(limiter, RateLimiter) and await limiter.blocked_any(names) is not None:
+                        refusal = Blocked()
+                except ServiceUnavailable as exc:  # fail closed, as the limiter's mode says
+                    refusal = exc
                 if refusal is not None:
                     await send_domain_error(scope, send, refusal, license_url=self.license_url)
                     return

@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -273,3 +274,70 @@ async def test_a_forced_block_of_everything_shuts_out_the_admin_too(make_setting
         # What `bastion blocks lift cidr 0.0.0.0/0` does (tested against Redis in test_blocks_cli).
         assert await app.state.blocklist.unblock("cidr:0.0.0.0/0", actor="cli", request_id="cli")
         assert (await http.get("/api/admin/blocklist", headers=admin)).status_code == 200
+
+
+async def refused_within(seconds: float, request: Any) -> httpx.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        response = await request()
+        if response.status_code == 403 or time.monotonic() > deadline:
+            return response
+        await asyncio.sleep(0.02)
+
+
+async def test_a_key_or_user_block_is_answered_from_memory_and_applies_at_once(
+    make_settings: SettingsFactory,
+) -> None:
+    async with identity_app(identity_settings(make_settings)) as (app, http):
+        user_id, tokens = await user_session(http, "remembered@example.com")
+        key = (await create_key(http, tokens["access_token"]))["key"]
+        key_id = key.split("_")[1]
+        limiter = app.state.limiter
+        asked: list[tuple[str, ...]] = []
+        original = limiter.blocked_any
+
+        async def counted(identities: Any) -> Any:
+            asked.append(tuple(identities))
+            return await original(identities)
+
+        limiter.blocked_any = counted
+        for _ in range(10):
+            assert (await http.get("/api/sessions", headers=key_header(key))).status_code == 200
+        assert len(asked) <= 1  # the first request asked the store; the others were answered here
+
+        # An automatic block (placed by the limiter itself, as violations and failed keys do).
+        await limiter.block(f"key:{key_id}", seconds=60, reason="violations")
+        assert_error(await http.get("/api/sessions", headers=key_header(key)), 403, "blocked")
+        await limiter.unblock(f"key:{key_id}")
+        assert (await http.get("/api/sessions", headers=key_header(key))).status_code == 200
+
+        # A block written to the store by another road (no notice): seen within a second.
+        user = bearer(tokens["access_token"])
+        assert (await http.get("/api/sessions", headers=user)).status_code == 200
+        now = limiter.clock()
+        await limiter.storage.block(f"user:{user_id}", now, now + 60, "manual")
+        answer = await refused_within(2.0, lambda: http.get("/api/sessions", headers=user))
+        assert_error(answer, 403, "blocked")
+
+
+@pytest.mark.redis
+async def test_a_key_block_reaches_every_instance_within_a_second(
+    make_settings: SettingsFactory, redis_url: str
+) -> None:
+    settings = identity_settings(make_settings, REDIS_URL=redis_url)
+    async with identity_app(settings) as (first, http), serve_app(settings) as (second, other):
+        _, tokens = await user_session(http, "shared@example.com")
+        key = (await create_key(http, tokens["access_token"]))["key"]
+        key_id = key.split("_")[1]
+        for client in (http, other, http, other):  # each instance has its answer in memory
+            assert (await client.get("/api/sessions", headers=key_header(key))).status_code == 200
+        await first.state.limiter.block(f"key:{key_id}", seconds=60, reason="violations")
+        answer = await refused_within(1.0, lambda: other.get("/api/sessions", headers=key_header(key)))
+        assert_error(answer, 403, "blocked")
+        await first.state.limiter.unblock(f"key:{key_id}")
+        for _ in range(100):
+            if (await other.get("/api/sessions", headers=key_header(key))).status_code == 200:
+                break
+            await asyncio.sleep(0.02)
+        assert (await other.get("/api/sessions", headers=key_header(key))).status_code == 200
+        assert second.state.blocklist is not first.state.blocklist
