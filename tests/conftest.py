@@ -104,6 +104,19 @@ def dedicated_redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def dedicated_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, which the test may pause or stop."""
+    # Not under pytest's tmp dir: as root the server runs as `postgres`, which cannot enter it.
+    root = Path(tempfile.mkdtemp(prefix="bastion-pg-own-"))
+    server = PostgresServer(root=root).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
 async def dead_redis() -> AsyncIterator[Any]:
     """A fail-fast client for a port nothing listens on: every call is refused at once (outages
     of one component while the rest of the app keeps its in-process state)."""

@@ -1,0 +1,429 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Two served instances on one PostgreSQL and one Redis, under concurrent traffic while things break.
+
+Many users (tokens) and apps (API keys) chat, write and read journal entries on two `bastion serve`
+processes behind a round-robin balancer. Meanwhile: an API key is revoked and a user logs out; the
+model provider fails (5xx and dropped connections) and recovers; Redis is restarted on its port;
+PostgreSQL is paused (every server process SIGSTOPped) for a few seconds; one instance is killed
+with SIGKILL and started again. Afterwards:
+
+* every write answered 2xx (journal entries, chat replies) is in the database and readable;
+* no 500; every refusal has the error shape, and every 429 and 503 a Retry-After;
+* a limit is never exceeded across the instances (2xx per limited identity vs the limit);
+* the revoked key and the ended session are refused on both instances after a second;
+* `bastion audit verify` finds both audit chains intact.
+
+Bounded: a fixed number of clients, a request cap per client and a wall-clock cap. `make soak` runs
+the fault cycle again and again for BASTION_SOAK_SECONDS (and BASTION_SOAK_CLIENTS clients).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from bastion.crypto import material
+from bastion.db import migrate
+from tests.integration.auth.helpers import CHEAP_HASHING, PASSWORD
+from tests.support.bastion_server import ServerProcess, bastion_process, run_bastion
+from tests.support.fake_upstream import FakeUpstream, Fault
+from tests.support.servers import PostgresServer, RedisServer, paused
+from tests.support.traffic import Answer, Client, Cluster, summary
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
+
+SOAK_SECONDS = float(os.environ.get("BASTION_SOAK_SECONDS", "0"))  # 0: one fault cycle
+CLIENTS = int(os.environ.get("BASTION_SOAK_CLIENTS", "24"))
+MAX_REQUESTS = int(os.environ.get("BASTION_SOAK_REQUESTS", "0")) or 400 + int(SOAK_SECONDS * 10)
+WALL_CLOCK_CAP = 60.0 + SOAK_SECONDS * 1.5  # traffic stops here whatever happened
+TAIL = 3.0  # seconds of traffic after the last fault, to see every part recovered
+BACKOFF = 0.1  # seconds a client waits after a refusal or no answer
+PROPAGATION = 1.0  # a revocation holds on every instance this long after it was answered
+JOURNAL_RATE, JOURNAL_BURST = 120, 10  # per minute, per user: one every 0.5 s
+KEY_MESSAGES_PER_HOUR = 5  # the limited apps' keys
+
+# Client roles, by number (everyone else chats, writes and reads in turn).
+GREEDY = {2, 3}  # write journal entries as fast as they can (a token, a key)
+LIMITED = {5, 7}  # keys with KEY_MESSAGES_PER_HOUR, chatting as fast as they can
+LOGGED_OUT = 8  # a user who logs out mid-run
+REVOKED = 9  # an app whose key its owner revokes mid-run
+
+
+def deployment(postgres: PostgresServer, redis: RedisServer, upstream: FakeUpstream) -> dict[str, str]:
+    return {
+        "DATABASE_URL": postgres.url(),
+        "REDIS_URL": redis.url,
+        # Without the shared state a limit or a revocation cannot hold across instances: refuse.
+        "RATE_LIMIT_FAIL_MODE": "closed",
+        "DATABASE_TIMEOUT_SECONDS": "1",
+        "LLM_PROVIDER": "openai",
+        "LLM_BASE_URL": upstream.base_url,
+        "LLM_MODEL": "fake-model",
+        "LLM_TIMEOUT_SECONDS": "5",
+        "LLM_MAX_RETRIES": "1",
+        "LLM_BREAKER_RECOVERY_SECONDS": "1",
+        # Every instance signs, verifies and hashes with the same secrets.
+        **material.generate_all(),
+        "API_KEY_SALT": secrets.token_urlsafe(32),
+        # One address for every client: only the limits under test are tight.
+        "RATE_LIMIT_PER_MINUTE": "100000000",
+        "RATE_LIMIT_REGISTER": "100000/minute",
+        "RATE_LIMIT_LOGIN": "100000/minute",
+        "RATE_LIMIT_SESSIONS_CREATE": "100000/hour",
+        "RATE_LIMIT_MESSAGES": "100000/minute",
+        "RATE_LIMIT_MESSAGES_PER_HOUR": "100000",
+        "RATE_LIMIT_JOURNAL_CREATE": f"{JOURNAL_RATE}/minute;burst={JOURNAL_BURST}",
+        "RATE_LIMIT_JOURNAL_READ": "100000/minute",
+        "RATE_LIMIT_BLOCK_VIOLATIONS": "0",
+        "RATE_LIMIT_BLOCK_AUTH_FAILURES": "0",
+        **{name: str(value) for name, value in CHEAP_HASHING.items()},
+    }
+
+
+@dataclass
+class User(Client):
+    """A client with its account, session and what the cluster acknowledged to it."""
+
+    token: str = ""
+    key: str = ""
+    key_id: str = ""
+    session_id: str = ""
+    journal_ids: list[str] = field(default_factory=list)
+    message_ids: list[str] = field(default_factory=list)
+    steps: int = 0
+
+    @property
+    def uses_key(self) -> bool:
+        return self.number % 2 == 1
+
+    async def setup(self) -> None:
+        """Account, key and chat session, made on the first instance before anything breaks."""
+        account = {"email": f"load{self.number}@example.com", "password": PASSWORD}
+        await self.call("setup", "POST", "/api/auth/register", instance=0, json=account)
+        login = await self.call("setup", "POST", "/api/auth/login", instance=0, json=account)
+        assert login is not None and login.status_code == 200, login and login.text
+        self.token = login.json()["access_token"]
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+        if self.uses_key:
+            body: dict[str, Any] = {"name": f"app-{self.number}", "scopes": ["chat", "journal"]}
+            if self.number in LIMITED:
+                body["messages_per_hour"] = KEY_MESSAGES_PER_HOUR
+            created = await self.call("setup", "POST", "/api/keys", instance=0, json=body)
+            assert created is not None and created.status_code == 201, created and created.text
+            self.key, self.key_id = created.json()["key"], created.json()["id"]
+            self.headers = {"X-API-Key": self.key}
+        session = await self.call("setup", "POST", "/api/sessions", instance=0, json={})
+        assert session is not None and session.status_code == 201, session and session.text
+        self.session_id = session.json()["id"]
+
+    async def step(self) -> None:
+        self.steps += 1
+        turn = self.steps % 4
+        if self.number in GREEDY or (turn == 1 and self.number not in LIMITED):
+            body = {"title": f"day {self.steps}", "content": f"Slept badly, walked a lot ({self.steps})."}
+            written = await self.call("journal_create", "POST", "/api/journal", json=body)
+            if written is not None and written.status_code == 201:
+                self.journal_ids.append(written.json()["id"])
+        elif self.number in LIMITED or turn == 0:
+            path = f"/api/sessions/{self.session_id}/messages"
+            content = {"content": f"I feel tired today ({self.steps})"}
+            reply = await self.call("message", "POST", path, json=content)
+            if reply is not None and reply.status_code == 200:
+                self.message_ids.append(reply.json()["id"])
+        elif turn == 2 and self.journal_ids:
+            await self.call(
+                "journal_read", "GET", f"/api/journal/{self.journal_ids[self.steps % len(self.journal_ids)]}"
+            )
+        else:
+            await self.call(
+                "history", "GET", f"/api/sessions/{self.session_id}/messages", params={"limit": "20"}
+            )
+
+
+@dataclass
+class Timeline:
+    """When the faults happened (monotonic seconds), for the checks that depend on them."""
+
+    started: float = field(default_factory=time.monotonic)
+    revoked: dict[int, float] = field(default_factory=dict)  # client -> revocation answered
+    revoking: dict[int, float] = field(default_factory=dict)  # client -> revocation sent
+    down: list[tuple[float, float]] = field(default_factory=list)  # the killed instance's outages
+    recovered: float = 0.0  # the last fault over
+    ended: float = 0.0
+
+
+async def until(timeline: Timeline, offset: float, cycle_start: float) -> None:
+    await asyncio.sleep(max(0.0, cycle_start + offset - time.monotonic()))
+
+
+async def revoke(users: list[User], timeline: Timeline) -> None:
+    """The owner of REVOKED's key revokes it; LOGGED_OUT logs out. Retried (bounded) on a 503."""
+    app, person = users[REVOKED], users[LOGGED_OUT]
+    owner = {"Authorization": f"Bearer {app.token}"}
+    for user, method, path, headers in (
+        (app, "DELETE", f"/api/keys/{app.key_id}", owner),
+        (person, "POST", "/api/auth/logout", person.headers),
+    ):
+        timeline.revoking[user.number] = time.monotonic()
+        for _ in range(50):
+            answered = await user.call("revoke", method, path, instance=0, headers=headers)
+            if answered is not None and answered.status_code < 300:
+                timeline.revoked[user.number] = time.monotonic()
+                break
+            await asyncio.sleep(0.2)
+
+
+async def break_things(
+    cluster: Cluster,
+    users: list[User],
+    upstream: FakeUpstream,
+    redis: RedisServer,
+    postgres: PostgresServer,
+    timeline: Timeline,
+) -> None:
+    """One fault after the other, in cycles until the soak time is spent (one cycle by default)."""
+    victim = cluster.servers[1]
+    for cycle in range(max(1, math.ceil(SOAK_SECONDS / 20))):
+        start = time.monotonic()
+        if cycle == 0:
+            await until(timeline, 2, start)
+            await revoke(users, timeline)
+        await until(timeline, 4, start)
+        upstream.failing(Fault.status_code(500), Fault.drop(), Fault.status_code(503, retry_after="1"))
+        await until(timeline, 7, start)
+        upstream.failing()
+        await asyncio.to_thread(redis.stop)
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(redis.start)
+        await until(timeline, 12, start)
+        with paused(postgres):
+            await asyncio.sleep(3)
+        await until(timeline, 17, start)
+        cluster.down.add(1)  # the balancer notices at once: new requests go to the other one
+        went_down = time.monotonic()
+        await asyncio.to_thread(victim.kill)
+        await asyncio.sleep(1)
+        await asyncio.to_thread(victim.start)
+        cluster.down.discard(1)
+        timeline.down.append((went_down, time.monotonic()))
+        timeline.recovered = time.monotonic()
+        await asyncio.sleep(TAIL)
+        if time.monotonic() - timeline.started >= SOAK_SECONDS:
+            break
+
+
+async def traffic(user: User, stop: asyncio.Event, deadline: float) -> None:
+    for _ in range(MAX_REQUESTS):
+        if stop.is_set() or time.monotonic() > deadline:
+            return
+        await user.step()
+        last = user.answers[-1]
+        if last.status is None or last.status >= 400:
+            await asyncio.sleep(BACKOFF)  # a refused client pauses (less than Retry-After asks)
+
+
+@asynccontextmanager
+async def clients(cluster: Cluster) -> AsyncIterator[list[User]]:
+    limits = httpx.Limits(max_connections=4)
+    users = [
+        User(n, httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits), cluster)
+        for n in range(CLIENTS)
+    ]
+    try:
+        yield users
+    finally:
+        await asyncio.gather(*(user.http.aclose() for user in users))
+
+
+async def run_scenario(
+    cluster: Cluster, upstream: FakeUpstream, redis: RedisServer, postgres: PostgresServer
+) -> tuple[list[User], Timeline]:
+    async with clients(cluster) as users:
+        await asyncio.gather(*(user.setup() for user in users))
+        timeline = Timeline()
+        stop = asyncio.Event()
+        deadline = timeline.started + WALL_CLOCK_CAP
+        loads = [asyncio.create_task(traffic(user, stop, deadline)) for user in users]
+        try:
+            await asyncio.wait_for(
+                break_things(cluster, users, upstream, redis, postgres, timeline), WALL_CLOCK_CAP
+            )
+        finally:
+            stop.set()
+            await asyncio.gather(*loads)
+            timeline.ended = time.monotonic()
+        await read_back(users, cluster)
+        await probe_revocations(users, cluster)
+    return users, timeline
+
+
+async def read_back(users: list[User], cluster: Cluster) -> None:
+    """Everything acknowledged is readable through the API (the revoked credentials excepted)."""
+    for user in users:
+        if user.number in (LOGGED_OUT, REVOKED):
+            continue
+        listed: set[str] = set()
+        after: str | None = None
+        for _ in range(100):  # bounded pages
+            params = {"limit": "100", **({"after": after} if after else {})}
+            page = await user.call("read_back", "GET", "/api/journal", instance=0, params=params)
+            assert page is not None and page.status_code == 200, page and page.text
+            listed.update(item["id"] for item in page.json()["items"])
+            after = page.json()["next"]
+            if after is None:
+                break
+        assert set(user.journal_ids) <= listed, f"client {user.number} lost {set(user.journal_ids) - listed}"
+        history: set[str] = set()
+        before: int | None = None
+        for _ in range(100):
+            params = {"limit": "100", **({"before": str(before)} if before is not None else {})}
+            path = f"/api/sessions/{user.session_id}/messages"
+            page = await user.call("read_back", "GET", path, instance=1, params=params)
+            assert page is not None and page.status_code == 200, page and page.text
+            history.update(item["id"] for item in page.json()["items"])
+            before = page.json()["next"]
+            if before is None:
+                break
+        assert set(user.message_ids) <= history, (
+            f"client {user.number} lost {set(user.message_ids) - history}"
+        )
+
+
+async def probe_revocations(users: list[User], cluster: Cluster) -> None:
+    app, person = users[REVOKED], users[LOGGED_OUT]
+    for instance in range(len(cluster.servers)):
+        for user, path in ((app, "/api/sessions"), (person, "/api/auth/me")):
+            status = None
+            for _ in range(20):  # bounded: a 503 (nothing decided) is asked again
+                answered = await user.call("probe", "GET", path, instance=instance)
+                status = answered.status_code if answered is not None else None
+                if status != 503:
+                    break
+                await asyncio.sleep(0.2)
+            assert status == 401, (instance, path, status)
+
+
+async def stored_ids(postgres: PostgresServer, table: str) -> set[str]:
+    url = make_url(postgres.url())
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        return {row["id"] for row in await connection.fetch(f"SELECT id FROM {table}")}  # noqa: S608
+    finally:
+        await connection.close()
+
+
+def unexpected(answer: Answer, timeline: Timeline) -> bool:
+    """Whether an answer is one the faults do not explain."""
+    if answer.status is None:
+        # No answer only from the killed instance, for requests in flight when it went down.
+        return not any(
+            answer.instance == 1 and answer.ended >= down and answer.started <= up
+            for down, up in timeline.down
+        )
+    if answer.problem or answer.status == 500:
+        return True
+    if answer.status < 300 or answer.status in (429, 503):
+        return False
+    if answer.status in (502, 504):
+        return answer.action != "message"  # the model provider failing
+    if answer.status == 401:
+        # Only the revoked credentials, once their revocation was sent.
+        return answer.started < timeline.revoking.get(answer.client, math.inf) or answer.action == "revoke"
+    return True
+
+
+@pytest.fixture
+def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """Redis with its append-only file, as the compose file runs it: a restart keeps the state."""
+    server = RedisServer(data_dir=tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_two_instances_keep_their_promises_through_faults(
+    tmp_path: Path, dedicated_postgres: PostgresServer, persistent_redis: RedisServer
+) -> None:
+    with FakeUpstream() as upstream:
+        env = deployment(dedicated_postgres, persistent_redis, upstream)
+        migrate.upgrade(env["DATABASE_URL"])
+        servers: list[ServerProcess] = [bastion_process(tmp_path, env=env) for _ in range(2)]
+        try:
+            with ThreadPoolExecutor(len(servers)) as pool:
+                list(pool.map(ServerProcess.start, servers))
+            cluster = Cluster(servers)
+            users, timeline = asyncio.run(
+                run_scenario(cluster, upstream, persistent_redis, dedicated_postgres)
+            )
+        finally:
+            for server in servers:
+                server.stop()
+
+    answers = [answer for user in users for answer in user.answers]
+    print(summary(answers, timeline.started))  # shown when the test fails
+    print(f"timeline: {timeline}")
+    odd = [a for a in answers if unexpected(a, timeline)]
+    assert not odd, f"{len(odd)} unexplained answers, e.g. {odd[:10]}"
+    assert not [a for a in answers if a.status == 500]
+
+    # Every acknowledged write is in the database (the revoked clients' too).
+    journals = asyncio.run(stored_ids(dedicated_postgres, "journal_entries"))
+    messages = asyncio.run(stored_ids(dedicated_postgres, "chat_messages"))
+    for user in users:
+        assert set(user.journal_ids) <= journals, f"client {user.number} lost journal entries"
+        assert set(user.message_ids) <= messages, f"client {user.number} lost chat replies"
+
+    # No limit exceeded across the two instances.
+    elapsed = timeline.ended - timeline.started
+    for user in users:
+        written = len(user.ok("journal_create"))
+        assert written <= JOURNAL_BURST + math.floor(elapsed / (60 / JOURNAL_RATE)), (user.number, written)
+    for number in LIMITED:
+        chatted = len(users[number].ok("message"))
+        assert chatted <= KEY_MESSAGES_PER_HOUR + math.floor(elapsed / (3600 / KEY_MESSAGES_PER_HOUR))
+        assert chatted >= 1
+    limited = [a for n in GREEDY | LIMITED for a in users[n].answers if a.status == 429]
+    assert limited, "the limits under test never refused anything"
+
+    # Revocations held: nothing accepted with them a second after they were answered.
+    for number in (REVOKED, LOGGED_OUT):
+        assert number in timeline.revoked, f"the revocation for client {number} never succeeded"
+        accepted = [
+            a
+            for a in users[number].answers
+            if a.action not in ("revoke", "setup")
+            and a.started > timeline.revoked[number] + PROPAGATION
+            and a.status is not None
+            and a.status < 300
+        ]
+        assert not accepted, f"client {number}'s revoked credential was accepted: {accepted[:5]}"
+
+    # The faults were felt, and the cluster recovered from each.
+    assert any(a.status == 503 for a in answers)
+    assert any(a.action == "message" and a.status in (502, 503, 504) for a in answers)
+    after = [a for a in answers if a.started > timeline.recovered + 1 and a.status in range(200, 300)]
+    assert {a.instance for a in after} == {0, 1}, "an instance served nothing after the faults"
+    assert any(a.action == "message" for a in after), "no chat reply after the faults"
+
+    verified = run_bastion(tmp_path, "audit", "verify", "--format", "json", env=env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    chains = json.loads(verified.stdout)
+    assert all(chain["intact"] for chain in chains) and sum(c["records"] for c in chains) > 0
