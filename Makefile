@@ -33,7 +33,7 @@ SOAK_CLIENTS ?= 24
 soak: $(STAMP)
 	scripts/provision.sh
 	BASTION_SOAK_SECONDS=$(SOAK_SECONDS) BASTION_SOAK_CLIENTS=$(SOAK_CLIENTS) $(BIN)/pytest \
-		tests/e2e/test_load_faults.py -p no:cacheprovider --timeout=$$(( $(SOAK_SECONDS) * 2 + 300 )) $(PYTEST_ARGS)
+		tests/e2e/test_load_faults.py -p no:cacheprovider -rP $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
