@@ -1,13 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """Two served instances on one PostgreSQL and one Redis, under concurrent traffic while things break.
 
-Many users (tokens) and apps (API keys) chat, write and read journal entries on two `bastion serve`
-processes behind a round-robin balancer. Meanwhile: an API key is revoked and a user logs out; the
-model provider fails (5xx and dropped connections) and recovers; Redis is restarted on its port;
-PostgreSQL is paused (every server process SIGSTOPped) for a few seconds; one instance is killed
-with SIGKILL and started again. Afterwards:
+Many users (tokens) and apps (API keys) chat (JSON and streamed), write, replace and read journal
+entries on two `bastion serve` processes behind a round-robin balancer. Meanwhile: an API key is
+revoked and a user logs out; the model provider fails (5xx and dropped connections) and recovers;
+Redis is restarted on its port; PostgreSQL is paused (every server process SIGSTOPped) for a few
+seconds; one instance is killed with SIGKILL and started again. Afterwards:
 
-* every write answered 2xx (journal entries, chat replies) is in the database and readable;
+* every write answered 2xx (journal entries, chat replies) is in the database and readable, and
+  a replaced entry reads as its last acknowledged content (or a later one whose answer was lost);
 * no 500; every refusal has the error shape, and every 429 and 503 a Retry-After;
 * a limit is never exceeded across the instances (2xx per limited identity vs the limit);
 * the revoked key and the ended session are refused on both instances after a second;
@@ -110,7 +111,8 @@ class User(Client):
     key: str = ""
     key_id: str = ""
     session_id: str = ""
-    journal_ids: list[str] = field(default_factory=list)
+    # Each entry's contents in the order they were written, and whether the write was answered 2xx.
+    journal: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)
     message_ids: list[str] = field(default_factory=list)
     steps: int = 0
 
@@ -151,7 +153,7 @@ class User(Client):
             body = {"title": f"day {self.steps}", "content": f"Slept badly, walked a lot ({self.steps})."}
             written = await self.call("journal_create", "POST", "/api/journal", json=body)
             if written is not None and written.status_code == 201:
-                self.journal_ids.append(written.json()["id"])
+                self.journal[written.json()["id"]] = [(body["content"], True)]
         elif self.number in LIMITED or turn == 0:
             path = f"/api/sessions/{self.session_id}/messages"
             streamed = self.number not in LIMITED and self.steps % 8 == 4
@@ -173,10 +175,15 @@ class User(Client):
                 self.message_ids.append(detail["id"])
             elif last != "error" or {"error", "message", "request_id"} - detail.keys():
                 self.answers[-1].problem = f"a stream that ended with {last} {detail}"
-        elif turn == 2 and self.journal_ids:
-            await self.call(
-                "journal_read", "GET", f"/api/journal/{self.journal_ids[self.steps % len(self.journal_ids)]}"
-            )
+        elif turn == 2 and self.journal:
+            entry = list(self.journal)[self.steps % len(self.journal)]
+            if self.steps % 8 == 2:
+                await self.call("journal_read", "GET", f"/api/journal/{entry}")
+                return
+            content = f"Revised: slept better ({self.steps})."
+            path = f"/api/journal/{entry}"
+            replaced = await self.call("journal_update", "PUT", path, json={"content": content})
+            self.journal[entry].append((content, replaced is not None and replaced.status_code == 200))
         else:
             await self.call(
                 "history", "GET", f"/api/sessions/{self.session_id}/messages", params={"limit": "20"}
@@ -315,7 +322,16 @@ async def read_back(users: list[User], cluster: Cluster) -> None:
             after = page.json()["next"]
             if after is None:
                 break
-        assert set(user.journal_ids) <= listed, f"client {user.number} lost {set(user.journal_ids) - listed}"
+        assert set(user.journal) <= listed, f"client {user.number} lost {set(user.journal) - listed}"
+        for entry, writes in user.journal.items():
+            if len(writes) == 1:
+                continue
+            # The last acknowledged content, or one written after it whose answer was lost.
+            last_acknowledged = max(index for index, (_content, ok) in enumerate(writes) if ok)
+            possible = {content for content, _ok in writes[last_acknowledged:]}
+            read = await user.call("read_back", "GET", f"/api/journal/{entry}", instance=1)
+            assert read is not None and read.status_code == 200, read and read.text
+            assert read.json()["content"] in possible, (user.number, entry, read.json()["content"], writes)
         history: set[str] = set()
         before: int | None = None
         for _ in range(100):
@@ -417,13 +433,13 @@ def test_two_instances_keep_their_promises_through_faults(
     journals = asyncio.run(stored_ids(dedicated_postgres, "journal_entries"))
     messages = asyncio.run(stored_ids(dedicated_postgres, "chat_messages"))
     for user in users:
-        assert set(user.journal_ids) <= journals, f"client {user.number} lost journal entries"
+        assert set(user.journal) <= journals, f"client {user.number} lost journal entries"
         assert set(user.message_ids) <= messages, f"client {user.number} lost chat replies"
 
     # No limit exceeded across the two instances.
     elapsed = timeline.ended - timeline.started
-    for user in users:
-        written = len(user.ok("journal_create"))
+    for user in users:  # creates and replacements spend one allowance
+        written = len(user.ok("journal_create")) + len(user.ok("journal_update"))
         assert written <= JOURNAL_BURST + math.floor(elapsed / (60 / JOURNAL_RATE)), (user.number, written)
     for number in LIMITED:
         chatted = len(users[number].ok("message"))
@@ -449,6 +465,7 @@ def test_two_instances_keep_their_promises_through_faults(
     assert any(a.status == 503 for a in answers)
     assert any(a.action == "message" and a.status in (502, 503, 504) for a in answers)
     assert any(a.action == "stream" and a.status == 200 for a in answers)
+    assert any(a.action == "journal_update" and a.status == 200 for a in answers)
     after = [a for a in answers if a.started > timeline.recovered + 1 and a.status in range(200, 300)]
     assert {a.instance for a in after} == {0, 1}, "an instance served nothing after the faults"
     assert any(a.action == "message" for a in after), "no chat reply after the faults"
