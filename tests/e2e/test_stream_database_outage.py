@@ -13,12 +13,12 @@ import httpx
 import pytest
 
 from bastion.db import migrate
+from tests.integration.auth.helpers import CHEAP_HASHING, PASSWORD
 from tests.support.bastion_server import bastion_serve
 from tests.support.fake_upstream import FakeUpstream, Fault
 from tests.support.servers import PostgresServer, paused
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
-PASSWORD = "Correct-Horse-9x!"
 REPLY = " ".join(f"word{i}" for i in range(30))
 
 
@@ -39,8 +39,7 @@ def test_a_database_outage_mid_stream_ends_it_with_an_error_event(
             "LLM_PROVIDER": "openai",
             "LLM_BASE_URL": upstream.base_url,
             "LLM_MODEL": "fake-model",
-            "ARGON2_MEMORY_KIB": "256",
-            "ARGON2_TIME_COST": "1",
+            **{name: str(value) for name, value in CHEAP_HASHING.items()},
         }
         migrate.upgrade(env["DATABASE_URL"])
         with (
