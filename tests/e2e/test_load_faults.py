@@ -470,6 +470,11 @@ def test_two_instances_keep_their_promises_through_faults(
     assert {a.instance for a in after} == {0, 1}, "an instance served nothing after the faults"
     assert any(a.action == "message" for a in after), "no chat reply after the faults"
 
+    # Nothing escaped as a bug, not even where no status could tell it (a stream already started).
+    for server in servers:
+        log = server.log_path.read_text(errors="replace")
+        assert "unhandled_exception" not in log, log[log.index("unhandled_exception") - 500 :][:3000]
+
     verified = run_bastion(tmp_path, "audit", "verify", "--format", "json", env=env)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     chains = json.loads(verified.stdout)
