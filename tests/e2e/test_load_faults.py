@@ -15,7 +15,8 @@ seconds; one instance is killed with SIGKILL and started again. Afterwards:
 * `bastion audit verify` finds both audit chains intact.
 
 Bounded: a fixed number of clients, a request cap per client and a wall-clock cap. `make soak` runs
-the fault cycle again and again for BASTION_SOAK_SECONDS (and BASTION_SOAK_CLIENTS clients).
+the fault cycle again and again for BASTION_SOAK_SECONDS, with BASTION_SOAK_CLIENTS clients
+(BASTION_SOAK_REQUESTS caps each client's requests).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from tests.support.servers import PostgresServer, RedisServer, paused
 from tests.support.traffic import Answer, Client, Cluster, summary
 
 SOAK_SECONDS = float(os.environ.get("BASTION_SOAK_SECONDS", "0"))  # 0: one fault cycle
-CLIENTS = int(os.environ.get("BASTION_SOAK_CLIENTS", "24"))
+CLIENTS = max(10, int(os.environ.get("BASTION_SOAK_CLIENTS", "24")))  # the roles below need ten
 MAX_REQUESTS = int(os.environ.get("BASTION_SOAK_REQUESTS", "0")) or 400 + int(SOAK_SECONDS * 10)
 WALL_CLOCK_CAP = 60.0 + SOAK_SECONDS * 1.5  # traffic stops here whatever happened
 TAIL = 3.0  # seconds of traffic after the last fault, to see every part recovered
