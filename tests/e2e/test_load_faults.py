@@ -275,7 +275,9 @@ async def traffic(user: User, stop: asyncio.Event, deadline: float) -> None:
 
 @asynccontextmanager
 async def clients(cluster: Cluster) -> AsyncIterator[list[User]]:
-    limits = httpx.Limits(max_connections=4)
+    # Idle connections are dropped before the server's keep-alive timeout (uvicorn: 5 s), as a
+    # balancer's are: a request sent on one the server is closing at that instant never arrives.
+    limits = httpx.Limits(max_connections=4, keepalive_expiry=2.0)
     users = [
         User(n, httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits), cluster)
         for n in range(CLIENTS)
