@@ -145,8 +145,15 @@ class PostgresServer:
         return f"postgresql+{driver}://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def stop(self) -> None:
-        if self.process is not None:
-            _stop(self.process)
+        if self.process is None:
+            return
+        # Fast shutdown of the postmaster itself, and the `runuser` wrapper woken: the wrapper stops
+        # itself when its child is SIGSTOPped (``paused``) and would pass no signal on.
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            os.kill(self.processes()[0], signal.SIGINT)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGCONT)
+        _stop(self.process)
 
     def processes(self) -> list[int]:
         """The postmaster (from its pid file) and every process it started."""
@@ -173,7 +180,9 @@ def paused(server: PostgresServer) -> Iterator[None]:
     try:
         yield
     finally:
-        for pid in pids:
+        # The `runuser` wrapper (as root) stopped itself with its child: it is woken too.
+        wrapper = [server.process.pid] if server.process is not None else []
+        for pid in [*pids, *wrapper]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
 
