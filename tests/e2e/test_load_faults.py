@@ -12,7 +12,8 @@ seconds; one instance is killed with SIGKILL and started again. Afterwards:
 * no 500; every refusal has the error shape, and every 429 and 503 a Retry-After;
 * a limit is never exceeded across the instances (2xx per limited identity vs the limit);
 * the revoked key and the ended session are refused on both instances after a second;
-* `bastion audit verify` finds both audit chains intact.
+* every acknowledged journal entry has its audit record, and `bastion audit verify` finds both
+  audit chains intact; neither instance logged an unhandled exception.
 
 Bounded: a fixed number of clients, a request cap per client and a wall-clock cap. `make soak` runs
 the fault cycle again and again for BASTION_SOAK_SECONDS, with BASTION_SOAK_CLIENTS clients
@@ -365,13 +366,14 @@ async def probe_revocations(users: list[User], cluster: Cluster) -> None:
             assert status == 401, (instance, path, status)
 
 
-async def stored_ids(postgres: PostgresServer, table: str) -> set[str]:
+async def column(postgres: PostgresServer, query: str) -> set[str]:
+    """The first column of what ``query`` returns, read straight from the database."""
     url = make_url(postgres.url())
     connection = await asyncpg.connect(
         host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
     )
     try:
-        return {row["id"] for row in await connection.fetch(f"SELECT id FROM {table}")}  # noqa: S608
+        return {row[0] for row in await connection.fetch(query)}
     finally:
         await connection.close()
 
@@ -433,10 +435,13 @@ def test_two_instances_keep_their_promises_through_faults(
     assert not [a for a in answers if a.status == 500]
 
     # Every acknowledged write is in the database (the revoked clients' too).
-    journals = asyncio.run(stored_ids(dedicated_postgres, "journal_entries"))
-    messages = asyncio.run(stored_ids(dedicated_postgres, "chat_messages"))
+    journals = asyncio.run(column(dedicated_postgres, "SELECT id FROM journal_entries"))
+    messages = asyncio.run(column(dedicated_postgres, "SELECT id FROM chat_messages"))
+    created = "SELECT target_id FROM audit_logs WHERE event_type = 'journal_entry_created'"
+    audited = asyncio.run(column(dedicated_postgres, created))
     for user in users:
         assert set(user.journal) <= journals, f"client {user.number} lost journal entries"
+        assert set(user.journal) <= audited, f"client {user.number}'s entries without their audit record"
         assert set(user.message_ids) <= messages, f"client {user.number} lost chat replies"
 
     # No limit exceeded across the two instances.
