@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Bastion itself without resolving anything (`make lock` regenerates the locks from pyproject.toml).
 LOCK := requirements-dev.lock
 
-.PHONY: serve test install check lint typecheck security lock bench clean guard-model
+.PHONY: serve test soak install check lint typecheck security lock bench clean guard-model
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ serve: $(STAMP)
 test: check
 	scripts/provision.sh
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
+
+# The load-and-faults scenario (tests/e2e/test_load_faults.py) run for longer, its fault cycle
+# repeated: `make soak SOAK_SECONDS=1800 SOAK_CLIENTS=40`. Not part of `make test`.
+SOAK_SECONDS ?= 600
+SOAK_CLIENTS ?= 24
+soak: $(STAMP)
+	scripts/provision.sh
+	BASTION_SOAK_SECONDS=$(SOAK_SECONDS) BASTION_SOAK_CLIENTS=$(SOAK_CLIENTS) $(BIN)/pytest \
+		tests/e2e/test_load_faults.py -p no:cacheprovider -rP $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

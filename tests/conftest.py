@@ -133,6 +133,19 @@ def dedicated_shared_redis(
         cluster.stop()
 
 
+@pytest.fixture
+def dedicated_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, which the test may pause or stop."""
+    # Not under pytest's tmp dir: as root the server runs as `postgres`, which cannot enter it.
+    root = Path(tempfile.mkdtemp(prefix="bastion-pg-own-"))
+    server = PostgresServer(root=root).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(params=["single", "cluster"])
 async def dead_redis(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     """A fail-fast client for a port nothing listens on, as a single Redis and as a Redis Cluster:

@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable
 
 import httpx
 import pytest
@@ -23,39 +20,11 @@ import pytest
 from bastion.db import migrate
 from tests.conftest import SettingsFactory, serve_app
 from tests.integration.auth.helpers import PASSWORD, bearer, identity_settings, user_session
-from tests.support.servers import PostgresServer
+from tests.support.servers import PostgresServer, paused
 
 pytestmark = pytest.mark.postgres
 
 RECOVERY_ROUNDS = 100  # bounded: each waits 0.1 s
-
-
-def server_processes(server: PostgresServer) -> list[int]:
-    """The postmaster (from its pid file) and every process it started."""
-    postmaster = int((server.root / "data" / "postmaster.pid").read_text().split()[0])
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            # The parent pid is the 2nd field after the parenthesized command name.
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == postmaster:
-                children.append(int(entry.name))
-    return [postmaster, *children]
-
-
-@contextlib.contextmanager
-def paused(server: PostgresServer) -> Iterator[None]:
-    pids = server_processes(server)
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
 
 
 def stop_fast(server: PostgresServer) -> None:
@@ -69,18 +38,6 @@ def stop_fast(server: PostgresServer) -> None:
             return
         time.sleep(0.1)
     raise RuntimeError("PostgreSQL did not shut down")
-
-
-@pytest.fixture
-def dedicated_postgres() -> Iterator[PostgresServer]:
-    # Not under pytest's tmp dir: as root the server runs as `postgres`, which cannot enter it.
-    root = Path(tempfile.mkdtemp(prefix="bastion-pg-outage-"))
-    server = PostgresServer(root=root).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def assert_unavailable_or_fine(response: httpx.Response) -> None:

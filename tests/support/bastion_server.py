@@ -42,22 +42,64 @@ def deployment_environment(tmp_path: Path, env: Mapping[str, str] | None) -> dic
     }
 
 
+class ServerProcess:
+    """One server process on a fixed port: started, crashed (SIGKILL), started again, stopped."""
+
+    def __init__(self, command: list[str], port: int, env: dict[str, str], log_path: Path) -> None:
+        self.command, self.port, self.env, self.log_path = command, port, env, log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerProcess:
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=Path(__file__).parents[2],
+            )
+        wait_for_port(self.port, timeout=60, process=self.process)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flushing, as a crashed host or an OOM kill leaves it."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
 @contextlib.contextmanager
 def _running(command: list[str], port: int, env: dict[str, str], log_path: Path) -> Iterator[int]:
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2]
-        )
-        try:
-            wait_for_port(port, process=process)
-            yield port
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    server = ServerProcess(command, port, env, log_path)
+    try:
+        server.start()
+        yield port
+    finally:
+        server.stop()
+
+
+def bastion_process(
+    tmp_path: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+) -> ServerProcess:
+    """``bastion serve`` on a free loopback port, not yet started (start, kill and restart it)."""
+    port = free_port()
+    command = [*bastion_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    return ServerProcess(
+        command, port, deployment_environment(tmp_path, env), tmp_path / f"bastion-{port}.log"
+    )
 
 
 @contextlib.contextmanager
@@ -65,10 +107,11 @@ def bastion_serve(
     tmp_path: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
 ) -> Iterator[int]:
     """Run ``bastion serve`` on a free loopback port until the block ends; yields the port."""
-    port = free_port()
-    command = [*bastion_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *args]
-    with _running(command, port, deployment_environment(tmp_path, env), tmp_path / f"bastion-{port}.log"):
-        yield port
+    server = bastion_process(tmp_path, env=env, args=args)
+    try:
+        yield server.start().port
+    finally:
+        server.stop()
 
 
 def run_bastion(

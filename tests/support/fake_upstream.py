@@ -8,6 +8,8 @@ connection without a word, or stream part of a reply and then cut the connection
     upstream = FakeUpstream().start()
     upstream.script(Fault.status(500), Fault.status(500))   # next two requests fail, then normal
     upstream.script(Fault.reply("Sure: bst-ca", "nary-..."))  # a scripted reply, streamed as these chunks
+    upstream.failing(Fault.status_code(503), Fault.drop())   # every request fails, in turn, until
+    upstream.failing()                                      # ...this: an outage of unknown length
     ... point a provider at upstream.base_url ...
     assert upstream.count("/v1/chat/completions") == 3
 """
@@ -92,6 +94,8 @@ class FakeUpstream:
         self.reply = reply
         self.requests: list[Recorded] = []
         self._script: deque[Fault] = deque()
+        self._outage: tuple[Fault, ...] = ()
+        self._outage_calls = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -106,12 +110,23 @@ class FakeUpstream:
         with self._lock:
             self._script.extend(faults)
 
+    def failing(self, *faults: Fault) -> None:
+        """Answer every unscripted request with ``faults`` in turn until called with none."""
+        with self._lock:
+            self._outage = faults
+            self._outage_calls = 0
+
     def count(self, path: str = "/v1/chat/completions") -> int:
         return sum(1 for r in self.requests if r.path == path)
 
     def _next(self) -> Fault:
         with self._lock:
-            return self._script.popleft() if self._script else Fault()
+            if self._script:
+                return self._script.popleft()
+            if self._outage:
+                self._outage_calls += 1
+                return self._outage[self._outage_calls % len(self._outage)]
+            return Fault()
 
     # -- lifecycle ---------------------------------------------------------------------------
 

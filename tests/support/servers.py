@@ -9,6 +9,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -144,16 +145,56 @@ class PostgresServer:
         return f"postgresql+{driver}://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def stop(self) -> None:
-        if self.process is not None:
-            _stop(self.process)
+        if self.process is None:
+            return
+        # Fast shutdown of the postmaster itself, and the `runuser` wrapper woken: the wrapper stops
+        # itself when its child is SIGSTOPped (``paused``) and would pass no signal on.
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            os.kill(self.processes()[0], signal.SIGINT)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGCONT)
+        _stop(self.process)
+
+    def processes(self) -> list[int]:
+        """The postmaster (from its pid file) and every process it started."""
+        postmaster = int((self.root / "data" / "postmaster.pid").read_text().split()[0])
+        children = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                # The parent pid is the 2nd field after the parenthesized command name.
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == postmaster:
+                    children.append(int(entry.name))
+        return [postmaster, *children]
+
+
+@contextlib.contextmanager
+def paused(server: PostgresServer) -> Iterator[None]:
+    """Every process of ``server`` SIGSTOPped (it accepts nothing and answers nothing) until the
+    block ends."""
+    pids = server.processes()
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        # The `runuser` wrapper (as root) stopped itself with its child: it is woken too.
+        wrapper = [server.process.pid] if server.process is not None else []
+        for pid in [*pids, *wrapper]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 @dataclass
 class RedisServer:
-    """A Redis server with no persistence and a password."""
+    """A Redis server with a password; no persistence, or with ``data_dir`` an append-only file
+    there (as the compose file runs it), so a restart on the same port keeps the state."""
 
     port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: secrets.token_hex(16))
+    data_dir: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     options: tuple[str, ...] = ()  # more redis-server options (a Cluster node's)
 
@@ -161,6 +202,11 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("Redis is not installed: run scripts/provision.sh (make test does)")
+        if self.data_dir is None:
+            persistence = ["--save", "", "--appendonly", "no"]
+        else:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            persistence = ["--dir", str(self.data_dir), "--save", "", "--appendonly", "yes"]
         self.process = subprocess.Popen(
             [
                 binary,
@@ -168,10 +214,7 @@ class RedisServer:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
+                *persistence,
                 "--requirepass",
                 self.password,
                 "--protected-mode",

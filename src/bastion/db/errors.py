@@ -7,8 +7,9 @@ recovers on its own when the server returns (``pool_pre_ping`` replaces dead con
 engine's timeouts (``bastion.db.engine``) bound how long a request waits for a paused server, and
 a unit of work that fails this way is rolled back by its session, so nothing is half-written.
 
-``unavailable(exc)`` is consulted in one place: the unhandled-error layer
-(``bastion.web.errors.UnhandledErrors``), which every request passes through.
+``unavailable(exc)`` is consulted by the unhandled-error layer
+(``bastion.web.errors.UnhandledErrors``), which every request passes through, and by the streams
+that have already answered 200 (``bastion.api.streams``), which say it in their last event.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from bastion.api.schemas.chat import (
 )
 from bastion.api.schemas.types import Instant, PositiveInt64
 from bastion.api.signing import SignedJSONResponse, Signer, reply_signer, signed_stream
+from bastion.api.streams import stream_failure
 from bastion.audit.events import AuditEvent
 from bastion.audit.service import AuditService
 from bastion.auth.permissions import Permission
@@ -227,11 +228,11 @@ async def _event_stream(
                     # Headers went out with the first byte: a stream's warning is in its last event.
                     done["content_warning"] = list(event.message.warnings)
                 yield _sse("done", done)
-    except BastionError as exc:
-        body = error_body(
-            status_code=exc.status_code, code=exc.code, message=exc.message, request_id=request_id_of(request)
-        )
-        yield _sse("error", body["detail"])
+    except Exception as exc:
+        detail = stream_failure(exc, request)
+        if detail is None:
+            raise
+        yield _sse("error", detail)
     finally:
         aclose = getattr(rest, "aclose", None)
         if aclose is not None:

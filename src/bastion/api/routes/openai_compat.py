@@ -32,12 +32,13 @@ from bastion.api.schemas.openai_compat import (
     ModelList,
 )
 from bastion.api.signing import SignedJSONResponse, Signer, signed_stream
+from bastion.api.streams import stream_failure
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.chat.completions import CompletionService, ScreenedChunk
 from bastion.chat.repository import Owner
 from bastion.chat.wiring import build_completion_service
-from bastion.errors import BastionError, InvalidField, error_body, request_id_of
+from bastion.errors import InvalidField
 from bastion.llm import base as llm
 from bastion.llm.base import GenerationOptions, Usage
 from bastion.ratelimit.policies import Policy
@@ -210,11 +211,11 @@ async def _sse(
                 yield event([{"index": 0, "delta": {}, "finish_reason": chunk.finish_reason}], **warning)
                 if usage and chunk.usage is not None:
                     yield event([], usage=_usage(chunk.usage).model_dump())
-    except BastionError as exc:
+    except Exception as exc:
+        detail = stream_failure(exc, request)
+        if detail is None:
+            raise
         # The OpenAI wire format reports a failure inside a stream as an "error" object.
-        detail = error_body(
-            status_code=exc.status_code, code=exc.code, message=exc.message, request_id=request_id_of(request)
-        )["detail"]
         error = {"message": detail["message"], "type": detail["error"], "code": detail["error"]}
         yield f"data: {json.dumps({'error': error})}\n\n".encode()
         return
