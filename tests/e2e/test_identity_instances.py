@@ -19,6 +19,7 @@ from tests.e2e.test_key_revocation_instances import deployment, two_instances
 from tests.integration.auth.helpers import PASSWORD
 from tests.support.bastion_server import bastion_command
 from tests.support.processes import REPO
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.e2e]
 
@@ -89,3 +90,27 @@ async def test_without_redis_a_command_reaches_every_instance_within_the_cache_l
         for client in (first, second):
             answer = await status_within(2.0, 401, lambda c=client: c.get("/api/auth/me", headers=headers))
             assert answer.status_code == 401, "a disabled account's token outlived AUTH_CACHE_SECONDS"
+
+
+@pytest.mark.redis
+async def test_a_logout_holds_on_every_instance_after_redis_restarts_empty(
+    tmp_path: Path, dedicated_redis: RedisServer
+) -> None:
+    env = deployment(tmp_path, dedicated_redis.url)
+    async with two_instances(tmp_path, dedicated_redis.url, env) as (first, second):
+        headers = await signed_in_on_both(first, second, "restart@example.com")
+        assert (await first.post("/api/auth/logout", headers=headers)).status_code == 204
+        for client in (first, second):
+            answer = await status_within(1.0, 401, lambda c=client: c.get("/api/auth/me", headers=headers))
+            assert answer.status_code == 401
+        # Redis comes back with nothing: no denylist entry, no version. The database still says
+        # the session ended.
+        dedicated_redis.stop()
+        dedicated_redis.start()
+        for client in (first, second):
+            for _ in range(5):
+                answer = await client.get("/api/auth/me", headers=headers)
+                assert answer.status_code in (401, 503), answer.text
+                await asyncio.sleep(0.3)
+            answer = await status_within(5.0, 401, lambda c=client: c.get("/api/auth/me", headers=headers))
+            assert answer.status_code == 401, answer.text

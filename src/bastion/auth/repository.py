@@ -75,6 +75,15 @@ class IdentityRepository:
     async def get_session(self, session_id: str) -> AuthSession | None:
         return await self.session.get(AuthSession, session_id)
 
+    async def session_is_live(self, session_id: str, *, now: datetime) -> bool:
+        """Whether the session exists, has not ended, and has not expired (one indexed read)."""
+        found = await self.session.scalar(
+            select(AuthSession.id).where(
+                AuthSession.id == session_id, AuthSession.revoked_at.is_(None), AuthSession.expires_at > now
+            )
+        )
+        return found is not None
+
     async def add_refresh_token(self, token: RefreshToken) -> None:
         self.session.add(token)
         await self.session.flush()

@@ -573,7 +573,11 @@ class IdentityService:
         # known and the fail mode is closed: such a token is never accepted).
         if await self.revocations.refused(claims):
             raise TokenInvalid("revoked")
-        user = await self._user(claims.subject, now)
+        user, live = await self._user_and_session(claims, now)
+        if not live:
+            # The database is where every ending is written first: a denylist that forgot it (a
+            # Redis restarted without persistence) never brings an ended session back.
+            raise TokenInvalid("revoked")
         if user is None or not user.is_active:
             raise TokenInvalid("no_user")
         if user.token_version != claims.token_version:
@@ -589,6 +593,21 @@ class IdentityService:
         if cache.generation == generation:  # nothing was revoked while this one was verified
             cache.tokens.put(key, (principal, claims), deadline=claims.expires_at)
         return principal, claims
+
+    async def _user_and_session(self, claims: AccessClaims, now: datetime) -> tuple[User | None, bool]:
+        """The token's user (from the cache when it holds it) and whether its session is live, in
+        one read-only transaction."""
+        cache = self.cache
+        user = cache.users.get(claims.subject, now)
+        generation = cache.generation
+        async with read_only(self.sessionmaker) as session:
+            repo = IdentityRepository(session)
+            if user is None:
+                user = await repo.user_by_id(claims.subject)
+                if user is not None and cache.generation == generation:
+                    cache.users.put(claims.subject, user)
+            live = await repo.session_is_live(claims.session_id, now=now)
+        return user, live
 
     async def _user(self, user_id: str, now: datetime) -> User | None:
         """The user's row, from the cache when it holds it (rows of users that do not exist are not kept)."""

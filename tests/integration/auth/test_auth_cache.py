@@ -14,6 +14,7 @@ from sqlalchemy import event
 
 from bastion.auth.principal import AuthMethod, Role
 from bastion.auth.service import Context
+from bastion.auth.tokens import TokenInvalid
 from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import (
     NEW_PASSWORD,
@@ -150,8 +151,24 @@ async def test_a_token_verified_while_its_session_ended_is_not_kept(make_setting
 
         identity.revocations.refused = logout_meanwhile
         try:
-            await service.authenticate(tokens["access_token"], AuthMethod.JWT)
+            # Refused (the session's row already says it ended), and in any case not kept.
+            with pytest.raises(TokenInvalid):
+                await service.authenticate(tokens["access_token"], AuthMethod.JWT)
         finally:
             identity.revocations.refused = original
         assert cache.tokens.data == {}
         assert_error(await http.get("/api/auth/me", headers=bearer(tokens["access_token"])), 401)
+
+
+async def test_an_ended_session_stays_ended_when_the_denylist_forgot_it(
+    make_settings: SettingsFactory,
+) -> None:
+    # A Redis restarted without persistence forgets the denylist; the database does not.
+    async with identity_app(identity_settings(make_settings)) as (app, http):
+        _, tokens = await user_session(http, "forgotten@example.com")
+        headers = bearer(tokens["access_token"])
+        assert (await http.post("/api/auth/logout", headers=headers)).status_code == 204
+        identity = app.state.identity
+        identity.revocations.failover.primary.entries.data.clear()
+        identity.cache.clear()
+        assert_error(await http.get("/api/auth/me", headers=headers), 401)
