@@ -74,7 +74,14 @@ class AuditService:
         record = new_record(event, timestamp=self.clock(), **fields)
         fanout = fanout_of(self.sessionmaker)
         if fanout.to_database:
-            async with unit_of_work(self.sessionmaker) as session:
-                await AuditRepository(session).append(record)
+            try:
+                async with unit_of_work(self.sessionmaker) as session:
+                    await AuditRepository(session).append(record)
+            except Exception as exc:
+                # The database could not take it (an outage): the record is not lost. It goes,
+                # whole, to the error log and to the other sinks; the caller still learns of it.
+                fanout.unwritten(record, exc)
+                await fanout.publish(record)
+                raise
         await fanout.publish(record)
         return record

@@ -160,6 +160,11 @@ class AuditFanout:
             except Exception as exc:
                 self.log.warning("audit_observer_failed", error=type(exc).__name__)
 
+    def unwritten(self, record: AuditRecord, error: BaseException) -> None:
+        """A record the database refused: logged whole (outside any chain), never silently lost."""
+        self.metrics.delivery_dropped("audit_db", "write_failed", 1)
+        self.log.error("audit_unwritten", error=type(error).__name__, record=document(record))
+
     def attach(self, sessionmaker: async_sessionmaker[AsyncSession]) -> AuditFanout:
         sessionmaker.kw.setdefault("info", {})[AUDIT_FANOUT] = self
         return self

@@ -19,8 +19,10 @@ from bastion.audit.service import AuditService
 from bastion.audit.sinks import AuditFanout, CollectorSink, FileSink, StreamSink, build_fanout
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.observability.delivery import Courier
+from bastion.observability.logging import configure_logging
 from bastion.observability.metrics import Metrics
 from bastion.settings import Settings
+from tests.conftest import SettingsFactory
 from tests.support.servers import free_port
 
 SECRET_SHAPED = "bst_live_should_never_be_here"
@@ -233,3 +235,33 @@ def test_the_sink_setting_is_parsed_and_checked(tmp_path: Path) -> None:
     assert {finding.id for finding in found} == {"audit-db-missing", "audit-http-sink"}
     warnings = " ".join(finding.message for finding in found)
     assert "no db" in warnings and "plain http" in warnings
+
+
+async def test_a_record_the_database_refuses_is_logged_whole_and_still_reaches_the_sinks(
+    tmp_path: Path, make_settings: SettingsFactory
+) -> None:
+    # A database that cannot take the record: its tables do not exist (as during an outage, the
+    # write raises).
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    sessionmaker = create_sessionmaker(engine)
+    log = io.StringIO()
+    configure_logging(make_settings(), stream=log)
+    stream = io.StringIO()
+    metrics = Metrics()
+    fanout = AuditFanout(sinks=[StreamSink(stream)], metrics=metrics).attach(sessionmaker)
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - whatever the database raised
+            await AuditService(sessionmaker=sessionmaker).record(
+                AuditEvent.AUTH_FAILURE, result=Result.FAILURE, ip="203.0.113.7", request_id="req-1"
+            )
+        unwritten = [json.loads(line) for line in log.getvalue().splitlines()]
+        (line,) = [entry for entry in unwritten if entry.get("event") == "audit_unwritten"]
+        assert line["level"] == "error"
+        assert line["record"]["event_type"] == "auth_failure"
+        assert line["record"]["request_id"] == "req-1" and line["record"]["ip_address"] == "203.0.113.7"
+        (sunk,) = [json.loads(entry) for entry in stream.getvalue().splitlines()]
+        assert sunk["id"] == line["record"]["id"]
+        assert series(metrics, "bastion_delivery_dropped_total", kind="audit_db", reason="write_failed") == 1
+    finally:
+        await fanout.aclose()
+        await engine.dispose()
