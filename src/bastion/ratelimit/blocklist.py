@@ -19,6 +19,7 @@ store by some other road is seen within ``ANSWER_SECONDS``.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +47,7 @@ _ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 ANSWER_SECONDS = 1.0
 MAX_ANSWERS = 50_000
 PRINCIPAL_KINDS = ("key:", "user:")
+REFRESH_LOG_SECONDS = 10.0
 
 
 def normalize(kind: str, value: str) -> str:
@@ -107,6 +109,8 @@ class Blocklist:
         # monotonic clock; the end of the block found, on the limiter's clock, or None: not blocked).
         self._answers: dict[tuple[str, ...], tuple[float, float | None]] = {}
         self._generation = 0
+        self._refresh_failures = 0
+        self._refresh_logged = -math.inf
 
     def listener(self, inner: BlockListener | None = None) -> BlockListener:
         """The limiter's block listener: ``inner`` (the audit), after telling every instance that
@@ -216,8 +220,15 @@ class Blocklist:
         try:
             await self._sync()
         except REFRESH_ERRORS as exc:
-            # The shared store is unreachable: keep enforcing the last networks seen.
-            self.limiter.log.warning("blocklist_refresh_failed", error=type(exc).__name__)
+            # The shared store is unreachable: keep enforcing the last networks seen. Said once
+            # per REFRESH_LOG_SECONDS with how often it failed meanwhile, not on every request.
+            self._refresh_failures += 1
+            now = self.monotonic()
+            if now - self._refresh_logged >= REFRESH_LOG_SECONDS:
+                self.limiter.log.warning(
+                    "blocklist_refresh_failed", error=type(exc).__name__, failures=self._refresh_failures
+                )
+                self._refresh_logged, self._refresh_failures = now, 0
         networks = self._networks
         if not networks or ip is None:
             return False
