@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -76,8 +76,13 @@ class Console:
         self.driver.get(f"{self.url}/admin/{page}{query}")
 
     def wait(self, condition: Any, what: str) -> Any:
+        # A page being redrawn (or left, as on sign-out) makes an element found a moment ago
+        # stale: that is "not yet", like an element not found, and the condition is asked again.
+        waiting = WebDriverWait(
+            self.driver, WAIT_SECONDS, ignored_exceptions=(StaleElementReferenceException,)
+        )
         try:
-            return WebDriverWait(self.driver, WAIT_SECONDS).until(condition)
+            return waiting.until(condition)
         except TimeoutException:
             status = self.driver.find_element(By.ID, "status").text
             raise AssertionError(f"timed out waiting for {what}; the page says: {status!r}") from None
@@ -301,13 +306,18 @@ def test_changes_carry_the_csrf_token_and_work_from_the_keyboard(console: Consol
     label = acknowledge.get_attribute("aria-label")
     acknowledge.send_keys(Keys.ENTER)
     console.wait(lambda d: "acknowledged." in d.find_element(By.ID, "status").text, "the acknowledgement")
-    # Read in one script: the table is redrawn after the acknowledgement, and an element found
-    # before a redraw would be stale by the time its label is read.
-    labels = driver.execute_script(
-        "return [...document.querySelectorAll('#alerts-table button')]"
-        ".map((b) => b.getAttribute('aria-label'));"
+    # Read in one script: the table is redrawn after the acknowledgement (the status can say so a
+    # moment before the reload lands), and an element found before a redraw would be stale.
+    console.wait(
+        lambda d: (
+            label
+            not in d.execute_script(
+                "return [...document.querySelectorAll('#alerts-table button')]"
+                ".map((b) => b.getAttribute('aria-label'));"
+            )
+        ),
+        "the acknowledged alert to leave the open ones",
     )
-    assert label not in labels
     # Revoke a key: the page asks first; the key stays listed, revoked.
     console.open("keys")
     console.ready()
