@@ -16,6 +16,7 @@ from bastion.alerts import AnomalyDetector
 from bastion.api.contract import install_contract
 from bastion.api.deps import check_route_access
 from bastion.api.responses import UTF8JSONResponse
+from bastion.api.route_index import RouteIndex
 from bastion.api.routes import (
     admin_alerts,
     admin_audit,
@@ -239,4 +240,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Every route declares one permission (or public): a route that forgot refuses to start.
     check_route_access(app.routes)
     install_contract(app)
+    app.router.routes.insert(0, health.liveness_route())
+    app.router.middleware_stack = RouteIndex(app.router)
     return app

@@ -12,7 +12,7 @@ import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from bastion.observability.logging import configure_logging
+from bastion.observability.logging import configure_logging, flush_lines
 from bastion.settings import Settings
 from tests.support.lifespan import STARTUP_SECONDS
 
@@ -27,6 +27,7 @@ async def logged_lines(
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             await calls(http)
+    flush_lines()  # access lines wait for the end of the loop's turn
     output = stream.getvalue()
     return output, [json.loads(line) for line in output.splitlines()]
 

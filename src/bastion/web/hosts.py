@@ -15,6 +15,8 @@ _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 _IPV6 = re.compile(r"^\[[0-9a-f:.]+\]$")
 _PORT = re.compile(r"^[0-9]{1,5}$")
+# Answers kept per Host value: a deployment sees a handful of names, parsed once each.
+_ANSWERS_KEPT = 256
 
 
 def host_name(raw: str) -> str | None:
@@ -54,6 +56,7 @@ class TrustedHosts:
         self.any_host = False
         self.exact: set[str] = set()
         self.suffixes: list[str] = []
+        self._answers: dict[str, bool] = {}
         for entry in allowed_hosts:
             entry = entry.strip().lower()
             if entry == "*":
@@ -73,6 +76,14 @@ class TrustedHosts:
     def allows(self, raw: str | None) -> bool:
         if raw is None:
             return False
+        answer = self._answers.get(raw)
+        if answer is None:
+            if len(self._answers) >= _ANSWERS_KEPT:  # a client sending ever new names only churns it
+                self._answers.clear()
+            answer = self._answers[raw] = self._allows(raw)
+        return answer
+
+    def _allows(self, raw: str) -> bool:
         name = host_name(raw)
         if name is None:
             return False

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.audit.context import CURRENT, RequestFacts
-from bastion.observability.logging import bound_logger
+from bastion.crypto.randomness import REQUEST_RANDOM
+from bastion.observability.logging import bound_logger, direct_lines
 from bastion.observability.metrics import UNMATCHED
 from bastion.observability.redaction import REDACTED, Own, Redactor
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_ID_HEADER = REQUEST_ID_HEADER.lower().encode()
 # A client-sent id is kept for tracing only when it cannot smuggle anything into logs.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{8,64}$")
 # Methods logged as they are; any other token a client sent is untrusted text.
@@ -25,10 +25,12 @@ _METHODS = {m: Own(m) for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
 _EVENT = Own("request")
 _DEBUG = 10
 _INFO = 20
+_ERROR = 40
+_LEVEL_NAMES = {_INFO: "info", _ERROR: "error"}
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    return REQUEST_RANDOM.token_hex(16)
 
 
 class RequestContext:
@@ -60,21 +62,25 @@ class RequestContext:
         scope["state"] = {**(scope.get("state") or {}), "request_id": request_id}
         status = 500
         started = time.perf_counter()
+        id_header = (_ID_HEADER, request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         facts = CURRENT.set(RequestFacts(scope, started))
-        with structlog.contextvars.bound_contextvars(request_id=Own(request_id)):
+        bound = structlog.contextvars.bind_contextvars(request_id=Own(request_id))
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            CURRENT.reset(facts)
             try:
-                await self.app(scope, receive, send_with_id)
+                self._log(scope, status, time.perf_counter() - started, request_id)
             finally:
-                CURRENT.reset(facts)
-                self._log(scope, status, time.perf_counter() - started)
+                structlog.contextvars.reset_contextvars(**bound)
 
     def _request_id(self, scope: Scope) -> str:
         if self.trust_client_id:
@@ -87,9 +93,9 @@ class RequestContext:
                     break
         return new_request_id()
 
-    def _log(self, scope: Scope, status: int, elapsed: float) -> None:
+    def _log(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
         log = bound_logger("bastion.access")
-        level = _INFO if status < 500 else 40
+        level = _INFO if status < 500 else _ERROR
         if not log.isEnabledFor(level):
             return
         text = self.redactor.text
@@ -109,6 +115,10 @@ class RequestContext:
             fields["query"] = Own(text(query.decode("latin-1")))
         if log.isEnabledFor(_DEBUG):
             fields["headers"] = self._headers(scope)
+        else:
+            direct = direct_lines("bastion.access")
+            if direct is not None and direct.write(level, _LEVEL_NAMES[level], _EVENT, fields, request_id):
+                return
         if level == _INFO:
             log.info(_EVENT, **fields)
         else:

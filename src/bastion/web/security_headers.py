@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.crypto.randomness import REQUEST_RANDOM
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 # Pages: scripts and styles only with this response's nonce ('strict-dynamic' lets a nonced loader
@@ -16,6 +17,7 @@ HTML_CSP = (
     "img-src 'self'; font-src 'self'; connect-src 'self'; manifest-src 'self'; object-src 'none'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+_API_CSP = (b"content-security-policy", API_CSP.encode())
 HSTS_MAX_AGE = 31_536_000
 X_XSS_PROTECTION_VALUES = ("0", "1; mode=block")
 
@@ -44,6 +46,9 @@ _CACHE = frozenset({b"cache-control", b"pragma"})
 def _permissions_policy(microphone: bool) -> bytes:
     mic = "microphone=(self)" if microphone else "microphone=()"
     return f"geolocation=(), {mic}, camera=()".encode()
+
+
+_PERMISSIONS = {allowed: (b"permissions-policy", _permissions_policy(allowed)) for allowed in (False, True)}
 
 
 class SecurityHeaders:
@@ -104,7 +109,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        nonce = secrets.token_urlsafe(16)
+        nonce = REQUEST_RANDOM.token_urlsafe(16)
         scope.setdefault("state", {})["csp_nonce"] = nonce
         credentialed = any(name in self.credential_headers for name, _ in scope.get("headers", ()))
         https = scope.get("scheme") == "https"
@@ -124,9 +129,10 @@ class SecurityHeaders:
                         continue
                     kept.append((name, value))
                 kept.extend(self.fixed)
-                kept.append((b"permissions-policy", _permissions_policy(microphone)))
-                csp = HTML_CSP.format(nonce=nonce) if html else API_CSP
-                kept.append((b"content-security-policy", csp.encode()))
+                kept.append(_PERMISSIONS[microphone])
+                kept.append(
+                    (b"content-security-policy", HTML_CSP.format(nonce=nonce).encode()) if html else _API_CSP
+                )
                 if https:
                     kept.append((b"strict-transport-security", self.hsts))
                 if no_store:

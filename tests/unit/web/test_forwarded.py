@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bastion.observability.logging import configure_logging
+from bastion.observability.logging import configure_logging, flush_lines
 from bastion.web import ProxyHeaders, RequestContext
 from tests.conftest import SettingsFactory
 from tests.unit.web.apps import client_for, responder
@@ -132,5 +132,6 @@ async def test_the_access_log_records_the_ipv4_form(make_settings: SettingsFacto
     app = RequestContext(ProxyHeaders(responder()))
     async with client_for(app, base_url="http://testserver", client=("::ffff:203.0.113.7", 5000)) as http:
         await http.get("/")
+    flush_lines()
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [line["client"] for line in lines if line["event"] == "request"] == ["203.0.113.7"]
