@@ -20,12 +20,14 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bastion.audit.models import AccessRecord, new_id
+from bastion.audit.models import AccessRecord
+from bastion.crypto.randomness import REQUEST_RANDOM
 from bastion.db.session import unit_of_work
 from bastion.db.types import utcnow
 from bastion.observability.logging import get_logger
 from bastion.observability.metrics import NULL_METRICS, NullMetrics
 
+_INSERT = insert(AccessRecord.__table__)  # type: ignore[arg-type]
 UNRECORDED_ROUTES = frozenset({"/health", "/health/ready", "/metrics"})
 KIND = "access"
 
@@ -94,7 +96,8 @@ class AccessLog:
             rows = [self.buffer.popleft() for _ in range(min(self.batch_size, len(self.buffer)))]
             try:
                 async with unit_of_work(self._sessionmaker) as session:
-                    await session.execute(insert(AccessRecord), [_row(values) for values in rows])
+                    # The table's own insert: the ORM's per-row bookkeeping costs more than the row.
+                    await session.execute(_INSERT, [_row(values) for values in rows])
             except Exception as exc:
                 self.log.warning("access_records_deferred", count=len(rows), error=type(exc).__name__)
                 room = self.max_buffer - len(self.buffer)
@@ -120,7 +123,7 @@ def _row(values: tuple[Any, ...]) -> dict[str, Any]:
     timestamp: datetime
     timestamp, method, route, status, latency, user_id, key_id, ip, request_id = values
     return {
-        "id": new_id(),
+        "id": REQUEST_RANDOM.token_hex(16),  # new_id()'s form, from the pooled random block
         "timestamp": timestamp,
         "method": method,
         "route": route,

@@ -22,10 +22,11 @@ falls back to this process's counter, which drops the cache once.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -91,6 +92,12 @@ class AuthCache:
         self.ttl_seconds = ttl_seconds
         self.tokens: _Table[tuple[Principal, AccessClaims]] = _Table(ttl_seconds, monotonic)
         self.users: _Table[User] = _Table(ttl_seconds, monotonic)
+        # Addresses opened from users' sealed columns, by user id and ciphertext.
+        self.emails: _Table[str] = _Table(ttl_seconds, monotonic)
+        # Verifications in progress, by credential key: requests with the same token that arrive
+        # while it is being verified (every client of a busy user the moment its entry expires)
+        # wait for that one instead of each reading the database. Emptied on every clear.
+        self.flights: dict[bytes, tuple[int, asyncio.Future[tuple[Principal, AccessClaims]]]] = {}
         # Moves on every clear: an entry verified across a clear is not stored (it may be revoked).
         self.generation = 0
         # A per-process key: the cache's keys say nothing about the credentials, even in a dump.
@@ -117,6 +124,46 @@ class AuthCache:
         self.generation += 1
         self.tokens.data.clear()
         self.users.data.clear()
+        self.emails.data.clear()
+        self.flights.clear()
+
+    async def verified(
+        self, key: bytes, verify: Callable[[], Awaitable[tuple[Principal, AccessClaims]]]
+    ) -> tuple[Principal, AccessClaims]:
+        """``verify()``, shared with the requests for the same credential that come meanwhile.
+
+        Only a success is shared, and only with requests that came before any clear (a later one
+        starts its own verification); when the first request fails or is cancelled the others
+        verify on their own.
+        """
+        flight = self.flights.get(key)
+        if flight is not None and flight[0] == self.generation:
+            try:
+                return await asyncio.shield(flight[1])
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+            except Exception:  # noqa: S110 - the first request's failure is its own; verify anew
+                pass
+            return await verify()
+        future: asyncio.Future[tuple[Principal, AccessClaims]] = asyncio.get_running_loop().create_future()
+        self.flights[key] = (self.generation, future)
+        try:
+            result = await verify()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # marked as retrieved: the waiters verify anew, nothing is lost
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            if self.flights.get(key, (None, None))[1] is future:
+                del self.flights[key]
 
     async def changed(self) -> None:
         """Something that could refuse a cached credential changed: drop here, tell every instance."""

@@ -145,8 +145,14 @@ class IdentityService:
     # -- helpers ---------------------------------------------------------------------------------
 
     def email_of(self, user: User) -> str:
-        """The user's e-mail address, opened from its sealed column."""
-        return USER_EMAIL.open(self.cipher, user.email_ciphertext, user.id)
+        """The user's e-mail address, opened from its sealed column (kept as the user's row is)."""
+        emails = self.cache.emails
+        key = (user.id, user.email_ciphertext)
+        email = emails.get(key, self.clock())
+        if email is None:
+            email = USER_EMAIL.open(self.cipher, user.email_ciphertext, user.id)
+            emails.put(key, email)
+        return email
 
     def _new_user(self, email: str, **values: Any) -> User:
         """A user row with its address sealed to its id and indexed for lookups."""
@@ -566,8 +572,18 @@ class IdentityService:
         key = cache.credential_key(method.value, token) if cache.enabled else b""
         generation = cache.generation
         now = self.clock()
-        if cache.enabled and (found := cache.tokens.get(key, now)) is not None:
+        if not cache.enabled:
+            return await self._verify(token, method, now, generation, b"")
+        if (found := cache.tokens.get(key, now)) is not None:
             return found
+        return await cache.verified(key, lambda: self._verify(token, method, now, generation, key))
+
+    async def _verify(
+        self, token: str, method: AuthMethod, now: datetime, generation: int, key: bytes
+    ) -> tuple[Principal, AccessClaims]:
+        """The full verification of an access token; kept under ``key`` unless the cache was dropped
+        since ``generation``."""
+        cache = self.cache
         claims = self.access_tokens.verify(token)
         # One round trip for the token and its session (ServiceUnavailable when it cannot be
         # known and the fail mode is closed: such a token is never accepted).
@@ -590,7 +606,9 @@ class IdentityService:
             scopes=frozenset(p.value for p in permissions_for(role)),
             user_id=user.id,
         )
-        if cache.generation == generation:  # nothing was revoked while this one was verified
+        if (
+            cache.enabled and cache.generation == generation
+        ):  # nothing was revoked while this one was verified
             cache.tokens.put(key, (principal, claims), deadline=claims.expires_at)
         return principal, claims
 

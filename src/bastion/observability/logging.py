@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import datetime
 import json
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
@@ -35,8 +35,19 @@ _QUIET = {
 
 # Concrete loggers for lines written on every request, dropped whenever logging is configured again.
 _BOUND: dict[str, structlog.stdlib.BoundLogger] = {}
-_UTC = datetime.UTC
+# json.dumps builds its C encoder on every call; this one is built once, with the JSON renderer's
+# settings (ASCII output, ", " and ": " separators, keys in their order).
+_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_ENCODE = (
+    _C_ENCODER(None, str, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    if _C_ENCODER is not None
+    else None
+)
 _DUMPS = json.JSONEncoder(ensure_ascii=True, check_circular=False).encode
+
+
+def _json(fields: dict[str, Any]) -> str:
+    return "".join(_ENCODE(fields, 0)) if _ENCODE is not None else _DUMPS(fields)
 
 
 class DirectLines:
@@ -64,6 +75,17 @@ class DirectLines:
         self.root = logging.getLogger()
         self.logger = logging.getLogger(name)
         self._pending: list[str] = []
+        self._second = -1
+        self._second_text = ""
+
+    def _timestamp(self) -> str:
+        """ISO 8601 in UTC with microseconds, as the chain's stamper writes it; the date and time
+        of day are formatted once a second."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int((now - second) * 1_000_000):06d}Z"
 
     def write(self, level: int, level_name: str, event: str, fields: dict[str, Any], request_id: str) -> bool:
         root, logger = self.root, self.logger
@@ -79,8 +101,8 @@ class DirectLines:
         fields["request_id"] = request_id
         fields["logger"] = self.name
         fields["level"] = level_name
-        fields["timestamp"] = datetime.datetime.now(tz=_UTC).isoformat().replace("+00:00", "Z")
-        line = _DUMPS(fields) + self.handler.terminator
+        fields["timestamp"] = self._timestamp()
+        line = _json(fields) + self.handler.terminator
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
