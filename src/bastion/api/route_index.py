@@ -13,8 +13,8 @@ whose first two segments are not literal (``/{tenant}/...``), a mount, a host ro
 other kind of route is a candidate for every path. A path the narrowed table does not match
 goes to the whole table, so 405s, trailing-slash redirects and 404s are decided exactly as
 without the index. The index is built on first use and again whenever routes are added to the
-app's router; routes added to an included router after the first request are found through
-the whole table.
+app's router or, through FastAPI's own methods, to any router included in it. A table with
+routes FastAPI matches after all others (frontend routes) is not indexed.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 Key = tuple[str, ...]
+# An entry with routes matched after every other route (FastAPI's frontend routes): no index.
+_LOW_PRIORITY: set[Key] = set()
 
 
 def path_key(path: str) -> Key:
@@ -50,8 +52,10 @@ def _entry_keys(entry: BaseRoute) -> set[Key] | None:
         return _keys((entry.path,))
     contexts = getattr(entry, "effective_route_contexts", None)
     low_priority = getattr(entry, "effective_low_priority_routes", None)
-    if contexts is None or low_priority is None or low_priority():
+    if contexts is None or low_priority is None:
         return None
+    if low_priority():
+        return _LOW_PRIORITY
     paths: list[str] = []
     for context in contexts():
         route = getattr(context, "original_route", None)
@@ -78,6 +82,7 @@ class RouteIndex:
     def __init__(self, router: APIRouter) -> None:
         self.router = router
         self.whole: ASGIApp = router.app
+        # Set to None when routes are added anywhere in the table (``_watch``).
         self._built_for: tuple[int, int] | None = None
         self._views: dict[Key, APIRouter] = {}
         self._anywhere: APIRouter | None = None
@@ -99,16 +104,37 @@ class RouteIndex:
     def _build(self) -> None:
         routes = list(self.router.routes)
         self._built_for = (len(routes), id(routes[-1]))
-        if getattr(self.router, "_low_priority_routes", None):  # matched after every other route
-            self._views, self._anywhere = {}, None
-            return
+        self._watch(self.router)
         keyed: list[tuple[BaseRoute, set[Key] | None]] = [(entry, _entry_keys(entry)) for entry in routes]
+        if getattr(self.router, "_low_priority_routes", None) or any(
+            keys is _LOW_PRIORITY for _, keys in keyed
+        ):
+            self._views, self._anywhere = {}, None  # matched after every other route: the whole table
+            return
         every = {key for _, keys in keyed if keys for key in keys}
         self._views = {
-            key: self._view([e for e, keys in keyed if keys is None or key in keys]) for key in every
+            key: self._view([entry for entry, keys in keyed if keys is None or key in keys]) for key in every
         }
         anywhere = [entry for entry, keys in keyed if keys is None]
         self._anywhere = self._view(anywhere) if anywhere else None
+
+    def _watch(self, router: APIRouter) -> None:
+        """Be told when routes are added to ``router`` or to a router included in it, at any depth."""
+        if getattr(router, "_route_index_watch", None) is self:
+            return
+        changed = getattr(router, "_mark_routes_changed", None)
+        if changed is not None:
+
+            def mark() -> None:
+                changed()
+                self._built_for = None
+
+            router._mark_routes_changed = mark  # type: ignore[method-assign]
+            router._route_index_watch = self  # type: ignore[attr-defined]
+        for entry in router.routes:
+            included = getattr(entry, "original_router", None)
+            if isinstance(included, APIRouter):
+                self._watch(included)
 
     def _view(self, entries: list[BaseRoute]) -> APIRouter:
         view = copy.copy(self.router)

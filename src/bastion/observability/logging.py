@@ -75,6 +75,7 @@ class DirectLines:
         self.root = logging.getLogger()
         self.logger = logging.getLogger(name)
         self._pending: list[str] = []
+        self._flushing_on: asyncio.AbstractEventLoop | None = None
         self._second = -1
         self._second_text = ""
 
@@ -108,12 +109,14 @@ class DirectLines:
         except RuntimeError:
             self._emit(line)
             return True
-        if not self._pending:
+        if self._flushing_on is not loop:  # a loop that stopped mid-turn left its lines here too
+            self._flushing_on = loop
             loop.call_soon(self.flush)
         self._pending.append(line)
         return True
 
     def flush(self) -> None:
+        self._flushing_on = None
         lines, self._pending = self._pending, []
         if lines:
             self._emit("".join(lines))

@@ -4,6 +4,7 @@ verified, and every change that refuses a token still applies on the very next r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -172,3 +173,20 @@ async def test_an_ended_session_stays_ended_when_the_denylist_forgot_it(
         identity.revocations.failover.primary.entries.data.clear()
         identity.cache.clear()
         assert_error(await http.get("/api/auth/me", headers=headers), 401)
+
+
+async def test_concurrent_requests_with_an_unverified_token_verify_it_once(
+    make_settings: SettingsFactory,
+) -> None:
+    """Every client of a busy user the moment its entry expires: one verification, one read."""
+    settings = identity_settings(make_settings, ACCESS_LOG=False, AUTH_CACHE_SECONDS=60)
+    async with identity_app(settings) as (app, http):
+        _, tokens = await user_session(http, "herd@example.com")
+        headers = bearer(tokens["access_token"])
+        app.state.identity.service().cache.clear()  # as if its entry had just expired
+        with statements(app) as seen, denylist_checks(app) as checks:
+            answers = await asyncio.gather(*(http.get("/api/auth/me", headers=headers) for _ in range(25)))
+        assert [a.status_code for a in answers] == [200] * 25
+        assert {a.json()["email"] for a in answers} == {"herd@example.com"}
+        assert len(checks) == 1
+        assert len([s for s in seen if "FROM sessions" in s or "FROM users" in s]) <= 2, seen

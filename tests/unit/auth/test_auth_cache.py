@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -118,3 +119,87 @@ def test_memory_is_bounded() -> None:
     for index in range(MAX_ENTRIES + 5):
         cache.tokens.put(index.to_bytes(4, "big"), value)
     assert len(cache.tokens.data) <= MAX_ENTRIES
+
+
+# -- one verification per credential at a time ------------------------------------------------
+
+
+class Verification:
+    """A verification that waits for ``release`` and counts how often it ran."""
+
+    def __init__(self, result: tuple[Principal, AccessClaims] | Exception) -> None:
+        self.result = result
+        self.runs = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self) -> tuple[Principal, AccessClaims]:
+        self.runs += 1
+        await self.release.wait()
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+async def test_requests_for_a_token_being_verified_wait_for_that_verification() -> None:
+    cache = AuthCache()
+    verify = Verification(entry())
+    waiting = [asyncio.create_task(cache.verified(b"k", verify)) for _ in range(20)]
+    await asyncio.sleep(0)
+    verify.release.set()
+    assert [await task for task in waiting] == [entry()] * 20
+    assert verify.runs == 1 and cache.flights == {}
+
+
+async def test_a_failed_verification_is_not_shared_the_others_verify_anew() -> None:
+    cache = AuthCache()
+    failing = Verification(ValueError("refused"))
+    first = asyncio.create_task(cache.verified(b"k", failing))
+    await asyncio.sleep(0)
+    own = Verification(entry())
+    own.release.set()
+    second = asyncio.create_task(cache.verified(b"k", own))
+    await asyncio.sleep(0)
+    failing.release.set()
+    with pytest.raises(ValueError, match="refused"):
+        await first
+    assert await second == entry() and own.runs == 1
+    assert cache.flights == {}
+
+
+async def test_a_cancelled_first_request_does_not_cancel_the_others() -> None:
+    cache = AuthCache()
+    slow = Verification(entry())
+    first = asyncio.create_task(cache.verified(b"k", slow))
+    await asyncio.sleep(0)
+    own = Verification(entry())
+    own.release.set()
+    second = asyncio.create_task(cache.verified(b"k", own))
+    await asyncio.sleep(0)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await second == entry() and own.runs == 1
+    # A waiter that is itself cancelled stops.
+    third = asyncio.create_task(cache.verified(b"k2", Verification(entry())))
+    await asyncio.sleep(0)
+    fourth = asyncio.create_task(cache.verified(b"k2", Verification(entry())))
+    await asyncio.sleep(0)
+    fourth.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fourth
+    third.cancel()
+
+
+async def test_a_request_after_a_clear_does_not_join_a_verification_begun_before_it() -> None:
+    cache = AuthCache()
+    before = Verification(entry())
+    first = asyncio.create_task(cache.verified(b"k", before))
+    await asyncio.sleep(0)
+    cache.clear()  # a revocation landed meanwhile
+    after = Verification(entry())
+    after.release.set()
+    assert await cache.verified(b"k", after) == entry()
+    assert after.runs == 1
+    before.release.set()
+    assert await first == entry()
+    assert cache.flights == {}
