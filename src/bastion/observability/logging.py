@@ -21,7 +21,8 @@ from typing import Any, TextIO
 
 import structlog
 
-from bastion.observability.redaction import Redactor
+from bastion.audit.context import CURRENT
+from bastion.observability.redaction import Own, Redactor
 from bastion.settings import Settings
 
 # Loggers that would print request lines or SQL on their own: theirs is replaced by ours.
@@ -164,6 +165,7 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
     # messages (untrusted text) are scrubbed.
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_request_id,
         structlog.stdlib.ExtraAdder(),
         structlog.processors.format_exc_info,
         redactor,
@@ -205,6 +207,18 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         library.propagate = True
     for name, level in _QUIET.items():
         logging.getLogger(name).setLevel(level)
+
+
+def _add_request_id(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The id of the request being served (``RequestContext`` sets it), on every line written meanwhile."""
+    facts = CURRENT.get()
+    if facts is not None and "request_id" not in event_dict:
+        request_id = facts.request_id()
+        if request_id:
+            event_dict["request_id"] = Own(request_id)  # Bastion's own id, or a client's it checked
+    return event_dict
 
 
 def _drop_color(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

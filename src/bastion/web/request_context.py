@@ -7,7 +7,6 @@ import re
 import time
 from typing import Any
 
-import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.audit.context import CURRENT, RequestFacts
@@ -71,16 +70,15 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
+        # Every line logged meanwhile carries the request id (the logging chain reads it here).
         facts = CURRENT.set(RequestFacts(scope, started))
-        bound = structlog.contextvars.bind_contextvars(request_id=Own(request_id))
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            CURRENT.reset(facts)
             try:
                 self._log(scope, status, time.perf_counter() - started, request_id)
             finally:
-                structlog.contextvars.reset_contextvars(**bound)
+                CURRENT.reset(facts)
 
     def _request_id(self, scope: Scope) -> str:
         if self.trust_client_id:
