@@ -35,7 +35,7 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
-    __tablename__ = "users"
+    __tablename__ = "baseline_users"  # beside Bastion's own tables when both use one PostgreSQL
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     role: Mapped[str] = mapped_column(String(20))
@@ -48,7 +48,8 @@ def token(secret: str, lifetime: float = 3600) -> str:
 
 
 def create(database: str, secret: str, *, slowapi: bool = False) -> FastAPI:
-    engine = create_async_engine(f"sqlite+aiosqlite:///{database}")
+    """``database`` is a SQLite file, or a database URL (``postgresql+asyncpg://...``)."""
+    engine = create_async_engine(database if "://" in database else f"sqlite+aiosqlite:///{database}")
     sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     @asynccontextmanager

@@ -9,7 +9,10 @@ Run: ``make bench`` (``.venv/bin/python bench/run_all.py [--quick] [--wrk-second
    ``bastion serve`` (uvicorn, SQLite, in-process limiter, default INFO logging with the access
    log on) and the same app under granian, beside a bare FastAPI app (``bench/access_log.py``),
    the hand-written FastAPI + PyJWT + per-request database read app and the same with slowapi
-   (``bench/baseline_app.py``), and under uvicorn's own command on uvloop and on asyncio.
+   (``bench/baseline_app.py``), and under uvicorn's own command on uvloop and on asyncio. When
+   PostgreSQL and Redis are installed (``scripts/provision.sh``), Bastion again on PostgreSQL +
+   Redis (every shared limit a Redis round trip) beside the hand-written app reading the same
+   PostgreSQL, and a chat message through it.
    ``GET /health``; ``GET /api/auth/me`` with a user's bearer token (``/me`` on the baselines);
    ``GET /api/sessions`` with an API key. Requests per second, and each server's CPU time per
    request (steadier than throughput on a loaded machine).
@@ -53,7 +56,7 @@ import proxy
 import ratelimit
 from access_log import bastion_env, contextmanager_all, free_port, wrk, wrk_figures
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.servers import RedisServer
+from tests.support.servers import PostgresServer, RedisServer
 
 from bastion.guard import Guard, GuardConfig, ScanContext
 from bastion.guard.train import load_examples
@@ -146,45 +149,97 @@ class Fleet:
 
 
 @contextmanager
+def shared_stores() -> Iterator[tuple[str, str] | None]:
+    """A PostgreSQL and a Redis for the production-shaped contenders (None when not installed)."""
+    try:
+        # Its own directory under /tmp: as root the server runs as `postgres`, which cannot enter
+        # the run's private directory.
+        postgres = PostgresServer(Path(tempfile.mkdtemp(prefix="bastion-bench-pg-"))).start()
+    except RuntimeError:
+        yield None
+        return
+    try:
+        redis = RedisServer().start()
+    except RuntimeError:
+        postgres.stop()
+        yield None
+        return
+    try:
+        yield postgres.url(), redis.url
+    finally:
+        redis.stop()
+        postgres.stop()
+        shutil.rmtree(postgres.root, ignore_errors=True)
+
+
+@contextmanager
 def servers(root: Path, upstream_url: str) -> Iterator[Fleet]:
-    """Every served contender, started at once."""
+    """Every served contender, started at once; those on PostgreSQL + Redis when both are installed."""
     python = sys.executable
     bastion = str(Path(python).with_name("bastion"))
     secret = secrets.token_hex(32)
-    names = ("bare", "bastion", "granian", "uvloop", "asyncio", "hand-written", "slowapi")
-    ports = {name: free_port() for name in names}
     chat = {
         **proxy.upstream_env(upstream_url),
         "RATE_LIMIT_SESSIONS_CREATE": "100000/minute",
         "MAX_SESSIONS_PER_API_KEY": "100000",
         "MAX_TOTAL_SESSIONS": "100000",
     }
-    envs = {name: bastion_env(root / name, **chat) for name in ("bastion", "granian", "uvloop", "asyncio")}
-    # These run the app factory alone: the schema is applied first, as `bastion serve --migrate` does.
-    for name in ("granian", "uvloop", "asyncio"):
-        subprocess.run([bastion, "db", "upgrade"], env=envs[name], check=True, capture_output=True)
-    baseline = [python, str(HERE / "baseline_app.py"), "--secret", secret]
-    commands: dict[str, tuple[list[str], dict[str, str]]] = {
-        "bare": (
-            [python, str(HERE / "access_log.py"), "--serve-bare", str(ports["bare"])],
-            access_log.outside_env(),
-        ),
-        "bastion": ([bastion, "serve", "--port", str(ports["bastion"]), "--migrate"], envs["bastion"]),
-        "granian": (granian_command(ports["granian"]), envs["granian"]),
-        "uvloop": (uvicorn_command(ports["uvloop"], "uvloop"), envs["uvloop"]),
-        "asyncio": (uvicorn_command(ports["asyncio"], "asyncio"), envs["asyncio"]),
-        "hand-written": (
-            [*baseline, "--port", str(ports["hand-written"]), "--database", str(root / "hand.db")],
-            access_log.outside_env(),
-        ),
-        "slowapi": (
-            [*baseline, "--slowapi", "--port", str(ports["slowapi"]), "--database", str(root / "slow.db")],
-            access_log.outside_env(),
-        ),
-    }
-    with contextmanager_all(commands, ports) as processes:
-        credentials = {name: enrol(ports[name]) for name in ("bastion", "granian")}
-        yield Fleet(ports, {name: process.pid for name, process in processes.items()}, credentials, secret)
+    with shared_stores() as stores:
+        names = ["bare", "bastion", "granian", "uvloop", "asyncio", "hand-written", "slowapi"]
+        if stores is not None:
+            names += ["bastion-pg", "hand-written-pg"]
+        ports = {name: free_port() for name in names}
+        envs = {
+            name: bastion_env(root / name, **chat) for name in ("bastion", "granian", "uvloop", "asyncio")
+        }
+        # These run the app factory alone: the schema is applied first, as `bastion serve --migrate` does.
+        for name in ("granian", "uvloop", "asyncio"):
+            subprocess.run([bastion, "db", "upgrade"], env=envs[name], check=True, capture_output=True)
+        baseline = [python, str(HERE / "baseline_app.py"), "--secret", secret]
+        commands: dict[str, tuple[list[str], dict[str, str]]] = {
+            "bare": (
+                [python, str(HERE / "access_log.py"), "--serve-bare", str(ports["bare"])],
+                access_log.outside_env(),
+            ),
+            "bastion": ([bastion, "serve", "--port", str(ports["bastion"]), "--migrate"], envs["bastion"]),
+            "granian": (granian_command(ports["granian"]), envs["granian"]),
+            "uvloop": (uvicorn_command(ports["uvloop"], "uvloop"), envs["uvloop"]),
+            "asyncio": (uvicorn_command(ports["asyncio"], "asyncio"), envs["asyncio"]),
+            "hand-written": (
+                [*baseline, "--port", str(ports["hand-written"]), "--database", str(root / "hand.db")],
+                access_log.outside_env(),
+            ),
+            "slowapi": (
+                [
+                    *baseline,
+                    "--slowapi",
+                    "--port",
+                    str(ports["slowapi"]),
+                    "--database",
+                    str(root / "slow.db"),
+                ],
+                access_log.outside_env(),
+            ),
+        }
+        if stores is not None:
+            database_url, redis_url = stores
+            production = bastion_env(
+                root / "bastion-pg", DATABASE_URL=database_url, REDIS_URL=redis_url, **chat
+            )
+            commands["bastion-pg"] = (
+                [bastion, "serve", "--port", str(ports["bastion-pg"]), "--migrate"],
+                production,
+            )
+            commands["hand-written-pg"] = (
+                [*baseline, "--port", str(ports["hand-written-pg"]), "--database", database_url],
+                access_log.outside_env(),
+            )
+        with contextmanager_all(commands, ports) as processes:
+            on_bastion = [name for name in ("bastion", "granian", "bastion-pg") if name in ports]
+            credentials = {name: enrol(ports[name]) for name in on_bastion}
+            yield Fleet(
+                ports, {name: process.pid for name, process in processes.items()}, credentials, secret
+            )
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -229,7 +284,10 @@ def served_rows(
         "uvloop /health": ("uvloop", "/health", {}),
         "asyncio /health": ("asyncio", "/health", {}),
     }
-    for server in ("bastion", "granian"):
+    production = "bastion-pg" in credentials
+    if production:
+        probes["hand-written-pg /me"] = ("hand-written-pg", "/me", {"Authorization": f"Bearer {bearer}"})
+    for server in ("bastion", "granian", *(("bastion-pg",) if production else ())):
         found = credentials[server]
         probes[f"{server} /health"] = (server, "/health", {})
         probes[f"{server} /me"] = (server, "/api/auth/me", {"Authorization": f"Bearer {found.token}"})
@@ -292,6 +350,40 @@ def served_rows(
         ratio_row(
             "`bastion serve`: `GET /health`", m["bastion /health"], m["uvloop /health"], "`uvicorn --factory`"
         ),
+        *(production_rows(m) if production else []),
+    ]
+
+
+def production_rows(m: dict[str, Served]) -> list[Row]:
+    """The same reads with Bastion on PostgreSQL + Redis (every limit a Redis round trip), and the
+    hand-written baseline reading the same PostgreSQL."""
+    return [
+        ratio_row(
+            "PostgreSQL + Redis: Bastion `GET /health`",
+            m["bastion-pg /health"],
+            m["bare /health"],
+            "bare FastAPI",
+        ),
+        ratio_row(
+            "PostgreSQL + Redis: Bastion `GET /api/auth/me`",
+            m["bastion-pg /me"],
+            m["hand-written-pg /me"],
+            "FastAPI + PyJWT + PostgreSQL read",
+            2.0,
+        ),
+        ratio_row(
+            "PostgreSQL + Redis: Bastion `GET /api/auth/me`",
+            m["bastion-pg /me"],
+            m["bastion-pg /health"],
+            "its own /health",
+            0.5,
+        ),
+        ratio_row(
+            "PostgreSQL + Redis: Bastion `GET /api/sessions`, API key",
+            m["bastion-pg /sessions"],
+            m["hand-written-pg /me"],
+            "FastAPI + PyJWT + PostgreSQL read",
+        ),
     ]
 
 
@@ -305,7 +397,7 @@ def profiles(py_spy: str, fleet: Fleet, seconds: float) -> None:
 # 2. a chat message -------------------------------------------------------------------------------
 
 
-def chat_rows(port: int, token: str, upstream_url: str, messages: int) -> list[Row]:
+def chat_rows(port: int, token: str, upstream_url: str, messages: int, label: str = "") -> list[Row]:
     auth_header = {"Authorization": f"Bearer {token}"}
     direct_url = f"{upstream_url}/chat/completions"
     message = {"content": "a short benchmark prompt"}  # what proxy.BODY asks the upstream directly
@@ -333,7 +425,7 @@ def chat_rows(port: int, token: str, upstream_url: str, messages: int) -> list[R
         added = v - d
         rows.append(
             Row(
-                f"chat message through Bastion, {name}",
+                f"{label}chat message through Bastion, {name}",
                 f"{v:.2f} ms",
                 f"fake upstream directly {d:.2f} ms",
                 f"{added:+.2f} ms added",
@@ -490,6 +582,17 @@ def main() -> None:
                 fleet.ports["bastion"], fleet.credentials["bastion"].token, upstream.base_url, messages
             ),
         )
+        if "bastion-pg" in fleet.credentials:
+            rows += step(
+                f"chat message x {messages}, PostgreSQL + Redis",
+                lambda: chat_rows(
+                    fleet.ports["bastion-pg"],
+                    fleet.credentials["bastion-pg"].token,
+                    upstream.base_url,
+                    messages,
+                    label="PostgreSQL + Redis: ",
+                ),
+            )
     rows += step("limiter", lambda: asyncio.run(limiter_rows(args.quick)))
     rows += step("guard", lambda: guard_rows(args.quick))
     rows += step("password hashing", lambda: hashing_rows(args.quick))
