@@ -18,6 +18,7 @@ from bastion.api.content_types import require_json
 from bastion.api.deps import (
     access_claims,
     audit_context,
+    identity_of,
     identity_runtime,
     identity_service,
     public,
@@ -121,9 +122,12 @@ def _session_response(
     return response
 
 
-# First in the table: the most frequent authenticated read is matched before every other route here.
+# The most frequent authenticated read: first in the table (matched before every other route here),
+# and its service taken from the request rather than through a dependency (FastAPI solves each
+# dependency on every request, about a tenth of this route's cost).
 @router.get("/me", response_model=UserDetail)
-async def me(principal: Reader, service: Service) -> UserDetail:
+async def me(principal: Reader, request: Request) -> UserDetail:
+    service = identity_of(request).service()
     user = await service.me(principal.user_id or principal.subject)
     return UserDetail.of(user, service)
 
