@@ -1,12 +1,34 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Chat queries. Every lookup of a session filters by owner and idle expiry in SQL itself."""
+"""Chat queries. Every lookup of a session filters by owner and idle expiry in SQL itself.
+
+The statements a chat message runs (``next_owned_seq``, ``recent_messages``, ``add_message``,
+``next_seq``) are Core statements on the table, run on the unit of work's connection: they are
+the hot path, and the ORM's identity map and flush add nothing to an append-only log.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Integer,
+    Result,
+    Row,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.chat.models import ChatMessage, ChatSession
@@ -17,6 +39,41 @@ __all__ = ["ChatRepository", "Owner"]
 
 def _owned_by(owner: Owner) -> ColumnElement[bool]:
     return owner.clause_for(ChatSession.owner_user_id, ChatSession.owner_api_key_id)
+
+
+_SESSIONS = cast(Table, ChatSession.__table__)
+_MESSAGES = cast(Table, ChatMessage.__table__)
+
+
+def _next_seq_of(*conditions: ColumnElement[bool]) -> Update:
+    columns = _SESSIONS.c
+    return (
+        update(_SESSIONS)
+        .where(columns.id == bindparam("session_id"), *conditions)
+        .values(message_count=columns.message_count + 1, last_active_at=bindparam("now"))
+        .returning(columns.message_count)
+    )
+
+
+# A chat message's statements, built once (by owner kind where the owner is checked).
+_NEXT_OWNED_SEQ = {
+    by_key: _next_seq_of(
+        Owner.bound_clause(_SESSIONS.c.owner_user_id, _SESSIONS.c.owner_api_key_id, by_key=by_key),
+        _SESSIONS.c.last_active_at >= bindparam("active_since"),
+    )
+    for by_key in (False, True)
+}
+_NEXT_SEQ = _next_seq_of().values(
+    prompt_tokens=_SESSIONS.c.prompt_tokens + bindparam("prompt"),
+    completion_tokens=_SESSIONS.c.completion_tokens + bindparam("completion"),
+)
+_RECENT_MESSAGES = (
+    select(_MESSAGES.c.id, _MESSAGES.c.role, _MESSAGES.c.content_ciphertext)
+    .where(_MESSAGES.c.session_id == bindparam("session_id"))
+    .order_by(_MESSAGES.c.seq.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+_ADD_MESSAGE = insert(_MESSAGES)
 
 
 def _rowcount(result: object) -> int:
@@ -65,40 +122,49 @@ class ChatRepository:
         await self.session.execute(delete(ChatSession).where(ChatSession.id == session_id))
         return True
 
-    async def next_seq(self, session_id: str, *, now: datetime) -> int:
-        """Reserve the next sequence number atomically (one UPDATE ... RETURNING) and touch the session."""
-        result = await self.session.execute(
-            update(ChatSession)
-            .where(ChatSession.id == session_id)
-            .values(message_count=ChatSession.message_count + 1, last_active_at=now)
-            .returning(ChatSession.message_count)
+    async def next_owned_seq(
+        self, session_id: str, owner: Owner, *, active_since: datetime, now: datetime
+    ) -> int | None:
+        """Reserve the next sequence number of the owner's active session and touch it, in one
+        UPDATE ... RETURNING; ``None`` when the owner has no such session (someone else's, an
+        expired one and a made-up id alike)."""
+        result = await self._execute(
+            _NEXT_OWNED_SEQ[owner.by_key],
+            {"session_id": session_id, "active_since": active_since, "now": now, **owner.bound_id},
         )
-        return int(result.scalar_one())
+        seq = result.scalar_one_or_none()
+        return None if seq is None else int(seq)
+
+    async def next_seq(
+        self, session_id: str, *, now: datetime, prompt_tokens: int = 0, completion_tokens: int = 0
+    ) -> int | None:
+        """Reserve the next sequence number, touch the session and add a call's tokens to its
+        totals, in one UPDATE ... RETURNING; ``None`` when the session is gone."""
+        result = await self._execute(
+            _NEXT_SEQ,
+            {"session_id": session_id, "now": now, "prompt": prompt_tokens, "completion": completion_tokens},
+        )
+        seq = result.scalar_one_or_none()
+        return None if seq is None else int(seq)
 
     async def add_message(self, message: ChatMessage) -> ChatMessage:
-        self.session.add(message)
-        await self.session.flush()
+        """Insert a new message (every column given: nothing is left to defaults)."""
+        await self._execute(
+            _ADD_MESSAGE, {column.key: getattr(message, column.key) for column in _MESSAGES.c}
+        )
         return message
 
-    async def add_usage(self, session_id: str, *, prompt_tokens: int, completion_tokens: int) -> None:
-        await self.session.execute(
-            update(ChatSession)
-            .where(ChatSession.id == session_id)
-            .values(
-                prompt_tokens=ChatSession.prompt_tokens + prompt_tokens,
-                completion_tokens=ChatSession.completion_tokens + completion_tokens,
-            )
-        )
+    async def recent_messages(self, session_id: str, *, limit: int) -> list[Row[str, str, str]]:
+        """The newest ``limit`` messages' ids, roles and ciphertexts, oldest first."""
+        result = await self._execute(_RECENT_MESSAGES, {"session_id": session_id, "limit": limit})
+        rows = cast(list[Row[str, str, str]], list(result.all()))
+        rows.reverse()
+        return rows
 
-    async def recent_messages(self, session_id: str, *, limit: int) -> Sequence[ChatMessage]:
-        """The newest ``limit`` messages, oldest first."""
-        query = (
-            select(ChatMessage)
-            .where(ChatMessage.session_id == session_id)
-            .order_by(ChatMessage.seq.desc())
-            .limit(limit)
-        )
-        return list(reversed((await self.session.scalars(query)).all()))
+    async def _execute(self, statement: Executable, parameters: dict[str, Any]) -> Result[Any]:
+        """Run a prepared Core statement on the transaction's connection (no ORM processing)."""
+        connection = await self.session.connection()
+        return await connection.execute(statement, parameters)
 
     async def page_messages(
         self, session_id: str, *, before_seq: int | None, limit: int
