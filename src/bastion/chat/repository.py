@@ -1,9 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Chat queries. Every lookup of a session filters by owner and idle expiry in SQL itself.
 
-The statements a chat message runs (``next_owned_seq``, ``recent_messages``, ``add_message``,
-``next_seq``) are Core statements on the table, run on the unit of work's connection: they are
-the hot path, and the ORM's identity map and flush add nothing to an append-only log.
+``ChatRepository`` answers the session and history routes; ``MessageLog`` runs what one chat
+message writes and reads.
 """
 
 from __future__ import annotations
@@ -29,12 +28,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bastion.chat.models import ChatMessage, ChatSession
 from bastion.ownership import Owner, of_account
 
-__all__ = ["ChatRepository", "Owner"]
+__all__ = ["ChatRepository", "MessageLog", "Owner"]
 
 
 def _owned_by(owner: Owner) -> ColumnElement[bool]:
@@ -55,7 +54,7 @@ def _next_seq_of(*conditions: ColumnElement[bool]) -> Update:
     )
 
 
-# A chat message's statements, built once (by owner kind where the owner is checked).
+# The statements of ``MessageLog``, built once (by owner kind where the owner is checked).
 _NEXT_OWNED_SEQ = {
     by_key: _next_seq_of(
         Owner.bound_clause(_SESSIONS.c.owner_user_id, _SESSIONS.c.owner_api_key_id, by_key=by_key),
@@ -121,50 +120,6 @@ class ChatRepository:
         await self.session.execute(delete(ChatMessage).where(ChatMessage.session_id == session_id))
         await self.session.execute(delete(ChatSession).where(ChatSession.id == session_id))
         return True
-
-    async def next_owned_seq(
-        self, session_id: str, owner: Owner, *, active_since: datetime, now: datetime
-    ) -> int | None:
-        """Reserve the next sequence number of the owner's active session and touch it, in one
-        UPDATE ... RETURNING; ``None`` when the owner has no such session (someone else's, an
-        expired one and a made-up id alike)."""
-        result = await self._execute(
-            _NEXT_OWNED_SEQ[owner.by_key],
-            {"session_id": session_id, "active_since": active_since, "now": now, **owner.bound_id},
-        )
-        seq = result.scalar_one_or_none()
-        return None if seq is None else int(seq)
-
-    async def next_seq(
-        self, session_id: str, *, now: datetime, prompt_tokens: int = 0, completion_tokens: int = 0
-    ) -> int | None:
-        """Reserve the next sequence number, touch the session and add a call's tokens to its
-        totals, in one UPDATE ... RETURNING; ``None`` when the session is gone."""
-        result = await self._execute(
-            _NEXT_SEQ,
-            {"session_id": session_id, "now": now, "prompt": prompt_tokens, "completion": completion_tokens},
-        )
-        seq = result.scalar_one_or_none()
-        return None if seq is None else int(seq)
-
-    async def add_message(self, message: ChatMessage) -> ChatMessage:
-        """Insert a new message (every column given: nothing is left to defaults)."""
-        await self._execute(
-            _ADD_MESSAGE, {column.key: getattr(message, column.key) for column in _MESSAGES.c}
-        )
-        return message
-
-    async def recent_messages(self, session_id: str, *, limit: int) -> list[Row[str, str, str]]:
-        """The newest ``limit`` messages' ids, roles and ciphertexts, oldest first."""
-        result = await self._execute(_RECENT_MESSAGES, {"session_id": session_id, "limit": limit})
-        rows = cast(list[Row[str, str, str]], list(result.all()))
-        rows.reverse()
-        return rows
-
-    async def _execute(self, statement: Executable, parameters: dict[str, Any]) -> Result[Any]:
-        """Run a prepared Core statement on the transaction's connection (no ORM processing)."""
-        connection = await self.session.connection()
-        return await connection.execute(statement, parameters)
 
     async def page_messages(
         self, session_id: str, *, before_seq: int | None, limit: int
@@ -260,3 +215,56 @@ class ChatRepository:
             await self.session.execute(delete(ChatMessage).where(ChatMessage.session_id.in_(ids)))
             await self.session.execute(delete(ChatSession).where(ChatSession.id.in_(ids)))
         return [(row.id, Owner(user_id=row.owner_user_id, api_key_id=row.owner_api_key_id)) for row in rows]
+
+
+class MessageLog:
+    """A chat message's statements, on the connection of its transaction (``write_connection``).
+
+    Core statements built once: a message is the hot path, and the ORM's identity map and flush
+    add nothing to an append-only log.
+    """
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def next_owned_seq(
+        self, session_id: str, owner: Owner, *, active_since: datetime, now: datetime
+    ) -> int | None:
+        """Reserve the next sequence number of the owner's active session and touch it, in one
+        UPDATE ... RETURNING; ``None`` when the owner has no such session (someone else's, an
+        expired one and a made-up id alike)."""
+        result = await self._execute(
+            _NEXT_OWNED_SEQ[owner.by_key],
+            {"session_id": session_id, "active_since": active_since, "now": now, **owner.bound_id},
+        )
+        seq = result.scalar_one_or_none()
+        return None if seq is None else int(seq)
+
+    async def next_seq(
+        self, session_id: str, *, now: datetime, prompt_tokens: int = 0, completion_tokens: int = 0
+    ) -> int | None:
+        """Reserve the next sequence number, touch the session and add a call's tokens to its
+        totals, in one UPDATE ... RETURNING; ``None`` when the session is gone."""
+        result = await self._execute(
+            _NEXT_SEQ,
+            {"session_id": session_id, "now": now, "prompt": prompt_tokens, "completion": completion_tokens},
+        )
+        seq = result.scalar_one_or_none()
+        return None if seq is None else int(seq)
+
+    async def add_message(self, message: ChatMessage) -> ChatMessage:
+        """Insert a new message (every column given: nothing is left to defaults)."""
+        await self._execute(
+            _ADD_MESSAGE, {column.key: getattr(message, column.key) for column in _MESSAGES.c}
+        )
+        return message
+
+    async def recent_messages(self, session_id: str, *, limit: int) -> list[Row[str, str, str]]:
+        """The newest ``limit`` messages' ids, roles and ciphertexts, oldest first."""
+        result = await self._execute(_RECENT_MESSAGES, {"session_id": session_id, "limit": limit})
+        rows = cast(list[Row[str, str, str]], list(result.all()))
+        rows.reverse()
+        return rows
+
+    async def _execute(self, statement: Executable, parameters: dict[str, Any]) -> Result[Any]:
+        return await self.connection.execute(statement, parameters)

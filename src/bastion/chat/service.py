@@ -23,12 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.chat.budget import BudgetGuard, LimitGate, Meter
 from bastion.chat.models import ChatMessage, ChatSession, MessageStatus, new_message_id, new_session_id
-from bastion.chat.repository import ChatRepository, Owner
+from bastion.chat.repository import ChatRepository, MessageLog, Owner
 from bastion.chat.screening import Reply, Screen
 from bastion.chat.views import MessageView, Page, SessionView, StreamEvent
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.registry import CHAT_MESSAGE_CONTENT, CHAT_SESSION_TITLE
-from bastion.db.session import read_only, unit_of_work
+from bastion.db.session import read_only, unit_of_work, write_connection
 from bastion.db.types import utcnow
 from bastion.errors import Conflict, NotFound
 from bastion.llm import base as llm
@@ -149,11 +149,11 @@ class ChatService:
         next_before = items[0].seq if len(items) == size and items[0].seq > 1 else None
         return Page(items=items, next_before=next_before)
 
-    async def _prompt(self, repo: ChatRepository, session_id: str, content: str) -> list[llm.ChatMessage]:
+    async def _prompt(self, log: MessageLog, session_id: str, content: str) -> list[llm.ChatMessage]:
         """The prompt for a new message: the system prompt, recent history and the message itself."""
         prompt = [llm.ChatMessage("system", self.system_prompt)]
         history = self.limits.max_history_messages - 1
-        recent = await repo.recent_messages(session_id, limit=history) if history > 0 else []
+        recent = await log.recent_messages(session_id, limit=history) if history > 0 else []
         for message_id, role, ciphertext in recent:
             if role in ("user", "assistant"):
                 text = self._open_text(session_id, message_id, ciphertext)
@@ -180,18 +180,18 @@ class ChatService:
         before the model is called.
         """
         now = self.clock()
-        async with unit_of_work(self._sessionmaker) as db:
-            repo = ChatRepository(db)
+        async with write_connection(self._sessionmaker) as connection:
+            log = MessageLog(connection)
             # Someone else's session, an expired one and a made-up id all look the same: 404.
-            seq = await repo.next_owned_seq(session_id, owner, active_since=self._active_since(), now=now)
+            seq = await log.next_owned_seq(session_id, owner, active_since=self._active_since(), now=now)
             if seq is None:
                 raise NotFound("Chat session not found")
-            prompt = await self._prompt(repo, session_id, content)
+            prompt = await self._prompt(log, session_id, content)
             renewal = self.quota.renewal(session_id, owner=owner.identity)
             meter = await stack.enter_async_context(
                 self.budget.completion(owner.identity, prompt, options, gate=gate, renewal=renewal)
             )
-            await repo.add_message(self._sealed(session_id, seq, "user", content, now=now))
+            await log.add_message(self._sealed(session_id, seq, "user", content, now=now))
         return prompt, meter
 
     async def send(
@@ -334,10 +334,10 @@ class ChatService:
                 completion_tokens=usage.completion_tokens,
                 status=str(status),
             )
-        async with unit_of_work(self._sessionmaker) as db:
-            repo = ChatRepository(db)
+        async with write_connection(self._sessionmaker) as connection:
+            log = MessageLog(connection)
             # Token accounting per message and per session: the totals grow with the reply's place.
-            seq = await repo.next_seq(
+            seq = await log.next_seq(
                 session_id,
                 now=now,
                 prompt_tokens=usage.prompt_tokens if usage is not None else 0,
@@ -346,7 +346,7 @@ class ChatService:
             if seq is None:
                 raise NotFound("Chat session not found")  # deleted while the model answered
             message.seq = seq
-            await repo.add_message(message)
+            await log.add_message(message)
         return replace(self._message_view(message, content=reply.text), warnings=reply.warnings)
 
     # -- sealing -----------------------------------------------------------------------------
