@@ -149,10 +149,13 @@ class ChatService:
         next_before = items[0].seq if len(items) == size and items[0].seq > 1 else None
         return Page(items=items, next_before=next_before)
 
-    async def _prompt(self, log: MessageLog, session_id: str, content: str) -> list[llm.ChatMessage]:
-        """The prompt for a new message: the system prompt, recent history and the message itself."""
+    async def _prompt(
+        self, log: MessageLog, session_id: str, content: str, *, seq: int
+    ) -> list[llm.ChatMessage]:
+        """The prompt for message ``seq``: the system prompt, recent history and the message itself
+        (the session's first message has no history to read)."""
         prompt = [llm.ChatMessage("system", self.system_prompt)]
-        history = self.limits.max_history_messages - 1
+        history = min(self.limits.max_history_messages - 1, seq - 1)
         recent = await log.recent_messages(session_id, limit=history) if history > 0 else []
         for message_id, role, ciphertext in recent:
             if role in ("user", "assistant"):
@@ -186,7 +189,7 @@ class ChatService:
             seq = await log.next_owned_seq(session_id, owner, active_since=self._active_since(), now=now)
             if seq is None:
                 raise NotFound("Chat session not found")
-            prompt = await self._prompt(log, session_id, content)
+            prompt = await self._prompt(log, session_id, content, seq=seq)
             renewal = self.quota.renewal(session_id, owner=owner.identity)
             meter = await stack.enter_async_context(
                 self.budget.completion(owner.identity, prompt, options, gate=gate, renewal=renewal)
