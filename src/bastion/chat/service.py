@@ -183,6 +183,7 @@ class ChatService:
         before the model is called.
         """
         now = self.clock()
+        message = self._sealed(session_id, "user", content, now=now)
         async with write_connection(self._sessionmaker) as connection:
             log = MessageLog(connection)
             # Someone else's session, an expired one and a made-up id all look the same: 404.
@@ -194,7 +195,8 @@ class ChatService:
             meter = await stack.enter_async_context(
                 self.budget.completion(owner.identity, prompt, options, gate=gate, renewal=renewal)
             )
-            await log.add_message(self._sealed(session_id, seq, "user", content, now=now))
+            message.seq = seq
+            await log.add_message(message)
         return prompt, meter
 
     async def send(
@@ -313,18 +315,15 @@ class ChatService:
     ) -> MessageView:
         """Store a screened reply; a withheld one is stored as its replacement, never the leak."""
         now = self.clock()
-        message_id = new_message_id()
-        message = ChatMessage(
-            id=message_id,
-            session_id=session_id,
-            role="assistant",
-            content_ciphertext=self._seal_text(session_id, message_id, reply.text),
+        message = self._sealed(
+            session_id,
+            "assistant",
+            reply.text,
+            now=now,
             status=MessageStatus.WITHHELD if reply.withheld else status,
             provider=self.provider.name,
             model=model,
-            prompt_tokens=usage.prompt_tokens if usage is not None else None,
-            completion_tokens=usage.completion_tokens if usage is not None else None,
-            created_at=now,
+            usage=usage,
         )
         if usage is not None:
             # Token accounting: a log event for usage metrics (the tokens are spent, stored or not).
@@ -354,24 +353,32 @@ class ChatService:
 
     # -- sealing -----------------------------------------------------------------------------
 
-    def _sealed(self, session_id: str, seq: int, role: str, text: str, *, now: datetime) -> ChatMessage:
-        message = ChatMessage(
-            id=new_message_id(),
+    def _sealed(
+        self,
+        session_id: str,
+        role: str,
+        text: str,
+        *,
+        now: datetime,
+        status: MessageStatus = MessageStatus.COMPLETE,
+        provider: str | None = None,
+        model: str | None = None,
+        usage: Usage | None = None,
+    ) -> ChatMessage:
+        """A new message, its text sealed to its row; its ``seq`` is given when its place is taken."""
+        message_id = new_message_id()
+        return ChatMessage(
+            id=message_id,
             session_id=session_id,
-            seq=seq,
             role=role,
-            status=MessageStatus.COMPLETE,
-            provider=None,
-            model=None,
-            prompt_tokens=None,
-            completion_tokens=None,
+            content_ciphertext=CHAT_MESSAGE_CONTENT.seal(self.cipher, text, f"{session_id}:{message_id}"),
+            status=status,
+            provider=provider,
+            model=model,
+            prompt_tokens=usage.prompt_tokens if usage is not None else None,
+            completion_tokens=usage.completion_tokens if usage is not None else None,
             created_at=now,
         )
-        message.content_ciphertext = self._seal_text(session_id, message.id, text)
-        return message
-
-    def _seal_text(self, session_id: str, message_id: str, text: str) -> str:
-        return CHAT_MESSAGE_CONTENT.seal(self.cipher, text, f"{session_id}:{message_id}")
 
     def _open_text(self, session_id: str, message_id: str, ciphertext: str) -> str:
         return CHAT_MESSAGE_CONTENT.open(self.cipher, ciphertext, f"{session_id}:{message_id}")
