@@ -1,22 +1,78 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Chat queries. Every lookup of a session filters by owner and idle expiry in SQL itself."""
+"""Chat queries. Every lookup of a session filters by owner and idle expiry in SQL itself.
+
+``ChatRepository`` answers the session and history routes; ``MessageLog`` runs what one chat
+message writes and reads.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Integer,
+    Result,
+    Row,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bastion.chat.models import ChatMessage, ChatSession
 from bastion.ownership import Owner, of_account
 
-__all__ = ["ChatRepository", "Owner"]
+__all__ = ["ChatRepository", "MessageLog", "Owner"]
 
 
 def _owned_by(owner: Owner) -> ColumnElement[bool]:
     return owner.clause_for(ChatSession.owner_user_id, ChatSession.owner_api_key_id)
+
+
+_SESSIONS = cast(Table, ChatSession.__table__)
+_MESSAGES = cast(Table, ChatMessage.__table__)
+
+
+def _next_seq_of(*conditions: ColumnElement[bool]) -> Update:
+    columns = _SESSIONS.c
+    return (
+        update(_SESSIONS)
+        .where(columns.id == bindparam("session_id"), *conditions)
+        .values(message_count=columns.message_count + 1, last_active_at=bindparam("now"))
+        .returning(columns.message_count)
+    )
+
+
+# The statements of ``MessageLog``, built once (by owner kind where the owner is checked).
+_NEXT_OWNED_SEQ = {
+    by_key: _next_seq_of(
+        Owner.bound_clause(_SESSIONS.c.owner_user_id, _SESSIONS.c.owner_api_key_id, by_key=by_key),
+        _SESSIONS.c.last_active_at >= bindparam("active_since"),
+    )
+    for by_key in (False, True)
+}
+_NEXT_SEQ = _next_seq_of().values(
+    prompt_tokens=_SESSIONS.c.prompt_tokens + bindparam("prompt"),
+    completion_tokens=_SESSIONS.c.completion_tokens + bindparam("completion"),
+)
+_RECENT_MESSAGES = (
+    select(_MESSAGES.c.id, _MESSAGES.c.role, _MESSAGES.c.content_ciphertext)
+    .where(_MESSAGES.c.session_id == bindparam("session_id"))
+    .order_by(_MESSAGES.c.seq.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+_ADD_MESSAGE = insert(_MESSAGES)
 
 
 def _rowcount(result: object) -> int:
@@ -64,41 +120,6 @@ class ChatRepository:
         await self.session.execute(delete(ChatMessage).where(ChatMessage.session_id == session_id))
         await self.session.execute(delete(ChatSession).where(ChatSession.id == session_id))
         return True
-
-    async def next_seq(self, session_id: str, *, now: datetime) -> int:
-        """Reserve the next sequence number atomically (one UPDATE ... RETURNING) and touch the session."""
-        result = await self.session.execute(
-            update(ChatSession)
-            .where(ChatSession.id == session_id)
-            .values(message_count=ChatSession.message_count + 1, last_active_at=now)
-            .returning(ChatSession.message_count)
-        )
-        return int(result.scalar_one())
-
-    async def add_message(self, message: ChatMessage) -> ChatMessage:
-        self.session.add(message)
-        await self.session.flush()
-        return message
-
-    async def add_usage(self, session_id: str, *, prompt_tokens: int, completion_tokens: int) -> None:
-        await self.session.execute(
-            update(ChatSession)
-            .where(ChatSession.id == session_id)
-            .values(
-                prompt_tokens=ChatSession.prompt_tokens + prompt_tokens,
-                completion_tokens=ChatSession.completion_tokens + completion_tokens,
-            )
-        )
-
-    async def recent_messages(self, session_id: str, *, limit: int) -> Sequence[ChatMessage]:
-        """The newest ``limit`` messages, oldest first."""
-        query = (
-            select(ChatMessage)
-            .where(ChatMessage.session_id == session_id)
-            .order_by(ChatMessage.seq.desc())
-            .limit(limit)
-        )
-        return list(reversed((await self.session.scalars(query)).all()))
 
     async def page_messages(
         self, session_id: str, *, before_seq: int | None, limit: int
@@ -194,3 +215,56 @@ class ChatRepository:
             await self.session.execute(delete(ChatMessage).where(ChatMessage.session_id.in_(ids)))
             await self.session.execute(delete(ChatSession).where(ChatSession.id.in_(ids)))
         return [(row.id, Owner(user_id=row.owner_user_id, api_key_id=row.owner_api_key_id)) for row in rows]
+
+
+class MessageLog:
+    """A chat message's statements, on the connection of its transaction (``write_connection``).
+
+    Core statements built once: a message is the hot path, and the ORM's identity map and flush
+    add nothing to an append-only log.
+    """
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def next_owned_seq(
+        self, session_id: str, owner: Owner, *, active_since: datetime, now: datetime
+    ) -> int | None:
+        """Reserve the next sequence number of the owner's active session and touch it, in one
+        UPDATE ... RETURNING; ``None`` when the owner has no such session (someone else's, an
+        expired one and a made-up id alike)."""
+        result = await self._execute(
+            _NEXT_OWNED_SEQ[owner.by_key],
+            {"session_id": session_id, "active_since": active_since, "now": now, **owner.bound_id},
+        )
+        seq = result.scalar_one_or_none()
+        return None if seq is None else int(seq)
+
+    async def next_seq(
+        self, session_id: str, *, now: datetime, prompt_tokens: int = 0, completion_tokens: int = 0
+    ) -> int | None:
+        """Reserve the next sequence number, touch the session and add a call's tokens to its
+        totals, in one UPDATE ... RETURNING; ``None`` when the session is gone."""
+        result = await self._execute(
+            _NEXT_SEQ,
+            {"session_id": session_id, "now": now, "prompt": prompt_tokens, "completion": completion_tokens},
+        )
+        seq = result.scalar_one_or_none()
+        return None if seq is None else int(seq)
+
+    async def add_message(self, message: ChatMessage) -> ChatMessage:
+        """Insert a new message (every column given: nothing is left to defaults)."""
+        await self._execute(
+            _ADD_MESSAGE, {column.key: getattr(message, column.key) for column in _MESSAGES.c}
+        )
+        return message
+
+    async def recent_messages(self, session_id: str, *, limit: int) -> list[Row[str, str, str]]:
+        """The newest ``limit`` messages' ids, roles and ciphertexts, oldest first."""
+        result = await self._execute(_RECENT_MESSAGES, {"session_id": session_id, "limit": limit})
+        rows = cast(list[Row[str, str, str]], list(result.all()))
+        rows.reverse()
+        return rows
+
+    async def _execute(self, statement: Executable, parameters: dict[str, Any]) -> Result[Any]:
+        return await self.connection.execute(statement, parameters)

@@ -23,12 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.chat.budget import BudgetGuard, LimitGate, Meter
 from bastion.chat.models import ChatMessage, ChatSession, MessageStatus, new_message_id, new_session_id
-from bastion.chat.repository import ChatRepository, Owner
+from bastion.chat.repository import ChatRepository, MessageLog, Owner
 from bastion.chat.screening import Reply, Screen
 from bastion.chat.views import MessageView, Page, SessionView, StreamEvent
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.registry import CHAT_MESSAGE_CONTENT, CHAT_SESSION_TITLE
-from bastion.db.session import read_only, unit_of_work
+from bastion.db.session import read_only, unit_of_work, write_connection
 from bastion.db.types import utcnow
 from bastion.errors import Conflict, NotFound
 from bastion.llm import base as llm
@@ -149,14 +149,18 @@ class ChatService:
         next_before = items[0].seq if len(items) == size and items[0].seq > 1 else None
         return Page(items=items, next_before=next_before)
 
-    async def _prompt(self, repo: ChatRepository, session_id: str, content: str) -> list[llm.ChatMessage]:
-        """The prompt for a new message: the system prompt, recent history and the message itself."""
+    async def _prompt(
+        self, log: MessageLog, session_id: str, content: str, *, seq: int
+    ) -> list[llm.ChatMessage]:
+        """The prompt for message ``seq``: the system prompt, recent history and the message itself
+        (the session's first message has no history to read)."""
         prompt = [llm.ChatMessage("system", self.system_prompt)]
-        history = self.limits.max_history_messages - 1
-        recent = await repo.recent_messages(session_id, limit=history) if history > 0 else []
-        for row in recent:
-            if row.role in ("user", "assistant"):
-                prompt.append(llm.ChatMessage(row.role, self._open(row)))  # type: ignore[arg-type]
+        history = min(self.limits.max_history_messages - 1, seq - 1)
+        recent = await log.recent_messages(session_id, limit=history) if history > 0 else []
+        for message_id, role, ciphertext in recent:
+            if role in ("user", "assistant"):
+                text = self._open_text(session_id, message_id, ciphertext)
+                prompt.append(llm.ChatMessage(role, text))  # type: ignore[arg-type]
         prompt.append(llm.ChatMessage("user", content))
         return prompt
 
@@ -169,25 +173,30 @@ class ChatService:
         options: GenerationOptions,
         gate: LimitGate | None,
     ) -> tuple[list[llm.ChatMessage], Meter]:
-        """The message's one transaction before the model is asked: read the prompt, admit the
-        call, store the user's message.
+        """The message's one transaction before the model is asked: reserve the message's place
+        in the owner's session, read the prompt, admit the call, store the user's message.
 
         The admission (the route's limits, the budget's worst case for this prompt, the session's
-        quota slot) is one Redis round trip made inside the transaction, before anything is
-        written, so a refusal stores nothing. The budget's meter is entered on ``stack``, which
-        settles it however the call ends; the transaction is committed before the model is called.
+        quota slot) is one Redis round trip made inside the transaction, before the message is
+        stored: a refusal rolls the transaction back and stores nothing. The budget's meter is
+        entered on ``stack``, which settles it however the call ends; the transaction is committed
+        before the model is called.
         """
         now = self.clock()
-        async with unit_of_work(self._sessionmaker) as db:
-            repo = ChatRepository(db)
-            await self._owned(repo, owner, session_id)
-            prompt = await self._prompt(repo, session_id, content)
+        message = self._sealed(session_id, "user", content, now=now)
+        async with write_connection(self._sessionmaker) as connection:
+            log = MessageLog(connection)
+            # Someone else's session, an expired one and a made-up id all look the same: 404.
+            seq = await log.next_owned_seq(session_id, owner, active_since=self._active_since(), now=now)
+            if seq is None:
+                raise NotFound("Chat session not found")
+            prompt = await self._prompt(log, session_id, content, seq=seq)
             renewal = self.quota.renewal(session_id, owner=owner.identity)
             meter = await stack.enter_async_context(
                 self.budget.completion(owner.identity, prompt, options, gate=gate, renewal=renewal)
             )
-            seq = await repo.next_seq(session_id, now=now)
-            await repo.add_message(self._sealed(session_id, seq, "user", content, now=now))
+            message.seq = seq
+            await log.add_message(message)
         return prompt, meter
 
     async def send(
@@ -306,44 +315,73 @@ class ChatService:
     ) -> MessageView:
         """Store a screened reply; a withheld one is stored as its replacement, never the leak."""
         now = self.clock()
-        async with unit_of_work(self._sessionmaker) as db:
-            repo = ChatRepository(db)
-            seq = await repo.next_seq(session_id, now=now)
-            message = self._sealed(session_id, seq, "assistant", reply.text, now=now)
-            message.status = MessageStatus.WITHHELD if reply.withheld else status
-            message.provider = self.provider.name
-            message.model = model
-            if usage is not None:
-                # Token accounting: per message, per session, and a log event for usage metrics.
-                self.log.info(
-                    "model_usage",
-                    session_id=session_id,
-                    provider=self.provider.name,
-                    model=model,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    status=str(status),
-                )
-                message.prompt_tokens = usage.prompt_tokens
-                message.completion_tokens = usage.completion_tokens
-                await repo.add_usage(
-                    session_id, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
-                )
-            await repo.add_message(message)
-            return replace(self._message_view(message), warnings=reply.warnings)
+        message = self._sealed(
+            session_id,
+            "assistant",
+            reply.text,
+            now=now,
+            status=MessageStatus.WITHHELD if reply.withheld else status,
+            provider=self.provider.name,
+            model=model,
+            usage=usage,
+        )
+        if usage is not None:
+            # Token accounting: a log event for usage metrics (the tokens are spent, stored or not).
+            self.log.info(
+                "model_usage",
+                session_id=session_id,
+                provider=self.provider.name,
+                model=model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                status=str(status),
+            )
+        async with write_connection(self._sessionmaker) as connection:
+            log = MessageLog(connection)
+            # Token accounting per message and per session: the totals grow with the reply's place.
+            seq = await log.next_seq(
+                session_id,
+                now=now,
+                prompt_tokens=usage.prompt_tokens if usage is not None else 0,
+                completion_tokens=usage.completion_tokens if usage is not None else 0,
+            )
+            if seq is None:
+                raise NotFound("Chat session not found")  # deleted while the model answered
+            message.seq = seq
+            await log.add_message(message)
+        return replace(self._message_view(message, content=reply.text), warnings=reply.warnings)
 
     # -- sealing -----------------------------------------------------------------------------
 
-    def _sealed(self, session_id: str, seq: int, role: str, text: str, *, now: datetime) -> ChatMessage:
-        message = ChatMessage(id=new_message_id(), session_id=session_id, seq=seq, role=role, created_at=now)
-        message.content_ciphertext = CHAT_MESSAGE_CONTENT.seal(
-            self.cipher, text, f"{session_id}:{message.id}"
+    def _sealed(
+        self,
+        session_id: str,
+        role: str,
+        text: str,
+        *,
+        now: datetime,
+        status: MessageStatus = MessageStatus.COMPLETE,
+        provider: str | None = None,
+        model: str | None = None,
+        usage: Usage | None = None,
+    ) -> ChatMessage:
+        """A new message, its text sealed to its row; its ``seq`` is given when its place is taken."""
+        message_id = new_message_id()
+        return ChatMessage(
+            id=message_id,
+            session_id=session_id,
+            role=role,
+            content_ciphertext=CHAT_MESSAGE_CONTENT.seal(self.cipher, text, f"{session_id}:{message_id}"),
+            status=status,
+            provider=provider,
+            model=model,
+            prompt_tokens=usage.prompt_tokens if usage is not None else None,
+            completion_tokens=usage.completion_tokens if usage is not None else None,
+            created_at=now,
         )
-        return message
 
-    def _open(self, message: ChatMessage) -> str:
-        row_id = f"{message.session_id}:{message.id}"
-        return CHAT_MESSAGE_CONTENT.open(self.cipher, message.content_ciphertext, row_id)
+    def _open_text(self, session_id: str, message_id: str, ciphertext: str) -> str:
+        return CHAT_MESSAGE_CONTENT.open(self.cipher, ciphertext, f"{session_id}:{message_id}")
 
     def _session_view(self, chat: ChatSession) -> SessionView:
         title = (
@@ -362,13 +400,16 @@ class ChatService:
             completion_tokens=chat.completion_tokens,
         )
 
-    def _message_view(self, message: ChatMessage) -> MessageView:
+    def _message_view(self, message: ChatMessage, *, content: str | None = None) -> MessageView:
+        """The view of a stored message; ``content``: its text when already known (just sealed)."""
         return MessageView(
             id=message.id,
             session_id=message.session_id,
             seq=message.seq,
             role=message.role,
-            content=self._open(message),
+            content=content
+            if content is not None
+            else self._open_text(message.session_id, message.id, message.content_ciphertext),
             status=message.status,
             created_at=message.created_at,
             provider=message.provider,

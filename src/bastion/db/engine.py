@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import PoolResetState
 
 # How long a SQLite writer waits for the write lock before giving up (then: 503 + Retry-After).
 # Write transactions hold the lock for milliseconds, so this only runs out under an overload.
@@ -76,13 +77,15 @@ def create_engine(
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Created owner-only before SQLite opens it; its -wal and -shm files inherit the mode.
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-        engine = create_async_engine(parsed, **kwargs)
+        # The pool's reset is ``_sqlite_reset``: a rollback only where a transaction is open.
+        engine = create_async_engine(parsed, pool_reset_on_return=None, **kwargs)
 
         def connect(dbapi_connection: Any, _record: Any) -> None:
             _sqlite_connect(dbapi_connection, busy_timeout_ms=busy_timeout_ms, foreign_keys=foreign_keys)
 
         event.listen(engine.sync_engine, "connect", connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        event.listen(engine.sync_engine, "reset", _sqlite_reset)
         return engine
     kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10, pool_recycle=1800)
     if timeout is not None and parsed.get_backend_name() == "postgresql":
@@ -116,6 +119,19 @@ def _sqlite_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         connection.exec_driver_sql("BEGIN")
+
+
+def _sqlite_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+    """Roll back a connection going back to the pool when it still has a transaction open.
+
+    The pool's default rolls back on every return: one more trip to the driver's thread after each
+    committed transaction. The driver opens no transaction by itself (``_sqlite_connect``), so an
+    open one, left by an error, is all there is to undo; SQLite says whether there is one.
+    """
+    if state.transaction_was_reset or not state.asyncio_safe:
+        return  # rolled back already; or collected outside the event loop, where nothing can run
+    if getattr(dbapi_connection, "driver_connection", dbapi_connection).in_transaction:
+        dbapi_connection.rollback()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

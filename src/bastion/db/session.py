@@ -2,7 +2,9 @@
 """Units of work: one transaction that commits whole or not at all.
 
 ``unit_of_work`` is for transactions that write: on SQLite it takes the write lock when it begins
-(``BEGIN IMMEDIATE``), so it never fails half-way on a lock upgrade. ``read_only`` is for
+(``BEGIN IMMEDIATE``), so it never fails half-way on a lock upgrade; ``write_connection`` is the
+same transaction on a bare connection, for the Core statements of a hot path (a chat message) that
+need no ORM session around them. ``read_only`` is for
 transactions that only read: on SQLite with WAL they never wait for a writer. Keep both short and
 never await anything slow (the model, password hashing, the network) inside them: on SQLite an
 open write transaction holds up every other writer.
@@ -13,11 +15,11 @@ stayed exhausted) becomes ``ServiceUnavailable``: a 503 with Retry-After, never 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bastion.db.engine import WRITE_INTENT, WRITER_GATE, WriterGate
 from bastion.db.errors import busy_unavailable, database_busy
@@ -38,15 +40,39 @@ async def read_only(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIter
 
 
 @asynccontextmanager
+async def write_connection(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
+    """``unit_of_work`` on a bare connection: committed on success, rolled back on any error."""
+    engine: AsyncEngine = sessionmaker.kw["bind"]
+    with _busy_unavailable():
+        async with _turn(_writer_gate(sessionmaker)), engine.connect() as connection:
+            # The intent reaches the engine's begin hook before the transaction begins.
+            await connection.execution_options(**{WRITE_INTENT: True})
+            async with connection.begin():
+                yield connection
+
+
+@asynccontextmanager
 async def _transaction(
     sessionmaker: async_sessionmaker[AsyncSession], *, write: bool
 ) -> AsyncIterator[AsyncSession]:
-    gate = sessionmaker.kw.get("info", {}).get(WRITER_GATE) if write else None
-    try:
+    with _busy_unavailable():
+        gate = _writer_gate(sessionmaker) if write else None
         async with _turn(gate), sessionmaker() as session, session.begin():
             # The first connection of the transaction carries the intent to the engine's begin hook.
             await session.connection(execution_options={WRITE_INTENT: write})
             yield session
+
+
+def _writer_gate(sessionmaker: async_sessionmaker[AsyncSession]) -> WriterGate | None:
+    gate: WriterGate | None = sessionmaker.kw.get("info", {}).get(WRITER_GATE)
+    return gate
+
+
+@contextmanager
+def _busy_unavailable() -> Iterator[None]:
+    """A database too busy to answer becomes the 503; any other error goes on as it is."""
+    try:
+        yield
     except Exception as exc:
         if database_busy(exc):
             raise busy_unavailable() from exc

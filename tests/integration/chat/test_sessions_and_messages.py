@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -221,6 +222,24 @@ async def test_concurrent_messages_get_distinct_sequence_numbers(make_settings: 
         assert all(r.status_code == 200 for r in responses)
         items = (await http.get(f"{url}?limit=100", headers=auth)).json()["items"]
         assert sorted(m["seq"] for m in items) == list(range(1, 11))
+
+
+async def test_a_session_deleted_while_the_model_answers_is_a_404(make_settings: SettingsFactory) -> None:
+    """The reply has no session left to go to: the caller is told it is gone, nothing is kept."""
+    async with chat_app(make_settings) as (app, http, auth):
+        sid = (await new_session(http, auth))["id"]
+        provider = app.state.llm
+        complete = provider.complete
+
+        async def deleted_meanwhile(messages: Any, options: Any) -> Any:
+            assert (await http.delete(f"/api/sessions/{sid}", headers=auth)).status_code == 204
+            return await complete(messages, options)
+
+        provider.complete = deleted_meanwhile
+        response = await http.post(f"/api/sessions/{sid}/messages", json={"content": "hi"}, headers=auth)
+        assert_error(response, 404)
+        async with app.state.sessionmaker() as db:
+            assert (await db.scalars(select(ChatMessage))).all() == []
 
 
 @pytest.mark.parametrize("body", [None, {"title": "x" * 201}, {"title": 5}, {"unknown": 1}])

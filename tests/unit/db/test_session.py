@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.db.errors import database_busy
-from bastion.db.session import read_only, unit_of_work
+from bastion.db.session import read_only, unit_of_work, write_connection
 from bastion.errors import ServiceUnavailable
 
 
@@ -111,3 +111,50 @@ async def test_writers_of_one_process_take_turns_instead_of_timing_out(
     await asyncio.gather(*(write(number) for number in range(30)))
     async with read_only(sessionmaker) as session:
         assert (await session.execute(text("SELECT count(*) FROM notes"))).scalar_one() == 31
+
+
+async def test_a_bare_write_connection_commits_whole_or_not_at_all(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    async with write_connection(sessionmaker) as connection:
+        await connection.execute(text("INSERT INTO notes (body) VALUES ('second')"))
+        other = sqlite3.connect(database, isolation_level=None, timeout=0.05)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")  # the write lock is held from the start
+        finally:
+            other.close()
+    with pytest.raises(ValueError, match="refused"):
+        async with write_connection(sessionmaker) as connection:
+            await connection.execute(text("INSERT INTO notes (body) VALUES ('rolled back')"))
+            raise ValueError("refused")
+    async with read_only(sessionmaker) as session:
+        rows = (await session.execute(text("SELECT body FROM notes ORDER BY id"))).scalars().all()
+    assert rows == ["first", "second"]
+
+
+async def test_a_bare_write_connection_past_the_busy_timeout_is_service_unavailable(
+    sessionmaker: async_sessionmaker[AsyncSession], other_writer: sqlite3.Connection
+) -> None:
+    with pytest.raises(ServiceUnavailable):
+        async with write_connection(sessionmaker) as connection:
+            await connection.execute(text("INSERT INTO notes (body) VALUES ('late')"))
+
+
+async def test_a_connection_returned_with_a_transaction_open_is_rolled_back(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    """The pool rolls back only what is open (nothing after a commit): here, a transaction begun
+    behind SQLAlchemy's back, whose write lock must not go back to the pool with the connection."""
+    engine: AsyncEngine = sessionmaker.kw["bind"]
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.execute("BEGIN IMMEDIATE")
+        await raw.driver_connection.execute("INSERT INTO notes (body) VALUES ('abandoned')")
+    other = sqlite3.connect(database, isolation_level=None, timeout=0.05)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        assert other.execute("SELECT count(*) FROM notes").fetchone() == (1,)
+    finally:
+        other.close()
