@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -211,9 +212,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await anomaly.aclose()
             raise
     app.state.metrics_exporter = exporter
+    # What startup built lives as long as the app: out of the cyclic collector's sight, its
+    # collections no longer walk it (about 3% of an authenticated read); back in at shutdown, so
+    # an app that stops (tests start many) is collected as before.
+    gc.freeze()
     try:
         yield
     finally:
+        gc.unfreeze()
         if exporter is not None:
             await exporter.aclose()
         await maintenance.aclose()
