@@ -63,9 +63,9 @@ class DirectLines:
     callbacks of that turn (one system call for every request that finished in it, instead of one
     each); elsewhere they are written at once. Either way under the handler's lock.
 
-    It is taken only when lines are JSON and go to Bastion's one handler; ``write`` answers False
-    otherwise (console lines, a handler another library added, a level switched off), and the
-    caller logs through the chain. Nothing is scanned, so every string given must be ``Own``:
+    It is taken only when lines are JSON and go to Bastion's one handler (``ready``); ``write``
+    answers False otherwise (console lines, a handler another library added, a level switched off),
+    and the caller logs through the chain. Nothing is scanned, so every string given must be ``Own``:
     Bastion's own text or text the redactor already scrubbed.
     """
 
@@ -80,7 +80,7 @@ class DirectLines:
         self._second = -1
         self._second_text = ""
 
-    def _timestamp(self) -> str:
+    def timestamp(self) -> str:
         """ISO 8601 in UTC with microseconds, as the chain's stamper writes it; the date and time
         of day are formatted once a second."""
         now = time.time()
@@ -89,32 +89,41 @@ class DirectLines:
             self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._second_text}.{int((now - second) * 1_000_000):06d}Z"
 
-    def write(self, level: int, level_name: str, event: str, fields: dict[str, Any], request_id: str) -> bool:
-        root, logger = self.root, self.logger
-        if not (
+    def ready(self, level: int) -> bool:
+        """Whether a line at ``level`` may be written here (False: log it through the chain)."""
+        root = self.root
+        return (
             self.json_lines
             and len(root.handlers) == 1
             and root.handlers[0] is self.handler
-            and not logger.handlers
-            and logger.isEnabledFor(level)
-        ):
+            and not self.logger.handlers
+            and self.logger.isEnabledFor(level)
+        )
+
+    def write(self, level: int, level_name: str, event: str, fields: dict[str, Any], request_id: str) -> bool:
+        """``fields`` as a line, followed by the chain's own fields; False when not ``ready``."""
+        if not self.ready(level):
             return False
         fields["event"] = event
         fields["request_id"] = request_id
         fields["logger"] = self.name
         fields["level"] = level_name
-        fields["timestamp"] = self._timestamp()
-        line = _json(fields) + self.handler.terminator
+        fields["timestamp"] = self.timestamp()
+        self.put(_json(fields))
+        return True
+
+    def put(self, line: str) -> None:
+        """A line already rendered (JSON, no newline), written at the end of this turn of the loop."""
+        line += self.handler.terminator
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self._emit(line)
-            return True
+            return
         if self._flushing_on is not loop:  # a loop that stopped mid-turn left its lines here too
             self._flushing_on = loop
             loop.call_soon(self.flush)
         self._pending.append(line)
-        return True
 
     def flush(self) -> None:
         self._flushing_on = None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
@@ -11,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.audit.context import CURRENT, RequestFacts
 from bastion.crypto.randomness import REQUEST_RANDOM
-from bastion.observability.logging import bound_logger, direct_lines
+from bastion.observability.logging import DirectLines, bound_logger, direct_lines
 from bastion.observability.metrics import UNMATCHED
 from bastion.observability.redaction import REDACTED, Own, Redactor
 
@@ -22,10 +23,14 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{8,64}$")
 # Methods logged as they are; any other token a client sent is untrusted text.
 _METHODS = {m: Own(m) for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 _EVENT = Own("request")
+_ACCESS = "bastion.access"
 _DEBUG = 10
 _INFO = 20
 _ERROR = 40
 _LEVEL_NAMES = {_INFO: "info", _ERROR: "error"}
+# Rendered starts of access lines, by method, route template and status: a few hundred at most.
+_HEADS_KEPT = 4096
+_string = json.encoder.encode_basestring_ascii  # a JSON string, as the JSON renderer writes it
 
 
 def new_request_id() -> str:
@@ -50,6 +55,7 @@ class RequestContext:
         self.app = app
         self.trust_client_id = trust_client_id
         self.redactor = redactor or Redactor()
+        self._heads: dict[tuple[str, str, int], str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,14 +98,23 @@ class RequestContext:
         return new_request_id()
 
     def _log(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
-        log = bound_logger("bastion.access")
         level = _INFO if status < 500 else _ERROR
-        if not log.isEnabledFor(level):
-            return
-        text = self.redactor.text
         method = scope.get("method") or ""
         route = getattr(scope.get("route"), "path", None)
         path = scope.get("path") or ""
+        query = scope.get("query_string", b"")
+        if path == route and not query and method in _METHODS:
+            # Nothing the client chose is on the line: rendered from its parts, unless it is not a
+            # plain JSON line to Bastion's handler or DEBUG asks for the headers too.
+            direct = direct_lines(_ACCESS)
+            if direct is not None and direct.ready(level) and not direct.logger.isEnabledFor(_DEBUG):
+                direct.put(self._line(direct, (method, path, status), elapsed, scope, request_id))
+                return
+        log = bound_logger(_ACCESS)
+        if not log.isEnabledFor(level):
+            return
+        debug = log.isEnabledFor(_DEBUG)
+        text = self.redactor.text
         fields: dict[str, Any] = {
             "method": _METHODS.get(method) or Own(text(method)),
             "route": Own(route or UNMATCHED),
@@ -108,19 +123,41 @@ class RequestContext:
             "duration_ms": round(elapsed * 1000, 2),
             "client": self._client(scope),
         }
-        query = scope.get("query_string", b"")
         if query:
             fields["query"] = Own(text(query.decode("latin-1")))
-        if log.isEnabledFor(_DEBUG):
+        if debug:
             fields["headers"] = self._headers(scope)
         else:
-            direct = direct_lines("bastion.access")
+            direct = direct_lines(_ACCESS)
             if direct is not None and direct.write(level, _LEVEL_NAMES[level], _EVENT, fields, request_id):
                 return
         if level == _INFO:
             log.info(_EVENT, **fields)
         else:
             log.error(_EVENT, **fields)
+
+    def _line(
+        self, direct: DirectLines, key: tuple[str, str, int], elapsed: float, scope: Scope, request_id: str
+    ) -> str:
+        """The access line of a request whose path is its route's template, without a query: what
+        the chain's JSON renderer writes for the same fields, in the same order."""
+        method, route, status = key
+        head = self._heads.get(key)
+        if head is None:
+            if len(self._heads) >= _HEADS_KEPT:
+                self._heads.clear()
+            head = self._heads[key] = (
+                f'{{"method": {_string(method)}, "route": {_string(route)}, "path": {_string(route)}, '
+                f'"status": {status}, "duration_ms": '
+            )
+        client = self._client(scope)
+        level_name = _LEVEL_NAMES[_INFO if status < 500 else _ERROR]
+        return (
+            f"{head}{round(elapsed * 1000, 2)!r}, "
+            f'"client": {"null" if client is None else _string(client)}, "event": "request", '
+            f'"request_id": {_string(request_id)}, "logger": "bastion.access", "level": "{level_name}", '
+            f'"timestamp": "{direct.timestamp()}"}}'
+        )
 
     @staticmethod
     def _client(scope: Scope) -> Own | None:

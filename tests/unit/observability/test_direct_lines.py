@@ -441,3 +441,53 @@ def test_a_line_left_by_a_loop_that_stopped_is_written_by_the_next_loop(
 
     asyncio.run(later())
     assert [line["request_id"] for line in _lines(stream)] == ["last-of-first", "in-second"]
+
+
+# -- the line of a routed request, rendered from its parts --------------------------------------
+
+
+class _Route:
+    path = "/things/list"
+
+
+def _routed(status: int) -> Any:
+    """An app that names its route (as the router does) and answers ``status``."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["route"] = _Route()
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+@pytest.mark.parametrize("status", [200, 404, 503])
+async def test_a_routed_requests_line_is_the_chains_line(make_settings: SettingsFactory, status: int) -> None:
+    """Rendered from cached parts (a path that is its template, no query) and through the whole chain
+    (forced by a second root handler): the same line, byte for byte, but for the timing fields."""
+    rendered: list[str] = []
+    for through_chain in (False, True):
+        stream = _configure(make_settings())
+        if through_chain:
+            logging.getLogger().addHandler(logging.NullHandler())
+        app = RequestContext(_routed(status))
+        async with client_for(app, base_url="http://testserver", client=("203.0.113.9", 4000)) as http:
+            for _ in range(2):  # the second one from the cached start of the line
+                await http.get("/things/list", headers={"X-Request-ID": "trace-0001-routed"})
+        flush_lines()
+        lines = stream.getvalue().splitlines()
+        assert len(lines) == 2 and lines[0] != ""
+        rendered += lines
+        if through_chain:
+            logging.getLogger().handlers.pop()
+    timing = re.compile(r'"duration_ms": [0-9.e-]+|"timestamp": "[^"]*"')
+    assert len({timing.sub("", line) for line in rendered}) == 1, rendered
+    line = json.loads(rendered[0])
+    assert (line["route"], line["path"], line["status"], line["client"]) == (
+        "/things/list",
+        "/things/list",
+        status,
+        "203.0.113.9",
+    )
+    assert line["level"] == ("error" if status >= 500 else "info")
+    assert TIMESTAMP.match(line["timestamp"])
