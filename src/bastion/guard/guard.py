@@ -37,7 +37,7 @@ from bastion.guard.model import InjectionModel, load_model
 from bastion.guard.normalize import Normalized, Normalizer
 from bastion.guard.output import CanaryDetector, StreamScanner
 from bastion.guard.profanity import ProfanityFilter, load_words
-from bastion.guard.rules import RuleSet, load_rules, noisy_or
+from bastion.guard.rules import noisy_or, shipped_rules
 from bastion.guard.suffix import AdversarialSuffixDetector
 from bastion.guard.urls import UrlPolicy
 from bastion.guard.validators import (
@@ -106,7 +106,7 @@ class Guard:
         if self.config.injection_action not in _ACTION_FOR:
             raise ValueError(f"injection action must be one of {sorted(_ACTION_FOR)}")
         self.normalizer = Normalizer()
-        rules = RuleSet(load_rules("injection.yaml"))
+        rules = shipped_rules("injection.yaml")
         if model is None and self.config.use_model:
             model = load_model(self.config.model_path)
         self.model = model
@@ -118,7 +118,7 @@ class Guard:
             ProfanityFilter(load_words(self.config.profanity_words)) if self.config.profanity_filter else None
         )
         self._urls = UrlPolicy(self.config.allowed_domains)
-        self._output_rules = RuleSet(load_rules("output.yaml"))
+        self._output_rules = shipped_rules("output.yaml")
         self._canary = CanaryDetector(self.config.canary) if self.config.canary else None
 
     # --- input ---------------------------------------------------------------------------------
