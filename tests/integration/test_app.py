@@ -8,8 +8,10 @@ import asyncio
 import httpx
 import pytest
 from fastapi import Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
+from bastion.api.deps import iter_route_contexts
 from bastion.app import create_app
 from bastion.db import migrate
 from tests.conftest import SettingsFactory, serve_app
@@ -251,3 +253,12 @@ async def test_request_state_is_not_shared_between_requests(make_settings: Setti
     ids = [r.json()["id"] for r in responses]
     assert ids == [r.headers["x-request-id"] for r in responses]
     assert len(set(ids)) == 10
+
+
+def test_every_route_is_named_by_its_whole_path(make_settings: SettingsFactory) -> None:
+    """Metrics, access lines and audit records name a request by its route's template
+    (``scope["route"].path``): a router included with a prefix would name it without the prefix."""
+    app = create_app(make_settings())
+    contexts = [c for c in iter_route_contexts(app.routes) if isinstance(c.original_route, APIRoute)]
+    assert len(contexts) > 50
+    assert [c.path for c in contexts if c.path != c.original_route.path] == []
