@@ -14,6 +14,7 @@ import asyncio
 import atexit
 import json
 import logging
+import select
 import sys
 import time
 from collections.abc import MutableMapping
@@ -36,6 +37,8 @@ _QUIET = {
 
 # Concrete loggers for lines written on every request, dropped whenever logging is configured again.
 _BOUND: dict[str, structlog.stdlib.BoundLogger] = {}
+# The largest write a pipe takes whole (POSIX guarantees at least 512; Linux gives 4096).
+_ATOMIC_WRITE = getattr(select, "PIPE_BUF", 512)
 # json.dumps builds its C encoder on every call; this one is built once, with the JSON renderer's
 # settings (ASCII output, ", " and ": " separators, keys in their order).
 _C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
@@ -60,8 +63,9 @@ class DirectLines:
     then ``event``, ``request_id``, ``logger``, ``level``, ``timestamp``).
 
     Lines written on the event loop are joined and written once per turn of the loop, after the
-    callbacks of that turn (one system call for every request that finished in it, instead of one
-    each); elsewhere they are written at once. Either way under the handler's lock.
+    callbacks of that turn, in writes of at most PIPE_BUF bytes that end on a line's end (a pipe
+    shared with other processes takes each whole); elsewhere they are written at once. Either way
+    under the handler's lock.
 
     It is taken only when lines are JSON and go to Bastion's one handler (``ready``); ``write``
     answers False otherwise (console lines, a handler another library added, a level switched off),
@@ -128,8 +132,18 @@ class DirectLines:
     def flush(self) -> None:
         self._flushing_on = None
         lines, self._pending = self._pending, []
-        if lines:
-            self._emit("".join(lines))
+        # Writes of at most PIPE_BUF bytes: a pipe (a container's log, several workers' shared
+        # stderr) takes each whole, never interleaved with another process's line.
+        chunk: list[str] = []
+        size = 0
+        for line in lines:  # ASCII: as many bytes as characters
+            if chunk and size + len(line) > _ATOMIC_WRITE:
+                self._emit("".join(chunk))
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            self._emit("".join(chunk))
 
     def _emit(self, text: str) -> None:
         handler = self.handler

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import re
+import select
 from collections.abc import Iterator
 from typing import Any
 
@@ -491,3 +492,18 @@ async def test_a_routed_requests_line_is_the_chains_line(make_settings: Settings
     )
     assert line["level"] == ("error" if status >= 500 else "info")
     assert TIMESTAMP.match(line["timestamp"])
+
+
+async def test_a_turns_lines_are_written_in_whole_lines_of_at_most_a_pipes_atomic_write(
+    make_settings: SettingsFactory,
+) -> None:
+    stream = _configure(make_settings())
+    assert isinstance(stream, CountingStream)
+    writer = _writer()
+    for n in range(60):  # about 250 bytes each: several writes' worth
+        assert writer.write(logging.INFO, "info", Own("request"), {**_fields(), "n": n}, f"id-{n}")
+    await asyncio.sleep(0)
+    assert len(stream.writes) > 1
+    for chunk in stream.writes:
+        assert len(chunk.encode()) <= select.PIPE_BUF and chunk.endswith("\n")
+    assert [line["n"] for line in _lines(stream)] == list(range(60))
