@@ -20,8 +20,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bastion.audit.models import AccessRecord
-from bastion.crypto.randomness import REQUEST_RANDOM
+from bastion.audit.models import AccessRecord, new_id
 from bastion.db.session import unit_of_work
 from bastion.db.types import utcnow
 from bastion.observability.logging import get_logger
@@ -123,7 +122,7 @@ def _row(values: tuple[Any, ...]) -> dict[str, Any]:
     timestamp: datetime
     timestamp, method, route, status, latency, user_id, key_id, ip, request_id = values
     return {
-        "id": REQUEST_RANDOM.token_hex(16),  # new_id()'s form, from the pooled random block
+        "id": new_id(),
         "timestamp": timestamp,
         "method": method,
         "route": route,

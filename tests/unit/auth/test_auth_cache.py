@@ -140,6 +140,22 @@ class Verification:
         return self.result
 
 
+async def _first_and_waiting(
+    cache: AuthCache, first_verification: Verification
+) -> tuple[
+    asyncio.Task[tuple[Principal, AccessClaims]], asyncio.Task[tuple[Principal, AccessClaims]], Verification
+]:
+    """A first request verifying ``b"k"`` (held until released), and a second one waiting for it
+    whose own verification, should it run, answers at once."""
+    first = asyncio.create_task(cache.verified(b"k", first_verification))
+    await asyncio.sleep(0)
+    own = Verification(entry())
+    own.release.set()
+    second = asyncio.create_task(cache.verified(b"k", own))
+    await asyncio.sleep(0)
+    return first, second, own
+
+
 async def test_requests_for_a_token_being_verified_wait_for_that_verification() -> None:
     cache = AuthCache()
     verify = Verification(entry())
@@ -153,12 +169,7 @@ async def test_requests_for_a_token_being_verified_wait_for_that_verification() 
 async def test_a_failed_verification_is_not_shared_the_others_verify_anew() -> None:
     cache = AuthCache()
     failing = Verification(ValueError("refused"))
-    first = asyncio.create_task(cache.verified(b"k", failing))
-    await asyncio.sleep(0)
-    own = Verification(entry())
-    own.release.set()
-    second = asyncio.create_task(cache.verified(b"k", own))
-    await asyncio.sleep(0)
+    first, second, own = await _first_and_waiting(cache, failing)
     failing.release.set()
     with pytest.raises(ValueError, match="refused"):
         await first
@@ -168,13 +179,7 @@ async def test_a_failed_verification_is_not_shared_the_others_verify_anew() -> N
 
 async def test_a_cancelled_first_request_does_not_cancel_the_others() -> None:
     cache = AuthCache()
-    slow = Verification(entry())
-    first = asyncio.create_task(cache.verified(b"k", slow))
-    await asyncio.sleep(0)
-    own = Verification(entry())
-    own.release.set()
-    second = asyncio.create_task(cache.verified(b"k", own))
-    await asyncio.sleep(0)
+    first, second, own = await _first_and_waiting(cache, Verification(entry()))
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first

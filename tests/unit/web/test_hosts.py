@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bastion.web import TrustedHosts
-from bastion.web.hosts import host_name
+from bastion.web.hosts import _ANSWERS_KEPT, host_name
 from tests.unit.web.apps import client_for, responder
 
 
@@ -112,3 +112,14 @@ def test_bad_entries_are_refused_at_construction(entry: str) -> None:
         return
     with pytest.raises(ValueError):
         TrustedHosts(responder(), allowed_hosts=[entry])
+
+
+def test_answers_kept_per_host_value_stay_bounded_and_right_under_a_flood_of_names() -> None:
+    """A client sending ever new Host values only churns the kept answers: each is still decided."""
+    hosts = TrustedHosts(None, allowed_hosts=["api.example.org", "*.example.net"])  # type: ignore[arg-type]
+    for n in range(3 * _ANSWERS_KEPT):
+        assert not hosts.allows(f"evil-{n}.example.com")
+        assert hosts.allows(f"n{n}.example.net")
+        assert len(hosts._answers) <= _ANSWERS_KEPT
+    assert hosts.allows("API.example.org:443") and not hosts.allows("example.net")
+    assert not hosts.allows("api.example.org\x00") and not hosts.allows(None)
