@@ -19,7 +19,7 @@ from bastion.alerts.models import Alert
 from bastion.alerts.rules import AlertKind
 from bastion.alerts.service import AlertService
 from bastion.api.audit import record_action
-from bastion.api.content_types import require_json
+from bastion.api.content_types import JsonRoute
 from bastion.api.cursors import CURSOR, cursor_of, position
 from bastion.api.deps import require
 from bastion.audit.events import AuditEvent
@@ -29,7 +29,7 @@ from bastion.errors import NotFound, ServiceUnavailable
 
 MANAGE = require(Permission.ALERTS_MANAGE)
 router = APIRouter(
-    prefix="/api/admin/alerts", tags=["admin"], dependencies=[Depends(MANAGE), Depends(require_json)]
+    prefix="/api/admin/alerts", tags=["admin"], dependencies=[Depends(MANAGE)], route_class=JsonRoute
 )
 Admin = Annotated[Principal, Depends(MANAGE)]
 AlertId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]

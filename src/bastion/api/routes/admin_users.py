@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel
 
 from bastion.api.audit import record_action
-from bastion.api.content_types import require_json
+from bastion.api.content_types import JsonRoute
 from bastion.api.cursors import CURSOR, cursor_of, position
 from bastion.api.deps import audit_context, get_settings, identity_service, require
 from bastion.api.routes.api_keys import api_keys
@@ -31,7 +31,7 @@ from bastion.auth.service import Context, IdentityService
 from bastion.errors import Forbidden, InvalidField
 from bastion.settings import Settings
 
-router = APIRouter(prefix="/api/admin/users", tags=["admin"], dependencies=[Depends(require_json)])
+router = APIRouter(prefix="/api/admin/users", tags=["admin"], route_class=JsonRoute)
 
 Service = Annotated[IdentityService, Depends(identity_service)]
 Ctx = Annotated[Context, Depends(audit_context)]
@@ -157,7 +157,7 @@ async def unlock(user_id: UserId, admin: Admin, service: Service, context: Ctx) 
     return UserDetail.of(await service.unlock(user_id, context, actor_id=admin.user_id), service)
 
 
-invitations = APIRouter(prefix="/api/admin/invitations", tags=["admin"], dependencies=[Depends(require_json)])
+invitations = APIRouter(prefix="/api/admin/invitations", tags=["admin"], route_class=JsonRoute)
 
 
 @invitations.post("", status_code=status.HTTP_201_CREATED, response_model=InvitationOut)

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from bastion.api.audit import record_action
-from bastion.api.content_types import require_json
+from bastion.api.content_types import JsonRoute
 from bastion.api.deps import audit_context, require
 from bastion.api.schemas.api_keys import KeyCreate, KeyCreated, KeyList, KeyOut
 from bastion.audit.events import AuditEvent
@@ -22,7 +22,7 @@ from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.auth.service import Context
 
-router = APIRouter(prefix="/api/keys", tags=["keys"], dependencies=[Depends(require_json)])
+router = APIRouter(prefix="/api/keys", tags=["keys"], route_class=JsonRoute)
 admin_router = APIRouter(prefix="/api/admin/keys", tags=["admin"])
 
 KeyId = Annotated[str, Path(min_length=16, max_length=16, pattern=r"^[0-9a-f]{16}$")]

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request, Response, status
 
-from bastion.api.content_types import require_json
+from bastion.api.content_types import JsonRoute
 from bastion.api.deps import (
     access_claims,
     audit_context,
@@ -52,7 +52,7 @@ from bastion.observability.metrics import metrics_of
 from bastion.ratelimit.policies import Policy, email_identity
 from bastion.web.authentication import ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE, request_cookies
 
-router = APIRouter(prefix="/api/auth", tags=["auth"], dependencies=[Depends(require_json)])
+router = APIRouter(prefix="/api/auth", tags=["auth"], route_class=JsonRoute)
 jwks_router = APIRouter(tags=["auth"])
 
 Service = Annotated[IdentityService, Depends(identity_service)]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from bastion.api.audit import record_action
-from bastion.api.content_types import require_json
+from bastion.api.content_types import JsonRoute
 from bastion.api.deps import audit_context, identity_of, require
 from bastion.api.ratelimit import rate_limit
 from bastion.api.routes.auth import clear_cookies
@@ -26,7 +26,7 @@ from bastion.privacy.erasure import AccountErasure
 from bastion.privacy.export import AccountExport
 from bastion.ratelimit.policies import Policy
 
-router = APIRouter(prefix="/api/me", tags=["privacy"], dependencies=[Depends(require_json)])
+router = APIRouter(prefix="/api/me", tags=["privacy"], route_class=JsonRoute)
 
 EXPORT = require(Permission.ACCOUNT_EXPORT)
 ERASE = require(Permission.ACCOUNT_ERASE)
