@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bastion-bench-"))
-    with FakeUpstream() as upstream:
+    with FakeUpstream(keep_alive=True) as upstream:
         port = free_port()
         env = {
             key: value

@@ -18,7 +18,8 @@ Run: ``make bench`` (``.venv/bin/python bench/run_all.py [--quick] [--wrk-second
    request (steadier than throughput on a loaded machine).
 2. A chat message (``POST /api/sessions/{id}/messages``) through the served Bastion to the fake
    upstream (``tests/support/fake_upstream.py``), alternating with the same completion asked of the
-   upstream directly, one keep-alive client: the latency Bastion adds at p50 and p99.
+   upstream directly, one keep-alive client: the latency Bastion adds at p50 and p99. The upstream
+   keeps its connections open as real providers do, so both paths reuse theirs.
 3. In process: the limiter against the ``limits`` library and raw Redis (``bench/ratelimit.py``),
    the guard's input scan (``bench/guard.py``), password verification (``bench/auth.py``).
 
@@ -564,7 +565,7 @@ def main() -> None:
     messages = args.messages or (150 if args.quick else 600)
     rows: list[Row] = []
     root = Path(tempfile.mkdtemp(prefix="bastion-bench-all-"))
-    with FakeUpstream() as upstream, servers(root, upstream.base_url) as fleet:
+    with FakeUpstream(keep_alive=True) as upstream, servers(root, upstream.base_url) as fleet:
         if shutil.which("wrk") is None:
             rows.append(Row("served rows", "skipped: wrk is not installed (scripts/provision.sh)", "", ""))
         else:

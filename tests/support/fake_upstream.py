@@ -10,6 +10,7 @@ connection without a word, or stream part of a reply and then cut the connection
     upstream.script(Fault.reply("Sure: bst-ca", "nary-..."))  # a scripted reply, streamed as these chunks
     upstream.failing(Fault.status_code(503), Fault.drop())   # every request fails, in turn, until
     upstream.failing()                                      # ...this: an outage of unknown length
+    FakeUpstream(keep_alive=True)                           # answers of known length keep the connection
     ... point a provider at upstream.base_url ...
     assert upstream.count("/v1/chat/completions") == 3
 """
@@ -89,9 +90,14 @@ class Recorded:
 
 
 class FakeUpstream:
-    def __init__(self, *, reply: str | None = None) -> None:
+    def __init__(self, *, reply: str | None = None, keep_alive: bool = False) -> None:
+        """``keep_alive``: answers of known length leave the connection open for the next request,
+        as real providers do (streams, drops and floods still end theirs); by default every answer
+        closes its connection."""
         self.port = free_port()
         self.reply = reply
+        self.keep_alive = keep_alive
+        self.connections = 0  # accepted so far
         self.requests: list[Recorded] = []
         self._script: deque[Fault] = deque()
         self._outage: tuple[Fault, ...] = ()
@@ -176,34 +182,41 @@ class FakeUpstream:
     # -- HTTP --------------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, path, _version = lines[0].split(" ", 2)
-            headers = {}
-            for line in lines[1:]:
-                if ":" in line:
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-            self.requests.append(Recorded(method, path, headers, body))
-            await self._respond(self._next(), path, body, writer)
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _version = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        name, _, value = line.partition(":")
+                        headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+                self.requests.append(Recorded(method, path, headers, body))
+                reusable = await self._respond(self._next(), path, body, writer)
+                if not (reusable and self.keep_alive and headers.get("connection", "").lower() != "close"):
+                    return
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            pass  # stopped while a kept-alive connection waited for its next request
         finally:
             writer.close()
 
-    async def _respond(self, fault: Fault, path: str, body: bytes, writer: asyncio.StreamWriter) -> None:
+    async def _respond(self, fault: Fault, path: str, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        """Answer one request; whether the connection may carry another (a length-delimited answer)."""
         if fault.kind == "drop":
             writer.transport.abort()
-            return
+            return False
         if fault.kind == "slow":
             await asyncio.sleep(fault.delay)
         if fault.kind == "status":
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             error = {"error": {"message": f"failure with {SECRET_IN_ERROR}", "type": "server_error"}}
             await self._send(writer, fault.status, json.dumps(error).encode(), extra)
-            return
+            return True
         if fault.kind == "huge":
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
@@ -215,25 +228,25 @@ class FakeUpstream:
                 writer.write(block)
                 sent += len(block)
                 await writer.drain()
-            return
+            return False
         if fault.kind == "garbage":
             await self._send(writer, 200, b"<html>not json</html>", {"Content-Type": "text/html"})
-            return
+            return True
         scripted = "".join(fault.chunks) if fault.kind == "reply" else None
         if path.endswith("/audio/transcriptions"):
             text = scripted if scripted is not None else "transcribed words from audio"
             await self._send(writer, 200, json.dumps({"text": text}).encode())
-            return
+            return True
         if path.endswith("/models"):
             await self._send(
                 writer, 200, json.dumps({"object": "list", "data": [{"id": "fake-model"}]}).encode()
             )
-            return
+            return True
         request = json.loads(body or b"{}")
         content = scripted if scripted is not None else self.reply or self._echo(request)
         if request.get("stream"):
             await self._stream(writer, request, content, fault)
-            return
+            return False
         completion = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
             "object": "chat.completion",
@@ -245,6 +258,7 @@ class FakeUpstream:
             "usage": {"prompt_tokens": 11, "completion_tokens": len(content.split()), "total_tokens": 0},
         }
         await self._send(writer, 200, json.dumps(completion).encode())
+        return True
 
     @staticmethod
     def _echo(request: dict[str, Any]) -> str:
@@ -295,14 +309,13 @@ class FakeUpstream:
         writer.write(b"data: [DONE]\n\n")
         await writer.drain()
 
-    @staticmethod
     async def _send(
-        writer: asyncio.StreamWriter, status: int, body: bytes, headers: dict[str, str] | None = None
+        self, writer: asyncio.StreamWriter, status: int, body: bytes, headers: dict[str, str] | None = None
     ) -> None:
         all_headers = {
             "Content-Type": "application/json",
             "Content-Length": str(len(body)),
-            "Connection": "close",
+            "Connection": "keep-alive" if self.keep_alive else "close",
         }
         all_headers.update(headers or {})
         head = f"HTTP/1.1 {status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in all_headers.items()) + "\r\n"

@@ -102,6 +102,36 @@ async def test_completion_sends_model_key_and_messages(upstream: FakeUpstream, m
     assert body["messages"][-1] == {"role": "user", "content": "hello there friend"}
 
 
+async def test_an_upstream_that_keeps_connections_open_is_called_over_one(  # type: ignore[no-untyped-def]
+    http: httpx.AsyncClient, clock: Clock, sleeps: Sleeps
+) -> None:
+    # Real providers keep connections alive: messages go over the pooled connection. A refused
+    # attempt's body is not read, so that connection is dropped and its retry opens another; a
+    # stream takes the pooled one, and the fake ends it with the stream.
+    with FakeUpstream(keep_alive=True) as upstream:
+        provider = OpenAICompatibleProvider(
+            client=http,
+            base_url=upstream.base_url,
+            model="fake-model",
+            api_key=API_KEY,
+            timeout=5.0,
+            retry=RetryPolicy(max_retries=2, base_delay=0.5, max_delay=4),
+            breaker=MemoryBreakerStore(),
+            clock=clock,
+            sleep=sleeps,
+        )
+        for _ in range(3):
+            assert (await provider.complete(MESSAGES, OPTIONS)).content == "echo: hello there friend"
+        assert upstream.count() == 3 and upstream.connections == 1
+        upstream.script(Fault.status_code(500))
+        assert (await provider.complete(MESSAGES, OPTIONS)).content == "echo: hello there friend"
+        assert upstream.count() == 5 and upstream.connections == 2
+        assert [event async for event in provider.stream(MESSAGES, OPTIONS)]
+        assert upstream.connections == 2
+        assert (await provider.complete(MESSAGES, OPTIONS)).content == "echo: hello there friend"
+        assert upstream.connections == 3
+
+
 async def test_retries_are_bounded_with_growing_jittered_backoff(  # type: ignore[no-untyped-def]
     upstream: FakeUpstream, make_provider, sleeps: Sleeps
 ) -> None:
