@@ -12,6 +12,7 @@ sealed with the field cipher, bound to its session and message id.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
@@ -33,7 +34,8 @@ from bastion.db.types import utcnow
 from bastion.errors import Conflict, NotFound
 from bastion.llm import base as llm
 from bastion.llm.base import GenerationOptions, Provider, StreamInterrupted, Transcription, Usage
-from bastion.observability.logging import get_logger
+from bastion.observability.logging import log_own
+from bastion.observability.redaction import Own
 from bastion.ratelimit.quotas import SessionQuota
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -78,7 +80,6 @@ class ChatService:
         self.limits = limits
         self.system_prompt = system_prompt
         self.clock = clock
-        self.log = get_logger("bastion.chat")
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -329,14 +330,19 @@ class ChatService:
         )
         if usage is not None:
             # Token accounting: a log event for usage metrics (the tokens are spent, stored or not).
-            self.log.info(
+            # Bastion's own text but for a model name the upstream chose, which the chain scans.
+            log_own(
+                "bastion.chat",
+                logging.INFO,
                 "model_usage",
-                session_id=session_id,
-                provider=self.provider.name,
-                model=model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                status=str(status),
+                {
+                    "session_id": Own(session_id),  # an owned session's id: checked by _begin_call
+                    "provider": Own(self.provider.name),
+                    "model": Own(model) if model == self.provider.model else model,
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "status": Own(status),
+                },
             )
         async with write_batch(self._sessionmaker) as batch:
             # Token accounting per message and per session: the totals grow with the reply's place.

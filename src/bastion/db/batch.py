@@ -23,14 +23,15 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import anyio
 from sqlalchemy import exc as sa
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util import greenlet_spawn
 
 from bastion.db.engine import WRITE_INTENT
 
@@ -229,6 +230,7 @@ class _SQLiteBatch:
         self._dialect = dialect
         self.begun = False
         self.over = False  # committed or rolled back
+        self.disconnected = False
 
     async def run(self, script: Script[T]) -> T:
         return await self._run(script, commit=False)  # type: ignore[return-value]
@@ -245,8 +247,10 @@ class _SQLiteBatch:
             result = await on_driver_thread(
                 self._driver, _hand_off(script, self._dialect, caller, begin=begin, commit=commit)
             )
-        except Exception:
+        except Exception as error:
             self.over = True  # the thread rolled back
+            if isinstance(error, sa.DBAPIError):
+                self.disconnected = self._dialect.is_disconnect(cast(Any, error.orig), None, None)
             raise
         except BaseException:
             # Cancelled: the hand-off may still be queued or running. It stops at its next
@@ -292,26 +296,32 @@ class _ConnectionBatch:
         return result
 
 
-def on_aiosqlite(connection: AsyncConnection) -> bool:
-    dialect = connection.dialect
-    return dialect.name == "sqlite" and dialect.driver == "aiosqlite"
-
-
 @asynccontextmanager
-async def batch_on(connection: AsyncConnection) -> AsyncIterator[WriteBatch]:
-    """A write transaction on ``connection``: committed when the block ends (unless a script
-    committed it), rolled back on any error or cancellation."""
-    if not on_aiosqlite(connection):
-        # The intent reaches the engine's begin hook before the transaction begins.
-        await connection.execution_options(**{WRITE_INTENT: True})
-        async with connection.begin() as transaction:
-            yield _ConnectionBatch(connection, transaction)
+async def begin_batch(engine: AsyncEngine) -> AsyncIterator[WriteBatch]:
+    """A write transaction on a connection of ``engine``: committed when the block ends (unless a
+    script committed it), rolled back on any error or cancellation."""
+    dialect = engine.dialect
+    if dialect.name != "sqlite" or dialect.driver != "aiosqlite":
+        async with engine.connect() as connection:
+            # The intent reaches the engine's begin hook before the transaction begins.
+            await connection.execution_options(**{WRITE_INTENT: True})
+            async with connection.begin() as transaction:
+                yield _ConnectionBatch(connection, transaction)
         return
-    raw = await connection.get_raw_connection()
-    batch = _SQLiteBatch(raw.driver_connection, connection.dialect)
+    # The pool's connection itself: a SQLAlchemy Connection around it would only add bookkeeping
+    # (half the cost of a transaction's checkout) to statements it never sees.
+    raw = await engine.raw_connection()
+    batch = _SQLiteBatch(raw.driver_connection, dialect)
     try:
-        yield batch
-        await batch.finish(None)
-    except BaseException as error:
-        await batch.finish(error)
-        raise
+        try:
+            yield batch
+            await batch.finish(None)
+        except BaseException as error:
+            await batch.finish(error)
+            raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            if batch.disconnected:
+                raw.invalidate()
+            # Back to the pool; its reset (``_sqlite_reset``) runs in SQLAlchemy's greenlet.
+            await greenlet_spawn(raw.close)

@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager, contextmanager
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bastion.db.batch import WriteBatch, batch_on
+from bastion.db.batch import WriteBatch, begin_batch
 from bastion.db.engine import WRITE_INTENT, WRITER_GATE, WriterGate
 from bastion.db.errors import busy_unavailable, database_busy
 
@@ -48,11 +48,7 @@ async def write_batch(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIt
     the driver's thread."""
     engine: AsyncEngine = sessionmaker.kw["bind"]
     with _busy_unavailable():
-        async with (
-            _turn(_writer_gate(sessionmaker)),
-            engine.connect() as connection,
-            batch_on(connection) as batch,
-        ):
+        async with _turn(_writer_gate(sessionmaker)), begin_batch(engine) as batch:
             yield batch
 
 

@@ -61,8 +61,9 @@ async def test_aiosqlite_still_runs_a_function_on_its_thread_with_the_sqlite3_co
     """The batch reaches aiosqlite's private ``Connection._execute`` and ``_conn``
     (``bastion.db.batch.on_driver_thread``): a new aiosqlite that changes them fails here."""
     engine: AsyncEngine = sessionmaker.kw["bind"]
-    async with engine.connect() as connection:
-        driver = (await connection.get_raw_connection()).driver_connection
+    raw = await engine.raw_connection()
+    try:
+        driver = raw.driver_connection
         assert isinstance(driver, aiosqlite.Connection), type(driver)
         seen: list[tuple[int, object]] = []
 
@@ -74,6 +75,8 @@ async def test_aiosqlite_still_runs_a_function_on_its_thread_with_the_sqlite3_co
         [(thread, sqlite_connection)] = seen
         assert thread != threading.get_ident() and thread == driver._thread.ident
         assert isinstance(sqlite_connection, sqlite3.Connection)
+    finally:
+        raw.close()
 
 
 async def test_a_script_holds_the_write_lock_from_its_first_hand_off_and_commits_whole(
