@@ -9,9 +9,10 @@ import json
 import re
 import sqlite3
 from datetime import datetime
+from typing import Any
 
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import event, make_url
 
 from tests.conftest import SettingsFactory
 from tests.integration.chat.conftest import chat_app, new_session, other_user
@@ -48,6 +49,44 @@ async def test_concurrent_messages_on_one_session_keep_unique_contiguous_places(
     assert all(by_seq[seq]["role"] == "assistant" for seq in replies)
     # Each user's message came before its reply; every one is whole.
     assert all(item["status"] == "complete" and item["content"] for item in history)
+
+
+async def test_a_message_meeting_a_locked_database_is_a_503_and_stores_nothing(
+    make_settings: SettingsFactory,
+) -> None:
+    """Another process holds SQLite's write lock past the busy timeout: the message's first
+    hand-off fails (BEGIN IMMEDIATE), the client gets the 503 with Retry-After, nothing is kept,
+    and the connection goes back to the pool clean (the next message takes the next place)."""
+    async with chat_app(make_settings, **MANY) as (app, http, auth):
+        sid = (await new_session(http, auth))["id"]
+        url = f"/api/sessions/{sid}/messages"
+        assert (await http.post(url, json={"content": "before"}, headers=auth)).status_code == 200
+        engine = app.state.engine
+
+        def short_wait(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=50")
+            cursor.close()
+
+        event.listen(engine.sync_engine, "connect", short_wait)
+        await engine.dispose()  # new connections wait 50 ms for the lock, not 10 s
+        other = sqlite3.connect(make_url(str(engine.url)).database or "", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            for stream in (False, True):
+                refused = await http.post(url, json={"content": "locked out", "stream": stream}, headers=auth)
+                assert refused.status_code == 503, refused.text
+                detail = refused.json()["detail"]
+                assert detail["error"] == "service_unavailable"
+                assert refused.headers["Retry-After"] == str(detail["retry_after"])
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        after = await http.post(url, json={"content": "after"}, headers=auth)
+        assert after.status_code == 200, after.text
+        history = (await http.get(url, headers=auth)).json()["items"]
+    assert [(item["seq"], item["content"]) for item in history[::2]] == [(1, "before"), (3, "after")]
+    assert [item["seq"] for item in history] == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
