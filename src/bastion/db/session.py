@@ -86,11 +86,14 @@ async def _turn(gate: WriterGate | None) -> AsyncIterator[None]:
     if gate is None:
         yield
         return
-    try:
-        with anyio.fail_after(gate.timeout):
-            await gate.lock.acquire()
-    except TimeoutError:
-        raise busy_unavailable() from None
+    if gate.lock.locked():
+        try:
+            with anyio.fail_after(gate.timeout):
+                await gate.lock.acquire()
+        except TimeoutError:
+            raise busy_unavailable() from None
+    else:
+        await gate.lock.acquire()  # free: taken at once, no wait to bound (nor its cancel scope)
     try:
         yield
     finally:

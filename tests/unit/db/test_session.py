@@ -13,8 +13,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bastion.db.engine import WRITER_GATE, WriterGate
 from bastion.db.errors import database_busy
-from bastion.db.session import read_only, unit_of_work
+from bastion.db.session import read_only, unit_of_work, write_batch
 from bastion.errors import ServiceUnavailable
 
 
@@ -97,3 +98,22 @@ async def test_a_connection_returned_with_a_transaction_open_is_rolled_back(
         assert other.execute("SELECT count(*) FROM notes").fetchone() == (1,)
     finally:
         other.close()
+
+
+async def test_a_writer_that_waits_past_the_gates_timeout_is_service_unavailable(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    gate = sessionmaker.kw["info"][WRITER_GATE] = WriterGate(timeout=0.05)
+    async with gate.lock:  # another writer of this process holds its turn
+        with pytest.raises(ServiceUnavailable):
+            async with unit_of_work(sessionmaker) as session:
+                await session.execute(text("INSERT INTO notes (body) VALUES ('late')"))
+        with pytest.raises(ServiceUnavailable):
+            async with write_batch(sessionmaker):
+                pass
+    assert not gate.lock.locked()
+    async with write_batch(sessionmaker):  # a free gate is taken at once
+        assert gate.lock.locked()
+    assert not gate.lock.locked()
+    async with read_only(sessionmaker) as session:
+        assert (await session.execute(text("SELECT count(*) FROM notes"))).scalar_one() == 1
