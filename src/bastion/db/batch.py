@@ -310,7 +310,10 @@ async def begin_batch(engine: AsyncEngine) -> AsyncIterator[WriteBatch]:
         return
     # The pool's connection itself: a SQLAlchemy Connection around it would only add bookkeeping
     # (half the cost of a transaction's checkout) to statements it never sees.
-    raw = await engine.raw_connection()
+    try:
+        raw = await engine.raw_connection()
+    except sqlite3.Error as error:  # wrapped as SQLAlchemy's Connection would (an outage is a 503)
+        raise sa.DBAPIError.instance(None, None, error, sqlite3.Error, dialect=dialect) from error
     batch = _SQLiteBatch(raw.driver_connection, dialect)
     try:
         try:

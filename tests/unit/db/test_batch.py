@@ -5,6 +5,7 @@ not at all (errors and cancellation included), stored values as SQLAlchemy store
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta, timezone
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.schema import CreateTable
 
 from bastion.db.batch import Rows, Script, Statement, on_driver_thread, steps
+from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.db.errors import database_busy, unavailable
 from bastion.db.session import read_only, unit_of_work, write_batch
 from bastion.db.types import UTCDateTime
@@ -242,3 +244,16 @@ def test_statements_whose_parameters_sqlalchemy_rewrites_are_refused(
     expanding = Statement(select(NOTES.c.id).where(NOTES.c.body.in_(bindparam("bodies", expanding=True))))
     with pytest.raises(TypeError, match="bind as they are"):
         expanding.compiled(sessionmaker.kw["bind"].dialect)
+
+
+async def test_a_database_that_cannot_be_opened_is_an_outage(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'bastion.db'}")
+    shutil.rmtree(tmp_path / "gone")  # the volume went away before the first connection
+    try:
+        with pytest.raises(OperationalError, match="unable to open") as failed:
+            async with write_batch(create_sessionmaker(engine)) as batch:
+                await batch.commit(steps(ADD_NOTE(body="lost")))
+        refusal = unavailable(failed.value)
+        assert refusal is not None and refusal.status_code == 503
+    finally:
+        await engine.dispose()
