@@ -3,16 +3,17 @@
 
 aiosqlite runs every call on its own thread: SQLAlchemy's adapter makes three or four hand-offs
 per statement (cursor, execute, fetch, close), each one waking that thread and then the event
-loop. On a hot path (a chat message: two transactions of three statements) the hand-offs cost
-more CPU than the statements. A ``Script`` says what a transaction runs as a generator of
-``Step`` s (a statement built once and its parameters), each receiving the rows of the one
-before, so the next can depend on them; ``write_batch`` (``bastion.db.session``) runs a script:
+loop. On a hot path (a chat message: two transactions, five statements) the hand-offs cost
+more CPU than the statements. A ``Script`` says what a transaction runs: a generator of steps
+(``Step``: a statement built once and its parameters), each sent back its rows, so the next
+step can depend on them; ``write_batch`` (``bastion.db.session``) runs a script:
 
 - on SQLite (aiosqlite), as one plain function on the driver's thread, on the raw ``sqlite3``
   connection: ``BEGIN IMMEDIATE`` in the first hand-off, ``COMMIT`` in the last, the statements
   compiled once per dialect with SQLAlchemy's own parameter and result processing, so what is
   stored and read back is what the ORM stores and reads. A failure rolls back on that thread;
-  SQLite's errors come back wrapped as SQLAlchemy's, so overload and outages map as elsewhere;
+  SQLite's errors come back wrapped as SQLAlchemy's, so overload and outages map as elsewhere.
+  SQLAlchemy's statement events (and ``echo``) do not see these statements;
 - elsewhere (PostgreSQL: asyncpg has no thread to hop to), statement by statement on the
   SQLAlchemy connection, in the transaction it began.
 """
