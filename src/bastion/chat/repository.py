@@ -8,15 +8,13 @@ message writes and reads.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
-    Executable,
     Integer,
-    Result,
-    Row,
     Table,
     Update,
     and_,
@@ -28,12 +26,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.chat.models import ChatMessage, ChatSession
+from bastion.db.batch import Script, Statement, WriteBatch, steps
 from bastion.ownership import Owner, of_account
 
-__all__ = ["ChatRepository", "MessageLog", "Owner"]
+__all__ = ["ChatRepository", "MessageLog", "Owner", "Turn"]
 
 
 def _owned_by(owner: Owner) -> ColumnElement[bool]:
@@ -56,23 +55,29 @@ def _next_seq_of(*conditions: ColumnElement[bool]) -> Update:
 
 # The statements of ``MessageLog``, built once (by owner kind where the owner is checked).
 _NEXT_OWNED_SEQ = {
-    by_key: _next_seq_of(
-        Owner.bound_clause(_SESSIONS.c.owner_user_id, _SESSIONS.c.owner_api_key_id, by_key=by_key),
-        _SESSIONS.c.last_active_at >= bindparam("active_since"),
+    by_key: Statement(
+        _next_seq_of(
+            Owner.bound_clause(_SESSIONS.c.owner_user_id, _SESSIONS.c.owner_api_key_id, by_key=by_key),
+            _SESSIONS.c.last_active_at >= bindparam("active_since"),
+        )
     )
     for by_key in (False, True)
 }
-_NEXT_SEQ = _next_seq_of().values(
-    prompt_tokens=_SESSIONS.c.prompt_tokens + bindparam("prompt"),
-    completion_tokens=_SESSIONS.c.completion_tokens + bindparam("completion"),
+_NEXT_SEQ = Statement(
+    _next_seq_of().values(
+        prompt_tokens=_SESSIONS.c.prompt_tokens + bindparam("prompt"),
+        completion_tokens=_SESSIONS.c.completion_tokens + bindparam("completion"),
+    )
 )
-_RECENT_MESSAGES = (
+_RECENT_MESSAGES = Statement(
     select(_MESSAGES.c.id, _MESSAGES.c.role, _MESSAGES.c.content_ciphertext)
     .where(_MESSAGES.c.session_id == bindparam("session_id"))
     .order_by(_MESSAGES.c.seq.desc())
     .limit(bindparam("limit", type_=Integer))
 )
-_ADD_MESSAGE = insert(_MESSAGES)
+_ADD_MESSAGE = Statement(
+    insert(_MESSAGES).values({column.key: bindparam(column.key) for column in _MESSAGES.c})
+)
 
 
 def _rowcount(result: object) -> int:
@@ -217,54 +222,78 @@ class ChatRepository:
         return [(row.id, Owner(user_id=row.owner_user_id, api_key_id=row.owner_api_key_id)) for row in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A message's reserved place in its session and the history before it."""
+
+    seq: int
+    # The newest messages' (id, role, ciphertext), oldest first.
+    recent: list[tuple[str, str, str]]
+
+
 class MessageLog:
-    """A chat message's statements, on the connection of its transaction (``write_connection``).
+    """A chat message's statements, as scripts of its write transaction (``write_batch``).
 
     Core statements built once: a message is the hot path, and the ORM's identity map and flush
-    add nothing to an append-only log.
+    add nothing to an append-only log. Each method is one hand-off to SQLite's driver thread.
     """
 
-    def __init__(self, connection: AsyncConnection) -> None:
-        self.connection = connection
+    def __init__(self, batch: WriteBatch) -> None:
+        self.batch = batch
 
-    async def next_owned_seq(
-        self, session_id: str, owner: Owner, *, active_since: datetime, now: datetime
-    ) -> int | None:
-        """Reserve the next sequence number of the owner's active session and touch it, in one
-        UPDATE ... RETURNING; ``None`` when the owner has no such session (someone else's, an
-        expired one and a made-up id alike)."""
-        result = await self._execute(
-            _NEXT_OWNED_SEQ[owner.by_key],
-            {"session_id": session_id, "active_since": active_since, "now": now, **owner.bound_id},
-        )
-        seq = result.scalar_one_or_none()
-        return None if seq is None else int(seq)
-
-    async def next_seq(
-        self, session_id: str, *, now: datetime, prompt_tokens: int = 0, completion_tokens: int = 0
-    ) -> int | None:
-        """Reserve the next sequence number, touch the session and add a call's tokens to its
-        totals, in one UPDATE ... RETURNING; ``None`` when the session is gone."""
-        result = await self._execute(
-            _NEXT_SEQ,
-            {"session_id": session_id, "now": now, "prompt": prompt_tokens, "completion": completion_tokens},
-        )
-        seq = result.scalar_one_or_none()
-        return None if seq is None else int(seq)
+    async def open_turn(
+        self, session_id: str, owner: Owner, *, active_since: datetime, now: datetime, history: int
+    ) -> Turn | None:
+        """Reserve the next sequence number of the owner's active session and touch it (one
+        UPDATE ... RETURNING), then read up to ``history`` messages before it; ``None`` when the
+        owner has no such session (someone else's, an expired one and a made-up id alike)."""
+        return await self.batch.run(_open_turn(session_id, owner, active_since, now, history))
 
     async def add_message(self, message: ChatMessage) -> ChatMessage:
-        """Insert a new message (every column given: nothing is left to defaults)."""
-        await self._execute(
-            _ADD_MESSAGE, {column.key: getattr(message, column.key) for column in _MESSAGES.c}
-        )
+        """Insert a new message (every column given: nothing is left to defaults) and commit."""
+        await self.batch.commit(steps(_ADD_MESSAGE(**_columns(message))))
         return message
 
-    async def recent_messages(self, session_id: str, *, limit: int) -> list[Row[str, str, str]]:
-        """The newest ``limit`` messages' ids, roles and ciphertexts, oldest first."""
-        result = await self._execute(_RECENT_MESSAGES, {"session_id": session_id, "limit": limit})
-        rows = cast(list[Row[str, str, str]], list(result.all()))
-        rows.reverse()
-        return rows
+    async def add_reply(
+        self, message: ChatMessage, *, prompt_tokens: int, completion_tokens: int
+    ) -> int | None:
+        """Reserve the next sequence number, touch the session and add a call's tokens to its totals
+        (one UPDATE ... RETURNING), insert ``message`` in that place and commit: its ``seq``, or
+        ``None`` (nothing written) when the session is gone."""
+        return await self.batch.commit(_add_reply(message, prompt_tokens, completion_tokens))
 
-    async def _execute(self, statement: Executable, parameters: dict[str, Any]) -> Result[Any]:
-        return await self.connection.execute(statement, parameters)
+
+def _columns(message: ChatMessage) -> dict[str, Any]:
+    return {column.key: getattr(message, column.key) for column in _MESSAGES.c}
+
+
+# Scripts: they run on SQLite's driver thread (``bastion.db.batch``), so they only compute.
+
+
+def _open_turn(
+    session_id: str, owner: Owner, active_since: datetime, now: datetime, history: int
+) -> Script[Turn | None]:
+    rows = yield _NEXT_OWNED_SEQ[owner.by_key](
+        session_id=session_id, active_since=active_since, now=now, **owner.bound_id
+    )
+    if not rows:
+        return None
+    seq = int(rows[0][0])
+    # The session's first message has no history to read.
+    limit = min(history, seq - 1)
+    recent = (yield _RECENT_MESSAGES(session_id=session_id, limit=limit)) if limit > 0 else []
+    return Turn(seq=seq, recent=[(row[0], row[1], row[2]) for row in reversed(recent)])
+
+
+def _add_reply(message: ChatMessage, prompt_tokens: int, completion_tokens: int) -> Script[int | None]:
+    rows = yield _NEXT_SEQ(
+        session_id=message.session_id,
+        now=message.created_at,
+        prompt=prompt_tokens,
+        completion=completion_tokens,
+    )
+    if not rows:
+        return None
+    seq = int(rows[0][0])
+    yield _ADD_MESSAGE(**{**_columns(message), "seq": seq})
+    return seq

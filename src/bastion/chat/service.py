@@ -12,6 +12,7 @@ sealed with the field cipher, bound to its session and message id.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
@@ -23,17 +24,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.chat.budget import BudgetGuard, LimitGate, Meter
 from bastion.chat.models import ChatMessage, ChatSession, MessageStatus, new_message_id, new_session_id
-from bastion.chat.repository import ChatRepository, MessageLog, Owner
+from bastion.chat.repository import ChatRepository, MessageLog, Owner, Turn
 from bastion.chat.screening import Reply, Screen
 from bastion.chat.views import MessageView, Page, SessionView, StreamEvent
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.registry import CHAT_MESSAGE_CONTENT, CHAT_SESSION_TITLE
-from bastion.db.session import read_only, unit_of_work, write_connection
+from bastion.db.session import read_only, unit_of_work, write_batch
 from bastion.db.types import utcnow
 from bastion.errors import Conflict, NotFound
 from bastion.llm import base as llm
 from bastion.llm.base import GenerationOptions, Provider, StreamInterrupted, Transcription, Usage
-from bastion.observability.logging import get_logger
+from bastion.observability.logging import log_own
+from bastion.observability.redaction import Own
 from bastion.ratelimit.quotas import SessionQuota
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -78,7 +80,6 @@ class ChatService:
         self.limits = limits
         self.system_prompt = system_prompt
         self.clock = clock
-        self.log = get_logger("bastion.chat")
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -149,15 +150,11 @@ class ChatService:
         next_before = items[0].seq if len(items) == size and items[0].seq > 1 else None
         return Page(items=items, next_before=next_before)
 
-    async def _prompt(
-        self, log: MessageLog, session_id: str, content: str, *, seq: int
-    ) -> list[llm.ChatMessage]:
-        """The prompt for message ``seq``: the system prompt, recent history and the message itself
-        (the session's first message has no history to read)."""
+    def _prompt(self, session_id: str, content: str, turn: Turn) -> list[llm.ChatMessage]:
+        """The prompt for the message of ``turn``: the system prompt, recent history and the
+        message itself."""
         prompt = [llm.ChatMessage("system", self.system_prompt)]
-        history = min(self.limits.max_history_messages - 1, seq - 1)
-        recent = await log.recent_messages(session_id, limit=history) if history > 0 else []
-        for message_id, role, ciphertext in recent:
+        for message_id, role, ciphertext in turn.recent:
             if role in ("user", "assistant"):
                 text = self._open_text(session_id, message_id, ciphertext)
                 prompt.append(llm.ChatMessage(role, text))  # type: ignore[arg-type]
@@ -184,18 +181,24 @@ class ChatService:
         """
         now = self.clock()
         message = self._sealed(session_id, "user", content, now=now)
-        async with write_connection(self._sessionmaker) as connection:
-            log = MessageLog(connection)
-            # Someone else's session, an expired one and a made-up id all look the same: 404.
-            seq = await log.next_owned_seq(session_id, owner, active_since=self._active_since(), now=now)
-            if seq is None:
+        async with write_batch(self._sessionmaker) as batch:
+            log = MessageLog(batch)
+            turn = await log.open_turn(
+                session_id,
+                owner,
+                active_since=self._active_since(),
+                now=now,
+                history=self.limits.max_history_messages - 1,
+            )
+            if turn is None:
+                # Someone else's session, an expired one and a made-up id all look the same: 404.
                 raise NotFound("Chat session not found")
-            prompt = await self._prompt(log, session_id, content, seq=seq)
+            prompt = self._prompt(session_id, content, turn)
             renewal = self.quota.renewal(session_id, owner=owner.identity)
             meter = await stack.enter_async_context(
                 self.budget.completion(owner.identity, prompt, options, gate=gate, renewal=renewal)
             )
-            message.seq = seq
+            message.seq = turn.seq
             await log.add_message(message)
         return prompt, meter
 
@@ -327,28 +330,30 @@ class ChatService:
         )
         if usage is not None:
             # Token accounting: a log event for usage metrics (the tokens are spent, stored or not).
-            self.log.info(
+            # Bastion's own text but for a model name the upstream chose, which the chain scans.
+            log_own(
+                "bastion.chat",
+                logging.INFO,
                 "model_usage",
-                session_id=session_id,
-                provider=self.provider.name,
-                model=model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                status=str(status),
+                {
+                    "session_id": Own(session_id),  # an owned session's id: checked by _begin_call
+                    "provider": Own(self.provider.name),
+                    "model": Own(model) if model == self.provider.model else model,
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "status": Own(status),
+                },
             )
-        async with write_connection(self._sessionmaker) as connection:
-            log = MessageLog(connection)
+        async with write_batch(self._sessionmaker) as batch:
             # Token accounting per message and per session: the totals grow with the reply's place.
-            seq = await log.next_seq(
-                session_id,
-                now=now,
+            seq = await MessageLog(batch).add_reply(
+                message,
                 prompt_tokens=usage.prompt_tokens if usage is not None else 0,
                 completion_tokens=usage.completion_tokens if usage is not None else 0,
             )
-            if seq is None:
-                raise NotFound("Chat session not found")  # deleted while the model answered
-            message.seq = seq
-            await log.add_message(message)
+        if seq is None:
+            raise NotFound("Chat session not found")  # deleted while the model answered
+        message.seq = seq
         return replace(self._message_view(message, content=reply.text), warnings=reply.warnings)
 
     # -- sealing -----------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 """Units of work: one transaction that commits whole or not at all.
 
 ``unit_of_work`` is for transactions that write: on SQLite it takes the write lock when it begins
-(``BEGIN IMMEDIATE``), so it never fails half-way on a lock upgrade; ``write_connection`` is the
-same transaction on a bare connection, for the Core statements of a hot path (a chat message) that
-need no ORM session around them. ``read_only`` is for
+(``BEGIN IMMEDIATE``), so it never fails half-way on a lock upgrade; ``write_batch`` is the same
+transaction for scripts of Core statements, on a hot path (a chat message) that needs no ORM
+session around them (``bastion.db.batch``). ``read_only`` is for
 transactions that only read: on SQLite with WAL they never wait for a writer. Keep both short and
 never await anything slow (the model, password hashing, the network) inside them: on SQLite an
 open write transaction holds up every other writer.
@@ -19,8 +19,9 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bastion.db.batch import WriteBatch, begin_batch
 from bastion.db.engine import WRITE_INTENT, WRITER_GATE, WriterGate
 from bastion.db.errors import busy_unavailable, database_busy
 
@@ -40,15 +41,15 @@ async def read_only(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIter
 
 
 @asynccontextmanager
-async def write_connection(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
-    """``unit_of_work`` on a bare connection: committed on success, rolled back on any error."""
+async def write_batch(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[WriteBatch]:
+    """A write transaction for scripts of Core statements (``bastion.db.batch``), for a hot path (a
+    chat message) that needs no ORM session: committed when the block ends, or by a script's
+    ``commit``; rolled back on any error or cancellation. On SQLite each script is one hand-off to
+    the driver's thread."""
     engine: AsyncEngine = sessionmaker.kw["bind"]
     with _busy_unavailable():
-        async with _turn(_writer_gate(sessionmaker)), engine.connect() as connection:
-            # The intent reaches the engine's begin hook before the transaction begins.
-            await connection.execution_options(**{WRITE_INTENT: True})
-            async with connection.begin():
-                yield connection
+        async with _turn(_writer_gate(sessionmaker)), begin_batch(engine) as batch:
+            yield batch
 
 
 @asynccontextmanager
@@ -85,11 +86,14 @@ async def _turn(gate: WriterGate | None) -> AsyncIterator[None]:
     if gate is None:
         yield
         return
-    try:
-        with anyio.fail_after(gate.timeout):
-            await gate.lock.acquire()
-    except TimeoutError:
-        raise busy_unavailable() from None
+    if gate.lock.locked():
+        try:
+            with anyio.fail_after(gate.timeout):
+                await gate.lock.acquire()
+        except TimeoutError:
+            raise busy_unavailable() from None
+    else:
+        await gate.lock.acquire()  # free: taken at once, no wait to bound (nor its cancel scope)
     try:
         yield
     finally:

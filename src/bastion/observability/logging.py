@@ -273,3 +273,20 @@ def direct_lines(name: str) -> DirectLines | None:
         handler, json_lines = _HANDLER[0]
         writer = _DIRECT[name] = DirectLines(name, handler, json_lines)
     return writer
+
+
+def log_own(name: str, level: int, event: str, fields: dict[str, Any]) -> None:
+    """Log ``event`` on ``name``: during a request, when every string in ``fields`` is ``Own``,
+    straight to the stream (``DirectLines``: the chain's line for a fraction of its cost);
+    through the chain otherwise (which scans what is not ``Own``)."""
+    facts = CURRENT.get()
+    request_id = facts.request_id() if facts is not None else None
+    direct = direct_lines(name)
+    if (
+        request_id
+        and direct is not None
+        and all(isinstance(value, Own) or not isinstance(value, str) for value in fields.values())
+        and direct.write(level, logging.getLevelName(level).lower(), event, fields, request_id)
+    ):
+        return
+    bound_logger(name).log(level, event, **fields)

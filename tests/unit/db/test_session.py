@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,41 +13,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bastion.db.engine import create_engine, create_sessionmaker
+from bastion.db.engine import WRITER_GATE, WriterGate
 from bastion.db.errors import database_busy
-from bastion.db.session import read_only, unit_of_work, write_connection
+from bastion.db.session import read_only, unit_of_work, write_batch
 from bastion.errors import ServiceUnavailable
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Path:
-    path = tmp_path / "bastion.db"
-    with sqlite3.connect(path) as setup:
-        setup.execute("PRAGMA journal_mode=WAL")
-        setup.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
-        setup.execute("INSERT INTO notes (body) VALUES ('first')")
-    return path
-
-
-@pytest.fixture
-async def sessionmaker(database: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(f"sqlite+aiosqlite:///{database}", busy_timeout_ms=50)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-def other_writer(database: Path) -> Iterator[sqlite3.Connection]:
-    """Another connection (another process, in real life) holding SQLite's write lock."""
-    connection = sqlite3.connect(database, isolation_level=None, timeout=0.05)
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield connection
-    finally:
-        connection.execute("ROLLBACK")
-        connection.close()
 
 
 async def test_a_write_unit_of_work_holds_the_write_lock_from_its_start(
@@ -113,34 +81,6 @@ async def test_writers_of_one_process_take_turns_instead_of_timing_out(
         assert (await session.execute(text("SELECT count(*) FROM notes"))).scalar_one() == 31
 
 
-async def test_a_bare_write_connection_commits_whole_or_not_at_all(
-    sessionmaker: async_sessionmaker[AsyncSession], database: Path
-) -> None:
-    async with write_connection(sessionmaker) as connection:
-        await connection.execute(text("INSERT INTO notes (body) VALUES ('second')"))
-        other = sqlite3.connect(database, isolation_level=None, timeout=0.05)
-        try:
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
-                other.execute("BEGIN IMMEDIATE")  # the write lock is held from the start
-        finally:
-            other.close()
-    with pytest.raises(ValueError, match="refused"):
-        async with write_connection(sessionmaker) as connection:
-            await connection.execute(text("INSERT INTO notes (body) VALUES ('rolled back')"))
-            raise ValueError("refused")
-    async with read_only(sessionmaker) as session:
-        rows = (await session.execute(text("SELECT body FROM notes ORDER BY id"))).scalars().all()
-    assert rows == ["first", "second"]
-
-
-async def test_a_bare_write_connection_past_the_busy_timeout_is_service_unavailable(
-    sessionmaker: async_sessionmaker[AsyncSession], other_writer: sqlite3.Connection
-) -> None:
-    with pytest.raises(ServiceUnavailable):
-        async with write_connection(sessionmaker) as connection:
-            await connection.execute(text("INSERT INTO notes (body) VALUES ('late')"))
-
-
 async def test_a_connection_returned_with_a_transaction_open_is_rolled_back(
     sessionmaker: async_sessionmaker[AsyncSession], database: Path
 ) -> None:
@@ -158,3 +98,22 @@ async def test_a_connection_returned_with_a_transaction_open_is_rolled_back(
         assert other.execute("SELECT count(*) FROM notes").fetchone() == (1,)
     finally:
         other.close()
+
+
+async def test_a_writer_that_waits_past_the_gates_timeout_is_service_unavailable(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    gate = sessionmaker.kw["info"][WRITER_GATE] = WriterGate(timeout=0.05)
+    async with gate.lock:  # another writer of this process holds its turn
+        with pytest.raises(ServiceUnavailable):
+            async with unit_of_work(sessionmaker) as session:
+                await session.execute(text("INSERT INTO notes (body) VALUES ('late')"))
+        with pytest.raises(ServiceUnavailable):
+            async with write_batch(sessionmaker):
+                pass
+    assert not gate.lock.locked()
+    async with write_batch(sessionmaker):  # a free gate is taken at once
+        assert gate.lock.locked()
+    assert not gate.lock.locked()
+    async with read_only(sessionmaker) as session:
+        assert (await session.execute(text("SELECT count(*) FROM notes"))).scalar_one() == 1

@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 import structlog
 
+from bastion.audit.context import CURRENT, RequestFacts
 from bastion.observability.logging import (
     DirectLines,
     bound_logger,
     configure_logging,
     direct_lines,
     flush_lines,
+    log_own,
 )
 from bastion.observability.redaction import REDACTED, Own
 from bastion.settings import Settings
@@ -143,6 +145,29 @@ def test_the_error_line_is_the_chains_line(make_settings: SettingsFactory) -> No
     chain.pop("timestamp")
     assert list(direct.items()) == list(chain.items())
     assert direct["level"] == "error" and direct["client"] is None
+
+
+def test_log_own_writes_bastions_own_fields_directly_and_anything_else_through_the_chain(
+    make_settings: SettingsFactory,
+) -> None:
+    """During a request, a line whose strings are all ``Own`` is the direct line; a string Bastion
+    did not write (an upstream's model name) sends the line through the chain, which scrubs it;
+    outside a request there is no request id to write, and the chain writes the line."""
+    stream = _configure(make_settings())
+    own = {"session_id": Own("s-1"), "model": Own("fake-model"), "prompt_tokens": 11}
+    token = CURRENT.set(RequestFacts(scope={"state": {"request_id": "rid-1"}}, started=0.0))
+    try:
+        log_own(NAME, logging.INFO, "model_usage", dict(own))
+        log_own(NAME, logging.INFO, "model_usage", {**own, "model": f"m {SECRET}"})
+    finally:
+        CURRENT.reset(token)
+    log_own(NAME, logging.INFO, "model_usage", dict(own))
+    direct_text, chain_text, _ = (TIMESTAMP_FIELD.sub("", t) for t in stream.getvalue().splitlines())
+    assert direct_text == chain_text.replace("m sk-[REDACTED]", "fake-model")  # the chain's line
+    direct, chained, outside = _lines(stream)
+    assert SECRET not in stream.getvalue() and chained["model"] == f"m sk-{REDACTED}"
+    assert direct["request_id"] == chained["request_id"] == "rid-1" and "request_id" not in outside
+    assert {k: direct[k] for k in own} == own and direct["event"] == "model_usage"
 
 
 def test_non_ascii_text_is_escaped_as_the_chain_does(make_settings: SettingsFactory) -> None:

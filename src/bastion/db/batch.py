@@ -1,0 +1,331 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Write transactions whose statements reach SQLite's driver thread in one hand-off.
+
+aiosqlite runs every call on its own thread: SQLAlchemy's adapter makes three or four hand-offs
+per statement (cursor, execute, fetch, close), each one waking that thread and then the event
+loop. On a hot path (a chat message: two transactions, five statements) the hand-offs cost
+more CPU than the statements. A ``Script`` says what a transaction runs: a generator of steps
+(``Step``: a statement built once and its parameters), each sent back its rows, so the next
+step can depend on them; ``write_batch`` (``bastion.db.session``) runs a script:
+
+- on SQLite (aiosqlite), as one plain function on the driver's thread, on the raw ``sqlite3``
+  connection: ``BEGIN IMMEDIATE`` in the first hand-off, ``COMMIT`` in the last, the statements
+  compiled once per dialect with SQLAlchemy's own parameter and result processing, so what is
+  stored and read back is what the ORM stores and reads. A failure rolls back on that thread;
+  SQLite's errors come back wrapped as SQLAlchemy's, so overload and outages map as elsewhere.
+  SQLAlchemy's statement events (and ``echo``) do not see these statements;
+- elsewhere (PostgreSQL: asyncpg has no thread to hop to), statement by statement on the
+  SQLAlchemy connection, in the transaction it began.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, cast
+
+import anyio
+from sqlalchemy import exc as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util import greenlet_spawn
+
+from bastion.db.engine import WRITE_INTENT
+
+T = TypeVar("T")
+Rows = Sequence[Sequence[Any]]
+_Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A statement as SQLite's driver takes it: positional parameters, processed as SQLAlchemy does."""
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: Mapping[str, Any]
+    binders: tuple[_Processor, ...]
+    readers: tuple[_Processor, ...] | None  # None: every column comes back as stored
+
+    def run(self, connection: sqlite3.Connection, given: Mapping[str, Any]) -> list[Any]:
+        parameters = []
+        for name, binder in zip(self.names, self.binders, strict=True):
+            value = given[name] if name in given else self.defaults[name]
+            parameters.append(value if binder is None else binder(value))
+        cursor = connection.execute(self.sql, parameters)
+        try:
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        readers = self.readers
+        if readers is None:
+            return rows
+        return [
+            tuple(value if read is None else read(value) for read, value in zip(readers, row, strict=True))
+            for row in rows
+        ]
+
+
+class Statement:
+    """A Core statement built once for scripts; compiled once per dialect for SQLite's path."""
+
+    __slots__ = ("_compiled", "clause")
+
+    def __init__(self, clause: Executable) -> None:
+        self.clause = clause
+        self._compiled: dict[tuple[str, str], _Compiled] = {}
+
+    def __call__(self, **parameters: Any) -> Step:
+        return Step(self, parameters)
+
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        key = (dialect.name, dialect.driver)
+        found = self._compiled.get(key)
+        if found is None:
+            found = self._compiled[key] = _compile(self.clause, dialect)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One statement of a script and its parameters (by bound-parameter name)."""
+
+    statement: Statement
+    parameters: Mapping[str, Any]
+
+
+# What a transaction runs: each yielded ``Step`` is sent back its rows; the return value is the
+# script's result. It must not await or touch the event loop: on SQLite it runs on the driver's thread.
+Script = Generator[Step, Rows, T]
+
+
+def steps(*each: Step) -> Script[list[Rows]]:
+    """The script that runs ``each`` in order, whatever they return: the rows of each."""
+    results: list[Rows] = []
+    for step in each:
+        results.append((yield step))
+    return results
+
+
+class WriteBatch(Protocol):
+    """A write transaction that scripts run in (see ``bastion.db.session.write_batch``)."""
+
+    async def run(self, script: Script[T]) -> T:
+        """Run ``script`` in the transaction, which stays open."""
+
+    async def commit(self, script: Script[T]) -> T:
+        """Run ``script`` in the transaction, then commit it (one hand-off on SQLite)."""
+
+
+def _compile(clause: Executable, dialect: Dialect) -> _Compiled:
+    if not isinstance(clause, ClauseElement):
+        raise TypeError(f"a batch statement is a Core statement: {clause!r}")
+    compiled = clause.compile(dialect=dialect)
+    if not isinstance(compiled, SQLCompiler) or not compiled.positional or compiled.positiontup is None:
+        raise TypeError(f"a batch statement needs positional parameters: {clause}")
+    if compiled.literal_execute_params or compiled.post_compile_params or compiled.escaped_bind_names:
+        raise TypeError(f"a batch statement's parameters must bind as they are: {clause}")
+    names = tuple(compiled.positiontup)
+    binds = [compiled.binds[name] for name in names]  # a name used twice is bound twice
+    defaults = {
+        name: bind.effective_value for name, bind in zip(names, binds, strict=True) if not bind.required
+    }
+    binders = tuple(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds)
+    columns = getattr(clause, "exported_columns", ())
+    readers = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns)
+    return _Compiled(
+        sql=str(compiled),
+        names=names,
+        defaults=defaults,
+        binders=binders,
+        readers=readers if any(read is not None for read in readers) else None,
+    )
+
+
+# -- SQLite: the whole hand-off on the driver's thread --------------------------------------------
+
+
+async def on_driver_thread(driver: Any, function: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``function(sqlite3_connection)`` on aiosqlite's thread, as one hand-off.
+
+    This is the one place that reaches into aiosqlite's private API (as SQLAlchemy's own adapter
+    does): ``Connection._execute`` queues a function for its thread and ``Connection._conn`` is the
+    ``sqlite3`` connection, which only that thread may use. aiosqlite is pinned in the lock files;
+    tests/unit/db/test_batch.py fails loudly if a new version changes either.
+    """
+    result: T = await driver._execute(function, driver._conn)
+    return result
+
+
+class _Abandoned(Exception):
+    """The caller was cancelled while its hand-off waited or ran: nothing more of it is done."""
+
+
+class _Caller:
+    """Whether the caller of a hand-off is still there (set from the loop, read on the thread)."""
+
+    __slots__ = ("gone",)
+
+    def __init__(self) -> None:
+        self.gone = False
+
+    def check(self) -> None:
+        if self.gone:
+            raise _Abandoned
+
+
+def _hand_off(
+    script: Script[T] | None, dialect: Dialect, caller: _Caller, *, begin: bool, commit: bool
+) -> Callable[[sqlite3.Connection], T | None]:
+    """What the driver's thread runs: BEGIN IMMEDIATE (first hand-off), the script, COMMIT (last).
+    On any error the transaction is rolled back there, and SQLite's error comes back wrapped as
+    SQLAlchemy's (``OperationalError`` for a locked database, as on SQLAlchemy's own path). A
+    caller cancelled meanwhile has the rest skipped and rolled back, unless COMMIT has begun."""
+
+    def run(connection: sqlite3.Connection) -> T | None:
+        sql = "BEGIN IMMEDIATE"
+        try:
+            caller.check()
+            if begin:
+                connection.execute(sql)
+            result: T | None = None
+            if script is not None:
+                try:
+                    step = next(script)
+                    while True:
+                        caller.check()
+                        compiled = step.statement.compiled(dialect)
+                        sql = compiled.sql
+                        step = script.send(compiled.run(connection, step.parameters))
+                except StopIteration as done:
+                    result = done.value
+            if commit:
+                caller.check()
+                sql = "COMMIT"
+                connection.execute(sql)
+            return result
+        except BaseException as error:
+            if connection.in_transaction:
+                connection.rollback()
+            if isinstance(error, sqlite3.Error):
+                raise sa.DBAPIError.instance(
+                    sql, None, error, sqlite3.Error, hide_parameters=True, dialect=dialect
+                ) from error
+            raise
+
+    return run
+
+
+def _rollback_if_open(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        connection.rollback()
+
+
+class _SQLiteBatch:
+    def __init__(self, driver: Any, dialect: Dialect) -> None:
+        self._driver = driver
+        self._dialect = dialect
+        self.begun = False
+        self.over = False  # committed or rolled back
+        self.disconnected = False
+
+    async def run(self, script: Script[T]) -> T:
+        return await self._run(script, commit=False)  # type: ignore[return-value]
+
+    async def commit(self, script: Script[T]) -> T:
+        return await self._run(script, commit=True)  # type: ignore[return-value]
+
+    async def _run(self, script: Script[T] | None, *, commit: bool) -> T | None:
+        if self.over:
+            raise RuntimeError("the transaction is over")
+        begin, self.begun = not self.begun, True
+        caller = _Caller()
+        try:
+            result = await on_driver_thread(
+                self._driver, _hand_off(script, self._dialect, caller, begin=begin, commit=commit)
+            )
+        except Exception as error:
+            self.over = True  # the thread rolled back
+            if isinstance(error, sa.DBAPIError):
+                self.disconnected = self._dialect.is_disconnect(cast(Any, error.orig), None, None)
+            raise
+        except BaseException:
+            # Cancelled: the hand-off may still be queued or running. It stops at its next
+            # statement; ``over`` stays False, so the transaction's exit rolls back what is open.
+            caller.gone = True
+            raise
+        self.over = commit
+        return result
+
+    async def finish(self, error: BaseException | None) -> None:
+        if self.over or not self.begun:
+            return
+        if error is None:
+            await self._run(None, commit=True)
+            return
+        # Queued behind the hand-off that may still be running: shielded, so a cancelled request
+        # never returns its connection to the pool mid-transaction.
+        with anyio.CancelScope(shield=True):
+            self.over = True
+            await on_driver_thread(self._driver, _rollback_if_open)
+
+
+# -- elsewhere: statement by statement on SQLAlchemy's connection ---------------------------------
+
+
+class _ConnectionBatch:
+    def __init__(self, connection: AsyncConnection, transaction: AsyncTransaction) -> None:
+        self._connection = connection
+        self._transaction = transaction
+
+    async def run(self, script: Script[T]) -> T:
+        try:
+            step = next(script)
+            while True:
+                result = await self._connection.execute(step.statement.clause, dict(step.parameters))
+                step = script.send(result.all() if result.returns_rows else [])
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def commit(self, script: Script[T]) -> T:
+        result = await self.run(script)
+        await self._transaction.commit()
+        return result
+
+
+@asynccontextmanager
+async def begin_batch(engine: AsyncEngine) -> AsyncIterator[WriteBatch]:
+    """A write transaction on a connection of ``engine``: committed when the block ends (unless a
+    script committed it), rolled back on any error or cancellation."""
+    dialect = engine.dialect
+    if dialect.name != "sqlite" or dialect.driver != "aiosqlite":
+        async with engine.connect() as connection:
+            # The intent reaches the engine's begin hook before the transaction begins.
+            await connection.execution_options(**{WRITE_INTENT: True})
+            async with connection.begin() as transaction:
+                yield _ConnectionBatch(connection, transaction)
+        return
+    # The pool's connection itself: a SQLAlchemy Connection around it would only add bookkeeping
+    # (half the cost of a transaction's checkout) to statements it never sees.
+    try:
+        raw = await engine.raw_connection()
+    except sqlite3.Error as error:  # wrapped as SQLAlchemy's Connection would (an outage is a 503)
+        raise sa.DBAPIError.instance(None, None, error, sqlite3.Error, dialect=dialect) from error
+    batch = _SQLiteBatch(raw.driver_connection, dialect)
+    try:
+        try:
+            yield batch
+            await batch.finish(None)
+        except BaseException as error:
+            await batch.finish(error)
+            raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            if batch.disconnected:
+                raw.invalidate()
+            # Back to the pool; its reset (``_sqlite_reset``) runs in SQLAlchemy's greenlet.
+            await greenlet_spawn(raw.close)

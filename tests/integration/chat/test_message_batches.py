@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A chat message's writes (``MessageLog``, run as write batches: on SQLite one hand-off to the
+driver's thread per script) under many clients at once, and read back by the ORM's paths."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import event, make_url
+
+from tests.conftest import SettingsFactory
+from tests.integration.chat.conftest import chat_app, new_session, other_user
+
+MANY = {"RATE_LIMIT_MESSAGES": "1000/minute", "RATE_LIMIT_MESSAGES_PER_HOUR": 1000}
+# How SQLAlchemy stores a UTC datetime on SQLite (what the ORM's own writes look like).
+SQLITE_DATETIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
+
+
+async def test_concurrent_messages_on_one_session_keep_unique_contiguous_places(
+    make_settings: SettingsFactory,
+) -> None:
+    async with chat_app(make_settings, **MANY) as (_app, http, auth):
+        sid = (await new_session(http, auth))["id"]
+        url = f"/api/sessions/{sid}/messages"
+
+        async def client(number: int) -> list[int]:
+            places = []
+            for turn in range(3):
+                body = {"content": f"client {number} turn {turn}", "stream": number % 2 == 1}
+                response = await http.post(url, json=body, headers=auth)
+                assert response.status_code == 200, response.text
+                if not body["stream"]:
+                    places.append(response.json()["seq"])
+            return places
+
+        replies = [seq for places in await asyncio.gather(*map(client, range(8))) for seq in places]
+        history = (await http.get(url, params={"limit": 100}, headers=auth)).json()["items"]
+        session = (await http.get(f"/api/sessions/{sid}", headers=auth)).json()
+    assert [item["seq"] for item in history] == list(range(1, 49))
+    assert session["message_count"] == 48
+    assert sorted(item["role"] for item in history).count("assistant") == 24
+    by_seq = {item["seq"]: item for item in history}
+    assert all(by_seq[seq]["role"] == "assistant" for seq in replies)
+    # Each user's message came before its reply; every one is whole.
+    assert all(item["status"] == "complete" and item["content"] for item in history)
+
+
+async def test_a_message_meeting_a_locked_database_is_a_503_and_stores_nothing(
+    make_settings: SettingsFactory,
+) -> None:
+    """Another process holds SQLite's write lock past the busy timeout: the message's first
+    hand-off fails (BEGIN IMMEDIATE), the client gets the 503 with Retry-After, nothing is kept,
+    and the connection goes back to the pool clean (the next message takes the next place)."""
+    async with chat_app(make_settings, **MANY) as (app, http, auth):
+        sid = (await new_session(http, auth))["id"]
+        url = f"/api/sessions/{sid}/messages"
+        assert (await http.post(url, json={"content": "before"}, headers=auth)).status_code == 200
+        engine = app.state.engine
+
+        def short_wait(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=50")
+            cursor.close()
+
+        event.listen(engine.sync_engine, "connect", short_wait)
+        await engine.dispose()  # new connections wait 50 ms for the lock, not 10 s
+        other = sqlite3.connect(make_url(str(engine.url)).database or "", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            for stream in (False, True):
+                refused = await http.post(url, json={"content": "locked out", "stream": stream}, headers=auth)
+                assert refused.status_code == 503, refused.text
+                detail = refused.json()["detail"]
+                assert detail["error"] == "service_unavailable"
+                assert refused.headers["Retry-After"] == str(detail["retry_after"])
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        after = await http.post(url, json={"content": "after"}, headers=auth)
+        assert after.status_code == 200, after.text
+        history = (await http.get(url, headers=auth)).json()["items"]
+    assert [(item["seq"], item["content"]) for item in history[::2]] == [(1, "before"), (3, "after")]
+    assert [item["seq"] for item in history] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_a_message_reads_back_through_the_orm_as_it_was_answered(
+    make_settings: SettingsFactory, database_url: str, stream: bool
+) -> None:
+    async with chat_app(make_settings, DATABASE_URL=database_url, **MANY) as (_app, http, auth):
+        sid = (await new_session(http, auth, title="evening"))["id"]
+        url = f"/api/sessions/{sid}/messages"
+        answered = []
+        for text in ("first words", "second words"):
+            response = await http.post(url, json={"content": text, "stream": stream}, headers=auth)
+            assert response.status_code == 200, response.text
+            if stream:
+                [done] = [e for e in response.text.split("\n\n") if e.startswith("event: done\n")]
+                answered.append(json.loads(done.partition("\ndata: ")[2]))
+            else:
+                answered.append(response.json())
+        history = (await http.get(url, headers=auth)).json()["items"]
+        session = (await http.get(f"/api/sessions/{sid}", headers=auth)).json()
+        export = json.loads((await http.get("/api/me/export", headers=auth)).content)
+        # Someone else's session stays a 404, with nothing stored.
+        stranger = await http.post(url, json={"content": "hello"}, headers=await other_user(http))
+        assert stranger.status_code == 404, stranger.text
+    assert [item["seq"] for item in history] == [1, 2, 3, 4]
+    assert [item["content"] for item in history[::2]] == ["first words", "second words"]
+    for reply, stored in zip(answered, history[1::2], strict=True):
+        assert {k: v for k, v in reply.items() if k != "content_warning"} == stored
+    assert session["last_active_at"] == history[-1]["created_at"]
+    assert session["message_count"] == 4
+    for tokens in ("prompt_tokens", "completion_tokens"):
+        assert session["usage"][tokens] == sum(item["usage"][tokens] for item in history[1::2])
+    [chat] = export["chat_sessions"]
+    for exported, stored in zip(chat["messages"], history, strict=True):
+        assert exported["content"] == stored["content"]
+        assert {k: exported[k] for k in ("id", "seq", "role", "status", "provider", "model")} == {
+            k: stored[k] for k in ("id", "seq", "role", "status", "provider", "model")
+        }
+        assert _instant(exported["created_at"]) == _instant(stored["created_at"])
+    if database_url.startswith("sqlite"):
+        with sqlite3.connect(make_url(database_url).database or "") as raw:
+            stamps = raw.execute("SELECT created_at FROM chat_messages").fetchall()
+            stamps += raw.execute("SELECT created_at, last_active_at FROM chat_sessions").fetchall()
+        assert all(SQLITE_DATETIME.fullmatch(value) for row in stamps for value in row), stamps
+
+
+def _instant(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

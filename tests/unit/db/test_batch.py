@@ -1,0 +1,259 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Write batches on SQLite: each script one hand-off to aiosqlite's thread, the transaction whole or
+not at all (errors and cancellation included), stored values as SQLAlchemy stores them, overload a 503."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import aiosqlite
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Table, Text, bindparam, insert, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.schema import CreateTable
+
+from bastion.db.batch import Rows, Script, Statement, on_driver_thread, steps
+from bastion.db.engine import create_engine, create_sessionmaker
+from bastion.db.errors import database_busy, unavailable
+from bastion.db.session import read_only, unit_of_work, write_batch
+from bastion.db.types import UTCDateTime
+from bastion.errors import ServiceUnavailable
+
+NOTES = Table("notes", MetaData(), Column("id", Integer, primary_key=True), Column("body", Text))
+STAMPS = Table(
+    "stamps",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("hits", Integer, nullable=False),
+)
+ADD_NOTE = Statement(insert(NOTES).values(body=bindparam("body")))
+ALL_NOTES = Statement(select(NOTES.c.body).order_by(NOTES.c.id))
+ADD_STAMP = Statement(insert(STAMPS).values(at=bindparam("at"), hits=41))
+STAMPS_SINCE = Statement(select(STAMPS.c.at, STAMPS.c.hits).where(STAMPS.c.at >= bindparam("since")))
+
+
+async def bodies(sessionmaker: async_sessionmaker[AsyncSession]) -> list[str]:
+    async with read_only(sessionmaker) as session:
+        return list((await session.execute(text("SELECT body FROM notes ORDER BY id"))).scalars())
+
+
+def lock_is_free(database: Path) -> bool:
+    """Whether another connection can take SQLite's write lock right now."""
+    other = sqlite3.connect(database, isolation_level=None, timeout=0.05)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        other.close()
+
+
+async def test_aiosqlite_still_runs_a_function_on_its_thread_with_the_sqlite3_connection(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The batch reaches aiosqlite's private ``Connection._execute`` and ``_conn``
+    (``bastion.db.batch.on_driver_thread``): a new aiosqlite that changes them fails here."""
+    engine: AsyncEngine = sessionmaker.kw["bind"]
+    raw = await engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        assert isinstance(driver, aiosqlite.Connection), type(driver)
+        seen: list[tuple[int, object]] = []
+
+        def where(connection: sqlite3.Connection) -> str:
+            seen.append((threading.get_ident(), connection))
+            return "ran"
+
+        assert await on_driver_thread(driver, where) == "ran"
+        [(thread, sqlite_connection)] = seen
+        assert thread != threading.get_ident() and thread == driver._thread.ident
+        assert isinstance(sqlite_connection, sqlite3.Connection)
+    finally:
+        raw.close()
+
+
+async def test_a_script_holds_the_write_lock_from_its_first_hand_off_and_commits_whole(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    async with write_batch(sessionmaker) as batch:
+        before = await batch.run(steps(ALL_NOTES(), ADD_NOTE(body="second")))
+        assert before == [[("first",)], []]
+        assert not lock_is_free(database)
+        [after] = await batch.commit(steps(ALL_NOTES()))
+        assert after == [("first",), ("second",)]
+        assert lock_is_free(database)
+    # A block that ends without a script's commit commits too.
+    async with write_batch(sessionmaker) as batch:
+        await batch.run(steps(ADD_NOTE(body="third")))
+    assert await bodies(sessionmaker) == ["first", "second", "third"]
+    assert lock_is_free(database)
+
+
+async def test_a_script_sees_the_rows_of_its_previous_step(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    def copy_last() -> Script[str | None]:
+        rows: Rows = yield ALL_NOTES()
+        if not rows:
+            return None
+        body = f"{rows[-1][0]} again"
+        yield ADD_NOTE(body=body)
+        return body
+
+    async with write_batch(sessionmaker) as batch:
+        assert await batch.commit(copy_last()) == "first again"
+    assert await bodies(sessionmaker) == ["first", "first again"]
+
+
+async def test_values_are_stored_and_read_back_as_sqlalchemy_stores_and_reads_them(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    with sqlite3.connect(database) as setup:
+        setup.execute(str(CreateTable(STAMPS).compile(dialect=sessionmaker.kw["bind"].dialect)))
+    at = datetime(2026, 12, 5, 7, 30, 1, 250_000, tzinfo=timezone(timedelta(hours=2)))
+    async with unit_of_work(sessionmaker) as session:  # SQLAlchemy's own path
+        await session.execute(insert(STAMPS).values(at=at, hits=1))
+    async with write_batch(sessionmaker) as batch:
+        await batch.commit(steps(ADD_STAMP(at=at)))
+        # Parameters with defaults (the literal 41) bind as given; results come back processed.
+    async with write_batch(sessionmaker) as batch:
+        [rows] = await batch.run(steps(STAMPS_SINCE(since=at - timedelta(seconds=1))))
+    assert rows == [(at, 1), (at, 41)] and all(row[0].tzinfo == UTC for row in rows)
+    with sqlite3.connect(database) as raw:
+        stored = raw.execute("SELECT at FROM stamps ORDER BY id").fetchall()
+    assert stored[0] == stored[1] == ("2026-12-05 05:30:01.250000",)
+    async with read_only(sessionmaker) as session:
+        assert (await session.execute(select(STAMPS.c.at))).scalars().all() == [at, at]
+
+
+async def test_an_error_in_a_script_rolls_back_everything_before_it(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    def failing() -> Script[None]:
+        yield ADD_NOTE(body="lost")
+        raise ValueError("refused")
+
+    async with write_batch(sessionmaker) as batch:
+        await batch.run(steps(ADD_NOTE(body="also lost")))
+        with pytest.raises(ValueError, match="refused"):
+            await batch.run(failing())
+        with pytest.raises(RuntimeError, match="over"):
+            await batch.run(steps(ADD_NOTE(body="too late")))
+    assert await bodies(sessionmaker) == ["first"]
+    assert lock_is_free(database)
+
+
+async def test_an_error_between_hand_offs_rolls_back(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    with pytest.raises(ValueError, match="refused"):
+        async with write_batch(sessionmaker) as batch:
+            await batch.run(steps(ADD_NOTE(body="rolled back")))
+            raise ValueError("refused")  # the admission said no
+    assert await bodies(sessionmaker) == ["first"]
+    assert lock_is_free(database)
+
+
+async def test_a_request_cancelled_during_a_hand_off_leaves_nothing_open(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    """The hand-off runs on after its caller is cancelled; the rollback is queued behind it."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> Script[None]:
+        yield ADD_NOTE(body="cancelled")
+        started.set()
+        release.wait(5)  # the driver's thread is still working when the request goes away
+        yield ADD_NOTE(body="cancelled too")
+
+    async def message() -> None:
+        async with write_batch(sessionmaker) as batch:
+            await batch.commit(slow())
+
+    task = asyncio.create_task(message())
+    await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert lock_is_free(database)
+    assert await bodies(sessionmaker) == ["first"]
+    # The connection went back to the pool clean: the next batch on it works.
+    async with write_batch(sessionmaker) as batch:
+        await batch.commit(steps(ADD_NOTE(body="next")))
+    assert await bodies(sessionmaker) == ["first", "next"]
+
+
+async def test_a_request_cancelled_between_hand_offs_rolls_back(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    holding = asyncio.Event()
+
+    async def message() -> None:
+        async with write_batch(sessionmaker) as batch:
+            await batch.run(steps(ADD_NOTE(body="cancelled")))
+            holding.set()
+            await asyncio.sleep(5)  # the admission's round trip, when the client goes away
+
+    task = asyncio.create_task(message())
+    await holding.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert lock_is_free(database)
+    assert await bodies(sessionmaker) == ["first"]
+
+
+async def test_a_lock_wait_past_the_busy_timeout_is_service_unavailable(
+    sessionmaker: async_sessionmaker[AsyncSession], other_writer: sqlite3.Connection
+) -> None:
+    with pytest.raises(ServiceUnavailable) as refused:
+        async with write_batch(sessionmaker) as batch:
+            await batch.commit(steps(ADD_NOTE(body="late")))
+    assert refused.value.status_code == 503
+    assert refused.value.headers["Retry-After"] == str(refused.value.retry_after)
+    cause = refused.value.__cause__
+    assert isinstance(cause, OperationalError) and isinstance(cause.orig, sqlite3.OperationalError)
+
+
+async def test_other_sqlite_errors_stay_what_they_are(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    missing = Statement(select(text("1")).select_from(Table("missing", MetaData(), Column("id", Integer))))
+    with pytest.raises(OperationalError, match="no such table") as failed:
+        async with write_batch(sessionmaker) as batch:
+            await batch.run(steps(ADD_NOTE(body="rolled back"), missing()))
+    assert not database_busy(failed.value) and unavailable(failed.value) is None
+    assert await bodies(sessionmaker) == ["first"]
+    assert lock_is_free(database)
+
+
+def test_statements_whose_parameters_sqlalchemy_rewrites_are_refused(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    expanding = Statement(select(NOTES.c.id).where(NOTES.c.body.in_(bindparam("bodies", expanding=True))))
+    with pytest.raises(TypeError, match="bind as they are"):
+        expanding.compiled(sessionmaker.kw["bind"].dialect)
+
+
+async def test_a_database_that_cannot_be_opened_is_an_outage(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'bastion.db'}")
+    shutil.rmtree(tmp_path / "gone")  # the volume went away before the first connection
+    try:
+        with pytest.raises(OperationalError, match="unable to open") as failed:
+            async with write_batch(create_sessionmaker(engine)) as batch:
+                await batch.commit(steps(ADD_NOTE(body="lost")))
+        refusal = unavailable(failed.value)
+        assert refusal is not None and refusal.status_code == 503
+    finally:
+        await engine.dispose()
