@@ -37,6 +37,10 @@ from bastion.observability.logging import get_logger
 T = TypeVar("T")
 
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+#: A refusal's body is read up to this much, so its connection goes back to the pool (a 429 storm
+#: would otherwise cost a new connection, a TLS handshake with a real provider, per retry); a
+#: longer one is left unread and its connection closed.
+MAX_REFUSAL_BYTES = 16 * 1024
 
 
 class _AttemptFailed(Exception):
@@ -52,13 +56,23 @@ class _AttemptFailed(Exception):
         super().__init__(reason)
 
 
-def _classify_status(response: httpx.Response) -> _AttemptFailed:
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
+async def _refusal(response: httpx.Response) -> _AttemptFailed:
+    """A non-200 answer classified, its body drained (within MAX_REFUSAL_BYTES) so its keep-alive
+    connection can serve the next attempt; the body itself is never used (it may hold the
+    provider's internal details)."""
+    read = 0
+    try:
+        async for chunk in response.aiter_raw():
+            read += len(chunk)
+            if read > MAX_REFUSAL_BYTES:
+                break
+    except httpx.HTTPError:
+        pass  # the connection is dropped; the refusal is what counts
     return _AttemptFailed(
         f"status {response.status_code}",
         retryable=response.status_code in RETRYABLE_STATUSES,
         status=response.status_code,
-        retry_after=retry_after,
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
     )
 
 
@@ -211,7 +225,7 @@ class OpenAICompatibleProvider:
                 "POST", f"{self.base_url}{path}", headers=self._headers, timeout=self.timeout, **kwargs
             ) as response:
                 if response.status_code != 200:
-                    raise _classify_status(response)
+                    raise await _refusal(response)
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body += chunk
@@ -283,7 +297,7 @@ class OpenAICompatibleProvider:
                     timeout=self.timeout,
                 ) as response:
                     if response.status_code != 200:
-                        raise _classify_status(response)
+                        raise await _refusal(response)
                     done = False
                     async for line in _bounded_lines(response):
                         event = self._parse_event(line)

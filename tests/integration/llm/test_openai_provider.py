@@ -69,22 +69,45 @@ def sleeps(clock: Clock) -> Sleeps:
     return Sleeps(clock)
 
 
+def provider_for(
+    client: httpx.AsyncClient,
+    base_url: str,
+    clock: Clock,
+    sleeps: Sleeps,
+    *,
+    retries: int = 2,
+    timeout: float = 5.0,
+    threshold: int = 5,
+    store: BreakerStore | None = None,
+) -> OpenAICompatibleProvider:
+    return OpenAICompatibleProvider(
+        client=client,
+        base_url=base_url,
+        model="fake-model",
+        api_key=API_KEY,
+        timeout=timeout,
+        retry=RetryPolicy(max_retries=retries, base_delay=0.5, max_delay=4),
+        breaker=store or MemoryBreakerStore(),
+        breaker_config=BreakerConfig(failure_threshold=threshold, recovery_seconds=30),
+        clock=clock,
+        sleep=sleeps,
+    )
+
+
 @pytest.fixture
 def make_provider(upstream: FakeUpstream, http: httpx.AsyncClient, clock: Clock, sleeps: Sleeps):  # type: ignore[no-untyped-def]
     def factory(
         *, retries: int = 2, timeout: float = 5.0, threshold: int = 5, store: BreakerStore | None = None
     ) -> OpenAICompatibleProvider:
-        return OpenAICompatibleProvider(
-            client=http,
-            base_url=upstream.base_url,
-            model="fake-model",
-            api_key=API_KEY,
+        return provider_for(
+            http,
+            upstream.base_url,
+            clock,
+            sleeps,
+            retries=retries,
             timeout=timeout,
-            retry=RetryPolicy(max_retries=retries, base_delay=0.5, max_delay=4),
-            breaker=store or MemoryBreakerStore(),
-            breaker_config=BreakerConfig(failure_threshold=threshold, recovery_seconds=30),
-            clock=clock,
-            sleep=sleeps,
+            threshold=threshold,
+            store=store,
         )
 
     return factory
@@ -105,31 +128,42 @@ async def test_completion_sends_model_key_and_messages(upstream: FakeUpstream, m
 async def test_an_upstream_that_keeps_connections_open_is_called_over_one(  # type: ignore[no-untyped-def]
     http: httpx.AsyncClient, clock: Clock, sleeps: Sleeps
 ) -> None:
-    # Real providers keep connections alive: messages go over the pooled connection. A refused
-    # attempt's body is not read, so that connection is dropped and its retry opens another; a
-    # stream takes the pooled one, and the fake ends it with the stream.
+    # Real providers keep connections alive: messages, a refused attempt (its short body drained)
+    # and its retry go over the pooled connection; a stream takes it, and the fake ends it with
+    # the stream.
     with FakeUpstream(keep_alive=True) as upstream:
-        provider = OpenAICompatibleProvider(
-            client=http,
-            base_url=upstream.base_url,
-            model="fake-model",
-            api_key=API_KEY,
-            timeout=5.0,
-            retry=RetryPolicy(max_retries=2, base_delay=0.5, max_delay=4),
-            breaker=MemoryBreakerStore(),
-            clock=clock,
-            sleep=sleeps,
-        )
+        provider = provider_for(http, upstream.base_url, clock, sleeps)
         for _ in range(3):
             assert (await provider.complete(MESSAGES, OPTIONS)).content == "echo: hello there friend"
         assert upstream.count() == 3 and upstream.connections == 1
-        upstream.script(Fault.status_code(500))
+        upstream.script(Fault.status_code(500), Fault.status_code(429, retry_after="1"))
         assert (await provider.complete(MESSAGES, OPTIONS)).content == "echo: hello there friend"
-        assert upstream.count() == 5 and upstream.connections == 2
+        assert upstream.count() == 6 and upstream.connections == 1
+        upstream.script(Fault.status_code(503))
         assert [event async for event in provider.stream(MESSAGES, OPTIONS)]
-        assert upstream.connections == 2
+        assert upstream.count() == 8 and upstream.connections == 1
         assert (await provider.complete(MESSAGES, OPTIONS)).content == "echo: hello there friend"
-        assert upstream.connections == 3
+        assert upstream.connections == 2
+
+
+async def test_a_long_refusal_is_not_read_to_its_end(clock: Clock, sleeps: Sleeps) -> None:
+    # A refusal's body is drained only up to a bound: a hostile or broken upstream sending an
+    # endless error page gets its connection closed, and the attempt is classified as usual.
+    sent: list[int] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(10_000):
+            sent.append(1)
+            yield b"x" * 1024
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, content=endless(), headers={"content-type": "text/html"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        provider = provider_for(client, "http://upstream.test/v1", clock, sleeps)
+        with pytest.raises(UpstreamError):
+            await provider.complete(MESSAGES, OPTIONS)
+    assert 16 <= len(sent) <= 32  # about MAX_REFUSAL_BYTES, never the whole 10 MB
 
 
 async def test_retries_are_bounded_with_growing_jittered_backoff(  # type: ignore[no-untyped-def]
