@@ -16,8 +16,13 @@ from collections.abc import AsyncIterator, Awaitable
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bastion.db import engine as engine_module
 from bastion.db import migrate
+from bastion.db.engine import create_engine
+from bastion.db.errors import unavailable
 from tests.conftest import SettingsFactory, serve_app
 from tests.integration.auth.helpers import PASSWORD, bearer, identity_settings, user_session
 from tests.support.servers import PostgresServer, paused
@@ -120,3 +125,69 @@ async def test_a_stopped_database_answers_503_and_a_restarted_one_is_used_again(
         assert (await http.get("/api/auth/me", headers=bearer(token))).status_code == 200
         await asyncio.to_thread(dedicated_postgres.start)
         assert await recovered(http, token)
+
+
+@contextlib.asynccontextmanager
+async def pinged_engine(server: PostgresServer) -> AsyncIterator[tuple[AsyncEngine, list[object]]]:
+    """An engine on ``server`` whose pings are counted."""
+    engine = create_engine(server.url(), timeout=2)
+    pings: list[object] = []
+    ping = engine.dialect.do_ping
+
+    def counted(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return ping(dbapi_connection)
+
+    engine.dialect.do_ping = counted  # type: ignore[method-assign]
+    try:
+        yield engine, pings
+    finally:
+        await engine.dispose()
+
+
+async def select_one(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int((await connection.execute(text("SELECT 1"))).scalar_one())
+
+
+async def test_connections_in_use_are_not_pinged_and_idle_ones_are(
+    dedicated_postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A ping is three round trips on asyncpg: a connection returned moments ago goes without one.
+    async with pinged_engine(dedicated_postgres) as (engine, pings):
+        for _ in range(5):
+            assert await select_one(engine) == 1
+        assert pings == []
+        monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 0.0)
+        for _ in range(3):
+            assert await select_one(engine) == 1
+        assert len(pings) == 3
+
+
+async def test_an_idle_connection_dropped_by_a_restart_is_replaced_unseen(
+    dedicated_postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with pinged_engine(dedicated_postgres) as (engine, pings):
+        # Several pooled connections, all then dropped by the server's restart.
+        await asyncio.gather(*(select_one(engine) for _ in range(4)))
+        await asyncio.to_thread(stop_fast, dedicated_postgres)
+        await asyncio.to_thread(dedicated_postgres.start)
+        monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 0.0)  # they sat idle meanwhile
+        assert [await select_one(engine) for _ in range(4)] == [1, 1, 1, 1]
+        assert pings  # the first checkout's ping failed; the pool connected anew
+
+
+async def test_a_busy_connection_dropped_by_a_restart_fails_one_statement_as_an_outage(
+    dedicated_postgres: PostgresServer,
+) -> None:
+    # Used moments before the restart, it is not pinged: its statement fails as the server's
+    # absence would (an outage, the 503), and SQLAlchemy replaces the pool's connections.
+    async with pinged_engine(dedicated_postgres) as (engine, pings):
+        await asyncio.gather(*(select_one(engine) for _ in range(3)))
+        await asyncio.to_thread(stop_fast, dedicated_postgres)
+        await asyncio.to_thread(dedicated_postgres.start)
+        with pytest.raises(Exception) as failed:
+            await select_one(engine)
+        assert unavailable(failed.value)
+        assert [await select_one(engine) for _ in range(3)] == [1, 1, 1]
+        assert pings == []

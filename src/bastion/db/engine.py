@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import PoolResetState
 
@@ -34,6 +36,9 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 WRITE_INTENT = "bastion_write"
 # Where a SQLite sessionmaker keeps its WriterGate (``sessionmaker.kw["info"]``).
 WRITER_GATE = "bastion_writer_gate"
+# A pooled server connection idle this long is pinged before it is handed out (``_ping_if_idle``).
+IDLE_PING_SECONDS = 10.0
+_RETURNED_AT = "bastion_returned_at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,9 @@ def create_engine(
     may be long) bounds, on PostgreSQL, the wait for a pooled connection, a new connection and each
     statement (client side, so a paused server does not hold a request either), and sets the
     server's statement_timeout. The request then fails as an outage (503, ``bastion.db.errors``)
-    and the connection is replaced; ``pool_pre_ping`` drops dead connections once the server is back.
+    and the connection is replaced. A pooled connection idle for IDLE_PING_SECONDS is pinged
+    before use (``_ping_if_idle``), so one the server or a network box dropped meanwhile is
+    replaced unseen; a failed ping replaces every older connection too (a restarted server).
 
     ``foreign_keys=False`` is for migrations only: SQLite rebuilds a table to alter it, and dropping
     the old copy with foreign keys enforced would cascade into every table that refers to it.
@@ -87,7 +94,7 @@ def create_engine(
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         event.listen(engine.sync_engine, "reset", _sqlite_reset)
         return engine
-    kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10, pool_recycle=1800)
+    kwargs.update(pool_size=10, max_overflow=10, pool_recycle=1800)
     if timeout is not None and parsed.get_backend_name() == "postgresql":
         kwargs["pool_timeout"] = timeout
         if parsed.get_driver_name() == "asyncpg":
@@ -96,7 +103,38 @@ def create_engine(
                 "command_timeout": timeout,
                 "server_settings": {"statement_timeout": str(int(timeout * 1000))},
             }
-    return create_async_engine(parsed, **kwargs)
+    engine = create_async_engine(parsed, **kwargs)
+    _ping_if_idle(engine.sync_engine.pool, engine.dialect)
+    return engine
+
+
+def _ping_if_idle(pool: Any, dialect: Dialect) -> None:
+    """Ping a pooled connection before handing it out when it sat idle for IDLE_PING_SECONDS.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: on asyncpg that is a transaction
+    around an empty statement, three round trips before each of a request's transactions. A
+    connection returned moments ago is as alive as the server, and were the server gone, the
+    statement would fail as the ping would (a 503, and SQLAlchemy replaces the pool's
+    connections on that disconnect). What a ping is for is the connection that sat idle while the
+    server restarted, or while a firewall, NAT or PgBouncer dropped it: that one is checked first.
+    """
+
+    def returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned_at = record.info.get(_RETURNED_AT)
+        if returned_at is None or time.monotonic() - returned_at < IDLE_PING_SECONDS:
+            return  # just connected, or in use moments ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # Raised from checkout, this makes the pool connect anew (and drop every connection
+            # older than this one: a server that dropped one has most likely dropped them all).
+            raise InvalidatePoolError(f"idle connection failed its ping ({type(exc).__name__})") from exc
+
+    event.listen(pool, "checkin", returned)
+    event.listen(pool, "checkout", checkout)
 
 
 def _sqlite_connect(dbapi_connection: Any, *, busy_timeout_ms: int, foreign_keys: bool = True) -> None:

@@ -3,7 +3,7 @@
 
 A stopped, paused, restarting or saturated database is an outage, not a bug: the client gets
 ``ServiceUnavailable`` (503 with Retry-After and the error shape) instead of a 500, and the pool
-recovers on its own when the server returns (``pool_pre_ping`` replaces dead connections). The
+recovers on its own when the server returns (dead connections are replaced: ``bastion.db.engine``). The
 engine's timeouts (``bastion.db.engine``) bound how long a request waits for a paused server, and
 a unit of work that fails this way is rolled back by its session, so nothing is half-written.
 
