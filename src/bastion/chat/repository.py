@@ -1,8 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """Chat queries. Every lookup of a session filters by owner and idle expiry in SQL itself.
 
-``ChatRepository`` answers the session and history routes; ``MessageLog`` runs what one chat
-message writes and reads.
+The session and history routes read with scripts of Core statements built once (``session_page``,
+``owned_session``, ``history_page``, run by ``read_batch``: on SQLite one hand-off to the driver's
+thread), as rows of the columns their views show. ``MessageLog`` runs what one chat message
+writes and reads. ``ChatRepository`` (the ORM) serves the rest: creation, deletion, the admin
+API, export, erasure and the purge.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -32,7 +35,17 @@ from bastion.chat.models import ChatMessage, ChatSession
 from bastion.db.batch import Script, Statement, WriteBatch, steps
 from bastion.ownership import Owner, of_account
 
-__all__ = ["ChatRepository", "MessageLog", "Owner", "Turn"]
+__all__ = [
+    "ChatRepository",
+    "MessageLog",
+    "MessageRow",
+    "Owner",
+    "SessionRow",
+    "Turn",
+    "history_page",
+    "owned_session",
+    "session_page",
+]
 
 
 def _owned_by(owner: Owner) -> ColumnElement[bool]:
@@ -53,16 +66,18 @@ def _next_seq_of(*conditions: ColumnElement[bool]) -> Update:
     )
 
 
-# The statements of ``MessageLog``, built once (by owner kind where the owner is checked).
-_NEXT_OWNED_SEQ = {
-    by_key: Statement(
-        _next_seq_of(
-            Owner.bound_clause(_SESSIONS.c.owner_user_id, _SESSIONS.c.owner_api_key_id, by_key=by_key),
-            _SESSIONS.c.last_active_at >= bindparam("active_since"),
-        )
+def _owned_active(by_key: bool) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """The owner's (``Owner.bound_id``) sessions still active (``active_since``): the filter of
+    every statement built once that reaches a session for its owner."""
+    columns = _SESSIONS.c
+    return (
+        Owner.bound_clause(columns.owner_user_id, columns.owner_api_key_id, by_key=by_key),
+        columns.last_active_at >= bindparam("active_since"),
     )
-    for by_key in (False, True)
-}
+
+
+# The statements of ``MessageLog``, built once (by owner kind where the owner is checked).
+_NEXT_OWNED_SEQ = {by_key: Statement(_next_seq_of(*_owned_active(by_key))) for by_key in (False, True)}
 _NEXT_SEQ = Statement(
     _next_seq_of().values(
         prompt_tokens=_SESSIONS.c.prompt_tokens + bindparam("prompt"),
@@ -80,6 +95,104 @@ _ADD_MESSAGE = Statement(
 )
 
 
+class SessionRow(NamedTuple):
+    """What a session's view shows (``ChatService._session_view``), as read."""
+
+    id: str
+    title_ciphertext: str | None
+    created_at: datetime
+    last_active_at: datetime
+    message_count: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class MessageRow(NamedTuple):
+    """What a message's view shows (``ChatService._message_view``), as read."""
+
+    id: str
+    session_id: str
+    seq: int
+    role: str
+    content_ciphertext: str
+    status: str
+    created_at: datetime
+    provider: str | None
+    model: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+# The statements of the session and history routes, built once: by owner kind, and by whether a
+# page starts after a keyset position (``before``) or at the newest.
+_SESSION_VIEW = select(*(_SESSIONS.c[name] for name in SessionRow._fields))
+_OWNED_SESSION = {
+    by_key: Statement(_SESSION_VIEW.where(_SESSIONS.c.id == bindparam("session_id"), *_owned_active(by_key)))
+    for by_key in (False, True)
+}
+_SESSION_PAGE = {
+    (by_key, after): Statement(
+        _SESSION_VIEW.where(
+            *_owned_active(by_key),
+            *((_SESSIONS.c.last_active_at < bindparam("before"),) if after else ()),
+        )
+        .order_by(_SESSIONS.c.last_active_at.desc(), _SESSIONS.c.id.desc())
+        .limit(bindparam("limit", type_=Integer))
+    )
+    for by_key in (False, True)
+    for after in (False, True)
+}
+_MESSAGE_PAGE = {
+    after: Statement(
+        select(*(_MESSAGES.c[name] for name in MessageRow._fields))
+        .where(
+            _MESSAGES.c.session_id == bindparam("session_id"),
+            *((_MESSAGES.c.seq < bindparam("before_seq"),) if after else ()),
+        )
+        .order_by(_MESSAGES.c.seq.desc())
+        .limit(bindparam("limit", type_=Integer))
+    )
+    for after in (False, True)
+}
+
+
+# Scripts for ``read_batch``: they run on SQLite's driver thread (``bastion.db.batch``), so they
+# only compute.
+
+
+def session_page(
+    owner: Owner, *, active_since: datetime, before: datetime | None, limit: int
+) -> Script[list[SessionRow]]:
+    """The owner's active sessions, most recently active first (then by id), up to ``limit``,
+    those last active before ``before`` when given."""
+    after = {} if before is None else {"before": before}
+    rows = yield _SESSION_PAGE[owner.by_key, before is not None](
+        active_since=active_since, limit=limit, **after, **owner.bound_id
+    )
+    return [SessionRow(*row) for row in rows]
+
+
+def owned_session(session_id: str, owner: Owner, *, active_since: datetime) -> Script[SessionRow | None]:
+    """The owner's active session ``session_id``; ``None`` for someone else's, an expired one and
+    a made-up id alike."""
+    rows = yield _OWNED_SESSION[owner.by_key](
+        session_id=session_id, active_since=active_since, **owner.bound_id
+    )
+    return SessionRow(*rows[0]) if rows else None
+
+
+def history_page(
+    session_id: str, owner: Owner, *, active_since: datetime, before_seq: int | None, limit: int
+) -> Script[list[MessageRow] | None]:
+    """Up to ``limit`` messages of the owner's active session before ``before_seq`` (else the
+    newest), oldest first; ``None`` when the owner has no such session (as ``owned_session``)."""
+    if (yield from owned_session(session_id, owner, active_since=active_since)) is None:
+        return None
+    after = {} if before_seq is None else {"before_seq": before_seq}
+    rows = yield _MESSAGE_PAGE[before_seq is not None](session_id=session_id, limit=limit, **after)
+    return [MessageRow(*row) for row in reversed(rows)]
+
+
 def _rowcount(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -93,27 +206,6 @@ class ChatRepository:
         await self.session.flush()
         return chat
 
-    async def get_session(
-        self, session_id: str, owner: Owner, *, active_since: datetime
-    ) -> ChatSession | None:
-        query = select(ChatSession).where(
-            ChatSession.id == session_id, _owned_by(owner), ChatSession.last_active_at >= active_since
-        )
-        return (await self.session.scalars(query)).one_or_none()
-
-    async def list_sessions(
-        self, owner: Owner, *, active_since: datetime, before: datetime | None, limit: int
-    ) -> Sequence[ChatSession]:
-        query = (
-            select(ChatSession)
-            .where(_owned_by(owner), ChatSession.last_active_at >= active_since)
-            .order_by(ChatSession.last_active_at.desc(), ChatSession.id.desc())
-            .limit(limit)
-        )
-        if before is not None:
-            query = query.where(ChatSession.last_active_at < before)
-        return (await self.session.scalars(query)).all()
-
     async def delete_session(self, session_id: str, owner: Owner) -> bool:
         # Messages go with the session (ON DELETE CASCADE, and explicitly for SQLite connections
         # opened without foreign keys).
@@ -125,15 +217,6 @@ class ChatRepository:
         await self.session.execute(delete(ChatMessage).where(ChatMessage.session_id == session_id))
         await self.session.execute(delete(ChatSession).where(ChatSession.id == session_id))
         return True
-
-    async def page_messages(
-        self, session_id: str, *, before_seq: int | None, limit: int
-    ) -> Sequence[ChatMessage]:
-        query = select(ChatMessage).where(ChatMessage.session_id == session_id)
-        if before_seq is not None:
-            query = query.where(ChatMessage.seq < before_seq)
-        rows = (await self.session.scalars(query.order_by(ChatMessage.seq.desc()).limit(limit))).all()
-        return list(reversed(rows))
 
     # -- every owner's sessions (the admin API; ids, owners and counts, never titles) ---------------
 

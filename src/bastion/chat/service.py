@@ -24,12 +24,22 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.chat.budget import BudgetGuard, LimitGate, Meter
 from bastion.chat.models import ChatMessage, ChatSession, MessageStatus, new_message_id, new_session_id
-from bastion.chat.repository import ChatRepository, MessageLog, Owner, Turn
+from bastion.chat.repository import (
+    ChatRepository,
+    MessageLog,
+    MessageRow,
+    Owner,
+    SessionRow,
+    Turn,
+    history_page,
+    owned_session,
+    session_page,
+)
 from bastion.chat.screening import Reply, Screen
 from bastion.chat.views import MessageView, Page, SessionView, StreamEvent
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.registry import CHAT_MESSAGE_CONTENT, CHAT_SESSION_TITLE
-from bastion.db.session import read_only, unit_of_work, write_batch
+from bastion.db.session import read_batch, unit_of_work, write_batch
 from bastion.db.types import utcnow
 from bastion.errors import Conflict, NotFound
 from bastion.llm import base as llm
@@ -44,6 +54,11 @@ DEFAULT_SYSTEM_PROMPT = (
     "may be at risk."
 )
 MAX_PAGE = 100
+
+
+def _session_not_found() -> NotFound:
+    # Someone else's session, an expired one and a made-up id all look the same: 404.
+    return NotFound("Chat session not found")
 
 
 class SessionLimitReached(Conflict):
@@ -115,38 +130,35 @@ class ChatService:
         return self._session_view(chat)
 
     async def list_sessions(self, owner: Owner, *, before: datetime | None, limit: int) -> list[SessionView]:
-        async with read_only(self._sessionmaker) as db:
-            rows = await ChatRepository(db).list_sessions(
-                owner, active_since=self._active_since(), before=before, limit=min(max(limit, 1), MAX_PAGE)
-            )
-            return [self._session_view(row) for row in rows]
+        size = min(max(limit, 1), MAX_PAGE)
+        page = session_page(owner, active_since=self._active_since(), before=before, limit=size)
+        return [self._session_view(row) for row in await read_batch(self._sessionmaker, page)]
 
     async def get_session(self, owner: Owner, session_id: str) -> SessionView:
-        async with read_only(self._sessionmaker) as db:
-            return self._session_view(await self._owned(ChatRepository(db), owner, session_id))
+        row = await read_batch(
+            self._sessionmaker, owned_session(session_id, owner, active_since=self._active_since())
+        )
+        if row is None:
+            raise _session_not_found()
+        return self._session_view(row)
 
     async def delete_session(self, owner: Owner, session_id: str) -> None:
         async with unit_of_work(self._sessionmaker) as db:
             if not await ChatRepository(db).delete_session(session_id, owner):
-                raise NotFound("Chat session not found")
+                raise _session_not_found()
         await self.quota.release(session_id, owner=owner.identity)
-
-    async def _owned(self, repo: ChatRepository, owner: Owner, session_id: str) -> ChatSession:
-        # Someone else's session, an expired one and a made-up id all look the same: 404.
-        chat = await repo.get_session(session_id, owner, active_since=self._active_since())
-        if chat is None:
-            raise NotFound("Chat session not found")
-        return chat
 
     # -- messages ----------------------------------------------------------------------------
 
     async def history(self, owner: Owner, session_id: str, *, before: int | None, limit: int) -> Page:
-        async with read_only(self._sessionmaker) as db:
-            repo = ChatRepository(db)
-            await self._owned(repo, owner, session_id)
-            size = min(max(limit, 1), MAX_PAGE)
-            rows = await repo.page_messages(session_id, before_seq=before, limit=size)
-            items = [self._message_view(row) for row in rows]
+        size = min(max(limit, 1), MAX_PAGE)
+        rows = await read_batch(
+            self._sessionmaker,
+            history_page(session_id, owner, active_since=self._active_since(), before_seq=before, limit=size),
+        )
+        if rows is None:
+            raise _session_not_found()
+        items = [self._message_view(row) for row in rows]
         next_before = items[0].seq if len(items) == size and items[0].seq > 1 else None
         return Page(items=items, next_before=next_before)
 
@@ -191,8 +203,7 @@ class ChatService:
                 history=self.limits.max_history_messages - 1,
             )
             if turn is None:
-                # Someone else's session, an expired one and a made-up id all look the same: 404.
-                raise NotFound("Chat session not found")
+                raise _session_not_found()
             prompt = self._prompt(session_id, content, turn)
             renewal = self.quota.renewal(session_id, owner=owner.identity)
             meter = await stack.enter_async_context(
@@ -352,7 +363,7 @@ class ChatService:
                 completion_tokens=usage.completion_tokens if usage is not None else 0,
             )
         if seq is None:
-            raise NotFound("Chat session not found")  # deleted while the model answered
+            raise _session_not_found()  # deleted while the model answered
         message.seq = seq
         return replace(self._message_view(message, content=reply.text), warnings=reply.warnings)
 
@@ -388,7 +399,7 @@ class ChatService:
     def _open_text(self, session_id: str, message_id: str, ciphertext: str) -> str:
         return CHAT_MESSAGE_CONTENT.open(self.cipher, ciphertext, f"{session_id}:{message_id}")
 
-    def _session_view(self, chat: ChatSession) -> SessionView:
+    def _session_view(self, chat: ChatSession | SessionRow) -> SessionView:
         title = (
             CHAT_SESSION_TITLE.open(self.cipher, chat.title_ciphertext, chat.id)
             if chat.title_ciphertext
@@ -405,7 +416,7 @@ class ChatService:
             completion_tokens=chat.completion_tokens,
         )
 
-    def _message_view(self, message: ChatMessage, *, content: str | None = None) -> MessageView:
+    def _message_view(self, message: ChatMessage | MessageRow, *, content: str | None = None) -> MessageView:
         """The view of a stored message; ``content``: its text when already known (just sealed)."""
         return MessageView(
             id=message.id,

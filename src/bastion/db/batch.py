@@ -1,21 +1,25 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Write transactions whose statements reach SQLite's driver thread in one hand-off.
+"""Transactions whose statements reach SQLite's driver thread in one hand-off.
 
 aiosqlite runs every call on its own thread: SQLAlchemy's adapter makes three or four hand-offs
 per statement (cursor, execute, fetch, close), each one waking that thread and then the event
 loop. On a hot path (a chat message: two transactions, five statements) the hand-offs cost
 more CPU than the statements. A ``Script`` says what a transaction runs: a generator of steps
 (``Step``: a statement built once and its parameters), each sent back its rows, so the next
-step can depend on them; ``write_batch`` (``bastion.db.session``) runs a script:
+step can depend on them; ``write_batch`` and ``read_batch`` (``bastion.db.session``) run scripts:
 
 - on SQLite (aiosqlite), as one plain function on the driver's thread, on the raw ``sqlite3``
-  connection: ``BEGIN IMMEDIATE`` in the first hand-off, ``COMMIT`` in the last, the statements
+  connection: ``BEGIN IMMEDIATE`` (a write batch) or ``BEGIN`` (a read: deferred, so with WAL it
+  never waits for a writer) in the first hand-off, ``COMMIT`` in the last, the statements
   compiled once per dialect with SQLAlchemy's own parameter and result processing, so what is
   stored and read back is what the ORM stores and reads. A failure rolls back on that thread;
   SQLite's errors come back wrapped as SQLAlchemy's, so overload and outages map as elsewhere.
   SQLAlchemy's statement events (and ``echo``) do not see these statements;
 - elsewhere (PostgreSQL: asyncpg has no thread to hop to), statement by statement on the
-  SQLAlchemy connection, in the transaction it began.
+  SQLAlchemy connection, in the transaction it began (``READ ONLY`` for a read on PostgreSQL).
+
+A read batch is one script in one transaction: on SQLite ``BEGIN``, its statements and ``COMMIT``
+are a single hand-off.
 """
 
 from __future__ import annotations
@@ -179,19 +183,25 @@ class _Caller:
 
 
 def _hand_off(
-    script: Script[T] | None, dialect: Dialect, caller: _Caller, *, begin: bool, commit: bool
+    script: Script[T] | None,
+    dialect: Dialect,
+    caller: _Caller,
+    *,
+    begin: str | None,
+    commit: bool,
 ) -> Callable[[sqlite3.Connection], T | None]:
-    """What the driver's thread runs: BEGIN IMMEDIATE (first hand-off), the script, COMMIT (last).
+    """What the driver's thread runs: ``begin`` (``BEGIN IMMEDIATE`` or ``BEGIN``; first hand-off
+    only), the script, COMMIT (last).
     On any error the transaction is rolled back there, and SQLite's error comes back wrapped as
     SQLAlchemy's (``OperationalError`` for a locked database, as on SQLAlchemy's own path). A
     caller cancelled meanwhile has the rest skipped and rolled back, unless COMMIT has begun."""
 
     def run(connection: sqlite3.Connection) -> T | None:
-        sql = "BEGIN IMMEDIATE"
+        sql = begin or ""
         try:
             caller.check()
-            if begin:
-                connection.execute(sql)
+            if begin is not None:
+                connection.execute(begin)
             result: T | None = None
             if script is not None:
                 try:
@@ -226,9 +236,10 @@ def _rollback_if_open(connection: sqlite3.Connection) -> None:
 
 
 class _SQLiteBatch:
-    def __init__(self, driver: Any, dialect: Dialect) -> None:
+    def __init__(self, driver: Any, dialect: Dialect, *, write: bool) -> None:
         self._driver = driver
         self._dialect = dialect
+        self._begin = "BEGIN IMMEDIATE" if write else "BEGIN"
         self.begun = False
         self.over = False  # committed or rolled back
         self.disconnected = False
@@ -242,7 +253,7 @@ class _SQLiteBatch:
     async def _run(self, script: Script[T] | None, *, commit: bool) -> T | None:
         if self.over:
             raise RuntimeError("the transaction is over")
-        begin, self.begun = not self.begun, True
+        begin, self.begun = (None if self.begun else self._begin), True
         caller = _Caller()
         try:
             result = await on_driver_thread(
@@ -298,14 +309,18 @@ class _ConnectionBatch:
 
 
 @asynccontextmanager
-async def begin_batch(engine: AsyncEngine) -> AsyncIterator[WriteBatch]:
-    """A write transaction on a connection of ``engine``: committed when the block ends (unless a
-    script committed it), rolled back on any error or cancellation."""
+async def begin_batch(engine: AsyncEngine, *, write: bool = True) -> AsyncIterator[WriteBatch]:
+    """A transaction on a connection of ``engine``: committed when the block ends (unless a script
+    committed it), rolled back on any error or cancellation. ``write=False``: a transaction that
+    only reads (SQLite's deferred ``BEGIN``; ``READ ONLY`` on PostgreSQL)."""
     dialect = engine.dialect
     if dialect.name != "sqlite" or dialect.driver != "aiosqlite":
         async with engine.connect() as connection:
-            # The intent reaches the engine's begin hook before the transaction begins.
-            await connection.execution_options(**{WRITE_INTENT: True})
+            # The intent reaches the engine's begin hook (or the driver) before the transaction begins.
+            if write:
+                await connection.execution_options(**{WRITE_INTENT: True})
+            elif dialect.name == "postgresql":
+                await connection.execution_options(postgresql_readonly=True)
             async with connection.begin() as transaction:
                 yield _ConnectionBatch(connection, transaction)
         return
@@ -315,7 +330,7 @@ async def begin_batch(engine: AsyncEngine) -> AsyncIterator[WriteBatch]:
         raw = await engine.raw_connection()
     except sqlite3.Error as error:  # wrapped as SQLAlchemy's Connection would (an outage is a 503)
         raise sa.DBAPIError.instance(None, None, error, sqlite3.Error, dialect=dialect) from error
-    batch = _SQLiteBatch(raw.driver_connection, dialect)
+    batch = _SQLiteBatch(raw.driver_connection, dialect, write=write)
     try:
         try:
             yield batch

@@ -5,7 +5,8 @@
 (``BEGIN IMMEDIATE``), so it never fails half-way on a lock upgrade; ``write_batch`` is the same
 transaction for scripts of Core statements, on a hot path (a chat message) that needs no ORM
 session around them (``bastion.db.batch``). ``read_only`` is for
-transactions that only read: on SQLite with WAL they never wait for a writer. Keep both short and
+transactions that only read: on SQLite with WAL they never wait for a writer; ``read_batch`` is
+one such transaction running one script, for hot reads (chat listings and history). Keep all short and
 never await anything slow (the model, password hashing, the network) inside them: on SQLite an
 open write transaction holds up every other writer.
 
@@ -17,13 +18,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import TypeVar
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bastion.db.batch import WriteBatch, begin_batch
+from bastion.db.batch import Script, WriteBatch, begin_batch
 from bastion.db.engine import WRITE_INTENT, WRITER_GATE, WriterGate
 from bastion.db.errors import busy_unavailable, database_busy
+
+T = TypeVar("T")
 
 
 @asynccontextmanager
@@ -50,6 +54,17 @@ async def write_batch(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIt
     with _busy_unavailable():
         async with _turn(_writer_gate(sessionmaker)), begin_batch(engine) as batch:
             yield batch
+
+
+async def read_batch(sessionmaker: async_sessionmaker[AsyncSession], script: Script[T]) -> T:
+    """Run ``script`` (``bastion.db.batch``) in a transaction that only reads, and its result: on
+    SQLite ``BEGIN`` (deferred), the statements and ``COMMIT`` are one hand-off to the driver's
+    thread; on PostgreSQL a ``READ ONLY`` transaction. Rolled back on any error or cancellation;
+    a database too busy to answer is the 503, as for ``read_only``."""
+    engine: AsyncEngine = sessionmaker.kw["bind"]
+    with _busy_unavailable():
+        async with begin_batch(engine, write=False) as batch:
+            return await batch.commit(script)
 
 
 @asynccontextmanager

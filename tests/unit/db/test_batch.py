@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Write batches on SQLite: each script one hand-off to aiosqlite's thread, the transaction whole or
-not at all (errors and cancellation included), stored values as SQLAlchemy stores them, overload a 503."""
+"""Batches on SQLite: each script one hand-off to aiosqlite's thread, the transaction whole or not at
+all (errors and cancellation included), stored values as SQLAlchemy stores them, overload a 503; a
+read batch is one hand-off in all (deferred BEGIN, its statements, COMMIT) and never waits for a
+writer."""
 
 from __future__ import annotations
 
@@ -18,10 +20,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.schema import CreateTable
 
+from bastion.db import batch as batches
 from bastion.db.batch import Rows, Script, Statement, on_driver_thread, steps
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.db.errors import database_busy, unavailable
-from bastion.db.session import read_only, unit_of_work, write_batch
+from bastion.db.session import read_batch, read_only, unit_of_work, write_batch
 from bastion.db.types import UTCDateTime
 from bastion.errors import ServiceUnavailable
 
@@ -253,6 +256,97 @@ async def test_a_database_that_cannot_be_opened_is_an_outage(tmp_path: Path) -> 
         with pytest.raises(OperationalError, match="unable to open") as failed:
             async with write_batch(create_sessionmaker(engine)) as batch:
                 await batch.commit(steps(ADD_NOTE(body="lost")))
+        refusal = unavailable(failed.value)
+        assert refusal is not None and refusal.status_code == 503
+    finally:
+        await engine.dispose()
+
+
+# -- read batches ----------------------------------------------------------------------------------
+
+
+async def test_a_read_script_is_one_hand_off_and_leaves_no_transaction_open(
+    sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hand_offs: list[object] = []
+
+    async def counted(driver: object, function: object) -> object:
+        hand_offs.append(function)
+        return await on_driver_thread(driver, function)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batches, "on_driver_thread", counted)
+
+    def two_reads() -> Script[list[str]]:
+        first: Rows = yield ALL_NOTES()
+        second: Rows = yield ALL_NOTES()
+        return [row[0] for row in (*first, *second)]
+
+    assert await read_batch(sessionmaker, two_reads()) == ["first", "first"]
+    assert len(hand_offs) == 1
+    # Nothing left open: a write on another connection goes through, and the next read sees it.
+    async with write_batch(sessionmaker) as batch:
+        await batch.commit(steps(ADD_NOTE(body="second")))
+    assert await read_batch(sessionmaker, steps(ALL_NOTES())) == [[("first",), ("second",)]]
+
+
+async def test_a_read_batch_does_not_wait_for_a_writer(
+    sessionmaker: async_sessionmaker[AsyncSession], other_writer: sqlite3.Connection
+) -> None:
+    """WAL: another process holding the write lock (past the 50 ms busy timeout here) does not hold
+    up a read, which sees what was committed before it."""
+    other_writer.execute("INSERT INTO notes (body) VALUES ('uncommitted')")
+    await asyncio.sleep(0.1)
+    assert await read_batch(sessionmaker, steps(ALL_NOTES())) == [[("first",)]]
+
+
+async def test_an_error_in_a_read_script_rolls_back_and_the_connection_is_reused_clean(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    def failing() -> Script[None]:
+        yield ALL_NOTES()
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        await read_batch(sessionmaker, failing())
+    # Had its snapshot stayed open, the next read on the pooled connection would not see this.
+    with sqlite3.connect(database) as other:
+        other.execute("INSERT INTO notes (body) VALUES ('later')")
+    assert await read_batch(sessionmaker, steps(ALL_NOTES())) == [[("first",), ("later",)]]
+    assert lock_is_free(database)
+
+
+async def test_a_read_cancelled_during_its_hand_off_leaves_nothing_open(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> Script[Rows]:
+        yield ALL_NOTES()
+        started.set()
+        release.wait(5)  # the driver's thread is still reading when the request goes away
+        rows: Rows = yield ALL_NOTES()
+        return rows
+
+    task = asyncio.create_task(read_batch(sessionmaker, slow()))
+    await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with sqlite3.connect(database) as other:
+        other.execute("INSERT INTO notes (body) VALUES ('later')")
+    # The connection went back to the pool with no snapshot held: the next read sees the write.
+    assert await read_batch(sessionmaker, steps(ALL_NOTES())) == [[("first",), ("later",)]]
+    assert lock_is_free(database)
+
+
+async def test_a_database_that_cannot_be_opened_for_a_read_is_an_outage(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'bastion.db'}")
+    shutil.rmtree(tmp_path / "gone")
+    try:
+        with pytest.raises(OperationalError, match="unable to open") as failed:
+            await read_batch(create_sessionmaker(engine), steps(ALL_NOTES()))
         refusal = unavailable(failed.value)
         assert refusal is not None and refusal.status_code == 503
     finally:
