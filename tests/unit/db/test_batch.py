@@ -47,6 +47,13 @@ async def bodies(sessionmaker: async_sessionmaker[AsyncSession]) -> list[str]:
         return list((await session.execute(text("SELECT body FROM notes ORDER BY id"))).scalars())
 
 
+async def join_new_threads(before: set[threading.Thread]) -> None:
+    """Wait for the threads started since ``before``: aiosqlite stops a connection that failed to
+    open with a hand-off that completes a future on the loop, which must not outlive the test's."""
+    for thread in set(threading.enumerate()) - before:
+        await asyncio.to_thread(thread.join, 5)
+
+
 def lock_is_free(database: Path) -> bool:
     """Whether another connection can take SQLite's write lock right now."""
     other = sqlite3.connect(database, isolation_level=None, timeout=0.05)
@@ -252,6 +259,7 @@ def test_statements_whose_parameters_sqlalchemy_rewrites_are_refused(
 async def test_a_database_that_cannot_be_opened_is_an_outage(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'bastion.db'}")
     shutil.rmtree(tmp_path / "gone")  # the volume went away before the first connection
+    threads = set(threading.enumerate())
     try:
         with pytest.raises(OperationalError, match="unable to open") as failed:
             async with write_batch(create_sessionmaker(engine)) as batch:
@@ -260,6 +268,7 @@ async def test_a_database_that_cannot_be_opened_is_an_outage(tmp_path: Path) -> 
         assert refusal is not None and refusal.status_code == 503
     finally:
         await engine.dispose()
+        await join_new_threads(threads)
 
 
 # -- read batches ----------------------------------------------------------------------------------
@@ -344,6 +353,7 @@ async def test_a_read_cancelled_during_its_hand_off_leaves_nothing_open(
 async def test_a_database_that_cannot_be_opened_for_a_read_is_an_outage(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'bastion.db'}")
     shutil.rmtree(tmp_path / "gone")
+    threads = set(threading.enumerate())
     try:
         with pytest.raises(OperationalError, match="unable to open") as failed:
             await read_batch(create_sessionmaker(engine), steps(ALL_NOTES()))
@@ -351,3 +361,4 @@ async def test_a_database_that_cannot_be_opened_for_a_read_is_an_outage(tmp_path
         assert refusal is not None and refusal.status_code == 503
     finally:
         await engine.dispose()
+        await join_new_threads(threads)
