@@ -182,6 +182,11 @@ class _Caller:
             raise _Abandoned
 
 
+def _rollback_if_open(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        connection.rollback()
+
+
 def _hand_off(
     script: Script[T] | None,
     dialect: Dialect,
@@ -219,8 +224,7 @@ def _hand_off(
                 connection.execute(sql)
             return result
         except BaseException as error:
-            if connection.in_transaction:
-                connection.rollback()
+            _rollback_if_open(connection)
             if isinstance(error, sqlite3.Error):
                 raise sa.DBAPIError.instance(
                     sql, None, error, sqlite3.Error, hide_parameters=True, dialect=dialect
@@ -228,11 +232,6 @@ def _hand_off(
             raise
 
     return run
-
-
-def _rollback_if_open(connection: sqlite3.Connection) -> None:
-    if connection.in_transaction:
-        connection.rollback()
 
 
 class _SQLiteBatch:

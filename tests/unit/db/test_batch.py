@@ -10,8 +10,10 @@ import asyncio
 import shutil
 import sqlite3
 import threading
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
@@ -21,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.schema import CreateTable
 
 from bastion.db import batch as batches
-from bastion.db.batch import Rows, Script, Statement, on_driver_thread, steps
+from bastion.db.batch import Rows, Script, Statement, Step, on_driver_thread, steps
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.db.errors import database_busy, unavailable
 from bastion.db.session import read_batch, read_only, unit_of_work, write_batch
@@ -173,29 +175,37 @@ async def test_an_error_between_hand_offs_rolls_back(
     assert lock_is_free(database)
 
 
-async def test_a_request_cancelled_during_a_hand_off_leaves_nothing_open(
-    sessionmaker: async_sessionmaker[AsyncSession], database: Path
-) -> None:
-    """The hand-off runs on after its caller is cancelled; the rollback is queued behind it."""
+async def cancelled_mid_hand_off(run: Callable[[Script[Any]], Awaitable[Any]], step: Step) -> None:
+    """``run`` a script of two ``step``s and cancel its caller while the driver's thread is between
+    them; the thread finishes its hand-off only after the cancellation."""
     started, release = threading.Event(), threading.Event()
 
-    def slow() -> Script[None]:
-        yield ADD_NOTE(body="cancelled")
+    def slow() -> Script[Rows]:
+        yield step
         started.set()
         release.wait(5)  # the driver's thread is still working when the request goes away
-        yield ADD_NOTE(body="cancelled too")
+        rows: Rows = yield step
+        return rows
 
-    async def message() -> None:
-        async with write_batch(sessionmaker) as batch:
-            await batch.commit(slow())
-
-    task = asyncio.create_task(message())
+    task = asyncio.create_task(run(slow()))
     await asyncio.to_thread(started.wait, 5)
     task.cancel()
     await asyncio.sleep(0)
     release.set()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_request_cancelled_during_a_hand_off_leaves_nothing_open(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    """The hand-off runs on after its caller is cancelled; the rollback is queued behind it."""
+
+    async def message(script: Script[Rows]) -> None:
+        async with write_batch(sessionmaker) as batch:
+            await batch.commit(script)
+
+    await cancelled_mid_hand_off(message, ADD_NOTE(body="cancelled"))
     assert lock_is_free(database)
     assert await bodies(sessionmaker) == ["first"]
     # The connection went back to the pool clean: the next batch on it works.
@@ -327,22 +337,7 @@ async def test_an_error_in_a_read_script_rolls_back_and_the_connection_is_reused
 async def test_a_read_cancelled_during_its_hand_off_leaves_nothing_open(
     sessionmaker: async_sessionmaker[AsyncSession], database: Path
 ) -> None:
-    started, release = threading.Event(), threading.Event()
-
-    def slow() -> Script[Rows]:
-        yield ALL_NOTES()
-        started.set()
-        release.wait(5)  # the driver's thread is still reading when the request goes away
-        rows: Rows = yield ALL_NOTES()
-        return rows
-
-    task = asyncio.create_task(read_batch(sessionmaker, slow()))
-    await asyncio.to_thread(started.wait, 5)
-    task.cancel()
-    await asyncio.sleep(0)
-    release.set()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancelled_mid_hand_off(lambda script: read_batch(sessionmaker, script), ALL_NOTES())
     with sqlite3.connect(database) as other:
         other.execute("INSERT INTO notes (body) VALUES ('later')")
     # The connection went back to the pool with no snapshot held: the next read sees the write.
