@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
@@ -28,7 +27,7 @@ from bastion.app import create_app
 from bastion.crypto import material
 from bastion.db import migrate
 from bastion.settings import Settings
-from tests.support.lifespan import STARTUP_SECONDS
+from tests.support.lifespan import lifespan_of
 from tests.support.servers import PostgresServer, RedisClusterServers, RedisServer, free_port
 
 SettingsFactory = Callable[..., Settings]
@@ -271,7 +270,7 @@ async def serve_app(
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The app with its lifespan running, and an HTTP client talking to it in-process."""
     app = create_app(settings)
-    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
+    async with lifespan_of(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False, client=client)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
             yield app, http

@@ -7,12 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from bastion.settings import Settings
 from tests.support.clock import FakeClock
-from tests.support.lifespan import STARTUP_SECONDS
+from tests.support.lifespan import lifespan_of
 from tests.support.ratelimit_app import build
 
 
@@ -21,7 +20,7 @@ async def serve_limited(
     settings: Settings, clock: FakeClock, *, client: tuple[str, int] = ("127.0.0.1", 50000)
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     app, asgi = build(settings)
-    async with LifespanManager(asgi, startup_timeout=STARTUP_SECONDS) as manager:
+    async with lifespan_of(asgi) as manager:
         app.state.limiter.clock = clock
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False, client=client)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:

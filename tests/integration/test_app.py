@@ -15,7 +15,7 @@ from bastion.api.deps import iter_route_contexts
 from bastion.app import create_app
 from bastion.db import migrate
 from tests.conftest import SettingsFactory, serve_app
-from tests.support.lifespan import STARTUP_SECONDS
+from tests.support.lifespan import lifespan_of
 from tests.support.logs import access_lines, logged_lines
 
 
@@ -120,9 +120,7 @@ async def probe_client(make_settings: SettingsFactory):  # type: ignore[no-untyp
     async def crash() -> None:
         raise RuntimeError("database said: password=hunter2hunter2 at /srv/app/secret.py line 3")
 
-    from asgi_lifespan import LifespanManager
-
-    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
+    async with lifespan_of(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             yield http
@@ -243,9 +241,7 @@ async def test_request_state_is_not_shared_between_requests(make_settings: Setti
         await asyncio.sleep(0.01)
         return {"id": request.scope["state"]["request_id"]}
 
-    from asgi_lifespan import LifespanManager
-
-    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
+    async with lifespan_of(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             responses = await asyncio.gather(*(http.get("/probe/state") for _ in range(10)))

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from bastion.db import migrate
@@ -21,7 +20,7 @@ from bastion.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.integration.auth.helpers import assert_error, audit_events, identity_app, identity_settings
 from tests.support.clock import FakeClock
-from tests.support.lifespan import STARTUP_SECONDS
+from tests.support.lifespan import lifespan_of
 from tests.support.ratelimit_app import build
 
 ADMIN = {"X-Test-Principal": "admin"}
@@ -53,7 +52,7 @@ async def served(settings: Settings, clock: FakeClock) -> AsyncIterator[Served]:
     # Migrated: blocks placed and listed are audited.
     await asyncio.to_thread(migrate.upgrade, settings.database_url.get_secret_value())
     app, asgi = build(settings)
-    async with LifespanManager(asgi, startup_timeout=STARTUP_SECONDS) as manager:
+    async with lifespan_of(asgi) as manager:
         app.state.limiter.clock = clock
         yield Served(app, manager.app)
 

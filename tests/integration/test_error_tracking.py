@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 import sentry_sdk
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from bastion import __version__
@@ -26,7 +25,7 @@ from bastion.db import migrate
 from bastion.observability.errortracking import ALLOWED_HEADERS
 from bastion.settings import Settings
 from tests.conftest import SettingsFactory
-from tests.support.lifespan import STARTUP_SECONDS
+from tests.support.lifespan import lifespan_of
 from tests.support.sentry_capture import CaptureServer, sentry_capture
 
 OPENAI_KEY = "sk-live-openai-0123456789abcdef"
@@ -52,7 +51,7 @@ def _no_client_left_behind() -> Iterator[None]:
 
 @asynccontextmanager
 async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
+    async with lifespan_of(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             yield http

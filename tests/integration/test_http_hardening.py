@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel, Field
 from starlette.responses import HTMLResponse
@@ -25,7 +24,7 @@ from bastion.settings import Settings
 from bastion.web.security_headers import API_CSP
 from tests.conftest import SettingsFactory
 from tests.support import observatory
-from tests.support.lifespan import STARTUP_SECONDS
+from tests.support.lifespan import lifespan_of
 
 FOREIGN = observatory.FOREIGN_ORIGIN
 ALLOWED_ORIGIN = "https://app.example.org"
@@ -99,7 +98,7 @@ async def hardened(
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     add_test_routes(app)
-    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
+    async with lifespan_of(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False, client=client)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
             yield http

@@ -9,12 +9,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from bastion.observability.logging import configure_logging, flush_lines
 from bastion.settings import Settings
-from tests.support.lifespan import STARTUP_SECONDS
+from tests.support.lifespan import lifespan_of
 
 
 async def logged_lines(
@@ -23,7 +22,7 @@ async def logged_lines(
     """Everything logged while ``calls`` ran against ``app``: the raw output and its parsed lines."""
     stream = io.StringIO()
     configure_logging(settings, stream=stream)
-    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
+    async with lifespan_of(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             await calls(http)

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import Depends
 from sqlalchemy import select
 
@@ -28,7 +27,7 @@ from tests.integration.auth.helpers import (
     user_session,
 )
 from tests.integration.keys.helpers import DateClock, create_key, key_header, use_clock
-from tests.support.lifespan import STARTUP_SECONDS
+from tests.support.lifespan import lifespan_of
 
 
 async def test_a_key_is_shown_once_works_and_is_listed_without_its_secret(
@@ -307,7 +306,7 @@ async def test_a_keys_own_hourly_allowance_replaces_the_default(make_settings: S
     async def hourly() -> dict[str, bool]:
         return {"ok": True}
 
-    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
+    async with lifespan_of(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             _, tokens = await user_session(http, "owner@example.com")
