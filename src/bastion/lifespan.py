@@ -114,12 +114,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.access_log:
         access_log.start(app.state.sessionmaker)
     app.state.redis = redis
-    # One pooled client for the model provider; no environment proxies or netrc credentials.
+    # One pooled client for outbound webhooks (alert deliveries); no environment proxies or netrc
+    # credentials. The model provider keeps its own pool (bastion.llm.openai).
     http_client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
     app.state.http_client = http_client
     # Every model call counted (bastion_model_*): the provider wrapped once, for every service.
     metrics: Metrics = app.state.metrics
-    app.state.llm = MeteredProvider(build_provider(settings, http_client=http_client, redis=shared), metrics)
+    app.state.llm = MeteredProvider(build_provider(settings, redis=shared), metrics)
     app.state.cipher = cipher
     # The content guard, built once (rules compiled, classifier loaded) and shared by every request.
     # The canary is made fresh by each process and never stored or configured: each instance's

@@ -18,6 +18,7 @@ connection without a word, or stream part of a reply and then cut the connection
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import threading
 import time
@@ -33,7 +34,8 @@ SECRET_IN_ERROR = "upstream-internal-detail-sk-leak-000"
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str = "ok"  # ok | reply | status | slow | drop | stream_break | garbage | slow_stream | huge
+    # ok | reply | status | slow | drop | stream_break | garbage | slow_stream | huge | long_refusal | gzipped
+    kind: str = "ok"
     status: int = 200
     delay: float = 0.0
     retry_after: str | None = None
@@ -73,6 +75,17 @@ class Fault:
         return cls("huge", status=size)
 
     @classmethod
+    def long_refusal(cls, size: int) -> Fault:
+        """Answer 400 with an error page of ``size`` bytes, written as fast as the client reads it
+        (``FakeUpstream.refusal_sent`` counts what was written)."""
+        return cls("long_refusal", status=size)
+
+    @classmethod
+    def gzipped(cls) -> Fault:
+        """Answer a completion gzip-compressed, whatever the request's Accept-Encoding said."""
+        return cls("gzipped")
+
+    @classmethod
     def garbage(cls) -> Fault:
         return cls("garbage")
 
@@ -98,6 +111,7 @@ class FakeUpstream:
         self.reply = reply
         self.keep_alive = keep_alive
         self.connections = 0  # accepted so far
+        self.refusal_sent = 0  # bytes of long refusals written so far
         self.requests: list[Recorded] = []
         self._script: deque[Fault] = deque()
         self._outage: tuple[Fault, ...] = ()
@@ -229,6 +243,15 @@ class FakeUpstream:
                 sent += len(block)
                 await writer.drain()
             return False
+        if fault.kind == "long_refusal":
+            head = f"HTTP/1.1 400 X\r\nContent-Type: text/html\r\nContent-Length: {fault.status}\r\n\r\n"
+            writer.write(head.encode())
+            block = b"x" * 65536
+            while self.refusal_sent < fault.status:
+                writer.write(block)
+                self.refusal_sent += len(block)
+                await writer.drain()
+            return True
         if fault.kind == "garbage":
             await self._send(writer, 200, b"<html>not json</html>", {"Content-Type": "text/html"})
             return True
@@ -257,6 +280,10 @@ class FakeUpstream:
             ],
             "usage": {"prompt_tokens": 11, "completion_tokens": len(content.split()), "total_tokens": 0},
         }
+        if fault.kind == "gzipped":
+            packed = gzip.compress(json.dumps(completion).encode())
+            await self._send(writer, 200, packed, {"Content-Encoding": "gzip"})
+            return True
         await self._send(writer, 200, json.dumps(completion).encode())
         return True
 

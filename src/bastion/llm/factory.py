@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import httpx
-
 from bastion.llm.base import Provider
 from bastion.llm.breaker import BreakerConfig
 from bastion.llm.breaker_store import BreakerStore, FailoverBreakerStore, MemoryBreakerStore
@@ -21,15 +19,12 @@ def breaker_store(redis: RedisClient | None) -> BreakerStore:
     return FailoverBreakerStore.over(redis) if redis is not None else MemoryBreakerStore()
 
 
-def build_provider(
-    settings: Settings, *, http_client: httpx.AsyncClient, redis: RedisClient | None
-) -> Provider:
+def build_provider(settings: Settings, *, redis: RedisClient | None) -> Provider:
     if settings.llm_provider == "offline":
         return OfflineProvider()
     if not settings.llm_base_url or not settings.llm_model:  # settings validation refuses this earlier
         raise ValueError("LLM_BASE_URL and LLM_MODEL are required for LLM_PROVIDER=openai")
     return OpenAICompatibleProvider(
-        client=http_client,
         base_url=settings.llm_base_url,
         model=settings.llm_model,
         api_key=settings.secret("OPENAI_API_KEY"),

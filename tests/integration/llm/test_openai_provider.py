@@ -8,7 +8,6 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -53,10 +52,16 @@ def upstream() -> Iterator[FakeUpstream]:
         yield server
 
 
+class Opened(list[OpenAICompatibleProvider]):
+    """The providers a test made, each closed (its connection pool) when the test ends."""
+
+
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield client
+async def opened() -> AsyncIterator[Opened]:
+    providers = Opened()
+    yield providers
+    for provider in providers:
+        await provider.aclose()
 
 
 @pytest.fixture
@@ -70,7 +75,7 @@ def sleeps(clock: Clock) -> Sleeps:
 
 
 def provider_for(
-    client: httpx.AsyncClient,
+    opened: Opened,
     base_url: str,
     clock: Clock,
     sleeps: Sleeps,
@@ -80,8 +85,7 @@ def provider_for(
     threshold: int = 5,
     store: BreakerStore | None = None,
 ) -> OpenAICompatibleProvider:
-    return OpenAICompatibleProvider(
-        client=client,
+    provider = OpenAICompatibleProvider(
         base_url=base_url,
         model="fake-model",
         api_key=API_KEY,
@@ -92,15 +96,17 @@ def provider_for(
         clock=clock,
         sleep=sleeps,
     )
+    opened.append(provider)
+    return provider
 
 
 @pytest.fixture
-def make_provider(upstream: FakeUpstream, http: httpx.AsyncClient, clock: Clock, sleeps: Sleeps):  # type: ignore[no-untyped-def]
+def make_provider(upstream: FakeUpstream, opened: Opened, clock: Clock, sleeps: Sleeps):  # type: ignore[no-untyped-def]
     def factory(
         *, retries: int = 2, timeout: float = 5.0, threshold: int = 5, store: BreakerStore | None = None
     ) -> OpenAICompatibleProvider:
         return provider_for(
-            http,
+            opened,
             upstream.base_url,
             clock,
             sleeps,
@@ -120,19 +126,20 @@ async def test_completion_sends_model_key_and_messages(upstream: FakeUpstream, m
     assert completion.offline is False and completion.provider == "openai"
     [request] = upstream.requests
     assert request.headers["authorization"] == f"Bearer {API_KEY}"
+    assert request.headers["accept-encoding"] == "identity"
     body = request.json()
     assert body["model"] == "fake-model" and body["max_tokens"] == 50 and body["temperature"] == 0.2
     assert body["messages"][-1] == {"role": "user", "content": "hello there friend"}
 
 
 async def test_an_upstream_that_keeps_connections_open_is_called_over_one(  # type: ignore[no-untyped-def]
-    http: httpx.AsyncClient, clock: Clock, sleeps: Sleeps
+    opened: Opened, clock: Clock, sleeps: Sleeps
 ) -> None:
     # Real providers keep connections alive: messages, a refused attempt (its short body drained)
     # and its retry go over the pooled connection; a stream takes it, and the fake ends it with
     # the stream.
     with FakeUpstream(keep_alive=True) as upstream:
-        provider = provider_for(http, upstream.base_url, clock, sleeps)
+        provider = provider_for(opened, upstream.base_url, clock, sleeps)
         for _ in range(3):
             assert (await provider.complete(MESSAGES, OPTIONS)).content == "echo: hello there friend"
         assert upstream.count() == 3 and upstream.connections == 1
@@ -146,24 +153,29 @@ async def test_an_upstream_that_keeps_connections_open_is_called_over_one(  # ty
         assert upstream.connections == 2
 
 
-async def test_a_long_refusal_is_not_read_to_its_end(clock: Clock, sleeps: Sleeps) -> None:
+async def test_a_long_refusal_is_not_read_to_its_end(opened: Opened, clock: Clock, sleeps: Sleeps) -> None:
     # A refusal's body is drained only up to a bound: a hostile or broken upstream sending an
     # endless error page gets its connection closed, and the attempt is classified as usual.
-    sent: list[int] = []
-
-    async def endless() -> AsyncIterator[bytes]:
-        for _ in range(10_000):
-            sent.append(1)
-            yield b"x" * 1024
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(400, content=endless(), headers={"content-type": "text/html"})
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
-        provider = provider_for(client, "http://upstream.test/v1", clock, sleeps)
+    size = 256 * 1024 * 1024
+    with FakeUpstream(keep_alive=True) as upstream:
+        upstream.script(Fault.long_refusal(size))
+        provider = provider_for(opened, upstream.base_url, clock, sleeps)
         with pytest.raises(UpstreamError):
             await provider.complete(MESSAGES, OPTIONS)
-    assert 16 <= len(sent) <= 32  # about MAX_REFUSAL_BYTES, never the whole 10 MB
+        assert (await provider.complete(MESSAGES, OPTIONS)).content == "echo: hello there friend"
+        assert upstream.connections == 2  # the refused one was closed, not drained for reuse
+    # About MAX_REFUSAL_BYTES read, plus what the client's and the kernel's buffers took in
+    # before the connection closed: never the whole page.
+    assert upstream.refusal_sent < 32 * 1024 * 1024
+
+
+async def test_a_compressed_answer_is_never_inflated(upstream: FakeUpstream, make_provider) -> None:  # type: ignore[no-untyped-def]
+    # Bastion asks for identity; an endpoint that compresses anyway gets its answer refused as
+    # malformed (no retry), so no compressed bomb is ever inflated in memory.
+    upstream.script(Fault.gzipped())
+    with pytest.raises(UpstreamError):
+        await make_provider().complete(MESSAGES, OPTIONS)
+    assert upstream.count() == 1
 
 
 async def test_retries_are_bounded_with_growing_jittered_backoff(  # type: ignore[no-untyped-def]
