@@ -190,6 +190,24 @@ async def test_token_usage_far_above_the_keys_own_baseline(
         assert len(await stack.alerts()) == 1
 
 
+async def test_tokens_counted_off_the_callers_path_keep_the_hour_they_were_spent_in(
+    make_settings: SettingsFactory, shared_state: str | None
+) -> None:
+    # A chat reply leaves the count to the detector's worker (when no budget settlement carries
+    # it): the count runs later, and still lands in the hour of the call.
+    clock = FakeClock(start=1_700_002_800.0)
+    async with started(
+        make_settings(ALERT_TOKEN_USAGE_MIN_TOKENS=1000), clock, redis_url=shared_state
+    ) as stack:
+        stack.detector.count_tokens(api_key_id="k", user_id=None, tokens=1000)
+        clock.advance(3600)  # before the worker ran: the 1000 tokens are still the first hour's
+        stack.detector.count_tokens(api_key_id="k", user_id=None, tokens=5001)
+        stack.detector.count_tokens(api_key_id="k", user_id=None, tokens=0)  # nothing to count
+        alerts = await stack.alerts()
+        assert kinds(alerts) == [("token_usage", "key:k")]
+        assert (alerts[0].count, alerts[0].details["baseline"]) == (5001, 1000.0)
+
+
 async def test_token_usage_needs_a_minimum_volume(make_settings: SettingsFactory) -> None:
     clock = FakeClock(start=1_700_002_800.0)
     async with started(make_settings(ALERT_TOKEN_USAGE_MIN_TOKENS=1000), clock) as stack:

@@ -268,13 +268,27 @@ class AnomalyDetector:
     async def observe_tokens(self, *, api_key_id: str | None, user_id: str | None, tokens: int) -> None:
         """Model tokens a key (or, without a key, an account) just spent."""
         rule = self.rules.tokens
-        if tokens <= 0 or not rule.enabled:
-            return
         subject = self._caller(api_key_id, user_id, None)
-        if subject is None:
+        if tokens > 0 and rule.enabled and subject is not None:
+            await self._count_tokens(subject, self.clock(), tokens, rule)
+
+    def count_tokens(self, *, api_key_id: str | None, user_id: str | None, tokens: int) -> None:
+        """``observe_tokens`` off the caller's path: counted by the background worker (in order,
+        under the hour they were spent in), so a reply does not wait on the count's round trip."""
+        rule = self.rules.tokens
+        subject = self._caller(api_key_id, user_id, None)
+        if tokens <= 0 or not rule.enabled or subject is None:
             return
+        now = self.clock()
+
+        async def job() -> None:
+            await self._count_tokens(subject, now, tokens, rule)
+
+        self._enqueue(job, kind=str(AlertKind.TOKEN_USAGE), subject=subject)
+
+    async def _count_tokens(self, subject: str, now: float, tokens: int, rule: TokenRule) -> None:
         try:
-            usage = await self.counters.usage(subject, self.clock(), tokens, rule)
+            usage = await self.counters.usage(subject, now, tokens, rule)
         except Exception as exc:
             self._failed("tokens", exc)
             return

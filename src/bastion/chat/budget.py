@@ -99,7 +99,9 @@ class LimitGate(Protocol):
 class UsageObserver(Protocol):
     """What watches each key's token usage for anomalies (``bastion.alerts.AnomalyDetector``)."""
 
-    async def observe_tokens(self, *, api_key_id: str | None, user_id: str | None, tokens: int) -> None: ...
+    def count_tokens(self, *, api_key_id: str | None, user_id: str | None, tokens: int) -> None:
+        """Count the tokens off the caller's path (when no rider carried them)."""
+        ...
 
     def token_rider(self, *, api_key_id: str | None, user_id: str | None, tokens: int) -> Rider | None:
         """``observe_tokens`` sent with the settlement in one round trip, when it can be."""
@@ -202,10 +204,12 @@ class BudgetGuard:
             with anyio.CancelScope(shield=True):
                 spent = meter.spent(failed=failed)
                 # The settlement and the anomaly detector's count of the tokens: one round trip.
+                # Without a settlement to ride (no daily budget, or a storage that runs no
+                # riders), the count is left to the detector's worker: the reply never waits on it.
                 rider = self._rider(self.observer, owner, spent) if self.observer is not None else None
                 await self._settle(reservation, spent, rider)
                 if self.observer is not None and spent > 0 and (rider is None or not rider.ran):
-                    await self.observer.observe_tokens(**_caller(owner), tokens=spent)
+                    self.observer.count_tokens(**_caller(owner), tokens=spent)
 
     @staticmethod
     def _rider(observer: UsageObserver, owner: str, tokens: int) -> Rider | None:

@@ -2,7 +2,8 @@
 """What one chat message costs: Redis round trips and database transactions.
 
 The message's limits, the session's quota slot and the token budget are decided in one round
-trip, the budget settled (with the anomaly detector's token count) in a second; one transaction
+trip, the budget settled (with the anomaly detector's token count) in a second (without a daily
+budget there is no second: the detector's worker counts the tokens afterwards); one transaction
 stores the user's message, one the reply, none is open while the model answers.
 
 Counted apart, because every route pays them before routing: the global per-address limit
@@ -15,6 +16,7 @@ chat's two transactions.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -128,3 +130,31 @@ async def test_a_message_takes_two_round_trips_and_two_transactions(
             open_at_call.clear()
         history = (await http.get(url, headers=auth)).json()["items"]
         assert len(history) == 8  # every message and reply stored
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_without_a_budget_a_message_takes_one_round_trip_and_its_count_follows(
+    make_settings: SettingsFactory, redis_url: str, upstream: FakeUpstream, stream: bool
+) -> None:
+    # No daily budget: nothing to settle, so the anomaly detector's token count has no round trip
+    # to ride. The reply does not wait for it: the detector's worker counts it afterwards.
+    settings = {**upstream_settings(upstream), "REDIS_URL": redis_url, "AUTH_CACHE_SECONDS": 60}
+    async with chat_app(make_settings, **settings) as (app, http, auth):
+        sid = (await new_session(http, auth))["id"]
+        app.state.llm.provider.clock = lambda: 1_000_000.0
+        app.state.blocklist.monotonic = lambda: 1_000_000.0
+        url = f"/api/sessions/{sid}/messages"
+        await http.post(url, json={"content": "warm up", "stream": stream}, headers=auth)
+        await app.state.anomaly.drain()
+        # The detector's worker is held: a reply that waited on the count would never come.
+        held = asyncio.Event()
+        app.state.anomaly.queue.put_nowait(held.wait)
+        with recording_round_trips() as trips:
+            response = await http.post(url, json={"content": "hello", "stream": stream}, headers=auth)
+        assert response.status_code == 200, response.text
+        [admission] = chat_path(trips)
+        assert ":b:messages " in " ".join(admission) + " " and not any("alerts:" in c for c in admission)
+        held.set()
+        with recording_round_trips() as later:
+            await app.state.anomaly.drain()
+        assert [trip for trip in later if any("alerts:" in command for command in trip)], later
