@@ -21,7 +21,8 @@ Run: ``make bench`` (``.venv/bin/python bench/run_all.py [--quick] [--wrk-second
    upstream directly, one keep-alive client: the latency Bastion adds at p50 and p99. The upstream
    keeps its connections open as real providers do, so both paths reuse theirs.
 3. In process: the limiter against the ``limits`` library and raw Redis (``bench/ratelimit.py``),
-   the guard's input scan (``bench/guard.py``), password verification (``bench/auth.py``).
+   the guard's input scan (``bench/guard.py``), one call to the model endpoint by the provider
+   against httpx (``bench/model_client.py``), password verification (``bench/auth.py``).
 
 The machine may be shared: absolute figures move from run to run, the ratios within one run are
 what the table is for. Targets are printed beside the figures, never asserted.
@@ -53,6 +54,7 @@ import access_log
 import auth
 import baseline_app
 import guard
+import model_client
 import proxy
 import ratelimit
 from access_log import bastion_env, contextmanager_all, free_port, wrk, wrk_figures
@@ -519,6 +521,25 @@ def guard_rows(quick: bool) -> list[Row]:
     ]
 
 
+def model_client_rows(quick: bool) -> list[Row]:
+    result = model_client.figures(calls=500 if quick else 2000)
+    ours = result[model_client.PROVIDER]
+    return [
+        Row(
+            "model endpoint call, the caller's CPU",
+            f"{ours:.0f} µs",
+            f"httpx AsyncClient, same call {result[model_client.HTTPX]:.0f} µs",
+            f"{ours / result[model_client.HTTPX]:.2f}x",
+        ),
+        Row(
+            "model endpoint call, the caller's CPU",
+            f"{ours:.0f} µs",
+            f"bare aiohttp {result[model_client.AIOHTTP]:.0f} µs",
+            f"{ours / result[model_client.AIOHTTP]:.2f}x",
+        ),
+    ]
+
+
 def hashing_rows(quick: bool) -> list[Row]:
     seconds = 1.0 if quick else 3.0
     argon2 = auth.hashes_per_second("argon2", seconds)
@@ -596,6 +617,7 @@ def main() -> None:
             )
     rows += step("limiter", lambda: asyncio.run(limiter_rows(args.quick)))
     rows += step("guard", lambda: guard_rows(args.quick))
+    rows += step("model endpoint client", lambda: model_client_rows(args.quick))
     rows += step("password hashing", lambda: hashing_rows(args.quick))
     mode = "quick" if args.quick else "full"
     print(
