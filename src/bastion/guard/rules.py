@@ -68,6 +68,8 @@ class RuleSet:
             for index in self._set.Match(view) or ():
                 rule = self._owner[index]
                 seen.setdefault(rule.id, rule)
+        if not seen:  # the common case: nothing matched
+            return []
         present = set(assume) | {rule.id for rule in seen.values() if rule.context}
         return [
             rule
