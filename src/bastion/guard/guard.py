@@ -161,6 +161,8 @@ class Guard:
         return _attack_score(self.attack_findings(normalized, _MESSAGE))
 
     def _decide(self, clean: str, findings: Sequence[Finding]) -> Verdict:
+        if not findings:  # most replies
+            return Verdict(Action.allow, 0.0, (), clean, ())
         attack = _attack_score(findings)
         categories: list[Category] = []
         action = Action.allow
