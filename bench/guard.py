@@ -10,9 +10,11 @@ per source and overall, on the sources held out from training and tuning
 score (rules, classifier, decoded payloads) reaches the guard's threshold. Also the rules alone
 and the model alone, to show what each contributes.
 
-Speed: median time of a whole input scan (normalize, validate, detect) of a 10 KB benign text,
-of a 100 KB adversarial text (invisible characters, homoglyphs, base64, near-miss patterns),
-and the time split by step on the 10 KB text. Targets: recall >= 0.90, FPR <= 1%, 10 KB < 0.5 ms.
+Speed: CPU time of an input scan of chat-sized texts (24 and 200 characters, 2 KB: there the cost
+per call, not per character, is what a message pays) and of a short reply's output scan; median
+time of a whole input scan (normalize, validate, detect) of a 10 KB benign text, of a 100 KB
+adversarial text (invisible characters, homoglyphs, base64, near-miss patterns), and the time
+split by step on the 10 KB text. Targets: recall >= 0.90, FPR <= 1%, 10 KB < 0.5 ms.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -34,6 +37,9 @@ from bastion.guard.base import ATTACK_CATEGORIES
 from bastion.guard.train import Example, load_examples
 from bastion.guard.validators import check_repetition
 
+#: the chat benchmark's message (`bench/proxy.py`) and the fake upstream's echo of it
+SHORT_MESSAGE = "a short benchmark prompt"
+SHORT_REPLY = f"echo: {SHORT_MESSAGE}"
 DATA = tuple(Path(__file__).resolve().parents[1] / "data" / name for name in ("guard-eval", "guard-bastion"))
 
 
@@ -129,6 +135,16 @@ def speed(guard: Guard, examples: list[Example]) -> None:
     context = ScanContext(field="journal")
     normalized = guard.normalizer.normalize(text)
     print(f"\n== speed (10 KB benign: {len(text)} characters; 100 KB adversarial)")
+    message = ScanContext()
+    small: dict[str, Callable[[], object]] = {
+        "input scan, 24 characters": partial(guard.scan_input, SHORT_MESSAGE, message),
+        "input scan, 200 characters": partial(guard.scan_input, text[:200], message),
+        "input scan, 2 KB": partial(guard.scan_input, text[:2048], message),
+        f"output scan, {len(SHORT_REPLY)} characters": partial(guard.scan_output, SHORT_REPLY),
+    }
+    for name, fn in small.items():
+        _, cpu, fastest = timings_ms(fn, 2000)
+        print(f"  {name:32} {cpu * 1000:7.1f} µs CPU (median; fastest {fastest * 1000:.1f} µs)")
     whole, whole_cpu, fastest = timings_ms(lambda: guard.scan_input(text, context), 300)
     print(f"  10 KB input scan, median          {whole:7.3f} ms   (target < 0.5 ms)")
     print(f"    CPU-time median {whole_cpu:.3f} ms, fastest {fastest:.3f} ms; load average {_load()}")

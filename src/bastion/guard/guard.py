@@ -55,6 +55,9 @@ _OUTPUT_BLOCKING = frozenset(
     {Category.canary_leak, Category.secret_leak, Category.data_exfiltration, Category.system_prompt_leak}
 )
 _RANK = {Action.allow: 0, Action.flag: 1, Action.block: 2}
+#: the contexts of a scan whose caller names none (immutable: shared by every call)
+_MESSAGE = ScanContext()
+_OUTPUT = ScanContext(field="output", direction=Direction.output)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +128,7 @@ class Guard:
 
     def scan_input(self, text: str, context: ScanContext | None = None) -> Verdict:
         """Screen a user's text (message, journal entry, transcript, /v1 content)."""
-        context = context or ScanContext()
+        context = context or _MESSAGE
         limit = length_limit(self.config.max_lengths, context.field)
         too_long = check_length(text, limit)
         if too_long is not None:
@@ -155,9 +158,11 @@ class Guard:
     def attack_score(self, text: str) -> float:
         """The combined injection/jailbreak score of a text (for evaluation and tools)."""
         normalized = self.normalizer.normalize(text)
-        return _attack_score(self.attack_findings(normalized, ScanContext()))
+        return _attack_score(self.attack_findings(normalized, _MESSAGE))
 
     def _decide(self, clean: str, findings: Sequence[Finding]) -> Verdict:
+        if not findings:  # most replies
+            return Verdict(Action.allow, 0.0, (), clean, ())
         attack = _attack_score(findings)
         categories: list[Category] = []
         action = Action.allow
@@ -201,7 +206,7 @@ class Guard:
 
     def scan_output(self, text: str, context: ScanContext | None = None) -> Verdict:
         """Screen generated text: canary and system-prompt leaks, secrets, exfiltration links."""
-        context = context or ScanContext(field="output", direction=Direction.output)
+        context = context or _OUTPUT
         normalized = self.normalizer.normalize(text)
         findings = self.output_findings(normalized)
         if self._profanity is not None:
@@ -211,9 +216,7 @@ class Guard:
     def output_findings(self, normalized: Normalized) -> list[Finding]:
         findings = self._output_rules.findings(normalized.utf8_views())
         if self._canary is not None:
-            findings.extend(
-                self._canary.detect(normalized, ScanContext(field="output", direction=Direction.output))
-            )
+            findings.extend(self._canary.detect(normalized, _OUTPUT))
         return findings
 
     def screen_output_window(self, window: str) -> Verdict | None:

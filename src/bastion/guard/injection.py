@@ -79,7 +79,7 @@ class EncodedPayloadDetector:
             inner = self._normalizer.normalize(payload)
             # text someone encoded is not a user's own request: instructions in it count as
             # they would inside a document
-            matched = self._rules.match(inner.views(), assume=self._rules.context_ids)
+            matched = self._rules.match(inner.utf8_views(), assume=self._rules.context_ids)
             scores = [rule.weight for rule in matched]
             if self._model is not None and len(inner.lowered) >= 12 and matched:
                 # the model only confirms what a rule saw: decoded noise is not language

@@ -5,11 +5,15 @@ Features are the character 3-, 4- and 5-grams of the lower-cased, whitespace-fol
 into 2^18 buckets (the hashing trick: no vocabulary to ship), each counted and divided by the
 square root of the number of n-grams.
 
-Scoring a text is a fixed number of whole-array numpy operations, whatever its length: the code
-points become one uint32 array, a rolling polynomial hash gives each order's buckets (one order at
-a time, in buffers reused from order to order), one `take` per order gathers their weights from
-the int8 table and one sum (or, for long texts, one array of per-character totals) adds them
-up. The weights stay int8 in memory
+Scoring a text is a fixed number of whole-array numpy operations, whatever its length. A text
+that fits one window (most chat messages) takes about ten: its code points are viewed as a matrix
+with one row per starting character and five columns, one matrix product with the powers of the
+hash's multiplier gives every 3-, 4- and 5-gram's rolling hash at once, and one `take` and one sum
+add up their weights; at a few dozen characters numpy's cost per call, not the arithmetic, is
+what a scan pays. Longer texts are hashed one order at a time (a rolling polynomial hash, in
+buffers reused from order to order, which keeps a long text's arrays few and small), one `take`
+per order gathers its weights and one array of per-character totals adds them up. Both give the
+same buckets: the hash is the same polynomial modulo 2^32. The weights stay int8 in memory
 (256 KB, one scale): a float32 table four times the size falls out of the CPU cache between
 requests, and the gathers then cost more than all the rest of a scan.
 
@@ -43,6 +47,16 @@ _PRIME = np.uint32(0x01000193)
 _MIX = np.uint32(0x9E3779B1)
 _SEEDS = {n: np.uint32(0x811C9DC5 ^ (n * 0x2545F491)) for n in ORDERS}
 _SHIFT = np.uint32(32 - BITS)
+#: The rolling hash of an n-gram is sum(code[k] * PRIME^(n-1-k)) modulo 2^32: column j of this
+#: matrix holds those powers for order ORDERS[j], so a row of five code points times it gives the
+#: 3-, 4- and 5-gram starting there (uint32 arithmetic wraps as the rolling hash does).
+_POWERS = np.array(
+    [[pow(int(_PRIME), n - 1 - k, 1 << 32) if k < n else 0 for n in ORDERS] for k in range(ORDERS[-1])],
+    dtype=np.uint32,
+)
+_SEED_ROW = np.array([_SEEDS[n] for n in ORDERS], dtype=np.uint32)
+#: Past its end a text is padded with this many zero code points, so that every row is whole.
+_PAD = ORDERS[-1] - ORDERS[0]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -79,6 +93,22 @@ def _buckets_by_order(codes: CodeArray) -> Iterator[BucketArray]:
             np.multiply(mixed[:size], _MIX, out=mixed[:size])
             np.right_shift(mixed[:size], _SHIFT, out=buckets[:size], casting="safe")
             yield buckets[:size]
+
+
+def _window_total(text: str, quantized: npt.NDArray[np.int8]) -> tuple[int, int]:
+    """The sum of the weights of every n-gram of a non-empty text, and their number: the same
+    buckets as `_buckets_by_order`, in a few numpy calls (ORDERS being 3, 4 and 5)."""
+    codes = np.frombuffer(f" {text} {chr(0) * _PAD}".encode("utf-32-le"), dtype=np.uint32)
+    rows = len(text)  # one per 3-gram: the framed text has two characters more
+    grams = np.ndarray((rows, ORDERS[-1]), dtype=np.uint32, buffer=codes, strides=(4, 4))
+    hashes = grams @ _POWERS
+    hashes ^= _SEED_ROW
+    hashes *= _MIX
+    hashes >>= _SHIFT
+    gathered = quantized.take(hashes)
+    # n-grams that reach into the padding: the last row's 4- and 5-gram, the row before's 5-gram
+    padded = int(gathered[-1, 1]) + int(gathered[-1, 2]) + (int(gathered[-2, 2]) if rows > 1 else 0)
+    return int(gathered.sum(dtype=np.int64)) - padded, max(3 * rows - 3, 1)
 
 
 def hashed_ngrams(text: str) -> tuple[BucketArray, tuple[int, ...]]:
@@ -142,27 +172,23 @@ class InjectionModel:
 
     def margin(self, text: str) -> float:
         """The log-odds of the highest-scoring window."""
+        if len(text) <= WINDOW:
+            if not text:
+                return self.bias
+            total, count = _window_total(text, self.quantized)
+            return self.bias + self.scale * total / math.sqrt(count)
         codes = _codes(text)
-        long = len(text) > WINDOW
         grams = len(codes) - ORDERS[0] + 1
-        if grams <= 0:
-            return self.bias
         # Windows are STRIDE-aligned and two strides long. The weights of the n-grams of every
         # order starting at a character are added up at that character (one int32 array), so one
         # reshape-sum gives every block's total and a window is two neighbouring blocks.
         blocks_count = -(-grams // STRIDE) + 1
-        at = np.zeros(blocks_count * STRIDE if long else 0, dtype=np.int32)
-        total = count = orders = 0
+        at = np.zeros(blocks_count * STRIDE, dtype=np.int32)
+        orders = 0
         for buckets in _buckets_by_order(codes):
             gathered = self.quantized.take(buckets)
-            if long:
-                at[: len(gathered)] += gathered
-            else:
-                total += int(gathered.sum(dtype=np.int64))
-            count += len(gathered)
+            at[: len(gathered)] += gathered
             orders += 1
-        if not long:
-            return self.bias + self.scale * total / math.sqrt(count)
         blocks = at.reshape(blocks_count, STRIDE).sum(axis=1, dtype=np.int64).tolist()
         best = -math.inf
         # a handful of windows: plain Python beats numpy's per-call cost here

@@ -56,6 +56,8 @@ class RuleSet:
                     raise ValueError(f"rule {rule.id}: invalid pattern {pattern!r}: {exc}") from None
                 self._owner.append(rule)
         self._set.Compile()
+        #: the ids of the rules that name a setting (`context: true`)
+        self.context_ids = frozenset(rule.id for rule in self.rules if rule.context)
 
     def match(self, views: Iterable[str | bytes], *, assume: Iterable[str] = ()) -> list[Rule]:
         """The rules found in any of the views; `assume` lists context ids taken as present."""
@@ -66,16 +68,14 @@ class RuleSet:
             for index in self._set.Match(view) or ():
                 rule = self._owner[index]
                 seen.setdefault(rule.id, rule)
+        if not seen:  # the common case: nothing matched
+            return []
         present = set(assume) | {rule.id for rule in seen.values() if rule.context}
         return [
             rule
             for rule in seen.values()
             if not rule.context and (rule.requires is None or rule.requires in present)
         ]
-
-    @property
-    def context_ids(self) -> frozenset[str]:
-        return frozenset(rule.id for rule in self.rules if rule.context)
 
     def findings(self, views: Iterable[str | bytes]) -> list[Finding]:
         return [Finding(rule.category, rule.weight, rule.id) for rule in self.match(views)]

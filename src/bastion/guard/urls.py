@@ -54,7 +54,10 @@ class UrlPolicy:
             blocked += 1
             return BLOCKED_MARKER
 
-        # RE2's `sub` walks the text in Python even when nothing matches: search first.
+        # RE2's `sub` walks the text in Python even when nothing matches: search first, and only
+        # when the text has the colon every link needs (a C loop, cheaper than one RE2 call).
+        if ":" not in text:
+            return UrlResult(text, 0)
         if self._dangerous.search(text if encoded is None else encoded) is not None:
             text = self._dangerous.sub(neutralize, text)
         if self.allowed is not None and self._web.search(text) is not None:

@@ -46,12 +46,17 @@ def check_repetition(lowered: str) -> Finding | None:
     # only the two most frequent ones other than the space are counted over the whole text.
     step = max(1, len(lowered) // _SAMPLES)
     samples = lowered[::step]
-    # (a Counter costs more than counting the few distinct characters of 64 samples directly)
-    frequent = sorted(((samples.count(char), char) for char in set(samples) if char != " "), reverse=True)
-    for k, char in frequent[:2]:
-        # a character far from a majority of the samples is not counted over the whole text
-        if 2 * k >= len(samples) - samples.count(" ") and lowered.count(char) > REPETITION_SHARE * n:
-            return Finding(Category.repetition, 1.0, "repetition:char")
+    distinct = set(samples)
+    distinct.discard(" ")
+    # Each other distinct character takes at least one place: when that leaves no character room
+    # for more than 80% of the text (an ordinary short message), none is counted.
+    if n - (len(distinct) - 1) > REPETITION_SHARE * n:
+        # (a Counter costs more than counting the few distinct characters of 64 samples directly)
+        frequent = sorted(((samples.count(char), char) for char in distinct), reverse=True)
+        for k, char in frequent[:2]:
+            # a character far from a majority of the samples is not counted over the whole text
+            if 2 * k >= len(samples) - samples.count(" ") and lowered.count(char) > REPETITION_SHARE * n:
+                return Finding(Category.repetition, 1.0, "repetition:char")
     if spaces >= 5:
         # the first three tokens, without `split` copying the rest of the text
         ends = [lowered.find(" ")]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from importlib import resources
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from bastion.guard.model import (
     ngram_buckets,
     windows,
 )
-from bastion.guard.train import cross_validate
+from bastion.guard.train import cross_validate, load_examples
+
+DATA_ROOT = Path(__file__).resolve().parents[3] / "data"
 
 
 def test_shipped_model_is_package_data_of_a_few_hundred_kb() -> None:
@@ -47,6 +50,26 @@ def test_hashing_is_stable_and_in_range() -> None:
     assert all(int(b.max()) < 1 << BITS for b in buckets)
     assert [b.tolist() for b in ngram_buckets("hello world")] == [b.tolist() for b in buckets]
     assert ngram_buckets("") == []
+
+
+def _reference_margin(model: InjectionModel, text: str) -> float:
+    """A text of one window scored from the order-by-order buckets, as the long path hashes."""
+    buckets = ngram_buckets(text)
+    if not buckets:
+        return model.bias
+    total = sum(int(model.quantized.take(b).sum(dtype=np.int64)) for b in buckets)
+    return model.bias + model.scale * total / math.sqrt(sum(len(b) for b in buckets))
+
+
+def test_a_window_is_scored_from_the_same_buckets_as_a_long_text(model: InjectionModel) -> None:
+    # every length up to a few n-grams, the window's edge, non-ASCII and astral characters,
+    # and every text of the evaluation sets (lower-cased as the detector sees them)
+    base = "Ignore the previous plan, my doctor said rest. ünïcødé 😀 \U0010ffff "
+    texts = [(base * 30)[:n] for n in (*range(12), 63, 64, 65, WINDOW - 1, WINDOW)]
+    examples = load_examples(DATA_ROOT / "guard-eval", DATA_ROOT / "guard-bastion")
+    texts += [example.text.lower()[:WINDOW] for example in examples]
+    for text in texts:
+        assert model.margin(text) == _reference_margin(model, text), text
 
 
 def test_long_texts_are_scored_in_windows(model: InjectionModel) -> None:
