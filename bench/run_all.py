@@ -504,7 +504,10 @@ def guard_rows(quick: bool) -> list[Row]:
     journal, context = ScanContext(field="journal"), ScanContext(field="context")
     wall, cpu, _ = guard.timings_ms(lambda: scanner.scan_input(text, journal), repeat)
     hostile = guard.median_ms(lambda: scanner.scan_input(adversarial, context), max(5, repeat // 15))
+    message = ScanContext(field="message")
+    _, short, _ = guard.timings_ms(lambda: scanner.scan_input(guard.SHORT_MESSAGE, message), repeat * 10)
     return [
+        Row("guard input scan, a 24-character chat message", f"CPU {short * 1000:.0f} µs", "", ""),
         Row(
             "guard input scan, 10 KB benign",
             f"{wall:.3f} ms (CPU {cpu:.3f} ms)",
