@@ -16,8 +16,11 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
+    CTE,
     ColumnElement,
+    Insert,
     Integer,
+    Select,
     Table,
     Update,
     and_,
@@ -27,12 +30,13 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.chat.models import ChatMessage, ChatSession
-from bastion.db.batch import Script, Statement, WriteBatch, steps
+from bastion.db.batch import Rows, Script, Statement, WriteBatch
 from bastion.ownership import Owner, of_account
 
 __all__ = [
@@ -78,21 +82,76 @@ def _owned_active(by_key: bool) -> tuple[ColumnElement[bool], ColumnElement[bool
 
 # The statements of ``MessageLog``, built once (by owner kind where the owner is checked).
 _NEXT_OWNED_SEQ = {by_key: Statement(_next_seq_of(*_owned_active(by_key))) for by_key in (False, True)}
-_NEXT_SEQ = Statement(
-    _next_seq_of().values(
-        prompt_tokens=_SESSIONS.c.prompt_tokens + bindparam("prompt"),
-        completion_tokens=_SESSIONS.c.completion_tokens + bindparam("completion"),
+_NEXT_SEQ_WITH_TOKENS = _next_seq_of().values(
+    prompt_tokens=_SESSIONS.c.prompt_tokens + bindparam("prompt"),
+    completion_tokens=_SESSIONS.c.completion_tokens + bindparam("completion"),
+)
+_NEXT_SEQ = Statement(_NEXT_SEQ_WITH_TOKENS)
+_RECENT = (_MESSAGES.c.seq, _MESSAGES.c.id, _MESSAGES.c.role, _MESSAGES.c.content_ciphertext)
+
+
+def _recent_before(seq: ColumnElement[int]) -> Select[Any]:
+    """A session's newest messages before ``seq``, newest first: (seq, id, role, ciphertext)."""
+    return (
+        select(*_RECENT)
+        .where(_MESSAGES.c.session_id == bindparam("session_id"), _MESSAGES.c.seq < seq)
+        .order_by(_MESSAGES.c.seq.desc())
+        .limit(bindparam("limit", type_=Integer))
     )
-)
-_RECENT_MESSAGES = Statement(
-    select(_MESSAGES.c.id, _MESSAGES.c.role, _MESSAGES.c.content_ciphertext)
-    .where(_MESSAGES.c.session_id == bindparam("session_id"))
-    .order_by(_MESSAGES.c.seq.desc())
-    .limit(bindparam("limit", type_=Integer))
-)
+
+
+_RECENT_MESSAGES = Statement(_recent_before(bindparam("seq", type_=Integer)))
 _ADD_MESSAGE = Statement(
     insert(_MESSAGES).values({column.key: bindparam(column.key) for column in _MESSAGES.c})
 )
+
+
+# The parameters of a message's columns in a statement that also updates its session. Not the
+# columns' own names: SQLAlchemy reads a parameter named for a column of an UPDATE's table (the
+# message's ``id``, ``created_at``, token counts) as a value to SET.
+_NEW = "new_"
+
+
+def _new_columns(message: ChatMessage) -> dict[str, Any]:
+    return {_NEW + column.key: getattr(message, column.key) for column in _MESSAGES.c if column.key != "seq"}
+
+
+def _added_in_place(turn: CTE) -> Insert:
+    """The message (every column a parameter, ``_new_columns``, but ``seq``) inserted in the place
+    ``turn`` reserved (one row of ``message_count``), returning it; nothing when ``turn`` has no row."""
+    values = select(
+        *(
+            turn.c.message_count if column.key == "seq" else bindparam(_NEW + column.key, type_=column.type)
+            for column in _MESSAGES.c
+        )
+    )
+    return (
+        insert(_MESSAGES)
+        .from_select([column.key for column in _MESSAGES.c], values)
+        .returning(_MESSAGES.c.seq)
+    )
+
+
+def _opening(by_key: bool) -> Statement:
+    """``_open_turn`` as one statement (PostgreSQL): reserve the place, insert the message in it
+    and read the history before it. Rows: (seq, then the history's columns or NULLs when there is
+    none), newest first; none when the owner has no such session. The history is read in the
+    statement's snapshot, taken before the reservation waited for any other writer of the session
+    (``_open_turn_at_once`` reads it again then)."""
+    turn = _next_seq_of(*_owned_active(by_key)).cte("turn")
+    recent = _recent_before(turn.c.message_count).lateral("recent")
+    return Statement(
+        select(turn.c.message_count, *recent.c)
+        .select_from(turn.outerjoin(recent, true()))
+        .order_by(recent.c.seq.desc())
+        .add_cte(_added_in_place(turn).cte("added"))
+    )
+
+
+_OPEN_TURN_AT_ONCE = {by_key: _opening(by_key) for by_key in (False, True)}
+_REPLY_TURN = _NEXT_SEQ_WITH_TOKENS.cte("turn")
+# ``_add_reply`` as one statement (PostgreSQL): the reply's place taken and the reply inserted.
+_ADD_REPLY_AT_ONCE = Statement(_added_in_place(_REPLY_TURN).add_cte(_REPLY_TURN))
 
 
 class SessionRow(NamedTuple):
@@ -318,54 +377,105 @@ class MessageLog:
     """A chat message's statements, as scripts of its write transaction (``write_batch``).
 
     Core statements built once: a message is the hot path, and the ORM's identity map and flush
-    add nothing to an append-only log. Each method is one hand-off to SQLite's driver thread.
+    add nothing to an append-only log. Each method is one hand-off to SQLite's driver thread; on
+    PostgreSQL, where each statement is a round trip (``WriteBatch.remote``), each sends one
+    statement (a data-modifying WITH) doing what the statements of SQLite's script do.
     """
 
     def __init__(self, batch: WriteBatch) -> None:
         self.batch = batch
 
     async def open_turn(
-        self, session_id: str, owner: Owner, *, active_since: datetime, now: datetime, history: int
+        self,
+        message: ChatMessage,
+        owner: Owner,
+        *,
+        active_since: datetime,
+        now: datetime,
+        history: int,
     ) -> Turn | None:
-        """Reserve the next sequence number of the owner's active session and touch it (one
-        UPDATE ... RETURNING), then read up to ``history`` messages before it; ``None`` when the
-        owner has no such session (someone else's, an expired one and a made-up id alike)."""
-        return await self.batch.run(_open_turn(session_id, owner, active_since, now, history))
-
-    async def add_message(self, message: ChatMessage) -> ChatMessage:
-        """Insert a new message (every column given: nothing is left to defaults) and commit."""
-        await self.batch.commit(steps(_ADD_MESSAGE(**_columns(message))))
-        return message
+        """Reserve the next sequence number of the owner's active session and touch it, insert
+        ``message`` (every column given but ``seq``) in that place, and read up to ``history``
+        messages before it; ``None`` (nothing written) when the owner has no such session (someone
+        else's, an expired one and a made-up id alike). The transaction stays open: the place is
+        the session's until it ends, and rolling it back undoes all of this."""
+        opening = _open_turn_at_once if self.batch.remote else _open_turn
+        return await self.batch.run(opening(message, owner, active_since, now, history))
 
     async def add_reply(
         self, message: ChatMessage, *, prompt_tokens: int, completion_tokens: int
     ) -> int | None:
-        """Reserve the next sequence number, touch the session and add a call's tokens to its totals
-        (one UPDATE ... RETURNING), insert ``message`` in that place and commit: its ``seq``, or
-        ``None`` (nothing written) when the session is gone."""
-        return await self.batch.commit(_add_reply(message, prompt_tokens, completion_tokens))
+        """Reserve the next sequence number, touch the session and add a call's tokens to its totals,
+        insert ``message`` in that place and commit: its ``seq``, or ``None`` (nothing written)
+        when the session is gone. On PostgreSQL one statement, alone in its transaction."""
+        if not self.batch.remote:
+            return await self.batch.commit(_add_reply(message, prompt_tokens, completion_tokens))
+        rows = await self.batch.alone(
+            _ADD_REPLY_AT_ONCE(
+                **_new_columns(message),
+                session_id=message.session_id,
+                now=message.created_at,
+                prompt=prompt_tokens,
+                completion=completion_tokens,
+            )
+        )
+        return int(rows[0][0]) if rows else None
 
 
 def _columns(message: ChatMessage) -> dict[str, Any]:
     return {column.key: getattr(message, column.key) for column in _MESSAGES.c}
 
 
+def _turn(seq: int, recent: Rows) -> Turn:
+    return Turn(seq=seq, recent=[(row[1], row[2], row[3]) for row in reversed(recent)])
+
+
 # Scripts: they run on SQLite's driver thread (``bastion.db.batch``), so they only compute.
 
 
 def _open_turn(
-    session_id: str, owner: Owner, active_since: datetime, now: datetime, history: int
+    message: ChatMessage, owner: Owner, active_since: datetime, now: datetime, history: int
 ) -> Script[Turn | None]:
     rows = yield _NEXT_OWNED_SEQ[owner.by_key](
-        session_id=session_id, active_since=active_since, now=now, **owner.bound_id
+        session_id=message.session_id, active_since=active_since, now=now, **owner.bound_id
     )
     if not rows:
         return None
     seq = int(rows[0][0])
     # The session's first message has no history to read.
     limit = min(history, seq - 1)
-    recent = (yield _RECENT_MESSAGES(session_id=session_id, limit=limit)) if limit > 0 else []
-    return Turn(seq=seq, recent=[(row[0], row[1], row[2]) for row in reversed(recent)])
+    recent = (
+        (yield _RECENT_MESSAGES(session_id=message.session_id, seq=seq, limit=limit)) if limit > 0 else []
+    )
+    yield _ADD_MESSAGE(**{**_columns(message), "seq": seq})
+    return _turn(seq, recent)
+
+
+def _open_turn_at_once(
+    message: ChatMessage, owner: Owner, active_since: datetime, now: datetime, history: int
+) -> Script[Turn | None]:
+    rows = yield _OPEN_TURN_AT_ONCE[owner.by_key](
+        **_new_columns(message),
+        session_id=message.session_id,
+        active_since=active_since,
+        now=now,
+        limit=max(history, 0),
+        **owner.bound_id,
+    )
+    if not rows:
+        return None
+    seq = int(rows[0][0])
+    limit = min(history, seq - 1)
+    if limit <= 0:
+        return Turn(seq=seq, recent=[])
+    recent = [row[1:] for row in rows if row[1] is not None]
+    # Every place before ours holds a committed message (a place is reserved and filled in one
+    # transaction), so the newest is ``seq - 1``, unless the reservation waited for another writer
+    # of the session: the statement's snapshot then predates that writer's message. Read again.
+    if recent and recent[0][0] == seq - 1:
+        return _turn(seq, recent)
+    again = yield _RECENT_MESSAGES(session_id=message.session_id, seq=seq, limit=limit)
+    return _turn(seq, again)
 
 
 def _add_reply(message: ChatMessage, prompt_tokens: int, completion_tokens: int) -> Script[int | None]:

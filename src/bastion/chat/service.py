@@ -183,20 +183,19 @@ class ChatService:
         gate: LimitGate | None,
     ) -> tuple[list[llm.ChatMessage], Meter]:
         """The message's one transaction before the model is asked: reserve the message's place
-        in the owner's session, read the prompt, admit the call, store the user's message.
+        in the owner's session, store the user's message in it, read the prompt, admit the call.
 
         The admission (the route's limits, the budget's worst case for this prompt, the session's
-        quota slot) is one Redis round trip made inside the transaction, before the message is
-        stored: a refusal rolls the transaction back and stores nothing. The budget's meter is
-        entered on ``stack``, which settles it however the call ends; the transaction is committed
-        before the model is called.
+        quota slot) is one Redis round trip made inside the transaction, before it commits: a
+        refusal rolls the transaction back and stores nothing. The budget's meter is entered on
+        ``stack``, which settles it however the call ends; the transaction is committed before the
+        model is called.
         """
         now = self.clock()
         message = self._sealed(session_id, "user", content, now=now)
         async with write_batch(self._sessionmaker) as batch:
-            log = MessageLog(batch)
-            turn = await log.open_turn(
-                session_id,
+            turn = await MessageLog(batch).open_turn(
+                message,
                 owner,
                 active_since=self._active_since(),
                 now=now,
@@ -209,8 +208,6 @@ class ChatService:
             meter = await stack.enter_async_context(
                 self.budget.completion(owner.identity, prompt, options, gate=gate, renewal=renewal)
             )
-            message.seq = turn.seq
-            await log.add_message(message)
         return prompt, meter
 
     async def send(

@@ -17,6 +17,11 @@ step can depend on them; ``write_batch`` and ``read_batch`` (``bastion.db.sessio
   SQLAlchemy's statement events (and ``echo``) do not see these statements;
 - elsewhere (PostgreSQL: asyncpg has no thread to hop to), statement by statement on the
   SQLAlchemy connection, in the transaction it began (``READ ONLY`` for a read on PostgreSQL).
+  There each statement is a round trip to the server, and so are ``BEGIN`` and ``COMMIT``: a
+  batch says so (``WriteBatch.remote``), so a script can send one statement that does what
+  several would (PostgreSQL's data-modifying ``WITH``), and a transaction that is one statement
+  is sent alone (``WriteBatch.alone``): in autocommit, where a statement is its own
+  transaction, it is one round trip instead of three.
 
 A read batch is one script in one transaction: on SQLite ``BEGIN``, its statements and ``COMMIT``
 are a single hand-off.
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
@@ -118,11 +123,22 @@ def steps(*each: Step) -> Script[list[Rows]]:
 class WriteBatch(Protocol):
     """A write transaction that scripts run in (see ``bastion.db.session.write_batch``)."""
 
+    # Whether each statement is a round trip to a server (PostgreSQL), rather than a call on
+    # SQLite's driver thread within one hand-off: there, one statement doing the work of several
+    # (a data-modifying WITH) saves a trip per statement it replaces.
+    remote: bool
+
     async def run(self, script: Script[T]) -> T:
         """Run ``script`` in the transaction, which stays open."""
 
     async def commit(self, script: Script[T]) -> T:
         """Run ``script`` in the transaction, then commit it (one hand-off on SQLite)."""
+
+    async def alone(self, step: Step) -> Rows:
+        """Run ``step`` as the whole transaction, committed, and its rows: on PostgreSQL sent by
+        itself in autocommit (a statement is its own transaction: no BEGIN, no COMMIT); on SQLite
+        ``BEGIN IMMEDIATE``, the statement and ``COMMIT`` in one hand-off. Only as the batch's
+        first work; nothing can follow it."""
 
 
 def _compile(clause: Executable, dialect: Dialect) -> _Compiled:
@@ -235,6 +251,8 @@ def _hand_off(
 
 
 class _SQLiteBatch:
+    remote = False
+
     def __init__(self, driver: Any, dialect: Dialect, *, write: bool) -> None:
         self._driver = driver
         self._dialect = dialect
@@ -248,6 +266,12 @@ class _SQLiteBatch:
 
     async def commit(self, script: Script[T]) -> T:
         return await self._run(script, commit=True)  # type: ignore[return-value]
+
+    async def alone(self, step: Step) -> Rows:
+        if self.begun:
+            raise RuntimeError("a statement alone is its transaction's only work")
+        [rows] = await self.commit(steps(step))
+        return rows
 
     async def _run(self, script: Script[T] | None, *, commit: bool) -> T | None:
         if self.over:
@@ -288,11 +312,47 @@ class _SQLiteBatch:
 
 
 class _ConnectionBatch:
-    def __init__(self, connection: AsyncConnection, transaction: AsyncTransaction) -> None:
+    """Statement by statement on ``connection``; the transaction begins with the first script
+    (SQLAlchemy's, entered on ``stack``: committed when the batch ends, rolled back on any error);
+    the driver sends ``BEGIN`` just before the first statement."""
+
+    remote = True
+
+    def __init__(self, connection: AsyncConnection, stack: AsyncExitStack) -> None:
         self._connection = connection
-        self._transaction = transaction
+        self._stack = stack
+        self._transaction: AsyncTransaction | None = None
+        self._over = False  # a statement ran alone
 
     async def run(self, script: Script[T]) -> T:
+        await self._begun()
+        return await self._steps(script)
+
+    async def commit(self, script: Script[T]) -> T:
+        transaction = await self._begun()
+        result = await self._steps(script)
+        await transaction.commit()
+        return result
+
+    async def alone(self, step: Step) -> Rows:
+        if self._over or self._transaction is not None:
+            raise RuntimeError("a statement alone is its transaction's only work")
+        self._over = True
+        # The driver begins no transaction in autocommit; the pool puts the connection's own
+        # isolation level back when it is returned.
+        await self._connection.execution_options(isolation_level="AUTOCOMMIT")
+        [rows] = await self._steps(steps(step))
+        await self._connection.commit()  # nothing to send: SQLAlchemy's bookkeeping only
+        return rows
+
+    async def _begun(self) -> AsyncTransaction:
+        if self._over:
+            raise RuntimeError("the transaction is over")
+        if self._transaction is None:
+            self._transaction = await self._stack.enter_async_context(self._connection.begin())
+        return self._transaction
+
+    async def _steps(self, script: Script[T]) -> T:
         try:
             step = next(script)
             while True:
@@ -300,11 +360,6 @@ class _ConnectionBatch:
                 step = script.send(result.all() if result.returns_rows else [])
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
-
-    async def commit(self, script: Script[T]) -> T:
-        result = await self.run(script)
-        await self._transaction.commit()
-        return result
 
 
 @asynccontextmanager
@@ -314,14 +369,13 @@ async def begin_batch(engine: AsyncEngine, *, write: bool = True) -> AsyncIterat
     only reads (SQLite's deferred ``BEGIN``; ``READ ONLY`` on PostgreSQL)."""
     dialect = engine.dialect
     if dialect.name != "sqlite" or dialect.driver != "aiosqlite":
-        async with engine.connect() as connection:
+        async with engine.connect() as connection, AsyncExitStack() as stack:
             # The intent reaches the engine's begin hook (or the driver) before the transaction begins.
             if write:
                 await connection.execution_options(**{WRITE_INTENT: True})
             elif dialect.name == "postgresql":
                 await connection.execution_options(postgresql_readonly=True)
-            async with connection.begin() as transaction:
-                yield _ConnectionBatch(connection, transaction)
+            yield _ConnectionBatch(connection, stack)
         return
     # The pool's connection itself: a SQLAlchemy Connection around it would only add bookkeeping
     # (half the cost of a transaction's checkout) to statements it never sees.

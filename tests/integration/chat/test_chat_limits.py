@@ -65,8 +65,13 @@ async def test_deleting_a_session_frees_its_slot(make_settings: SettingsFactory)
         await new_session(http, auth)
 
 
-async def test_daily_token_budget(make_settings: SettingsFactory) -> None:
-    settings = {"RATE_LIMIT_TOKEN_BUDGET_PER_DAY": 150, "LLM_MAX_COMPLETION_TOKENS": 40}
+async def test_daily_token_budget(make_settings: SettingsFactory, database_url: str) -> None:
+    """A message the budget refuses is refused before its transaction commits: nothing is kept."""
+    settings = {
+        "RATE_LIMIT_TOKEN_BUDGET_PER_DAY": 150,
+        "LLM_MAX_COMPLETION_TOKENS": 40,
+        "DATABASE_URL": database_url,
+    }
     async with chat_app(make_settings, **settings) as (_app, http, auth):
         session = await new_session(http, auth)
         url = f"/api/sessions/{session['id']}/messages"
@@ -81,6 +86,8 @@ async def test_daily_token_budget(make_settings: SettingsFactory) -> None:
         assert_error(streamed, 429, "token_budget_exhausted")
         history = (await http.get(url, headers=auth)).json()["items"]
         assert len(history) == 2  # nothing stored for refused messages
+        # Nor any place taken in the session.
+        assert (await http.get(f"/api/sessions/{session['id']}", headers=auth)).json()["message_count"] == 2
 
 
 async def owner_of(http: httpx.AsyncClient, auth: dict[str, str]) -> str:

@@ -23,11 +23,29 @@ SQLITE_DATETIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
 
 
 async def test_concurrent_messages_on_one_session_keep_unique_contiguous_places(
-    make_settings: SettingsFactory,
+    make_settings: SettingsFactory, database_url: str
 ) -> None:
-    async with chat_app(make_settings, **MANY) as (_app, http, auth):
+    """Eight clients on one session: every place taken once, in order, and each message's prompt
+    holds every message before it (on PostgreSQL also those committed while it waited its turn)."""
+    async with chat_app(make_settings, DATABASE_URL=database_url, **MANY) as (app, http, auth):
         sid = (await new_session(http, auth))["id"]
         url = f"/api/sessions/{sid}/messages"
+        prompts: list[int] = []  # how many messages each prompt carried, its own included
+        provider = app.state.llm
+        complete, stream_reply = provider.complete, provider.stream
+
+        def noted(prompt: list[Any]) -> None:
+            prompts.append(sum(message.role in ("user", "assistant") for message in prompt))
+
+        async def complete_noting(prompt: list[Any], options: Any) -> Any:
+            noted(prompt)
+            return await complete(prompt, options)
+
+        def stream_noting(prompt: list[Any], options: Any) -> Any:
+            noted(prompt)
+            return stream_reply(prompt, options)
+
+        provider.complete, provider.stream = complete_noting, stream_noting
 
         async def client(number: int) -> list[int]:
             places = []
@@ -43,6 +61,7 @@ async def test_concurrent_messages_on_one_session_keep_unique_contiguous_places(
         history = (await http.get(url, params={"limit": 100}, headers=auth)).json()["items"]
         session = (await http.get(f"/api/sessions/{sid}", headers=auth)).json()
     assert [item["seq"] for item in history] == list(range(1, 49))
+    assert sorted(prompts) == [item["seq"] for item in history if item["role"] == "user"]
     assert session["message_count"] == 48
     assert sorted(item["role"] for item in history).count("assistant") == 24
     by_seq = {item["seq"]: item for item in history}

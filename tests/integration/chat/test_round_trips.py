@@ -4,7 +4,9 @@
 The message's limits, the session's quota slot and the token budget are decided in one round
 trip, the budget settled (with the anomaly detector's token count) in a second (without a daily
 budget there is no second: the detector's worker counts the tokens afterwards); one transaction
-stores the user's message, one the reply, none is open while the model answers.
+stores the user's message, one the reply, none is open while the model answers. On PostgreSQL
+these are four round trips: BEGIN, one statement (the place taken, the message stored, the
+history read) and COMMIT; then the reply's one statement, alone in autocommit.
 
 Counted apart, because every route pays them before routing: the global per-address limit
 (``RateLimit``, which refuses before any route work) and the shared version counters that
@@ -24,7 +26,7 @@ import pytest
 from tests.conftest import SettingsFactory
 from tests.integration.chat.conftest import chat_app, new_session, upstream_settings
 from tests.integration.keys.helpers import create_key, key_header
-from tests.support.db_counting import Transaction, recording_transactions
+from tests.support.db_counting import Checkout, Transaction, recording_checkouts, recording_transactions
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_counting import recording_round_trips
 
@@ -95,7 +97,11 @@ async def test_a_message_takes_two_round_trips_and_two_transactions(
         await http.post(url, json={"content": "warm up", "stream": stream}, headers=auth)
         open_at_call.clear()
         for n in range(3):
-            with recording_round_trips() as trips, recording_transactions(app.state.engine) as db:
+            with (
+                recording_round_trips() as trips,
+                recording_transactions(app.state.engine) as db,
+                recording_checkouts(app.state.engine) as uses,
+            ):
                 db_now.append(db)
                 body = {"content": f"hello {n}", "stream": stream}
                 response = await http.post(url, json=body, headers=auth)
@@ -127,6 +133,7 @@ async def test_a_message_takes_two_round_trips_and_two_transactions(
             assert open_at_call == [[]], open_at_call
             others = [t for t in db if t not in chat and not t.touches("access_logs")]
             assert others == [], others  # authentication read nothing
+            assert_four_round_trips([use for use in uses if use.trips and not use.touches("access_logs")])
             open_at_call.clear()
         history = (await http.get(url, headers=auth)).json()["items"]
         assert len(history) == 8  # every message and reply stored
@@ -158,3 +165,13 @@ async def test_without_a_budget_a_message_takes_one_round_trip_and_its_count_fol
         with recording_round_trips() as later:
             await app.state.anomaly.drain()
         assert [trip for trip in later if any("alerts:" in command for command in trip)], later
+
+
+def assert_four_round_trips(uses: list[Checkout]) -> None:
+    """The chat's two uses of a connection: BEGIN, the one statement opening the turn, COMMIT;
+    then the reply's statement alone (each statement prepared once per connection, not counted)."""
+    [opening, reply] = [use.executed for use in uses]
+    assert [sql.split()[0] for sql in opening] == ["BEGIN", "WITH", "COMMIT;"], opening
+    assert "INSERT INTO chat_messages" in opening[1] and "FROM chat_messages" in opening[1], opening
+    assert len(reply) == 1 and "UPDATE chat_sessions" in reply[0], reply
+    assert "INSERT INTO chat_messages" in reply[0], reply

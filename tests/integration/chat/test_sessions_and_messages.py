@@ -224,9 +224,11 @@ async def test_concurrent_messages_get_distinct_sequence_numbers(make_settings: 
         assert sorted(m["seq"] for m in items) == list(range(1, 11))
 
 
-async def test_a_session_deleted_while_the_model_answers_is_a_404(make_settings: SettingsFactory) -> None:
+async def test_a_session_deleted_while_the_model_answers_is_a_404(
+    make_settings: SettingsFactory, database_url: str
+) -> None:
     """The reply has no session left to go to: the caller is told it is gone, nothing is kept."""
-    async with chat_app(make_settings) as (app, http, auth):
+    async with chat_app(make_settings, DATABASE_URL=database_url) as (app, http, auth):
         sid = (await new_session(http, auth))["id"]
         provider = app.state.llm
         complete = provider.complete
