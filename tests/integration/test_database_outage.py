@@ -191,3 +191,49 @@ async def test_a_busy_connection_dropped_by_a_restart_fails_one_statement_as_an_
         assert unavailable(failed.value)
         assert [await select_one(engine) for _ in range(3)] == [1, 1, 1]
         assert pings == []
+
+
+async def test_a_reply_the_database_cannot_store_is_a_503_and_nothing_is_half_written(
+    make_settings: SettingsFactory, dedicated_postgres: PostgresServer
+) -> None:
+    """The server goes away while the model answers: the reply's statement (alone in autocommit)
+    fails as an outage, the user's message (committed before the call) is kept, no place is lost
+    or taken twice, and the next message follows it once the server is back."""
+    settings = identity_settings(
+        make_settings, DATABASE_URL=dedicated_postgres.url(), DATABASE_TIMEOUT_SECONDS=1
+    )
+    await asyncio.to_thread(migrate.upgrade, settings.database_url.get_secret_value())
+    async with serve_app(settings) as (app, http):
+        _, tokens = await user_session(http, "replies@example.com")
+        token = str(tokens["access_token"])
+        auth = bearer(token)
+        sid = (await http.post("/api/sessions", json={}, headers=auth)).json()["id"]
+        url = f"/api/sessions/{sid}/messages"
+        assert (await http.post(url, json={"content": "before"}, headers=auth)).status_code == 200
+        provider = app.state.llm
+        complete = provider.complete
+
+        async def answered_as_the_server_stops(*args: object) -> object:
+            reply = await complete(*args)
+            await asyncio.to_thread(stop_fast, dedicated_postgres)
+            return reply
+
+        provider.complete = answered_as_the_server_stops
+        during = await http.post(url, json={"content": "during"}, headers=auth)
+        assert_unavailable_or_fine(during)
+        assert during.status_code == 503
+        provider.complete = complete
+        await asyncio.to_thread(dedicated_postgres.start)
+        assert await recovered(http, token)
+        assert (await http.post(url, json={"content": "after"}, headers=auth)).status_code == 200
+        history = (await http.get(url, headers=auth)).json()["items"]
+        session = (await http.get(f"/api/sessions/{sid}", headers=auth)).json()
+    assert [(item["seq"], item["role"]) for item in history] == [
+        (1, "user"),
+        (2, "assistant"),
+        (3, "user"),
+        (4, "user"),
+        (5, "assistant"),
+    ]
+    assert [item["content"] for item in history if item["role"] == "user"] == ["before", "during", "after"]
+    assert session["message_count"] == 5

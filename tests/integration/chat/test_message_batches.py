@@ -8,12 +8,17 @@ import asyncio
 import json
 import re
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, make_url
+from sqlalchemy import event, make_url, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bastion.chat.models import ChatMessage, new_message_id
+from bastion.chat.repository import MessageLog, Owner, Turn
+from bastion.db.session import write_batch
+from bastion.db.types import utcnow
 from tests.conftest import SettingsFactory
 from tests.integration.chat.conftest import chat_app, new_session, other_user
 
@@ -154,3 +159,62 @@ async def test_a_message_reads_back_through_the_orm_as_it_was_answered(
 
 def _instant(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+async def waited_on_a_lock(engine: AsyncEngine) -> None:
+    """Return once a session of the database waits for a lock (bounded: 500 looks, 10 ms apart)."""
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    for _ in range(500):
+        async with engine.connect() as connection:
+            if (await connection.execute(waiting)).scalar_one():
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("nothing waited for a lock")
+
+
+@pytest.mark.postgres
+async def test_a_turn_that_waited_for_another_writer_reads_the_message_it_waited_for(
+    make_settings: SettingsFactory, postgres_url: str
+) -> None:
+    """On PostgreSQL a turn is one statement, whose history is read in the snapshot it began with:
+    when its reservation waited for another writer of the session, the message that writer
+    committed meanwhile is read again, so the prompt holds every message before its place."""
+    async with chat_app(make_settings, DATABASE_URL=postgres_url, **MANY) as (app, http, auth):
+        sid = (await new_session(http, auth))["id"]
+        url = f"/api/sessions/{sid}/messages"
+        assert (await http.post(url, json={"content": "first"}, headers=auth)).status_code == 200
+        owner = Owner(user_id=(await http.get("/api/auth/me", headers=auth)).json()["id"], api_key_id=None)
+        now = utcnow()
+
+        def message(ciphertext: str) -> ChatMessage:
+            return ChatMessage(
+                **{column: None for column in ("provider", "model", "prompt_tokens", "completion_tokens")},
+                id=new_message_id(),
+                session_id=sid,
+                role="user",
+                content_ciphertext=ciphertext,
+                status="complete",
+                created_at=now,
+            )
+
+        async def open_turn(log: MessageLog, added: ChatMessage) -> Turn | None:
+            return await log.open_turn(
+                added, owner, active_since=now - timedelta(hours=1), now=now, history=10
+            )
+
+        async def own_turn(added: ChatMessage) -> Turn | None:
+            async with write_batch(app.state.sessionmaker) as batch:
+                return await open_turn(MessageLog(batch), added)
+
+        held, waiting = message("held"), message("waiting")
+        async with write_batch(app.state.sessionmaker) as batch:
+            first = await open_turn(MessageLog(batch), held)
+            second = asyncio.create_task(own_turn(waiting))
+            await waited_on_a_lock(app.state.engine)
+        turn = await second
+    assert first is not None and turn is not None
+    assert (first.seq, turn.seq) == (3, 4)
+    assert len(turn.recent) == 3 and turn.recent[-1][0] == held.id
