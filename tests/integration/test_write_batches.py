@@ -57,7 +57,7 @@ async def test_a_statement_alone_is_its_own_committed_transaction(
         assert [t.outcome for t in transactions] == ["commit"]
 
 
-async def test_a_statement_alone_is_the_batch_s_only_work(
+async def test_a_statement_alone_is_the_batch_s_only_work_and_nothing_follows_a_commit(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     with pytest.raises(RuntimeError, match="only work"):
@@ -68,7 +68,11 @@ async def test_a_statement_alone_is_the_batch_s_only_work(
         async with write_batch(sessionmaker) as batch:
             await batch.alone(ADD_NOTE(body="kept"))
             await batch.run(steps(ADD_NOTE(body="refused")))
-    assert await bodies(sessionmaker) == ["kept"]
+    with pytest.raises(RuntimeError, match="over"):
+        async with write_batch(sessionmaker) as batch:
+            await batch.commit(steps(ADD_NOTE(body="committed")))
+            await batch.run(steps(ADD_NOTE(body="refused")))
+    assert await bodies(sessionmaker) == ["kept", "committed"]
 
 
 async def test_a_failing_statement_alone_writes_nothing_and_the_next_transaction_is_whole(

@@ -322,7 +322,7 @@ class _ConnectionBatch:
         self._connection = connection
         self._stack = stack
         self._transaction: AsyncTransaction | None = None
-        self._over = False  # a statement ran alone
+        self._over = False  # committed, or a statement ran alone
 
     async def run(self, script: Script[T]) -> T:
         await self._begun()
@@ -331,6 +331,7 @@ class _ConnectionBatch:
     async def commit(self, script: Script[T]) -> T:
         transaction = await self._begun()
         result = await self._steps(script)
+        self._over = True
         await transaction.commit()
         return result
 
