@@ -12,7 +12,7 @@ from sqlalchemy import Column, Integer, MetaData, Table, Text, bindparam, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bastion.db.batch import Statement, steps
+from bastion.db.batch import Statement, WriteInReadBatch, steps
 from bastion.db.engine import create_engine, create_sessionmaker
 from bastion.db.session import read_batch, write_batch
 from tests.support.db_counting import recording_checkouts, recording_transactions
@@ -96,3 +96,29 @@ async def test_a_failing_statement_alone_writes_nothing_and_the_next_transaction
             await batch.alone(ADD_NOTE(body="first"))
     await refused_batch()
     assert await bodies(sessionmaker) == ["first"]
+
+
+async def test_a_read_batch_sends_only_its_selects_and_refuses_anything_else(
+    sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    """A read batch on PostgreSQL is its statements in autocommit: one round trip each, no BEGIN
+    or COMMIT (at READ COMMITTED a transaction would give them no common snapshot anyway). On
+    every backend it runs SELECTs only: a write is refused before anything of it is sent, and the
+    connection serves the transactions after it as before."""
+    async with write_batch(sessionmaker) as batch:
+        await batch.commit(steps(ADD_NOTE(body="one"), ADD_NOTE(body="two")))
+    engine = sessionmaker.kw["bind"]
+    with recording_transactions(engine) as transactions, recording_checkouts(engine) as uses:
+        [first, second] = await read_batch(sessionmaker, steps(ALL_NOTES(), ALL_NOTES()))
+    assert [row[0] for row in first] == [row[0] for row in second] == ["one", "two"]
+    if database_url.startswith("postgresql"):
+        [use] = uses
+        assert [sql.split()[0] for sql in use.executed] == ["SELECT", "SELECT"], use.executed
+        assert [t.outcome for t in transactions] == ["commit"]  # SQLAlchemy's bookkeeping only
+    for script in (steps(ADD_NOTE(body="refused")), steps(ALL_NOTES(), ADD_NOTE(body="refused"))):
+        with recording_checkouts(engine) as uses, pytest.raises(WriteInReadBatch):
+            await read_batch(sessionmaker, script)
+        assert not any("INSERT" in sql for use in uses for sql in use.executed)
+    async with write_batch(sessionmaker) as batch:
+        await batch.commit(steps(ADD_NOTE(body="three")))
+    assert await bodies(sessionmaker) == ["one", "two", "three"]

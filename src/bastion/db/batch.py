@@ -16,7 +16,8 @@ step can depend on them; ``write_batch`` and ``read_batch`` (``bastion.db.sessio
   SQLite's errors come back wrapped as SQLAlchemy's, so overload and outages map as elsewhere.
   SQLAlchemy's statement events (and ``echo``) do not see these statements;
 - elsewhere (PostgreSQL: asyncpg has no thread to hop to), statement by statement on the
-  SQLAlchemy connection, in the transaction it began (``READ ONLY`` for a read on PostgreSQL).
+  SQLAlchemy connection, in the transaction it began (a read on PostgreSQL: no transaction, each
+  SELECT in autocommit).
   There each statement is a round trip to the server, and so are ``BEGIN`` and ``COMMIT``: a
   batch says so (``WriteBatch.remote``), so a script can send one statement that does what
   several would (PostgreSQL's data-modifying ``WITH``), and a transaction that is one statement
@@ -39,7 +40,7 @@ import anyio
 from sqlalchemy import exc as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
-from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql import ClauseElement, CompoundSelect, Executable, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
@@ -80,12 +81,14 @@ class _Compiled:
 
 
 class Statement:
-    """A Core statement built once for scripts; compiled once per dialect for SQLite's path."""
+    """A Core statement built once for scripts; compiled once per dialect for SQLite's path.
+    ``reads``: a SELECT, the only statement a read batch runs."""
 
-    __slots__ = ("_compiled", "clause")
+    __slots__ = ("_compiled", "clause", "reads")
 
     def __init__(self, clause: Executable) -> None:
         self.clause = clause
+        self.reads = isinstance(clause, Select | CompoundSelect)
         self._compiled: dict[tuple[str, str], _Compiled] = {}
 
     def __call__(self, **parameters: Any) -> Step:
@@ -110,6 +113,16 @@ class Step:
 # What a transaction runs: each yielded ``Step`` is sent back its rows; the return value is the
 # script's result. It must not await or touch the event loop: on SQLite it runs on the driver's thread.
 Script = Generator[Step, Rows, T]
+
+
+class WriteInReadBatch(ValueError):
+    """A read batch was given a statement that is not a SELECT: refused before it is sent."""
+
+
+def _readable(step: Step) -> Step:
+    if not step.statement.reads:
+        raise WriteInReadBatch("a read batch runs SELECT statements only")
+    return step
 
 
 def steps(*each: Step) -> Script[list[Rows]]:
@@ -210,6 +223,7 @@ def _hand_off(
     *,
     begin: str | None,
     commit: bool,
+    reads_only: bool = False,
 ) -> Callable[[sqlite3.Connection], T | None]:
     """What the driver's thread runs: ``begin`` (``BEGIN IMMEDIATE`` or ``BEGIN``; first hand-off
     only), the script, COMMIT (last).
@@ -229,6 +243,8 @@ def _hand_off(
                     step = next(script)
                     while True:
                         caller.check()
+                        if reads_only:
+                            _readable(step)
                         compiled = step.statement.compiled(dialect)
                         sql = compiled.sql
                         step = script.send(compiled.run(connection, step.parameters))
@@ -257,6 +273,7 @@ class _SQLiteBatch:
         self._driver = driver
         self._dialect = dialect
         self._begin = "BEGIN IMMEDIATE" if write else "BEGIN"
+        self._reads_only = not write
         self.begun = False
         self.over = False  # committed or rolled back
         self.disconnected = False
@@ -280,7 +297,10 @@ class _SQLiteBatch:
         caller = _Caller()
         try:
             result = await on_driver_thread(
-                self._driver, _hand_off(script, self._dialect, caller, begin=begin, commit=commit)
+                self._driver,
+                _hand_off(
+                    script, self._dialect, caller, begin=begin, commit=commit, reads_only=self._reads_only
+                ),
             )
         except Exception as error:
             self.over = True  # the thread rolled back
@@ -318,9 +338,12 @@ class _ConnectionBatch:
 
     remote = True
 
-    def __init__(self, connection: AsyncConnection, stack: AsyncExitStack) -> None:
+    def __init__(
+        self, connection: AsyncConnection, stack: AsyncExitStack, *, reads_only: bool = False
+    ) -> None:
         self._connection = connection
         self._stack = stack
+        self._reads_only = reads_only
         self._transaction: AsyncTransaction | None = None
         self._over = False  # committed, or a statement ran alone
 
@@ -354,29 +377,62 @@ class _ConnectionBatch:
         return self._transaction
 
     async def _steps(self, script: Script[T]) -> T:
-        try:
-            step = next(script)
-            while True:
-                result = await self._connection.execute(step.statement.clause, dict(step.parameters))
-                step = script.send(result.all() if result.returns_rows else [])
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        return await _statements(self._connection, script, reads_only=self._reads_only)
+
+
+class _AutocommitReads:
+    """A read batch on PostgreSQL: each statement sent alone in autocommit, one round trip, with
+    no ``BEGIN`` or ``COMMIT`` around it. At READ COMMITTED (PostgreSQL's default) a transaction
+    gives its statements no common snapshot anyway: each sees what was committed when it began.
+    Only SELECTs run (``WriteInReadBatch`` before anything else is sent)."""
+
+    remote = True
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def run(self, script: Script[T]) -> T:
+        return await _statements(self._connection, script, reads_only=True)
+
+    async def commit(self, script: Script[T]) -> T:
+        return await self.run(script)
+
+    async def alone(self, step: Step) -> Rows:
+        [rows] = await self.run(steps(step))
+        return rows
+
+
+async def _statements(connection: AsyncConnection, script: Script[T], *, reads_only: bool = False) -> T:
+    """``script`` run statement by statement on ``connection``, each sent its rows."""
+    try:
+        step = next(script)
+        while True:
+            if reads_only:
+                _readable(step)
+            result = await connection.execute(step.statement.clause, dict(step.parameters))
+            step = script.send(result.all() if result.returns_rows else [])
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 @asynccontextmanager
 async def begin_batch(engine: AsyncEngine, *, write: bool = True) -> AsyncIterator[WriteBatch]:
     """A transaction on a connection of ``engine``: committed when the block ends (unless a script
-    committed it), rolled back on any error or cancellation. ``write=False``: a transaction that
-    only reads (SQLite's deferred ``BEGIN``; ``READ ONLY`` on PostgreSQL)."""
+    committed it), rolled back on any error or cancellation. ``write=False``: a batch that only
+    reads (SELECTs only; SQLite's deferred ``BEGIN``; autocommit statements on PostgreSQL)."""
     dialect = engine.dialect
     if dialect.name != "sqlite" or dialect.driver != "aiosqlite":
         async with engine.connect() as connection, AsyncExitStack() as stack:
+            if not write and dialect.name == "postgresql":
+                # The pool puts the connection's own isolation level back when it is returned.
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                yield _AutocommitReads(connection)
+                await connection.commit()  # nothing to send: SQLAlchemy's bookkeeping only
+                return
             # The intent reaches the engine's begin hook (or the driver) before the transaction begins.
             if write:
                 await connection.execution_options(**{WRITE_INTENT: True})
-            elif dialect.name == "postgresql":
-                await connection.execution_options(postgresql_readonly=True)
-            yield _ConnectionBatch(connection, stack)
+            yield _ConnectionBatch(connection, stack, reads_only=not write)
         return
     # The pool's connection itself: a SQLAlchemy Connection around it would only add bookkeeping
     # (half the cost of a transaction's checkout) to statements it never sees.

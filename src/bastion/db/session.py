@@ -57,10 +57,11 @@ async def write_batch(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIt
 
 
 async def read_batch(sessionmaker: async_sessionmaker[AsyncSession], script: Script[T]) -> T:
-    """Run ``script`` (``bastion.db.batch``) in a transaction that only reads, and its result: on
-    SQLite ``BEGIN`` (deferred), the statements and ``COMMIT`` are one hand-off to the driver's
-    thread; on PostgreSQL a ``READ ONLY`` transaction. Rolled back on any error or cancellation;
-    a database too busy to answer is the 503, as for ``read_only``."""
+    """Run ``script`` (``bastion.db.batch``), SELECTs only (anything else is refused before it is
+    sent), and its result: on SQLite ``BEGIN`` (deferred), the statements and ``COMMIT`` are one
+    hand-off to the driver's thread; on PostgreSQL each SELECT is sent alone in autocommit, one
+    round trip (at READ COMMITTED a transaction gives its statements no common snapshot anyway).
+    A database too busy to answer is the 503, as for ``read_only``."""
     engine: AsyncEngine = sessionmaker.kw["bind"]
     with _busy_unavailable():
         async with begin_batch(engine, write=False) as batch:
