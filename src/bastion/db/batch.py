@@ -429,8 +429,9 @@ async def begin_batch(engine: AsyncEngine, *, write: bool = True) -> AsyncIterat
                 yield _AutocommitReads(connection)
                 await connection.commit()  # nothing to send: SQLAlchemy's bookkeeping only
                 return
-            # The intent reaches the engine's begin hook (or the driver) before the transaction begins.
-            if write:
+            # The intent reaches SQLite's begin hook before the transaction begins (``BEGIN
+            # IMMEDIATE``; a server database has no such hook).
+            if write and dialect.name == "sqlite":
                 await connection.execution_options(**{WRITE_INTENT: True})
             yield _ConnectionBatch(connection, stack, reads_only=not write)
         return
