@@ -1,14 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """Model replies signed on their way out (docs/signatures.md).
 
-A route that answers with model text takes the ``ReplySigner`` dependency and declares
-``response_class=SignedJSONResponse``: the JSON body is rendered once, by the same code as any
-other reply, and the signature is computed over exactly those bytes as the response is sent, so
-signing can never change what the client receives. Streams hash every chunk they send and close
-with a signature over all of it (``signed_stream``).
+A route that answers with model text takes the ``Signer`` dependency (or awaits
+``reply_signer(request)`` first thing in its handler, as the chat message route does to spare a
+dependency solve) and declares ``response_class=SignedJSONResponse``: the JSON body is rendered
+once, by the same code as any other reply, and the signature is computed over exactly those bytes
+as the response is sent, so signing can never change what the client receives. Streams hash every
+chunk they send and close with a signature over all of it (``signed_stream``).
 
-The key is fetched by the dependency, before the model is called: creating the first key needs the
-database, and a database outage is then a 503 before anything is spent, never an unsigned reply.
+The key is fetched before the model is called and before any allowance is spent: creating the
+first key needs the database, and a database outage is then a 503 before anything is spent, never
+an unsigned reply.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class SignedJSONResponse(UTF8JSONResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         signer = (scope.get("state") or {}).get(SIGNER_STATE)
         if not isinstance(signer, ReplySigner):
-            raise RuntimeError("a signed reply's route must depend on reply_signer")
+            raise RuntimeError("a signed reply's route must get its signer from reply_signer")
         if 200 <= self.status_code < 300:
             self.headers[signatures.HEADER] = signer.sign(bytes(self.body)).header_value()
         await super().__call__(scope, receive, send)
