@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """The chat routes' order of refusals, with the service, signer and limits taken in the handler.
 
-The message route solves only its permission and the Content-Type check as dependencies; the
-rest is built from the request inside it. What a caller sees must not depend on that: the
+The message route solves only its permission and the Content-Type check as dependencies, and
+/v1/chat/completions only its router's (the permission, the check, the three message limits);
+the rest is built from the request inside them. What a caller sees must not depend on that: the
 permission is refused before the Content-Type, nothing is spent by a caller the route refuses,
 and a content key that cannot be loaded is a 503 before the allowance or the model is touched.
 """
@@ -15,6 +16,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from bastion.api.content_types import require_json
+from bastion.api.routes import openai_compat
 from bastion.api.routes.chat import CHAT_USE, router
 from bastion.errors import ServiceUnavailable
 from tests.conftest import SettingsFactory
@@ -25,6 +27,10 @@ from tests.integration.keys.helpers import create_key, key_header
 PLAIN = {"Content-Type": "text/plain"}
 
 
+async def outage() -> NoReturn:
+    raise ServiceUnavailable(retry_after=2)
+
+
 def test_the_message_route_solves_only_its_permission_and_the_content_type_check() -> None:
     (route,) = (
         route
@@ -32,6 +38,10 @@ def test_the_message_route_solves_only_its_permission_and_the_content_type_check
         if isinstance(route, APIRoute) and route.path.endswith("/messages") and "POST" in route.methods
     )
     assert [dependency.call for dependency in route.dependant.dependencies] == [CHAT_USE, require_json]
+    (completions,) = (route for route in openai_compat.router.routes if isinstance(route, APIRoute))
+    calls = [dependency.call for dependency in completions.dependant.dependencies]
+    assert calls[:2] == [openai_compat.COMPLETIONS_USE, require_json]
+    assert len(calls) == 5 and all(getattr(call, "spends_allowance", False) for call in calls[2:])
 
 
 async def test_the_permission_is_refused_before_the_content_type(make_settings: SettingsFactory) -> None:
@@ -66,9 +76,6 @@ async def test_a_content_key_outage_is_a_503_before_anything_is_spent(
     async with chat_app(make_settings, RATE_LIMIT_MESSAGES="1/minute") as (app, http, auth):
         url = f"/api/sessions/{(await new_session(http, auth))['id']}/messages"
 
-        async def outage() -> NoReturn:
-            raise ServiceUnavailable(retry_after=2)
-
         with monkeypatch.context() as patch:
             patch.setattr(app.state.content_keys, "signing_key", outage)
             for body in ({"content": "hi"}, {"content": "hi", "stream": True}):
@@ -79,3 +86,19 @@ async def test_a_content_key_outage_is_a_503_before_anything_is_spent(
         reply = await http.post(url, json={"content": "hi"}, headers=auth)
         assert reply.status_code == 200, reply.text
         assert reply.headers["x-ratelimit-remaining"] == "0"
+
+
+async def test_a_completion_without_a_content_key_is_a_503(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    completion = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    async with chat_app(make_settings) as (app, http, auth):
+        with monkeypatch.context() as patch:
+            patch.setattr(app.state.content_keys, "signing_key", outage)
+            for body in (completion, {**completion, "stream": True}):
+                refused = await http.post("/v1/chat/completions", json=body, headers=auth)
+                assert_error(refused, 503, "service_unavailable")
+                assert refused.headers["retry-after"] == "2"
+        reply = await http.post("/v1/chat/completions", json=completion, headers=auth)
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["x-content-signature"]
