@@ -14,13 +14,13 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bastion.api.deps import request_client_ip
 from bastion.api.ratelimit import (
     concurrency_limit,
     enforce_limit,
     get_limiter,
     rate_limit,
     refuse_blocked_principal,
-    request_client_ip,
     request_identity,
 )
 from bastion.app import create_app as create_bastion_app

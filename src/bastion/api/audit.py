@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
-from bastion.api.ratelimit import request_client_ip
+from bastion.api.deps import request_client_ip
 from bastion.audit.events import AuditEvent
 from bastion.audit.service import AuditService
 from bastion.auth.principal import Principal

@@ -8,8 +8,9 @@ The identity is the authenticated principal's user or API key when the policy co
 key (``scope["state"]["principal"]``), and the trusted-proxy-resolved client IP otherwise (for an
 IPv6 client, its RATE_LIMIT_IPV6_PREFIX network).
 
-A route that calls the model names its policies with ``route_limits`` instead: they are decided in
-the same round trip as the call's token budget (``RouteLimits``, a ``chat.budget.LimitGate``).
+A route that calls the model builds ``RouteLimits(request, response, policies)`` in its handler
+instead, after its permission was checked: the policies are decided in the same round trip as the
+call's token budget (``RouteLimits`` is a ``chat.budget.LimitGate``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from fastapi import Request, Response
 
-from bastion.api.deps import current_principal, settings_of
+from bastion.api.deps import current_principal, request_client_ip
 from bastion.errors import Blocked, RateLimited, request_id_of
 from bastion.observability.metrics import metrics_of
 from bastion.ratelimit.algorithm import Decision, Rate, RawDecision
@@ -26,22 +27,12 @@ from bastion.ratelimit.leases import ConcurrencyLimiter, Lease
 from bastion.ratelimit.policies import Policy, Scope, identity_for
 from bastion.ratelimit.service import RateLimiter
 from bastion.ratelimit.storage.base import LimitCall
-from bastion.web.proxies import client_ip, parse_networks
 from bastion.web.ratelimit import ALLOWED, NEWLY_BLOCKED, denial, rate_limit_headers
 
 
 def get_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.limiter
     return limiter
-
-
-def request_client_ip(request: Request) -> str | None:
-    """The client address resolved by the proxy layer, or resolved here the same way."""
-    state = request.scope.get("state") or {}
-    ip = state.get("client_ip")
-    if isinstance(ip, str):
-        return ip
-    return client_ip(request.scope, parse_networks(settings_of(request).trusted_proxies))
 
 
 def request_identity(request: Request, scope: Scope) -> str:
@@ -156,17 +147,6 @@ class RouteLimits:
         self.used = True
         for policy, identity, _, _ in self._planned:
             await enforce_limit(self.request, self.response, policy, identity)
-
-
-def route_limits(*policies: Policy) -> Callable[[Request, Response], Awaitable[RouteLimits]]:
-    """A dependency giving the handler ``policies`` to decide with its model call (``RouteLimits``)."""
-
-    async def dependency(request: Request, response: Response) -> RouteLimits:
-        return RouteLimits(request, response, policies)
-
-    dependency.__name__ = "route_limits_" + "_".join(policy.value for policy in policies)
-    dependency.spends_allowance = True  # type: ignore[attr-defined]  # see check_route_access
-    return dependency
 
 
 async def refuse_blocked_principal(request: Request) -> None:

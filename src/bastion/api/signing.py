@@ -1,14 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """Model replies signed on their way out (docs/signatures.md).
 
-A route that answers with model text takes the ``ReplySigner`` dependency and declares
+A route that answers with model text awaits ``reply_signer(request)`` first thing in its handler
+(or lists ``Depends(reply_signer)`` among its dependencies, after its limits) and declares
 ``response_class=SignedJSONResponse``: the JSON body is rendered once, by the same code as any
 other reply, and the signature is computed over exactly those bytes as the response is sent, so
 signing can never change what the client receives. Streams hash every chunk they send and close
 with a signature over all of it (``signed_stream``).
 
-The key is fetched by the dependency, before the model is called: creating the first key needs the
-database, and a database outage is then a 503 before anything is spent, never an unsigned reply.
+The key is fetched before the model is called: creating the first key needs the database, and a
+database outage is then a 503 before any tokens are spent, never an unsigned reply.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from fastapi import Depends, Request
+from fastapi import Request
 from starlette.types import Receive, Scope, Send
 
 from bastion.api.responses import UTF8JSONResponse
@@ -66,16 +66,13 @@ async def reply_signer(request: Request) -> ReplySigner:
     return signer
 
 
-Signer = Annotated[ReplySigner, Depends(reply_signer)]
-
-
 class SignedJSONResponse(UTF8JSONResponse):
     """A JSON model reply carrying ``X-Content-Signature`` over its exact body bytes."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         signer = (scope.get("state") or {}).get(SIGNER_STATE)
         if not isinstance(signer, ReplySigner):
-            raise RuntimeError("a signed reply's route must depend on reply_signer")
+            raise RuntimeError("a signed reply's route must get its signer from reply_signer")
         if 200 <= self.status_code < 300:
             self.headers[signatures.HEADER] = signer.sign(bytes(self.body)).header_value()
         await super().__call__(scope, receive, send)

@@ -25,8 +25,7 @@ from pydantic import BaseModel, Field
 
 from bastion.api.audit import record_action
 from bastion.api.content_types import require_json
-from bastion.api.deps import require
-from bastion.api.ratelimit import request_client_ip
+from bastion.api.deps import request_client_ip, require
 from bastion.audit.events import AuditEvent
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal

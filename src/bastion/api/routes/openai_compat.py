@@ -12,14 +12,14 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from bastion.api.content_types import require_json
 from bastion.api.contract import SSE_EVENT
-from bastion.api.deps import guard_origin, require, settings_of
+from bastion.api.deps import guard_origin, require, require_principal, settings_of
 from bastion.api.ratelimit import rate_limit
 from bastion.api.responses import content_warning
 from bastion.api.schemas.openai_compat import (
@@ -31,10 +31,9 @@ from bastion.api.schemas.openai_compat import (
     Model,
     ModelList,
 )
-from bastion.api.signing import SignedJSONResponse, Signer, signed_stream
+from bastion.api.signing import SignedJSONResponse, reply_signer, signed_stream
 from bastion.api.streams import stream_failure
 from bastion.auth.permissions import Permission
-from bastion.auth.principal import Principal
 from bastion.chat.completions import CompletionService, ScreenedChunk
 from bastion.chat.repository import Owner
 from bastion.chat.wiring import build_completion_service
@@ -57,7 +56,6 @@ router = APIRouter(
         Depends(rate_limit(Policy.MESSAGES_USER_HOURLY)),
     ],
 )
-Caller = Annotated[Principal, Depends(COMPLETIONS_USE)]
 # Listing the model spends no message allowance: only the global per-client limit applies.
 models_router = APIRouter(prefix="/v1", tags=["openai-compatible"], dependencies=[Depends(COMPLETIONS_USE)])
 
@@ -69,11 +67,10 @@ async def list_models(request: Request) -> ModelList:
     return ModelList(data=[Model(id=request.app.state.llm.model)])
 
 
-async def completion_service(request: Request) -> CompletionService:
+def completion_service(request: Request) -> CompletionService:
+    """The request's completion service: taken in the handler, like its signer, because FastAPI
+    solves each dependency on every request (the router's already declare the permission)."""
     return build_completion_service(request.app.state, settings_of(request), guard_origin(request))
-
-
-Service = Annotated[CompletionService, Depends(completion_service)]
 
 
 async def _messages(
@@ -130,13 +127,11 @@ def _usage(usage: Usage) -> CompletionUsage:
     },
 )
 async def chat_completions(
-    body: ChatCompletionRequest,
-    request: Request,
-    response: Response,
-    principal: Caller,
-    service: Service,
-    signer: Signer,
+    body: ChatCompletionRequest, request: Request, response: Response
 ) -> ChatCompletion | StreamingResponse:
+    principal = require_principal(request)
+    signer = await reply_signer(request)
+    service = completion_service(request)
     messages = await _messages(body, request, service)
     options = GenerationOptions(
         max_tokens=body.max_completion_tokens or body.max_tokens, temperature=body.temperature
