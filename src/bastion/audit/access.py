@@ -21,12 +21,13 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.audit.models import AccessRecord, new_id
-from bastion.db.session import unit_of_work
+from bastion.db.batch import Statement, steps
+from bastion.db.session import write_batch
 from bastion.db.types import utcnow
 from bastion.observability.logging import get_logger
 from bastion.observability.metrics import NULL_METRICS, NullMetrics
 
-_INSERT = insert(AccessRecord.__table__)  # type: ignore[arg-type]
+_INSERT = Statement(insert(AccessRecord.__table__))  # type: ignore[arg-type]
 UNRECORDED_ROUTES = frozenset({"/health", "/health/ready", "/metrics"})
 KIND = "access"
 
@@ -94,9 +95,10 @@ class AccessLog:
         while self.buffer and self._sessionmaker is not None:
             rows = [self.buffer.popleft() for _ in range(min(self.batch_size, len(self.buffer)))]
             try:
-                async with unit_of_work(self._sessionmaker) as session:
-                    # The table's own insert: the ORM's per-row bookkeeping costs more than the row.
-                    await session.execute(_INSERT, [_row(values) for values in rows])
+                # The table's own insert, one executemany: on SQLite its rows are bound and
+                # written on the driver's thread, so a second's batch does not hold the event loop.
+                async with write_batch(self._sessionmaker) as batch:
+                    await batch.commit(steps(_INSERT.many([_row(values) for values in rows])))
             except Exception as exc:
                 self.log.warning("access_records_deferred", count=len(rows), error=type(exc).__name__)
                 room = self.max_buffer - len(self.buffer)

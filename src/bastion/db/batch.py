@@ -61,12 +61,19 @@ class _Compiled:
     binders: tuple[_Processor, ...]
     readers: tuple[_Processor, ...] | None  # None: every column comes back as stored
 
-    def run(self, connection: sqlite3.Connection, given: Mapping[str, Any]) -> list[Any]:
+    def bound(self, given: Mapping[str, Any]) -> list[Any]:
         parameters = []
         for name, binder in zip(self.names, self.binders, strict=True):
             value = given[name] if name in given else self.defaults[name]
             parameters.append(value if binder is None else binder(value))
-        cursor = connection.execute(self.sql, parameters)
+        return parameters
+
+    def run_many(self, connection: sqlite3.Connection, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        connection.executemany(self.sql, [self.bound(row) for row in rows])
+        return []
+
+    def run(self, connection: sqlite3.Connection, given: Mapping[str, Any]) -> list[Any]:
+        cursor = connection.execute(self.sql, self.bound(given))
         try:
             rows = cursor.fetchall()
         finally:
@@ -94,6 +101,11 @@ class Statement:
     def __call__(self, **parameters: Any) -> Step:
         return Step(self, parameters)
 
+    def many(self, rows: Sequence[Mapping[str, Any]]) -> Step:
+        """The statement once for each of ``rows`` (an executemany: one call on SQLite's thread, the
+        driver's batch on PostgreSQL); its rows are none."""
+        return Step(self, {}, rows)
+
     def compiled(self, dialect: Dialect) -> _Compiled:
         key = (dialect.name, dialect.driver)
         found = self._compiled.get(key)
@@ -108,6 +120,7 @@ class Step:
 
     statement: Statement
     parameters: Mapping[str, Any]
+    many: Sequence[Mapping[str, Any]] | None = None  # one set of parameters per row
 
 
 # What a transaction runs: each yielded ``Step`` is sent back its rows; the return value is the
@@ -247,7 +260,10 @@ def _hand_off(
                             _readable(step)
                         compiled = step.statement.compiled(dialect)
                         sql = compiled.sql
-                        step = script.send(compiled.run(connection, step.parameters))
+                        if step.many is None:
+                            step = script.send(compiled.run(connection, step.parameters))
+                        else:
+                            step = script.send(compiled.run_many(connection, step.many))
                 except StopIteration as done:
                     result = done.value
             if commit:
@@ -409,7 +425,8 @@ async def _statements(connection: AsyncConnection, script: Script[T], *, reads_o
         while True:
             if reads_only:
                 _readable(step)
-            result = await connection.execute(step.statement.clause, dict(step.parameters))
+            parameters = dict(step.parameters) if step.many is None else list(step.many)
+            result = await connection.execute(step.statement.clause, parameters)
             step = script.send(result.all() if result.returns_rows else [])
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]

@@ -5,7 +5,6 @@ erasure and retention that keep it verifiable, and the move of the first audit t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,15 +27,6 @@ RUNBOOK_FAILURES = (
 RUNBOOK_ADDRESS = "SELECT * FROM audit_logs WHERE ip_address = '203.0.113.9' ORDER BY timestamp DESC;"
 RUNBOOK_ATTEMPTS = """SELECT ip_address, COUNT(*) AS attempts FROM audit_logs WHERE result = 'failure'
   GROUP BY ip_address ORDER BY attempts DESC;"""
-
-
-@pytest.fixture
-async def sessionmaker(migrated_database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(migrated_database_url)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
 
 
 def clock_from(start: datetime, step: timedelta = timedelta(minutes=1)):  # type: ignore[no-untyped-def]

@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Access records on each backend: written in batches (one executemany, on SQLite on the driver's
+thread), stored as the table's columns say, kept through a database that refuses a batch, and
+dropped (counted) only beyond the buffer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bastion.audit.access import AccessLog
+from bastion.audit.models import AccessRecord
+
+
+async def stored(sessionmaker: async_sessionmaker[AsyncSession]) -> list[AccessRecord]:
+    async with sessionmaker() as session:
+        return list((await session.scalars(select(AccessRecord).order_by(AccessRecord.request_id))).all())
+
+
+async def rename(sessionmaker: async_sessionmaker[AsyncSession], old: str, new: str) -> None:
+    async with sessionmaker() as session, session.begin():
+        await session.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+
+def note(log: AccessLog, n: int) -> None:
+    state = {"request_id": f"r{n:02d}", "client_ip": "203.0.113.7"}
+    log.note("POST", "/api/sessions/{session_id}/messages", 200 + n, 0.0012345, state)
+
+
+async def test_records_are_stored_as_noted_and_kept_through_a_refused_batch(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    log = AccessLog(max_buffer=5, flush_seconds=3600)
+    log.start(sessionmaker)
+    try:
+        before = datetime.now(UTC)
+        for n in range(3):
+            note(log, n)
+        assert await log.flush() == 3
+        records = await stored(sessionmaker)
+        assert [r.request_id for r in records] == ["r00", "r01", "r02"]
+        first = records[0]
+        assert (first.method, first.route, first.status_code, first.latency_ms) == (
+            "POST",
+            "/api/sessions/{session_id}/messages",
+            200,
+            1.234,
+        )
+        assert (first.ip_address, first.user_id, first.api_key_id) == ("203.0.113.7", None, None)
+        assert before <= first.timestamp <= datetime.now(UTC)
+        assert len({r.id for r in records}) == 3
+
+        # The table is gone for a while: the batch is kept, whole, for the next flush.
+        await rename(sessionmaker, "access_logs", "access_logs_away")
+        for n in range(3, 7):
+            note(log, n)
+        assert await log.flush() == 0
+        assert len(log.buffer) == 4 and log.dropped == 0
+        for n in range(7, 9):
+            note(log, n)  # the buffer holds 5: the second is dropped and counted
+        assert len(log.buffer) == 5 and log.dropped == 1
+        await rename(sessionmaker, "access_logs_away", "access_logs")
+        assert await log.flush() == 5
+        assert [r.request_id for r in await stored(sessionmaker)] == [f"r{n:02d}" for n in range(8)]
+    finally:
+        await log.aclose()
