@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -67,3 +68,23 @@ class ChatMessage(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+
+
+@dataclass(slots=True)
+class NewMessage:
+    """A message about to be stored: the columns of ``chat_messages`` as plain values. A chat
+    message's path builds two and stores them with Core statements, so it needs none of the ORM's
+    bookkeeping (an ORM object costs several times more to build). ``seq`` is 0 until the message's
+    place is taken (places start at 1)."""
+
+    id: str
+    session_id: str
+    role: str
+    content_ciphertext: str
+    status: str
+    provider: str | None
+    model: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    created_at: datetime
+    seq: int = 0

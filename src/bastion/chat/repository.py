@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.chat.models import ChatMessage, ChatSession
+from bastion.chat.models import ChatMessage, ChatSession, NewMessage
 from bastion.db.batch import Rows, Script, Statement, WriteBatch
 from bastion.ownership import Owner, of_account
 
@@ -112,7 +112,7 @@ _ADD_MESSAGE = Statement(
 _NEW = "new_"
 
 
-def _new_columns(message: ChatMessage) -> dict[str, Any]:
+def _new_columns(message: NewMessage) -> dict[str, Any]:
     return {_NEW + column.key: getattr(message, column.key) for column in _MESSAGES.c if column.key != "seq"}
 
 
@@ -387,7 +387,7 @@ class MessageLog:
 
     async def open_turn(
         self,
-        message: ChatMessage,
+        message: NewMessage,
         owner: Owner,
         *,
         active_since: datetime,
@@ -403,7 +403,7 @@ class MessageLog:
         return await self.batch.run(opening(message, owner, active_since, now, history))
 
     async def add_reply(
-        self, message: ChatMessage, *, prompt_tokens: int, completion_tokens: int
+        self, message: NewMessage, *, prompt_tokens: int, completion_tokens: int
     ) -> int | None:
         """Reserve the next sequence number, touch the session and add a call's tokens to its totals,
         insert ``message`` in that place and commit: its ``seq``, or ``None`` (nothing written)
@@ -422,7 +422,7 @@ class MessageLog:
         return int(rows[0][0]) if rows else None
 
 
-def _columns(message: ChatMessage) -> dict[str, Any]:
+def _columns(message: NewMessage) -> dict[str, Any]:
     return {column.key: getattr(message, column.key) for column in _MESSAGES.c}
 
 
@@ -434,7 +434,7 @@ def _turn(seq: int, recent: Rows) -> Turn:
 
 
 def _open_turn(
-    message: ChatMessage, owner: Owner, active_since: datetime, now: datetime, history: int
+    message: NewMessage, owner: Owner, active_since: datetime, now: datetime, history: int
 ) -> Script[Turn | None]:
     rows = yield _NEXT_OWNED_SEQ[owner.by_key](
         session_id=message.session_id, active_since=active_since, now=now, **owner.bound_id
@@ -452,7 +452,7 @@ def _open_turn(
 
 
 def _open_turn_at_once(
-    message: ChatMessage, owner: Owner, active_since: datetime, now: datetime, history: int
+    message: NewMessage, owner: Owner, active_since: datetime, now: datetime, history: int
 ) -> Script[Turn | None]:
     rows = yield _OPEN_TURN_AT_ONCE[owner.by_key](
         **_new_columns(message),
@@ -478,7 +478,7 @@ def _open_turn_at_once(
     return _turn(seq, again)
 
 
-def _add_reply(message: ChatMessage, prompt_tokens: int, completion_tokens: int) -> Script[int | None]:
+def _add_reply(message: NewMessage, prompt_tokens: int, completion_tokens: int) -> Script[int | None]:
     rows = yield _NEXT_SEQ(
         session_id=message.session_id,
         now=message.created_at,

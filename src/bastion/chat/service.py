@@ -23,7 +23,7 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.chat.budget import BudgetGuard, LimitGate, Meter
-from bastion.chat.models import ChatMessage, ChatSession, MessageStatus, new_message_id, new_session_id
+from bastion.chat.models import ChatSession, MessageStatus, NewMessage, new_message_id, new_session_id
 from bastion.chat.repository import (
     ChatRepository,
     MessageLog,
@@ -377,10 +377,10 @@ class ChatService:
         provider: str | None = None,
         model: str | None = None,
         usage: Usage | None = None,
-    ) -> ChatMessage:
+    ) -> NewMessage:
         """A new message, its text sealed to its row; its ``seq`` is given when its place is taken."""
         message_id = new_message_id()
-        return ChatMessage(
+        return NewMessage(
             id=message_id,
             session_id=session_id,
             role=role,
@@ -413,7 +413,7 @@ class ChatService:
             completion_tokens=chat.completion_tokens,
         )
 
-    def _message_view(self, message: ChatMessage | MessageRow, *, content: str | None = None) -> MessageView:
+    def _message_view(self, message: NewMessage | MessageRow, *, content: str | None = None) -> MessageView:
         """The view of a stored message; ``content``: its text when already known (just sealed)."""
         return MessageView(
             id=message.id,

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bastion.chat.models import ChatMessage, new_message_id
+from bastion.chat.models import NewMessage, new_message_id
 from bastion.chat.repository import MessageLog, Owner, Turn
 from bastion.db.session import write_batch
 from bastion.db.types import utcnow
@@ -189,8 +189,8 @@ async def test_a_turn_that_waited_for_another_writer_reads_the_message_it_waited
         owner = Owner(user_id=(await http.get("/api/auth/me", headers=auth)).json()["id"], api_key_id=None)
         now = utcnow()
 
-        def message(ciphertext: str) -> ChatMessage:
-            return ChatMessage(
+        def message(ciphertext: str) -> NewMessage:
+            return NewMessage(
                 **{column: None for column in ("provider", "model", "prompt_tokens", "completion_tokens")},
                 id=new_message_id(),
                 session_id=sid,
@@ -200,12 +200,12 @@ async def test_a_turn_that_waited_for_another_writer_reads_the_message_it_waited
                 created_at=now,
             )
 
-        async def open_turn(log: MessageLog, added: ChatMessage) -> Turn | None:
+        async def open_turn(log: MessageLog, added: NewMessage) -> Turn | None:
             return await log.open_turn(
                 added, owner, active_since=now - timedelta(hours=1), now=now, history=10
             )
 
-        async def own_turn(added: ChatMessage) -> Turn | None:
+        async def own_turn(added: NewMessage) -> Turn | None:
             async with write_batch(app.state.sessionmaker) as batch:
                 return await open_turn(MessageLog(batch), added)
 
