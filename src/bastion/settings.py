@@ -418,6 +418,8 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)
     max_json_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)
     request_body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    # How long a client has to send its request line and headers (bastion serve; slowloris).
+    request_header_timeout_seconds: float = Field(10.0, gt=0, le=300)
     max_request_headers: int = Field(100, ge=16, le=1000)
     max_request_header_bytes: int = Field(32 * 1024, ge=4096, le=1024 * 1024)
     x_xss_protection: Literal["0", "1; mode=block"] = "0"

@@ -26,7 +26,11 @@ GIVE_UP_SECONDS = 60  # a bound on the test, far above the server's timeouts
 
 @pytest.fixture(scope="module")
 def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    env = {"REQUEST_BODY_TIMEOUT_SECONDS": "1", "RATE_LIMIT_PER_MINUTE": "100000"}
+    env = {
+        "REQUEST_BODY_TIMEOUT_SECONDS": "1",
+        "REQUEST_HEADER_TIMEOUT_SECONDS": "2",
+        "RATE_LIMIT_PER_MINUTE": "100000",
+    }
     with bastion_serve(tmp_path_factory.mktemp("slowloris"), env=env) as serving:
         yield serving
 

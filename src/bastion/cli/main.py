@@ -110,7 +110,7 @@ def serve(
             ssl_context_factory=hardened_ssl_context if ssl_certfile else None,
             # uvicorn does not fill in the ASGI TLS extension; this protocol adds the verified client
             # certificate to each request's scope, for mutual-TLS service identities.
-            # Both close a connection whose headers are not complete within HEADER_TIMEOUT_SECONDS
+            # Both close a connection whose headers are not complete within REQUEST_HEADER_TIMEOUT_SECONDS
             # (uvicorn itself waits for ever: slowloris).
             http=TLS_PROTOCOL if ssl_certfile else HEADER_DEADLINE_PROTOCOL,
             # Named, not "auto": auto falls back to the asyncio loop without a word when uvloop is

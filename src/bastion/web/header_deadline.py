@@ -5,18 +5,33 @@ uvicorn (0.54 here) times out idle keep-alive connections, and Bastion's BodyLim
 bodies, but nothing bounds the time a client takes to send its request line and headers: a
 connection that sends half a header, or nothing at all, stays open until the client leaves. A few
 thousand of them exhaust the process's file descriptors. This subclass of uvicorn's own protocol
-gives each request HEADER_TIMEOUT_SECONDS from its connection (or from its first byte, on a
-kept-alive connection) to finish its headers, then closes the connection; a request whose
-headers are complete is not affected, however long the application takes.
+gives each request REQUEST_HEADER_TIMEOUT_SECONDS (the served app's setting; 10 s by default)
+from its connection (or from its first byte, on a kept-alive connection) to finish its headers,
+then closes the connection; a request whose headers are complete is not affected, however long
+the application takes.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 HEADER_TIMEOUT_SECONDS = 10.0
+
+
+def header_timeout_of(app: Any) -> float:
+    """The served app's REQUEST_HEADER_TIMEOUT_SECONDS; the default for an app without Bastion's
+    settings. uvicorn hands the protocol the app its factory built, in every worker, inside its
+    own wrappers (proxy headers, trace logging), each keeping the app it wraps as ``app``."""
+    for _ in range(4):
+        settings = getattr(getattr(app, "state", None), "settings", None)
+        timeout = getattr(settings, "request_header_timeout_seconds", None)
+        if isinstance(timeout, int | float):
+            return float(timeout)
+        app = getattr(app, "app", None)
+    return HEADER_TIMEOUT_SECONDS
 
 
 class DeadlineHttpToolsProtocol(HttpToolsProtocol):
@@ -25,6 +40,7 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.header_timeout = header_timeout_of(self.app)
         self._arm_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
