@@ -93,10 +93,9 @@ class Screen:
         worst = max(verdicts, key=lambda pair: _RANK[pair[1].action])
         # one text (a chat message): its verdict is the request's
         merged = worst[1] if len(verdicts) == 1 else _merge([verdict for _, verdict in verdicts])
-        if _noteworthy(merged):
-            await self.record(merged, Direction.input, field=worst[0], session_id=session_id)
-            if merged.blocked:
-                raise GuardBlocked(worst[0], [str(c) for c in worst[1].categories])
+        await self.record(merged, Direction.input, field=worst[0], session_id=session_id)
+        if merged.blocked:
+            raise GuardBlocked(worst[0], [str(c) for c in worst[1].categories])
         return [verdict.text for _, verdict in verdicts]
 
     async def check_reply(self, text: str, *, session_id: str | None = None) -> Reply:
@@ -111,8 +110,8 @@ class Screen:
     async def record(
         self, verdict: Verdict, direction: Direction, *, field: str, session_id: str | None
     ) -> None:
-        if not _noteworthy(verdict):
-            return
+        if verdict.action is Action.allow and not verdict.categories:
+            return  # a plain allow: nothing to log or audit
         categories = [str(c) for c in verdict.categories]
         score = round(verdict.score, 4)
         self.metrics.guard_verdict(str(direction), str(verdict.action), categories)
@@ -180,11 +179,6 @@ class ReplyStream:
         rest, verdict = self._scanner.finish()
         await self._screen.record(verdict, Direction.output, field="reply", session_id=self._session_id)
         return _reply(verdict, self.released + rest, unsent=rest)
-
-
-def _noteworthy(verdict: Verdict) -> bool:
-    """Anything but a plain allow is logged (and, flagged or blocked, audited)."""
-    return verdict.action is not Action.allow or bool(verdict.categories)
 
 
 def _reply(verdict: Verdict, text: str, *, unsent: str) -> Reply:

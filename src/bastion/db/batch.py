@@ -132,10 +132,9 @@ class WriteInReadBatch(ValueError):
     """A read batch was given a statement that is not a SELECT: refused before it is sent."""
 
 
-def _readable(step: Step) -> Step:
+def _readable(step: Step) -> None:
     if not step.statement.reads:
         raise WriteInReadBatch("a read batch runs SELECT statements only")
-    return step
 
 
 def steps(*each: Step) -> Script[list[Rows]]:
