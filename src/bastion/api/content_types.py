@@ -8,8 +8,8 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.params import Depends
-from fastapi.routing import APIRoute
 
+from bastion.api.direct import DirectRoute
 from bastion.errors import InvalidField, MalformedJson, UnsupportedMediaType
 
 JSON_MEDIA_TYPE = "application/json"
@@ -77,7 +77,7 @@ def _refuse_unencodable(value: object, where: str) -> None:
             pending.extend((child, f"{path}.{index}") for index, child in enumerate(item))
 
 
-class JsonRoute(APIRoute):
+class JsonRoute(DirectRoute):
     """A route of a JSON router: ``require_json`` runs first where the method can carry a body.
 
     ``APIRouter(route_class=JsonRoute)`` instead of ``dependencies=[Depends(require_json)]``: a
