@@ -15,6 +15,7 @@ from bastion import __version__
 from bastion.alerts import AnomalyDetector
 from bastion.api.contract import install_contract
 from bastion.api.deps import check_route_access
+from bastion.api.flat import flatten_included
 from bastion.api.responses import UTF8JSONResponse
 from bastion.api.route_index import RouteIndex
 from bastion.api.routes import (
@@ -242,6 +243,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console_router())
     if docs:
         app.include_router(docs_router(app))
+    # Each included router's routes as top-level routes: FastAPI's per-request walk through an
+    # included router costs more than most routes' own work (bastion.api.flat).
+    flatten_included(app)
     # Every route declares one permission (or public): a route that forgot refuses to start.
     check_route_access(app.routes)
     install_contract(app)

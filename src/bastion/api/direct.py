@@ -29,6 +29,7 @@ from fastapi.sse import EventSourceResponse
 from fastapi.utils import is_body_allowed_for_status_code
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 Call = Callable[[Request], Awaitable[Any]]
@@ -85,9 +86,9 @@ def _caller(call: Callable[..., Awaitable[Any]], request_parameter: str | None) 
     return lambda request: call(**{request_parameter: request})
 
 
-def direct_handler(route: Any, fallback: Handler) -> Handler:
+def direct_handler(route: Any) -> Handler | None:
     """A handler for ``route`` (an ``APIRoute`` or FastAPI's view of an included one) that skips
-    FastAPI's machinery when the route qualifies, and ``fallback`` otherwise."""
+    FastAPI's machinery; None when the route does not qualify."""
     dependant: Dependant = route.dependant
     endpoint = dependant.call
     response_class = route.response_class
@@ -103,9 +104,8 @@ def direct_handler(route: Any, fallback: Handler) -> Handler:
         or getattr(route, "is_json_stream", False)
         or issubclass(actual_class, EventSourceResponse)
     ):
-        return fallback
+        return None
     request_parameter = dependant.request_param_name
-    overrides = route.dependency_overrides_provider
     response_field = route.response_field
     dump_json = response_field is not None and isinstance(response_class, DefaultPlaceholder)
     response_args: dict[str, Any] = {} if route.status_code is None else {"status_code": route.status_code}
@@ -121,8 +121,6 @@ def direct_handler(route: Any, fallback: Handler) -> Handler:
     }
 
     async def handler(request: Request) -> Response:
-        if overrides is not None and getattr(overrides, "dependency_overrides", None):
-            return await fallback(request)
         values: dict[str, Any] = {}
         for names, call in calls:
             value = await call(request)
@@ -145,11 +143,48 @@ def direct_handler(route: Any, fallback: Handler) -> Handler:
     return handler
 
 
+def _overridden(provider: Any) -> bool:
+    return bool(getattr(provider, "dependency_overrides", None))
+
+
 class DirectRoute(APIRoute):
-    """An ``APIRoute`` answered by ``direct_handler`` when it qualifies (see the module)."""
+    """An ``APIRoute`` answered by ``direct_handler`` when it qualifies (see the module).
+
+    Served as a top-level route (``bastion.api.flat``), a qualifying route also skips FastAPI's
+    per-request wrapper (two exit stacks, which only dependencies with ``yield`` use, and a second
+    exception layer in front of the app's own, which answers with the same handlers). While the
+    app has dependency overrides, FastAPI's own handler answers.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        direct = direct_handler(self)
+        if direct is None or self.max_body_size is not None:
+            return
+        standard = self.app
+        provider = self.dependency_overrides_provider
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if _overridden(provider):
+                await standard(scope, receive, send)
+                return
+            response = await direct(Request(scope, receive, send))
+            await response(scope, receive, send)
+
+        self.app = app
 
     def get_route_handler(self) -> Handler:
-        return direct_handler(self._effective(), super().get_route_handler())
+        standard = super().get_route_handler()
+        route = self._effective()
+        direct = direct_handler(route)
+        if direct is None:
+            return standard
+        provider = route.dependency_overrides_provider
+
+        async def handler(request: Request) -> Response:
+            return await (standard if _overridden(provider) else direct)(request)
+
+        return handler
 
     def _effective(self) -> Any:
         """The route as FastAPI sees it for this handler: the included view while one is built."""

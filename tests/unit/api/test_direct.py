@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import pytest
@@ -13,6 +12,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from bastion.api.direct import DirectRoute, direct_handler
+from bastion.api.flat import flatten_included
 from bastion.api.responses import UTF8JSONResponse
 
 
@@ -52,8 +52,9 @@ async def quiet() -> None:
     Calls.note("quiet")
 
 
-def build(route_class: type[APIRoute], calls: Calls) -> FastAPI:
-    """The same routes on a plain FastAPI router and on a direct one, for comparison."""
+def build(route_class: type[APIRoute], calls: Calls, *, flat: bool = False) -> FastAPI:
+    """The same routes on a plain FastAPI router and on a direct one, for comparison; ``flat``
+    serves the router's routes as top-level routes, as Bastion's app does."""
     Calls.current = calls
     router = APIRouter(prefix="/api", route_class=route_class, dependencies=[Depends(quiet)])
 
@@ -91,6 +92,8 @@ def build(route_class: type[APIRoute], calls: Calls) -> FastAPI:
 
     app = FastAPI(default_response_class=UTF8JSONResponse)
     app.include_router(router)
+    if flat:
+        flatten_included(app)
     app.state.router, app.state.calls = router, calls
     return app
 
@@ -121,19 +124,23 @@ def answer(app: FastAPI, method: str, path: str, headers: dict[str, str]) -> Ans
     return response.status_code, sorted(response.headers.items()), response.content
 
 
+@pytest.mark.parametrize("flat", [False, True], ids=["included", "flat"])
 @pytest.mark.parametrize(("method", "path", "headers"), REQUESTS)
-def test_every_answer_is_the_one_fastapi_gives(method: str, path: str, headers: dict[str, str]) -> None:
+def test_every_answer_is_the_one_fastapi_gives(
+    method: str, path: str, headers: dict[str, str], flat: bool
+) -> None:
     fastapi_calls, direct_calls = Calls(), Calls()
     expected = answer(build(APIRoute, fastapi_calls), method, path, headers)
-    assert answer(build(DirectRoute, direct_calls), method, path, headers) == expected
+    assert answer(build(DirectRoute, direct_calls, flat=flat), method, path, headers) == expected
     # The same dependencies ran, in the same order, each once per request.
     assert direct_calls.order == fastapi_calls.order
 
 
-def test_a_response_that_breaks_its_model_fails_as_under_fastapi() -> None:
+@pytest.mark.parametrize("flat", [False, True], ids=["included", "flat"])
+def test_a_response_that_breaks_its_model_fails_as_under_fastapi(flat: bool) -> None:
     expected = answer(build(APIRoute, Calls()), "GET", "/api/item", {"x-size": "large"})
     assert expected[0] >= 400
-    assert answer(build(DirectRoute, Calls()), "GET", "/api/item", {"x-size": "large"}) == expected
+    assert answer(build(DirectRoute, Calls(), flat=flat), "GET", "/api/item", {"x-size": "large"}) == expected
 
 
 def routes_of(app: FastAPI) -> dict[str, Any]:
@@ -141,9 +148,8 @@ def routes_of(app: FastAPI) -> dict[str, Any]:
 
 
 def test_only_routes_that_take_nothing_but_the_request_are_answered_directly() -> None:
-    fallback: Callable[..., Any] = object()  # type: ignore[assignment]
     app = build(DirectRoute, Calls())
-    direct = {path for path, route in routes_of(app).items() if direct_handler(route, fallback) != fallback}
+    direct = {path for path, route in routes_of(app).items() if direct_handler(route) is not None}
     # A query parameter needs FastAPI's validation; the rest take only the request (or nothing).
     assert direct == {"/api/item", "/api/twice", "/api/plain", "/api/created", "/api/gone", "/api/response"}
     assert not routes_of(app)["/api/item"].dependant.query_params  # the dependencies were resolved
@@ -172,10 +178,9 @@ def test_sync_dependencies_and_bodies_are_left_to_fastapi() -> None:
     def sync_endpoint() -> str:
         return "thread"
 
-    fallback: Callable[..., Any] = object()  # type: ignore[assignment]
     for route in router.routes:
         assert isinstance(route, APIRoute)
-        assert direct_handler(route, fallback) is fallback, route.path
+        assert direct_handler(route) is None, route.path
     app = FastAPI()
     app.include_router(router)
     with TestClient(app) as client:
@@ -184,9 +189,10 @@ def test_sync_dependencies_and_bodies_are_left_to_fastapi() -> None:
         assert client.get("/sync-endpoint").json() == "thread"
 
 
-def test_dependency_overrides_are_honoured() -> None:
+@pytest.mark.parametrize("flat", [False, True], ids=["included", "flat"])
+def test_dependency_overrides_are_honoured(flat: bool) -> None:
     calls = Calls()
-    app = build(DirectRoute, calls)
+    app = build(DirectRoute, calls, flat=flat)
 
     async def overridden() -> str:
         return "over"
