@@ -3,19 +3,15 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bastion.crypto.randomness import new_id
 from bastion.db.base import Base
 from bastion.db.types import UTCDateTime, utcnow
-
-
-def new_alert_id() -> str:
-    return uuid.uuid4().hex
 
 
 class Alert(Base):
@@ -34,7 +30,7 @@ class Alert(Base):
         Index("ix_alerts_kind_subject_status", "kind", "subject", "status"),
     )
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_alert_id)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
     severity: Mapped[str] = mapped_column(String(16), nullable=False)
     subject: Mapped[str] = mapped_column(String(160), nullable=False)
@@ -57,7 +53,7 @@ class AdminNetwork(Base):
     __tablename__ = "admin_networks"
     __table_args__ = (UniqueConstraint("user_id", "network", name="uq_admin_networks_user_id"),)
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_alert_id)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     # Erasing the account erases where it signed in from.
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
     network: Mapped[str] = mapped_column(String(64), nullable=False)

@@ -17,10 +17,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.addresses import counted_as, parse_address
-from bastion.alerts.models import AdminNetwork, new_alert_id
+from bastion.alerts.models import AdminNetwork
 from bastion.alerts.repository import AlertRepository
 from bastion.auth.models import User
 from bastion.auth.principal import Role
+from bastion.crypto.randomness import new_id
 from bastion.db.session import unit_of_work
 from bastion.db.types import utcnow
 
@@ -67,9 +68,7 @@ class AdminNetworks:
                     known[network].last_seen = now
                     return None
                 session.add(
-                    AdminNetwork(
-                        id=new_alert_id(), user_id=user_id, network=network, first_seen=now, last_seen=now
-                    )
+                    AdminNetwork(id=new_id(), user_id=user_id, network=network, first_seen=now, last_seen=now)
                 )
                 first = not known
         except IntegrityError:

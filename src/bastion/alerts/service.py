@@ -10,11 +10,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bastion.alerts.models import Alert, new_alert_id
+from bastion.alerts.models import Alert
 from bastion.alerts.repository import ACKNOWLEDGED, OPEN, AlertRepository
 from bastion.alerts.rules import SEVERITIES, AlertKind
 from bastion.audit.events import AuditEvent
 from bastion.audit.service import AuditService
+from bastion.crypto.randomness import new_id
 from bastion.db.session import read_only, unit_of_work
 from bastion.db.types import utcnow
 from bastion.observability.delivery import Courier
@@ -86,7 +87,7 @@ class AlertService:
         """
         now = self.clock()
         alert = Alert(
-            id=new_alert_id(),
+            id=new_id(),
             kind=str(raised.kind),
             severity=str(SEVERITIES[raised.kind]),
             subject=raised.subject,

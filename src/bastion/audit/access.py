@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bastion.audit.models import AccessRecord, new_id
+from bastion.audit.models import AccessRecord
+from bastion.crypto.randomness import new_id
 from bastion.db.batch import Statement, steps
 from bastion.db.session import write_batch
 from bastion.db.types import utcnow

@@ -16,19 +16,15 @@ written in batches, outside any chain, with its own retention.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bastion.crypto.randomness import new_id
 from bastion.db.base import Base
 from bastion.db.types import UTCDateTime, utcnow
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 class AuditRecord(Base):

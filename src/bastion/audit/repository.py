@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.audit.chain import GENESIS, record_hash, seal_address
 from bastion.audit.events import kind_of
-from bastion.audit.models import AccessRecord, AuditChainHead, AuditRecord, new_id
+from bastion.audit.models import AccessRecord, AuditChainHead, AuditRecord
+from bastion.crypto.randomness import new_id
 
 MAX_PAGE = 500
 

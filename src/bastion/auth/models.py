@@ -7,18 +7,14 @@ does not yield a usable token.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bastion.crypto.randomness import new_id
 from bastion.db.base import Base
 from bastion.db.types import UTCDateTime, utcnow
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 class User(Base):

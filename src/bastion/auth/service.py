@@ -8,7 +8,6 @@ Knows nothing of HTTP: failures are domain errors from ``bastion.errors``.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,7 +19,7 @@ from bastion.audit.events import AuditEvent, Result
 from bastion.audit.service import AuditService
 from bastion.auth.cache import AuthCache
 from bastion.auth.mailer import Mail, Mailer
-from bastion.auth.models import AuthSession, Invitation, PasswordResetToken, RefreshToken, User, new_id
+from bastion.auth.models import AuthSession, Invitation, PasswordResetToken, RefreshToken, User
 from bastion.auth.passwords import HashingPool
 from bastion.auth.permissions import permissions_for
 from bastion.auth.policy import PasswordPolicy
@@ -30,6 +29,7 @@ from bastion.auth.revocation import Revocations
 from bastion.auth.throttle import PasswordThrottle, Refusal
 from bastion.auth.tokens import AccessClaims, AccessTokens, SecretTokens, TokenInvalid
 from bastion.crypto.fields import FieldCipher
+from bastion.crypto.randomness import new_id
 from bastion.crypto.registry import INVITATION_EMAIL, USER_EMAIL
 from bastion.db.session import read_only, unit_of_work
 from bastion.db.types import utcnow
@@ -245,7 +245,7 @@ class IdentityService:
         now = self.clock()
         if session_id is None:
             auth_session = AuthSession(
-                id=uuid.uuid4().hex, user_id=user.id, created_at=now, expires_at=now + self.session_lifetime
+                id=new_id(), user_id=user.id, created_at=now, expires_at=now + self.session_lifetime
             )
             await repo.add_session(auth_session)
             session_id, session_end = auth_session.id, auth_session.expires_at
@@ -338,7 +338,7 @@ class IdentityService:
                 details={"reason": "exists"},
             )
             self._spawn(self._notify_existing(email))
-            return Registered(id=uuid.uuid4().hex, email=email, role=Role.USER.value)
+            return Registered(id=new_id(), email=email, role=Role.USER.value)
         await self._record(AuditEvent.USER_REGISTERED, context, actor_id=user_id, target_id=user_id)
         return Registered(id=user_id, email=email, role=Role.USER.value)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ import jwt
 
 from bastion.auth.keyring import Keyring
 from bastion.crypto.grace import Graced, in_grace
+from bastion.crypto.randomness import new_id
 from bastion.crypto.signatures import is_content_kid
 from bastion.db.types import utcnow
 
@@ -99,7 +99,7 @@ class AccessTokens:
         key = ring.current
         now = self.clock()
         expires = now + self.lifetime
-        jti = uuid.uuid4().hex
+        jti = new_id()
         claims = {
             "iss": self.issuer,
             "aud": self.audience,

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import secrets
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -12,6 +11,7 @@ from enum import StrEnum
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bastion.crypto.randomness import new_id
 from bastion.db.base import Base
 from bastion.db.types import UTCDateTime, utcnow
 
@@ -19,10 +19,6 @@ from bastion.db.types import UTCDateTime, utcnow
 def new_session_id() -> str:
     """144 random bits: a session id cannot be guessed or enumerated."""
     return secrets.token_urlsafe(18)
-
-
-def new_message_id() -> str:
-    return uuid.uuid4().hex
 
 
 class MessageStatus(StrEnum):
@@ -55,7 +51,7 @@ class ChatMessage(Base):
     __tablename__ = "chat_messages"
     __table_args__ = (UniqueConstraint("session_id", "seq", name="uq_chat_messages_session_seq"),)
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_message_id)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     session_id: Mapped[str] = mapped_column(
         ForeignKey("chat_sessions.id", ondelete="CASCADE"), nullable=False
     )

@@ -23,7 +23,7 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.chat.budget import BudgetGuard, LimitGate, Meter
-from bastion.chat.models import ChatSession, MessageStatus, NewMessage, new_message_id, new_session_id
+from bastion.chat.models import ChatSession, MessageStatus, NewMessage, new_session_id
 from bastion.chat.repository import (
     ChatRepository,
     MessageLog,
@@ -38,6 +38,7 @@ from bastion.chat.repository import (
 from bastion.chat.screening import Reply, Screen
 from bastion.chat.views import MessageView, Page, SessionView, StreamEvent
 from bastion.crypto.fields import FieldCipher
+from bastion.crypto.randomness import new_id
 from bastion.crypto.registry import CHAT_MESSAGE_CONTENT, CHAT_SESSION_TITLE
 from bastion.db.session import read_batch, unit_of_work, write_batch
 from bastion.db.types import utcnow
@@ -379,7 +380,7 @@ class ChatService:
         usage: Usage | None = None,
     ) -> NewMessage:
         """A new message, its text sealed to its row; its ``seq`` is given when its place is taken."""
-        message_id = new_message_id()
+        message_id = new_id()
         return NewMessage(
             id=message_id,
             session_id=session_id,

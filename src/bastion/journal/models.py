@@ -3,19 +3,14 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bastion.crypto.randomness import new_id
 from bastion.db.base import Base
 from bastion.db.types import UTCDateTime, utcnow
-
-
-def new_entry_id() -> str:
-    """122 random bits: an entry id cannot be guessed or enumerated."""
-    return uuid.uuid4().hex
 
 
 class JournalEntry(Base):
@@ -25,7 +20,7 @@ class JournalEntry(Base):
         Index("ix_journal_entries_owner_key", "owner_api_key_id", "created_at"),
     )
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_entry_id)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     owner_api_key_id: Mapped[str | None] = mapped_column(String(32))
     title_ciphertext: Mapped[str | None] = mapped_column(Text)

@@ -20,11 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.chat.screening import Screen
 from bastion.crypto.fields import FieldCipher
+from bastion.crypto.randomness import new_id
 from bastion.crypto.registry import JOURNAL_CONTENT, JOURNAL_TITLE
 from bastion.db.session import read_only, unit_of_work
 from bastion.db.types import utcnow
 from bastion.errors import BastionError, InvalidField, NotFound
-from bastion.journal.models import JournalEntry, new_entry_id
+from bastion.journal.models import JournalEntry
 from bastion.journal.repository import JournalRepository
 from bastion.ownership import Owner
 
@@ -98,7 +99,7 @@ class JournalService:
         title, content = await self._screened(title, content)
         now = self.clock()
         entry = JournalEntry(
-            id=new_entry_id(),
+            id=new_id(),
             owner_user_id=owner.user_id,
             owner_api_key_id=owner.api_key_id,
             version=1,

@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bastion.chat.models import NewMessage, new_message_id
+from bastion.chat.models import NewMessage
 from bastion.chat.repository import MessageLog, Owner, Turn
+from bastion.crypto.randomness import new_id
 from bastion.db.session import write_batch
 from bastion.db.types import utcnow
 from tests.conftest import SettingsFactory
@@ -192,7 +193,7 @@ async def test_a_turn_that_waited_for_another_writer_reads_the_message_it_waited
         def message(ciphertext: str) -> NewMessage:
             return NewMessage(
                 **{column: None for column in ("provider", "model", "prompt_tokens", "completion_tokens")},
-                id=new_message_id(),
+                id=new_id(),
                 session_id=sid,
                 role="user",
                 content_ciphertext=ciphertext,

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import re
 import threading
+import uuid
 
 import pytest
 
-from bastion.crypto.randomness import REQUEST_RANDOM, RandomPool
+from bastion.crypto.randomness import REQUEST_RANDOM, RandomPool, new_id
 from bastion.web.request_context import new_request_id
 
 HEX = re.compile(r"^[0-9a-f]*$")
@@ -45,6 +46,15 @@ def test_request_ids_are_32_hex_digits() -> None:
     assert len(ids) == 1000
     assert all(len(i) == 32 and HEX.fullmatch(i) for i in ids)
     assert len(REQUEST_RANDOM.token_urlsafe(16)) == 22
+
+
+def test_row_ids_are_version_4_uuids_in_32_hex_digits() -> None:
+    """Every row id, and every stand-in id an answer gives instead of a real one, has one shape."""
+    ids = {new_id() for _ in range(2000)}  # more than one 4 KiB block of the pool
+    assert len(ids) == 2000
+    for value in ids:
+        parsed = uuid.UUID(hex=value)
+        assert (parsed.hex, parsed.version, parsed.variant) == (value, 4, uuid.RFC_4122)
 
 
 def test_no_two_tokens_are_equal_across_many_blocks() -> None:

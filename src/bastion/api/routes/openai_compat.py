@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -37,6 +36,7 @@ from bastion.auth.permissions import Permission
 from bastion.chat.completions import CompletionService, ScreenedChunk
 from bastion.chat.repository import Owner
 from bastion.chat.wiring import build_completion_service
+from bastion.crypto.randomness import new_id
 from bastion.errors import InvalidField
 from bastion.llm import base as llm
 from bastion.llm.base import GenerationOptions, Usage
@@ -137,7 +137,7 @@ async def chat_completions(
         max_tokens=body.max_completion_tokens or body.max_tokens, temperature=body.temperature
     )
     owner = Owner.of(principal)
-    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    completion_id = f"chatcmpl-{new_id()}"
     created = int(time.time())
     if not body.stream:
         screened = await service.complete(owner, messages, options)
