@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from bastion.auth.models import User
 from bastion.auth.principal import Principal
@@ -97,7 +97,7 @@ class AuthCache:
         # Verifications in progress, by credential key: requests with the same token that arrive
         # while it is being verified (every client of a busy user the moment its entry expires)
         # wait for that one instead of each reading the database. Emptied on every clear.
-        self.flights: dict[bytes, tuple[int, asyncio.Future[tuple[Principal, AccessClaims]]]] = {}
+        self.flights: dict[object, tuple[int, asyncio.Future[Any]]] = {}
         # Moves on every clear: an entry verified across a clear is not stored (it may be revoked).
         self.generation = 0
         # A per-process key: the cache's keys say nothing about the credentials, even in a dump.
@@ -127,10 +127,10 @@ class AuthCache:
         self.emails.data.clear()
         self.flights.clear()
 
-    async def verified(
-        self, key: bytes, verify: Callable[[], Awaitable[tuple[Principal, AccessClaims]]]
-    ) -> tuple[Principal, AccessClaims]:
-        """``verify()``, shared with the requests for the same credential that come meanwhile.
+    async def shared(self, key: object, verify: Callable[[], Awaitable[T]]) -> T:
+        """``verify()``, shared with the requests for the same ``key`` (a credential's, a user's
+        row) that come meanwhile: a busy client's requests the moment its entry expires make one
+        verification, not one each.
 
         Only a success is shared, and only with requests that came before any clear (a later one
         starts its own verification); when the first request fails or is cancelled the others
@@ -147,7 +147,7 @@ class AuthCache:
             except Exception:  # noqa: S110 - the first request's failure is its own; verify anew
                 pass
             return await verify()
-        future: asyncio.Future[tuple[Principal, AccessClaims]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self.flights[key] = (self.generation, future)
         try:
             result = await verify()

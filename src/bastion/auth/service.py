@@ -576,7 +576,7 @@ class IdentityService:
             return await self._verify(token, method, now, generation, b"")
         if (found := cache.tokens.get(key, now)) is not None:
             return found
-        return await cache.verified(key, lambda: self._verify(token, method, now, generation, key))
+        return await cache.shared(key, lambda: self._verify(token, method, now, generation, key))
 
     async def _verify(
         self, token: str, method: AuthMethod, now: datetime, generation: int, key: bytes
@@ -628,15 +628,20 @@ class IdentityService:
         return user, live
 
     async def _user(self, user_id: str, now: datetime) -> User | None:
-        """The user's row, from the cache when it holds it (rows of users that do not exist are not kept)."""
-        cache = self.cache
-        user = cache.users.get(user_id, now)
+        """The user's row, from the cache when it holds it (rows of users that do not exist are not
+        kept); requests that miss it together share one read."""
+        user = self.cache.users.get(user_id, now)
         if user is None:
-            generation = cache.generation
-            async with read_only(self.sessionmaker) as session:
-                user = await IdentityRepository(session).user_by_id(user_id)
-            if user is not None and cache.generation == generation:
-                cache.users.put(user_id, user)
+            user = await self.cache.shared(("user", user_id), lambda: self._read_user(user_id))
+        return user
+
+    async def _read_user(self, user_id: str) -> User | None:
+        cache = self.cache
+        generation = cache.generation
+        async with read_only(self.sessionmaker) as session:
+            user = await IdentityRepository(session).user_by_id(user_id)
+        if user is not None and cache.generation == generation:
+            cache.users.put(user_id, user)
         return user
 
     # -- sessions ----------------------------------------------------------------------------------

@@ -190,3 +190,19 @@ async def test_concurrent_requests_with_an_unverified_token_verify_it_once(
         assert {a.json()["email"] for a in answers} == {"herd@example.com"}
         assert len(checks) == 1
         assert len([s for s in seen if "FROM sessions" in s or "FROM users" in s]) <= 2, seen
+
+
+async def test_concurrent_reads_of_an_expired_user_row_share_one_read(make_settings: SettingsFactory) -> None:
+    """The token is still verified but the user's row expired: the busy user's requests read it once."""
+    settings = identity_settings(make_settings, ACCESS_LOG=False, AUTH_CACHE_SECONDS=60)
+    async with identity_app(settings) as (app, http):
+        _, tokens = await user_session(http, "row@example.com")
+        headers = bearer(tokens["access_token"])
+        assert (await http.get("/api/auth/me", headers=headers)).status_code == 200
+        await app.state.anomaly.drain()  # the sign-in's own checks are done: only /me reads below
+        app.state.identity.service().cache.users.data.clear()  # as if the row's entry had expired
+        with statements(app) as seen, denylist_checks(app) as checks:
+            answers = await asyncio.gather(*(http.get("/api/auth/me", headers=headers) for _ in range(25)))
+        assert {(a.status_code, a.json()["email"]) for a in answers} == {(200, "row@example.com")}
+        assert checks == []  # the token itself was not verified again
+        assert len([s for s in seen if "FROM users" in s]) == 1, seen

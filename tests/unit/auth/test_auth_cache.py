@@ -147,11 +147,11 @@ async def _first_and_waiting(
 ]:
     """A first request verifying ``b"k"`` (held until released), and a second one waiting for it
     whose own verification, should it run, answers at once."""
-    first = asyncio.create_task(cache.verified(b"k", first_verification))
+    first = asyncio.create_task(cache.shared(b"k", first_verification))
     await asyncio.sleep(0)
     own = Verification(entry())
     own.release.set()
-    second = asyncio.create_task(cache.verified(b"k", own))
+    second = asyncio.create_task(cache.shared(b"k", own))
     await asyncio.sleep(0)
     return first, second, own
 
@@ -159,7 +159,7 @@ async def _first_and_waiting(
 async def test_requests_for_a_token_being_verified_wait_for_that_verification() -> None:
     cache = AuthCache()
     verify = Verification(entry())
-    waiting = [asyncio.create_task(cache.verified(b"k", verify)) for _ in range(20)]
+    waiting = [asyncio.create_task(cache.shared(b"k", verify)) for _ in range(20)]
     await asyncio.sleep(0)
     verify.release.set()
     assert [await task for task in waiting] == [entry()] * 20
@@ -185,9 +185,9 @@ async def test_a_cancelled_first_request_does_not_cancel_the_others() -> None:
         await first
     assert await second == entry() and own.runs == 1
     # A waiter that is itself cancelled stops.
-    third = asyncio.create_task(cache.verified(b"k2", Verification(entry())))
+    third = asyncio.create_task(cache.shared(b"k2", Verification(entry())))
     await asyncio.sleep(0)
-    fourth = asyncio.create_task(cache.verified(b"k2", Verification(entry())))
+    fourth = asyncio.create_task(cache.shared(b"k2", Verification(entry())))
     await asyncio.sleep(0)
     fourth.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -198,12 +198,12 @@ async def test_a_cancelled_first_request_does_not_cancel_the_others() -> None:
 async def test_a_request_after_a_clear_does_not_join_a_verification_begun_before_it() -> None:
     cache = AuthCache()
     before = Verification(entry())
-    first = asyncio.create_task(cache.verified(b"k", before))
+    first = asyncio.create_task(cache.shared(b"k", before))
     await asyncio.sleep(0)
     cache.clear()  # a revocation landed meanwhile
     after = Verification(entry())
     after.release.set()
-    assert await cache.verified(b"k", after) == entry()
+    assert await cache.shared(b"k", after) == entry()
     assert after.runs == 1
     before.release.set()
     assert await first == entry()
