@@ -21,6 +21,7 @@ from bastion.audit.access import AccessLog
 from bastion.audit.sinks import build_fanout
 from bastion.auth.api_key_service import build_api_keys
 from bastion.auth.runtime import KEYRING_RELOAD_SECONDS, IdentityRuntime
+from bastion.chat.wiring import TextServices
 from bastion.crypto.content_keys import ContentKeys
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.keycheck import check_encryption_keys
@@ -136,6 +137,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.session_quota = rate_limiting.sessions
     app.state.token_budget = rate_limiting.tokens
     app.state.blocklist = rate_limiting.blocklist
+    # The chat, /v1 and guard services, built once for every request (bastion.chat.wiring).
+    app.state.text_services = TextServices.build(app.state, settings)
     log.info(
         "startup",
         environment=settings.environment,

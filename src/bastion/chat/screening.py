@@ -19,6 +19,7 @@ Both carry ids, direction, categories, score and action; never the text.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,7 +64,8 @@ class Reply:
 
 
 class Screen:
-    """The shared guard applied to one request's texts. Built per request (it names the caller)."""
+    """The shared guard applied to one request's texts (``at`` gives the screen of a request: it
+    names the caller in its log lines and audit events)."""
 
     def __init__(
         self, *, guard: Guard, audit: AuditService, origin: Origin, metrics: NullMetrics = NULL_METRICS
@@ -73,6 +75,12 @@ class Screen:
         self.audit = audit
         self.origin = origin
         self.log = get_logger("bastion.guard")
+
+    def at(self, origin: Origin) -> Screen:
+        """This screen for the texts of the request ``origin`` names."""
+        screen = copy.copy(self)
+        screen.origin = origin
+        return screen
 
     async def check_input(self, text: str, *, field: str, scan_as: str, session_id: str | None = None) -> str:
         """The text the model may receive; raises ``GuardBlocked`` when the guard refuses it.

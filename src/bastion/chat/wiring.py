@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -68,3 +70,34 @@ def build_completion_service(state: Any, settings: Settings, origin: Origin) -> 
         screen=build_screen(state, origin),
         canary_prompt=canary_instruction(state.canary),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TextServices:
+    """The chat, /v1 and guard services, built once when the app starts (``lifespan``); a request
+    takes them for its origin, which only swaps the screen's record of who sent the texts."""
+
+    chat: ChatService
+    completions: CompletionService
+    screen: Screen
+
+    @classmethod
+    def build(cls, state: Any, settings: Settings) -> TextServices:
+        return cls(
+            chat=build_chat_service(state, settings),
+            completions=build_completion_service(state, settings, Origin()),
+            screen=build_screen(state, Origin()),
+        )
+
+    def chat_for(self, origin: Origin) -> ChatService:
+        service = copy.copy(self.chat)
+        service.screen = self.screen.at(origin)
+        return service
+
+    def completions_for(self, origin: Origin) -> CompletionService:
+        service = copy.copy(self.completions)
+        service.screen = self.screen.at(origin)
+        return service
+
+    def screen_for(self, origin: Origin) -> Screen:
+        return self.screen.at(origin)

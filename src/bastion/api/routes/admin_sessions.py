@@ -25,7 +25,6 @@ from bastion.audit.events import AuditEvent
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
 from bastion.chat.admin import SessionAdministration, parse_owner
-from bastion.chat.wiring import build_chat_service
 from bastion.errors import InvalidField
 
 MANAGE = require(Permission.CHAT_SESSIONS_MANAGE)
@@ -36,9 +35,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such chat
 
 async def session_administration(request: Request) -> SessionAdministration:
     state = request.app.state
-    return SessionAdministration(
-        chat=build_chat_service(state, settings_of(request)), sessionmaker=state.sessionmaker
-    )
+    return SessionAdministration(chat=state.text_services.chat, sessionmaker=state.sessionmaker)
 
 
 Service = Annotated[SessionAdministration, Depends(session_administration)]

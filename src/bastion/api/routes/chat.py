@@ -36,7 +36,7 @@ from bastion.chat.repository import Owner
 from bastion.chat.service import ChatService
 from bastion.chat.upload import receive_upload
 from bastion.chat.views import StreamEvent
-from bastion.chat.wiring import build_chat_service
+from bastion.chat.wiring import TextServices
 from bastion.errors import BastionError, InvalidField, error_body, request_id_of
 from bastion.llm.base import GenerationOptions
 from bastion.ratelimit.policies import Policy
@@ -59,7 +59,8 @@ ChatUser = Annotated[Principal, Depends(CHAT_USE)]
 
 def chat_service(request: Request) -> ChatService:
     """The chat service for this request (its screen names the request's caller and address)."""
-    return build_chat_service(request.app.state, settings_of(request), guard_origin(request))
+    services: TextServices = request.app.state.text_services
+    return services.chat_for(guard_origin(request))
 
 
 def _checked_content(content: str, settings: Settings, *, field: str = "body.content") -> str:

@@ -23,7 +23,6 @@ from bastion.api.schemas.journal import EntryList, EntryOut, EntrySummaryOut, En
 from bastion.audit.events import AuditEvent
 from bastion.auth.permissions import Permission
 from bastion.auth.principal import Principal
-from bastion.chat.wiring import build_screen
 from bastion.errors import InvalidField
 from bastion.journal.service import EntryChanged, JournalService
 from bastion.ownership import Owner
@@ -60,7 +59,7 @@ async def journal_service(request: Request) -> JournalService:
         sessionmaker=request.app.state.sessionmaker,
         cipher=request.app.state.cipher,
         max_length=settings_of(request).max_journal_length,
-        screen=build_screen(request.app.state, guard_origin(request)),
+        screen=request.app.state.text_services.screen_for(guard_origin(request)),
     )
 
 

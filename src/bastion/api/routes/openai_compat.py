@@ -35,7 +35,7 @@ from bastion.api.streams import stream_failure
 from bastion.auth.permissions import Permission
 from bastion.chat.completions import CompletionService, ScreenedChunk
 from bastion.chat.repository import Owner
-from bastion.chat.wiring import build_completion_service
+from bastion.chat.wiring import TextServices
 from bastion.crypto.randomness import new_id
 from bastion.errors import InvalidField
 from bastion.llm import base as llm
@@ -70,7 +70,8 @@ async def list_models(request: Request) -> ModelList:
 def completion_service(request: Request) -> CompletionService:
     """The request's completion service: taken in the handler, like its signer, because FastAPI
     solves each dependency on every request (the router's already declare the permission)."""
-    return build_completion_service(request.app.state, settings_of(request), guard_origin(request))
+    services: TextServices = request.app.state.text_services
+    return services.completions_for(guard_origin(request))
 
 
 async def _messages(
