@@ -25,7 +25,8 @@ from bastion.chat.wiring import TextServices
 from bastion.crypto.content_keys import ContentKeys
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.keycheck import check_encryption_keys
-from bastion.db.engine import backend_name, create_engine, create_sessionmaker
+from bastion.db.batch import wal_checkpoint
+from bastion.db.engine import SQLITE_CHECKPOINT_SECONDS, backend_name, create_engine, create_sessionmaker
 from bastion.guard import Guard, GuardConfig, new_canary
 from bastion.llm.factory import build_provider
 from bastion.llm.metered import MeteredProvider
@@ -186,6 +187,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         Job("retention", settings.maintenance_interval_seconds, retention.run),
         Job("content_keys", KEYRING_RELOAD_SECONDS, content_keys.reload),
     ]
+    if engine.dialect.name == "sqlite":
+        # The write-ahead log copied into the database here, not by whichever request's commit
+        # crosses SQLite's threshold (bastion.db.engine.SQLITE_WAL_BACKSTOP_PAGES).
+        async def checkpoint() -> int:
+            await wal_checkpoint(engine)
+            return 0
+
+        jobs.append(Job("wal_checkpoint", SQLITE_CHECKPOINT_SECONDS, checkpoint))
     if metrics.workers is not None:
         # Several workers: the supervisor's PROMETHEUS_PORT listener cannot sample the gauges,
         # so each worker keeps its reading fresh in the shared files (a merged "most recent"

@@ -206,6 +206,33 @@ async def on_driver_thread(driver: Any, function: Callable[[sqlite3.Connection],
     return result
 
 
+def _checkpoint(connection: sqlite3.Connection) -> Any:
+    return connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+
+async def wal_checkpoint(engine: AsyncEngine) -> tuple[int, int, int]:
+    """Copy what SQLite's write-ahead log holds into the database, on a pooled connection's thread.
+
+    PASSIVE: it waits for no reader or writer and takes no write lock, so writers go on meanwhile;
+    what a reader still needs stays in the log for the next run. Returns SQLite's answer (busy: 1
+    when another process was checkpointing, frames in the log, frames copied); (0, -1, -1) when the
+    database does not use a write-ahead log, and (0, 0, 0) for a server database.
+    """
+    if engine.dialect.name != "sqlite" or engine.dialect.driver != "aiosqlite":
+        return (0, 0, 0)
+    raw = await engine.raw_connection()
+    try:
+        row = await on_driver_thread(
+            raw.driver_connection,
+            lambda connection: connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone(),
+        )
+    finally:
+        with anyio.CancelScope(shield=True):
+            await greenlet_spawn(raw.close)
+    busy, frames, copied = row
+    return int(busy), int(frames), int(copied)
+
+
 class _Abandoned(Exception):
     """The caller was cancelled while its hand-off waited or ran: nothing more of it is done."""
 

@@ -5,11 +5,16 @@ dropped (counted) only beyond the buffer."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
+import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bastion.audit import access
 from bastion.audit.access import AccessLog
 from bastion.audit.models import AccessRecord
 
@@ -64,5 +69,32 @@ async def test_records_are_stored_as_noted_and_kept_through_a_refused_batch(
         await rename(sessionmaker, "access_logs_away", "access_logs")
         assert await log.flush() == 5
         assert [r.request_id for r in await stored(sessionmaker)] == [f"r{n:02d}" for n in range(8)]
+    finally:
+        await log.aclose()
+
+
+async def test_a_second_of_records_is_written_a_hundred_rows_to_a_transaction(
+    sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request's own write waits behind one batch at most, not behind a whole second's records."""
+    batches: list[int] = []
+    original = access.write_batch
+
+    @contextlib.asynccontextmanager
+    async def counted(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[Any]:
+        async with original(maker) as batch:
+            batches.append(len(log.buffer))
+            yield batch
+
+    monkeypatch.setattr(access, "write_batch", counted)
+    log = AccessLog(max_buffer=1000, flush_seconds=3600)
+    log.start(sessionmaker)
+    try:
+        for n in range(350):
+            note(log, n)
+        assert await log.flush() == 350
+        # What was left in the buffer as each transaction began: 100 rows taken each time.
+        assert batches == [250, 150, 50, 0]
+        assert len(await stored(sessionmaker)) == 350
     finally:
         await log.aclose()
