@@ -5,15 +5,52 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.auth.models import AuthSession, Invitation, PasswordResetToken, RefreshToken, User
+from bastion.db.batch import Script, Statement
 
 
 def _rowcount(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# -- what verifying an access token reads, as one read batch ----------------------------------------
+# A token not in the auth cache is checked against its user's row and its session on every request
+# of a client that asks less than once a second: through the ORM that read was a session of its own,
+# four hand-offs to SQLite's thread and about 1.5 ms of the event loop; as a read batch it is one.
+
+_USER_COLUMNS = tuple(User.__table__.columns)
+_USER_ATTRIBUTES = tuple(User.__mapper__.get_property_by_column(column).key for column in _USER_COLUMNS)
+USER_BY_ID = Statement(select(*_USER_COLUMNS).where(User.id == bindparam("user_id")))
+LIVE_SESSION = Statement(
+    select(AuthSession.id).where(
+        AuthSession.id == bindparam("session_id"),
+        AuthSession.revoked_at.is_(None),
+        AuthSession.expires_at > bindparam("now"),
+    )
+)
+
+
+def user_of(row: Sequence[Any]) -> User:
+    """A user's row read by ``USER_BY_ID``, as the (unattached) ORM object the ORM would load."""
+    return User(**dict(zip(_USER_ATTRIBUTES, row, strict=True)))
+
+
+def user_by_id(user_id: str) -> Script[User | None]:
+    rows = yield USER_BY_ID(user_id=user_id)
+    return user_of(rows[0]) if rows else None
+
+
+def user_and_session(user_id: str | None, session_id: str, now: datetime) -> Script[tuple[User | None, bool]]:
+    """The user's row (not read when ``user_id`` is None: the caller has it) and whether the
+    session exists, has not ended and has not expired at ``now``."""
+    user = (yield from user_by_id(user_id)) if user_id is not None else None
+    live = yield LIVE_SESSION(session_id=session_id, now=now)
+    return user, bool(live)
 
 
 class IdentityRepository:
@@ -74,15 +111,6 @@ class IdentityRepository:
 
     async def get_session(self, session_id: str) -> AuthSession | None:
         return await self.session.get(AuthSession, session_id)
-
-    async def session_is_live(self, session_id: str, *, now: datetime) -> bool:
-        """Whether the session exists, has not ended, and has not expired (one indexed read)."""
-        found = await self.session.scalar(
-            select(AuthSession.id).where(
-                AuthSession.id == session_id, AuthSession.revoked_at.is_(None), AuthSession.expires_at > now
-            )
-        )
-        return found is not None
 
     async def add_refresh_token(self, token: RefreshToken) -> None:
         self.session.add(token)

@@ -24,14 +24,14 @@ from bastion.auth.passwords import HashingPool
 from bastion.auth.permissions import permissions_for
 from bastion.auth.policy import PasswordPolicy
 from bastion.auth.principal import AuthMethod, Principal, Role
-from bastion.auth.repository import IdentityRepository
+from bastion.auth.repository import IdentityRepository, user_and_session, user_by_id
 from bastion.auth.revocation import Revocations
 from bastion.auth.throttle import PasswordThrottle, Refusal
 from bastion.auth.tokens import AccessClaims, AccessTokens, SecretTokens, TokenInvalid
 from bastion.crypto.fields import FieldCipher
 from bastion.crypto.randomness import new_id
 from bastion.crypto.registry import INVITATION_EMAIL, USER_EMAIL
-from bastion.db.session import read_only, unit_of_work
+from bastion.db.session import read_batch, read_only, unit_of_work
 from bastion.db.types import utcnow
 from bastion.errors import (
     Conflict,
@@ -616,16 +616,17 @@ class IdentityService:
         """The token's user (from the cache when it holds it) and whether its session is live, in
         one read-only transaction."""
         cache = self.cache
-        user = cache.users.get(claims.subject, now)
+        cached = cache.users.get(claims.subject, now)
         generation = cache.generation
-        async with read_only(self.sessionmaker) as session:
-            repo = IdentityRepository(session)
-            if user is None:
-                user = await repo.user_by_id(claims.subject)
-                if user is not None and cache.generation == generation:
-                    cache.users.put(claims.subject, user)
-            live = await repo.session_is_live(claims.session_id, now=now)
-        return user, live
+        read, live = await read_batch(
+            self.sessionmaker,
+            user_and_session(None if cached is not None else claims.subject, claims.session_id, now),
+        )
+        if cached is not None:
+            return cached, live
+        if read is not None and cache.generation == generation:
+            cache.users.put(claims.subject, read)
+        return read, live
 
     async def _user(self, user_id: str, now: datetime) -> User | None:
         """The user's row, from the cache when it holds it (rows of users that do not exist are not
@@ -638,8 +639,7 @@ class IdentityService:
     async def _read_user(self, user_id: str) -> User | None:
         cache = self.cache
         generation = cache.generation
-        async with read_only(self.sessionmaker) as session:
-            user = await IdentityRepository(session).user_by_id(user_id)
+        user = await read_batch(self.sessionmaker, user_by_id(user_id))
         if user is not None and cache.generation == generation:
             cache.users.put(user_id, user)
         return user
