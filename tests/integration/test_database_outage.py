@@ -127,6 +127,42 @@ async def test_a_stopped_database_answers_503_and_a_restarted_one_is_used_again(
         assert await recovered(http, token)
 
 
+async def test_a_token_verified_while_the_database_is_down_is_a_503_for_every_client(
+    make_settings: SettingsFactory, dedicated_postgres: PostgresServer
+) -> None:
+    """A token not in the authentication cache is checked against the database (one read batch):
+    stopped or paused, that is a 503 with the error shape for every client at once, never a 500,
+    and the token works again once the database is back."""
+    settings = identity_settings(
+        make_settings, DATABASE_URL=dedicated_postgres.url(), DATABASE_TIMEOUT_SECONDS=1
+    )
+    await asyncio.to_thread(migrate.upgrade, settings.database_url.get_secret_value())
+    async with serve_app(settings) as (app, http):
+        _, tokens = await user_session(http, "cold@example.com")
+        headers = bearer(tokens["access_token"])
+        cache = app.state.identity.service().cache
+
+        async def clients() -> list[httpx.Response]:
+            return list(await asyncio.gather(*(http.get("/api/auth/me", headers=headers) for _ in range(8))))
+
+        for outage in ("paused", "stopped"):
+            cache.clear()  # the token is not verified yet on this instance
+            if outage == "paused":
+                with paused(dedicated_postgres):
+                    answers = await asyncio.gather(
+                        *(http.get("/api/auth/me", headers=headers) for _ in range(8))
+                    )
+            else:
+                await asyncio.to_thread(stop_fast, dedicated_postgres)
+                answers = await clients()
+                await asyncio.to_thread(dedicated_postgres.start)
+            for response in answers:
+                assert_unavailable_or_fine(response)
+            assert {response.status_code for response in answers} == {503}, outage
+            assert await recovered(http, tokens["access_token"])
+            assert (await http.get("/api/auth/me", headers=headers)).status_code == 200
+
+
 @contextlib.asynccontextmanager
 async def pinged_engine(server: PostgresServer) -> AsyncIterator[tuple[AsyncEngine, list[object]]]:
     """An engine on ``server`` whose pings are counted."""

@@ -156,9 +156,11 @@ class DirectRoute(APIRoute):
     app has dependency overrides, FastAPI's own handler answers.
     """
 
+    _direct: Handler | None = None  # set by ``get_route_handler`` for this route's own view
+
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        super().__init__(path, endpoint, **kwargs)
-        direct = direct_handler(self)
+        super().__init__(path, endpoint, **kwargs)  # builds the handler: ``_direct`` is known
+        direct = self._direct
         if direct is None or self.max_body_size is not None:
             return
         standard = self.app
@@ -177,6 +179,8 @@ class DirectRoute(APIRoute):
         standard = super().get_route_handler()
         route = self._effective()
         direct = direct_handler(route)
+        if route is self:
+            self._direct = direct
         if direct is None:
             return standard
         provider = route.dependency_overrides_provider

@@ -187,39 +187,44 @@ async def test_an_ended_session_stays_ended_when_the_denylist_forgot_it(
         assert_error(await http.get("/api/auth/me", headers=headers), 401)
 
 
-async def test_concurrent_requests_with_an_unverified_token_verify_it_once(
-    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every client of a busy user the moment its entry expires: one verification, one read."""
+async def herd(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, forget: str
+) -> tuple[list[str], list[str]]:
+    """25 concurrent ``/api/auth/me`` of one signed-in user, after the cache forgot ``forget``
+    (``everything``, or only the ``users`` rows): the SQL statements and denylist checks they made."""
     settings = identity_settings(make_settings, ACCESS_LOG=False, AUTH_CACHE_SECONDS=60)
     async with identity_app(settings) as (app, http):
         _, tokens = await user_session(http, "herd@example.com")
         headers = bearer(tokens["access_token"])
+        assert (await http.get("/api/auth/me", headers=headers)).status_code == 200
         await app.state.anomaly.drain()  # the sign-in's own checks are done: only /me reads below
-        app.state.identity.service().cache.clear()  # as if its entry had just expired
+        cache = app.state.identity.service().cache
+        if forget == "everything":
+            cache.clear()  # as if the token's entry had just expired
+        else:
+            cache.users.data.clear()  # as if only the user's row had expired
         with statements(app, monkeypatch) as seen, denylist_checks(app) as checks:
             answers = await asyncio.gather(*(http.get("/api/auth/me", headers=headers) for _ in range(25)))
-        assert [a.status_code for a in answers] == [200] * 25
-        assert {a.json()["email"] for a in answers} == {"herd@example.com"}
-        assert len(checks) == 1
-        # One read of the user's row and one of the session, for all 25.
-        assert len([s for s in seen if "FROM users" in s]) == 1, seen
-        assert len([s for s in seen if "FROM auth_sessions" in s]) == 1, seen
+        assert [(a.status_code, a.json()["email"]) for a in answers] == [(200, "herd@example.com")] * 25
+        return seen, checks
+
+
+async def test_concurrent_requests_with_an_unverified_token_verify_it_once(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every client of a busy user the moment its entry expires: one verification, one read."""
+    seen, checks = await herd(make_settings, monkeypatch, "everything")
+    assert len(checks) == 1
+    # One read of the user's row and one of the session, for all 25.
+    assert len([s for s in seen if "FROM users" in s]) == 1, seen
+    assert len([s for s in seen if "FROM auth_sessions" in s]) == 1, seen
 
 
 async def test_concurrent_reads_of_an_expired_user_row_share_one_read(
     make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The token is still verified but the user's row expired: the busy user's requests read it once."""
-    settings = identity_settings(make_settings, ACCESS_LOG=False, AUTH_CACHE_SECONDS=60)
-    async with identity_app(settings) as (app, http):
-        _, tokens = await user_session(http, "row@example.com")
-        headers = bearer(tokens["access_token"])
-        assert (await http.get("/api/auth/me", headers=headers)).status_code == 200
-        await app.state.anomaly.drain()  # the sign-in's own checks are done: only /me reads below
-        app.state.identity.service().cache.users.data.clear()  # as if the row's entry had expired
-        with statements(app, monkeypatch) as seen, denylist_checks(app) as checks:
-            answers = await asyncio.gather(*(http.get("/api/auth/me", headers=headers) for _ in range(25)))
-        assert {(a.status_code, a.json()["email"]) for a in answers} == {(200, "row@example.com")}
-        assert checks == []  # the token itself was not verified again
-        assert len([s for s in seen if "FROM users" in s]) == 1, seen
+    seen, checks = await herd(make_settings, monkeypatch, "users")
+    assert checks == []  # the token itself was not verified again
+    assert len([s for s in seen if "FROM users" in s]) == 1, seen
+    assert not [s for s in seen if "FROM auth_sessions" in s], seen
