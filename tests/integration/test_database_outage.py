@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -58,13 +59,13 @@ def assert_unavailable_or_fine(response: httpx.Response) -> None:
 @contextlib.asynccontextmanager
 async def app_on(
     server: PostgresServer, make_settings: SettingsFactory, email: str
-) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, str]]:
     """The app on ``server`` (1 s database timeouts), a client and a signed-in user's access token."""
     settings = identity_settings(make_settings, DATABASE_URL=server.url(), DATABASE_TIMEOUT_SECONDS=1)
     await asyncio.to_thread(migrate.upgrade, settings.database_url.get_secret_value())
-    async with serve_app(settings) as (_app, http):
+    async with serve_app(settings) as (app, http):
         _, tokens = await user_session(http, email)
-        yield http, str(tokens["access_token"])
+        yield app, http, str(tokens["access_token"])
 
 
 async def recovered(http: httpx.AsyncClient, token: str) -> bool:
@@ -83,7 +84,7 @@ async def test_a_paused_database_answers_503_and_recovers_after_resume(
     make_settings: SettingsFactory, dedicated_postgres: PostgresServer
 ) -> None:
     email = "paused@example.com"
-    async with app_on(dedicated_postgres, make_settings, email) as (http, token):
+    async with app_on(dedicated_postgres, make_settings, email) as (_app, http, token):
 
         def traffic(round_: int) -> list[Awaitable[httpx.Response]]:
             return [
@@ -115,7 +116,7 @@ async def test_a_paused_database_answers_503_and_recovers_after_resume(
 async def test_a_stopped_database_answers_503_and_a_restarted_one_is_used_again(
     make_settings: SettingsFactory, dedicated_postgres: PostgresServer
 ) -> None:
-    async with app_on(dedicated_postgres, make_settings, "stopped@example.com") as (http, token):
+    async with app_on(dedicated_postgres, make_settings, "stopped@example.com") as (_app, http, token):
         await asyncio.to_thread(stop_fast, dedicated_postgres)
         for _ in range(3):
             response = await http.get("/api/sessions", headers=bearer(token))
@@ -133,13 +134,8 @@ async def test_a_token_verified_while_the_database_is_down_is_a_503_for_every_cl
     """A token not in the authentication cache is checked against the database (one read batch):
     stopped or paused, that is a 503 with the error shape for every client at once, never a 500,
     and the token works again once the database is back."""
-    settings = identity_settings(
-        make_settings, DATABASE_URL=dedicated_postgres.url(), DATABASE_TIMEOUT_SECONDS=1
-    )
-    await asyncio.to_thread(migrate.upgrade, settings.database_url.get_secret_value())
-    async with serve_app(settings) as (app, http):
-        _, tokens = await user_session(http, "cold@example.com")
-        headers = bearer(tokens["access_token"])
+    async with app_on(dedicated_postgres, make_settings, "cold@example.com") as (app, http, token):
+        headers = bearer(token)
         cache = app.state.identity.service().cache
 
         async def clients() -> list[httpx.Response]:
@@ -149,9 +145,7 @@ async def test_a_token_verified_while_the_database_is_down_is_a_503_for_every_cl
             cache.clear()  # the token is not verified yet on this instance
             if outage == "paused":
                 with paused(dedicated_postgres):
-                    answers = await asyncio.gather(
-                        *(http.get("/api/auth/me", headers=headers) for _ in range(8))
-                    )
+                    answers = await clients()
             else:
                 await asyncio.to_thread(stop_fast, dedicated_postgres)
                 answers = await clients()
@@ -159,7 +153,7 @@ async def test_a_token_verified_while_the_database_is_down_is_a_503_for_every_cl
             for response in answers:
                 assert_unavailable_or_fine(response)
             assert {response.status_code for response in answers} == {503}, outage
-            assert await recovered(http, tokens["access_token"])
+            assert await recovered(http, token)
             assert (await http.get("/api/auth/me", headers=headers)).status_code == 200
 
 
@@ -235,13 +229,7 @@ async def test_a_reply_the_database_cannot_store_is_a_503_and_nothing_is_half_wr
     """The server goes away while the model answers: the reply's statement (alone in autocommit)
     fails as an outage, the user's message (committed before the call) is kept, no place is lost
     or taken twice, and the next message follows it once the server is back."""
-    settings = identity_settings(
-        make_settings, DATABASE_URL=dedicated_postgres.url(), DATABASE_TIMEOUT_SECONDS=1
-    )
-    await asyncio.to_thread(migrate.upgrade, settings.database_url.get_secret_value())
-    async with serve_app(settings) as (app, http):
-        _, tokens = await user_session(http, "replies@example.com")
-        token = str(tokens["access_token"])
+    async with app_on(dedicated_postgres, make_settings, "replies@example.com") as (app, http, token):
         auth = bearer(token)
         sid = (await http.post("/api/sessions", json={}, headers=auth)).json()["id"]
         url = f"/api/sessions/{sid}/messages"
