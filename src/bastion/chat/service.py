@@ -194,7 +194,7 @@ class ChatService:
         """
         now = self.clock()
         message = self._sealed(session_id, "user", content, now=now)
-        async with write_batch(self._sessionmaker) as batch:
+        async with write_batch(self._sessionmaker, on_loop=True) as batch:
             turn = await MessageLog(batch).open_turn(
                 message,
                 owner,
@@ -353,7 +353,7 @@ class ChatService:
                     "status": Own(status),
                 },
             )
-        async with write_batch(self._sessionmaker) as batch:
+        async with write_batch(self._sessionmaker, on_loop=True) as batch:
             # Token accounting per message and per session: the totals grow with the reply's place.
             seq = await MessageLog(batch).add_reply(
                 message,

@@ -26,6 +26,17 @@ step can depend on them; ``write_batch`` and ``read_batch`` (``bastion.db.sessio
 
 A read batch is one script in one transaction: on SQLite ``BEGIN``, its statements and ``COMMIT``
 are a single hand-off.
+
+A write batch of a few statements on a few rows (a chat message's two transactions) may run on the
+event loop's own thread instead (``on_loop``): a hand-off wakes the driver's thread and then the
+loop, about 60 µs of latency each way here, and the statements run on the other core, where the
+objects they touch are not in its caches (a chat message's three hand-offs cost 0.2 ms more than
+the same statements on the loop). That is safe only while nothing can make SQLite wait: the write
+lock is tried without waiting (``BEGIN IMMEDIATE`` with the busy timeout at 0) and, once it is
+held, nothing in WAL mode waits for another connection (readers never block a writer, and
+``COMMIT`` takes no other lock). When another process holds the lock, the batch goes to the
+driver's thread and waits there as any other, so the loop never sleeps on a lock. Long batches
+(the access records' hundred rows) stay on the driver's thread.
 """
 
 from __future__ import annotations
@@ -255,6 +266,30 @@ def _rollback_if_open(connection: sqlite3.Connection) -> None:
         connection.rollback()
 
 
+def _wrapped(sql: str, error: sqlite3.Error, dialect: Dialect) -> sa.StatementError:
+    """SQLite's error as SQLAlchemy's (``OperationalError`` for a locked database, as on
+    SQLAlchemy's own path), so overload and outages map as elsewhere."""
+    return sa.DBAPIError.instance(sql, None, error, sqlite3.Error, hide_parameters=True, dialect=dialect)
+
+
+def _write_lock_at_once(connection: sqlite3.Connection, dialect: Dialect) -> bool:
+    """``BEGIN IMMEDIATE`` without waiting: False (nothing begun) when another connection holds
+    SQLite's write lock. The connection's busy timeout is put back whatever happens."""
+    (timeout,) = connection.execute("PRAGMA busy_timeout").fetchone()
+    connection.execute("PRAGMA busy_timeout=0")
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as error:
+        if error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # extended codes included
+            return False
+        raise _wrapped("BEGIN IMMEDIATE", error, dialect) from error
+    except sqlite3.Error as error:
+        raise _wrapped("BEGIN IMMEDIATE", error, dialect) from error
+    finally:
+        connection.execute(f"PRAGMA busy_timeout={int(timeout)}")
+    return True
+
+
 def _hand_off(
     script: Script[T] | None,
     dialect: Dialect,
@@ -300,9 +335,7 @@ def _hand_off(
         except BaseException as error:
             _rollback_if_open(connection)
             if isinstance(error, sqlite3.Error):
-                raise sa.DBAPIError.instance(
-                    sql, None, error, sqlite3.Error, hide_parameters=True, dialect=dialect
-                ) from error
+                raise _wrapped(sql, error, dialect) from error
             raise
 
     return run
@@ -311,11 +344,13 @@ def _hand_off(
 class _SQLiteBatch:
     remote = False
 
-    def __init__(self, driver: Any, dialect: Dialect, *, write: bool) -> None:
+    def __init__(self, driver: Any, dialect: Dialect, *, write: bool, on_loop: bool = False) -> None:
         self._driver = driver
         self._dialect = dialect
         self._begin = "BEGIN IMMEDIATE" if write else "BEGIN"
         self._reads_only = not write
+        # Only a write batch: its lock is tried at once, where a read could wait in SQLite itself.
+        self._on_loop = on_loop and write
         self.begun = False
         self.over = False  # committed or rolled back
         self.disconnected = False
@@ -338,14 +373,16 @@ class _SQLiteBatch:
         begin, self.begun = (None if self.begun else self._begin), True
         caller = _Caller()
         try:
-            result = await on_driver_thread(
-                self._driver,
-                _hand_off(
-                    script, self._dialect, caller, begin=begin, commit=commit, reads_only=self._reads_only
-                ),
+            if self._on_loop and begin is not None:
+                # When another process holds the lock, the batch waits for it on the driver's thread.
+                locked = _write_lock_at_once(self._driver._conn, self._dialect)
+                self._on_loop, begin = locked, (None if locked else begin)
+            run = _hand_off(
+                script, self._dialect, caller, begin=begin, commit=commit, reads_only=self._reads_only
             )
+            result = run(self._driver._conn) if self._on_loop else await on_driver_thread(self._driver, run)
         except Exception as error:
-            self.over = True  # the thread rolled back
+            self.over = True  # the hand-off rolled back
             if isinstance(error, sa.DBAPIError):
                 self.disconnected = self._dialect.is_disconnect(cast(Any, error.orig), None, None)
             raise
@@ -362,6 +399,10 @@ class _SQLiteBatch:
             return
         if error is None:
             await self._run(None, commit=True)
+            return
+        if self._on_loop:  # nothing of it can still be running on the driver's thread
+            self.over = True
+            _rollback_if_open(self._driver._conn)
             return
         # Queued behind the hand-off that may still be running: shielded, so a cancelled request
         # never returns its connection to the pool mid-transaction.
@@ -459,10 +500,14 @@ async def _statements(connection: AsyncConnection, script: Script[T], *, reads_o
 
 
 @asynccontextmanager
-async def begin_batch(engine: AsyncEngine, *, write: bool = True) -> AsyncIterator[WriteBatch]:
+async def begin_batch(
+    engine: AsyncEngine, *, write: bool = True, on_loop: bool = False
+) -> AsyncIterator[WriteBatch]:
     """A transaction on a connection of ``engine``: committed when the block ends (unless a script
     committed it), rolled back on any error or cancellation. ``write=False``: a batch that only
-    reads (SELECTs only; SQLite's deferred ``BEGIN``; autocommit statements on PostgreSQL)."""
+    reads (SELECTs only; SQLite's deferred ``BEGIN``; autocommit statements on PostgreSQL).
+    ``on_loop``: a short write batch runs on the event loop's thread while SQLite's write lock
+    is free at once (see the module); elsewhere it changes nothing."""
     dialect = engine.dialect
     if dialect.name != "sqlite" or dialect.driver != "aiosqlite":
         async with engine.connect() as connection, AsyncExitStack() as stack:
@@ -484,7 +529,7 @@ async def begin_batch(engine: AsyncEngine, *, write: bool = True) -> AsyncIterat
         raw = await engine.raw_connection()
     except sqlite3.Error as error:  # wrapped as SQLAlchemy's Connection would (an outage is a 503)
         raise sa.DBAPIError.instance(None, None, error, sqlite3.Error, dialect=dialect) from error
-    batch = _SQLiteBatch(raw.driver_connection, dialect, write=write)
+    batch = _SQLiteBatch(raw.driver_connection, dialect, write=write, on_loop=on_loop)
     try:
         try:
             yield batch

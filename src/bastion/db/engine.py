@@ -91,6 +91,10 @@ def create_engine(
             # Created owner-only before SQLite opens it; its -wal and -shm files inherit the mode.
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         # The pool's reset is ``_sqlite_reset``: a rollback only where a transaction is open.
+        # aiosqlite opens each connection on its own thread; a short write batch may also use it
+        # from the event loop's thread, never while the driver's thread does (``bastion.db.batch``).
+        if parsed.get_driver_name() == "aiosqlite":
+            kwargs["connect_args"] = {"check_same_thread": False}
         engine = create_async_engine(parsed, pool_reset_on_return=None, **kwargs)
 
         def connect(dbapi_connection: Any, _record: Any) -> None:

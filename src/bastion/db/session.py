@@ -45,14 +45,17 @@ async def read_only(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIter
 
 
 @asynccontextmanager
-async def write_batch(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[WriteBatch]:
+async def write_batch(
+    sessionmaker: async_sessionmaker[AsyncSession], *, on_loop: bool = False
+) -> AsyncIterator[WriteBatch]:
     """A write transaction for scripts of Core statements (``bastion.db.batch``), for a hot path (a
     chat message) that needs no ORM session: committed when the block ends, or by a script's
     ``commit``; rolled back on any error or cancellation. On SQLite each script is one hand-off to
-    the driver's thread."""
+    the driver's thread; ``on_loop`` (a few statements on a few rows) runs them on the event loop's
+    thread while SQLite's write lock is free at once."""
     engine: AsyncEngine = sessionmaker.kw["bind"]
     with _busy_unavailable():
-        async with _turn(_writer_gate(sessionmaker)), begin_batch(engine) as batch:
+        async with _turn(_writer_gate(sessionmaker)), begin_batch(engine, on_loop=on_loop) as batch:
             yield batch
 
 

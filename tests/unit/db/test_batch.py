@@ -2,7 +2,8 @@
 """Batches on SQLite: each script one hand-off to aiosqlite's thread, the transaction whole or not at
 all (errors and cancellation included), stored values as SQLAlchemy stores them, overload a 503; a
 read batch is one hand-off in all (deferred BEGIN, its statements, COMMIT) and never waits for a
-writer."""
+writer. Short write batches on the event loop's thread (``on_loop``) keep every one of those
+promises and never wait on the loop: a lock held elsewhere is waited for on the driver's thread."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import asyncio
 import shutil
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ ADD_NOTE = Statement(insert(NOTES).values(body=bindparam("body")))
 ALL_NOTES = Statement(select(NOTES.c.body).order_by(NOTES.c.id))
 ADD_STAMP = Statement(insert(STAMPS).values(at=bindparam("at"), hits=41))
 STAMPS_SINCE = Statement(select(STAMPS.c.at, STAMPS.c.hits).where(STAMPS.c.at >= bindparam("since")))
+#: write batches run on the driver's thread, and on the event loop's (``on_loop``)
+ON_LOOP = pytest.mark.parametrize("on_loop", [False, True], ids=["driver-thread", "on-loop"])
 
 
 async def bodies(sessionmaker: async_sessionmaker[AsyncSession]) -> list[str]:
@@ -93,10 +96,11 @@ async def test_aiosqlite_still_runs_a_function_on_its_thread_with_the_sqlite3_co
         raw.close()
 
 
+@ON_LOOP
 async def test_a_script_holds_the_write_lock_from_its_first_hand_off_and_commits_whole(
-    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path, on_loop: bool
 ) -> None:
-    async with write_batch(sessionmaker) as batch:
+    async with write_batch(sessionmaker, on_loop=on_loop) as batch:
         before = await batch.run(steps(ALL_NOTES(), ADD_NOTE(body="second")))
         assert before == [[("first",)], []]
         assert not lock_is_free(database)
@@ -104,14 +108,15 @@ async def test_a_script_holds_the_write_lock_from_its_first_hand_off_and_commits
         assert after == [("first",), ("second",)]
         assert lock_is_free(database)
     # A block that ends without a script's commit commits too.
-    async with write_batch(sessionmaker) as batch:
+    async with write_batch(sessionmaker, on_loop=on_loop) as batch:
         await batch.run(steps(ADD_NOTE(body="third")))
     assert await bodies(sessionmaker) == ["first", "second", "third"]
     assert lock_is_free(database)
 
 
+@ON_LOOP
 async def test_a_script_sees_the_rows_of_its_previous_step(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], on_loop: bool
 ) -> None:
     def copy_last() -> Script[str | None]:
         rows: Rows = yield ALL_NOTES()
@@ -121,7 +126,7 @@ async def test_a_script_sees_the_rows_of_its_previous_step(
         yield ADD_NOTE(body=body)
         return body
 
-    async with write_batch(sessionmaker) as batch:
+    async with write_batch(sessionmaker, on_loop=on_loop) as batch:
         assert await batch.commit(copy_last()) == "first again"
     assert await bodies(sessionmaker) == ["first", "first again"]
 
@@ -147,14 +152,15 @@ async def test_values_are_stored_and_read_back_as_sqlalchemy_stores_and_reads_th
         assert (await session.execute(select(STAMPS.c.at))).scalars().all() == [at, at]
 
 
+@ON_LOOP
 async def test_an_error_in_a_script_rolls_back_everything_before_it(
-    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path, on_loop: bool
 ) -> None:
     def failing() -> Script[None]:
         yield ADD_NOTE(body="lost")
         raise ValueError("refused")
 
-    async with write_batch(sessionmaker) as batch:
+    async with write_batch(sessionmaker, on_loop=on_loop) as batch:
         await batch.run(steps(ADD_NOTE(body="also lost")))
         with pytest.raises(ValueError, match="refused"):
             await batch.run(failing())
@@ -164,11 +170,12 @@ async def test_an_error_in_a_script_rolls_back_everything_before_it(
     assert lock_is_free(database)
 
 
+@ON_LOOP
 async def test_an_error_between_hand_offs_rolls_back(
-    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path, on_loop: bool
 ) -> None:
     with pytest.raises(ValueError, match="refused"):
-        async with write_batch(sessionmaker) as batch:
+        async with write_batch(sessionmaker, on_loop=on_loop) as batch:
             await batch.run(steps(ADD_NOTE(body="rolled back")))
             raise ValueError("refused")  # the admission said no
     assert await bodies(sessionmaker) == ["first"]
@@ -214,13 +221,14 @@ async def test_a_request_cancelled_during_a_hand_off_leaves_nothing_open(
     assert await bodies(sessionmaker) == ["first", "next"]
 
 
+@ON_LOOP
 async def test_a_request_cancelled_between_hand_offs_rolls_back(
-    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path, on_loop: bool
 ) -> None:
     holding = asyncio.Event()
 
     async def message() -> None:
-        async with write_batch(sessionmaker) as batch:
+        async with write_batch(sessionmaker, on_loop=on_loop) as batch:
             await batch.run(steps(ADD_NOTE(body="cancelled")))
             holding.set()
             await asyncio.sleep(5)  # the admission's round trip, when the client goes away
@@ -234,11 +242,12 @@ async def test_a_request_cancelled_between_hand_offs_rolls_back(
     assert await bodies(sessionmaker) == ["first"]
 
 
+@ON_LOOP
 async def test_a_lock_wait_past_the_busy_timeout_is_service_unavailable(
-    sessionmaker: async_sessionmaker[AsyncSession], other_writer: sqlite3.Connection
+    sessionmaker: async_sessionmaker[AsyncSession], other_writer: sqlite3.Connection, on_loop: bool
 ) -> None:
     with pytest.raises(ServiceUnavailable) as refused:
-        async with write_batch(sessionmaker) as batch:
+        async with write_batch(sessionmaker, on_loop=on_loop) as batch:
             await batch.commit(steps(ADD_NOTE(body="late")))
     assert refused.value.status_code == 503
     assert refused.value.headers["Retry-After"] == str(refused.value.retry_after)
@@ -246,12 +255,13 @@ async def test_a_lock_wait_past_the_busy_timeout_is_service_unavailable(
     assert isinstance(cause, OperationalError) and isinstance(cause.orig, sqlite3.OperationalError)
 
 
+@ON_LOOP
 async def test_other_sqlite_errors_stay_what_they_are(
-    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path, on_loop: bool
 ) -> None:
     missing = Statement(select(text("1")).select_from(Table("missing", MetaData(), Column("id", Integer))))
     with pytest.raises(OperationalError, match="no such table") as failed:
-        async with write_batch(sessionmaker) as batch:
+        async with write_batch(sessionmaker, on_loop=on_loop) as batch:
             await batch.run(steps(ADD_NOTE(body="rolled back"), missing()))
     assert not database_busy(failed.value) and unavailable(failed.value) is None
     assert await bodies(sessionmaker) == ["first"]
@@ -357,3 +367,100 @@ async def test_a_database_that_cannot_be_opened_for_a_read_is_an_outage(tmp_path
     finally:
         await engine.dispose()
         await join_new_threads(threads)
+
+
+# -- write batches on the event loop's thread ----------------------------------------------------
+
+
+def adding(body: str, threads: list[int]) -> Script[Rows]:
+    """Add a note and read them all, noting the thread each step ran on."""
+    threads.append(threading.get_ident())
+    yield ADD_NOTE(body=body)
+    threads.append(threading.get_ident())
+    rows: Rows = yield ALL_NOTES()
+    return rows
+
+
+def _busy_timeout(connection: sqlite3.Connection) -> Any:
+    return connection.execute("PRAGMA busy_timeout").fetchone()
+
+
+async def busy_timeouts(engine: AsyncEngine) -> set[int]:
+    """The busy timeout of every connection the pool holds now (checked out one by one)."""
+    pool = engine.sync_engine.pool
+    raws = [await engine.raw_connection() for _ in range(pool.checkedin())]
+    try:
+        return {(await on_driver_thread(raw.driver_connection, _busy_timeout))[0] for raw in raws}
+    finally:
+        for raw in raws:
+            raw.close()
+
+
+PATIENCE_MS = 600_000
+
+
+@pytest.fixture
+async def patient(database: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A second process's view of the database: its own pool and writer gate, and a busy timeout
+    longer than the suite's per-test timeout, so a wait for the lock on the loop fails the test."""
+    engine = create_engine(f"sqlite+aiosqlite:///{database}", busy_timeout_ms=PATIENCE_MS)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_short_write_batch_runs_on_the_loops_thread_and_commits_whole(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    threads: list[int] = []
+    async with write_batch(sessionmaker, on_loop=True) as batch:
+        rows = await batch.run(adding("second", threads))
+        assert rows == [("first",), ("second",)]
+        assert not lock_is_free(database)  # held from the first script to the end of the block
+        await batch.run(adding("third", threads))
+    assert set(threads) == {threading.get_ident()}
+    assert lock_is_free(database)
+    assert await bodies(sessionmaker) == ["first", "second", "third"]
+    # The busy timeout the engine set (50 ms) is back on the connection.
+    assert await busy_timeouts(sessionmaker.kw["bind"]) == {50}
+
+
+async def test_a_lock_held_elsewhere_is_waited_for_on_the_drivers_thread_while_the_loop_serves(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    patient: async_sessionmaker[AsyncSession],
+    database: Path,
+) -> None:
+    """Two writers in one loop, as two processes: the first holds the lock across an await (a
+    message's admission); the second must not wait for it on the loop, or the first could never
+    commit. It waits on its driver's thread and writes once the first is done."""
+    first_holds, let_go = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        async with write_batch(sessionmaker, on_loop=True) as batch:
+            await batch.run(steps(ADD_NOTE(body="one")))
+            first_holds.set()
+            await let_go.wait()
+
+    threads: list[int] = []
+
+    async def second() -> Rows:
+        async with write_batch(patient, on_loop=True) as batch:
+            return await batch.commit(adding("two", threads))
+
+    holder = asyncio.create_task(first())
+    await first_holds.wait()
+    waiter = asyncio.create_task(second())
+    ticks = 0
+    for _ in range(20):  # the loop goes on while the second writer waits
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert not waiter.done()
+    let_go.set()
+    await holder
+    assert await asyncio.wait_for(waiter, 5) == [("first",), ("one",), ("two",)]
+    assert ticks == 20
+    assert threads and threading.get_ident() not in threads  # it ran on the driver's thread
+    assert lock_is_free(database)
+    # The lock was not taken at once, so the busy timeout was put back before the wait.
+    assert await busy_timeouts(patient.kw["bind"]) == {PATIENCE_MS}
