@@ -143,6 +143,10 @@ def build(route_class: type[APIRoute], calls: Calls, *, flat: bool = False) -> F
     async def embedded(number: int, order: Annotated[Order, Body(embed=True)]) -> dict[str, Any]:
         return {"number": number, "count": order.count}
 
+    @router.post("/small/{number}", max_body_size=64)
+    async def small(number: int, body: Order) -> int:
+        return body.count
+
     @router.get("/bad/{number}", response_model=Item)
     async def bad(number: int) -> Any:
         return {"name": "bad", "size": "large" if number else 0}
@@ -233,6 +237,8 @@ BODY_REQUESTS: list[tuple[str, str, dict[str, str], bytes | None]] = [
     ("POST", "/api/embedded/3", JSON, ORDER),
     ("POST", "/api/embedded/3", JSON, b"[]"),
     ("POST", "/api/embedded/x", JSON, None),
+    ("POST", "/api/small/1", JSON, ORDER),
+    ("POST", "/api/small/1", JSON, b'{"item": {"name": "%s", "size": 1}, "count": 2}' % (b"p" * 64)),
     ("GET", "/api/bad/1", {}, None),
     ("GET", "/api/bad/0", {}, None),
     ("POST", "/api/lax/orders/1", {}, ORDER),
@@ -306,6 +312,7 @@ def test_only_routes_that_take_nothing_but_the_request_are_answered_directly() -
         "/api/orders/{code}/{number}",
         "/api/orders/{code}",
         "/api/embedded/{number}",
+        "/api/small/{number}",
         "/api/bad/{number}",
     }
     assert not routes_of(app)["/api/item"].dependant.query_params  # the dependencies were resolved
