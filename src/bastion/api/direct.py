@@ -1,19 +1,27 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Routes whose only input is the request, answered without FastAPI's per-request machinery.
+"""Routes with simple inputs, answered without FastAPI's per-request machinery.
 
 FastAPI answers every route the same way: it reads the body, solves the dependency tree
 (building a cache, an error list and a result object on each request), runs the endpoint, then
-validates and serializes what it returned. For a route whose endpoint and dependencies take
-nothing but the ``Request`` (``GET /api/auth/me``, whose principal comes from a
-``Require`` dependency), nearly all of that is bookkeeping with nothing to decide: about 55 µs
-of an authenticated read that costs 140 µs in all.
+validates and serializes what it returned. For a route whose dependencies take nothing but the
+``Request`` (``GET /api/auth/me``, whose principal comes from a ``Require`` dependency), and
+whose endpoint takes at most path parameters, one JSON model body and the ``Response`` besides
+(``POST /api/sessions/{session_id}/messages``), nearly all of that is bookkeeping with nothing to
+decide: about 55 µs of an authenticated read that costs 140 µs in all.
 
-``DirectRoute`` hands such a route a handler that calls its dependencies in order, then the
-endpoint, then serializes the answer with FastAPI's own ``serialize_response`` (the same
-validation against the response model, the same bytes). Exceptions travel as from FastAPI's
-handler, to the same exception handlers. Every other route, and every route while the app has
-dependency overrides set, is answered by FastAPI's own handler: a route qualifies only when
-FastAPI would have nothing else to do.
+``DirectRoute`` hands such a route a handler that does what FastAPI's does, in its order, with
+its own helpers: it reads and parses the body (a malformed JSON body fails before any
+dependency runs), calls the dependencies once each (one refusing the caller wins over a body
+that fails validation), validates the path parameters then the body with
+``request_params_to_args`` and ``request_body_to_args`` (their errors raised together, as
+FastAPI raises them), calls the endpoint, then serializes the answer with ``serialize_response``
+(the same validation against the response model, the same bytes) and merges what the endpoint
+set on its ``Response`` parameter. Exceptions travel as from FastAPI's handler, to the same
+exception handlers. Every other route (query, header and cookie parameters, forms and files,
+background tasks, security scopes, sync or ``yield`` functions, streams), and every route while
+the app has dependency overrides set, is answered by FastAPI's own handler: a route qualifies
+only when FastAPI would have nothing else to do. FastAPI's OpenTelemetry hooks are not called
+(Bastion turns FastAPI's telemetry off).
 """
 
 from __future__ import annotations
@@ -22,14 +30,21 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from fastapi import params
+from fastapi._compat import ModelField, Undefined
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, serialize_response
 from fastapi.sse import EventSourceResponse
 from fastapi.utils import is_body_allowed_for_status_code
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+from bastion.api.request_body import endpoint_context, read_json_body
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 Call = Callable[[Request], Awaitable[Any]]
@@ -48,6 +63,9 @@ _SPECIAL_PARAMETERS = (
     "background_tasks_param_name",
     "security_scopes_param_name",
 )
+#: What an endpoint may take besides the request and still be answered directly.
+_ENDPOINT_INPUTS = ("path_params", "body_params")
+_ENDPOINT_SPECIAL_PARAMETERS = ("response_param_name",)
 
 
 def _coroutine_function(call: Any) -> bool:
@@ -55,14 +73,34 @@ def _coroutine_function(call: Any) -> bool:
     return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(type(call).__call__)
 
 
-def _request_only(dependant: Dependant) -> bool:
-    """True when ``dependant`` takes nothing but (optionally) the request, and is a coroutine."""
+def _takes_only(dependant: Dependant, inputs: tuple[str, ...], special: tuple[str, ...]) -> bool:
+    """True when ``dependant`` is a coroutine that takes no input but the request and those named."""
     return (
         dependant.call is not None
         and _coroutine_function(dependant.call)
-        and not any(getattr(dependant, name) for name in _INPUTS)
-        and not any(getattr(dependant, name) for name in _SPECIAL_PARAMETERS)
+        and not any(getattr(dependant, name) for name in _INPUTS if name not in inputs)
+        and not any(getattr(dependant, name) for name in _SPECIAL_PARAMETERS if name not in special)
         and not dependant.own_oauth_scopes
+    )
+
+
+def _request_only(dependant: Dependant) -> bool:
+    """True when ``dependant`` takes nothing but (optionally) the request, and is a coroutine."""
+    return _takes_only(dependant, (), ())
+
+
+def _json_model_body(route: Any, body_params: list[ModelField]) -> bool:
+    """True when the route has no body, or one JSON body parameter that is a pydantic model."""
+    if route.body_field is None:
+        return not body_params
+    if len(body_params) != 1 or isinstance(route.body_field.field_info, params.Form):
+        return False
+    info = body_params[0].field_info
+    annotation = info.annotation
+    return (
+        not isinstance(info, params.Form)
+        and isinstance(annotation, type)
+        and issubclass(annotation, BaseModel)
     )
 
 
@@ -86,6 +124,14 @@ def _caller(call: Callable[..., Awaitable[Any]], request_parameter: str | None) 
     return lambda request: call(**{request_parameter: request})
 
 
+def _temporary_response() -> Response:
+    """The ``Response`` FastAPI lends an endpoint to set headers, cookies and a status code on."""
+    response = Response()
+    del response.headers["content-length"]
+    response.status_code = None  # type: ignore[assignment]
+    return response
+
+
 def direct_handler(route: Any) -> Handler | None:
     """A handler for ``route`` (an ``APIRoute`` or FastAPI's view of an included one) that skips
     FastAPI's machinery; None when the route does not qualify."""
@@ -94,11 +140,12 @@ def direct_handler(route: Any) -> Handler | None:
     response_class = route.response_class
     actual_class = response_class.value if isinstance(response_class, DefaultPlaceholder) else response_class
     calls = _calls(dependant)
+    body_params = list(dependant.body_params)
     if (
         calls is None
         or endpoint is None
-        or route.body_field is not None
-        or not _request_only(dependant)
+        or not _takes_only(dependant, _ENDPOINT_INPUTS, _ENDPOINT_SPECIAL_PARAMETERS)
+        or not _json_model_body(route, body_params)
         or inspect.isasyncgenfunction(endpoint)
         or getattr(route, "stream_item_field", None) is not None
         or getattr(route, "is_json_stream", False)
@@ -106,9 +153,15 @@ def direct_handler(route: Any) -> Handler | None:
     ):
         return None
     request_parameter = dependant.request_param_name
+    response_parameter = dependant.response_param_name
+    path_params = list(dependant.path_params)
+    path = dependant.path or ""
+    embed_body_fields: bool = getattr(route, "_embed_body_fields", False)
+    strict = route.strict_content_type
+    strict_content_type: bool = strict.value if isinstance(strict, DefaultPlaceholder) else strict
+    status_code: int | None = route.status_code
     response_field = route.response_field
     dump_json = response_field is not None and isinstance(response_class, DefaultPlaceholder)
-    response_args: dict[str, Any] = {} if route.status_code is None else {"status_code": route.status_code}
     serialization = {
         "field": response_field,
         "include": route.response_model_include,
@@ -121,23 +174,52 @@ def direct_handler(route: Any) -> Handler | None:
     }
 
     async def handler(request: Request) -> Response:
+        # FastAPI's order: the body is read first, then the dependencies run, then the
+        # parameters and the body are validated, their errors raised together.
+        body = (
+            await read_json_body(request, strict_content_type, endpoint, path) if body_params else Undefined
+        )
         values: dict[str, Any] = {}
         for names, call in calls:
             value = await call(request)
             for name in names:
                 values[name] = value
+        if path_params or body_params:
+            values_, errors = request_params_to_args(path_params, request.path_params)
+            values.update(values_)
+            if body_params:
+                values_, body_errors = await request_body_to_args(body_params, body, embed_body_fields)
+                values.update(values_)
+                errors.extend(body_errors)
+            if errors:
+                raise RequestValidationError(
+                    errors,
+                    body=None if body is Undefined else body,
+                    endpoint_ctx=endpoint_context(endpoint, path, request),
+                )
         if request_parameter is not None:
             values[request_parameter] = request
+        lent = None
+        if response_parameter is not None:
+            lent = values[response_parameter] = _temporary_response()
         raw = await endpoint(**values)
         if isinstance(raw, Response):
-            return raw
-        content = await serialize_response(response_content=raw, **serialization)
+            return raw  # FastAPI merges nothing into a response the endpoint built
+        # The context names the endpoint in a response that fails its model (only then used).
+        context = None if response_field is None else endpoint_context(endpoint, path, request)
+        content = await serialize_response(response_content=raw, endpoint_ctx=context, **serialization)
+        # FastAPI's ``_build_response_args``: a status code set on the lent response wins.
+        response_args: dict[str, Any] = {} if status_code is None else {"status_code": status_code}
+        if lent is not None and lent.status_code:
+            response_args["status_code"] = lent.status_code
         if dump_json:
             response = Response(content=content, media_type="application/json", **response_args)
         else:
             response = actual_class(content, **response_args)
         if not is_body_allowed_for_status_code(response.status_code):
             response.body = b""
+        if lent is not None:
+            response.headers.raw.extend(lent.headers.raw)
         return response
 
     return handler

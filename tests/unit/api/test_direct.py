@@ -6,10 +6,23 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Body,
+    Depends,
+    FastAPI,
+    Form,
+    HTTPException,
+    Path,
+    Request,
+    Response,
+)
+from fastapi.exceptions import RequestValidationError, ResponseValidationError
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from bastion.api.direct import DirectRoute, direct_handler
 from bastion.api.flat import flatten_included
@@ -19,6 +32,17 @@ from bastion.api.responses import UTF8JSONResponse
 class Item(BaseModel):
     name: str
     size: int
+
+
+class Order(BaseModel):
+    """A body with nesting and constraints, as Bastion's request models have."""
+
+    item: Item
+    count: int = Field(ge=1, le=9)
+    note: str | None = None
+
+
+Code = Annotated[str, Path(min_length=1, max_length=8, pattern=r"^[a-z]+$")]
 
 
 class Calls:
@@ -90,12 +114,73 @@ def build(route_class: type[APIRoute], calls: Calls, *, flat: bool = False) -> F
     async def query(size: int) -> Item:
         return Item(name="q", size=size)
 
+    @router.post("/orders/{code}/{number}", response_model=Item)
+    async def order(
+        code: Code,
+        number: int,
+        body: Order,
+        a: Annotated[str, Depends(first)],
+        request: Request,
+        response: Response,
+    ) -> Any:
+        Calls.note("endpoint")
+        response.headers["X-Order"] = f"{code}{number}"
+        response.set_cookie("seen", "1")
+        response.set_cookie("code", code, httponly=True)
+        if status := request.headers.get("x-status"):
+            response.status_code = int(status)
+        if request.headers.get("x-own"):
+            return JSONResponse({"own": code}, headers={"X-Own": "1"})
+        # Validated (and coerced: the count becomes the size) by the response model.
+        return {"name": f"{a}{body.item.name}", "size": str(body.count + number)}
+
+    @router.put("/orders/{code}", status_code=201, response_model=Order, response_model_exclude_none=True)
+    async def replace(code: Code, body: Order, response: Response) -> Order:
+        response.headers["X-Code"] = code
+        return body
+
+    @router.post("/embedded/{number}")
+    async def embedded(number: int, order: Annotated[Order, Body(embed=True)]) -> dict[str, Any]:
+        return {"number": number, "count": order.count}
+
+    @router.post("/small/{number}", max_body_size=64)
+    async def small(number: int, body: Order) -> int:
+        return body.count
+
+    @router.get("/bad/{number}", response_model=Item)
+    async def bad(number: int) -> Any:
+        return {"name": "bad", "size": "large" if number else 0}
+
+    lax = APIRouter(prefix="/api/lax", route_class=route_class, strict_content_type=False)
+
+    @lax.post("/orders/{number}", response_model=Order)
+    async def lax_order(number: int, body: Order) -> Order:
+        return body
+
     app = FastAPI(default_response_class=UTF8JSONResponse)
+    # Every detail of a validation error, its body and the endpoint it names, in the answer.
+    app.add_exception_handler(RequestValidationError, request_error)
+    app.add_exception_handler(ResponseValidationError, response_error)
     app.include_router(router)
+    app.include_router(lax)
     if flat:
         flatten_included(app)
     app.state.router, app.state.calls = router, calls
     return app
+
+
+async def request_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{**error, "ctx": repr(error.get("ctx"))} for error in exc.errors()]
+    return JSONResponse(
+        {"errors": repr(errors), "body": repr(exc.body), "text": str(exc), "cause": repr(exc.__cause__)},
+        status_code=422,
+    )
+
+
+async def response_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ResponseValidationError)
+    return JSONResponse({"text": str(exc), "body": repr(exc.body)}, status_code=500)
 
 
 REQUESTS: list[tuple[str, str, dict[str, str]]] = [
@@ -114,14 +199,66 @@ REQUESTS: list[tuple[str, str, dict[str, str]]] = [
 ]
 
 
+JSON = {"content-type": "application/json"}
+ORDER = b'{"item": {"name": "pen", "size": 1}, "count": 2}'
+
+#: Requests with a body: valid, missing, empty, malformed, of other or no types, failing fields,
+#: nested deeper than the model, with failing path parameters too, refused by a dependency.
+BODY_REQUESTS: list[tuple[str, str, dict[str, str], bytes | None]] = [
+    ("POST", "/api/orders/abc/7", JSON, ORDER),
+    ("POST", "/api/orders/abc/7", {**JSON, "x-status": "202"}, ORDER),
+    ("POST", "/api/orders/abc/7", {**JSON, "x-status": "204"}, ORDER),
+    ("POST", "/api/orders/abc/7", {**JSON, "x-own": "1"}, ORDER),
+    ("POST", "/api/orders/abc/7", {**JSON, "x-own": "1", "x-status": "202"}, ORDER),
+    ("POST", "/api/orders/abc/7", JSON, None),
+    ("POST", "/api/orders/abc/7", JSON, b""),
+    ("POST", "/api/orders/abc/7", JSON, b'{"item": {"name": "pen", "size": 1}, "count": '),
+    ("POST", "/api/orders/abc/7", JSON, b"\xff\xfe{}"),
+    ("POST", "/api/orders/abc/7", {"content-type": "text/plain"}, ORDER),
+    ("POST", "/api/orders/abc/7", {}, ORDER),
+    ("POST", "/api/orders/abc/7", {"content-type": "application/merge-patch+json"}, ORDER),
+    ("POST", "/api/orders/abc/7", {"content-type": "application/json; charset=utf-8"}, ORDER),
+    ("POST", "/api/orders/abc/7", {"content-type": "Application/JSON"}, ORDER),
+    ("POST", "/api/orders/abc/7", JSON, b'{"item": {"name": 5}, "count": 0}'),
+    ("POST", "/api/orders/abc/7", JSON, b'{"order": {"item": {"name": "pen", "size": 1}, "count": 2}}'),
+    ("POST", "/api/orders/abc/7", JSON, b"[1, 2]"),
+    ("POST", "/api/orders/abc/7", JSON, b"null"),
+    ("POST", "/api/orders/abc/7", JSON, b'{"item": {"name": "pen", "size": 1}, "count": 2, "note": 3}'),
+    ("POST", "/api/orders/ABC/seven", JSON, ORDER),
+    ("POST", "/api/orders/abcdefghij/7", JSON, b'{"count": 12}'),
+    ("POST", "/api/orders/abc/7", {**JSON, "x-refuse": "1"}, ORDER),
+    ("POST", "/api/orders/abc/7", {**JSON, "x-refuse": "1"}, b'{"count": 12}'),
+    ("POST", "/api/orders/abc/seven", {**JSON, "x-refuse": "1"}, ORDER),
+    ("POST", "/api/orders/abc/7", {**JSON, "x-refuse": "1"}, b"{"),
+    ("PUT", "/api/orders/abc", JSON, ORDER),
+    ("PUT", "/api/orders/abc", JSON, b'{"item": {"name": "pen", "size": "3"}, "count": "4", "note": "n"}'),
+    ("PUT", "/api/orders/abc", JSON, b"{}"),
+    ("POST", "/api/embedded/3", JSON, b'{"order": {"item": {"name": "pen", "size": 1}, "count": 2}}'),
+    ("POST", "/api/embedded/3", JSON, ORDER),
+    ("POST", "/api/embedded/3", JSON, b"[]"),
+    ("POST", "/api/embedded/x", JSON, None),
+    ("POST", "/api/small/1", JSON, ORDER),
+    ("POST", "/api/small/1", JSON, b'{"item": {"name": "%s", "size": 1}, "count": 2}' % (b"p" * 64)),
+    ("GET", "/api/bad/1", {}, None),
+    ("GET", "/api/bad/0", {}, None),
+    ("POST", "/api/lax/orders/1", {}, ORDER),
+    ("POST", "/api/lax/orders/1", {}, b"{"),
+    ("POST", "/api/lax/orders/1", {"content-type": "text/plain"}, ORDER),
+    ("POST", "/api/lax/orders/1", {}, None),
+]
+
+
 Answer = tuple[int, list[tuple[str, str]], bytes]
 
 
-def answer(app: FastAPI, method: str, path: str, headers: dict[str, str]) -> Answer:
+def answer(
+    app: FastAPI, method: str, path: str, headers: dict[str, str], content: bytes | None = None
+) -> Answer:
+    """Status, headers in the order sent (repeated ones kept), body."""
     Calls.current = app.state.calls
     with TestClient(app, raise_server_exceptions=False) as client:
-        response = client.request(method, path, headers=headers)
-    return response.status_code, sorted(response.headers.items()), response.content
+        response = client.request(method, path, headers=headers, content=content)
+    return response.status_code, response.headers.multi_items(), response.content
 
 
 @pytest.mark.parametrize("flat", [False, True], ids=["included", "flat"])
@@ -133,6 +270,19 @@ def test_every_answer_is_the_one_fastapi_gives(
     expected = answer(build(APIRoute, fastapi_calls), method, path, headers)
     assert answer(build(DirectRoute, direct_calls, flat=flat), method, path, headers) == expected
     # The same dependencies ran, in the same order, each once per request.
+    assert direct_calls.order == fastapi_calls.order
+
+
+@pytest.mark.parametrize("flat", [False, True], ids=["included", "flat"])
+@pytest.mark.parametrize(("method", "path", "headers", "content"), BODY_REQUESTS)
+def test_every_answer_with_path_parameters_and_a_body_is_the_one_fastapi_gives(
+    method: str, path: str, headers: dict[str, str], content: bytes | None, flat: bool
+) -> None:
+    fastapi_calls, direct_calls = Calls(), Calls()
+    expected = answer(build(APIRoute, fastapi_calls), method, path, headers, content)
+    got = answer(build(DirectRoute, direct_calls, flat=flat), method, path, headers, content)
+    assert got == expected
+    # A malformed body fails before any dependency runs; a refusing dependency before validation.
     assert direct_calls.order == fastapi_calls.order
 
 
@@ -150,8 +300,21 @@ def routes_of(app: FastAPI) -> dict[str, Any]:
 def test_only_routes_that_take_nothing_but_the_request_are_answered_directly() -> None:
     app = build(DirectRoute, Calls())
     direct = {path for path, route in routes_of(app).items() if direct_handler(route) is not None}
-    # A query parameter needs FastAPI's validation; the rest take only the request (or nothing).
-    assert direct == {"/api/item", "/api/twice", "/api/plain", "/api/created", "/api/gone", "/api/response"}
+    # A query parameter needs FastAPI's validation; the rest take only the request (or nothing),
+    # path parameters, a JSON model body and the response.
+    assert direct == {
+        "/api/item",
+        "/api/twice",
+        "/api/plain",
+        "/api/created",
+        "/api/gone",
+        "/api/response",
+        "/api/orders/{code}/{number}",
+        "/api/orders/{code}",
+        "/api/embedded/{number}",
+        "/api/small/{number}",
+        "/api/bad/{number}",
+    }
     assert not routes_of(app)["/api/item"].dependant.query_params  # the dependencies were resolved
 
 
@@ -159,24 +322,52 @@ def sync_dependency(request: Request) -> str:
     return "sync"
 
 
-class Body(BaseModel):
+class Text(BaseModel):
     text: str
 
 
-def test_sync_dependencies_and_bodies_are_left_to_fastapi() -> None:
+async def path_dependency(number: int) -> int:
+    return number
+
+
+def test_other_inputs_and_sync_functions_are_left_to_fastapi() -> None:
     router = APIRouter(route_class=DirectRoute)
 
     @router.get("/sync")
     async def uses_sync(value: Annotated[str, Depends(sync_dependency)]) -> str:
         return value
 
-    @router.post("/body")
-    async def uses_body(body: Body) -> str:
-        return body.text
-
     @router.get("/sync-endpoint")
     def sync_endpoint() -> str:
         return "thread"
+
+    @router.post("/sync-body/{number}")
+    def sync_body(number: int, body: Text) -> str:
+        return body.text
+
+    @router.post("/query/{number}")
+    async def query(number: int, body: Text, q: str) -> str:
+        return q
+
+    @router.post("/form")
+    async def form(text: Annotated[str, Form()]) -> str:
+        return text
+
+    @router.post("/two-bodies")
+    async def two_bodies(first: Text, second: Text) -> str:
+        return first.text + second.text
+
+    @router.post("/scalar-body")
+    async def scalar_body(text: Annotated[str, Body()]) -> str:
+        return text
+
+    @router.post("/background/{number}")
+    async def background(number: int, body: Text, tasks: BackgroundTasks) -> str:
+        return body.text
+
+    @router.get("/dependency-path/{number}")
+    async def dependency_path(number: Annotated[int, Depends(path_dependency)]) -> int:
+        return number
 
     for route in router.routes:
         assert isinstance(route, APIRoute)
@@ -185,8 +376,26 @@ def test_sync_dependencies_and_bodies_are_left_to_fastapi() -> None:
     app.include_router(router)
     with TestClient(app) as client:
         assert client.get("/sync").json() == "sync"
-        assert client.post("/body", json={"text": "t"}).json() == "t"
         assert client.get("/sync-endpoint").json() == "thread"
+        assert client.post("/sync-body/1", json={"text": "t"}).json() == "t"
+        assert client.post("/query/1?q=x", json={"text": "t"}).json() == "x"
+        assert client.post("/form", data={"text": "f"}).json() == "f"
+        assert client.post("/background/1", json={"text": "b"}).json() == "b"
+        assert client.get("/dependency-path/4").json() == 4
+
+
+def test_path_parameters_a_model_body_and_the_response_are_answered_directly() -> None:
+    router = APIRouter(route_class=DirectRoute)
+
+    @router.post("/{number}")
+    async def with_body(number: int, body: Text, request: Request, response: Response) -> str:
+        return body.text
+
+    @router.patch("/{code}/{number}")
+    async def path_only(code: Code, number: int) -> int:
+        return number
+
+    assert all(isinstance(route, APIRoute) and direct_handler(route) is not None for route in router.routes)
 
 
 @pytest.mark.parametrize("flat", [False, True], ids=["included", "flat"])
