@@ -288,7 +288,7 @@ def cpu_seconds(pid: int) -> float | None:
 def alone(pids: dict[str, int], serving: str) -> Iterator[None]:
     """Every other server of the run stopped (SIGSTOP) while ``serving`` is measured alone.
 
-    A chat row's p99 is its 6th-slowest message of 600: on two cores, the periodic work of the
+    A chat row's p99 is its 10th-slowest message of 1,000: on two cores, the periodic work of the
     eight idle servers the run also started (their checkpoints, flushes and timers) lands on some
     of those messages, and the row would measure the neighbours. PostgreSQL and Redis go on.
     """
