@@ -275,18 +275,20 @@ def _wrapped(sql: str, error: sqlite3.Error, dialect: Dialect) -> sa.StatementEr
 def _write_lock_at_once(connection: sqlite3.Connection, dialect: Dialect) -> bool:
     """``BEGIN IMMEDIATE`` without waiting: False (nothing begun) when another connection holds
     SQLite's write lock. The connection's busy timeout is put back whatever happens."""
-    (timeout,) = connection.execute("PRAGMA busy_timeout").fetchone()
-    connection.execute("PRAGMA busy_timeout=0")
     try:
-        connection.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as error:
-        if error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # extended codes included
-            return False
-        raise _wrapped("BEGIN IMMEDIATE", error, dialect) from error
+        (timeout,) = connection.execute("PRAGMA busy_timeout").fetchone()
+        connection.execute("PRAGMA busy_timeout=0")
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        finally:
+            connection.execute(f"PRAGMA busy_timeout={int(timeout)}")
     except sqlite3.Error as error:
+        if (
+            isinstance(error, sqlite3.OperationalError)
+            and error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+        ):
+            return False  # extended busy codes included
         raise _wrapped("BEGIN IMMEDIATE", error, dialect) from error
-    finally:
-        connection.execute(f"PRAGMA busy_timeout={int(timeout)}")
     return True
 
 

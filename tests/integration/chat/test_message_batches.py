@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 import sqlite3
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bastion.chat.models import NewMessage
 from bastion.chat.repository import MessageLog, Owner, Turn
 from bastion.crypto.randomness import new_id
+from bastion.db import batch as batches
 from bastion.db.session import write_batch
 from bastion.db.types import utcnow
 from tests.conftest import SettingsFactory
@@ -112,6 +114,31 @@ async def test_a_message_meeting_a_locked_database_is_a_503_and_stores_nothing(
         history = (await http.get(url, headers=auth)).json()["items"]
     assert [(item["seq"], item["content"]) for item in history[::2]] == [(1, "before"), (3, "after")]
     assert [item["seq"] for item in history] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_on_sqlite_a_messages_two_transactions_take_the_lock_on_the_event_loops_thread(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    """Both of a message's write batches run on the loop (``on_loop``): each tries SQLite's lock
+    there at once, and gets it when no other process holds it."""
+    taken: list[tuple[int, bool]] = []
+    try_lock = batches._write_lock_at_once
+
+    def noting(connection: sqlite3.Connection, dialect: Any) -> bool:
+        locked = try_lock(connection, dialect)
+        taken.append((threading.get_ident(), locked))
+        return locked
+
+    monkeypatch.setattr(batches, "_write_lock_at_once", noting)
+    async with chat_app(make_settings, **MANY) as (_app, http, auth):
+        sid = (await new_session(http, auth))["id"]
+        taken.clear()
+        response = await http.post(
+            f"/api/sessions/{sid}/messages", json={"content": "hello", "stream": stream}, headers=auth
+        )
+        assert response.status_code == 200, response.text
+    assert taken == [(threading.get_ident(), True)] * 2
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
