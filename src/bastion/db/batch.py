@@ -31,12 +31,15 @@ A write batch of a few statements on a few rows (a chat message's two transactio
 event loop's own thread instead (``on_loop``): a hand-off wakes the driver's thread and then the
 loop, about 60 µs of latency each way here, and the statements run on the other core, where the
 objects they touch are not in its caches (a chat message's three hand-offs cost 0.2 ms more than
-the same statements on the loop). That is safe only while nothing can make SQLite wait: the write
-lock is tried without waiting (``BEGIN IMMEDIATE`` with the busy timeout at 0) and, once it is
-held, nothing in WAL mode waits for another connection (readers never block a writer, and
-``COMMIT`` takes no other lock). When another process holds the lock, the batch goes to the
-driver's thread and waits there as any other, so the loop never sleeps on a lock. Long batches
-(the access records' hundred rows) stay on the driver's thread.
+the same statements on the loop). It runs on the loop's own connection (``LoopConnection``, held
+by the writer gate's holder): a plain ``sqlite3`` connection, so no pool checkout or return
+either (with them a batch cost about 60 µs more than its statements; without, under 10 µs).
+That is safe only while nothing can make SQLite wait: that connection's busy timeout is 0, so
+``BEGIN IMMEDIATE`` takes the write lock or fails at once, and once the lock is held nothing in WAL
+mode waits for another connection (readers never block a writer, and ``COMMIT`` takes no other
+lock). When another process holds the lock, the batch goes to a pooled connection on the driver's
+thread and waits there as any other, so the loop never sleeps on a lock. Long batches (the access
+records' hundred rows) stay on the driver's thread.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from sqlalchemy.sql import ClauseElement, CompoundSelect, Executable, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
-from bastion.db.engine import WRITE_INTENT
+from bastion.db.engine import WRITE_INTENT, LoopConnection
 
 T = TypeVar("T")
 Rows = Sequence[Sequence[Any]]
@@ -272,24 +275,23 @@ def _wrapped(sql: str, error: sqlite3.Error, dialect: Dialect) -> sa.StatementEr
     return sa.DBAPIError.instance(sql, None, error, sqlite3.Error, hide_parameters=True, dialect=dialect)
 
 
-def _write_lock_at_once(connection: sqlite3.Connection, dialect: Dialect) -> bool:
-    """``BEGIN IMMEDIATE`` without waiting: False (nothing begun) when another connection holds
-    SQLite's write lock. The connection's busy timeout is put back whatever happens."""
+def _loop_lock(loop: LoopConnection, dialect: Dialect) -> sqlite3.Connection | None:
+    """``BEGIN IMMEDIATE`` on the loop's own connection, whose busy timeout is 0: that connection
+    with its transaction begun, or None (nothing begun) when another connection holds SQLite's
+    write lock. A connection that fails otherwise is closed, to be opened afresh next time."""
     try:
-        (timeout,) = connection.execute("PRAGMA busy_timeout").fetchone()
-        connection.execute("PRAGMA busy_timeout=0")
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-        finally:
-            connection.execute(f"PRAGMA busy_timeout={int(timeout)}")
+        connection = loop.open()
+        _rollback_if_open(connection)  # nothing should leave one open; if anything did, undone first
+        connection.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as error:
         if (
             isinstance(error, sqlite3.OperationalError)
             and error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
         ):
-            return False  # extended busy codes included
+            return None  # extended busy codes included
+        loop.close()
         raise _wrapped("BEGIN IMMEDIATE", error, dialect) from error
-    return True
+    return connection
 
 
 def _hand_off(
@@ -346,14 +348,18 @@ def _hand_off(
 class _SQLiteBatch:
     remote = False
 
-    def __init__(self, driver: Any, dialect: Dialect, *, write: bool, on_loop: bool = False) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, dialect: Dialect, *, write: bool, driver: Any = None
+    ) -> None:
+        """``driver``: aiosqlite's connection, whose thread runs each script on ``connection``
+        (its ``sqlite3`` connection). None: the loop's own connection, its transaction begun
+        (``_loop_lock``), whose scripts run here on the event loop's thread."""
+        self._connection = connection
         self._driver = driver
         self._dialect = dialect
         self._begin = "BEGIN IMMEDIATE" if write else "BEGIN"
         self._reads_only = not write
-        # Only a write batch: its lock is tried at once, where a read could wait in SQLite itself.
-        self._on_loop = on_loop and write
-        self.begun = False
+        self.begun = driver is None
         self.over = False  # committed or rolled back
         self.disconnected = False
 
@@ -375,14 +381,13 @@ class _SQLiteBatch:
         begin, self.begun = (None if self.begun else self._begin), True
         caller = _Caller()
         try:
-            if self._on_loop and begin is not None:
-                # When another process holds the lock, the batch waits for it on the driver's thread.
-                locked = _write_lock_at_once(self._driver._conn, self._dialect)
-                self._on_loop, begin = locked, (None if locked else begin)
             run = _hand_off(
                 script, self._dialect, caller, begin=begin, commit=commit, reads_only=self._reads_only
             )
-            result = run(self._driver._conn) if self._on_loop else await on_driver_thread(self._driver, run)
+            if self._driver is None:
+                result = run(self._connection)
+            else:
+                result = await on_driver_thread(self._driver, run)
         except Exception as error:
             self.over = True  # the hand-off rolled back
             if isinstance(error, sa.DBAPIError):
@@ -402,9 +407,9 @@ class _SQLiteBatch:
         if error is None:
             await self._run(None, commit=True)
             return
-        if self._on_loop:  # nothing of it can still be running on the driver's thread
+        if self._driver is None:  # on the loop: nothing of it can still be running elsewhere
             self.over = True
-            _rollback_if_open(self._driver._conn)
+            _rollback_if_open(self._connection)
             return
         # Queued behind the hand-off that may still be running: shielded, so a cancelled request
         # never returns its connection to the pool mid-transaction.
@@ -503,13 +508,14 @@ async def _statements(connection: AsyncConnection, script: Script[T], *, reads_o
 
 @asynccontextmanager
 async def begin_batch(
-    engine: AsyncEngine, *, write: bool = True, on_loop: bool = False
+    engine: AsyncEngine, *, write: bool = True, loop: LoopConnection | None = None
 ) -> AsyncIterator[WriteBatch]:
     """A transaction on a connection of ``engine``: committed when the block ends (unless a script
     committed it), rolled back on any error or cancellation. ``write=False``: a batch that only
     reads (SELECTs only; SQLite's deferred ``BEGIN``; autocommit statements on PostgreSQL).
-    ``on_loop``: a short write batch runs on the event loop's thread while SQLite's write lock
-    is free at once (see the module); elsewhere it changes nothing."""
+    ``loop``: the event loop's own connection to a SQLite file (``WriterGate.loop``, the caller
+    holding the gate): a short write batch runs on it, on the loop's thread, while SQLite's write
+    lock is free at once (see the module), else on a pooled connection's thread."""
     dialect = engine.dialect
     if dialect.name != "sqlite" or dialect.driver != "aiosqlite":
         async with engine.connect() as connection, AsyncExitStack() as stack:
@@ -525,23 +531,40 @@ async def begin_batch(
                 await connection.execution_options(**{WRITE_INTENT: True})
             yield _ConnectionBatch(connection, stack, reads_only=not write)
         return
+    own = _loop_lock(loop, dialect) if loop is not None and write else None
+    if loop is not None and own is not None:
+        batch = _SQLiteBatch(own, dialect, write=True)
+        try:
+            async with _finished(batch):
+                yield batch
+        finally:
+            loop.done(own, broken=batch.disconnected)
+        return
     # The pool's connection itself: a SQLAlchemy Connection around it would only add bookkeeping
     # (half the cost of a transaction's checkout) to statements it never sees.
     try:
         raw = await engine.raw_connection()
     except sqlite3.Error as error:  # wrapped as SQLAlchemy's Connection would (an outage is a 503)
         raise sa.DBAPIError.instance(None, None, error, sqlite3.Error, dialect=dialect) from error
-    batch = _SQLiteBatch(raw.driver_connection, dialect, write=write, on_loop=on_loop)
+    driver: Any = raw.driver_connection
+    batch = _SQLiteBatch(driver._conn, dialect, write=write, driver=driver)
     try:
-        try:
+        async with _finished(batch):
             yield batch
-            await batch.finish(None)
-        except BaseException as error:
-            await batch.finish(error)
-            raise
     finally:
         with anyio.CancelScope(shield=True):
             if batch.disconnected:
                 raw.invalidate()
             # Back to the pool; its reset (``_sqlite_reset``) runs in SQLAlchemy's greenlet.
             await greenlet_spawn(raw.close)
+
+
+@asynccontextmanager
+async def _finished(batch: _SQLiteBatch) -> AsyncIterator[None]:
+    """Commit ``batch`` when the block ends well, roll it back when it raises."""
+    try:
+        yield
+        await batch.finish(None)
+    except BaseException as error:
+        await batch.finish(error)
+        raise

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,12 +48,66 @@ IDLE_PING_SECONDS = 10.0
 _RETURNED_AT = "bastion_returned_at"
 
 
+class LoopConnection:
+    """The event loop's own connection to a SQLite database file, for short write batches
+    (``bastion.db.batch``, ``on_loop``): a plain ``sqlite3`` connection, no pool checkout and no
+    driver thread. Only the writer holding the gate uses it, so one serves the process. Its busy
+    timeout is 0: a write lock held by another process is never waited for on the loop (the batch
+    goes to a pooled connection's thread instead). Opened on first use with the engine's pragmas,
+    closed when the engine is disposed (or once its batch ends, if one is running then)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._connection: sqlite3.Connection | None = None
+        self._retired: sqlite3.Connection | None = None
+
+    def open(self) -> sqlite3.Connection:
+        if self._connection is None:
+            # Not bound to one thread: the app may be run from another (a test client's portal);
+            # the writer gate is what keeps its users one at a time.
+            connection = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
+            try:
+                _sqlite_connect(connection, busy_timeout_ms=0)
+            except BaseException:
+                connection.close()
+                raise
+            self._connection = connection
+        return self._connection
+
+    def close(self) -> None:
+        """Close the connection; one in a transaction is closed when that batch ends (``done``)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            if _in_transaction(connection):
+                self._retired = connection
+            else:
+                connection.close()
+
+    def done(self, connection: sqlite3.Connection, *, broken: bool) -> None:
+        """A batch on ``connection`` has ended: close it if it broke or was closed meanwhile."""
+        if broken and connection is self._connection:
+            self.close()
+        if connection is self._retired:
+            self._retired = None
+            connection.close()
+
+
+def _in_transaction(connection: sqlite3.Connection) -> bool:
+    try:
+        return connection.in_transaction
+    except sqlite3.ProgrammingError:  # closed already
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class WriterGate:
-    """This process's SQLite writers, one at a time in arrival order; ``timeout`` bounds the wait."""
+    """This process's SQLite writers, one at a time in arrival order; ``timeout`` bounds the wait.
+    ``loop``: the event loop's own connection to the database file, for the writer holding the
+    gate (None for an in-memory database or a URI, where another connection is another database)."""
 
     timeout: float
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    loop: LoopConnection | None = None
 
 
 def backend_name(url: str) -> str:
@@ -91,10 +146,6 @@ def create_engine(
             # Created owner-only before SQLite opens it; its -wal and -shm files inherit the mode.
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         # The pool's reset is ``_sqlite_reset``: a rollback only where a transaction is open.
-        # aiosqlite opens each connection on its own thread; a short write batch may also use it
-        # from the event loop's thread, never while the driver's thread does (``bastion.db.batch``).
-        if parsed.get_driver_name() == "aiosqlite":
-            kwargs["connect_args"] = {"check_same_thread": False}
         engine = create_async_engine(parsed, pool_reset_on_return=None, **kwargs)
 
         def connect(dbapi_connection: Any, _record: Any) -> None:
@@ -186,5 +237,19 @@ def _sqlite_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) ->
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     info: dict[str, object] = {}
     if engine.dialect.name == "sqlite":
-        info[WRITER_GATE] = WriterGate(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        loop = _loop_connection(engine)
+        info[WRITER_GATE] = WriterGate(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, loop=loop)
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info)
+
+
+def _loop_connection(engine: AsyncEngine) -> LoopConnection | None:
+    """The loop's own connection to ``engine``'s database, closed with the engine; None but for a
+    plain file path on aiosqlite (a URI or options could name something a plain path does not)."""
+    url = engine.url
+    if url.get_driver_name() != "aiosqlite" or url.query or not url.database:
+        return None
+    if url.database == ":memory:" or url.database.startswith("file:"):
+        return None
+    loop = LoopConnection(url.database)
+    event.listen(engine.sync_engine, "engine_disposed", lambda _engine: loop.close())
+    return loop

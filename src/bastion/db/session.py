@@ -54,8 +54,10 @@ async def write_batch(
     the driver's thread; ``on_loop`` (a few statements on a few rows) runs them on the event loop's
     thread while SQLite's write lock is free at once."""
     engine: AsyncEngine = sessionmaker.kw["bind"]
+    gate = _writer_gate(sessionmaker)
+    loop = gate.loop if on_loop and gate is not None else None
     with _busy_unavailable():
-        async with _turn(_writer_gate(sessionmaker)), begin_batch(engine, on_loop=on_loop) as batch:
+        async with _turn(gate), begin_batch(engine, loop=loop) as batch:
             yield batch
 
 

@@ -20,6 +20,7 @@ from bastion.chat.models import NewMessage
 from bastion.chat.repository import MessageLog, Owner, Turn
 from bastion.crypto.randomness import new_id
 from bastion.db import batch as batches
+from bastion.db.engine import LoopConnection
 from bastion.db.session import write_batch
 from bastion.db.types import utcnow
 from tests.conftest import SettingsFactory
@@ -121,16 +122,16 @@ async def test_on_sqlite_a_messages_two_transactions_take_the_lock_on_the_event_
     make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, stream: bool
 ) -> None:
     """Both of a message's write batches run on the loop (``on_loop``): each tries SQLite's lock
-    there at once, and gets it when no other process holds it."""
+    there at once on the loop's own connection, and gets it when no other process holds it."""
     taken: list[tuple[int, bool]] = []
-    try_lock = batches._write_lock_at_once
+    try_lock = batches._loop_lock
 
-    def noting(connection: sqlite3.Connection, dialect: Any) -> bool:
-        locked = try_lock(connection, dialect)
-        taken.append((threading.get_ident(), locked))
+    def noting(loop: LoopConnection, dialect: Any) -> sqlite3.Connection | None:
+        locked = try_lock(loop, dialect)
+        taken.append((threading.get_ident(), locked is not None))
         return locked
 
-    monkeypatch.setattr(batches, "_write_lock_at_once", noting)
+    monkeypatch.setattr(batches, "_loop_lock", noting)
     async with chat_app(make_settings, **MANY) as (_app, http, auth):
         sid = (await new_session(http, auth))["id"]
         taken.clear()

@@ -19,13 +19,13 @@ from typing import Any
 import aiosqlite
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, Text, bindparam, insert, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.schema import CreateTable
 
 from bastion.db import batch as batches
 from bastion.db.batch import Rows, Script, Statement, Step, on_driver_thread, steps
-from bastion.db.engine import create_engine, create_sessionmaker
+from bastion.db.engine import WRITER_GATE, LoopConnection, create_engine, create_sessionmaker
 from bastion.db.errors import database_busy, unavailable
 from bastion.db.session import read_batch, read_only, unit_of_work, write_batch
 from bastion.db.types import UTCDateTime
@@ -276,13 +276,14 @@ def test_statements_whose_parameters_sqlalchemy_rewrites_are_refused(
         expanding.compiled(sessionmaker.kw["bind"].dialect)
 
 
-async def test_a_database_that_cannot_be_opened_is_an_outage(tmp_path: Path) -> None:
+@ON_LOOP
+async def test_a_database_that_cannot_be_opened_is_an_outage(tmp_path: Path, on_loop: bool) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'bastion.db'}")
     shutil.rmtree(tmp_path / "gone")  # the volume went away before the first connection
     threads = set(threading.enumerate())
     try:
         with pytest.raises(OperationalError, match="unable to open") as failed:
-            async with write_batch(create_sessionmaker(engine)) as batch:
+            async with write_batch(create_sessionmaker(engine), on_loop=on_loop) as batch:
                 await batch.commit(steps(ADD_NOTE(body="lost")))
         refusal = unavailable(failed.value)
         assert refusal is not None and refusal.status_code == 503
@@ -414,16 +415,97 @@ async def test_a_short_write_batch_runs_on_the_loops_thread_and_commits_whole(
     sessionmaker: async_sessionmaker[AsyncSession], database: Path
 ) -> None:
     threads: list[int] = []
+    pool = sessionmaker.kw["bind"].sync_engine.pool
     async with write_batch(sessionmaker, on_loop=True) as batch:
         rows = await batch.run(adding("second", threads))
         assert rows == [("first",), ("second",)]
         assert not lock_is_free(database)  # held from the first script to the end of the block
+        assert pool.checkedout() == 0  # the loop's own connection, not the pool's
         await batch.run(adding("third", threads))
     assert set(threads) == {threading.get_ident()}
     assert lock_is_free(database)
     assert await bodies(sessionmaker) == ["first", "second", "third"]
-    # The busy timeout the engine set (50 ms) is back on the connection.
+    # The pool's connections keep the busy timeout the engine set (50 ms); the loop's waits for none.
     assert await busy_timeouts(sessionmaker.kw["bind"]) == {50}
+    assert _busy_timeout(loop_connection(sessionmaker).open()) == (0,)
+
+
+def loop_connection(sessionmaker: async_sessionmaker[AsyncSession]) -> LoopConnection:
+    loop = sessionmaker.kw["info"][WRITER_GATE].loop
+    assert isinstance(loop, LoopConnection)
+    return loop
+
+
+async def test_the_loops_connection_is_closed_with_the_engine_even_mid_batch(database: Path) -> None:
+    """Disposing of the engine closes the loop's connection; one in a batch then is closed when the
+    batch ends (it commits first), and the next batch opens a new one."""
+    engine = create_engine(f"sqlite+aiosqlite:///{database}", busy_timeout_ms=50)
+    sessionmaker = create_sessionmaker(engine)
+    loop = loop_connection(sessionmaker)
+    async with write_batch(sessionmaker, on_loop=True) as batch:
+        await batch.run(steps(ADD_NOTE(body="second")))
+        first = loop.open()
+        await engine.dispose()
+        await batch.run(steps(ADD_NOTE(body="third")))  # the batch still holds it
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        first.execute("SELECT 1")
+    async with write_batch(sessionmaker, on_loop=True) as batch:
+        await batch.run(steps(ADD_NOTE(body="fourth")))
+    second = loop.open()
+    assert second is not first
+    await engine.dispose()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        second.execute("SELECT 1")
+    assert [body for (body,) in sqlite3.connect(database).execute("SELECT body FROM notes")] == [
+        "first",
+        "second",
+        "third",
+        "fourth",
+    ]
+
+
+async def test_a_loop_connection_that_broke_is_replaced_and_its_batch_rolled_back(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path
+) -> None:
+    """A SQLite error that is not "busy" when the lock is taken closes the loop's connection (here
+    a handle closed under it): the batch fails with SQLite's error wrapped as SQLAlchemy's, and
+    the next one opens a new connection."""
+    loop = loop_connection(sessionmaker)
+    broken = loop.open()
+    broken.close()  # as if the handle had gone bad
+    with pytest.raises(DBAPIError, match="closed") as failed:
+        async with write_batch(sessionmaker, on_loop=True) as batch:
+            await batch.commit(steps(ADD_NOTE(body="lost")))
+    assert isinstance(failed.value.orig, sqlite3.ProgrammingError)
+    async with write_batch(sessionmaker, on_loop=True) as batch:
+        await batch.commit(steps(ADD_NOTE(body="kept")))
+    assert loop.open() is not broken
+    assert await bodies(sessionmaker) == ["first", "kept"]
+    assert lock_is_free(database)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite:///file:{}?uri=true"],
+    ids=["memory", "uri"],
+)
+async def test_a_database_the_loop_could_not_open_as_the_same_one_has_no_loop_connection(
+    url: str, tmp_path: Path
+) -> None:
+    """Another connection to ``:memory:`` is another database, and a URI's options may name what a
+    plain path does not: there a short write batch stays on the driver's thread, as whole."""
+    engine = create_engine(url.format(tmp_path / "uri.db"))
+    try:
+        sessionmaker = create_sessionmaker(engine)
+        assert sessionmaker.kw["info"][WRITER_GATE].loop is None
+        async with engine.begin() as connection:
+            await connection.execute(CreateTable(NOTES))
+        threads: list[int] = []
+        async with write_batch(sessionmaker, on_loop=True) as batch:
+            assert await batch.commit(adding("only", threads)) == [("only",)]
+        assert threads and threading.get_ident() not in threads
+    finally:
+        await engine.dispose()
 
 
 async def test_a_lock_held_elsewhere_is_waited_for_on_the_drivers_thread_while_the_loop_serves(
@@ -462,5 +544,5 @@ async def test_a_lock_held_elsewhere_is_waited_for_on_the_drivers_thread_while_t
     assert ticks == 20
     assert threads and threading.get_ident() not in threads  # it ran on the driver's thread
     assert lock_is_free(database)
-    # The lock was not taken at once, so the busy timeout was put back before the wait.
+    # It waited on a pooled connection, with the busy timeout the engine set.
     assert await busy_timeouts(patient.kw["bind"]) == {PATIENCE_MS}
