@@ -7,10 +7,13 @@ The fake OpenAI-compatible upstream (keep-alive, its own thread) answers; each c
 same completion call on one pooled connection, and the figure is the CPU time of the calling
 thread per call (the upstream's thread is not counted), medians of interleaved rounds:
 
-- Bastion's ``OpenAICompatibleProvider.complete`` (aiohttp; breaker, retries and parsing included);
+- Bastion's ``OpenAICompatibleProvider.complete`` (its own client, ``bastion.llm.transport``;
+  breaker, retries and parsing included);
 - the same POST made with an httpx ``AsyncClient`` (streamed and read as the provider reads it, then
-  parsed), the client the provider used before;
-- the same POST with a bare aiohttp ``ClientSession``: the floor.
+  parsed), the client the provider used first;
+- the same POST with a bare aiohttp ``ClientSession``, the client it used next;
+- the same request bytes written on one connection by a bare ``asyncio.Protocol`` that parses the
+  answer with httptools and nothing else (no pool, no timeouts, no checks): the floor.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
+import httptools
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,9 +41,10 @@ from bastion.llm.breaker_store import MemoryBreakerStore
 from bastion.llm.openai import OpenAICompatibleProvider
 from bastion.llm.retry import RetryPolicy
 
-PROVIDER = "Bastion's provider (aiohttp)"
+PROVIDER = "Bastion's provider (bastion.llm.transport)"
 HTTPX = "httpx AsyncClient, same call"
 AIOHTTP = "bare aiohttp ClientSession"
+FLOOR = "bare asyncio protocol + httptools"
 MESSAGES = [ChatMessage("user", "a short benchmark prompt")]
 BODY = {"model": "fake-model", "messages": [{"role": "user", "content": "a short benchmark prompt"}]}
 
@@ -53,6 +59,44 @@ async def cpu_per_call(call: Callable[[], Awaitable[object]], calls: int) -> flo
     return (time.thread_time() - started) / calls * 1e6
 
 
+class _Floor(asyncio.Protocol):
+    """One connection that writes a prepared request and parses the answer, nothing more."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.body: list[bytes] = []
+        self.done: asyncio.Future[bytes] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.done is not None:
+            self.done.set_result(b"".join(self.body))
+        self.body = []
+
+
+async def floor_call(base_url: str) -> Callable[[], Awaitable[object]]:
+    loop = asyncio.get_running_loop()
+    parts = urlsplit(base_url)
+    transport, protocol = await loop.create_connection(_Floor, parts.hostname, parts.port)
+    body = json.dumps(BODY).encode()
+    request = (
+        f"POST {parts.path}/chat/completions HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+    async def call() -> object:
+        protocol.done = loop.create_future()
+        transport.write(request)
+        return json.loads(await protocol.done)
+
+    return call
+
+
 async def rounds(base_url: str, calls: int, count: int) -> dict[str, float]:
     url = f"{base_url}/chat/completions"
     provider = OpenAICompatibleProvider(
@@ -64,7 +108,7 @@ async def rounds(base_url: str, calls: int, count: int) -> dict[str, float]:
         breaker=MemoryBreakerStore(),
     )
     options = GenerationOptions()
-    figures: dict[str, list[float]] = {PROVIDER: [], HTTPX: [], AIOHTTP: []}
+    figures: dict[str, list[float]] = {PROVIDER: [], HTTPX: [], AIOHTTP: [], FLOOR: []}
     async with httpx.AsyncClient(trust_env=False) as hx, aiohttp.ClientSession() as aio:
 
         async def with_httpx() -> object:
@@ -82,6 +126,7 @@ async def rounds(base_url: str, calls: int, count: int) -> dict[str, float]:
             PROVIDER: lambda: provider.complete(MESSAGES, options),
             HTTPX: with_httpx,
             AIOHTTP: with_aiohttp,
+            FLOOR: await floor_call(base_url),
         }
         for _ in range(count):
             for name, call in contenders.items():

@@ -576,6 +576,12 @@ def model_client_rows(quick: bool) -> list[Row]:
             f"bare aiohttp {result[model_client.AIOHTTP]:.0f} µs",
             f"{ours / result[model_client.AIOHTTP]:.2f}x",
         ),
+        Row(
+            "model endpoint call, the caller's CPU",
+            f"{ours:.0f} µs",
+            f"bare asyncio protocol + httptools {result[model_client.FLOOR]:.0f} µs",
+            f"{ours / result[model_client.FLOOR]:.2f}x",
+        ),
     ]
 
 

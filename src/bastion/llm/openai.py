@@ -1,14 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Any OpenAI-compatible endpoint (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp server) over aiohttp.
+"""Any OpenAI-compatible endpoint (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp server).
 
 Every call passes the circuit breaker, retries only what can succeed on a retry (429, 5xx,
 timeouts, dropped connections) with bounded exponential backoff and jitter, and honours the
 upstream's Retry-After. Upstream error bodies and our API key never reach clients or logs: callers
 see Bastion's own ``Upstream*`` errors; logs get the status code and attempt number.
 
-The model endpoint is the one HTTP peer on a chat message's path, so its client is aiohttp (about
-0.5 ms less CPU a call than httpx's, measured in ``docs/performance.md``); Bastion's other outbound
-calls (webhooks, alert deliveries, the deploy check) stay on httpx.
+The model endpoint is the one HTTP peer on a chat message's path, so its completions (whole and
+streamed) go through ``bastion.llm.transport``, a client made for that one call (about 55 µs of
+CPU a call against aiohttp's 190 and httpx's 790, measured in ``docs/performance.md``).
+Transcriptions upload a file as a multipart form, which that client does not write: they stay on
+aiohttp. Bastion's other outbound calls (webhooks, alert deliveries, the deploy check) use httpx.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import asyncio
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import certifi
@@ -39,6 +41,7 @@ from bastion.llm.base import (
 from bastion.llm.breaker import BreakerConfig
 from bastion.llm.breaker_store import BreakerStore
 from bastion.llm.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+from bastion.llm.transport import EndpointClient
 from bastion.observability.logging import get_logger
 
 T = TypeVar("T")
@@ -53,9 +56,33 @@ MAX_CONNECTIONS = 100
 KEEPALIVE_SECONDS = 5.0
 #: The longest a connection may take to open, whatever LLM_TIMEOUT_SECONDS allows.
 MAX_CONNECT_SECONDS = 10.0
-#: What one attempt may raise from the transport: aiohttp's errors, the OS's (resets) and the
-#: timeouts (``asyncio.TimeoutError`` is ``TimeoutError``, an ``OSError``).
+#: What one attempt may raise from the transport: aiohttp's errors, the OS's (resets, and the
+#: endpoint client's ``BrokenAnswer``) and the timeouts (``TimeoutError``, an ``OSError``).
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
+
+
+class _Answer(Protocol):
+    """What an attempt reads of an answer, from either client."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
+class _FormAnswer:
+    """An aiohttp response (a transcription's) seen as an ``_Answer``."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+        self._content = response.content
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._content.iter_any()
 
 
 class _AttemptFailed(Exception):
@@ -71,13 +98,13 @@ class _AttemptFailed(Exception):
         super().__init__(reason)
 
 
-async def _refusal(response: aiohttp.ClientResponse) -> _AttemptFailed:
+async def _refusal(response: _Answer) -> _AttemptFailed:
     """A non-200 answer classified, its body drained (within MAX_REFUSAL_BYTES) so its keep-alive
     connection can serve the next attempt; the body itself is never used (it may hold the
     provider's internal details). A body left unread closes its connection on release."""
     read = 0
     try:
-        async for chunk in response.content.iter_any():
+        async for chunk in response.chunks():
             read += len(chunk)
             if read > MAX_REFUSAL_BYTES:
                 break
@@ -87,8 +114,13 @@ async def _refusal(response: aiohttp.ClientResponse) -> _AttemptFailed:
         f"status {response.status}",
         retryable=response.status in RETRYABLE_STATUSES,
         status=response.status,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
     )
+
+
+def _tls_context() -> ssl.SSLContext:
+    """Certificates checked against certifi's roots, as on the rest of Bastion's outbound calls."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _classify_transport(exc: BaseException) -> _AttemptFailed:
@@ -126,15 +158,12 @@ class _Event:
     done: bool = False
 
 
-async def _bounded_lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
-    """The lines of a streamed body, refusing more than MAX_RESPONSE_BYTES in all.
-
-    aiohttp's own line reader refuses a line past its buffer's limit but not a body without end;
-    this one counts every byte.
-    """
+async def _bounded_lines(response: _Answer) -> AsyncIterator[str]:
+    """The lines of a streamed body, refusing more than MAX_RESPONSE_BYTES in all (every byte
+    counted, however long a line)."""
     received = 0
     pending = bytearray()
-    async for chunk in response.content.iter_any():
+    async for chunk in response.chunks():
         received += len(chunk)
         if received > MAX_RESPONSE_BYTES:
             raise _AttemptFailed("response too large", retryable=False, status=200)
@@ -182,6 +211,8 @@ class OpenAICompatibleProvider:
             total=None, connect=timeout, sock_connect=min(timeout, MAX_CONNECT_SECONDS), sock_read=timeout
         )
         self._client: aiohttp.ClientSession | None = None
+        self._endpoint: EndpointClient | None = None
+        self._connect_timeout = timeout
         self.retry = retry
         self.breaker = breaker
         self.breaker_config = breaker_config or BreakerConfig()
@@ -190,13 +221,28 @@ class OpenAICompatibleProvider:
         self.log = get_logger("bastion.llm")
         self.breaker_name = f"llm:{self.base_url}"
 
+    def _endpoint_client(self) -> EndpointClient:
+        """The pooled client of completions, made on first use (it belongs to the running loop)."""
+        if self._endpoint is None:
+            self._endpoint = EndpointClient(
+                self.base_url,
+                headers=self._headers,
+                connect_timeout=self._connect_timeout,
+                socket_connect_timeout=MAX_CONNECT_SECONDS,
+                read_timeout=self._connect_timeout,
+                max_connections=MAX_CONNECTIONS,
+                keepalive=KEEPALIVE_SECONDS,
+                ssl_context=_tls_context(),
+            )
+        return self._endpoint
+
     def _session(self) -> aiohttp.ClientSession:
-        """The pooled client, opened on first use (it belongs to the running event loop)."""
+        """The pooled client of transcriptions, opened on first use (it belongs to the running loop)."""
         if self._client is None:
             connector = aiohttp.TCPConnector(
                 limit=MAX_CONNECTIONS,
                 keepalive_timeout=KEEPALIVE_SECONDS,
-                ssl=ssl.create_default_context(cafile=certifi.where()),
+                ssl=_tls_context(),
             )
             self._client = aiohttp.ClientSession(
                 connector=connector,
@@ -207,13 +253,18 @@ class OpenAICompatibleProvider:
             )
         return self._client
 
-    def _request(
-        self, path: str, data: bytes | aiohttp.FormData
-    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
-        """One POST to the endpoint, as an ``async with`` context giving the response."""
-        headers = {"Content-Type": "application/json"} if isinstance(data, bytes) else None
+    def _request(self, path: str, data: bytes | aiohttp.FormData) -> AbstractAsyncContextManager[_Answer]:
+        """One POST to the endpoint, as an ``async with`` context giving the answer: JSON on the
+        endpoint client, a form on aiohttp."""
+        if isinstance(data, bytes):
+            return self._endpoint_client().post(path, data, "application/json")
+        return self._form_post(path, data)
+
+    @asynccontextmanager
+    async def _form_post(self, path: str, form: aiohttp.FormData) -> AsyncIterator[_Answer]:
         url = f"{self.base_url}{path}"
-        return self._session().post(url, data=data, headers=headers, allow_redirects=False)
+        async with self._session().post(url, data=form, allow_redirects=False) as response:
+            yield _FormAnswer(response)
 
     # -- the retry loop ----------------------------------------------------------------------
 
@@ -273,7 +324,7 @@ class OpenAICompatibleProvider:
                 if response.status != 200:
                     raise await _refusal(response)
                 body = bytearray()
-                async for chunk in response.content.iter_any():
+                async for chunk in response.chunks():
                     body += chunk
                     if len(body) > MAX_RESPONSE_BYTES:
                         raise _AttemptFailed("response too large", retryable=False, status=200)
@@ -421,6 +472,9 @@ class OpenAICompatibleProvider:
         return str(await self.breaker.state(self.breaker_name))
 
     async def aclose(self) -> None:
+        if self._endpoint is not None:
+            await self._endpoint.aclose()
+            self._endpoint = None
         if self._client is not None:
             await self._client.close()
             self._client = None
