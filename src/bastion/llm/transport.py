@@ -42,6 +42,9 @@ import httptools
 #: Bytes received and not yet taken by the caller above which the socket stops being read.
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+#: The most an answer's status line and headers may take (the parser keeps a header it has not
+#: finished in memory, so an endless one is cut off here).
+MAX_HEAD_BYTES = 64 * 1024
 
 
 class BrokenAnswer(ConnectionError):
@@ -69,6 +72,7 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._expecting = False  # a request is out and its answer not over
         self._head_done = False
+        self._head_bytes = 0
         self._delimited = False  # the answer's end is in its bytes (length or chunks), not its connection's
         self.complete = False
         self._keep_alive = False  # the answer lets the connection carry another (read when it ends)
@@ -83,6 +87,11 @@ class _Connection(asyncio.Protocol):
         if not self._expecting or self.complete:
             self._fail(BrokenAnswer("bytes arrived that no request asked for"))
             return
+        if not self._head_done:  # bytes fed while the headers are not complete: bounded
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(BrokenAnswer("the answer's headers are too long"))
+                return
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:  # an upgrade included: never asked for

@@ -187,6 +187,19 @@ async def test_what_is_not_a_plain_http_answer_is_refused_and_its_connection_clo
     assert server.connections == 2
 
 
+async def test_endless_headers_are_cut_off(server: Server) -> None:
+    async def endless(_head: bytes, _body: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Padding: ")
+        for _ in range(64):  # 4 MiB of one header, never finished
+            writer.write(b"a" * 65536)
+            await writer.drain()
+        return False
+
+    server.scripts = [endless]
+    with pytest.raises(BrokenAnswer, match="too long"):
+        await post(client(server.port))
+
+
 async def test_an_endpoint_that_stays_silent_times_out_and_its_connection_is_closed(server: Server) -> None:
     server.scripts = [silence(5)]
     endpoint = client(server.port, read_timeout=0.1)
