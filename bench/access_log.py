@@ -205,9 +205,11 @@ def access_lines(rev: str, calls: int, rounds: int) -> None:
     async def nothing(scope: Scope, receive: Receive, send: Send) -> None:
         return None
 
+    log = RequestContext(nothing, redactor=redactor_for(settings))._log
     lines = {
         "baseline": baseline_line(rev, settings, stream),
-        "now": RequestContext(nothing, redactor=redactor_for(settings))._log,
+        # The request id now comes with the call (the baseline's came from the bound context).
+        "now": lambda scope, status, elapsed: log(scope, status, elapsed, "9b1e6f0c2d3a4b5c8e7f6a5b4c3d2e1f"),
     }
     print(f"1. the access line alone ({calls} lines a round, {rounds} rounds, medians)")
     for kind in REQUESTS:
