@@ -43,6 +43,11 @@ ENV = {
     "RATE_LIMIT_PER_MINUTE": "100000",
     # One refused sign-in raises an alert, so the alerts page has one to show and acknowledge.
     "ALERT_AUTH_FAILURES": "1",
+    # Failures are counted in fixed windows aligned to the clock: with the default five minutes,
+    # the seed's refused sign-in and the overview's fell into two windows whenever a run crossed
+    # a multiple of five minutes between them, and no alert was raised. A week's window is crossed
+    # by a run once in tens of thousands.
+    "ALERT_AUTH_FAILURE_WINDOW_SECONDS": str(7 * 24 * 3600),
 }
 # Collects securitypolicyviolation events of every document from its first script on.
 CSP_LISTENER = """
