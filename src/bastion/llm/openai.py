@@ -7,8 +7,8 @@ upstream's Retry-After. Upstream error bodies and our API key never reach client
 see Bastion's own ``Upstream*`` errors; logs get the status code and attempt number.
 
 The model endpoint is the one HTTP peer on a chat message's path, so its completions (whole and
-streamed) go through ``bastion.llm.transport``, a client made for that one call (about 55 µs of
-CPU a call against aiohttp's 190 and httpx's 790, measured in ``docs/performance.md``).
+streamed) go through ``bastion.llm.transport``, a client made for that one call (the provider's whole
+call 116-140 µs of CPU against aiohttp's 200-210 and httpx's 700-730, ``make bench``).
 Transcriptions upload a file as a multipart form, which that client does not write: they stay on
 aiohttp. Bastion's other outbound calls (webhooks, alert deliveries, the deploy check) use httpx.
 """
@@ -212,7 +212,7 @@ class OpenAICompatibleProvider:
         )
         self._client: aiohttp.ClientSession | None = None
         self._endpoint: EndpointClient | None = None
-        self._connect_timeout = timeout
+        self._timeout = timeout  # LLM_TIMEOUT_SECONDS: opening a connection, and each wait for bytes
         self.retry = retry
         self.breaker = breaker
         self.breaker_config = breaker_config or BreakerConfig()
@@ -227,9 +227,9 @@ class OpenAICompatibleProvider:
             self._endpoint = EndpointClient(
                 self.base_url,
                 headers=self._headers,
-                connect_timeout=self._connect_timeout,
+                connect_timeout=self._timeout,
                 socket_connect_timeout=MAX_CONNECT_SECONDS,
-                read_timeout=self._connect_timeout,
+                read_timeout=self._timeout,
                 max_connections=MAX_CONNECTIONS,
                 keepalive=KEEPALIVE_SECONDS,
                 ssl_context=_tls_context(),

@@ -5,8 +5,8 @@ The model call is the one network round trip on every chat message's path, and t
 work is latency added to each message. aiohttp, the general-purpose client used before, spent
 about 190 µs of the event loop's CPU on a small completion call (URL objects, header multidicts,
 cookie jar, tracing hooks, a timer per read); this client, an ``asyncio.Protocol`` around
-httptools' response parser (the parser uvicorn uses for requests), spends about 55 µs on the same
-call, and the answer comes back about 150 µs sooner (``bench/model_client.py``). It does only
+httptools' response parser (the parser uvicorn uses for requests), spends about 60-90 µs on the same
+call, and the answer comes back about 0.1 ms sooner (``bench/model_client.py``). It does only
 what the endpoint needs, and refuses the rest:
 
 - one origin, ``http`` or ``https`` (certificates verified by the caller's ``ssl`` context), no
