@@ -669,6 +669,9 @@ class Settings(BaseSettings):
                 problems.append("LLM_BASE_URL must be an http(s) URL when LLM_PROVIDER=openai")
             else:  # OPENAI_API_KEY carries the credential; the model server is never a metadata service
                 problems += url_problems("LLM_BASE_URL", self.llm_base_url)
+                if "?" in self.llm_base_url or "#" in self.llm_base_url:
+                    # The endpoint's paths (/chat/completions) are appended to it.
+                    problems.append("LLM_BASE_URL must not carry a query or a fragment")
             if not self.llm_model:
                 problems.append("LLM_MODEL is required when LLM_PROVIDER=openai")
         if (raw := self.secret("DATABASE_ENCRYPTION_KEY")) is not None:

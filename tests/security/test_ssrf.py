@@ -98,6 +98,17 @@ def test_credentials_in_urls_are_refused_and_never_echoed(make_settings: Setting
 
 
 @pytest.mark.parametrize(
+    "url", ["https://models.example.org/v1?api-version=1", "https://models.example.org/v1#x"]
+)
+def test_a_model_url_with_a_query_or_fragment_is_refused_at_start(
+    make_settings: SettingsFactory, url: str
+) -> None:
+    """The endpoint's paths are appended to it, and its client refuses such a URL: refused at start,
+    not as a failed call on every message."""
+    assert "LLM_BASE_URL must not carry a query" in refused(make_settings, **OPENAI, LLM_BASE_URL=url)
+
+
+@pytest.mark.parametrize(
     "value", ["smtp://mail.example.org", "mail.example.org:25", "user@mail.example.org", "a b", "mail/x"]
 )
 def test_smtp_host_is_a_bare_host(make_settings: SettingsFactory, value: str) -> None:
