@@ -24,7 +24,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.audit.models import AccessRecord
-from bastion.crypto.randomness import new_id
+from bastion.crypto.randomness import new_ordered_id
 from bastion.db.batch import Statement, steps
 from bastion.db.session import write_batch
 from bastion.db.types import utcnow
@@ -129,7 +129,7 @@ def _row(values: tuple[Any, ...]) -> dict[str, Any]:
     timestamp: datetime
     timestamp, method, route, status, latency, user_id, key_id, ip, request_id = values
     return {
-        "id": new_id(),
+        "id": new_ordered_id(),
         "timestamp": timestamp,
         "method": method,
         "route": route,

@@ -74,6 +74,8 @@ class _Compiled:
     defaults: Mapping[str, Any]
     binders: tuple[_Processor, ...]
     readers: tuple[_Processor, ...] | None  # None: every column comes back as stored
+    # An INSERT of one row: its VALUES group, which ends the SQL ("(?, ?, ...)"); None otherwise.
+    values_group: str | None = None
 
     def bound(self, given: Mapping[str, Any]) -> list[Any]:
         parameters = []
@@ -83,7 +85,21 @@ class _Compiled:
         return parameters
 
     def run_many(self, connection: sqlite3.Connection, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-        connection.executemany(self.sql, [self.bound(row) for row in rows])
+        """The statement for each of ``rows``. An INSERT goes as INSERTs of many rows each (as many
+        as SQLite's limit on parameters allows): ``executemany`` lets go of the GIL and takes it
+        back for every row, and with the event loop's thread busy each take waits for it (under
+        load an access record cost about 28 µs of CPU that way, against under 10 µs)."""
+        group = self.values_group
+        if group is None or len(rows) < 2:
+            connection.executemany(self.sql, [self.bound(row) for row in rows])
+            return []
+        head = self.sql[: len(self.sql) - len(group)]
+        per = max(1, connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // max(1, len(self.names)))
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            connection.execute(
+                head + ", ".join([group] * len(chunk)), [value for row in chunk for value in self.bound(row)]
+            )
         return []
 
     def run(self, connection: sqlite3.Connection, given: Mapping[str, Any]) -> list[Any]:
@@ -116,8 +132,8 @@ class Statement:
         return Step(self, parameters)
 
     def many(self, rows: Sequence[Mapping[str, Any]]) -> Step:
-        """The statement once for each of ``rows`` (an executemany: one call on SQLite's thread, the
-        driver's batch on PostgreSQL); its rows are none."""
+        """The statement once for each of ``rows`` (on SQLite's thread one call, an INSERT as
+        statements of many rows each; the driver's batch on PostgreSQL); its rows are none."""
         return Step(self, {}, rows)
 
     def compiled(self, dialect: Dialect) -> _Compiled:
@@ -196,12 +212,18 @@ def _compile(clause: Executable, dialect: Dialect) -> _Compiled:
     binders = tuple(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds)
     columns = getattr(clause, "exported_columns", ())
     readers = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns)
+    sql = str(compiled)
+    group = "(" + ", ".join(["?"] * len(names)) + ")"
+    one_row = (
+        compiled.isinsert and bool(names) and not compiled.returning and sql.endswith(" VALUES " + group)
+    )
     return _Compiled(
-        sql=str(compiled),
+        sql=sql,
         names=names,
         defaults=defaults,
         binders=binders,
         readers=readers if any(read is not None for read in readers) else None,
+        values_group=group if one_row else None,
     )
 
 

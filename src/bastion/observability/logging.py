@@ -17,7 +17,7 @@ import logging
 import select
 import sys
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -79,15 +79,16 @@ class DirectLines:
         self.json_lines = json_lines
         self.root = logging.getLogger()
         self.logger = logging.getLogger(name)
-        self._pending: list[str] = []
+        self._pending: list[str | tuple[Callable[..., str], tuple[Any, ...]]] = []
         self._flushing_on: asyncio.AbstractEventLoop | None = None
         self._second = -1
         self._second_text = ""
 
-    def timestamp(self) -> str:
-        """ISO 8601 in UTC with microseconds, as the chain's stamper writes it; the date and time
-        of day are formatted once a second."""
-        now = time.time()
+    def timestamp(self, now: float | None = None) -> str:
+        """ISO 8601 in UTC with microseconds (of ``now``, or of this moment), as the chain's
+        stamper writes it; the date and time of day are formatted once a second."""
+        if now is None:
+            now = time.time()
         second = int(now)
         if second != self._second:
             self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
@@ -118,25 +119,40 @@ class DirectLines:
 
     def put(self, line: str) -> None:
         """A line already rendered (JSON, no newline), written at the end of this turn of the loop."""
-        line += self.handler.terminator
+        self._queue(line)
+
+    def put_later(self, render: Callable[..., str], *args: Any) -> None:
+        """The line ``render(*args)`` will return, rendered and written at the end of this turn of
+        the loop with the turn's other lines (where the rendering code stays hot in the caches:
+        served, a line rendered on its request's path costs several times what it costs here)."""
+        self._queue((render, args))
+
+    def _queue(self, line: str | tuple[Callable[..., str], tuple[Any, ...]]) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._emit(line)
+            self._emit(self._text(line))
             return
         if self._flushing_on is not loop:  # a loop that stopped mid-turn left its lines here too
             self._flushing_on = loop
             loop.call_soon(self.flush)
         self._pending.append(line)
 
+    def _text(self, line: str | tuple[Callable[..., str], tuple[Any, ...]]) -> str:
+        if not isinstance(line, str):
+            render, args = line
+            line = render(*args)
+        return line + self.handler.terminator
+
     def flush(self) -> None:
         self._flushing_on = None
-        lines, self._pending = self._pending, []
+        pending, self._pending = self._pending, []
         # Writes of at most PIPE_BUF bytes: a pipe (a container's log, several workers' shared
         # stderr) takes each whole, never interleaved with another process's line.
         chunk: list[str] = []
         size = 0
-        for line in lines:  # ASCII: as many bytes as characters
+        for item in pending:  # ASCII: as many bytes as characters
+            line = self._text(item)
             if chunk and size + len(line) > _ATOMIC_WRITE:
                 self._emit("".join(chunk))
                 chunk, size = [], 0

@@ -6,9 +6,14 @@ bodies, but nothing bounds the time a client takes to send its request line and 
 connection that sends half a header, or nothing at all, stays open until the client leaves. A few
 thousand of them exhaust the process's file descriptors. This subclass of uvicorn's own protocol
 gives each request REQUEST_HEADER_TIMEOUT_SECONDS (the served app's setting; 10 s by default)
-from its connection (or from its first byte, on a kept-alive connection) to finish its headers,
-then closes the connection; a request whose headers are complete is not affected, however long
-the application takes.
+from its connection (on a kept-alive one, from the read that left its headers unfinished) to
+finish its headers, then closes the connection; a request whose headers are complete is not
+affected, however long the application takes. The timer is armed when a connection opens and
+when a read leaves a request's headers unfinished: a request that arrives whole in one read
+(nearly all of them) arms and cancels none, which a timer per request cost on every request.
+
+The same protocol writes through ``CoalescingTransport`` (``bastion.web.coalesce``): a response's
+head and body leave in one system call.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from bastion.web.coalesce import CoalescingTransport
 
 HEADER_TIMEOUT_SECONDS = 10.0
 
@@ -37,9 +44,11 @@ def header_timeout_of(app: Any) -> float:
 class DeadlineHttpToolsProtocol(HttpToolsProtocol):
     header_timeout = HEADER_TIMEOUT_SECONDS
     _header_deadline: asyncio.TimerHandle | None = None
+    _reading_headers = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = CoalescingTransport(transport, self.loop)
         self.header_timeout = header_timeout_of(self.app)
         self._arm_header_deadline()
 
@@ -47,11 +56,18 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         self._disarm_header_deadline()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Headers still unfinished when this read is parsed: from now on they have the deadline.
+        if self._reading_headers and self._header_deadline is None:
+            self._arm_header_deadline()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm_header_deadline()
+        self._reading_headers = True
 
     def on_headers_complete(self) -> None:
+        self._reading_headers = False
         self._disarm_header_deadline()
         super().on_headers_complete()
 

@@ -108,7 +108,15 @@ class RequestContext:
             # plain JSON line to Bastion's handler or DEBUG asks for the headers too.
             direct = direct_lines(_ACCESS)
             if direct is not None and direct.ready(level) and not direct.logger.isEnabledFor(_DEBUG):
-                direct.put(self._line(direct, (method, path, status), elapsed, scope, request_id))
+                direct.put_later(
+                    self._line,
+                    direct,
+                    (method, path, status),
+                    elapsed,
+                    self._client(scope),
+                    request_id,
+                    time.time(),
+                )
                 return
         log = bound_logger(_ACCESS)
         if not log.isEnabledFor(level):
@@ -137,7 +145,13 @@ class RequestContext:
             log.error(_EVENT, **fields)
 
     def _line(
-        self, direct: DirectLines, key: tuple[str, str, int], elapsed: float, scope: Scope, request_id: str
+        self,
+        direct: DirectLines,
+        key: tuple[str, str, int],
+        elapsed: float,
+        client: str | None,
+        request_id: str,
+        now: float,
     ) -> str:
         """The access line of a request whose path is its route's template, without a query: what
         the chain's JSON renderer writes for the same fields, in the same order."""
@@ -150,13 +164,12 @@ class RequestContext:
                 f'{{"method": {_string(method)}, "route": {_string(route)}, "path": {_string(route)}, '
                 f'"status": {status}, "duration_ms": '
             )
-        client = self._client(scope)
         level_name = _LEVEL_NAMES[_INFO if status < 500 else _ERROR]
         return (
             f"{head}{round(elapsed * 1000, 2)!r}, "
             f'"client": {"null" if client is None else _string(client)}, "event": "request", '
             f'"request_id": {_string(request_id)}, "logger": "bastion.access", "level": "{level_name}", '
-            f'"timestamp": "{direct.timestamp()}"}}'
+            f'"timestamp": "{direct.timestamp(now)}"}}'
         )
 
     @staticmethod

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 import uuid
 
 import pytest
 
-from bastion.crypto.randomness import REQUEST_RANDOM, RandomPool, new_id
+from bastion.crypto.randomness import REQUEST_RANDOM, RandomPool, new_id, new_ordered_id
 from bastion.web.request_context import new_request_id
 
 HEX = re.compile(r"^[0-9a-f]*$")
@@ -55,6 +56,22 @@ def test_row_ids_are_version_4_uuids_in_32_hex_digits() -> None:
     for value in ids:
         parsed = uuid.UUID(hex=value)
         assert (parsed.hex, parsed.version, parsed.variant) == (value, 4, uuid.RFC_4122)
+
+
+def test_ordered_ids_are_version_7_uuids_that_sort_by_time() -> None:
+    """Request records' ids: the same shape, the Unix time in milliseconds first, so each new row
+    goes to the end of the primary key's index."""
+    before = time.time_ns() // 1_000_000
+    ids = [new_ordered_id() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == 2000
+    for value in ids:
+        parsed = uuid.UUID(hex=value)
+        assert (parsed.hex, parsed.version, parsed.variant) == (value, 7, uuid.RFC_4122)
+        assert before <= int(value[:12], 16) <= after
+    time.sleep(0.002)
+    later = new_ordered_id()
+    assert all(later > earlier for earlier in ids)
 
 
 def test_no_two_tokens_are_equal_across_many_blocks() -> None:

@@ -546,3 +546,62 @@ async def test_a_lock_held_elsewhere_is_waited_for_on_the_drivers_thread_while_t
     assert lock_is_free(database)
     # It waited on a pooled connection, with the busy timeout the engine set.
     assert await busy_timeouts(patient.kw["bind"]) == {PATIENCE_MS}
+
+
+def _traced(connection: sqlite3.Connection, statements: list[str], limit: int | None) -> str:
+    if limit is not None:
+        connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+    connection.set_trace_callback(statements.append)
+    return "traced"
+
+
+def _untraced(connection: sqlite3.Connection) -> None:
+    connection.set_trace_callback(None)
+    connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32766)
+
+
+@pytest.mark.parametrize("limit", [None, 5], ids=["default-limit", "five-parameters"])
+async def test_many_rows_are_inserted_by_statements_of_many_rows_each(
+    sessionmaker: async_sessionmaker[AsyncSession], database: Path, limit: int | None
+) -> None:
+    """``executemany`` lets go of the GIL and takes it back for every row: with the event loop's
+    thread busy, a hundred access records took a hundred waits for it. An INSERT of many rows goes
+    as INSERTs of as many rows as SQLite's parameter limit allows, values and order kept."""
+    with sqlite3.connect(database) as setup:
+        setup.execute(str(CreateTable(STAMPS).compile(dialect=sessionmaker.kw["bind"].dialect)))
+    at = datetime(2026, 12, 6, 4, 0, 0, 125_000, tzinfo=UTC)
+    rows = [{"at": at + timedelta(seconds=n)} for n in range(12)]
+    engine: AsyncEngine = sessionmaker.kw["bind"]
+    raw = await engine.raw_connection()
+    statements: list[str] = []
+    try:
+        # The pool holds one connection here: the batch below runs on the one being traced.
+        await on_driver_thread(raw.driver_connection, lambda c: _traced(c, statements, limit))
+    finally:
+        raw.close()
+    async with write_batch(sessionmaker) as batch:
+        await batch.commit(steps(ADD_STAMP.many(rows)))
+    raw = await engine.raw_connection()
+    try:
+        await on_driver_thread(raw.driver_connection, _untraced)
+    finally:
+        raw.close()
+    inserts = [sql for sql in statements if sql.startswith("INSERT")]
+    # Two parameters a row (the literal 41 binds too): 12 rows in one statement, or 2 per statement.
+    assert len(inserts) == (1 if limit is None else 6), inserts
+    async with write_batch(sessionmaker) as batch:
+        [stored] = await batch.run(steps(STAMPS_SINCE(since=at)))
+    assert stored == [(row["at"], 41) for row in rows]
+
+
+async def test_many_of_a_statement_that_is_not_an_insert_of_values_is_an_executemany(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    rename = Statement(NOTES.update().where(NOTES.c.body == bindparam("old")).values(body=bindparam("new")))
+    assert rename.compiled(sessionmaker.kw["bind"].dialect).values_group is None
+    async with write_batch(sessionmaker) as batch:
+        await batch.run(steps(ADD_NOTE.many([{"body": "second"}, {"body": "third"}])))
+        await batch.commit(
+            steps(rename.many([{"old": "first", "new": "one"}, {"old": "third", "new": "three"}]))
+        )
+    assert await bodies(sessionmaker) == ["one", "second", "three"]

@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import select
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -239,6 +240,48 @@ async def test_on_the_loop_lines_are_written_when_the_turn_ends(make_settings: S
     await asyncio.sleep(0)
     assert len(stream.writes) == 2
     assert [line["request_id"] for line in _lines(stream)] == ["a", "b", "c", "d"]
+
+
+async def test_a_line_rendered_later_keeps_its_place_and_is_rendered_once_at_the_turns_end(
+    make_settings: SettingsFactory,
+) -> None:
+    stream = _configure(make_settings())
+    writer = _writer()
+    rendered: list[str] = []
+
+    def render(text: str) -> str:
+        rendered.append(text)
+        return json.dumps({"event": text})
+
+    writer.put(json.dumps({"event": "first"}))
+    writer.put_later(render, "second")
+    writer.put(json.dumps({"event": "third"}))
+    assert rendered == [] and stream.writes == []
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert rendered == ["second"] and len(stream.writes) == 1
+    assert [line["event"] for line in _lines(stream)] == ["first", "second", "third"]
+
+
+def test_outside_a_loop_a_line_rendered_later_is_rendered_and_written_at_once(
+    make_settings: SettingsFactory,
+) -> None:
+    stream = _configure(make_settings())
+    _writer().put_later(lambda text: json.dumps({"event": text}), "now")
+    assert [line["event"] for line in _lines(stream)] == ["now"]
+
+
+async def test_a_request_line_has_the_time_its_request_ended_not_the_time_it_was_written(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = _configure(make_settings())
+    with monkeypatch.context() as patched:
+        patched.setattr(time, "time", lambda: 1_800_000_000.25)
+        await _request(RequestContext(responder()), "/then")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    (line,) = _lines(stream)
+    assert line["timestamp"] == "2027-01-15T08:00:00.250000Z" and line["path"] == "/then"
 
 
 async def _request(app: Any, path: str = "/", query: bytes = b"") -> list[dict[str, Any]]:
