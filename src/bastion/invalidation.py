@@ -108,6 +108,11 @@ class Watched:
         self.seen: int | None = None
         self._checked = float("-inf")
 
+    def due(self) -> bool:
+        """Whether ``changed()`` would read the counter now; when not, it answers False, and a
+        caller on the request path spares the coroutine (``due() and await changed()``)."""
+        return self.seen is None or self.monotonic() - self._checked >= self.interval
+
     async def changed(self) -> bool:
         """True when the shared version moved since the last call that returned True (or ever)."""
         now = self.monotonic()

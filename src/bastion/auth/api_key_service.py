@@ -192,7 +192,7 @@ class ApiKeys:
         key_id = api_keys.parse_managed(presented)
         if key_id is None:
             raise KeyRejected("malformed" if not presented.startswith(api_keys.PREFIX) else "unknown")
-        if await self.version.changed():
+        if self.version.due() and await self.version.changed():
             self._cache.clear()
         now = self.clock()
         cache_key = self.hasher.cache_key(presented)

@@ -115,9 +115,13 @@ class AuthCache:
         mac.update(credential.encode("utf-8", "surrogatepass"))
         return mac.digest()
 
+    def due(self) -> bool:
+        """Whether ``refresh`` would read the shared version now (most requests: no)."""
+        return self.enabled and self.version.due()
+
     async def refresh(self) -> None:
         """Drop everything when the shared version moved (``ServiceUnavailable`` in closed mode)."""
-        if self.enabled and await self.version.changed():
+        if self.enabled and self.version.due() and await self.version.changed():
             self.clear()
 
     def clear(self) -> None:

@@ -39,6 +39,15 @@ class Principal:
     # Per-identity limits that replace a policy's default: (policy name, requests per its period),
     # e.g. an API key's own messages-per-hour allowance.
     rate_overrides: tuple[tuple[str, int], ...] = ()
+    # The identities blocks and limits know this caller by ("key:<id>", "user:<id>"), made once:
+    # a verified principal is kept and shown to several layers on each of its requests.
+    identities: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        found = ((f"key:{self.api_key_id}",) if self.api_key_id else ()) + (
+            (f"user:{self.user_id}",) if self.user_id else ()
+        )
+        object.__setattr__(self, "identities", found)
 
     @property
     def is_admin(self) -> bool:

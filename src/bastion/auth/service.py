@@ -568,7 +568,8 @@ class IdentityService:
         """
         cache = self.cache
         # ServiceUnavailable when the shared version cannot be read in closed mode.
-        await cache.refresh()
+        if cache.due():
+            await cache.refresh()
         key = cache.credential_key(method.value, token) if cache.enabled else b""
         generation = cache.generation
         now = self.clock()

@@ -48,6 +48,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Protocol, TypeVar, cast
 
 import anyio
@@ -76,12 +77,20 @@ class _Compiled:
     readers: tuple[_Processor, ...] | None  # None: every column comes back as stored
     # An INSERT of one row: its VALUES group, which ends the SQL ("(?, ?, ...)"); None otherwise.
     values_group: str | None = None
+    # The parameters whose type processes the value (by position); the others bind as given.
+    processing: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
+    # Every parameter read in one C call, for a statement with several and no defaults (the many
+    # rows of an INSERT); None: read one by one.
+    read_all: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = None
 
     def bound(self, given: Mapping[str, Any]) -> list[Any]:
-        parameters = []
-        for name, binder in zip(self.names, self.binders, strict=True):
-            value = given[name] if name in given else self.defaults[name]
-            parameters.append(value if binder is None else binder(value))
+        read = self.read_all
+        if read is not None:
+            parameters = list(read(given))
+        else:
+            parameters = [given[name] if name in given else self.defaults[name] for name in self.names]
+        for at, binder in self.processing:
+            parameters[at] = binder(parameters[at])
         return parameters
 
     def run_many(self, connection: sqlite3.Connection, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -224,6 +233,8 @@ def _compile(clause: Executable, dialect: Dialect) -> _Compiled:
         binders=binders,
         readers=readers if any(read is not None for read in readers) else None,
         values_group=group if one_row else None,
+        processing=tuple((at, binder) for at, binder in enumerate(binders) if binder is not None),
+        read_all=itemgetter(*names) if len(names) > 1 and not defaults else None,
     )
 
 

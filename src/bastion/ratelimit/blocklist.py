@@ -132,6 +132,10 @@ class Blocklist:
         self._answers.clear()
         self._generation += 1
 
+    def _due(self) -> bool:
+        """Whether ``_sync`` has anything to do now (most requests: no, and no coroutine)."""
+        return not self._loaded or self.version.due()
+
     async def _sync(self) -> None:
         """Follow the shared version: forget the answers and reload the networks when it moved."""
         if await self.version.changed() or not self._loaded:
@@ -144,7 +148,8 @@ class Blocklist:
         When the shared version cannot be read, the store is asked directly, under the limiter's
         fail mode (closed: ``ServiceUnavailable``)."""
         try:
-            await self._sync()
+            if self._due():
+                await self._sync()
         except REFRESH_ERRORS:
             self._forget()
             return await self.limiter.blocked_any(identities) is not None
@@ -218,7 +223,8 @@ class Blocklist:
     async def network_blocked(self, ip: str | None) -> bool:
         """Whether ``ip`` falls in a blocked network (in-memory; one GET per poll interval)."""
         try:
-            await self._sync()
+            if self._due():
+                await self._sync()
         except REFRESH_ERRORS as exc:
             # The shared store is unreachable: keep enforcing the last networks seen. Said once
             # per REFRESH_LOG_SECONDS with how often it failed meanwhile, not on every request.

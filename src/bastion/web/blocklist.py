@@ -20,16 +20,13 @@ from bastion.ratelimit.service import RateLimiter
 from bastion.web.errors import send_domain_error
 
 
-def identities(state: dict[str, object]) -> list[str]:
-    found: list[str] = []
-    for key in ("api_key_principal", "principal"):
-        principal = state.get(key)
-        if not isinstance(principal, Principal):
-            continue
-        if principal.api_key_id and f"key:{principal.api_key_id}" not in found:
-            found.append(f"key:{principal.api_key_id}")
-        if principal.user_id and f"user:{principal.user_id}" not in found:
-            found.append(f"user:{principal.user_id}")
+def identities(state: dict[str, object]) -> tuple[str, ...]:
+    """The presented key's and the caller's identities, each once, the key's first."""
+    presented = state.get("api_key_principal")
+    caller = state.get("principal")
+    found = presented.identities if isinstance(presented, Principal) else ()
+    if isinstance(caller, Principal) and caller is not presented:
+        found += tuple(name for name in caller.identities if name not in found)
     return found
 
 

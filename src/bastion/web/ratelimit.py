@@ -35,16 +35,32 @@ ALLOWED = int(Outcome.ALLOWED)
 NEWLY_BLOCKED = int(Outcome.NEWLY_BLOCKED)
 
 
+_HEADER_NAMES = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+_RAW_NAMES = tuple(name.lower().encode() for name in _HEADER_NAMES)
+
+
+def _header_values(limit: int, decision: RawDecision) -> tuple[str, str, str]:
+    return (
+        str(limit),
+        str(max(0, decision[_REMAINING])),
+        str(max(0, math.ceil(decision[_RESET_AFTER]))),
+    )
+
+
 def rate_limit_headers(limit: int, decision: RawDecision) -> dict[str, str]:
     """The X-RateLimit-* headers for a decision (Reset: seconds until the bucket is full again).
 
     Takes a ``Decision`` or the in-process path's plain tuple, so fields are read by index.
     """
-    return {
-        "X-RateLimit-Limit": str(limit),
-        "X-RateLimit-Remaining": str(max(0, decision[_REMAINING])),
-        "X-RateLimit-Reset": str(max(0, math.ceil(decision[_RESET_AFTER]))),
-    }
+    return dict(zip(_HEADER_NAMES, _header_values(limit, decision), strict=True))
+
+
+def rate_limit_header_pairs(limit: int, decision: RawDecision) -> list[tuple[bytes, bytes]]:
+    """``rate_limit_headers`` as an ASGI message's header list."""
+    return [
+        (name, value.encode())
+        for name, value in zip(_RAW_NAMES, _header_values(limit, decision), strict=True)
+    ]
 
 
 def denial(
@@ -91,20 +107,14 @@ class RateLimit:
         self.exempt = frozenset(exempt_paths)
         self.log = get_logger("bastion.ratelimit")
 
-    def _limiter(self, scope: Scope) -> RateLimiter | None:
-        if self.limiter is not None:
-            return self.limiter
-        app = scope.get("app")
-        found = getattr(getattr(app, "state", None), "limiter", None)
-        return found if isinstance(found, RateLimiter) else None
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         state = scope.get("state") or {}
-        limiter = self._limiter(scope)
-        if limiter is None:
+        app_state = getattr(scope.get("app"), "state", None)
+        limiter = self.limiter or getattr(app_state, "limiter", None)
+        if not isinstance(limiter, RateLimiter):
             # No limiter (an app run without its lifespan): fail closed, never silently unlimited.
             self.log.error("ratelimit_not_configured", path=scope["path"])
             await send_domain_error(
@@ -115,56 +125,62 @@ class RateLimit:
         ip = state.get("client_ip")
         if not isinstance(ip, str):
             ip = client_ip(scope, self.trusted)
-        principal = state.get("principal")
-        if not isinstance(principal, Principal):
-            principal = None
-        identity = identity_for(IdentityScope.CLIENT, principal, ip, limiter.ipv6_prefix)
-        request_id = state.get("request_id")
-        rule = limiter.rule(self.policy)
         try:
-            # The limit counts against the authenticated identity; the address may be blocked on
-            # its own (an extra call, made only when authentication runs before this layer).
-            address = limiter.ip_identity(ip)
-            if principal is not None and identity != address and await limiter.blocked(address):
-                raise Blocked()
-            # An IPv6 client is counted by its prefix network, but an admin may block one address
-            # of it: that block is its own identity (an extra call, for IPv6 clients only).
-            if ip is not None and address != f"ip:{ip}" and await limiter.blocked(f"ip:{ip}"):
-                raise Blocked()
-            # Network (CIDR) blocks: an in-memory check against the blocklist's cached networks.
-            blocklist = getattr(getattr(scope.get("app"), "state", None), "blocklist", None)
-            if blocklist is not None and await blocklist.network_blocked(ip):
-                raise Blocked()
-            decide = limiter.decider(self.policy)
-            decision: RawDecision
-            if decide is not None:
-                # In-process storage: a plain call, no coroutine; a block it placed is announced.
-                decision = decide(identity)
-                if decision[0] == NEWLY_BLOCKED:
-                    await limiter.announce_violation_block(identity, request_id=request_id)
-            else:
-                decision = await limiter.hit(self.policy, identity, request_id=request_id)
-            headers = rate_limit_headers(rule.rate.limit, decision)
-            if decision[0] != ALLOWED:
-                raise denial(
-                    decision,
-                    headers,
-                    policy=self.policy,
-                    metrics=metrics_of(scope.get("app")),
-                    state=scope.get("state"),
-                )
+            limit, decision = await self._decide(scope, state, app_state, limiter, ip)
         except BastionError as exc:
             await send_domain_error(scope, send, exc, license_url=self.license_url)
             return
-
-        extra = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+        extra = rate_limit_header_pairs(limit, decision)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                existing = list(message.get("headers", ()))
+                existing = message.get("headers", ())
                 # A route's own policy is the more specific answer: its headers win.
                 if not any(name == b"x-ratelimit-limit" for name, _ in existing):
-                    message["headers"] = existing + extra
+                    message["headers"] = [*existing, *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    async def _decide(
+        self, scope: Scope, state: dict[str, Any], app_state: Any, limiter: RateLimiter, ip: str | None
+    ) -> tuple[int, RawDecision]:
+        """The limit and the decision of an admitted request; the error of a refused one."""
+        # The limit counts against the authenticated identity; the address may be blocked on
+        # its own (an extra call, made only when authentication runs before this layer).
+        address = limiter.ip_identity(ip)
+        principal = state.get("principal")
+        if isinstance(principal, Principal):
+            identity = identity_for(IdentityScope.CLIENT, principal, ip, limiter.ipv6_prefix)
+            if identity != address and await limiter.blocked(address):
+                raise Blocked()
+        else:
+            identity = address
+        # An IPv6 client is counted by its prefix network, but an admin may block one address
+        # of it: that block is its own identity (an extra call, for IPv6 clients only).
+        if ip is not None and address != f"ip:{ip}" and await limiter.blocked(f"ip:{ip}"):
+            raise Blocked()
+        # Network (CIDR) blocks: an in-memory check against the blocklist's cached networks.
+        blocklist = getattr(app_state, "blocklist", None)
+        if blocklist is not None and await blocklist.network_blocked(ip):
+            raise Blocked()
+        request_id = state.get("request_id")
+        decide = limiter.decider(self.policy)
+        decision: RawDecision
+        if decide is not None:
+            # In-process storage: a plain call, no coroutine; a block it placed is announced.
+            decision = decide(identity)
+            if decision[0] == NEWLY_BLOCKED:
+                await limiter.announce_violation_block(identity, request_id=request_id)
+        else:
+            decision = await limiter.hit(self.policy, identity, request_id=request_id)
+        limit = limiter.rule(self.policy).rate.limit
+        if decision[0] != ALLOWED:
+            raise denial(
+                decision,
+                rate_limit_headers(limit, decision),
+                policy=self.policy,
+                metrics=metrics_of(scope.get("app")),
+                state=scope.get("state"),
+            )
+        return limit, decision
