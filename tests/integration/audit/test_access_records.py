@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Access records on each backend: written in batches (one executemany, on SQLite on the driver's
-thread), stored as the table's columns say, kept through a database that refuses a batch, and
-dropped (counted) only beyond the buffer."""
+"""Access records on each backend: written in batches (on SQLite, INSERTs of many rows on the
+driver's thread), stored as the table's columns say (the row made from what was noted, when the
+batch is written), kept through a database that refuses a batch, and dropped (counted) only beyond
+the buffer."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bastion.audit import access
 from bastion.audit.access import AccessLog
 from bastion.audit.models import AccessRecord
+from bastion.auth.principal import AuthMethod, Principal, Role
 
 
 async def stored(sessionmaker: async_sessionmaker[AsyncSession]) -> list[AccessRecord]:
@@ -29,8 +31,13 @@ async def rename(sessionmaker: async_sessionmaker[AsyncSession], old: str, new: 
         await session.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
 
 
+CALLER = Principal(subject="u1", role=Role.USER, method=AuthMethod.API_KEY, user_id="u1", api_key_id="k1")
+
+
 def note(log: AccessLog, n: int) -> None:
-    state = {"request_id": f"r{n:02d}", "client_ip": "203.0.113.7"}
+    state: dict[str, Any] = {"request_id": f"r{n:02d}", "client_ip": "203.0.113.7"}
+    if n == 1:
+        state["principal"] = CALLER
     log.note("POST", "/api/sessions/{session_id}/messages", 200 + n, 0.0012345, state)
 
 
@@ -54,6 +61,7 @@ async def test_records_are_stored_as_noted_and_kept_through_a_refused_batch(
             1.234,
         )
         assert (first.ip_address, first.user_id, first.api_key_id) == ("203.0.113.7", None, None)
+        assert (records[1].user_id, records[1].api_key_id) == ("u1", "k1")
         assert before <= first.timestamp <= datetime.now(UTC)
         assert len({r.id for r in records}) == 3
 
