@@ -103,7 +103,7 @@ class _Compiled:
             connection.executemany(self.sql, [self.bound(row) for row in rows])
             return []
         head = self.sql[: len(self.sql) - len(group)]
-        per = max(1, connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // max(1, len(self.names)))
+        per = max(1, connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(self.names))
         for start in range(0, len(rows), per):
             chunk = rows[start : start + per]
             connection.execute(

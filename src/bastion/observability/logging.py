@@ -131,7 +131,9 @@ class DirectLines:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._emit(self._text(line))
+            text = self._text(line)
+            if text:
+                self._emit(text)
             return
         if self._flushing_on is not loop:  # a loop that stopped mid-turn left its lines here too
             self._flushing_on = loop
@@ -139,9 +141,15 @@ class DirectLines:
         self._pending.append(line)
 
     def _text(self, line: str | tuple[Callable[..., str], tuple[Any, ...]]) -> str:
+        """The line with its terminator; "" for a line whose rendering failed, which goes to the
+        handler's error report (as a broken stream does) and costs the turn's other lines nothing."""
         if not isinstance(line, str):
             render, args = line
-            line = render(*args)
+            try:
+                line = render(*args)
+            except Exception:
+                self.handler.handleError(logging.makeLogRecord({"msg": f"unrendered line: {render!r}"}))
+                return ""
         return line + self.handler.terminator
 
     def flush(self) -> None:
@@ -153,6 +161,8 @@ class DirectLines:
         size = 0
         for item in pending:  # ASCII: as many bytes as characters
             line = self._text(item)
+            if not line:
+                continue
             if chunk and size + len(line) > _ATOMIC_WRITE:
                 self._emit("".join(chunk))
                 chunk, size = [], 0

@@ -468,6 +468,25 @@ def test_a_stream_that_raises_goes_to_the_handlers_error_report(
     assert "disk full" in capsys.readouterr().err
 
 
+async def test_a_line_that_fails_to_render_is_reported_and_the_turns_other_lines_are_written(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = _configure(make_settings())
+    monkeypatch.setattr(logging, "raiseExceptions", True)
+    writer = _writer()
+
+    def broken() -> str:
+        raise ValueError("cannot render")
+
+    writer.put(json.dumps({"event": "before"}))
+    writer.put_later(broken)
+    writer.put(json.dumps({"event": "after"}))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert [line["event"] for line in _lines(stream)] == ["before", "after"]
+    assert "cannot render" in capsys.readouterr().err
+
+
 async def test_configuring_again_flushes_pending_lines_to_the_old_stream(
     make_settings: SettingsFactory,
 ) -> None:
