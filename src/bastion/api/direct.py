@@ -35,13 +35,13 @@ from fastapi._compat import ModelField, Undefined
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
-from fastapi.exceptions import RequestValidationError
+from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.routing import APIRoute, serialize_response
 from fastapi.sse import EventSourceResponse
 from fastapi.utils import is_body_allowed_for_status_code
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from bastion.api.request_body import endpoint_context, read_json_body
@@ -132,6 +132,77 @@ def _temporary_response() -> Response:
     return response
 
 
+# Core schema types whose JSON, as pydantic writes it, is byte for byte what ``json.dumps`` writes
+# (as ``JSONResponse`` calls it) for the same value in pydantic's JSON mode: no float (``repr`` and
+# pydantic format some differently, and ``json.dumps`` refuses infinities that pydantic writes as
+# null), nothing typed ``Any`` (its values could be floats), no custom serializer.
+_JSON_LEAVES = frozenset({"str", "int", "bool", "none", "datetime", "date", "uuid"})
+_JSON_WRAPPERS = frozenset({"nullable", "default", "model", "model-field", "list", "function-after"})
+
+
+def _json_equivalent(schema: Any, definitions: dict[str, Any] | None = None) -> bool:
+    """True when every value ``schema`` (a pydantic core schema) serializes is written alike by
+    pydantic's ``dump_json`` and by ``json.dumps`` of its JSON-mode Python form."""
+    if not isinstance(schema, dict) or "serialization" in schema:
+        return False
+    kind = schema.get("type")
+    if definitions is None:
+        definitions = {}
+    if kind == "definitions":
+        found = {**definitions, **{each["ref"]: each for each in schema["definitions"]}}
+        return all(_json_equivalent(each, found) for each in schema["definitions"]) and _json_equivalent(
+            schema["schema"], found
+        )
+    if kind == "definition-ref":
+        return schema["schema_ref"] in definitions  # the definition itself is checked where it is given
+    if kind in _JSON_LEAVES:
+        return True
+    if kind == "literal":
+        return all(value is None or isinstance(value, str | int) for value in schema["expected"])
+    if kind == "enum":
+        return schema.get("sub_type") in ("str", "int")
+    if kind == "model":
+        config = schema.get("config", {})
+        # A model's own JSON settings (temporal values as numbers, say), or extra values of any type.
+        if config.get("extra_fields_behavior") == "allow" or any(
+            name.startswith("ser_json") for name in config
+        ):
+            return False
+    if kind in _JSON_WRAPPERS:
+        return _json_equivalent(schema.get("items_schema" if kind == "list" else "schema"), definitions)
+    if kind == "union":
+        return all(
+            _json_equivalent(choice[0] if isinstance(choice, tuple) else choice, definitions)
+            for choice in schema["choices"]
+        )
+    if kind == "dict":
+        return _json_equivalent(schema.get("keys_schema"), definitions) and _json_equivalent(
+            schema.get("values_schema"), definitions
+        )
+    if kind == "model-fields":
+        return (
+            schema.get("extra_behavior") != "allow"
+            and all(_json_equivalent(field, definitions) for field in schema["fields"].values())
+            and all(
+                _json_equivalent(field["return_schema"], definitions)
+                for field in schema.get("computed_fields", ())
+            )
+        )
+    return False
+
+
+def _renders_as_json_response(response_class: type[Response]) -> bool:
+    """True when ``response_class`` renders its content as ``JSONResponse`` does."""
+    return issubclass(response_class, JSONResponse) and response_class.render is JSONResponse.render
+
+
+def _json_bytes(route: Any, actual_class: type[Response]) -> bool:
+    """True when the route's answers may be serialized straight to JSON bytes by pydantic: the
+    bytes ``actual_class`` would render from the JSON-mode dump, for every value of its model."""
+    adapter = getattr(route.response_field, "_type_adapter", None)
+    return _renders_as_json_response(actual_class) and _json_equivalent(getattr(adapter, "core_schema", None))
+
+
 def direct_handler(route: Any) -> Handler | None:
     """A handler for ``route`` (an ``APIRoute`` or FastAPI's view of an included one) that skips
     FastAPI's machinery; None when the route does not qualify."""
@@ -162,6 +233,10 @@ def direct_handler(route: Any) -> Handler | None:
     status_code: int | None = route.status_code
     response_field = route.response_field
     dump_json = response_field is not None and isinstance(response_class, DefaultPlaceholder)
+    # A JSON response class rendering a model that pydantic writes as ``json.dumps`` would: the
+    # same bytes straight from pydantic, without the dict and the second encoder between them.
+    json_bytes = response_field is not None and not dump_json and _json_bytes(route, actual_class)
+    json_media_type = actual_class.media_type
     serialization = {
         "field": response_field,
         "include": route.response_model_include,
@@ -170,7 +245,7 @@ def direct_handler(route: Any) -> Handler | None:
         "exclude_unset": route.response_model_exclude_unset,
         "exclude_defaults": route.response_model_exclude_defaults,
         "exclude_none": route.response_model_exclude_none,
-        "dump_json": dump_json,
+        "dump_json": dump_json or json_bytes,
     }
 
     async def handler(request: Request) -> Response:
@@ -205,15 +280,22 @@ def direct_handler(route: Any) -> Handler | None:
         raw = await endpoint(**values)
         if isinstance(raw, Response):
             return raw  # FastAPI merges nothing into a response the endpoint built
-        # The context names the endpoint in a response that fails its model (only then used).
-        context = None if response_field is None else endpoint_context(endpoint, path, request)
-        content = await serialize_response(response_content=raw, endpoint_ctx=context, **serialization)
+        try:
+            content = await serialize_response(response_content=raw, **serialization)
+        except ResponseValidationError as exc:
+            # The context names the endpoint in the error, as FastAPI's does: made only for an
+            # answer that fails its model.
+            raise ResponseValidationError(
+                exc.errors(), body=exc.body, endpoint_ctx=endpoint_context(endpoint, path, request)
+            ) from None
         # FastAPI's ``_build_response_args``: a status code set on the lent response wins.
         response_args: dict[str, Any] = {} if status_code is None else {"status_code": status_code}
         if lent is not None and lent.status_code:
             response_args["status_code"] = lent.status_code
         if dump_json:
             response = Response(content=content, media_type="application/json", **response_args)
+        elif json_bytes:
+            response = Response(content=content, media_type=json_media_type, **response_args)
         else:
             response = actual_class(content, **response_args)
         if not is_body_allowed_for_status_code(response.status_code):

@@ -25,7 +25,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.audit.models import AccessRecord
-from bastion.crypto.randomness import new_ordered_id
+from bastion.crypto.randomness import new_ordered_ids
 from bastion.db.batch import Statement, steps
 from bastion.db.session import write_batch
 from bastion.observability.logging import get_logger
@@ -95,15 +95,21 @@ class AccessLog:
             await self.flush()
 
     async def flush(self) -> int:
-        """Insert what is buffered, a batch at a time; returns how many rows were written."""
+        """Insert what was buffered when the flush began, a batch at a time; returns how many rows
+        were written. Records noted meanwhile wait for the next flush: under steady traffic a flush
+        that also took them would never end, and would write each hand-off's few new rows as a
+        transaction of their own (a transaction per row or two, instead of one per hundred)."""
         written = 0
-        while self.buffer and self._sessionmaker is not None:
-            rows = [self.buffer.popleft() for _ in range(min(self.batch_size, len(self.buffer)))]
+        pending = len(self.buffer)
+        while pending > 0 and self._sessionmaker is not None:
+            rows = [self.buffer.popleft() for _ in range(min(self.batch_size, pending))]
+            pending -= len(rows)
             try:
                 # The table's own insert, one executemany: on SQLite its rows are bound and
                 # written on the driver's thread, so a second's batch does not hold the event loop.
                 async with write_batch(self._sessionmaker) as batch:
-                    await batch.commit(steps(_INSERT.many([_row(values) for values in rows])))
+                    made = map(_row, rows, new_ordered_ids(len(rows)))
+                    await batch.commit(steps(_INSERT.many(list(made))))
             except Exception as exc:
                 self.log.warning("access_records_deferred", count=len(rows), error=type(exc).__name__)
                 room = self.max_buffer - len(self.buffer)
@@ -121,14 +127,18 @@ class AccessLog:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.flush()
+        # What is left, and what requests finishing meanwhile noted (a few rounds at most: the
+        # server has stopped taking requests; a database that takes nothing ends it at once).
+        for _ in range(3):
+            if not self.buffer or not await self.flush():
+                break
         self._sessionmaker = None
 
 
-def _row(values: tuple[Any, ...]) -> dict[str, Any]:
+def _row(values: tuple[Any, ...], row_id: str) -> dict[str, Any]:
     at, method, route, status, seconds, principal, ip, request_id = values
     return {
-        "id": new_ordered_id(),
+        "id": row_id,
         "timestamp": datetime.fromtimestamp(at, UTC),
         "method": method[:8],
         "route": route,

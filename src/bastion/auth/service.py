@@ -689,7 +689,8 @@ class IdentityService:
         )
 
     async def me(self, user_id: str) -> User:
-        await self.cache.refresh()
+        if self.cache.due():
+            await self.cache.refresh()
         user = await self._user(user_id, self.clock())
         if user is None:
             raise NotFound()

@@ -36,15 +36,12 @@ NEWLY_BLOCKED = int(Outcome.NEWLY_BLOCKED)
 
 
 _HEADER_NAMES = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
-_RAW_NAMES = tuple(name.lower().encode() for name in _HEADER_NAMES)
+_LIMIT, _REMAINING_NAME, _RESET = (name.lower().encode() for name in _HEADER_NAMES)
 
 
-def _header_values(limit: int, decision: RawDecision) -> tuple[str, str, str]:
-    return (
-        str(limit),
-        str(max(0, decision[_REMAINING])),
-        str(max(0, math.ceil(decision[_RESET_AFTER]))),
-    )
+def _header_values(limit: int, decision: RawDecision) -> tuple[int, int, int]:
+    remaining = int(decision[_REMAINING])
+    return (limit, remaining if remaining > 0 else 0, max(0, math.ceil(decision[_RESET_AFTER])))
 
 
 def rate_limit_headers(limit: int, decision: RawDecision) -> dict[str, str]:
@@ -52,15 +49,14 @@ def rate_limit_headers(limit: int, decision: RawDecision) -> dict[str, str]:
 
     Takes a ``Decision`` or the in-process path's plain tuple, so fields are read by index.
     """
-    return dict(zip(_HEADER_NAMES, _header_values(limit, decision), strict=True))
+    values = _header_values(limit, decision)
+    return {name: str(value) for name, value in zip(_HEADER_NAMES, values, strict=True)}
 
 
 def rate_limit_header_pairs(limit: int, decision: RawDecision) -> list[tuple[bytes, bytes]]:
     """``rate_limit_headers`` as an ASGI message's header list."""
-    return [
-        (name, value.encode())
-        for name, value in zip(_RAW_NAMES, _header_values(limit, decision), strict=True)
-    ]
+    limit_, remaining, reset = _header_values(limit, decision)
+    return [(_LIMIT, b"%d" % limit_), (_REMAINING_NAME, b"%d" % remaining), (_RESET, b"%d" % reset)]
 
 
 def denial(

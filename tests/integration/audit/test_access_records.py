@@ -7,7 +7,7 @@ the buffer."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,21 +81,31 @@ async def test_records_are_stored_as_noted_and_kept_through_a_refused_batch(
         await log.aclose()
 
 
+def watch_transactions(
+    monkeypatch: pytest.MonkeyPatch, log: AccessLog, each: Callable[[int], None] = lambda begun: None
+) -> list[int]:
+    """How many records were left in the buffer as each of ``log``'s transactions began; ``each``
+    is called then with how many have begun (requests finishing meanwhile, say)."""
+    left: list[int] = []
+    original = access.write_batch
+
+    @contextlib.asynccontextmanager
+    async def watched(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[Any]:
+        async with original(maker) as batch:
+            left.append(len(log.buffer))
+            each(len(left))
+            yield batch
+
+    monkeypatch.setattr(access, "write_batch", watched)
+    return left
+
+
 async def test_a_second_of_records_is_written_a_hundred_rows_to_a_transaction(
     sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A request's own write waits behind one batch at most, not behind a whole second's records."""
-    batches: list[int] = []
-    original = access.write_batch
-
-    @contextlib.asynccontextmanager
-    async def counted(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[Any]:
-        async with original(maker) as batch:
-            batches.append(len(log.buffer))
-            yield batch
-
-    monkeypatch.setattr(access, "write_batch", counted)
     log = AccessLog(max_buffer=1000, flush_seconds=3600)
+    batches = watch_transactions(monkeypatch, log)
     log.start(sessionmaker)
     try:
         for n in range(350):
@@ -106,3 +116,39 @@ async def test_a_second_of_records_is_written_a_hundred_rows_to_a_transaction(
         assert len(await stored(sessionmaker)) == 350
     finally:
         await log.aclose()
+
+
+async def test_records_noted_during_a_flush_wait_for_the_next_one(
+    sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests keep coming while a flush writes: it writes what was buffered when it began, a
+    hundred rows to a transaction, and ends; it never chases the new arrivals one transaction each."""
+    log = AccessLog(max_buffer=1000, flush_seconds=3600)
+
+    def arrivals(begun: int) -> None:
+        if begun <= 3:  # three requests finish while each of the first three transactions is written
+            for n in range(3):
+                note(log, 500 + 3 * begun + n)
+
+    left = watch_transactions(monkeypatch, log, arrivals)
+    log.start(sessionmaker)
+    try:
+        for n in range(250):
+            note(log, n)
+        assert await log.flush() == 250
+        # 100, 100 and 50 rows: three transactions, then the flush ends; the arrivals stay.
+        assert left == [150, 50 + 3, 0 + 6]
+        assert len(log.buffer) == 9
+        assert await log.flush() == 9
+        assert len(await stored(sessionmaker)) == 259
+    finally:
+        await log.aclose()
+
+
+async def test_closing_writes_every_record_left(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    log = AccessLog(max_buffer=1000, flush_seconds=3600)
+    log.start(sessionmaker)
+    for n in range(230):
+        note(log, n)
+    await log.aclose()
+    assert len(await stored(sessionmaker)) == 230 and not log.buffer

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import date, datetime, timedelta, timezone
+from typing import Annotated, Any, Literal
 
 import pytest
 from fastapi import (
@@ -22,9 +23,11 @@ from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from pydantic import BaseModel, Field
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_serializer
 
-from bastion.api.direct import DirectRoute, direct_handler
+from bastion.api.direct import DirectRoute, _json_bytes, _json_equivalent, direct_handler
 from bastion.api.flat import flatten_included
 from bastion.api.responses import UTF8JSONResponse
 
@@ -43,6 +46,27 @@ class Order(BaseModel):
 
 
 Code = Annotated[str, Path(min_length=1, max_length=8, pattern=r"^[a-z]+$")]
+
+#: Every character JSON escapes or may write raw, beyond Latin-1, the line separators, astral ones.
+ALL_TEXT = "".join(chr(c) for c in range(0x250)) + "\u2028\u2029\ufeff\ud7ff\ue000😀\U0010ffff"
+
+
+class Mixed(BaseModel):
+    """What pydantic and ``json.dumps`` write alike: strings, big integers, datetimes, literals."""
+
+    texts: list[str]
+    numbers: dict[str, int]
+    at: datetime
+    day: date | None
+    kind: Literal["a", 1, True] | None
+    flag: bool
+
+
+class Measured(BaseModel):
+    """What they write differently (floats), and what could hold anything."""
+
+    ratio: float
+    extra: Any
 
 
 class Calls:
@@ -147,6 +171,21 @@ def build(route_class: type[APIRoute], calls: Calls, *, flat: bool = False) -> F
     async def small(number: int, body: Order) -> int:
         return body.count
 
+    @router.get("/mixed", response_model=Mixed)
+    async def mixed() -> Mixed:
+        return Mixed(
+            texts=[ALL_TEXT, "", '\\"/'],
+            numbers={ALL_TEXT: 2**64, "small": -(10**30), "zero": 0},
+            at=datetime(2026, 12, 6, 7, 8, 9, 5, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+            day=date(999, 1, 2),
+            kind=True,
+            flag=False,
+        )
+
+    @router.get("/measured", response_model=Measured)
+    async def measured() -> Measured:
+        return Measured(ratio=1e16, extra=[0.1, 1e-07, 100000000000000000.0, {"x": 2.5}])
+
     @router.get("/bad/{number}", response_model=Item)
     async def bad(number: int) -> Any:
         return {"name": "bad", "size": "large" if number else 0}
@@ -189,6 +228,8 @@ REQUESTS: list[tuple[str, str, dict[str, str]]] = [
     ("GET", "/api/item", {"x-refuse": "1"}),
     ("GET", "/api/twice", {}),
     ("GET", "/api/plain", {}),
+    ("GET", "/api/mixed", {}),
+    ("GET", "/api/measured", {}),
     ("POST", "/api/created", {}),
     ("DELETE", "/api/gone", {}),
     ("GET", "/api/response", {}),
@@ -306,6 +347,8 @@ def test_only_routes_that_take_nothing_but_the_request_are_answered_directly() -
         "/api/item",
         "/api/twice",
         "/api/plain",
+        "/api/mixed",
+        "/api/measured",
         "/api/created",
         "/api/gone",
         "/api/response",
@@ -411,3 +454,95 @@ def test_dependency_overrides_are_honoured(flat: bool) -> None:
     with TestClient(app) as client:
         assert client.get("/api/item").json() == {"name": "over2é", "size": 3}
     assert "first" not in calls.order
+
+
+class Node(BaseModel):
+    """A recursive model: its schema refers to its own definition."""
+
+    name: str
+    children: list[Node] = []
+
+
+class Shown(BaseModel):
+    name: str
+
+    @field_serializer("name")
+    def shown(self, name: str) -> str:
+        return name.upper()
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+
+class Seconds(BaseModel):
+    model_config = ConfigDict(ser_json_temporal="seconds")
+    at: datetime
+
+
+@pytest.mark.parametrize(
+    ("model", "equivalent"),
+    [
+        (Item, True),
+        (Order, True),
+        (Mixed, True),
+        (Node, True),
+        (list[Item], True),
+        (Measured, False),  # a float, and a value of any type
+        (float, False),
+        (dict[str, Any], False),
+        (Shown, False),  # a serializer of its own
+        (Open, False),  # extra fields, of any type
+        (Seconds, False),  # datetimes written as numbers
+    ],
+)
+def test_only_models_pydantic_writes_as_json_dumps_does_are_serialized_by_pydantic(
+    model: Any, equivalent: bool
+) -> None:
+    assert _json_equivalent(TypeAdapter(model).core_schema) is equivalent
+
+
+def test_the_routes_answered_most_often_are_serialized_by_pydantic() -> None:
+    """The fast path holds on Bastion's own app (and FastAPI still keeps the adapter it reads)."""
+    from bastion.app import create_app
+    from bastion.settings import Settings
+
+    app = create_app(Settings(_env_file=None, environment="development"))  # type: ignore[call-arg]
+    routes = {
+        (route.path, method): route
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+    assert _json_bytes(routes[("/api/auth/me", "GET")], UTF8JSONResponse)
+    assert _json_bytes(routes[("/api/sessions/{session_id}/messages", "POST")], UTF8JSONResponse)
+    assert not _json_bytes(routes[("/api/admin/audit", "GET")], UTF8JSONResponse)  # details of any type
+
+
+def _dumps(value: Any) -> bytes:
+    return JSONResponse(value).body
+
+
+@given(
+    texts=st.lists(st.text()),
+    numbers=st.dictionaries(st.text(), st.integers()),
+    at=st.datetimes(timezones=st.timezones() | st.none()),
+    day=st.dates() | st.none(),
+    kind=st.sampled_from(["a", 1, True, None]),
+    flag=st.booleans(),
+)
+def test_pydantic_and_json_dumps_write_the_same_bytes_for_such_models(
+    texts: list[str], numbers: dict[str, int], at: datetime, day: date | None, kind: Any, flag: bool
+) -> None:
+    value = Mixed(texts=texts, numbers=numbers, at=at, day=day, kind=kind, flag=flag)
+    adapter = TypeAdapter(Mixed)
+    try:
+        expected: bytes | type[Exception] = _dumps(adapter.dump_python(value, mode="json"))
+    except UnicodeEncodeError:  # a lone surrogate: neither writes it
+        expected = UnicodeEncodeError
+    if expected is UnicodeEncodeError:
+        with pytest.raises(Exception, match="surrogates not allowed"):
+            adapter.dump_json(value)
+    else:
+        assert adapter.dump_json(value) == expected
