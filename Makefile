@@ -22,9 +22,11 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/bastion serve
 
+# On both cores: two pytest-xdist workers, each with its own PostgreSQL, Redis and Redis Cluster;
+# coverage is combined from both. PYTEST_ARGS="-n 0" runs it serially (docs/ci.md).
 test: check
 	scripts/provision.sh
-	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 # The load-and-faults scenario (tests/e2e/test_load_faults.py) run for longer, its fault cycle
 # repeated: `make soak SOAK_SECONDS=1800 SOAK_CLIENTS=40`. Not part of `make test`.
@@ -33,7 +35,7 @@ SOAK_CLIENTS ?= 24
 soak: $(STAMP)
 	scripts/provision.sh
 	BASTION_SOAK_SECONDS=$(SOAK_SECONDS) BASTION_SOAK_CLIENTS=$(SOAK_CLIENTS) $(BIN)/pytest \
-		tests/e2e/test_load_faults.py -p no:cacheprovider -rP $(PYTEST_ARGS)
+		tests/e2e/test_load_faults.py -n 0 -p no:cacheprovider -rP $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

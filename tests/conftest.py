@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Shared fixtures: settings built in one line, real PostgreSQL and Redis, an app with its lifespan.
 
-The PostgreSQL and Redis servers are started once per run on random loopback ports (or taken from
+The PostgreSQL and Redis servers are started once per run (per pytest-xdist worker: ``make test``
+runs two, docs/ci.md) on loopback ports of their own (or taken from
 BASTION_TEST_POSTGRES_URL / BASTION_TEST_REDIS_URL when set) and stopped at the end; so is a
 three-master Redis Cluster (BASTION_TEST_REDIS_CLUSTER_URL), for the suites that run on both.
 """
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -27,10 +29,57 @@ from bastion.app import create_app
 from bastion.crypto import material
 from bastion.db import migrate
 from bastion.settings import Settings
+from tests.support import parallel
 from tests.support.lifespan import lifespan_of
-from tests.support.servers import PostgresServer, RedisClusterServers, RedisServer, free_port
+from tests.support.servers import PostgresServer, RedisClusterServers, RedisServer, free_port, xdist_worker
 
 SettingsFactory = Callable[..., Settings]
+
+
+# -- the run on both cores (pytest-xdist, --dist loadgroup; docs/ci.md) --------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests of a module that share a module-scoped fixture (a served instance, nginx, the
+    browser) run on one worker, in their order: the fixture is made once, and the console's browser
+    tests go on from where the one before left off. Other tests go to whichever worker is free."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        fixtures = getattr(item, "_fixtureinfo", None)
+        definitions = fixtures.name2fixturedefs.values() if fixtures is not None else ()
+        if any(chain[-1].scope == "module" for chain in definitions if chain):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    parallel.write_groups(config, items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    parallel.name_groups_file(node)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return parallel.scheduler(config, log) if config.getoption("dist") == "loadgroup" else None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    parallel.remove_groups_files(config)
+
+
+_SCREENSHOTS: dict[str, None] = {}  # the browser tests' screenshots, in order (tests/e2e/conftest.py)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _SCREENSHOTS.update((value, None) for name, value in report.user_properties if name == "screenshot")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _SCREENSHOTS:
+        terminalreporter.section("screenshots")
+        for path in _SCREENSHOTS:
+            terminalreporter.write_line(path)
 
 
 @pytest.fixture(autouse=True)
@@ -84,6 +133,12 @@ def postgres_server() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     if url := os.environ.get("BASTION_TEST_REDIS_URL"):
+        # Tests empty the database before they start: each pytest-xdist worker takes its own
+        # (the URL's number plus the worker's).
+        if worker := xdist_worker():
+            parts = urlsplit(url)
+            database = int(parts.path.strip("/") or 0) + worker
+            url = urlunsplit(parts._replace(path=f"/{database}"))
         yield url
         return
     server = RedisServer().start()
@@ -97,6 +152,10 @@ def redis_server() -> Iterator[str]:
 def redis_cluster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of the run's three-master Redis Cluster (``redis+cluster://``), started on first use."""
     if url := os.environ.get("BASTION_TEST_REDIS_CLUSTER_URL"):
+        if xdist_worker() is not None and os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") != "1":
+            # A cluster has one database, which tests empty before they start: two workers
+            # would empty it under each other's feet.
+            pytest.fail("BASTION_TEST_REDIS_CLUSTER_URL needs a serial run: PYTEST_ARGS='-n 0'")
         yield url
         return
     cluster = RedisClusterServers(root=tmp_path_factory.mktemp("redis-cluster")).start()

@@ -96,12 +96,14 @@ def get(url: str, **kwargs: object) -> httpx.Response:
 
 
 # Screenshots the browser tests took, listed at the end of the run (passing tests' output is
-# captured, and the paths belong in the report whatever the outcome).
+# captured, and the paths belong in the report whatever the outcome). Each test's own travel in its
+# report (``user_properties``): under pytest-xdist the summary is written by the controlling
+# process, which runs no test (tests/conftest.py lists them).
 SCREENSHOTS: list[Path] = []
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if SCREENSHOTS:
-        terminalreporter.section("screenshots")
-        for path in SCREENSHOTS:
-            terminalreporter.write_line(str(path))
+@pytest.fixture(autouse=True)
+def _screenshots_reported(request: pytest.FixtureRequest) -> Iterator[None]:
+    taken = len(SCREENSHOTS)
+    yield
+    request.node.user_properties.extend(("screenshot", str(path)) for path in SCREENSHOTS[taken:])

@@ -66,11 +66,15 @@ REVOKED = 9  # an app whose key its owner revokes mid-run
 
 # One fault cycle takes about a minute with its setup (a restarted instance alone needs ~10 s on a
 # busy machine); the margin keeps a slow machine from failing it, a hang is still bounded.
+# Under pytest-xdist it shares the "load" group with the other test that loads the machine with
+# many clients (tests/e2e/test_sqlite_concurrency.py): one worker runs them one after the other,
+# never both at once, so neither restarts, pauses or queues against the other's load.
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.postgres,
     pytest.mark.redis,
     pytest.mark.timeout(int(240 + SOAK_SECONDS * 2)),
+    pytest.mark.xdist_group("load"),
 ]
 
 

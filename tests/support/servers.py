@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Throwaway PostgreSQL and Redis servers for the test run, on random loopback ports."""
+"""Throwaway PostgreSQL and Redis servers for the test run, on loopback ports (``free_port``)."""
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import itertools
 import os
 import pwd
 import secrets
@@ -17,11 +18,57 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The ports free_port hands out lie below the kernel's ephemeral range, from which bind(0) and
+# every outgoing connection draw theirs: no client socket can take a port between its pick and the
+# server binding it. And each pytest-xdist worker draws from a block of its own (a serial run from
+# the first), so two workers never pick the same port for servers they start at the same moment.
+PORTS_FLOOR = 10000
+PORTS_PER_BLOCK = 2000
+
+
+def xdist_worker() -> int | None:
+    """This process's pytest-xdist worker number (0 for gw0), or None outside a parallel run."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker[2:]) if worker[:2] == "gw" and worker[2:].isdigit() else None
+
+
+def _port_block() -> range:
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768  # Linux's default
+    blocks = (ephemeral - PORTS_FLOOR) // PORTS_PER_BLOCK
+    if blocks < 1:
+        return range(0)  # an unusual ephemeral range: ask the kernel (bind to port 0) instead
+    worker = xdist_worker()
+    number = 0 if worker is None else worker + 1
+    start = PORTS_FLOOR + number % blocks * PORTS_PER_BLOCK
+    return range(start, start + PORTS_PER_BLOCK)
+
+
+_PORTS = _port_block()
+# From a random place in the block (another run of the suite may be using the same block), then
+# round it: a port is handed out again only after every other one of the block was.
+_next_ports = itertools.islice(itertools.cycle(_PORTS), secrets.randbelow(len(_PORTS) or 1), None)
+
+
+def _bindable(port: int) -> int | None:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return None  # listened on, or still in use by a connection: the next one
+        return int(sock.getsockname()[1])
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing uses, for a server about to be started on it."""
+    for _ in range(len(_PORTS)):
+        if port := _bindable(next(_next_ports)):
+            return port
+    port = _bindable(0)
+    assert port is not None
+    return port
 
 
 def wait_for_port(
