@@ -192,8 +192,16 @@ def _json_equivalent(schema: Any, definitions: dict[str, Any] | None = None) -> 
 
 
 def _renders_as_json_response(response_class: type[Response]) -> bool:
-    """True when ``response_class`` renders its content as ``JSONResponse`` does."""
-    return issubclass(response_class, JSONResponse) and response_class.render is JSONResponse.render
+    """True when ``response_class`` is ``JSONResponse`` with at most its own media type: it renders,
+    builds its headers and sends as ``JSONResponse`` does (a class that signs its body as it sends,
+    ``SignedJSONResponse``, is built as itself)."""
+    return (
+        issubclass(response_class, JSONResponse)
+        and response_class.render is JSONResponse.render
+        and response_class.__init__ is JSONResponse.__init__
+        and response_class.init_headers is Response.init_headers
+        and response_class.__call__ is Response.__call__
+    )
 
 
 def _json_bytes(route: Any, actual_class: type[Response]) -> bool:
