@@ -244,7 +244,7 @@ def direct_handler(route: Any) -> Handler | None:
     # A JSON response class rendering a model that pydantic writes as ``json.dumps`` would: the
     # same bytes straight from pydantic, without the dict and the second encoder between them.
     json_bytes = response_field is not None and not dump_json and _json_bytes(route, actual_class)
-    json_media_type = actual_class.media_type
+    json_media_type = "application/json" if dump_json else actual_class.media_type
     serialization = {
         "field": response_field,
         "include": route.response_model_include,
@@ -300,9 +300,7 @@ def direct_handler(route: Any) -> Handler | None:
         response_args: dict[str, Any] = {} if status_code is None else {"status_code": status_code}
         if lent is not None and lent.status_code:
             response_args["status_code"] = lent.status_code
-        if dump_json:
-            response = Response(content=content, media_type="application/json", **response_args)
-        elif json_bytes:
+        if dump_json or json_bytes:
             response = Response(content=content, media_type=json_media_type, **response_args)
         else:
             response = actual_class(content, **response_args)

@@ -56,23 +56,18 @@ def new_id() -> str:
     return raw.hex()
 
 
-def new_ordered_id() -> str:
-    """A row's id for a table written in time order (request records): a version-7 UUID (RFC 9562;
-    Python's uuid module has it from 3.14), the Unix time in milliseconds and then 74 random bits,
-    in the same 32 hex digits as ``new_id``. New rows land at the end of the primary key's index
-    instead of anywhere in it: into an index of random ids each insert touches pages all over it,
-    and on SQLite a request record went from about 11-14 to 5-7 µs as the table grew."""
-    return new_ordered_ids(1)[0]
-
-
 # The 80 bits after the time: the version nibble first, the variant's two bits 16 bits later.
 _V7_KEEP = ((1 << 80) - 1) & ~((0xF << 76) | (0x3 << 62))
 _V7_SET = (0x7 << 76) | (0x2 << 62)  # version 7, RFC 4122 variant
 
 
 def new_ordered_ids(count: int) -> list[str]:
-    """``count`` ids as ``new_ordered_id`` makes them, for rows written together: one reading of
-    the clock (they share its millisecond) and one take from the pool."""
+    """Ids for ``count`` rows of a table written in time order (request records), made together:
+    version-7 UUIDs (RFC 9562; Python's uuid module has it from 3.14), the Unix time in milliseconds
+    (one reading of the clock, shared) and then 74 random bits (one take from the pool), in the same
+    32 hex digits as ``new_id``. New rows land at the end of the primary key's index instead of
+    anywhere in it: into an index of random ids each insert touches pages all over it, and on SQLite
+    a request record went from about 11-14 to 5-7 µs as the table grew."""
     millis = f"{time.time_ns() // 1_000_000:012x}"
     tails = REQUEST_RANDOM.take(10 * count)
     return [

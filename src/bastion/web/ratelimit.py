@@ -36,7 +36,7 @@ NEWLY_BLOCKED = int(Outcome.NEWLY_BLOCKED)
 
 
 _HEADER_NAMES = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
-_LIMIT, _REMAINING_NAME, _RESET = (name.lower().encode() for name in _HEADER_NAMES)
+_LIMIT_HEADER, _REMAINING_HEADER, _RESET_HEADER = (name.lower().encode() for name in _HEADER_NAMES)
 
 
 def _header_values(limit: int, decision: RawDecision) -> tuple[int, int, int]:
@@ -55,8 +55,9 @@ def rate_limit_headers(limit: int, decision: RawDecision) -> dict[str, str]:
 
 def rate_limit_header_pairs(limit: int, decision: RawDecision) -> list[tuple[bytes, bytes]]:
     """``rate_limit_headers`` as an ASGI message's header list."""
-    limit_, remaining, reset = _header_values(limit, decision)
-    return [(_LIMIT, b"%d" % limit_), (_REMAINING_NAME, b"%d" % remaining), (_RESET, b"%d" % reset)]
+    values = _header_values(limit, decision)
+    names = (_LIMIT_HEADER, _REMAINING_HEADER, _RESET_HEADER)
+    return [(name, b"%d" % value) for name, value in zip(names, values, strict=True)]
 
 
 def denial(

@@ -503,6 +503,19 @@ def test_only_models_pydantic_writes_as_json_dumps_does_are_serialized_by_pydant
     assert _json_equivalent(TypeAdapter(model).core_schema) is equivalent
 
 
+def test_such_an_answer_is_written_by_pydantic_not_json_dumps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same bytes as FastAPI's, and ``JSONResponse``'s encoder never ran for them."""
+    expected = answer(build(APIRoute, Calls()), "GET", "/api/mixed", {})
+    app = build(DirectRoute, Calls())
+
+    def refuse(self: JSONResponse, content: Any) -> bytes:
+        raise AssertionError("encoded by json.dumps")
+
+    monkeypatch.setattr(JSONResponse, "render", refuse)
+    assert answer(app, "GET", "/api/mixed", {}) == expected
+    assert answer(app, "GET", "/api/measured", {})[0] == 500  # a float: json.dumps's, as FastAPI's
+
+
 def test_the_routes_answered_most_often_are_serialized_by_pydantic() -> None:
     """The fast path holds on Bastion's own app (and FastAPI still keeps the adapter it reads)."""
     from bastion.app import create_app
