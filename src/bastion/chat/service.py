@@ -55,6 +55,7 @@ DEFAULT_SYSTEM_PROMPT = (
     "may be at risk."
 )
 MAX_PAGE = 100
+_SPOKEN = ("user", "assistant")  # the history's roles a prompt carries
 
 
 def _session_not_found() -> NotFound:
@@ -166,13 +167,17 @@ class ChatService:
     def _prompt(self, session_id: str, content: str, turn: Turn) -> list[llm.ChatMessage]:
         """The prompt for the message of ``turn``: the system prompt, recent history and the
         message itself."""
-        prompt = [llm.ChatMessage("system", self.system_prompt)]
-        for message_id, role, ciphertext in turn.recent:
-            if role in ("user", "assistant"):
-                text = self._open_text(session_id, message_id, ciphertext)
-                prompt.append(llm.ChatMessage(role, text))  # type: ignore[arg-type]
-        prompt.append(llm.ChatMessage("user", content))
-        return prompt
+        history = [
+            (role, message_id, ciphertext) for message_id, role, ciphertext in turn.recent if role in _SPOKEN
+        ]
+        texts = CHAT_MESSAGE_CONTENT.open_many(
+            self.cipher, [(ciphertext, f"{session_id}:{message_id}") for _, message_id, ciphertext in history]
+        )
+        return [
+            llm.ChatMessage("system", self.system_prompt),
+            *(llm.ChatMessage(role, text) for (role, _, _), text in zip(history, texts, strict=True)),  # type: ignore[arg-type]
+            llm.ChatMessage("user", content),
+        ]
 
     async def _begin_call(
         self,

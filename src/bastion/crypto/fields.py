@@ -27,7 +27,7 @@ import binascii
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
@@ -47,6 +47,7 @@ LEGACY_VERSION = "v1"  # sealed directly under the configured key: opened, never
 VERSIONS = (VERSION, LEGACY_VERSION)
 NONCE_BYTES = 12
 _log = get_logger("bastion.crypto")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 class DecryptionError(Exception):
@@ -122,7 +123,9 @@ class FieldCipher:
         if version not in VERSIONS or cipher is None:
             raise DecryptionError("unknown format or key")
         try:
-            raw = base64.urlsafe_b64decode(body)
+            # base64.urlsafe_b64decode's own steps, without its two Python layers (a history of
+            # messages opens dozens of values per request)
+            raw = binascii.a2b_base64(body.encode("ascii").translate(_FROM_URLSAFE))
             if len(raw) < NONCE_BYTES + 16:
                 raise DecryptionError("truncated value")
             return cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad).decode("utf-8")
@@ -140,14 +143,30 @@ class FieldCipher:
         key no longer configured) is logged for the operator with its place and key id, and the
         request ends with a 500 error shape that says nothing more: never a wrong plaintext.
         """
-        try:
-            return self.decrypt(token, aad=context(table, column, row_id))
-        except DecryptionError as exc:
-            kid = token.split(".", 2)[1] if token.count(".") >= 2 else None
-            _log.error(
-                "stored_value_unreadable", table=table, column=column, row_id=row_id, kid=kid, reason=str(exc)
-            )
-            raise UnreadableStoredValue() from exc
+        return self.open_many(((token, row_id),), table=table, column=column)[0]
+
+    def open_many(self, sealed: Iterable[tuple[str, str]], *, table: str, column: str) -> list[str]:
+        """``open`` for values of one column: ``(token, row id)`` pairs, opened in their order
+        (a chat message's history is dozens of them; the place's common part is encoded once)."""
+        prefix = context(table, column, "")
+        opened: list[str] = []
+        for token, row_id in sealed:
+            if "|" in row_id:
+                raise ValueError("context parts may not contain '|'")
+            try:
+                opened.append(self.decrypt(token, aad=prefix + row_id.encode()))
+            except DecryptionError as exc:
+                kid = token.split(".", 2)[1] if token.count(".") >= 2 else None
+                _log.error(
+                    "stored_value_unreadable",
+                    table=table,
+                    column=column,
+                    row_id=row_id,
+                    kid=kid,
+                    reason=str(exc),
+                )
+                raise UnreadableStoredValue() from exc
+        return opened
 
     def blind_index(self, value: str, *, purpose: str, kid: str | None = None) -> str:
         """The keyed index of ``value`` under the active key (or ``kid``), as ``<kid>.<hex>``."""

@@ -11,6 +11,7 @@ Columns are named as strings, not models, so this low-level module depends on no
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bastion.crypto.fields import FieldCipher
@@ -40,6 +41,10 @@ class SealedField:
 
     def open(self, cipher: FieldCipher, token: str, row_id: str) -> str:
         return cipher.open(token, table=self.table, column=self.name, row_id=row_id)
+
+    def open_many(self, cipher: FieldCipher, sealed: Iterable[tuple[str, str]]) -> list[str]:
+        """``open`` for many rows: ``(token, row id)`` pairs, in their order."""
+        return cipher.open_many(sealed, table=self.table, column=self.name)
 
     def index(self, cipher: FieldCipher, value: str) -> str:
         """The blind index of ``value`` under the active key (what a new row stores)."""

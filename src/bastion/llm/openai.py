@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import certifi
+import pydantic_core
 
 from bastion.errors import BastionError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bastion.llm.base import (
@@ -334,9 +335,10 @@ class OpenAICompatibleProvider:
 
     # -- chat --------------------------------------------------------------------------------
 
-    def _payload(
-        self, messages: Sequence[ChatMessage], options: GenerationOptions, *, stream: bool
-    ) -> dict[str, Any]:
+    def _payload(self, messages: Sequence[ChatMessage], options: GenerationOptions, *, stream: bool) -> bytes:
+        """The request's JSON body. pydantic's encoder writes a prompt of dozens of messages in a
+        quarter of json.dumps' time; a lone surrogate, which UTF-8 cannot carry, goes as json's
+        ``\\u`` escape."""
         payload: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
@@ -348,10 +350,13 @@ class OpenAICompatibleProvider:
             payload["max_tokens"] = options.max_tokens
         if options.temperature is not None:
             payload["temperature"] = options.temperature
-        return payload
+        try:
+            return pydantic_core.to_json(payload)
+        except pydantic_core.PydanticSerializationError:
+            return json.dumps(payload).encode()
 
     async def complete(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:
-        payload = json.dumps(self._payload(messages, options, stream=False)).encode()
+        payload = self._payload(messages, options, stream=False)
 
         async def once() -> Completion:
             response = await self._post("/chat/completions", payload)
@@ -379,7 +384,7 @@ class OpenAICompatibleProvider:
     async def stream(
         self, messages: Sequence[ChatMessage], options: GenerationOptions
     ) -> AsyncIterator[StreamChunk]:
-        payload = json.dumps(self._payload(messages, options, stream=True)).encode()
+        payload = self._payload(messages, options, stream=True)
         produced: list[str] = []
         for attempt in range(self.retry.max_retries + 1):
             await self._admit()

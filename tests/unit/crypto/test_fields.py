@@ -6,7 +6,7 @@ import base64
 import pytest
 
 from bastion.crypto import material
-from bastion.crypto.fields import DecryptionError, FieldCipher, context
+from bastion.crypto.fields import DecryptionError, FieldCipher, UnreadableStoredValue, context
 
 AAD = context("journal_entries", "content", "row-1")
 
@@ -46,6 +46,7 @@ def test_value_moved_to_another_row_or_column_fails() -> None:
         lambda t: "garbage",
         lambda t: "v1.x.!!!!",
         lambda t: "v1." + t.split(".", 2)[1] + "." + base64.urlsafe_b64encode(b"short").decode(),
+        lambda t: t[:-4] + "é" + t[-3:],  # not base64's alphabet, nor ASCII
     ],
 )
 def test_tampered_values_fail_authentication(mangle) -> None:  # type: ignore[no-untyped-def]
@@ -74,6 +75,33 @@ def test_rotation_keeps_old_values_readable_and_reseals() -> None:
 def test_context_parts_cannot_be_confused() -> None:
     with pytest.raises(ValueError):
         context("a|b", "c", "d")
+    with pytest.raises(ValueError):
+        cipher(material.encryption_key()).open_many([("v2.k.x", "row|1")], table="t", column="c")
+
+
+def test_many_values_of_a_column_open_in_order_each_bound_to_its_row() -> None:
+    fields = cipher(material.encryption_key())
+    rows = [(f"s:{n}", f"message {n} — ünïcode {n}") for n in range(30)]
+    sealed = [
+        (fields.seal(text, table="chat_messages", column="content", row_id=row), row) for row, text in rows
+    ]
+    opened = fields.open_many(sealed, table="chat_messages", column="content")
+    assert opened == [text for _, text in rows]
+    assert opened == [
+        fields.open(token, table="chat_messages", column="content", row_id=row) for token, row in sealed
+    ]
+    assert fields.open_many([], table="chat_messages", column="content") == []
+
+
+def test_one_value_that_fails_among_many_is_refused_never_a_wrong_plaintext() -> None:
+    fields = cipher(material.encryption_key())
+    sealed = [
+        (fields.seal(f"text {n}", table="chat_messages", column="content", row_id=f"s:{n}"), f"s:{n}")
+        for n in range(3)
+    ]
+    swapped = [sealed[0], (sealed[2][0], sealed[1][1]), sealed[2]]  # row 2's value copied into row 1
+    with pytest.raises(UnreadableStoredValue):
+        fields.open_many(swapped, table="chat_messages", column="content")
 
 
 def test_a_named_older_key_seals_and_any_listed_key_opens() -> None:
