@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from bastion.ratelimit.service import RateLimiter
 from bastion.ratelimit.storage.base import BudgetCall, BudgetResult, BudgetSettlement, Rider, SlotRenewal
+
+DAY_SECONDS = 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +99,16 @@ class TokenBudget:
     def __init__(self, limiter: RateLimiter, *, per_day: int | None) -> None:
         self.limiter = limiter
         self.per_day = per_day
+        self._day = (-1, "", 0.0)  # the last UTC day seen: its number since the epoch, date, end
 
     def _today(self, owner: str) -> tuple[str, float, float]:
         now = self.limiter.clock()
-        day = datetime.fromtimestamp(now, UTC)
-        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
-        return f"budget:{{{owner}}}:{day:%Y-%m-%d}", now, midnight.timestamp()
+        number = int(now // DAY_SECONDS)  # UTC days: POSIX time has no leap seconds
+        if number != self._day[0]:
+            start = datetime.fromtimestamp(number * DAY_SECONDS, UTC)
+            self._day = (number, f"{start:%Y-%m-%d}", (number + 1) * DAY_SECONDS)
+        _, date, midnight = self._day
+        return f"budget:{{{owner}}}:{date}", now, midnight
 
     async def reserve(self, owner: str, tokens: int) -> Reservation:
         """Hold ``tokens`` of ``owner``'s budget for today, all or nothing.

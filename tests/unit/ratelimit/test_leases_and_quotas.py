@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -116,6 +116,22 @@ async def test_the_daily_token_budget(limiter: RateLimiter, clock: FakeClock) ->
         await budget.reserve("key:a", -1)
     with pytest.raises(ValueError):
         await budget.settle(held, -1)
+
+
+def test_the_budget_day_is_the_utc_date_at_every_instant(limiter: RateLimiter, clock: FakeClock) -> None:
+    budget = TokenBudget(limiter, per_day=1000)
+    midnight = datetime(2026, 12, 31, tzinfo=UTC).timestamp()
+    # around midnights (a year's end, a leap day), and back again: the day is never stale
+    instants = [midnight + offset for offset in (-86_400.5, -0.001, 0.0, 0.001, 86_399.999, -3.0)]
+    instants += [datetime(2028, 2, 29, 23, 59, 59, 999_000, tzinfo=UTC).timestamp(), 0.0, 1e10]
+    for instant in instants:
+        clock.now = instant
+        day = datetime.fromtimestamp(instant, UTC)
+        key, now, resets_at = budget._today("key:a")
+        assert key == f"budget:{{key:a}}:{day:%Y-%m-%d}" and now == instant
+        assert (
+            resets_at == (datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)).timestamp()
+        )
 
 
 async def test_no_budget_means_unlimited(limiter: RateLimiter) -> None:
