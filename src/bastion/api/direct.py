@@ -5,23 +5,24 @@ FastAPI answers every route the same way: it reads the body, solves the dependen
 (building a cache, an error list and a result object on each request), runs the endpoint, then
 validates and serializes what it returned. For a route whose dependencies take nothing but the
 ``Request`` (``GET /api/auth/me``, whose principal comes from a ``Require`` dependency), and
-whose endpoint takes at most path parameters, one JSON model body and the ``Response`` besides
-(``POST /api/sessions/{session_id}/messages``), nearly all of that is bookkeeping with nothing to
-decide: about 55 µs of an authenticated read that costs 140 µs in all.
+whose endpoint takes at most path and query parameters, one JSON model body and the ``Response``
+besides (``POST /api/sessions/{session_id}/messages``, ``GET /api/sessions?limit=``), nearly all
+of that is bookkeeping with nothing to decide: about 55 µs of an authenticated read that costs
+140 µs in all.
 
 ``DirectRoute`` hands such a route a handler that does what FastAPI's does, in its order, with
 its own helpers: it reads and parses the body (a malformed JSON body fails before any
 dependency runs), calls the dependencies once each (one refusing the caller wins over a body
-that fails validation), validates the path parameters then the body with
-``request_params_to_args`` and ``request_body_to_args`` (their errors raised together, as
-FastAPI raises them), calls the endpoint, then serializes the answer with ``serialize_response``
-(the same validation against the response model, the same bytes) and merges what the endpoint
-set on its ``Response`` parameter. Exceptions travel as from FastAPI's handler, to the same
-exception handlers. Every other route (query, header and cookie parameters, forms and files,
-background tasks, security scopes, sync or ``yield`` functions, streams), and every route while
-the app has dependency overrides set, is answered by FastAPI's own handler: a route qualifies
-only when FastAPI would have nothing else to do. FastAPI's OpenTelemetry hooks are not called
-(Bastion turns FastAPI's telemetry off).
+that fails validation), validates the path parameters, the query parameters, then the body with
+``request_params_to_args`` and ``request_body_to_args`` (their errors raised together, in that
+order, as FastAPI raises them), calls the endpoint, then serializes the answer with
+``serialize_response`` (the same validation against the response model, the same bytes) and
+merges what the endpoint set on its ``Response`` parameter. Exceptions travel as from FastAPI's
+handler, to the same exception handlers. Every other route (header and cookie parameters,
+dependencies that take parameters, forms and files, background tasks, security scopes, sync or
+``yield`` functions, streams), and every route while the app has dependency overrides set, is
+answered by FastAPI's own handler: a route qualifies only when FastAPI would have nothing else
+to do. FastAPI's OpenTelemetry hooks are not called (Bastion turns FastAPI's telemetry off).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ _SPECIAL_PARAMETERS = (
     "security_scopes_param_name",
 )
 #: What an endpoint may take besides the request and still be answered directly.
-_ENDPOINT_INPUTS = ("path_params", "body_params")
+_ENDPOINT_INPUTS = ("path_params", "query_params", "body_params")
 _ENDPOINT_SPECIAL_PARAMETERS = ("response_param_name",)
 
 
@@ -234,6 +235,7 @@ def direct_handler(route: Any) -> Handler | None:
     request_parameter = dependant.request_param_name
     response_parameter = dependant.response_param_name
     path_params = list(dependant.path_params)
+    query_params = list(dependant.query_params)
     path = dependant.path or ""
     embed_body_fields: bool = getattr(route, "_embed_body_fields", False)
     strict = route.strict_content_type
@@ -267,9 +269,13 @@ def direct_handler(route: Any) -> Handler | None:
             value = await call(request)
             for name in names:
                 values[name] = value
-        if path_params or body_params:
+        if path_params or query_params or body_params:
             values_, errors = request_params_to_args(path_params, request.path_params)
             values.update(values_)
+            if query_params:
+                values_, query_errors = request_params_to_args(query_params, request.query_params)
+                values.update(values_)
+                errors.extend(query_errors)
             if body_params:
                 values_, body_errors = await request_body_to_args(body_params, body, embed_body_fields)
                 values.update(values_)

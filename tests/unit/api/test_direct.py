@@ -11,11 +11,14 @@ from fastapi import (
     APIRouter,
     BackgroundTasks,
     Body,
+    Cookie,
     Depends,
     FastAPI,
     Form,
+    Header,
     HTTPException,
     Path,
+    Query,
     Request,
     Response,
 )
@@ -138,6 +141,21 @@ def build(route_class: type[APIRoute], calls: Calls, *, flat: bool = False) -> F
     async def query(size: int) -> Item:
         return Item(name="q", size=size)
 
+    @router.get("/search/{code}")
+    async def search(
+        code: Code,
+        a: Annotated[str, Depends(first)],
+        before: Annotated[datetime | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        tag: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+        kind: Annotated[str | None, Query(alias="type", max_length=8)] = None,
+    ) -> dict[str, Any]:
+        return {"code": code, "a": a, "before": before, "limit": limit, "tag": tag, "kind": kind}
+
+    @router.post("/filed/{number}", response_model=Item)
+    async def filed(number: int, body: Order, dry: bool = False) -> Item:
+        return Item(name=f"{dry}", size=number + body.count)
+
     @router.post("/orders/{code}/{number}", response_model=Item)
     async def order(
         code: Code,
@@ -236,6 +254,15 @@ REQUESTS: list[tuple[str, str, dict[str, str]]] = [
     ("GET", "/api/query?size=5", {}),
     ("GET", "/api/query?size=five", {}),
     ("GET", "/api/query", {}),
+    ("GET", "/api/query?size=5&size=6", {}),
+    ("GET", "/api/query?size=", {}),
+    ("GET", "/api/search/abc", {}),
+    ("GET", "/api/search/abc?limit=3&tag=x&tag=y&type=def", {}),
+    ("GET", "/api/search/abc?before=2026-12-06T10:00:00Z&limit=100", {}),
+    ("GET", "/api/search/abc?before=yesterday&limit=0&type=toolongforacode", {}),
+    ("GET", "/api/search/ABC?limit=101", {}),
+    ("GET", "/api/search/abc?limit=3", {"x-refuse": "1"}),
+    ("GET", "/api/search/abc?limit=%FF&unknown=1&kind=ignored", {}),
     ("POST", "/api/item", {}),
 ]
 
@@ -286,6 +313,10 @@ BODY_REQUESTS: list[tuple[str, str, dict[str, str], bytes | None]] = [
     ("POST", "/api/lax/orders/1", {}, b"{"),
     ("POST", "/api/lax/orders/1", {"content-type": "text/plain"}, ORDER),
     ("POST", "/api/lax/orders/1", {}, None),
+    ("POST", "/api/filed/2?dry=true", JSON, ORDER),
+    ("POST", "/api/filed/2?dry=perhaps", JSON, ORDER),
+    ("POST", "/api/filed/x?dry=perhaps", JSON, b'{"count": "many"}'),
+    ("POST", "/api/filed/2?dry=1", {**JSON, "x-refuse": "1"}, ORDER),
 ]
 
 
@@ -341,8 +372,8 @@ def routes_of(app: FastAPI) -> dict[str, Any]:
 def test_only_routes_that_take_nothing_but_the_request_are_answered_directly() -> None:
     app = build(DirectRoute, Calls())
     direct = {path for path, route in routes_of(app).items() if direct_handler(route) is not None}
-    # A query parameter needs FastAPI's validation; the rest take only the request (or nothing),
-    # path parameters, a JSON model body and the response.
+    # Every route takes only the request (or nothing), path and query parameters, a JSON model
+    # body and the response.
     assert direct == {
         "/api/item",
         "/api/twice",
@@ -357,6 +388,9 @@ def test_only_routes_that_take_nothing_but_the_request_are_answered_directly() -
         "/api/embedded/{number}",
         "/api/small/{number}",
         "/api/bad/{number}",
+        "/api/query",
+        "/api/search/{code}",
+        "/api/filed/{number}",
     }
     assert not routes_of(app)["/api/item"].dependant.query_params  # the dependencies were resolved
 
@@ -371,6 +405,10 @@ class Text(BaseModel):
 
 async def path_dependency(number: int) -> int:
     return number
+
+
+async def query_dependency(q: str) -> str:
+    return q
 
 
 def test_other_inputs_and_sync_functions_are_left_to_fastapi() -> None:
@@ -388,9 +426,17 @@ def test_other_inputs_and_sync_functions_are_left_to_fastapi() -> None:
     def sync_body(number: int, body: Text) -> str:
         return body.text
 
-    @router.post("/query/{number}")
-    async def query(number: int, body: Text, q: str) -> str:
+    @router.post("/header/{number}")
+    async def header(number: int, body: Text, x_q: Annotated[str, Header()]) -> str:
+        return x_q
+
+    @router.get("/cookie")
+    async def cookie(q: Annotated[str, Cookie()]) -> str:
         return q
+
+    @router.get("/dependency-query")
+    async def dependency_query(value: Annotated[str, Depends(query_dependency)]) -> str:
+        return value
 
     @router.post("/form")
     async def form(text: Annotated[str, Form()]) -> str:
@@ -421,7 +467,9 @@ def test_other_inputs_and_sync_functions_are_left_to_fastapi() -> None:
         assert client.get("/sync").json() == "sync"
         assert client.get("/sync-endpoint").json() == "thread"
         assert client.post("/sync-body/1", json={"text": "t"}).json() == "t"
-        assert client.post("/query/1?q=x", json={"text": "t"}).json() == "x"
+        assert client.post("/header/1", json={"text": "t"}, headers={"x-q": "x"}).json() == "x"
+        assert client.get("/cookie", headers={"cookie": "q=c"}).json() == "c"
+        assert client.get("/dependency-query?q=d").json() == "d"
         assert client.post("/form", data={"text": "f"}).json() == "f"
         assert client.post("/background/1", json={"text": "b"}).json() == "b"
         assert client.get("/dependency-path/4").json() == 4
