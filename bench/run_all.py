@@ -99,7 +99,9 @@ def ratio_row(measure: str, ours: Served, base: Served, base_name: str, target: 
     """Throughput ratio (judged against ``target``), and the same ratio from CPU time per request."""
     ratio = ours.rate / base.rate
     judged = "" if target is None else f">= {target:g}x: {'met' if ratio >= target else 'NOT MET'}"
-    shown = f"{ratio:.2f}x"
+    # Three decimals where two would round a ratio onto its target's line (0.499 shown as 0.50).
+    near = target is not None and abs(ratio - target) < 0.005
+    shown = f"{ratio:.3f}x" if near else f"{ratio:.2f}x"
     if ours.cpu_ms and base.cpu_ms:
         shown += f" (CPU {base.cpu_ms / ours.cpu_ms:.2f}x)"
     return Row(measure, str(ours), f"{base_name} {base}", shown, judged)
