@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bastion.ratelimit.algorithm import PERIODS
 from bastion.ratelimit.service import RateLimiter
 from bastion.ratelimit.storage.base import BudgetCall, BudgetResult, BudgetSettlement, Rider, SlotRenewal
 
-DAY_SECONDS = 86_400
+_DAY = PERIODS["day"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +104,10 @@ class TokenBudget:
 
     def _today(self, owner: str) -> tuple[str, float, float]:
         now = self.limiter.clock()
-        number = int(now // DAY_SECONDS)  # UTC days: POSIX time has no leap seconds
+        number = int(now // _DAY)  # UTC days: POSIX time has no leap seconds
         if number != self._day[0]:
-            start = datetime.fromtimestamp(number * DAY_SECONDS, UTC)
-            self._day = (number, f"{start:%Y-%m-%d}", (number + 1) * DAY_SECONDS)
+            start = datetime.fromtimestamp(number * _DAY, UTC)
+            self._day = (number, f"{start:%Y-%m-%d}", (number + 1) * _DAY)
         _, date, midnight = self._day
         return f"budget:{{{owner}}}:{date}", now, midnight
 

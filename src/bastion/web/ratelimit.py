@@ -36,7 +36,7 @@ NEWLY_BLOCKED = int(Outcome.NEWLY_BLOCKED)
 
 
 _HEADER_NAMES = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
-_LIMIT_HEADER, _REMAINING_HEADER, _RESET_HEADER = (name.lower().encode() for name in _HEADER_NAMES)
+_HEADER_KEYS = tuple(name.lower().encode() for name in _HEADER_NAMES)  # as an ASGI message carries them
 
 
 def _header_values(limit: int, decision: RawDecision) -> tuple[int, int, int]:
@@ -56,8 +56,7 @@ def rate_limit_headers(limit: int, decision: RawDecision) -> dict[str, str]:
 def rate_limit_header_pairs(limit: int, decision: RawDecision) -> list[tuple[bytes, bytes]]:
     """``rate_limit_headers`` as an ASGI message's header list."""
     values = _header_values(limit, decision)
-    names = (_LIMIT_HEADER, _REMAINING_HEADER, _RESET_HEADER)
-    return [(name, b"%d" % value) for name, value in zip(names, values, strict=True)]
+    return [(name, b"%d" % value) for name, value in zip(_HEADER_KEYS, values, strict=True)]
 
 
 def denial(
